@@ -1,0 +1,43 @@
+# Dockcast: `make serve` runs a node on embedded defaults, `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYX := $(wildcard sfu/*.pyx sfu/*.pxd)
+PYTEST_ARGS ?=
+
+.PHONY: serve test test-fast build venv system-deps bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+venv: $(STAMP)
+
+# Compile the Cython hot path in place (only what changed).
+build: $(STAMP) $(PYX)
+	$(PY) setup.py -q build_ext --inplace
+
+serve: build
+	$(VENV)/bin/dockcast serve $(ARGS)
+
+# Debian packages the end-to-end tests drive (browser, redis, GStreamer).
+system-deps:
+	bash scripts/system-deps.sh
+
+# The whole suite in compiled mode, then every module with a Cython twin in pure mode.
+test: build system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+	DOCKCAST_PUREPYTHON=1 $(PY) -m pytest -m twin $(PYTEST_ARGS)
+
+test-fast: build
+	$(PY) -m pytest -x -q -m "not browser" $(PYTEST_ARGS)
+
+bench: build
+	$(VENV)/bin/dockcast bench $(ARGS)
+
+clean:
+	rm -rf build $(VENV) sfu/*.so sfu/_*.c

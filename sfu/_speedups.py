@@ -1,0 +1,39 @@
+"""Choose between a compiled (Cython) module and its pure-Python twin.
+
+Every Cython module ``sfu/_X.pyx`` has a twin ``sfu/_X_py.py`` with the same API.
+The public module ``sfu/X.py`` re-exports one of them: the compiled one when it is
+built, the twin when it is not or when ``DOCKCAST_PUREPYTHON=1`` is set (the same
+switch as msgpack's ``MSGPACK_PUREPYTHON``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from types import ModuleType
+
+__all__ = ["PUREPYTHON", "load"]
+
+logger = logging.getLogger(__name__)
+
+PUREPYTHON = os.environ.get("DOCKCAST_PUREPYTHON", "").strip() not in ("", "0", "false", "no")
+
+
+def load(compiled: str, pure: str) -> ModuleType:
+    """Import ``compiled`` unless pure mode is forced or it is not built; else ``pure``."""
+    if not PUREPYTHON:
+        try:
+            return importlib.import_module(compiled)
+        except ImportError:
+            logger.warning(
+                "%s is not built; using the slower pure-Python twin %s "
+                "(run `make build` to compile the extensions)", compiled, pure
+            )
+    return importlib.import_module(pure)
+
+
+def implementation(module: ModuleType) -> str:
+    """``"cython"`` if ``module`` is a compiled extension, else ``"python"``."""
+    origin = getattr(module, "__file__", "") or ""
+    return "cython" if origin.endswith((".so", ".pyd")) else "python"

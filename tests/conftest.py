@@ -1,0 +1,31 @@
+"""Suite-wide fixtures: uvloop as the event loop, the twin marker, free ports."""
+
+from __future__ import annotations
+
+import pathlib
+import socket
+
+import pytest
+import uvloop
+
+TWIN_DIRS = ("tests/sfu/",)
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy():
+    return uvloop.EventLoopPolicy()
+
+
+def pytest_collection_modifyitems(config, items):
+    root = pathlib.Path(config.rootpath)
+    for item in items:
+        rel = pathlib.Path(item.fspath).relative_to(root).as_posix()
+        if rel.startswith(TWIN_DIRS):
+            item.add_marker(pytest.mark.twin)
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
