@@ -1,0 +1,324 @@
+"""Participant: one member of a room, with its two peer connections.
+
+``pub`` carries what the participant publishes (the client offers, the SFU answers),
+``sub`` what it receives (the SFU offers, the client answers). Offers to the
+subscriber are serialised: a subscribe that arrives while an offer is out waits for
+the answer and then goes out as one new offer.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.sdp import SessionDescription
+
+from .consumer import Consumer, IdleTrack
+from .demux import RtpDemuxer
+from .errors import NegotiationError, NotFound
+from .producer import EXT_MID, CodecInfo, Producer
+from .rtcp import SenderReport, parse_rtcp, serialize_rtcp
+from .rtp import parse_header
+from .transport import WebRtcTransport
+
+__all__ = ["Participant", "MediaSettings"]
+
+logger = logging.getLogger(__name__)
+
+
+class MediaSettings:
+    """Codecs a node accepts from publishers, in order of preference, and ICE servers."""
+
+    def __init__(self, video_codecs: tuple[str, ...] = ("video/VP8", "video/H264"),
+                 audio_codecs: tuple[str, ...] = ("audio/opus",),
+                 ice_servers: tuple[str, ...] = (),
+                 nack_cache_size: int = 1024, keyframe_interval: float = 1.0) -> None:
+        self.video_codecs = video_codecs
+        self.audio_codecs = audio_codecs
+        self.ice_servers = ice_servers
+        self.nack_cache_size = nack_cache_size
+        self.keyframe_interval = keyframe_interval
+
+    def codecs_for(self, kind: str) -> tuple[str, ...]:
+        return self.video_codecs if kind == "video" else self.audio_codecs
+
+
+def _preferred(transceiver: Any, wanted: tuple[str, ...]) -> list[RTCRtpCodecCapability]:
+    from aiortc import RTCRtpSender
+
+    caps = RTCRtpSender.getCapabilities(transceiver.kind).codecs
+    order = {mime.lower(): i for i, mime in enumerate(wanted)}
+    chosen = [c for c in caps if c.mimeType.lower() in order]
+    chosen.sort(key=lambda c: order[c.mimeType.lower()])
+    rtx = [c for c in caps if c.mimeType.lower().endswith("/rtx")]
+    return chosen + rtx
+
+
+class Participant:
+    def __init__(self, identity: str, name: str | None = None, metadata: Any = None,
+                 settings: MediaSettings | None = None, participant_id: str | None = None) -> None:
+        self.id = participant_id or "PA_" + uuid.uuid4().hex[:12]
+        self.identity = identity
+        self.name = name
+        self.metadata = metadata
+        self.settings = settings or MediaSettings()
+        self.pub: WebRtcTransport | None = None
+        self.sub: WebRtcTransport | None = None
+        self.producers: dict[str, Producer] = {}
+        self.consumers: dict[str, Consumer] = {}  # by producer id
+        self.demux = RtpDemuxer()
+        self.send_offer: Callable[[str], Awaitable[None]] | None = None
+        self._offer_out = False
+        self._renegotiate = False
+        self.closed = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"participant_id": self.id, "identity": self.identity, "name": self.name,
+                "metadata": self.metadata,
+                "tracks": [p.describe() for p in self.producers.values()]}
+
+    def _transport(self, role: str) -> WebRtcTransport:
+        from .ice import rtc_configuration
+
+        transport = WebRtcTransport(role, configuration=rtc_configuration(self.settings.ice_servers),
+                                    name=self.id)
+        if role == "pub":
+            transport.on_rtp = self._on_publisher_rtp
+            transport.on_rtcp = self._on_publisher_rtcp
+        else:
+            transport.on_rtcp = self._on_subscriber_rtcp
+            transport.rtcp_out_filter = self._translate_outgoing_rtcp
+        return transport
+
+    # -- publishing ----------------------------------------------------------------
+
+    async def publish(self, sdp: str, tracks: list[dict[str, Any]]) -> tuple[str, list[Producer]]:
+        """Apply a publisher offer; return the answer and the new producers.
+
+        ``tracks`` names each new m-line to publish by ``mid`` with its ``kind``,
+        ``source`` and optional ``name``. The offer is checked before it is applied:
+        a bad one changes nothing.
+        """
+        wanted = self._check_offer(sdp, tracks)
+        if self.pub is None:
+            self.pub = self._transport("pub")
+        pub = self.pub
+
+        def prepare() -> None:
+            for transceiver in pub.pc.getTransceivers():
+                if transceiver.mid in wanted:
+                    transceiver.setCodecPreferences(
+                        _preferred(transceiver, self.settings.codecs_for(transceiver.kind)))
+
+        async with pub.negotiation_lock:
+            answer = await pub.accept_offer(sdp, prepare)
+        remote = SessionDescription.parse(pub.pc.remoteDescription.sdp)
+        ssrcs_by_mid = {m.rtp.muxId: tuple(s.ssrc for s in m.ssrc) for m in remote.media}
+        created = []
+        for transceiver in pub.pc.getTransceivers():
+            mid = transceiver.mid
+            if mid not in wanted or mid in {p.mid for p in self.producers.values()}:
+                continue
+            producer = self._make_producer(transceiver, wanted[mid], ssrcs_by_mid.get(mid, ()))
+            if producer is not None:
+                created.append(producer)
+        return answer, created
+
+    def _check_offer(self, sdp: str, tracks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        try:
+            offer = SessionDescription.parse(sdp)
+        except Exception as exc:  # noqa: BLE001 - aiortc raises assorted errors on junk
+            raise NegotiationError(f"unparsable SDP offer: {exc}") from exc
+        media = {m.rtp.muxId: m for m in offer.media if m.kind in ("audio", "video")}
+        if not media:
+            raise NegotiationError("the offer has no audio or video")
+        wanted = {}
+        for track in tracks:
+            mid = track["mid"]
+            m = media.get(mid)
+            if m is None:
+                raise NegotiationError(f"track mid {mid!r} is not in the offer")
+            if m.kind != track["kind"]:
+                raise NegotiationError(f"track mid {mid!r} is {m.kind} in the offer, not {track['kind']}")
+            if m.direction not in ("sendonly", "sendrecv"):
+                raise NegotiationError(f"track mid {mid!r} is {m.direction} in the offer, not sendonly")
+            wanted[mid] = track
+        return wanted
+
+    def _make_producer(self, transceiver: Any, track: dict[str, Any],
+                       ssrcs: tuple[int, ...]) -> Producer | None:
+        codecs = [c for c in transceiver._codecs if not c.mimeType.lower().endswith("/rtx")]
+        if not codecs:
+            logger.warning("participant %s: no common codec for mid %s", self.id, transceiver.mid)
+            return None
+        main = codecs[0]
+        rtx = next((c.payloadType for c in transceiver._codecs
+                    if c.mimeType.lower().endswith("/rtx")
+                    and c.parameters.get("apt") == main.payloadType), None)
+        codec = CodecInfo(main.mimeType, main.clockRate, main.payloadType, main.channels,
+                          dict(main.parameters), rtx)
+        ext_ids = {e.uri: e.id for e in transceiver._headerExtensions}
+        if EXT_MID in ext_ids:
+            self.demux.mid_ext_id = ext_ids[EXT_MID]
+        producer = Producer(
+            participant_id=self.id, kind=transceiver.kind, mid=transceiver.mid, codec=codec,
+            ext_ids=ext_ids, transport=self.pub, rtcp_ssrc=transceiver.sender._ssrc,
+            ssrcs=ssrcs[:1], source=track.get("source", "camera"), name=track.get("name"),
+            nack_cache_size=self.settings.nack_cache_size,
+            keyframe_interval=self.settings.keyframe_interval)
+        self.producers[producer.id] = producer
+        self.demux.add(producer, ssrcs[:1])
+        producer.on_close.append(self._producer_closed)
+        return producer
+
+    def _producer_closed(self, producer: Producer) -> None:
+        self.producers.pop(producer.id, None)
+        self.demux.remove(producer)
+
+    def unpublish(self, track_id: str) -> Producer:
+        producer = self.producers.get(track_id)
+        if producer is None:
+            raise NotFound(f"track {track_id!r} is not published by this participant")
+        producer.close()
+        return producer
+
+    def _on_publisher_rtp(self, data: bytes, arrival: float) -> None:
+        try:
+            pt, _marker, seq, ts, ssrc, off, end, *_ = parse_header(data)
+        except ValueError:
+            return
+        producer = self.demux.route(data, ssrc, pt)
+        if producer is not None:
+            producer.receive_rtp(data, pt, seq, ts, off, end)
+
+    def _on_publisher_rtcp(self, data: bytes) -> None:
+        try:
+            packets = parse_rtcp(data)
+        except ValueError:
+            return
+        for packet in packets:
+            if isinstance(packet, SenderReport):
+                producer = self.demux.by_ssrc.get(packet.ssrc)
+                if producer is not None:
+                    import time
+
+                    producer.receive_sender_report(packet, time.monotonic())
+
+    # -- subscribing ---------------------------------------------------------------
+
+    async def subscribe(self, producers: list[Producer]) -> list[Consumer]:
+        """Add consumers for ``producers`` (already consumed ones are skipped) and send
+        the subscriber a new offer (now, or after the answer to the one that is out)."""
+        if self.sub is None:
+            self.sub = self._transport("sub")
+        created = []
+        for producer in producers:
+            if producer.id in self.consumers or producer.closed:
+                continue
+            transceiver = self.sub.pc.addTransceiver(IdleTrack(producer.kind), direction="sendonly")
+            transceiver.setCodecPreferences(
+                [c for c in _preferred(transceiver, (producer.codec.mime_type,))
+                 if not c.mimeType.lower().endswith("/rtx")])
+            consumer = Consumer(producer, self.id, self.sub, transceiver)
+            consumer.on_close.append(self._consumer_closed)
+            self.consumers[producer.id] = consumer
+            created.append(consumer)
+        if created:
+            await self.renegotiate()
+        return created
+
+    def unsubscribe(self, producer_id: str) -> Consumer:
+        consumer = self.consumers.get(producer_id)
+        if consumer is None:
+            raise NotFound(f"not subscribed to track {producer_id!r}")
+        consumer.close()
+        return consumer
+
+    def _consumer_closed(self, consumer: Consumer) -> None:
+        self.consumers.pop(consumer.producer.id, None)
+
+    async def renegotiate(self) -> None:
+        """Send the subscriber a new offer, or remember to once the pending one is answered."""
+        if self.sub is None or self.closed:
+            return
+        if self._offer_out:
+            self._renegotiate = True
+            return
+        self._offer_out = True
+        self._renegotiate = False
+        sdp = await self.sub.create_offer()
+        if self.send_offer is not None:
+            await self.send_offer(sdp)
+
+    async def answer(self, sdp: str) -> None:
+        """The subscriber's answer to our offer."""
+        if self.sub is None or not self._offer_out:
+            raise NegotiationError("no offer is waiting for an answer")
+        await self.sub.accept_answer(sdp)
+        self._offer_out = False
+        for consumer in list(self.consumers.values()):
+            consumer.negotiate()
+        if self._renegotiate:
+            await self.renegotiate()
+
+    def _consumer_by_ssrc(self, ssrc: int) -> Consumer | None:
+        for consumer in self.consumers.values():
+            if consumer.ssrc == ssrc:
+                return consumer
+        return None
+
+    def _on_subscriber_rtcp(self, data: bytes) -> None:
+        try:
+            packets = parse_rtcp(data)
+        except ValueError:
+            return
+        for packet in packets:
+            media_ssrc = getattr(packet, "media_ssrc", None)
+            if media_ssrc is not None:
+                consumer = self._consumer_by_ssrc(media_ssrc)
+                if consumer is not None:
+                    consumer.receive_rtcp(packet)
+            elif hasattr(packet, "ssrcs"):  # REMB names the streams it covers
+                for ssrc in packet.ssrcs:
+                    consumer = self._consumer_by_ssrc(ssrc)
+                    if consumer is not None:
+                        consumer.receive_rtcp(packet)
+            elif hasattr(packet, "reports"):
+                for block in packet.reports:
+                    consumer = self._consumer_by_ssrc(block.ssrc)
+                    if consumer is not None:
+                        consumer.receive_rtcp(packet)
+
+    def _translate_outgoing_rtcp(self, data: bytes) -> bytes | None:
+        """Replace the sender reports aiortc writes (NTP 0) with translated ones."""
+        try:
+            packets = parse_rtcp(data)
+        except ValueError:
+            return None
+        out = []
+        for packet in packets:
+            if isinstance(packet, SenderReport):
+                consumer = self._consumer_by_ssrc(packet.ssrc)
+                packet = consumer.translate_sender_report(packet) if consumer else None
+                if packet is None:
+                    continue
+            out.append(packet)
+        return serialize_rtcp(out) if out else None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close producers, consumers and both peer connections (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        for producer in list(self.producers.values()):
+            producer.close()
+        for consumer in list(self.consumers.values()):
+            consumer.close()
+        for transport in (self.pub, self.sub):
+            if transport is not None:
+                await transport.close()

@@ -1,0 +1,204 @@
+"""Producer: one incoming track of a publisher, fanned out to its consumers.
+
+The producer owns the per-track state that all its consumers share: the negotiated
+codec and header-extension ids, the learned SSRC, the NACK packet cache, the latest
+sender report (to translate for each consumer) and the keyframe-request throttle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .forward import NackCache, fan_out
+from .h264 import h264_is_keyframe
+from .keyframe import KeyframeRequestThrottle
+from .rtcp import Pli, SenderReport, serialize_rtcp
+from .rtp import abs_send_time
+from .vp8 import vp8_is_keyframe
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+    from .transport import WebRtcTransport
+
+__all__ = ["CodecInfo", "Producer", "SenderReportInfo", "EXT_ABS_SEND_TIME", "EXT_AUDIO_LEVEL",
+           "EXT_MID"]
+
+logger = logging.getLogger(__name__)
+
+EXT_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+EXT_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+EXT_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+
+@dataclass(frozen=True)
+class CodecInfo:
+    """The codec a producer was negotiated with (on the publisher's peer connection)."""
+
+    mime_type: str
+    clock_rate: int
+    payload_type: int
+    channels: int | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    rtx_payload_type: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.mime_type.split("/", 1)[1].upper()
+
+
+def _keyframe_detector(codec: CodecInfo) -> Callable[[bytes], bool] | None:
+    if codec.name == "VP8":
+        return vp8_is_keyframe
+    if codec.name == "H264":
+        return h264_is_keyframe
+    return None
+
+
+@dataclass
+class SenderReportInfo:
+    """The publisher's latest RTCP sender report of this track."""
+
+    ntp_timestamp: int
+    rtp_timestamp: int
+    arrival: float
+
+
+class Producer:
+    """An incoming track. ``close()`` closes its consumers."""
+
+    def __init__(
+        self,
+        *,
+        participant_id: str,
+        kind: str,
+        mid: str,
+        codec: CodecInfo,
+        ext_ids: dict[str, int],
+        transport: WebRtcTransport,
+        rtcp_ssrc: int,
+        ssrcs: tuple[int, ...] = (),
+        source: str = "camera",
+        name: str | None = None,
+        producer_id: str | None = None,
+        nack_cache_size: int = 1024,
+        keyframe_interval: float = 1.0,
+    ) -> None:
+        self.id = producer_id or "TR_" + uuid.uuid4().hex[:12]
+        self.participant_id = participant_id
+        self.kind = kind
+        self.mid = mid
+        self.codec = codec
+        self.ext_ids = dict(ext_ids)
+        self.transport = transport
+        self.rtcp_ssrc = rtcp_ssrc
+        self.ssrcs = set(ssrcs)
+        self.source = source
+        self.name = name
+        self.consumers: list[Consumer] = []
+        self._states: list[Any] = []
+        self.video = kind == "video"
+        self._is_keyframe = _keyframe_detector(codec) if self.video else None
+        self.cache = NackCache(nack_cache_size) if self.video else None
+        self.keyframes = KeyframeRequestThrottle(keyframe_interval)
+        self._keyframe_timer: asyncio.TimerHandle | None = None
+        self.stamps_abs_send_time = EXT_ABS_SEND_TIME in self.ext_ids
+        self.last_sr: SenderReportInfo | None = None
+        self.packets = 0
+        self.octets = 0
+        self.keyframes_seen = 0
+        self.closed = False
+        self.on_close: list[Callable[[Producer], None]] = []
+
+    def describe(self) -> dict[str, Any]:
+        """The track as PROTOCOL.md lists it (``tracks`` in ``joined``, ``track_published``)."""
+        return {
+            "track_id": self.id,
+            "participant_id": self.participant_id,
+            "kind": self.kind,
+            "source": self.source,
+            "name": self.name,
+            "mid": self.mid,
+            "codec": self.codec.mime_type,
+        }
+
+    # -- consumers -----------------------------------------------------------------
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumers.append(consumer)
+        self._states.append(consumer.state)
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+            self._states.remove(consumer.state)
+
+    # -- packet path -----------------------------------------------------------------
+
+    def receive_rtp(self, data: bytes, payload_type: int, seq: int, ts: int,
+                    payload_offset: int, payload_end: int) -> None:
+        """One decrypted RTP packet of this track from the publisher."""
+        if payload_type != self.codec.payload_type or self.closed:
+            return  # rtx, red, fec: not forwarded
+        keyframe = False
+        if self.video:
+            self.cache.put(seq, data)
+            if self._is_keyframe is not None and self._is_keyframe(
+                    data[payload_offset:payload_offset + 16]):
+                keyframe = True
+                self.keyframes_seen += 1
+                self.keyframes.satisfied()
+        self.packets += 1
+        self.octets += payload_end - payload_offset
+        if self._states:
+            stamp = abs_send_time(time.time()) if self.stamps_abs_send_time else 0
+            fan_out(self._states, data, seq, ts, payload_end - payload_offset, keyframe, stamp)
+
+    def receive_sender_report(self, report: SenderReport, arrival: float) -> None:
+        self.last_sr = SenderReportInfo(report.ntp_timestamp, report.rtp_timestamp, arrival)
+
+    # -- keyframes -----------------------------------------------------------------
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe (PLI), at most once per interval."""
+        if not self.video or self.closed:
+            return
+        now = time.monotonic()
+        if self.keyframes.request(now):
+            self._send_pli()
+        elif self._keyframe_timer is None:
+            delay = self.keyframes.due(now)
+            if delay is not None:
+                self._keyframe_timer = asyncio.get_running_loop().call_later(
+                    delay, self._pending_keyframe_due)
+
+    def _pending_keyframe_due(self) -> None:
+        self._keyframe_timer = None
+        if self.keyframes.pending:
+            self.request_keyframe()
+
+    def _send_pli(self) -> None:
+        for ssrc in self.ssrcs or ():
+            self.transport.send_rtcp(serialize_rtcp([Pli(sender_ssrc=self.rtcp_ssrc, media_ssrc=ssrc)]))
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the producer and every consumer of it (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._keyframe_timer is not None:
+            self._keyframe_timer.cancel()
+            self._keyframe_timer = None
+        for consumer in list(self.consumers):
+            consumer.close()
+        if self.cache is not None:
+            self.cache.clear()
+        for callback in self.on_close:
+            callback(self)

@@ -1,0 +1,317 @@
+"""WebRtcTransport: one peer connection whose media bypasses aiortc's RTP stack.
+
+aiortc does ICE, DTLS, SRTP key setup and SDP. Once DTLS is up, every SRTP/SRTCP
+datagram is taken straight from aioice's ``Connection.data_received`` (the single
+funnel for non-STUN datagrams), decrypted with the transport's SRTP session and handed
+to ``on_rtp(data, arrival)`` / ``on_rtcp(data)`` synchronously: no queue, no
+coroutine, no ``RtpPacket`` per packet. Outgoing packets are protected and written to
+the nominated ICE pair's socket synchronously (:meth:`send_rtp`, :meth:`send_rtcp`).
+
+aiortc's own senders keep running (their RTCP task must not be cancelled: it sends
+BYE), but the RTCP they write passes through ``rtcp_out_filter``, which the SFU uses to
+replace their sender reports (NTP 0) with translated ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pylibsrtp
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCConfiguration
+
+from . import ice
+from .errors import Closed, NegotiationError
+from .rtp import is_rtcp
+
+__all__ = ["WebRtcTransport", "TransportStats"]
+
+logger = logging.getLogger(__name__)
+
+RtpHandler = Callable[[bytes, float], None]
+RtcpHandler = Callable[[bytes], None]
+
+
+class TransportStats:
+    """Packet counters of one transport (read by metrics and tests)."""
+
+    __slots__ = ("rtp_in", "rtcp_in", "rtp_out", "rtcp_out", "bytes_in", "bytes_out",
+                 "srtp_errors", "handler_errors", "send_errors")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _bypass_receiver(receiver: Any) -> None:
+    """Stop the decoder thread that aiortc starts per receiver: no RTP ever reaches it."""
+    if getattr(receiver, "_dockcast_bypassed", False):
+        return
+    receiver._dockcast_bypassed = True
+    original = receiver.receive
+
+    async def receive(parameters: Any) -> None:
+        await original(parameters)
+        receiver._RTCRtpReceiver__stop_decoder()
+
+    receiver.receive = receive
+
+
+def _ignore_rtp(data: bytes, arrival: float) -> None:
+    pass
+
+
+def _ignore_rtcp(data: bytes) -> None:
+    pass
+
+
+class WebRtcTransport:
+    """A peer connection (``role`` "pub" or "sub") with the SFU's packet path attached.
+
+    ``on_rtp``/``on_rtcp`` receive decrypted packets; ``rtcp_out_filter`` sees the RTCP
+    that aiortc's senders write and may rewrite it (return bytes) or drop it (None).
+    ``on_state`` is called with the connection state ("connected", "failed", "closed").
+    """
+
+    def __init__(
+        self,
+        role: str,
+        *,
+        configuration: RTCConfiguration | None = None,
+        name: str = "",
+    ) -> None:
+        self.role = role
+        self.name = name
+        config = configuration or ice.rtc_configuration()
+        config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
+        self.pc = RTCPeerConnection(config)
+        self.stats = TransportStats()
+        self.on_rtp: RtpHandler = _ignore_rtp
+        self.on_rtcp: RtcpHandler = _ignore_rtcp
+        self.rtcp_out_filter: Callable[[bytes], bytes | None] | None = None
+        self.on_state: Callable[[str], None] | None = None
+        self.connected = asyncio.Event()
+        self.closed = False
+        self._dtls: Any = None
+        self._ice_connection: Any = None
+        self._original_data_received: Callable[[bytes, int], None] | None = None
+        self._tx_protect: Callable[[bytes], bytes] | None = None
+        self._tx_protect_rtcp: Callable[[bytes], bytes] | None = None
+        self._sendto: Callable[[bytes, Any], None] | None = None
+        self._remote_addr: Any = None
+        self._negotiation_lock = asyncio.Lock()
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    # -- negotiation ---------------------------------------------------------------
+
+    @property
+    def negotiation_lock(self) -> asyncio.Lock:
+        """Held while an offer/answer exchange is in progress on this transport."""
+        return self._negotiation_lock
+
+    async def accept_offer(self, sdp: str, prepare: Callable[[], None] | None = None) -> str:
+        """Apply a remote offer and return the local answer's SDP.
+
+        ``prepare`` runs between setRemoteDescription and createAnswer (to set codec
+        preferences and directions on the new transceivers).
+        """
+        self._check_open()
+        try:
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=ice.filter_sdp_candidates(sdp), type="offer"))
+        except (ValueError, AttributeError, KeyError, IndexError) as exc:
+            raise NegotiationError(f"unusable offer: {exc}") from exc
+        if prepare is not None:
+            prepare()
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        self._attach()
+        return self.pc.localDescription.sdp
+
+    async def create_offer(self) -> str:
+        """Create and apply a local offer; return its SDP (candidates included)."""
+        self._check_open()
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(offer)
+        self._attach()
+        return self.pc.localDescription.sdp
+
+    async def accept_answer(self, sdp: str) -> None:
+        """Apply the remote answer to our last offer."""
+        self._check_open()
+        if self.pc.signalingState != "have-local-offer":
+            raise NegotiationError("no offer is waiting for an answer on this peer connection")
+        try:
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=ice.filter_sdp_candidates(sdp), type="answer"))
+        except (ValueError, AttributeError, KeyError, IndexError) as exc:
+            raise NegotiationError(f"unusable answer: {exc}") from exc
+        self._attach()
+
+    async def add_ice_candidate(self, candidate: str, sdp_mid: str | None,
+                                sdp_mline_index: int | None) -> None:
+        """Add a trickled remote candidate (ignored if the ICE policy refuses it)."""
+        from aiortc.sdp import candidate_from_sdp
+
+        self._check_open()
+        line = candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate
+        if not line:
+            return  # end-of-candidates
+        if not ice.candidate_allowed("candidate:" + line):
+            return
+        try:
+            parsed = candidate_from_sdp(line)
+        except (ValueError, IndexError) as exc:
+            raise NegotiationError(f"bad ICE candidate: {exc}") from exc
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index
+        await self.pc.addIceCandidate(parsed)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise Closed(f"{self.role} peer connection is closed")
+
+    # -- packet path ---------------------------------------------------------------
+
+    def _attach(self) -> None:
+        """Take over the SRTP datagrams of the (bundled) DTLS transport."""
+        transceivers = self.pc.getTransceivers()
+        if not transceivers:
+            return
+        dtls_set = {t.receiver.transport for t in transceivers if not t.stopped}
+        if len(dtls_set) > 1:
+            raise NegotiationError("all media must be BUNDLEd on one transport")
+        for transceiver in transceivers:
+            _bypass_receiver(transceiver.receiver)
+        dtls = transceivers[0].receiver.transport
+        if dtls is self._dtls:
+            return
+        self._dtls = dtls
+        connection = dtls.transport._connection
+        self._ice_connection = connection
+        self._original_data_received = connection.data_received
+        connection.data_received = self._data_received
+        original_send_rtp = dtls._send_rtp
+
+        async def send_rtp(data: bytes) -> None:
+            # aiortc's senders and receivers write their RTCP here
+            if self.rtcp_out_filter is not None and is_rtcp(data):
+                filtered = self.rtcp_out_filter(data)
+                if not filtered:
+                    return
+                data = filtered
+            await original_send_rtp(data)
+
+        dtls._send_rtp = send_rtp
+
+    def _data_received(self, data: bytes, component: int) -> None:
+        if data and 127 < data[0] < 192:
+            rx = self._dtls._rx_srtp
+            if rx is not None:
+                self._srtp_received(rx, data)
+                return
+        self._original_data_received(data, component)
+
+    def _srtp_received(self, rx: pylibsrtp.Session, data: bytes) -> None:
+        stats = self.stats
+        stats.bytes_in += len(data)
+        try:
+            if is_rtcp(data):
+                plain = rx.unprotect_rtcp(data)
+                stats.rtcp_in += 1
+                self.on_rtcp(plain)
+            else:
+                plain = rx.unprotect(data)
+                stats.rtp_in += 1
+                self.on_rtp(plain, time.monotonic())
+        except pylibsrtp.Error:
+            stats.srtp_errors += 1
+        except Exception:  # a handler bug must not kill the socket's protocol
+            stats.handler_errors += 1
+            if stats.handler_errors <= 5 or stats.handler_errors % 1000 == 0:
+                logger.exception("%s %s: packet handler failed (%d so far)",
+                                 self.name, self.role, stats.handler_errors)
+
+    def _resolve_send_path(self) -> bool:
+        dtls = self._dtls
+        if dtls is None or dtls._tx_srtp is None or self.closed:
+            return False
+        pair = self._ice_connection._nominated.get(1)
+        if pair is None or pair.protocol.transport is None:
+            return False
+        self._tx_protect = dtls._tx_srtp.protect
+        self._tx_protect_rtcp = dtls._tx_srtp.protect_rtcp
+        self._sendto = pair.protocol.transport.sendto
+        self._remote_addr = pair.remote_addr
+        return True
+
+    def send_rtp(self, packet: bytes) -> bool:
+        """Protect and send one RTP packet now; False if the transport is not ready."""
+        protect = self._tx_protect
+        if protect is None:
+            if not self._resolve_send_path():
+                return False
+            protect = self._tx_protect
+        try:
+            data = protect(packet)
+            self._sendto(data, self._remote_addr)
+        except (pylibsrtp.Error, OSError, AttributeError):
+            self.stats.send_errors += 1
+            return False
+        stats = self.stats
+        stats.rtp_out += 1
+        stats.bytes_out += len(data)
+        return True
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        """Protect and send one (compound) RTCP packet now; False if not ready."""
+        if self._tx_protect_rtcp is None and not self._resolve_send_path():
+            return False
+        try:
+            data = self._tx_protect_rtcp(packet)
+            self._sendto(data, self._remote_addr)
+        except (pylibsrtp.Error, OSError, AttributeError):
+            self.stats.send_errors += 1
+            return False
+        self.stats.rtcp_out += 1
+        self.stats.bytes_out += len(data)
+        return True
+
+    @property
+    def send_path(self) -> tuple[Callable[[bytes], bytes], Callable[[bytes, Any], None], Any] | None:
+        """(protect, sendto, address) for the compiled fan-out loop, or None if not ready."""
+        if self._tx_protect is None and not self._resolve_send_path():
+            return None
+        return self._tx_protect, self._sendto, self._remote_addr
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected":
+            self._resolve_send_path()
+            self.connected.set()
+        elif state in ("failed", "closed"):
+            self._tx_protect = self._tx_protect_rtcp = self._sendto = None
+        if self.on_state is not None:
+            self.on_state(state)
+
+    async def close(self) -> None:
+        """Close the peer connection (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._tx_protect = self._tx_protect_rtcp = self._sendto = None
+        self.on_rtp = _ignore_rtp
+        self.on_rtcp = _ignore_rtcp
+        try:
+            await self.pc.close()
+        except Exception:  # noqa: BLE001 - closing must not fail the caller
+            logger.exception("%s %s: error while closing the peer connection", self.name, self.role)
