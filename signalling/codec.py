@@ -98,13 +98,18 @@ class Codec:
             )
         return msg
 
-    def encode(self, msg: dict[str, Any]) -> Frame:
-        """Encode one message: ``bytes`` for msgpack, ``str`` for JSON."""
+    def encode(self, msg: Any) -> Frame:
+        """Encode one message (or any value): ``bytes`` for msgpack, ``str`` for JSON."""
         if self.binary:
             return msgpack.packb(msg, use_bin_type=True)
         return json.dumps(
             msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
         )
+
+    def encoded_size(self, value: Any) -> int:
+        """Bytes ``value`` takes once encoded with this codec (as UTF-8, for JSON)."""
+        encoded = self.encode(value)
+        return len(encoded.encode("utf-8")) if isinstance(encoded, str) else len(encoded)
 
     def _unpack(self, frame: bytes | bytearray | memoryview) -> Any:
         limit = self.max_frame_bytes
@@ -161,13 +166,17 @@ class Codec:
                 raise BadRequest("numbers must be finite")
 
 
-def codec_for(subprotocol: str | None, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Codec:
+def codec_for(
+    subprotocol: str | None,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> Codec:
     """The codec of a negotiated subprotocol (``None``, no subprotocol, is JSON)."""
     if subprotocol is None:
         subprotocol = JSON
     if subprotocol not in SUBPROTOCOLS:
         raise ValueError(f"unknown subprotocol {subprotocol!r}")
-    return Codec(subprotocol, max_frame_bytes)
+    return Codec(subprotocol, max_frame_bytes, max_depth)
 
 
 def _json_default(value: Any) -> Any:

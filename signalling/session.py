@@ -1,0 +1,411 @@
+"""The sans-IO core of one signalling connection.
+
+:class:`SessionCore` takes frames and the time, and returns :class:`Action` values for
+the adapter to carry out; it never touches a socket or reads a clock by itself (``now``
+is passed in; ``clock`` only supplies it when the caller passes ``None``). One core per
+websocket connection:
+
+    core = SessionCore(verifier, NodeInfo("node-1", "us-west", "0.1.0"), Limits())
+    for action in core.receive_frame(frame, now):
+        ...  # Send(msg): encode with core.codec and send; Dispatch(request): run the
+             # app's handler; Authenticated(claims, refreshed); Close(code, reason)
+
+What the core does by itself, in this order, for each frame: size limit and decoding
+(``too_large``, ``bad_request``); first message must be ``hello`` (else ``unauthorized``
+and close 4001); the per-connection token bucket (``rate_limited``); validation against
+:mod:`signalling.schema` (``bad_request``); token expiry (``unauthorized``, close 4001);
+``ping`` (answered ``pong`` here); draining (``unavailable`` except ``leave``/``ping``);
+grants (``forbidden``); joined room (``bad_request``); ``send.payload`` size
+(``too_large``); then :class:`Dispatch`. A rejected message changes no state; every
+rejection counts towards the abuse window, and ``abuse_threshold`` of them within
+``abuse_window`` seconds close the connection with 4008.
+
+States and their transitions are data (:data:`TRANSITIONS`): ``AWAIT_HELLO`` until a
+``hello`` with a valid token, then ``READY`` (a later ``hello`` refreshes the token for
+the same identity), ``CLOSED`` after any :class:`Close` or :meth:`connection_lost`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from .codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_FRAME_BYTES, Codec, codec_for, valid_id
+from .errors import (
+    CLOSE_ABUSE,
+    CLOSE_UNAUTHORIZED,
+    BadRequest,
+    Forbidden,
+    RateLimited,
+    SignallingError,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    error_message,
+)
+from .schema import Request, validate
+from .tokens import Claims, TokenVerifier
+
+__all__ = [
+    "State",
+    "Transition",
+    "TRANSITIONS",
+    "Limits",
+    "NodeInfo",
+    "Action",
+    "Send",
+    "Dispatch",
+    "Authenticated",
+    "Close",
+    "TokenBucket",
+    "AbuseWindow",
+    "SessionCore",
+    "require_room",
+]
+
+#: Requests still served while the node drains.
+DRAIN_ALLOWED = frozenset({"leave", "ping"})
+
+
+class State(enum.Enum):
+    AWAIT_HELLO = "await_hello"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+class Transition(enum.Enum):
+    HELLO_ACCEPTED = "hello_accepted"
+    CLOSE = "close"
+
+
+#: state -> what happened -> next state. Anything else is a bug in the core.
+TRANSITIONS: Mapping[State, Mapping[Transition, State]] = MappingProxyType(
+    {
+        State.AWAIT_HELLO: {Transition.HELLO_ACCEPTED: State.READY, Transition.CLOSE: State.CLOSED},
+        State.READY: {Transition.HELLO_ACCEPTED: State.READY, Transition.CLOSE: State.CLOSED},
+        State.CLOSED: {Transition.CLOSE: State.CLOSED},
+    }
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every limit of a signalling connection, with its default.
+
+    - ``max_frame_bytes``: a larger frame is answered ``too_large`` (without an ``id``:
+      it is not decoded). Frames over ``hard_frame_bytes`` (``hard_frame_factor`` times
+      as large) are not even read: websockets closes the connection with 1009.
+    - ``max_payload_bytes``: the encoded size of ``send.payload``; over it, ``too_large``.
+    - ``max_depth``: maps and arrays nested deeper are ``bad_request``.
+    - ``rate``, ``burst``: the token bucket of each connection, in frames per second and
+      frames; a frame finding it empty is answered ``rate_limited``.
+    - ``abuse_threshold``, ``abuse_window``: that many rejected frames within that many
+      seconds close the connection with 4008.
+    - ``hello_timeout``: seconds a connection may stay without a valid ``hello``
+      (then ``unauthorized`` and close 4001).
+    - ``max_pending_requests``: requests waiting for the app's handlers, per connection;
+      beyond it, ``rate_limited``.
+    - ``max_queued_messages``: messages waiting to be written to a connection; a
+      consumer that lets more pile up is disconnected with 4013.
+    - ``close_grace``: seconds a disconnect waits for the connection's running handler
+      before cancelling it and calling the disconnect hooks.
+    """
+
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    hard_frame_factor: int = 4
+    max_payload_bytes: int = 64 * 1024
+    max_depth: int = DEFAULT_MAX_DEPTH
+    rate: float = 50.0
+    burst: int = 100
+    abuse_threshold: int = 20
+    abuse_window: float = 10.0
+    hello_timeout: float = 10.0
+    max_pending_requests: int = 256
+    max_queued_messages: int = 1024
+    close_grace: float = 5.0
+
+    @property
+    def hard_frame_bytes(self) -> int:
+        return self.max_frame_bytes * self.hard_frame_factor
+
+    def to_wire(self) -> dict[str, int]:
+        """The limits a client needs to know (sent in ``welcome.limits``)."""
+        return {"max_frame_bytes": self.max_frame_bytes, "max_payload_bytes": self.max_payload_bytes}
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """Who answers: reported in every ``welcome``."""
+
+    node: str
+    region: str
+    server_version: str
+
+
+# ---- actions ---------------------------------------------------------------------------
+
+
+class Action:
+    """Something the adapter must do, in the order returned."""
+
+
+@dataclass(frozen=True)
+class Send(Action):
+    """Send ``msg`` to the client (encode it with ``SessionCore.codec``)."""
+
+    msg: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Dispatch(Action):
+    """A valid, allowed request for the app: answer it with its success message or an
+    error carrying ``request.id``."""
+
+    request: Request
+
+
+@dataclass(frozen=True)
+class Authenticated(Action):
+    """A ``hello`` was accepted; ``refreshed`` when it replaced the token of a session
+    that was already authenticated."""
+
+    claims: Claims
+    refreshed: bool
+
+
+@dataclass(frozen=True)
+class Close(Action):
+    """Close the websocket with ``code`` after sending what came before."""
+
+    code: int
+    reason: str
+
+
+# ---- counters --------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up; starts full."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self._last is not None and now > self._last:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        if self._last is None or now > self._last:
+            self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+class AbuseWindow:
+    """Counts events in a sliding window; :meth:`record` says when ``threshold`` of them
+    fell within ``window`` seconds."""
+
+    def __init__(self, threshold: int, window: float):
+        self.threshold = threshold
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def record(self, now: float) -> bool:
+        self._times.append(now)
+        while self._times and self._times[0] <= now - self.window:
+            self._times.popleft()
+        return len(self._times) >= self.threshold
+
+
+# ---- the core --------------------------------------------------------------------------
+
+
+class SessionCore:
+    """One connection's session: see the module docstring.
+
+    Public attributes the adapter and app read: ``state``, ``session_id``, ``claims``
+    (``None`` until ``hello``), ``resume`` (the ``hello.resume`` map, or ``None``),
+    ``codec``. The app sets ``room`` (the joined room, or ``None``); the adapter sets
+    ``draining``.
+    """
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        node_info: NodeInfo,
+        limits: Limits = Limits(),
+        clock: Callable[[], float] = time.time,
+        *,
+        subprotocol: str | None = None,
+        session_id: str | None = None,
+    ):
+        self.verifier = verifier
+        self.node_info = node_info
+        self.limits = limits
+        self.clock = clock
+        self.codec: Codec = codec_for(subprotocol, limits.max_frame_bytes, limits.max_depth)
+        self.state = State.AWAIT_HELLO
+        self.session_id = session_id or secrets.token_urlsafe(12)
+        self.claims: Claims | None = None
+        self.resume: dict[str, Any] | None = None
+        self.room: str | None = None
+        self.draining = False
+        self._opened_at = clock()
+        self._bucket = TokenBucket(limits.rate, limits.burst)
+        self._abuse = AbuseWindow(limits.abuse_threshold, limits.abuse_window)
+
+    # -- input
+
+    def receive_frame(self, frame: bytes | str, now: float | None = None) -> list[Action]:
+        """Process one websocket frame; return what the adapter must do."""
+        if self.state is State.CLOSED:
+            return []
+        now = self.clock() if now is None else now
+        try:
+            msg = self.codec.decode(frame)
+            request_id = msg.get("id") if valid_id(msg.get("id")) else None
+            if self.state is State.AWAIT_HELLO and msg["type"] != "hello":
+                return self._refuse(Unauthorized("the first message must be hello"), request_id)
+            if not self._bucket.take(now):
+                raise RateLimited("too many requests; slow down", request_id=request_id)
+            request = validate(msg)
+            return self._handle(request, now)
+        except SignallingError as exc:
+            return self.reject(exc, now)
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must run next (same clock as ``now``), if ever."""
+        if self.state is State.AWAIT_HELLO:
+            return self._opened_at + self.limits.hello_timeout
+        return None
+
+    def handle_timer(self, now: float | None = None) -> list[Action]:
+        now = self.clock() if now is None else now
+        deadline = self.get_timer()
+        if deadline is not None and now >= deadline:
+            return self._refuse(Unauthorized("no hello in time"), None)
+        return []
+
+    def reject(self, exc: BaseException, now: float | None = None) -> list[Action]:
+        """Answer a bad message with an error, counting it towards the abuse window."""
+        now = self.clock() if now is None else now
+        actions: list[Action] = [Send(error_message(exc))]
+        if self._abuse.record(now):
+            actions.append(self._close(CLOSE_ABUSE, "too many bad messages"))
+        return actions
+
+    def connection_lost(self) -> None:
+        """The socket closed; nothing more will be processed."""
+        self._transition(Transition.CLOSE)
+
+    # -- steps
+
+    def _handle(self, request: Request, now: float) -> list[Action]:
+        if request.type == "hello":
+            return self._hello(request, now)
+        assert self.claims is not None
+        if self.claims.expired(now, self.verifier.leeway):
+            return self._refuse(
+                Unauthorized("token expired; reconnect or send hello with a fresh token"),
+                request.id,
+            )
+        if request.type == "ping":
+            return [Send(_without_none_id({"type": "pong", "id": request.id, "ts": _millis(now)}))]
+        self._check_allowed(request)
+        if request.type == "send":
+            self._check_payload(request)
+        return [Dispatch(request)]
+
+    def _hello(self, request: Request, now: float) -> list[Action]:
+        if self.draining:
+            raise Unavailable("node is draining; connect to another node", request_id=request.id)
+        try:
+            claims = self.verifier.verify(request["token"], now)
+        except Unauthorized as exc:
+            if self.state is State.AWAIT_HELLO:
+                return self._refuse(exc, request.id)
+            exc.request_id = request.id
+            raise  # a failed refresh keeps the session and its current token
+        refreshed = self.state is State.READY
+        if refreshed:
+            assert self.claims is not None
+            if claims.identity != self.claims.identity:
+                raise Forbidden("a refreshed token must be for the same identity", request_id=request.id)
+        else:
+            resume = request.get("resume")
+            self.resume = dict(resume) if resume is not None else None
+        self.claims = claims
+        self._transition(Transition.HELLO_ACCEPTED)
+        welcome = {
+            "type": "welcome",
+            "id": request.id,
+            "identity": claims.identity,
+            "session_id": self.session_id,
+            "grants": claims.grants.to_dict(),
+            "node": self.node_info.node,
+            "region": self.node_info.region,
+            "server_version": self.node_info.server_version,
+            "limits": self.limits.to_wire(),
+        }
+        return [Send(_without_none_id(welcome)), Authenticated(claims, refreshed)]
+
+    def _check_allowed(self, request: Request) -> None:
+        assert self.claims is not None
+        spec = request.spec
+        if self.draining and request.type not in DRAIN_ALLOWED:
+            raise Unavailable("node is draining; connect to another node", request_id=request.id)
+        if spec.grants and not any(self.claims.grants.allows(g) for g in spec.grants):
+            needed = " or ".join(sorted(spec.grants))
+            raise Forbidden(f"{request.type} needs the {needed} grant", request_id=request.id)
+        if spec.in_room and self.room is None:
+            raise BadRequest(f"{request.type} needs a joined room; send join first", request_id=request.id)
+
+    def _check_payload(self, request: Request) -> None:
+        size = self.codec.encoded_size(request["payload"])
+        if size > self.limits.max_payload_bytes:
+            raise TooLarge(
+                f"payload of {size} bytes is over the limit of {self.limits.max_payload_bytes}",
+                request_id=request.id,
+            )
+
+    def _refuse(self, exc: SignallingError, request_id: Any) -> list[Action]:
+        # Unauthorized before or instead of a session: say why, then close.
+        return [Send(error_message(exc, request_id)), self._close(CLOSE_UNAUTHORIZED, exc.message)]
+
+    def _close(self, code: int, reason: str) -> Close:
+        self._transition(Transition.CLOSE)
+        return Close(code, reason)
+
+    def _transition(self, event: Transition) -> None:
+        self.state = TRANSITIONS[self.state][event]
+
+
+def require_room(conn: Any, room: str) -> None:
+    """Raise ``Forbidden`` unless the token of ``conn`` (anything with ``claims``, or a
+    :class:`Claims`) admits ``room``. A token without a room (an admin token) admits
+    every room."""
+    claims = conn if isinstance(conn, Claims) else getattr(conn, "claims", None)
+    if claims is None:
+        raise Unauthorized("no token")
+    if claims.room is not None and claims.room != room:
+        raise Forbidden(f"the token does not admit room {room!r}")
+
+
+def _millis(now: float) -> int:
+    return int(math.floor(now * 1000))
+
+
+def _without_none_id(msg: dict[str, Any]) -> dict[str, Any]:
+    if msg.get("id") is None:
+        msg.pop("id", None)
+    return msg
