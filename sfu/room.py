@@ -1,0 +1,147 @@
+"""Room (mediasoup's router): participants, their producers, and who consumes what.
+
+Ownership runs top-down and ``close()`` cascades: a room closes its participants, a
+participant its producers, consumers and peer connections, a producer its consumers.
+The room reports what happened through ``on_event(name, **data)``; the node turns
+those into protocol events and plugin hooks.
+
+Events: ``participant_joined(participant)``, ``participant_left(participant)``,
+``track_published(producer)``, ``track_unpublished(producer)``, ``closed(reason)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .consumer import Consumer
+from .errors import Closed, NotFound
+from .participant import MediaSettings, Participant
+from .producer import Producer
+
+__all__ = ["Room"]
+
+logger = logging.getLogger(__name__)
+
+
+class Room:
+    def __init__(self, name: str, settings: MediaSettings | None = None,
+                 metadata: Any = None) -> None:
+        self.name = name
+        self.settings = settings or MediaSettings()
+        self.metadata = metadata
+        self.created_at = time.time()
+        self.participants: dict[str, Participant] = {}
+        self.producers: dict[str, Producer] = {}
+        self.on_event: Callable[..., None] = lambda name, **data: None
+        self.closed = False
+        self._tasks: set[asyncio.Task] = set()
+
+    def _emit(self, name: str, **data: Any) -> None:
+        try:
+            self.on_event(name, **data)
+        except Exception:  # an observer bug must not break the media plane
+            logger.exception("room %s: %s observer failed", self.name, name)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise Closed(f"room {self.name!r} is closed")
+
+    def participant(self, participant_id: str) -> Participant:
+        participant = self.participants.get(participant_id)
+        if participant is None:
+            raise NotFound(f"participant {participant_id!r} is not in room {self.name!r}")
+        return participant
+
+    def tracks(self) -> list[dict[str, Any]]:
+        return [p.describe() for p in self.producers.values()]
+
+    def describe(self) -> dict[str, Any]:
+        return {"room": self.name, "created_at": self.created_at, "metadata": self.metadata,
+                "participants": [p.describe() for p in self.participants.values()]}
+
+    # -- membership ------------------------------------------------------------------
+
+    def join(self, identity: str, name: str | None = None, metadata: Any = None) -> Participant:
+        self._check_open()
+        participant = Participant(identity, name, metadata, self.settings)
+        self.participants[participant.id] = participant
+        self._emit("participant_joined", participant=participant)
+        return participant
+
+    async def leave(self, participant_id: str) -> None:
+        """Remove a participant: its tracks are unpublished, its peers closed."""
+        participant = self.participants.pop(participant_id, None)
+        if participant is None:
+            return
+        await participant.close()
+        self._emit("participant_left", participant=participant)
+
+    # -- media -----------------------------------------------------------------------
+
+    async def publish(self, participant: Participant, sdp: str,
+                      tracks: list[dict[str, Any]]) -> tuple[str, list[Producer]]:
+        self._check_open()
+        answer, producers = await participant.publish(sdp, tracks)
+        for producer in producers:
+            self.producers[producer.id] = producer
+            producer.on_close.append(self._producer_closed)
+            self._emit("track_published", producer=producer)
+        return answer, producers
+
+    def _producer_closed(self, producer: Producer) -> None:
+        self.producers.pop(producer.id, None)
+        self._emit("track_unpublished", producer=producer)
+        if self.closed:
+            return
+        # subscribers whose consumer just closed get an offer with that m-line inactive
+        for participant in self.participants.values():
+            if participant.sub is not None and not participant.closed:
+                self._spawn(participant.renegotiate())
+
+    def unpublish(self, participant: Participant, track_ids: list[str]) -> list[str]:
+        for track_id in track_ids:
+            if track_id not in participant.producers:
+                raise NotFound(f"track {track_id!r} is not published by this participant")
+        for track_id in track_ids:
+            participant.unpublish(track_id)
+        return track_ids
+
+    async def subscribe(self, participant: Participant, track_ids: list[str]) -> list[Consumer]:
+        self._check_open()
+        producers = []
+        for track_id in track_ids:
+            producer = self.producers.get(track_id)
+            if producer is None:
+                raise NotFound(f"track {track_id!r} is not published in room {self.name!r}")
+            producers.append(producer)
+        return await participant.subscribe(producers)
+
+    async def unsubscribe(self, participant: Participant, track_ids: list[str]) -> list[str]:
+        for track_id in track_ids:
+            if track_id not in participant.consumers:
+                raise NotFound(f"not subscribed to track {track_id!r}")
+        for track_id in track_ids:
+            participant.unsubscribe(track_id)
+        await participant.renegotiate()
+        return track_ids
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def close(self, reason: str = "closed") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for participant_id in list(self.participants):
+            await self.leave(participant_id)
+        for task in list(self._tasks):
+            task.cancel()
+        self._emit("closed", reason=reason)
