@@ -1,0 +1,123 @@
+"""The ``dockcast`` command: ``serve``, ``token`` (and the tools added by other modules).
+
+Every ``serve`` flag is also read from ``DOCKCAST_<FLAG>`` in the environment and from a
+TOML ``--config`` file; flags win over the environment, which wins over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from .config import ConfigError, NodeConfig, describe, dev_credentials, load_config
+
+__all__ = ["main"]
+
+logger = logging.getLogger("dockcast")
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run a node",
+                       description="Run a Dockcast node. Every flag is also DOCKCAST_<FLAG>.")
+    p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default 8765)")
+    p.add_argument("--data-dir", help="stores, recordings and keys (default ./data)")
+    p.add_argument("--api-key", help="API key (token iss); a dev key is made if unset")
+    p.add_argument("--api-secret", help="the API key's HS256 secret")
+    p.add_argument("--ice-address", help="address(es) for ICE candidates, comma-separated "
+                                          "(default: --host when it is an IP)")
+    p.add_argument("--ice-servers", help="STUN/TURN URLs, comma-separated (default: none)")
+    p.add_argument("--region", help="region name reported to clients (default local)")
+    p.add_argument("--node-id", help="node name (default: generated)")
+    p.add_argument("--redis", help="Redis URL for a cluster (default: single node, no Redis)")
+    p.add_argument("--config", help="TOML file with any of these settings")
+    p.add_argument("--log-level", help="debug, info, warning, error (default info)")
+    p.add_argument("--log-format", help="text or json (default text)")
+
+
+def _token_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("token", help="print a signed access token")
+    p.add_argument("--api-key", required=True)
+    p.add_argument("--api-secret", required=True)
+    p.add_argument("--identity", required=True)
+    p.add_argument("--room")
+    p.add_argument("--name")
+    p.add_argument("--shipment")
+    p.add_argument("--grants", default="", help="comma-separated: publish,subscribe,message,record,admin")
+    p.add_argument("--ttl", type=float, default=3600.0, help="seconds (default 3600)")
+
+
+def _run_token(args: argparse.Namespace) -> int:
+    from signalling.tokens import mint_token
+
+    grants = [g.strip() for g in args.grants.split(",") if g.strip()]
+    try:
+        print(mint_token(args.api_key, args.api_secret, args.identity, room=args.room,
+                         grants=grants, ttl=args.ttl, name=args.name, shipment=args.shipment))
+    except ValueError as exc:
+        print(f"dockcast token: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def serve(config: NodeConfig, ready: asyncio.Event | None = None) -> None:
+    """Run a node until SIGTERM or SIGINT, then stop it gracefully."""
+    from .node import Node
+
+    node = Node(config)
+    await node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    logger.info("stopping (signal received)")
+    await node.stop()
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from .logs import configure_logging
+
+    flags = {k: v for k, v in vars(args).items() if k != "command"}
+    try:
+        config = load_config(flags)
+    except ConfigError as exc:
+        print(f"dockcast serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.log_format)
+    config, generated = dev_credentials(config)
+    if generated:
+        # printed once on the terminal for the developer; never written to the logs
+        print(f"development credentials (from {config.data_path / 'dev-credentials.json'}):\n"
+              f"  api key:    {config.api_key}\n  api secret: {config.api_secret}\n"
+              f"  mint a token: dockcast token --api-key {config.api_key} --api-secret "
+              f"{config.api_secret} --identity alice --room demo --grants publish,subscribe,message",
+              flush=True)
+    logger.info("configuration", extra=describe(config))
+    uvloop.run(serve(config))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dockcast", description="Dockcast media server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _token_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _run_serve(args)
+    if args.command == "token":
+        return _run_token(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

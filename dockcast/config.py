@@ -1,0 +1,145 @@
+"""Node configuration: one documented dataclass, from defaults, a TOML file, the
+environment (``DOCKCAST_<FLAG>``) and command-line flags, in that order of precedence.
+
+Every field is documented in ``docs/configuration.md``; the names are the long flags
+of ``dockcast serve`` with dashes turned into underscores.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import pathlib
+import secrets
+import tomllib
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+__all__ = ["NodeConfig", "ConfigError", "load_config", "dev_credentials", "describe"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    host: str = "127.0.0.1"                 # websocket/HTTP listen address
+    port: int = 8765                        # websocket/HTTP port
+    data_dir: str = "./data"                # SQLite stores, recordings, keys
+    api_key: str | None = None              # API key (token `iss`); a dev key if unset
+    api_secret: str | None = None           # its HS256 secret; generated and printed if unset
+    ice_address: str | None = None          # address put in ICE candidates (default: host if it is an IP)
+    ice_servers: tuple[str, ...] = ()       # STUN/TURN URLs; none by default (never a public default)
+    region: str = "local"                   # region name reported in `welcome`
+    node_id: str | None = None              # node name; generated if unset
+    redis: str | None = None                # Redis URL: cluster mode (not needed on one node)
+    config: str | None = None               # TOML file with any of these fields
+    auto_create_rooms: bool = True          # `join` creates unknown rooms
+    log_level: str = "info"                 # debug, info, warning, error
+    log_format: str = "text"                # text (key=value) or json (one object per line)
+    max_frame_bytes: int = 256 * 1024       # largest websocket frame accepted
+    max_payload_bytes: int = 64 * 1024      # largest room message payload
+    plugins: tuple[str, ...] = ()           # extra plugins, "module:Class"
+    drain_seconds: float = 5.0              # how long a stop waits for clients to leave
+
+    @property
+    def data_path(self) -> pathlib.Path:
+        return pathlib.Path(self.data_dir)
+
+    @property
+    def announced_ice_addresses(self) -> list[str]:
+        """Addresses for ICE host candidates ([] = every interface, aioice's default)."""
+        if self.ice_address:
+            return [a.strip() for a in self.ice_address.split(",") if a.strip()]
+        try:
+            address = ipaddress.ip_address(self.host)
+        except ValueError:
+            return []
+        return [] if address.is_unspecified else [str(address)]
+
+
+_TYPES = {f.name: f.type for f in fields(NodeConfig)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = str(_TYPES[name])
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if kind.startswith("tuple"):
+            if isinstance(value, (list, tuple)):
+                return tuple(str(v) for v in value)
+            return tuple(v.strip() for v in str(value).split(",") if v.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
+    return None if value is None else str(value)
+
+
+def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> NodeConfig:
+    """Merge defaults < ``--config`` TOML file < ``DOCKCAST_*`` environment < flags."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None and k in _TYPES}
+    environ = os.environ if environ is None else environ
+    env = {name: environ[f"DOCKCAST_{name.upper()}"] for name in _TYPES
+           if f"DOCKCAST_{name.upper()}" in environ}
+    values: dict[str, Any] = {}
+    config_file = flags.get("config") or env.get("config")
+    if config_file:
+        try:
+            with open(config_file, "rb") as f:
+                from_file = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {config_file}: {exc}") from exc
+        unknown = set(from_file) - set(_TYPES)
+        if unknown:
+            raise ConfigError(f"config file {config_file}: unknown settings {sorted(unknown)}")
+        values.update(from_file)
+    values.update(env)
+    values.update(flags)
+    config = NodeConfig(**{k: _coerce(k, v) for k, v in values.items()})
+    if not 0 < config.port < 65536:
+        raise ConfigError(f"port: {config.port} is not a TCP port")
+    if config.log_format not in ("text", "json"):
+        raise ConfigError(f"log_format: {config.log_format!r} is not text or json")
+    if (config.api_key is None) != (config.api_secret is None):
+        raise ConfigError("api_key and api_secret go together: give both or neither")
+    return config
+
+
+def dev_credentials(config: NodeConfig) -> tuple[NodeConfig, bool]:
+    """Fill in a development API key and secret when none is configured.
+
+    The secret is kept in ``<data_dir>/dev-credentials.json`` (mode 0600) so that tokens
+    minted against it survive a restart. Returns the config and whether it was filled.
+    """
+    if config.api_key is not None:
+        return config, False
+    path = config.data_path / "dev-credentials.json"
+    config.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        creds = json.loads(path.read_text())
+        key, secret = creds["api_key"], creds["api_secret"]
+    except (OSError, ValueError, KeyError):
+        key, secret = "devkey", secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"api_key": key, "api_secret": secret}, f)
+    return replace(config, api_key=key, api_secret=secret), True
+
+
+def describe(config: NodeConfig) -> dict[str, Any]:
+    """The configuration for the startup log, secrets left out."""
+    return {f.name: getattr(config, f.name) for f in fields(config) if f.name != "api_secret"}
+
