@@ -141,13 +141,13 @@ def error_message(exc: BaseException, request_id: int | str | None = None) -> di
     which may hold details meant for the log only.
     """
     code = error_code(exc)
+    if request_id is None:
+        request_id = getattr(exc, "request_id", None)
     if code == "internal":
-        text = _INTERNAL_TEXT
+        text = _INTERNAL_TEXT if request_id is None else f"{_INTERNAL_TEXT} with request id {request_id!r}"
     else:
         text = getattr(exc, "message", None) or str(exc) or code
     msg: dict[str, Any] = {"type": "error", "code": code, "message": text}
-    if request_id is None:
-        request_id = getattr(exc, "request_id", None)
     if request_id is not None:
         msg["id"] = request_id
     return msg

@@ -1,0 +1,530 @@
+"""The asyncio adapter: websockets (``websockets.asyncio.server``) around :class:`SessionCore`.
+
+    server = SignallingServer(verifier, NodeInfo("node-1", "local", "0.1.0"))
+
+    @server.route("join")
+    async def join(conn: Connection, request: Request) -> dict:
+        require_room(conn, request["room"])
+        conn.room = request["room"]
+        return {"type": "joined", "room": conn.room, ...}
+
+    server.on_disconnect(leave_everything)
+    port = await server.start("127.0.0.1", 8765)
+
+Per connection, one task reads frames and feeds the core (so ``ping``, limits and rate
+limiting keep working while a handler is slow), one task runs the app's handlers in
+arrival order, and one writes queued messages. A handler returns the success message (a
+``dict`` with ``type``; the server adds the request's ``id``), or ``None`` for requests
+without a reply (``trickle``, ``ack``); it raises a :class:`SignallingError`, or any
+exception with a wire ``code``, to answer ``error`` with that code. Any other exception
+is answered ``internal`` and logged with its traceback and the request id (never the
+request's fields, which may hold tokens).
+
+Frames over ``Limits.max_frame_bytes`` are answered ``too_large``; websockets itself
+reads frames up to ``Limits.hard_frame_bytes`` and closes the connection with 1009 on
+anything larger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import http
+import logging
+import mimetypes
+import pathlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed, NegotiationError
+from websockets.http11 import Request as HttpRequest
+from websockets.http11 import Response as HttpResponse
+
+from .codec import SUBPROTOCOLS
+from .errors import CLOSE_SLOW_CONSUMER, BadRequest, Internal, RateLimited, error_code, error_message
+from .schema import SPECS, Request
+from .session import (
+    Authenticated,
+    Close,
+    Dispatch,
+    Limits,
+    NodeInfo,
+    SessionCore,
+    Send,
+    require_room,
+)
+from .tokens import Claims, Grants, TokenVerifier
+
+__all__ = [
+    "Connection",
+    "Handler",
+    "HttpHandler",
+    "Hook",
+    "SignallingMetrics",
+    "SignallingServer",
+    "require_room",
+]
+
+logger = logging.getLogger("dockcast.signalling")
+
+Handler = Callable[["Connection", Request], Awaitable[dict[str, Any] | None]]
+Hook = Callable[["Connection"], Awaitable[None]]
+HttpHandler = Callable[[], Awaitable[tuple[int, str, bytes]]]
+
+# Marks in a connection's request queue.
+_CONNECTED = object()
+_STOP = object()
+
+# Types the core answers itself; the app cannot route them.
+_CORE_TYPES = frozenset({"hello", "ping"})
+
+
+class SignallingMetrics:
+    """Prometheus counters of the signalling layer, in ``registry`` (default: a private
+    one, so that several servers in one process do not collide)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.connections = Counter(
+            "dockcast_signalling_connections", "Websocket connections accepted", registry=self.registry
+        )
+        self.connections_open = Gauge(
+            "dockcast_signalling_connections_open", "Websocket connections open", registry=self.registry
+        )
+        self.requests = Counter(
+            "dockcast_signalling_requests", "Requests dispatched to handlers", ["type"], registry=self.registry
+        )
+        self.errors = Counter(
+            "dockcast_signalling_errors", "Error messages sent, by code", ["code"], registry=self.registry
+        )
+
+
+class Connection:
+    """One client connection, as the app's handlers and hooks see it.
+
+    Read-only: ``connection_id``, ``session_id``, ``claims`` (``None`` before ``hello``),
+    ``grants``, ``identity``, ``resume`` (``hello.resume`` or ``None``),
+    ``remote_address``, ``subprotocol`` (``None`` = JSON). Set by the app: ``room`` (the
+    joined room; requests that need a room are refused while it is ``None``),
+    ``participant_id``, and anything in ``data``.
+    """
+
+    def __init__(self, server: SignallingServer, ws: ServerConnection, core: SessionCore):
+        self.connection_id = secrets.token_hex(6)
+        self.participant_id: str | None = None
+        self.data: dict[str, Any] = {}
+        self._server = server
+        self._ws = ws
+        self._core = core
+        self._outgoing: asyncio.Queue[Any] = asyncio.Queue()
+        self._requests: asyncio.Queue[Any] = asyncio.Queue()
+        self._connected = False  # on_connect hooks ran
+        self._closing = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.connection_id} identity={self.identity!r} room={self.room!r}>"
+
+    # -- what the app reads
+
+    @property
+    def session_id(self) -> str:
+        return self._core.session_id
+
+    @property
+    def claims(self) -> Claims | None:
+        return self._core.claims
+
+    @property
+    def grants(self) -> Grants:
+        claims = self._core.claims
+        return claims.grants if claims is not None else Grants()
+
+    @property
+    def identity(self) -> str | None:
+        claims = self._core.claims
+        return claims.identity if claims is not None else None
+
+    @property
+    def resume(self) -> dict[str, Any] | None:
+        return self._core.resume
+
+    @property
+    def remote_address(self) -> Any:
+        return self._ws.remote_address
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self._ws.subprotocol
+
+    @property
+    def room(self) -> str | None:
+        return self._core.room
+
+    @room.setter
+    def room(self, value: str | None) -> None:
+        self._core.room = value
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    # -- what the app does
+
+    def send_event(self, msg: dict[str, Any]) -> bool:
+        """Queue a server event (a ``dict`` with ``type``, no ``id``) without waiting.
+
+        Returns ``False`` if the connection is closing. Encoding errors raise here, in
+        the caller. A client that lets ``Limits.max_queued_messages`` pile up is
+        disconnected (close 4013) and the reason logged.
+        """
+        if self._closing:
+            return False
+        self._enqueue(self._core.codec.encode(msg))
+        return not self._closing
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close after the messages already queued; returns at once."""
+        if self._closing:
+            return
+        self._enqueue(Close(code, reason))
+        self._closing = True
+
+    async def wait_closed(self) -> None:
+        await self._ws.wait_closed()
+
+    # -- inside the adapter
+
+    def _enqueue(self, item: Any) -> None:
+        if self._outgoing.qsize() >= self._server.limits.max_queued_messages:
+            logger.warning(
+                "disconnecting slow consumer %s (identity %r): %d messages queued",
+                self.connection_id,
+                self.identity,
+                self._outgoing.qsize(),
+            )
+            self._abort(CLOSE_SLOW_CONSUMER, "slow consumer")
+            return
+        self._outgoing.put_nowait(item)
+
+    def _abort(self, code: int, reason: str) -> None:
+        # The writer may be stuck in a send that the client does not read: stop it and
+        # close now, dropping the backlog (websockets' close_timeout bounds the close).
+        self._closing = True
+        while not self._outgoing.empty():
+            self._outgoing.get_nowait()
+        if self._writer is not None:
+            self._writer.cancel()
+        self._closer = asyncio.create_task(self._ws.close(code, reason))
+
+    def _send_msg(self, msg: dict[str, Any]) -> None:
+        if msg.get("type") == "error":
+            self._server.metrics.errors.labels(msg.get("code", "internal")).inc()
+        if not self._closing:
+            self._enqueue(self._core.codec.encode(msg))
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                item = await self._outgoing.get()
+                if isinstance(item, Close):
+                    await self._ws.close(item.code, item.reason)
+                    return
+                await self._ws.send(item)
+        except ConnectionClosed:
+            pass
+
+
+class SignallingServer:
+    """The websocket endpoint (``/ws``) plus plain HTTP routes and static files."""
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        node_info: NodeInfo,
+        limits: Limits = Limits(),
+        *,
+        registry: CollectorRegistry | None = None,
+        ws_path: str = "/ws",
+    ):
+        self.verifier = verifier
+        self.node_info = node_info
+        self.limits = limits
+        self.ws_path = ws_path
+        self.metrics = SignallingMetrics(registry)
+        self.connections: set[Connection] = set()
+        self._routes: dict[str, Handler] = {}
+        self._on_connect: list[Hook] = []
+        self._on_disconnect: list[Hook] = []
+        self._http_routes: dict[str, HttpHandler] = {}
+        self._static: list[tuple[str, pathlib.Path]] = []
+        self._draining = False
+        self._server: Server | None = None
+
+    # -- configuration
+
+    def route(self, msg_type: str, handler: Handler | None = None) -> Any:
+        """Handle requests of ``msg_type`` with ``handler``; usable as a decorator."""
+        if msg_type not in SPECS or msg_type in _CORE_TYPES:
+            raise ValueError(f"cannot route {msg_type!r}: not a routable message type")
+        if handler is None:
+            return lambda fn: self.route(msg_type, fn)
+        self._routes[msg_type] = handler
+        return handler
+
+    def on_connect(self, callback: Hook) -> Hook:
+        """Call ``await callback(conn)`` once per connection, after its first accepted
+        ``hello`` and before any of its requests reaches a handler."""
+        self._on_connect.append(callback)
+        return callback
+
+    def on_disconnect(self, callback: Hook) -> Hook:
+        """Call ``await callback(conn)`` once when a connection whose ``on_connect`` ran
+        closes, whatever the reason (after its running handler finished)."""
+        self._on_disconnect.append(callback)
+        return callback
+
+    def add_http_route(self, path: str, handler: HttpHandler) -> None:
+        """Answer ``GET path`` with ``status, content_type, body = await handler()``."""
+        self._http_routes[path] = handler
+
+    def add_static(self, prefix: str, directory: str | pathlib.Path) -> None:
+        """Serve the files below ``directory`` at ``prefix``; paths that leave the
+        directory (``..``, links) are refused."""
+        self._static.append((prefix.rstrip("/") + "/", pathlib.Path(directory).resolve()))
+
+    @property
+    def draining(self) -> bool:
+        """While set, requests other than ``leave`` and ``ping`` get ``unavailable``."""
+        return self._draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self._draining = value
+        for conn in self.connections:
+            conn._core.draining = value
+
+    # -- lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 8765, **kwargs: Any) -> int:
+        """Listen on ``host:port`` (0: any free port) and return the bound port. Extra
+        keyword arguments (``ssl``...) go to ``websockets.asyncio.server.serve``."""
+        self._server = await serve(
+            self._serve,
+            host,
+            port,
+            subprotocols=list(SUBPROTOCOLS),
+            select_subprotocol=_select_subprotocol,
+            process_request=self._process_request,
+            max_size=self.limits.hard_frame_bytes,
+            logger=logging.getLogger("dockcast.signalling.websockets"),
+            **kwargs,
+        )
+        return self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        """Close every connection with 1001 and wait for the disconnect hooks."""
+        if self._server is None:
+            return
+        self._server.close(close_connections=True)
+        await self._server.wait_closed()
+
+    # -- per connection
+
+    async def _serve(self, ws: ServerConnection) -> None:
+        core = SessionCore(self.verifier, self.node_info, self.limits, subprotocol=ws.subprotocol)
+        core.draining = self._draining
+        conn = Connection(self, ws, core)
+        self.connections.add(conn)
+        self.metrics.connections.inc()
+        self.metrics.connections_open.inc()
+        conn._writer = asyncio.create_task(conn._write_loop())
+        conn._worker = asyncio.create_task(self._work_loop(conn))
+        self._arm_timer(conn)
+        try:
+            async for frame in ws:
+                self._apply(conn, core.receive_frame(frame, time.time()))
+        except ConnectionClosed:
+            pass
+        finally:
+            core.connection_lost()
+            await self._disconnect(conn)
+
+    def _apply(self, conn: Connection, actions: list[Any]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                conn._send_msg(action.msg)
+            elif isinstance(action, Dispatch):
+                self._submit(conn, action.request)
+            elif isinstance(action, Authenticated):
+                if not action.refreshed:
+                    conn._requests.put_nowait(_CONNECTED)
+            elif isinstance(action, Close):
+                conn.close(action.code, action.reason)
+        self._arm_timer(conn)
+
+    def _submit(self, conn: Connection, request: Request) -> None:
+        if conn._requests.qsize() >= self.limits.max_pending_requests:
+            busy = RateLimited("too many requests in flight", request_id=request.id)
+            self._apply(conn, conn._core.reject(busy, time.time()))
+            return
+        conn._requests.put_nowait(request)
+
+    def _arm_timer(self, conn: Connection) -> None:
+        deadline = conn._core.get_timer()
+        if deadline == conn._timer_at:
+            return
+        if conn._timer is not None:
+            conn._timer.cancel()
+            conn._timer = None
+        conn._timer_at = deadline
+        if deadline is not None:
+            delay = max(0.0, deadline - time.time())
+            conn._timer = asyncio.get_running_loop().call_later(delay, self._on_timer, conn)
+
+    def _on_timer(self, conn: Connection) -> None:
+        conn._timer = conn._timer_at = None
+        self._apply(conn, conn._core.handle_timer(time.time()))
+
+    async def _work_loop(self, conn: Connection) -> None:
+        while True:
+            item = await conn._requests.get()
+            if item is _STOP:
+                return
+            if item is _CONNECTED:
+                conn._connected = True
+                await self._run_hooks(self._on_connect, conn, "on_connect")
+            else:
+                await self._handle(conn, item)
+
+    async def _handle(self, conn: Connection, request: Request) -> None:
+        self.metrics.requests.labels(request.type).inc()
+        handler = self._routes.get(request.type)
+        try:
+            if handler is None:
+                raise BadRequest(f"{request.type} is not supported by this server")
+            result = await handler(conn, request)
+            if result is None and request.spec.reply is not None:
+                raise Internal(f"the handler of {request.type} returned no reply")
+            if result is not None and not isinstance(result.get("type"), str):
+                raise Internal(f"the handler of {request.type} returned a reply without type")
+        except Exception as exc:
+            if error_code(exc) == "internal":
+                logger.error(
+                    "internal error in %s (request id %r, connection %s)",
+                    request.type,
+                    request.id,
+                    conn.connection_id,
+                    exc_info=True,
+                )
+            conn._send_msg(error_message(exc, request.id))
+            return
+        if result is not None:
+            reply = dict(result)
+            if request.id is not None:
+                reply["id"] = request.id
+            conn._send_msg(reply)
+
+    async def _disconnect(self, conn: Connection) -> None:
+        writer, worker = conn._writer, conn._worker
+        assert writer is not None and worker is not None
+        conn._closing = True
+        if conn._timer is not None:
+            conn._timer.cancel()
+        # Queued requests die with the socket; the one running may finish.
+        while not conn._requests.empty():
+            conn._requests.get_nowait()
+        conn._requests.put_nowait(_STOP)
+        done, _ = await asyncio.wait({worker}, timeout=self.limits.close_grace)
+        for task in (worker, writer):
+            task.cancel()
+        await asyncio.gather(worker, writer, *filter(None, [conn._closer]), return_exceptions=True)
+        if not done:
+            logger.warning("cancelled a handler of %s still running at disconnect", conn.connection_id)
+        try:
+            if conn._connected:
+                await self._run_hooks(self._on_disconnect, conn, "on_disconnect")
+        finally:
+            self.connections.discard(conn)
+            self.metrics.connections_open.dec()
+
+    @staticmethod
+    async def _run_hooks(hooks: list[Hook], conn: Connection, what: str) -> None:
+        for hook in hooks:
+            try:
+                await hook(conn)
+            except Exception:
+                logger.error("%s hook failed for connection %s", what, conn.connection_id, exc_info=True)
+
+    # -- plain HTTP
+
+    async def _process_request(self, ws: ServerConnection, request: HttpRequest) -> HttpResponse | None:
+        path = urlsplit(request.path).path
+        if path == self.ws_path:
+            return None
+        route = self._http_routes.get(path)
+        if route is not None:
+            status, content_type, body = await route()
+            return _http_response(status, content_type, body)
+        for prefix, directory in self._static:
+            if path.startswith(prefix) or path == prefix.rstrip("/"):
+                return await _static_response(directory, path[len(prefix) :])
+        return _http_response(404, "text/plain; charset=utf-8", b"not found\n")
+
+
+def _select_subprotocol(ws: ServerConnection, offered: Any) -> str | None:
+    # No subprotocol offered: JSON. Otherwise the client's first choice that we speak.
+    if not offered:
+        return None
+    for subprotocol in offered:
+        if subprotocol in SUBPROTOCOLS:
+            return subprotocol
+    raise NegotiationError("unsupported subprotocol; expected one of " + ", ".join(SUBPROTOCOLS))
+
+
+def _http_response(status: int, content_type: str, body: bytes) -> HttpResponse:
+    status = http.HTTPStatus(status)
+    headers = Headers(
+        [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Length", str(len(body))),
+            ("Content-Type", content_type),
+        ]
+    )
+    return HttpResponse(status.value, status.phrase, headers, body)
+
+
+async def _static_response(directory: pathlib.Path, relative: str) -> HttpResponse:
+    relative = unquote(relative)
+    if "\x00" in relative or "\\" in relative:
+        return _http_response(403, "text/plain; charset=utf-8", b"forbidden\n")
+    target = (directory / relative.lstrip("/")).resolve()
+    if target != directory and directory not in target.parents:
+        return _http_response(403, "text/plain; charset=utf-8", b"forbidden\n")
+    if target.is_dir():
+        target = target / "index.html"
+    if not target.is_file():
+        return _http_response(404, "text/plain; charset=utf-8", b"not found\n")
+    body = await asyncio.to_thread(target.read_bytes)
+    content_type = _content_type(target)
+    return _http_response(200, content_type, body)
+
+
+def _content_type(path: pathlib.Path) -> str:
+    if path.suffix in (".js", ".mjs"):
+        return "text/javascript; charset=utf-8"
+    guessed, _ = mimetypes.guess_type(path.name)
+    if guessed is None:
+        return "application/octet-stream"
+    return guessed + ("; charset=utf-8" if guessed.startswith("text/") else "")
