@@ -71,6 +71,7 @@ class Node:
         self.rooms: dict[str, Room] = {}
         self.retired = {"packets_in": 0, "packets_out": 0, "bytes_out": 0, "retransmitted": 0}
         self.started_at = time.time()
+        self._tasks: set[asyncio.Task] = set()
         verifier = TokenVerifier({config.api_key: config.api_secret})
         limits = Limits(max_frame_bytes=config.max_frame_bytes,
                         max_payload_bytes=config.max_payload_bytes)
@@ -249,11 +250,10 @@ class Node:
     async def on_subscribe(self, conn: Connection, request: Request) -> dict[str, Any]:
         room, participant = self._participant(conn)
         track_ids = list(request["track_ids"])
-        # the offer event must follow the `subscribed` reply: send it when the reply is out
-        conn.after_reply(lambda: room.subscribe(participant, track_ids))
         for track_id in track_ids:
             if track_id not in room.producers:
                 raise NotFound(f"track {track_id!r} is not published in room {room.name!r}")
+        self._after_reply(conn, "subscribe", room.subscribe(participant, track_ids))
         return {"type": "subscribed", "track_ids": track_ids}
 
     async def on_unsubscribe(self, conn: Connection, request: Request) -> dict[str, Any]:
@@ -262,8 +262,26 @@ class Node:
         for track_id in track_ids:
             if track_id not in participant.consumers:
                 raise NotFound(f"not subscribed to track {track_id!r}")
-        conn.after_reply(lambda: room.unsubscribe(participant, track_ids))
+        self._after_reply(conn, "unsubscribe", room.unsubscribe(participant, track_ids))
         return {"type": "unsubscribed", "track_ids": track_ids}
+
+    def _after_reply(self, conn: Connection, what: str, coro: Any) -> None:
+        """Run ``coro`` once the handler's reply is queued, so that the events it sends
+        (the subscriber's new ``offer``) follow the reply on the wire: the server queues
+        a reply as soon as the handler returns, before this task gets to run."""
+
+        async def run() -> None:
+            try:
+                await coro
+            except Exception as exc:  # noqa: BLE001 - reported to the client as an alert
+                logger.exception("%s failed after its reply", what,
+                                 extra={"room": conn.room, "participant": conn.participant_id})
+                conn.send_event({"type": "error", "code": getattr(exc, "code", "internal"),
+                                 "message": f"{what} failed: {exc}"})
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def on_answer(self, conn: Connection, request: Request) -> dict[str, Any]:
         _, participant = self._participant(conn)

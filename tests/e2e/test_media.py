@@ -1,0 +1,133 @@
+"""Media through a real node: aiortc peers publish, subscribe and decode."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from .peer import VIDEO_CLOCK, Participant, ProtocolError
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+FRAME_TICKS = VIDEO_CLOCK // 15
+
+
+async def _publisher(node, identity="warehouse-cam"):
+    pub = Participant(node.url, node.token(identity))
+    await pub.connect()
+    await pub.join()
+    published = await pub.publish()
+    return pub, published
+
+
+async def _subscriber(node, identity, track_ids):
+    sub = Participant(node.url, node.token(identity))
+    await sub.connect()
+    await sub.join()
+    reply = await sub.request("subscribe", track_ids=track_ids)
+    assert reply["type"] == "subscribed" and reply["track_ids"] == track_ids
+    return sub
+
+
+async def _wait(predicate, timeout=15.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return predicate()
+
+
+async def test_one_publisher_three_subscribers_decode(node):
+    pub, published = await _publisher(node)
+    track_ids = [t["track_id"] for t in published["tracks"]]
+    assert sorted(t["kind"] for t in published["tracks"]) == ["audio", "video"]
+    subs = [await _subscriber(node, f"seller-{i}", track_ids) for i in range(3)]
+    try:
+        assert await _wait(lambda: all(len(s.video()) == 1 and len(s.audio()) == 1 for s in subs))
+        assert await _wait(lambda: all(s.video()[0].frames > 0 for s in subs))
+        await asyncio.sleep(4)
+        for s in subs:
+            video, audio = s.video()[0], s.audio()[0]
+            assert video.frames >= 40, video.frames
+            assert video.decoded_fraction(FRAME_TICKS) >= 0.9, video.decoded_fraction(FRAME_TICKS)
+            assert audio.frames >= 100  # 20 ms Opus frames, decoded
+            assert s.first_video_packet_keyframe is True
+        metrics = node.metrics()
+        assert metrics["dockcast_packets_forwarded_total"] > 0
+        assert metrics["dockcast_consumers"] == 6
+    finally:
+        for p in subs + [pub]:
+            await p.close()
+
+
+async def test_late_joiner_starts_with_a_keyframe(node):
+    pub, published = await _publisher(node)
+    track_ids = [t["track_id"] for t in published["tracks"]]
+    early = await _subscriber(node, "early", track_ids)
+    try:
+        assert await _wait(lambda: early.video() and early.video()[0].frames > 20)
+        late = await _subscriber(node, "late", track_ids)
+        assert await _wait(lambda: late.video() and late.video()[0].frames > 0)
+        assert late.first_video_packet_keyframe is True
+        # joined long after the publisher's first keyframe: the node asked for a new one
+        joined_to_first_frame = late.video()[0].first_frame_at - late.joined_at
+        assert joined_to_first_frame < 5.0
+        await late.close()
+    finally:
+        await early.close()
+        await pub.close()
+
+
+async def test_unsubscribe_unpublish_leave(node):
+    pub, published = await _publisher(node)
+    video_id = next(t["track_id"] for t in published["tracks"] if t["kind"] == "video")
+    audio_id = next(t["track_id"] for t in published["tracks"] if t["kind"] == "audio")
+    sub = await _subscriber(node, "seller", [video_id, audio_id])
+    try:
+        assert await _wait(lambda: sub.video() and sub.video()[0].frames > 5)
+        reply = await sub.request("unsubscribe", track_ids=[video_id])
+        assert reply == {"type": "unsubscribed", "track_ids": [video_id], "id": reply["id"]}
+        await sub.next_event("offer")  # the video m-line goes inactive
+        await asyncio.sleep(0.5)
+        before = sub.sub_video_packets
+        await asyncio.sleep(1.0)
+        assert sub.sub_video_packets == before  # no more video forwarded
+        audio_frames = sub.audio()[0].frames
+        await asyncio.sleep(0.5)
+        assert sub.audio()[0].frames > audio_frames  # audio still flows
+
+        with pytest.raises(ProtocolError) as err:
+            await sub.request("unsubscribe", track_ids=[video_id])
+        assert err.value.code == "not_found"
+
+        reply = await pub.request("unpublish", track_ids=[audio_id])
+        assert reply["track_ids"] == [audio_id]
+        event = await sub.next_event("track_unpublished")
+        assert event["track_id"] == audio_id
+
+        await pub.request("leave")
+        event = await sub.next_event("participant_left")
+        assert event["participant_id"] == published.get("participant_id", event["participant_id"])
+        assert (await sub.next_event("track_unpublished"))["track_id"] == video_id
+    finally:
+        await sub.close()
+        await pub.close()
+
+
+async def test_peer_vanishing_without_leave(node):
+    pub, published = await _publisher(node)
+    watcher = Participant(node.url, node.token("watcher"))
+    await watcher.connect()
+    joined = await watcher.join()
+    assert {t["track_id"] for t in joined["tracks"]} == {t["track_id"] for t in published["tracks"]}
+    await pub.close(abrupt=True)
+    left = await watcher.next_event("participant_left", timeout=15)
+    assert left["participant_id"]
+    assert node.metrics()["dockcast_tracks"] == 0
+    # the node still serves
+    again, _ = await _publisher(node, "camera-2")
+    await again.close()
+    await watcher.close()
