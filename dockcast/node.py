@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import pathlib
+import threading
 import time
 import uuid
 from typing import Any
@@ -37,6 +39,13 @@ logger = logging.getLogger("dockcast.node")
 WEB_DIR = pathlib.Path(__file__).resolve().parent.parent / "signalling" / "web"
 
 
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1
+
+
 class _MediaCollector:
     """Prometheus metrics read from the live objects at scrape time (no per-packet cost)."""
 
@@ -60,6 +69,13 @@ class _MediaCollector:
                                   value=self.node.retired["bytes_out"] + sum(c.state.octets for c in consumers))
         yield CounterMetricFamily("dockcast_retransmissions", "Packets resent after a NACK",
                                   value=self.node.retired["retransmitted"] + sum(c.retransmitted for c in consumers))
+        # resources, to see leaks: every join/leave cycle must give back what it took
+        yield GaugeMetricFamily("dockcast_asyncio_tasks", "Pending asyncio tasks",
+                                value=len(asyncio.all_tasks()))
+        yield GaugeMetricFamily("dockcast_threads", "Threads of the process",
+                                value=threading.active_count())
+        yield GaugeMetricFamily("dockcast_open_fds", "Open file descriptors (sockets included)",
+                                value=_open_fds())
 
 
 class Node:

@@ -131,3 +131,26 @@ async def test_peer_vanishing_without_leave(node):
     again, _ = await _publisher(node, "camera-2")
     await again.close()
     await watcher.close()
+
+
+async def test_join_leave_cycles_leak_nothing(node):
+    pub, published = await _publisher(node)
+    track_ids = [t["track_id"] for t in published["tracks"]]
+
+    async def cycle(i):
+        sub = await _subscriber(node, f"visitor-{i}", track_ids)
+        assert await _wait(lambda: sub.audio() and sub.audio()[0].frames > 0)
+        await sub.request("leave")
+        await sub.close()
+
+    await cycle(0)  # warm up: first-use allocations (codecs, thread pools)
+    await asyncio.sleep(1)
+    before = node.metrics()
+    for i in range(1, 21):
+        await cycle(i)
+    await asyncio.sleep(2)  # closed peer connections finish their tasks
+    after = node.metrics()
+    assert after["dockcast_participants"] == 1 and after["dockcast_consumers"] == 0
+    for resource in ("dockcast_asyncio_tasks", "dockcast_threads", "dockcast_open_fds"):
+        assert after[resource] <= before[resource], (resource, before[resource], after[resource])
+    await pub.close()
