@@ -1,0 +1,29 @@
+import subprocess
+import sys
+
+import jwt
+
+from dockcast.cli import main
+
+
+def test_token_prints_a_verifiable_jwt(capsys):
+    assert main(["token", "--api-key", "k", "--api-secret", "s" * 32, "--identity", "alice",
+                 "--room", "dock-1", "--grants", "publish,subscribe", "--ttl", "60"]) == 0
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, "s" * 32, algorithms=["HS256"])
+    assert (claims["iss"], claims["sub"], claims["room"]) == ("k", "alice", "dock-1")
+    assert claims["grants"]["publish"] and claims["grants"]["subscribe"]
+    assert not claims["grants"].get("admin")
+    assert claims["exp"] - claims["nbf"] <= 61
+
+
+def test_token_refuses_unknown_grant(capsys):
+    assert main(["token", "--api-key", "k", "--api-secret", "s", "--identity", "a",
+                 "--room", "r", "--grants", "superuser"]) == 2
+    assert "superuser" in capsys.readouterr().err
+
+
+def test_serve_refuses_bad_config_with_a_clear_message(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dockcast.cli", "serve", "--port", "70000",
+                        "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "port" in r.stderr
