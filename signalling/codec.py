@@ -8,7 +8,7 @@ raises :class:`~signalling.errors.TooLarge` (checked before decoding anything) o
 :class:`~signalling.errors.BadRequest`; it raises nothing else, whatever the bytes.
 Decoded messages hold only JSON-like values (str keys, str, int, finite float, bool,
 None, list, dict) plus ``bytes`` from msgpack's bin type, nested at most ``max_depth``
-deep. Encoding a message with ``bytes`` for a JSON client writes them as base64 text.
+deep, with ints that fit msgpack's 64 bits. Encoding a message with ``bytes`` for a JSON client writes them as base64 text.
 """
 
 from __future__ import annotations
@@ -44,6 +44,11 @@ DEFAULT_MAX_FRAME_BYTES = 256 * 1024
 DEFAULT_MAX_DEPTH = 32
 
 Frame = bytes | str
+
+# What the tree walk looks into (bool is an int: harmless, always in range).
+_WALKED = (dict, list, float, int)
+_INT_MIN = -(2**63)
+_UINT_MAX = 2**64 - 1
 
 
 def valid_id(value: Any) -> bool:
@@ -143,8 +148,8 @@ class Codec:
         return msg
 
     def _check_tree(self, msg: dict[str, Any]) -> None:
-        # One iterative walk: depth, key types, finite numbers. Costs O(size), which the
-        # frame limit bounds.
+        # One iterative walk: depth, key types, numbers that every codec can carry
+        # (finite floats, ints within msgpack's 64 bits). O(size), bounded by the frame.
         stack: list[tuple[Any, int]] = [(msg, 1)]
         while stack:
             value, depth = stack.pop()
@@ -154,16 +159,19 @@ class Codec:
                 for key, item in value.items():
                     if not isinstance(key, str):
                         raise BadRequest(f"map keys must be strings, got {kind_name(key)}")
-                    if isinstance(item, (dict, list)) or isinstance(item, float):
+                    if isinstance(item, _WALKED):
                         stack.append((item, depth + 1))
             elif isinstance(value, list):
                 if depth > self.max_depth:
                     raise BadRequest(f"message nested deeper than {self.max_depth} levels")
                 for item in value:
-                    if isinstance(item, (dict, list)) or isinstance(item, float):
+                    if isinstance(item, _WALKED):
                         stack.append((item, depth + 1))
-            elif not math.isfinite(value):
-                raise BadRequest("numbers must be finite")
+            elif isinstance(value, float):
+                if not math.isfinite(value):
+                    raise BadRequest("numbers must be finite")
+            elif not (_INT_MIN <= value <= _UINT_MAX):
+                raise BadRequest("integers must fit in 64 bits")
 
 
 def codec_for(
