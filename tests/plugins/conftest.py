@@ -1,0 +1,70 @@
+"""Fixtures of the plugin tests: a PluginContext that records what plugins send.
+
+Requests go through the real schema (``signalling.schema.validate``) and connections
+carry real ``Grants``, so a handler sees what it will see in the node.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from signalling.schema import validate
+from signalling.tokens import Grants
+
+
+@dataclass
+class Conn:
+    identity: str = "wms"
+    grants: Grants = field(default_factory=lambda: Grants(admin=True))
+
+
+ADMIN = Conn()
+
+
+class RecordingContext:
+    """What the node offers plugins, with every broadcast and event kept in a list."""
+
+    def __init__(self, data_dir: pathlib.Path) -> None:
+        self.data_dir = data_dir
+        self.metrics_registry = CollectorRegistry()
+        self.routes: dict[str, Any] = {}
+        self.broadcasts: list[tuple[str, dict]] = []
+        self.events: list[tuple[dict, str | None, str | None]] = []
+        self.rooms: dict[str, dict] = {}
+
+    def route(self, type: str, handler) -> None:
+        assert type not in self.routes, f"{type} routed twice"
+        self.routes[type] = handler
+
+    async def broadcast(self, room: str, msg: dict) -> None:
+        self.broadcasts.append((room, msg))
+
+    async def publish_event(self, msg: dict, room: str | None = None, shipment_id: str | None = None):
+        self.events.append((msg, room, shipment_id))
+
+    def room_names(self) -> list[str]:
+        return list(self.rooms)
+
+    def room_info(self, room: str) -> dict | None:
+        return self.rooms.get(room)
+
+    async def request(self, msg_type: str, conn: Conn = ADMIN, **fields: Any) -> dict:
+        """Validate like the server does, then call the plugin's handler."""
+        request = validate({"type": msg_type, "id": 1, **fields})
+        return await self.routes[msg_type](conn, request)
+
+
+@pytest.fixture
+def ctx(tmp_path) -> RecordingContext:
+    return RecordingContext(tmp_path / "data")
+
+
+@pytest.fixture
+def member() -> Conn:
+    """A connection whose token has every grant but admin."""
+    return Conn("alice", Grants(publish=True, subscribe=True, message=True, record=True))
