@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from signalling.errors import Unauthorized
+from signalling.tokens import Claims, Grants, TokenVerifier, mint_token
+
+KEY = "key-1"
+SECRET = "secret-" + "s" * 60
+NOW = 1_700_000_000
+
+
+@pytest.fixture
+def verifier() -> TokenVerifier:
+    return TokenVerifier({KEY: SECRET, "key-2": "other-" + "o" * 40}, leeway=5)
+
+
+def raw(claims: dict, secret: str | None = SECRET, algorithm: str = "HS256", **kwargs) -> str:
+    base = {"iss": KEY, "sub": "alice", "room": "dock-1", "nbf": NOW, "exp": NOW + 60}
+    base.update(claims)
+    return jwt.encode({k: v for k, v in base.items() if v is not None}, secret, algorithm=algorithm, **kwargs)
+
+
+def test_mint_and_verify_every_claim(verifier):
+    token = mint_token(
+        KEY, SECRET, "alice", room="dock-1", grants=["publish", "message"], ttl=60, name="Alice", shipment="SH-1", now=NOW
+    )
+    claims = verifier.verify(token, now=NOW + 1)
+    assert claims == Claims(
+        identity="alice",
+        name="Alice",
+        room="dock-1",
+        grants=Grants(publish=True, message=True),
+        shipment="SH-1",
+        exp=NOW + 60,
+        nbf=NOW,
+        issuer=KEY,
+    )
+    assert claims.grants.names() == ("publish", "message")
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+
+
+def test_admin_token_needs_no_room(verifier):
+    claims = verifier.verify(mint_token(KEY, SECRET, "ops", grants=["admin"], now=NOW), now=NOW)
+    assert claims.room is None and claims.grants.admin
+
+
+def test_any_jwt_library_token_is_accepted(verifier):
+    # No nbf, grants partly given, a second key.
+    token = raw({"iss": "key-2", "nbf": None, "grants": {"subscribe": True}}, secret="other-" + "o" * 40)
+    claims = verifier.verify(token, now=NOW)
+    assert claims.grants == Grants(subscribe=True) and claims.nbf is None and claims.issuer == "key-2"
+
+
+REFUSED = {
+    "wrong secret": (lambda: raw({}, secret="not-the-" + "s" * 40), "bad token signature"),
+    "expired": (lambda: raw({"exp": NOW - 6}), "token expired"),
+    "not yet valid": (lambda: raw({"nbf": NOW + 6}), "not valid yet"),
+    "alg none": (lambda: raw({}, secret=None, algorithm="none"), "algorithm must be HS256"),
+    "alg HS512": (lambda: raw({}, algorithm="HS512"), "algorithm must be HS256"),
+    "unknown iss": (lambda: raw({"iss": "key-9"}), "unknown API key"),
+    "no iss": (lambda: raw({"iss": None}), "unknown API key"),
+    "no sub": (lambda: raw({"sub": None}), "'sub'"),
+    "empty sub": (lambda: raw({"sub": ""}), "'sub'"),
+    "no room": (lambda: raw({"room": None}), "'room' missing"),
+    "no exp": (lambda: raw({"exp": None}), "'exp'"),
+    "exp not a number": (lambda: raw({"exp": "tomorrow"}), "malformed token|'exp'"),
+    "grants not a map": (lambda: raw({"grants": ["admin"]}), "'grants' must be a map"),
+    "grant not a bool": (lambda: raw({"grants": {"admin": "yes"}}), "'grants.admin' must be a boolean"),
+    "room not a string": (lambda: raw({"room": 5}), "'room' must be"),
+    "garbage": (lambda: "not.a.jwt", "malformed"),
+    "empty": (lambda: "", "missing token"),
+    "huge": (lambda: "a" * 10000, "too long"),
+    "not a string": (lambda: 12, "missing token"),
+    "tampered payload": (lambda: _tamper(raw({})), "bad token signature|malformed"),
+}
+
+
+def _tamper(token: str) -> str:
+    header, _, signature = token.split(".")
+    other = raw({"grants": {"admin": True}}).split(".")[1]
+    return f"{header}.{other}.{signature}"
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_refused_tokens_say_why(verifier, case):
+    make, text = REFUSED[case]
+    token = make()
+    with pytest.raises(Unauthorized, match=text) as info:
+        verifier.verify(token, now=NOW)
+    assert info.value.code == "unauthorized"
+    # Never echo the token or a secret.
+    assert SECRET not in info.value.message
+    if isinstance(token, str) and len(token) > 10:
+        assert token not in info.value.message
+
+
+def test_leeway_allows_small_clock_skew(verifier):
+    assert verifier.verify(raw({"exp": NOW - 4}), now=NOW)
+    assert verifier.verify(raw({"nbf": NOW + 4}), now=NOW)
+
+
+def test_default_now_is_the_current_time(verifier):
+    assert verifier.verify(mint_token(KEY, SECRET, "alice", "dock-1")).identity == "alice"
+    with pytest.raises(Unauthorized, match="expired"):
+        verifier.verify(mint_token(KEY, SECRET, "alice", "dock-1", ttl=60, now=time.time() - 120))
+
+
+def test_claims_expiry():
+    claims = TokenVerifier({KEY: SECRET}).verify(raw({}), now=NOW)
+    assert not claims.expired(NOW + 60)
+    assert claims.expired(NOW + 61)
+    assert not claims.expired(NOW + 61, leeway=5)
+
+
+def test_mint_refuses_what_verify_would_refuse():
+    with pytest.raises(ValueError, match="admin"):
+        mint_token(KEY, SECRET, "alice")
+    with pytest.raises(ValueError, match="unknown grants: fly"):
+        mint_token(KEY, SECRET, "alice", "dock-1", grants=["fly"])
+    with pytest.raises(ValueError, match="identity"):
+        mint_token(KEY, SECRET, "", "dock-1")
+
+
+def test_grants_helpers():
+    grants = Grants.from_names(["admin", "record"])
+    assert grants.to_dict() == {"publish": False, "subscribe": False, "message": False, "record": True, "admin": True}
+    assert grants.allows("record") and not grants.allows("publish") and not grants.allows("fly")
+    assert mint_token(KEY, SECRET, "a", grants=grants, now=NOW)
+
+
+def test_verifier_repr_hides_secrets(verifier):
+    assert SECRET not in repr(verifier) and KEY in repr(verifier)
