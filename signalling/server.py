@@ -256,8 +256,12 @@ class SignallingServer:
         *,
         registry: CollectorRegistry | None = None,
         ws_path: str = "/ws",
+        clock: Callable[[], float] = time.time,
     ):
+        """``clock`` gives the Unix time that tokens and limits are checked against
+        (tests move it)."""
         self.verifier = verifier
+        self.clock = clock
         self.node_info = node_info
         self.limits = limits
         self.ws_path = ws_path
@@ -342,7 +346,7 @@ class SignallingServer:
     # -- per connection
 
     async def _serve(self, ws: ServerConnection) -> None:
-        core = SessionCore(self.verifier, self.node_info, self.limits, subprotocol=ws.subprotocol)
+        core = SessionCore(self.verifier, self.node_info, self.limits, self.clock, subprotocol=ws.subprotocol)
         core.draining = self._draining
         conn = Connection(self, ws, core)
         self.connections.add(conn)
@@ -353,7 +357,7 @@ class SignallingServer:
         self._arm_timer(conn)
         try:
             async for frame in ws:
-                self._apply(conn, core.receive_frame(frame, time.time()))
+                self._apply(conn, core.receive_frame(frame, self.clock()))
         except ConnectionClosed:
             pass
         finally:
@@ -376,7 +380,7 @@ class SignallingServer:
     def _submit(self, conn: Connection, request: Request) -> None:
         if conn._requests.qsize() >= self.limits.max_pending_requests:
             busy = RateLimited("too many requests in flight", request_id=request.id)
-            self._apply(conn, conn._core.reject(busy, time.time()))
+            self._apply(conn, conn._core.reject(busy, self.clock()))
             return
         conn._requests.put_nowait(request)
 
@@ -389,12 +393,12 @@ class SignallingServer:
             conn._timer = None
         conn._timer_at = deadline
         if deadline is not None:
-            delay = max(0.0, deadline - time.time())
+            delay = max(0.0, deadline - self.clock())
             conn._timer = asyncio.get_running_loop().call_later(delay, self._on_timer, conn)
 
     def _on_timer(self, conn: Connection) -> None:
         conn._timer = conn._timer_at = None
-        self._apply(conn, conn._core.handle_timer(time.time()))
+        self._apply(conn, conn._core.handle_timer(self.clock()))
 
     async def _work_loop(self, conn: Connection) -> None:
         while True:

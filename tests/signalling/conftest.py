@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 
 from signalling import (
     DockcastClient,
@@ -31,9 +30,16 @@ API_KEY = "test-key"
 API_SECRET = "test-secret-" + "x" * 40
 NODE = NodeInfo("node-test", "test-region", "0.0.test")
 
-settings.register_profile(
-    "signalling", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+
+
+@pytest.fixture
+def api_key_secret() -> tuple[str, str]:
+    return API_KEY, API_SECRET
+
+
+@pytest.fixture
+def node_info() -> NodeInfo:
+    return NODE
 
 
 @pytest.fixture
