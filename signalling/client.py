@@ -10,7 +10,8 @@
 reply with that ``id``, or raises :class:`ServerError` (with the wire ``code``). Messages
 without a waiting request are events: a callback registered with :meth:`on` gets the
 events of its type, every other event is queued for :meth:`next_event` and
-:meth:`events`. When the connection closes, pending and later calls raise
+:meth:`events` (so is an ``error`` answering a :meth:`notify`; a reply arriving after its
+request timed out is dropped). When the connection closes, pending and later calls raise
 :class:`SessionClosed` (a ``websockets`` ``ConnectionClosed``) naming the close code:
 4001 (token refused or expired), 4008 (abuse), 4013 (slow consumer), 1001 (server
 going away)...
@@ -32,7 +33,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from .codec import JSON, MSGPACK, Codec
+from .codec import JSON, MSGPACK, Codec, valid_id
 from .errors import CLOSE_ABUSE, CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED, SignallingError
 
 __all__ = ["DockcastClient", "ServerError", "SessionClosed"]
@@ -97,6 +98,7 @@ class DockcastClient:
         self._callbacks: dict[str, list[Callable[[dict[str, Any]], Any]]] = {}
         self._closed: SessionClosed | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._abandoned: set[Any] = set()
         self._reader = asyncio.create_task(self._read_loop())
 
     @classmethod
@@ -161,6 +163,8 @@ class DockcastClient:
                 return await future
         finally:
             self._pending.pop(request_id, None)
+            if not future.done() or future.cancelled():
+                self._abandoned.add(request_id)  # its late reply is dropped
 
     async def notify(self, msg_type: str, /, **fields: Any) -> int:
         """Send a request whose reply nobody waits for (``trickle``, ``ack``); an error
@@ -347,7 +351,11 @@ class DockcastClient:
             self._wake()
 
     def _deliver(self, msg: dict[str, Any]) -> None:
-        future = self._pending.get(msg.get("id"))  # type: ignore[arg-type]
+        request_id = msg.get("id")
+        future = self._pending.get(request_id) if valid_id(request_id) else None
+        if valid_id(request_id) and request_id in self._abandoned:
+            self._abandoned.discard(request_id)
+            return
         if future is not None:
             if future.done():
                 return

@@ -54,14 +54,12 @@ def test_minimal_and_complete_messages_validate(msg_type):
         assert dict(request.fields) == {k: v for k, v in msg.items() if k not in ("type", "id")}
 
 
-FIELDS = [(t, f.name) for t, s in sorted(SPECS.items()) for f in s.fields]
+# Every typed field (``send.payload`` takes any value).
+FIELDS = [(t, f.name) for t, s in sorted(SPECS.items()) for f in s.fields if f.type is not ANY]
 
 
 @pytest.mark.parametrize("msg_type, name", FIELDS)
 def test_an_ill_typed_field_is_named(msg_type, name):
-    spec_field = next(f for f in SPECS[msg_type].fields if f.name == name)
-    if spec_field.type is ANY:
-        pytest.skip("any value fits")
     with pytest.raises(BadRequest, match=f"{re.escape(msg_type)}: field '{name}") as info:
         validate(minimal(msg_type, **{name: WRONG}))
     assert info.value.request_id == 1
@@ -171,7 +169,7 @@ values = st.recursive(
 field_names = st.sampled_from(sorted({f.name for s in SPECS.values() for f in s.fields} | {"id", "x"}))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(sorted(SPECS) + ["nope", ""]), st.dictionaries(field_names, values, max_size=6))
 def test_fuzz_validate_random_fields(msg_type, fields):
     msg = {**fields, "type": msg_type}
@@ -183,7 +181,7 @@ def test_fuzz_validate_random_fields(msg_type, fields):
     assert request.type == msg_type
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(sorted(SPECS)), st.data())
 def test_fuzz_one_field_replaced(msg_type, data):
     msg = complete(msg_type)

@@ -1,0 +1,173 @@
+"""The Python client against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import pytest
+
+from signalling import CLOSE_ABUSE, SPECS, DockcastClient, ServerError, SessionClosed, validate
+
+ALL_GRANTS = ["publish", "subscribe", "message", "record", "admin"]
+
+# Every helper, called with sample arguments, and the message type it must send.
+HELPER_CALLS = {
+    "join": (("dock-1",), {"name": "A", "metadata": {"k": 1}}, "join"),
+    "leave": ((), {}, "leave"),
+    "publish": (("v=0", [{"mid": "0", "kind": "video", "source": "camera"}]), {}, "publish"),
+    "unpublish": ((["t1"],), {}, "unpublish"),
+    "subscribe": ((["t1"],), {}, "subscribe"),
+    "answer": (("v=0",), {}, "answer"),
+    "unsubscribe": ((["t1"],), {}, "unsubscribe"),
+    "trickle": (("pub", {"candidate": "candidate:1", "sdpMid": "0", "sdpMLineIndex": 0}), {}, "trickle"),
+    "send": (("topic", {"a": 1}), {"msg_id": "m-1"}, "send"),
+    "ack": ((7,), {}, "ack"),
+    "room_create": (("dock-2",), {"shipment_id": "SH-1", "metadata": {}, "record": True}, "room.create"),
+    "room_list": ((), {}, "room.list"),
+    "room_close": (("dock-2",), {}, "room.close"),
+    "participant_remove": (("dock-2", "p-1"), {}, "participant.remove"),
+    "shipment_upsert": (("SH-1",), {"carrier": "UPS", "eta": 1700000000}, "shipment.upsert"),
+    "shipment_event": (("SH-1", "delivered"), {"detail": "at dock", "severity": "warning"}, "shipment.event"),
+    "shipment_get": (("SH-1",), {}, "shipment.get"),
+    "recording_start": (("dock-1",), {}, "recording.start"),
+    "recording_stop": (("dock-1",), {}, "recording.stop"),
+    "recording_list": ((), {"room": "dock-1"}, "recording.list"),
+    "recording_playback": (("rec-1", "dock-1"), {}, "recording.playback"),
+    "inspection_verdict": (("dock-1", "partial"), {"refund": 12.5, "note": "scratched"}, "inspection.verdict"),
+    "audit_get": (("sess-1",), {}, "audit.get"),
+    "events_subscribe": ((), {"rooms": ["dock-1"], "shipment_ids": ["SH-1"]}, "events.subscribe"),
+}
+
+
+@pytest.fixture
+async def echo(make_server):
+    """A server whose every handler echoes the request; ``join`` also joins."""
+    server, url = await make_server()
+    seen: list = []
+
+    async def handler(conn, request):
+        seen.append(request)
+        if request.type == "join":
+            conn.room = request["room"]
+        if request.spec.reply is None:
+            return None
+        return {"type": "echo", "of": request.type, "fields": dict(request.fields)}
+
+    for msg_type in SPECS:
+        if msg_type not in ("hello", "ping"):
+            server.route(msg_type, handler)
+    return server, url, seen
+
+
+def test_there_is_a_helper_for_every_operation():
+    covered = {msg_type for _, _, msg_type in HELPER_CALLS.values()} | {"hello", "ping"}
+    assert covered == set(SPECS)
+    for name in HELPER_CALLS:
+        assert inspect.iscoroutinefunction(getattr(DockcastClient, name))
+
+
+@pytest.mark.parametrize("subprotocol", ["json", "msgpack"])
+async def test_every_helper_sends_a_valid_request(echo, connect, subprotocol):
+    server, url, seen = echo
+    client = await connect(url, grants=ALL_GRANTS, subprotocol=subprotocol)
+    for name, (args, kwargs, msg_type) in HELPER_CALLS.items():
+        result = await getattr(client, name)(*args, **kwargs)
+        request = seen[-1] if SPECS[msg_type].reply is not None else None
+        if request is None:  # trickle, ack: no reply; wait until the server saw it
+            assert isinstance(result, int)
+            await client.ping()
+            request = seen[-1]
+        else:
+            assert result["type"] == "echo" and result["of"] == msg_type
+        assert request.type == msg_type
+        validate({"type": msg_type, **request.fields})
+    assert (await client.ping())["type"] == "pong"
+
+
+async def test_concurrent_requests_are_matched_by_id(served, connect):
+    client = await connect(served[1])
+    replies = await asyncio.gather(*(client.ping() for _ in range(30)))
+    assert len({r["id"] for r in replies}) == 30 and all(r["type"] == "pong" for r in replies)
+
+
+async def test_server_error_carries_the_code(served, connect):
+    client = await connect(served[1])
+    with pytest.raises(ServerError) as info:
+        await client.join("dock-9")
+    assert info.value.code == "forbidden" and str(info.value).startswith("forbidden: ")
+    assert info.value.reply["type"] == "error"
+
+
+async def test_connect_refused_raises_and_closes(served):
+    with pytest.raises(ServerError, match="unauthorized"):
+        await DockcastClient.connect(served[1], "bad-token")
+
+
+async def test_events_queue_filter_and_iteration(served, connect):
+    client = await connect(served[1], grants=["message"])
+    await client.join("dock-1")
+    await client.send("a", 1)
+    await client.notify("ack", seq=-5)  # answered by an error event
+    await client.send("b", 2)
+    assert (await client.next_event("error"))["code"] == "bad_request"
+    first = await client.next_event()
+    assert (first["type"], first["payload"]) == ("message", 1)
+    with pytest.raises(TimeoutError):
+        await client.next_event("alert", timeout=0.05)
+    await client.close()
+    assert [e["payload"] async for e in client.events()] == [2]  # then ends: closed
+
+
+async def test_callbacks_get_their_events(served, connect):
+    client = await connect(served[1], grants=["message"])
+    got_sync, got_async = [], asyncio.Event()
+    client.on("message", got_sync.append)
+
+    async def on_message(event):
+        got_async.set()
+
+    client.on("message", on_message)
+    await client.join("dock-1")
+    await client.send("t", "hi")
+    await asyncio.wait_for(got_async.wait(), 2)
+    assert [e["payload"] for e in got_sync] == ["hi"]
+    with pytest.raises(TimeoutError):
+        await client.next_event("message", timeout=0.05)  # not queued as well
+
+
+async def test_request_timeout_and_late_reply_dropped(served, connect, app):
+    client = await connect(served[1], grants=["publish"])
+    await client.join("dock-1")
+    with pytest.raises(TimeoutError):
+        await client.request("publish", sdp="v=0", tracks=[], timeout=0.05)
+    app.release_publish.set()
+    assert (await client.ping())["type"] == "pong"
+    with pytest.raises(TimeoutError):
+        await client.next_event(timeout=0.05)
+
+
+async def test_pending_requests_fail_with_the_close_code(make_server, connect):
+    server, url = await make_server()
+
+    async def kick(conn, request):
+        conn.close(CLOSE_ABUSE, "go away")
+        return {"type": "rooms", "rooms": []}  # dropped: the connection is closing
+
+    server.route("room.list", kick)
+    client = await connect(url, grants=["admin"], room=None)
+    with pytest.raises(SessionClosed) as info:
+        await client.room_list()
+    assert (info.value.close_code, info.value.close_reason) == (CLOSE_ABUSE, "go away")
+    assert "too many bad messages: go away" in str(info.value)
+    with pytest.raises(SessionClosed):
+        await client.ping()
+    assert client.closed
+
+
+async def test_context_manager_and_double_close(served, mint):
+    async with await DockcastClient.connect(served[1], mint(), subprotocol="msgpack") as client:
+        assert client.identity == "alice" and client.session_id
+        assert client.codec.binary
+    await client.close()
+    assert client.closed
