@@ -357,7 +357,11 @@ class SignallingServer:
         self._arm_timer(conn)
         try:
             async for frame in ws:
-                self._apply(conn, core.receive_frame(frame, self.clock()))
+                try:
+                    self._apply(conn, core.receive_frame(frame, self.clock()))
+                except Exception:  # a bug: keep serving the connection
+                    logger.error("internal error on a frame of %s", conn.connection_id, exc_info=True)
+                    conn._send_msg(error_message(Internal()))
         except ConnectionClosed:
             pass
         finally:
@@ -418,10 +422,16 @@ class SignallingServer:
             if handler is None:
                 raise BadRequest(f"{request.type} is not supported by this server")
             result = await handler(conn, request)
-            if result is None and request.spec.reply is not None:
-                raise Internal(f"the handler of {request.type} returned no reply")
-            if result is not None and not isinstance(result.get("type"), str):
+            if result is None:
+                if request.spec.reply is not None:
+                    raise Internal(f"the handler of {request.type} returned no reply")
+                return
+            if not isinstance(result.get("type"), str):
                 raise Internal(f"the handler of {request.type} returned a reply without type")
+            reply = dict(result)
+            if request.id is not None:
+                reply["id"] = request.id
+            conn._send_msg(reply)  # encoding errors land below, as internal
         except Exception as exc:
             if error_code(exc) == "internal":
                 logger.error(
@@ -432,12 +442,6 @@ class SignallingServer:
                     exc_info=True,
                 )
             conn._send_msg(error_message(exc, request.id))
-            return
-        if result is not None:
-            reply = dict(result)
-            if request.id is not None:
-                reply["id"] = request.id
-            conn._send_msg(reply)
 
     async def _disconnect(self, conn: Connection) -> None:
         writer, worker = conn._writer, conn._worker

@@ -162,6 +162,21 @@ async def test_a_handler_without_reply_is_internal(served, connect):
         await client.answer("v=0")
 
 
+async def test_an_unencodable_reply_is_internal_and_the_connection_goes_on(make_server, connect):
+    server, url = await make_server()
+
+    async def rooms(conn, request):
+        return {"type": "rooms", "rooms": [object()]}
+
+    server.route("room.list", rooms)
+    client = await connect(url, grants=["admin"], room=None)
+    with pytest.raises(ServerError, match="internal"):
+        await client.room_list()
+    with pytest.raises(ServerError, match="internal"):
+        await client.room_list()  # the connection's worker survived
+    assert (await client.ping())["type"] == "pong"
+
+
 async def test_an_unrouted_type_is_bad_request(served, connect):
     client = await connect(served[1], grants=["admin"], room=None)
     with pytest.raises(ServerError, match="bad_request: audit.get is not supported"):
