@@ -157,20 +157,11 @@ def _decode_or_refuse(codec: Codec, frame) -> None:
     MSGPACK_CODEC.encode(msg)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=300))
-def test_fuzz_random_bytes(frame):
-    _decode_or_refuse(MSGPACK_CODEC, frame)
-    _decode_or_refuse(JSON_CODEC, frame)
-    _decode_or_refuse(Codec(MSGPACK, max_frame_bytes=50), frame)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.text(max_size=300))
-def test_fuzz_random_text(frame):
-    _decode_or_refuse(JSON_CODEC, frame)
-    _decode_or_refuse(MSGPACK_CODEC, frame)
-    _decode_or_refuse(Codec(JSON, max_frame_bytes=50), frame)
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=300))
+def test_fuzz_random_frames(frame):
+    for codec in (MSGPACK_CODEC, JSON_CODEC, Codec(MSGPACK, max_frame_bytes=50), Codec(JSON, max_frame_bytes=50)):
+        _decode_or_refuse(codec, frame)
 
 
 @settings(max_examples=300, deadline=None)
