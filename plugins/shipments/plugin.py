@@ -81,11 +81,21 @@ class ShipmentsPlugin(Plugin):
             fields.get("severity"),
             now=self.clock(),
         )
-        for emit in outcome.emits:
-            if emit.room is not None:
-                await self.ctx.broadcast(emit.room, emit.msg)
-            await self.ctx.publish_event(emit.msg, room=emit.room, shipment_id=emit.shipment_id)
+        await self._deliver(outcome.emits)
         return {"type": "ok", "seq": outcome.entry.seq}
+
+    async def _deliver(self, emits) -> None:
+        # The event is stored: a failed push must not turn the reply into an error.
+        for emit in emits:
+            pushes = [self.ctx.publish_event(emit.msg, room=emit.room, shipment_id=emit.shipment_id)]
+            if emit.room is not None:
+                pushes.insert(0, self.ctx.broadcast(emit.room, emit.msg))
+            for push in pushes:
+                try:
+                    await push
+                except Exception:  # noqa: BLE001
+                    log.exception("could not push %s of shipment %s", emit.msg["type"],
+                                  emit.shipment_id, extra={"room": emit.room})
 
     async def on_get(self, conn: Any, request: Any) -> dict:
         fields = self._admin_fields(conn, request)

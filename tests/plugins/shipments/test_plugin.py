@@ -124,3 +124,16 @@ async def test_non_admin_is_forbidden(ctx, hooks, member, msg_type):
         await ctx.request(msg_type, conn=member, shipment_id="S1", status="delivered")
     reply = await ctx.request("shipment.get", shipment_id="S1")
     assert reply["history"] == [] and reply["updated_at"] == reply["created_at"]
+
+
+async def test_a_failed_push_does_not_fail_the_stored_event(ctx, hooks, caplog):
+    await hooks.room_create_check("dock-1", {"shipment_id": "S1"})
+
+    async def broken_broadcast(room, msg):
+        raise ConnectionResetError("member went away")
+
+    ctx.broadcast = broken_broadcast
+    reply = await ctx.request("shipment.event", shipment_id="S1", status="exception")
+    assert reply == {"type": "ok", "seq": 1}
+    assert "could not push shipment_status of shipment S1" in caplog.text
+    assert [m["type"] for m, _, _ in ctx.events] == ["shipment_status", "alert"]  # watchers still get them
