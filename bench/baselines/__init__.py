@@ -1,0 +1,1 @@
+"""Baselines the harness measures beside Dockcast in the same run."""

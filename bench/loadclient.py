@@ -1,0 +1,624 @@
+"""Load clients: publishers and subscribers that do ICE, DTLS and SRTP but no codec work.
+
+Both are built on the SFU's own :class:`~sfu.transport.WebRtcTransport` (aiortc for ICE,
+DTLS and SDP; packets protected and sent, or received and decrypted, synchronously):
+
+- :class:`Publisher` offers sendonly VP8 and Opus m-lines (tracks that never yield, so
+  aiortc's encoders never run), publishes, then writes the corpus packets with its own
+  SSRCs and the negotiated payload types at the corpus pace, each payload followed by a
+  send-time stamp (:mod:`bench.stats`). A PLI or FIR makes it jump to the next keyframe
+  of the corpus, as an encoder asked for one would.
+- :class:`Subscriber` joins, subscribes, answers the server's offers, and counts,
+  sequence-checks and timestamps every packet in the transport's receive hook.
+
+A worker process (``python -m bench.loadclient CONFIG_JSON``) runs many of them on one
+uvloop and takes commands as JSON lines on stdin, answering each with one JSON line on
+stdout; the harness (:mod:`bench.harness`) drives several such workers so that the
+server's CPU is measured alone. The signalling each system speaks is an adapter:
+:class:`DockcastSignal` (Dockcast and the naive relay) or :class:`bench.janus.JanusSignal`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import struct
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .corpus import Corpus, CorpusPacket, vp8_is_keyframe
+from .stats import Reservoir, StreamStats, read_stamp, stamp
+from .wan import TcpDelayProxy, UdpRelay, WanProfile, rewrite_candidates, sdp_candidate_address
+
+__all__ = ["Publisher", "Subscriber", "DockcastSignal", "Worker", "main"]
+
+logger = logging.getLogger("dockcast.bench.loadclient")
+
+EXT_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+EXT_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+EXT_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+VIDEO_TS_JITTER = 300  # ticks of 90 kHz: lets frame matching find the one alignment
+
+OfferHandler = Callable[[str], Awaitable[str]]
+
+
+def _ns() -> int:
+    return time.monotonic_ns()
+
+
+# -- signalling adapters ---------------------------------------------------------------
+
+
+class DockcastSignal:
+    """``PROTOCOL.md`` through :class:`signalling.client.DockcastClient` (also the naive
+    relay, which speaks the subset used here)."""
+
+    def __init__(self, url: str, api_key: str, api_secret: str) -> None:
+        self.url = url
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.client: Any = None
+
+    async def connect(self, identity: str, room: str) -> None:
+        from signalling.client import DockcastClient
+        from signalling.tokens import mint_token
+
+        token = mint_token(self.api_key, self.api_secret, identity, room=room,
+                           grants=("publish", "subscribe", "message"), ttl=6 * 3600)
+        self.client = await DockcastClient.connect(self.url, token, timeout=30.0)
+
+    async def join(self, room: str) -> dict:
+        return await self.client.join(room)
+
+    async def publish(self, sdp: str, tracks: list[dict]) -> tuple[str, list[dict]]:
+        reply = await self.client.publish(sdp, tracks)
+        return reply["sdp"], reply["tracks"]
+
+    async def subscribe(self, tracks: list[dict], on_offer: OfferHandler) -> None:
+        """Subscribe; every ``offer`` event is answered with ``await on_offer(sdp)``."""
+
+        async def answer(event: dict) -> None:
+            try:
+                await self.client.answer(await on_offer(event["sdp"]))
+            except Exception as exc:  # noqa: BLE001 - reported by the subscriber's state
+                logger.warning("answering an offer failed: %s", exc)
+
+        self.client.on("offer", answer)
+        await self.client.subscribe([t["track_id"] for t in tracks])
+
+    async def close(self) -> None:
+        if self.client is not None:
+            try:
+                await self.client.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def make_signal(config: dict, url: str) -> Any:
+    system = config.get("system", "dockcast")
+    if system == "janus":
+        from .janus import JanusSignal
+
+        return JanusSignal(url)
+    return DockcastSignal(url, config["api_key"], config["api_secret"])
+
+
+# -- media helpers ---------------------------------------------------------------------
+
+
+class _Wan:
+    """Per-worker WAN emulation: a relay per peer connection, a proxy for signalling."""
+
+    def __init__(self, profile: WanProfile | None, host: str) -> None:
+        self.profile = profile
+        self.host = host
+        self.relays: list[UdpRelay] = []
+
+    async def relay(self) -> UdpRelay | None:
+        if self.profile is None:
+            return None
+        relay = await UdpRelay(self.profile, host=self.host).start()
+        self.relays.append(relay)
+        return relay
+
+    def outgoing(self, relay: UdpRelay | None, sdp: str) -> str:
+        """Our SDP on its way to the server: the server sees the relay as us."""
+        return sdp if relay is None else rewrite_candidates(sdp, relay.host, relay.server_port)
+
+    def incoming(self, relay: UdpRelay | None, sdp: str) -> str:
+        """The server's SDP on its way to us: we see the relay as the server."""
+        if relay is None:
+            return sdp
+        addr = sdp_candidate_address(sdp)
+        if addr is not None:
+            relay.set_server(addr)
+        return rewrite_candidates(sdp, relay.host, relay.client_port)
+
+
+def _transport(role: str, name: str) -> Any:
+    from sfu.ice import rtc_configuration
+    from sfu.transport import WebRtcTransport
+
+    return WebRtcTransport(role, configuration=rtc_configuration(), name=name)
+
+
+def _idle_track(kind: str) -> Any:
+    from sfu.consumer import IdleTrack
+
+    return IdleTrack(kind)
+
+
+class _OutStream:
+    """One outgoing RTP stream of a publisher: header state and extension block."""
+
+    def __init__(self, kind: str, transceiver: Any, rng: random.Random) -> None:
+        self.kind = kind
+        self.ssrc = transceiver.sender._ssrc
+        codecs = [c for c in transceiver._codecs if not c.mimeType.lower().endswith("/rtx")]
+        self.payload_type = codecs[0].payloadType
+        self.seq = rng.getrandbits(16)
+        self.ts_base = rng.getrandbits(32)
+        ids = {e.uri: e.id for e in transceiver._headerExtensions}
+        self.mid = (transceiver.mid or "").encode()
+        self.mid_id = ids.get(EXT_MID, 0)
+        self.ast_id = ids.get(EXT_ABS_SEND_TIME, 0) if kind == "video" else 0
+        self.level_id = ids.get(EXT_AUDIO_LEVEL, 0) if kind == "audio" else 0
+        self.packets = 0
+
+    def _extensions(self) -> bytes:
+        block = bytearray()
+        if self.mid_id and self.mid:
+            block += bytes([(self.mid_id << 4) | (len(self.mid) - 1)]) + self.mid
+        if self.ast_id:
+            t = int((time.time() % 64) * 262144) & 0xFFFFFF
+            block += bytes([(self.ast_id << 4) | 2]) + t.to_bytes(3, "big")
+        if self.level_id:
+            block += bytes([(self.level_id << 4), 0x80 | 30])
+        if not block:
+            return b""
+        block += bytes(-len(block) % 4)
+        return struct.pack("!HH", 0xBEDE, len(block) // 4) + bytes(block)
+
+    def packet(self, payload: bytes, marker: bool, timestamp: int) -> bytes:
+        ext = self._extensions()
+        header = struct.pack("!BBHII", 0x90 if ext else 0x80,
+                             (0x80 if marker else 0) | self.payload_type,
+                             self.seq, (self.ts_base + timestamp) & 0xFFFFFFFF, self.ssrc)
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.packets += 1
+        return header + ext + payload
+
+
+def _keyframe_requests(data: bytes) -> list[int]:
+    """Media SSRCs of the PLIs (PT 206 FMT 1) and FIRs (FMT 4) in a compound RTCP packet."""
+    out = []
+    pos = 0
+    while pos + 4 <= len(data):
+        fmt, pt = data[pos] & 0x1F, data[pos + 1]
+        length = 4 * (int.from_bytes(data[pos + 2:pos + 4], "big") + 1)
+        if pt == 206 and fmt == 1 and pos + 12 <= len(data):
+            out.append(int.from_bytes(data[pos + 8:pos + 12], "big"))
+        elif pt == 206 and fmt == 4 and pos + 20 <= len(data):
+            out.append(int.from_bytes(data[pos + 12:pos + 16], "big"))
+        pos += length
+    return out
+
+
+# -- publisher -------------------------------------------------------------------------
+
+
+class Publisher:
+    """Publishes VP8 (and Opus) from the corpus at its real pace."""
+
+    def __init__(self, signal: Any, corpus: Corpus, wan: _Wan, *, name: str,
+                 kinds: tuple[str, ...] = ("video", "audio"), stamp_payloads: bool = True,
+                 seed: int | None = None) -> None:
+        self.signal = signal
+        self.corpus = corpus
+        self.wan = wan
+        self.name = name
+        self.kinds = kinds
+        self.stamp_payloads = stamp_payloads
+        self.rng = random.Random(seed)
+        self.transport: Any = None
+        self.relay: UdpRelay | None = None
+        self.streams: dict[str, _OutStream] = {}
+        self.tracks: list[dict] = []
+        self.keyframe_requests = 0
+        self.sent = 0
+        self.send_failures = 0
+        self.frame_log: dict[int, int] = {}  # video RTP timestamp -> send ns (for matching)
+        self._want_keyframe = False
+        self._tasks: list[asyncio.Task] = []
+        self._index = 0
+
+    async def start(self, room: str) -> list[dict]:
+        await self.signal.connect(self.name, room)
+        await self.signal.join(room)
+        self.transport = _transport("pub", self.name)
+        transceivers = {kind: self.transport.pc.addTransceiver(_idle_track(kind), direction="sendonly")
+                        for kind in self.kinds}
+        self.relay = await self.wan.relay()
+        offer = await self.transport.create_offer()
+        tracks = [{"mid": t.mid, "kind": kind, "source": "camera" if kind == "video" else "microphone"}
+                  for kind, t in transceivers.items()]
+        answer, published = await self.signal.publish(self.wan.outgoing(self.relay, offer), tracks)
+        await self.transport.accept_answer(self.wan.incoming(self.relay, answer))
+        self.transport.on_rtcp = self._on_rtcp
+        await asyncio.wait_for(self.transport.connected.wait(), 30)
+        for kind, transceiver in transceivers.items():
+            self.streams[kind] = _OutStream(kind, transceiver, self.rng)
+        self.tracks = published
+        for kind in self.kinds:
+            self._tasks.append(asyncio.ensure_future(self._run(kind)))
+        return published
+
+    def _on_rtcp(self, data: bytes) -> None:
+        video = self.streams.get("video")
+        if video is not None and video.ssrc in _keyframe_requests(data):
+            self.keyframe_requests += 1
+            self._want_keyframe = True
+
+    async def _run(self, kind: str) -> None:
+        loop = asyncio.get_running_loop()
+        frames = self.corpus.frames(kind)
+        keyframes = [i for i, f in enumerate(frames) if f[0].keyframe]
+        interval = 1.0 / self.corpus.params.fps if kind == "video" else 0.02
+        ticks = 90000 // self.corpus.params.fps if kind == "video" else 960
+        stream = self.streams[kind]
+        start = loop.time()
+        position = 0
+        n = 0
+        while True:
+            due = start + n * interval
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if kind == "video" and self._want_keyframe and keyframes:
+                self._want_keyframe = False
+                position = next((k for k in keyframes if k >= position), keyframes[0])
+            timestamp = n * ticks
+            if kind == "video":
+                timestamp += self.rng.randint(-VIDEO_TS_JITTER, VIDEO_TS_JITTER) if n else 0
+            self._send_frame(stream, frames[position], timestamp)
+            position = (position + 1) % len(frames)
+            n += 1
+
+    def _send_frame(self, stream: _OutStream, frame: list[CorpusPacket], timestamp: int) -> None:
+        send = self.transport.send_rtp
+        if stream.kind == "video":
+            self.frame_log[(stream.ts_base + timestamp) & 0xFFFFFFFF] = _ns()
+            if len(self.frame_log) > 20000:
+                for key in list(self.frame_log)[:10000]:
+                    del self.frame_log[key]
+        for packet in frame:
+            payload = packet.payload
+            if self.stamp_payloads:
+                self._index += 1
+                payload = stamp(payload, self._index, _ns())
+            if send(stream.packet(payload, packet.marker, timestamp)):
+                self.sent += 1
+            else:
+                self.send_failures += 1
+
+    def report(self) -> dict:
+        return {"name": self.name, "sent": self.sent, "send_failures": self.send_failures,
+                "keyframe_requests": self.keyframe_requests,
+                "tracks": [t["track_id"] for t in self.tracks]}
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.transport is not None:
+            await self.transport.close()
+        await self.signal.close()
+        if self.relay is not None:
+            self.relay.close()
+
+
+# -- subscriber ------------------------------------------------------------------------
+
+
+class Subscriber:
+    """Joins, subscribes to ``tracks`` and counts what arrives."""
+
+    def __init__(self, signal: Any, wan: _Wan, *, name: str, latency: Reservoir,
+                 keep_frames: bool = False) -> None:
+        self.signal = signal
+        self.wan = wan
+        self.name = name
+        self.latency = latency
+        self.keep_frames = keep_frames
+        self.transport: Any = None
+        self.relay: UdpRelay | None = None
+        self.kinds: dict[int, str] = {}  # payload type -> kind
+        self.streams: dict[int, StreamStats] = {}  # by SSRC
+        self.stream_kind: dict[int, str] = {}
+        self.frames: list[tuple[int, int]] = []  # (video RTP ts, first arrival ns)
+        self._last_frame_ts: int | None = None
+        self.times: dict[str, float] = {}
+        self.first_keyframe = asyncio.Event()
+        self.stamped = 0
+        self.bytes = 0
+        self.error: str | None = None
+        self.offers = 0
+
+    async def start(self, room: str, tracks: list[dict]) -> None:
+        self.times["start"] = time.monotonic()
+        await self.signal.connect(self.name, room)
+        self.times["welcome"] = time.monotonic()
+        self.transport = _transport("sub", self.name)
+        self.transport.on_rtp = self._on_rtp
+        self.relay = await self.wan.relay()
+        self.times["join"] = time.monotonic()
+        await self.signal.join(room)
+        self.times["joined"] = time.monotonic()
+        await self.signal.subscribe(tracks, self._on_offer)
+        self.times["subscribed"] = time.monotonic()
+
+    async def _on_offer(self, sdp: str) -> str:
+        self.offers += 1
+        self.times.setdefault("offer", time.monotonic())
+        answer = await self.transport.accept_offer(self.wan.incoming(self.relay, sdp))
+        for transceiver in self.transport.pc.getTransceivers():
+            for codec in transceiver._codecs:
+                self.kinds[codec.payloadType] = transceiver.kind
+        self.times.setdefault("answered", time.monotonic())
+        return self.wan.outgoing(self.relay, answer)
+
+    def _on_rtp(self, data: bytes, arrival: float) -> None:
+        from sfu.rtp import parse_header
+
+        try:
+            pt, _marker, seq, ts, ssrc, offset, end, *_ = parse_header(data)
+        except ValueError:
+            return
+        stats = self.streams.get(ssrc)
+        if stats is None:
+            stats = self.streams[ssrc] = StreamStats()
+            self.stream_kind[ssrc] = self.kinds.get(pt, "video" if pt >= 96 else "audio")
+            self.times.setdefault("first_packet", arrival)
+        self.bytes += len(data)
+        if stats.add(seq) == "dup":
+            return
+        found = read_stamp(data, end)
+        if found is not None:
+            self.stamped += 1
+            self.latency.add((int(arrival * 1e9) - found[0]) / 1000.0)  # µs
+        if self.stream_kind[ssrc] == "video":
+            if not self.first_keyframe.is_set() and vp8_is_keyframe(data[offset:end]):
+                self.times["first_keyframe"] = arrival
+                self.first_keyframe.set()
+            if self.keep_frames and ts != self._last_frame_ts:
+                self._last_frame_ts = ts
+                self.frames.append((ts, int(arrival * 1e9)))
+
+    def mark(self) -> None:
+        for stats in self.streams.values():
+            stats.reset()
+        self.frames = []
+        self.stamped = 0
+        self.bytes = 0
+
+    def connect_times(self) -> dict[str, float]:
+        """Milliseconds from sending ``join`` to each step."""
+        t0 = self.times.get("join")
+        if t0 is None:
+            return {}
+        return {k: round(1000 * (v - t0), 3) for k, v in self.times.items() if k != "start"}
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for ssrc, stats in self.streams.items():
+            row = out.setdefault(self.stream_kind[ssrc], {})
+            for key, value in stats.as_dict().items():
+                row[key] = row.get(key, 0) + value
+        return out
+
+    async def close(self) -> None:
+        if self.transport is not None:
+            await self.transport.close()
+        await self.signal.close()
+        if self.relay is not None:
+            self.relay.close()
+
+
+# -- worker process --------------------------------------------------------------------
+
+
+def _merge_counts(rows: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for row in rows:
+        for kind, counts in row.items():
+            target = out.setdefault(kind, {})
+            for key, value in counts.items():
+                target[key] = target.get(key, 0) + value
+    return out
+
+
+class Worker:
+    """The clients of one process and the commands that drive them."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.corpus = Corpus.load(config["corpus"]) if config.get("corpus") else None
+        wan = WanProfile.parse(config["wan"]) if config.get("wan") else None
+        self.wan = _Wan(wan, config.get("ice_address", "127.0.0.1"))
+        self.url = config["url"]
+        self.proxy: TcpDelayProxy | None = None
+        self.publishers: list[Publisher] = []
+        self.subscribers: list[Subscriber] = []
+        self.latency = Reservoir(int(config.get("latency_samples", 50000)))
+        self.mark_at = time.monotonic()
+        self.stamp = config.get("system", "dockcast") != "naive"
+
+    async def setup(self) -> None:
+        from sfu.ice import use_host_addresses
+
+        use_host_addresses([self.config.get("ice_address", "127.0.0.1")])
+        if self.wan.profile is not None:
+            # the websocket crosses the same emulated path (lossless: it is TCP)
+            host, port = self.url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+            self.proxy = await TcpDelayProxy((host, int(port)), self.wan.profile).start()
+            self.url = self.url.replace(f"{host}:{port}", f"127.0.0.1:{self.proxy.port}", 1)
+
+    def _signal(self) -> Any:
+        return make_signal(self.config, self.url)
+
+    async def cmd_publish(self, rooms: list[str], kinds: list[str] | None = None) -> dict:
+        tracks: dict[str, list[dict]] = {}
+        for room in rooms:
+            publisher = Publisher(self._signal(), self.corpus, self.wan,
+                                  name=f"pub-{room}-{uuid.uuid4().hex[:6]}",
+                                  kinds=tuple(kinds or ("video", "audio")),
+                                  stamp_payloads=self.stamp)
+            self.publishers.append(publisher)
+            tracks[room] = await publisher.start(room)
+        return {"tracks": tracks}
+
+    async def _start_subscriber(self, room: str, tracks: list[dict], keep_frames: bool,
+                                timeout: float) -> Subscriber:
+        sub = Subscriber(self._signal(), self.wan, name=f"sub-{uuid.uuid4().hex[:8]}",
+                         latency=self.latency, keep_frames=keep_frames)
+        self.subscribers.append(sub)
+        try:
+            async with asyncio.timeout(timeout):
+                await sub.start(room, tracks)
+                if any(t.get("kind") == "video" for t in tracks):
+                    await sub.first_keyframe.wait()
+                else:
+                    await sub.transport.connected.wait()
+        except Exception as exc:  # noqa: BLE001 - count and report every failure
+            sub.error = f"{type(exc).__name__}: {exc}"[:300]
+        return sub
+
+    async def cmd_subscribe(self, groups: list[dict], concurrency: int = 10,
+                            timeout: float = 30.0) -> dict:
+        """``groups``: ``[{"room", "tracks", "count"}]``; answers once all are receiving."""
+        keep_frames = not self.stamp
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(room: str, tracks: list[dict]) -> Subscriber:
+            async with gate:
+                return await self._start_subscriber(room, tracks, keep_frames, timeout)
+
+        jobs = [one(g["room"], g["tracks"]) for g in groups for _ in range(int(g["count"]))]
+        t0 = time.monotonic()
+        subs = await asyncio.gather(*jobs)
+        errors = [s.error for s in subs if s.error]
+        return {"started": len(subs), "failed": len(errors), "errors": errors[:5],
+                "seconds": round(time.monotonic() - t0, 3),
+                "connect": [s.connect_times() for s in subs]}
+
+    async def cmd_join_once(self, room: str, tracks: list[dict], timeout: float = 20.0) -> dict:
+        """One subscriber joins, waits for its first keyframe, and leaves (connect time)."""
+        sub = await self._start_subscriber(room, tracks, False, timeout)
+        self.subscribers.remove(sub)
+        result = {"connect": sub.connect_times(), "error": sub.error}
+        await sub.close()
+        return result
+
+    async def cmd_mark(self) -> dict:
+        for sub in self.subscribers:
+            sub.mark()
+        self.latency.clear()
+        for publisher in self.publishers:
+            publisher.frame_log.clear()
+        self.mark_at = time.monotonic()
+        return {}
+
+    async def cmd_report(self) -> dict:
+        subs = [s for s in self.subscribers if s.error is None]
+        report = {
+            "window_s": time.monotonic() - self.mark_at,
+            "subscribers": len(self.subscribers),
+            "receiving": sum(1 for s in subs if s.streams),
+            "failed": len(self.subscribers) - len(subs),
+            "counts": _merge_counts([s.counts() for s in subs]),
+            "bytes": sum(s.bytes for s in subs),
+            "stamped": sum(s.stamped for s in subs),
+            "latency_us": [round(v, 1) for v in self.latency.values],
+            "latency_count": self.latency.count,
+            "publishers": [p.report() for p in self.publishers],
+        }
+        if not self.stamp:
+            report["frames"] = [s.frames for s in subs]
+            report["sent_frames"] = {str(k): v for p in self.publishers for k, v in p.frame_log.items()}
+        if self.wan.relays:
+            up = _merge_counts([{"x": r.up.stats.as_dict()} for r in self.wan.relays])["x"]
+            down = _merge_counts([{"x": r.down.stats.as_dict()} for r in self.wan.relays])["x"]
+            report["wan"] = {"up": up, "down": down}
+        return report
+
+    async def cmd_drop(self, count: int) -> dict:
+        """Close ``count`` subscribers (the oldest first)."""
+        gone, self.subscribers = self.subscribers[:count], self.subscribers[count:]
+        await asyncio.gather(*(s.close() for s in gone), return_exceptions=True)
+        return {"closed": len(gone)}
+
+    async def cmd_close(self) -> dict:
+        clients = self.subscribers + self.publishers
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        self.subscribers, self.publishers = [], []
+        for relay in self.wan.relays:
+            relay.close()
+        if self.proxy is not None:
+            await self.proxy.close()
+        return {}
+
+
+async def _serve(config: dict) -> None:
+    worker = Worker(config)
+    await worker.setup()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out = sys.stdout
+
+    def emit(msg: dict) -> None:
+        out.write(json.dumps(msg) + "\n")
+        out.flush()
+
+    emit({"event": "ready", "pid": os.getpid()})
+    while True:
+        line = await reader.readline()
+        if not line:
+            await worker.cmd_close()
+            return
+        msg = json.loads(line)
+        cmd = msg.pop("cmd")
+        handler = getattr(worker, f"cmd_{cmd.replace('-', '_')}", None)
+        try:
+            if handler is None:
+                raise ValueError(f"unknown command {cmd!r}")
+            result = await handler(**msg)
+            emit({"event": cmd, "ok": True, **result})
+        except Exception as exc:  # noqa: BLE001 - the harness reports it
+            logger.exception("command %s failed", cmd)
+            emit({"event": cmd, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        if cmd == "close":
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.loadclient CONFIG_JSON``: run a worker on stdin/stdout."""
+    import uvloop
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m bench.loadclient CONFIG_JSON", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s loadclient %(levelname)s %(name)s: %(message)s")
+    uvloop.run(_serve(json.loads(argv[0])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,389 @@
+"""A userspace WAN emulator: delay, jitter, loss and rate between load clients and a server.
+
+The kernel here has no ``netem``, so delay and jitter are made in userspace. The core,
+:class:`WanLink`, is sans-IO (one direction of a path; aioquic's shape): datagrams and
+``now`` go in with :meth:`WanLink.receive`, :meth:`WanLink.get_timer` says when the next
+one is due, :meth:`WanLink.datagrams_to_send` hands out those that are. It never reads a
+clock and never touches a socket, so its tests need neither.
+
+The asyncio adapters are thin:
+
+- :class:`UdpRelay`: one per peer connection, two UDP sockets on loopback. The client
+  talks to the ``client_port`` socket as if it were the server; the server sees the
+  ``server_port`` socket as the client. ICE works through it unchanged because each side
+  is shown the relay's address in the SDP it receives (:func:`rewrite_candidates`):
+  the server's candidate becomes ``client_port`` for the client, the client's candidate
+  becomes ``server_port`` for the server. Neither side can reach the other directly.
+- :class:`TcpDelayProxy`: the signalling websocket through the same delay and rate
+  (TCP is never dropped here: it would only retransmit).
+
+A profile's delay is one way and applies in each direction: ``--wan 75,5,1`` is a
+150 ms round trip with 5 ms of jitter and 1% loss each way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import random
+from dataclasses import dataclass, field, replace
+
+__all__ = ["WanProfile", "WanLink", "LinkStats", "UdpRelay", "TcpDelayProxy", "rewrite_candidates",
+           "sdp_candidate_address"]
+
+
+@dataclass(frozen=True)
+class WanProfile:
+    """One direction of an emulated path.
+
+    ``delay_ms`` one-way delay; ``jitter_ms`` each datagram's delay varies uniformly by
+    up to that much either way; ``loss_pct`` random independent loss; ``rate_kbps`` a
+    bottleneck (0: none) with a drop-tail queue of ``queue_ms`` of data; ``reorder``
+    lets jitter reorder datagrams (netem does; most real paths mostly do not).
+    """
+
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    loss_pct: float = 0.0
+    rate_kbps: float = 0.0
+    queue_ms: float = 200.0
+    reorder: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("delay_ms", "jitter_ms", "loss_pct", "rate_kbps", "queue_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"WAN {name} must not be negative")
+        if self.loss_pct > 100:
+            raise ValueError("WAN loss_pct must be at most 100")
+
+    @classmethod
+    def parse(cls, text: str) -> WanProfile:
+        """``"delay_ms,jitter_ms,loss_pct[,rate_kbps]"``, e.g. ``"75,5,1"``."""
+        parts = [p.strip() for p in text.split(",")]
+        if not 1 <= len(parts) <= 4 or not all(parts):
+            raise ValueError(f"--wan wants delay_ms,jitter_ms,loss_pct[,rate_kbps], not {text!r}")
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"--wan wants numbers, not {text!r}") from None
+        names = ("delay_ms", "jitter_ms", "loss_pct", "rate_kbps")
+        return cls(**dict(zip(names, values)))
+
+    @property
+    def rtt_ms(self) -> float:
+        return 2 * self.delay_ms
+
+    def lossless(self) -> WanProfile:
+        """The same path for a reliable stream (TCP): delay and rate, no loss."""
+        return replace(self, loss_pct=0.0, reorder=False)
+
+    def describe(self) -> str:
+        text = f"{self.rtt_ms:g} ms RTT, ±{self.jitter_ms:g} ms jitter, {self.loss_pct:g}% loss each way"
+        if self.rate_kbps:
+            text += f", {self.rate_kbps:g} kbit/s"
+        return text
+
+
+@dataclass
+class LinkStats:
+    received: int = 0
+    delivered: int = 0
+    dropped_loss: int = 0
+    dropped_queue: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(order=True)
+class _Pending:
+    due: float
+    order: int
+    data: bytes = field(compare=False)
+
+
+class WanLink:
+    """One direction of an emulated path (sans-IO). Times are seconds on any clock."""
+
+    def __init__(self, profile: WanProfile, rng: random.Random | None = None) -> None:
+        self.profile = profile
+        self.stats = LinkStats()
+        self._rng = rng or random.Random()
+        self._delay = profile.delay_ms / 1000.0
+        self._jitter = profile.jitter_ms / 1000.0
+        self._loss = profile.loss_pct / 100.0
+        self._bytes_per_s = profile.rate_kbps * 125.0  # kbit/s -> bytes/s
+        self._queue_s = profile.queue_ms / 1000.0
+        self._link_free = float("-inf")  # when the bottleneck finishes its last datagram
+        self._last_due = float("-inf")
+        self._heap: list[_Pending] = []
+        self._order = 0
+
+    def receive(self, data: bytes, now: float) -> bool:
+        """Offer one datagram to the link at ``now``; False if the link dropped it."""
+        self.stats.received += 1
+        if self._loss and self._rng.random() < self._loss:
+            self.stats.dropped_loss += 1
+            return False
+        leave = now
+        if self._bytes_per_s:
+            start = max(now, self._link_free)
+            if start - now > self._queue_s:
+                self.stats.dropped_queue += 1
+                return False
+            self._link_free = start + len(data) / self._bytes_per_s
+            leave = self._link_free
+        due = leave + self._delay
+        if self._jitter:
+            due = max(leave, due + self._rng.uniform(-self._jitter, self._jitter))
+        if not self.profile.reorder:
+            due = max(due, self._last_due)
+        self._last_due = due
+        self._order += 1
+        heapq.heappush(self._heap, _Pending(due, self._order, data))
+        return True
+
+    def get_timer(self) -> float | None:
+        """When the next datagram is due, or None if none is queued."""
+        return self._heap[0].due if self._heap else None
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        """The datagrams due at ``now``, in the order they leave the link."""
+        out = []
+        heap = self._heap
+        while heap and heap[0].due <= now:
+            out.append(heapq.heappop(heap).data)
+        self.stats.delivered += len(out)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+def rewrite_candidates(sdp: str, host: str, port: int) -> str:
+    """Point every ICE candidate (and the m-line ports) of ``sdp`` at ``host:port``.
+
+    Used on each SDP crossing a :class:`UdpRelay`: the receiver then sends only to the
+    relay. Only UDP host candidates are expected (load clients and nodes on loopback).
+    """
+    out = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            parts = line.split()
+            if len(parts) >= 6:
+                parts[4], parts[5] = host, str(port)
+                line = " ".join(parts)
+        elif line.startswith("m=") and not line.split()[1] == "0":
+            parts = line.split()
+            parts[1] = str(port)
+            line = " ".join(parts)
+        elif line.startswith("c=IN IP4 ") and host.count(".") == 3:
+            line = f"c=IN IP4 {host}"
+        out.append(line)
+    return "\r\n".join(out) + "\r\n"
+
+
+def sdp_candidate_address(sdp: str) -> tuple[str, int] | None:
+    """The address of the first UDP candidate in ``sdp`` (where its sender listens)."""
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            parts = line.split()
+            if len(parts) >= 6 and parts[2].lower() == "udp":
+                return parts[4], int(parts[5])
+    return None
+
+
+class _Side(asyncio.DatagramProtocol):
+    def __init__(self, relay: UdpRelay, inbound: bool) -> None:
+        self.relay = relay
+        self.inbound = inbound  # datagrams from the server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.relay._received(data, addr, self.inbound)
+
+
+class UdpRelay:
+    """A per-peer-connection UDP relay on ``host`` through two :class:`WanLink`\\ s.
+
+    ``client_port``: what the client is shown as the server's address;
+    ``server_port``: what the server is shown as the client's. Call
+    :meth:`set_server` with the server's address once it is known (from its SDP).
+    """
+
+    def __init__(self, up: WanProfile, down: WanProfile | None = None, *,
+                 host: str = "127.0.0.1", seed: int | None = None) -> None:
+        rng = random.Random(seed)
+        self.host = host
+        self.up = WanLink(up, random.Random(rng.random()))
+        self.down = WanLink(down or up, random.Random(rng.random()))
+        self.server_addr: tuple | None = None
+        self.client_addr: tuple | None = None
+        self._client_side: _Side | None = None
+        self._server_side: _Side | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+
+    async def start(self) -> UdpRelay:
+        loop = self._loop = asyncio.get_running_loop()
+        _, self._client_side = await loop.create_datagram_endpoint(
+            lambda: _Side(self, inbound=False), local_addr=(self.host, 0))
+        _, self._server_side = await loop.create_datagram_endpoint(
+            lambda: _Side(self, inbound=True), local_addr=(self.host, 0))
+        return self
+
+    @property
+    def client_port(self) -> int:
+        return self._client_side.transport.get_extra_info("sockname")[1]
+
+    @property
+    def server_port(self) -> int:
+        return self._server_side.transport.get_extra_info("sockname")[1]
+
+    def set_server(self, addr: tuple) -> None:
+        self.server_addr = (addr[0], int(addr[1]))
+
+    def _received(self, data: bytes, addr: tuple, inbound: bool) -> None:
+        now = self._loop.time()
+        if inbound:
+            if addr != self.server_addr:
+                return  # only the server this relay stands for
+            self.down.receive(data, now)
+        else:
+            self.client_addr = addr
+            self.up.receive(data, now)
+        self._arm(now)
+
+    def _arm(self, now: float) -> None:
+        due = [t for t in (self.up.get_timer(), self.down.get_timer()) if t is not None]
+        if not due or self.closed:
+            return
+        at = min(due)
+        if self._timer is not None:
+            if self._timer_at is not None and self._timer_at <= at:
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = self._timer_at = None
+        now = self._loop.time()
+        if self.server_addr is not None:
+            send = self._server_side.transport.sendto
+            for data in self.up.datagrams_to_send(now):
+                send(data, self.server_addr)
+        if self.client_addr is not None:
+            send = self._client_side.transport.sendto
+            for data in self.down.datagrams_to_send(now):
+                send(data, self.client_addr)
+        self._arm(now)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {"up": self.up.stats.as_dict(), "down": self.down.stats.as_dict()}
+
+    def close(self) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for side in (self._client_side, self._server_side):
+            if side is not None and side.transport is not None:
+                side.transport.close()
+
+
+class TcpDelayProxy:
+    """Forward TCP connections from ``host:port`` to ``target`` through lossless links.
+
+    Each chunk read is delivered after the link's delay, in order (a websocket's
+    round trips then take the emulated RTT).
+    """
+
+    def __init__(self, target: tuple[str, int], profile: WanProfile, *,
+                 host: str = "127.0.0.1", seed: int | None = None) -> None:
+        self.target = target
+        self.profile = profile.lossless()
+        self.host = host
+        self._rng = random.Random(seed)
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> TcpDelayProxy:
+        self._server = await asyncio.start_server(self._accept, self.host, 0)
+        return self
+
+    @property
+    def port(self) -> int:
+        return self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        pumps = [
+            asyncio.ensure_future(self._pump(reader, up_writer)),
+            asyncio.ensure_future(self._pump(up_reader, writer)),
+        ]
+        self._tasks.update(pumps)
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pumps:
+                task.cancel()
+                self._tasks.discard(task)
+            for w in (writer, up_writer):
+                w.close()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        link = WanLink(self.profile, random.Random(self._rng.random()))
+        wake = asyncio.Event()
+        eof = False
+
+        async def deliver() -> None:
+            while True:
+                due = link.get_timer()
+                if due is None:
+                    if eof:
+                        return
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                for chunk in link.datagrams_to_send(loop.time()):
+                    writer.write(chunk)
+                await writer.drain()
+
+        sender = asyncio.ensure_future(deliver())
+        try:
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                link.receive(chunk, loop.time())
+                wake.set()
+        finally:
+            eof = True
+            wake.set()
+            try:
+                await sender
+                if writer.can_write_eof():
+                    writer.write_eof()
+            except (OSError, RuntimeError):
+                pass  # the other side is gone already
+            finally:
+                sender.cancel()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
