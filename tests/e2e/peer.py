@@ -19,8 +19,9 @@ import numpy
 import websockets
 from aiortc import (MediaStreamTrack, RTCConfiguration, RTCPeerConnection,
                     RTCSessionDescription)
-from aiortc.codecs.vp8 import VpxPayloadDescriptor
+from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.mediastreams import AudioStreamTrack
+from aiortc.rtp import RtcpPsfbPacket
 
 VIDEO_CLOCK = 90000
 
@@ -100,8 +101,9 @@ class Participant:
         self.ws: Any = None
         self.ids = itertools.count(1)
         self.pending: dict[int, asyncio.Future] = {}
-        self.events: asyncio.Queue = asyncio.Queue()
         self.all_events: list[dict] = []
+        self._arrived = asyncio.Event()
+        self._cursors: dict[tuple[str, str], int] = {}
         self.pub: RTCPeerConnection | None = None
         self.sub: RTCPeerConnection | None = None
         self.subscriptions: dict[str, Subscription] = {}  # by kind+mid
@@ -127,7 +129,7 @@ class Participant:
                     future.set_result(msg)
                 else:
                     self.all_events.append(msg)
-                    self.events.put_nowait(msg)
+                    self._arrived.set()
         except websockets.ConnectionClosed:
             pass
         for future in self.pending.values():
@@ -144,12 +146,19 @@ class Participant:
             raise ProtocolError(reply["code"], reply.get("message", ""))
         return reply
 
-    async def next_event(self, type_: str, timeout: float = 10) -> dict:
+    async def next_event(self, type_: str, timeout: float = 10, reader: str = "test") -> dict:
+        """The next event of ``type_`` that ``reader`` has not seen (each reader keeps
+        its own place, so the offer answerer and the test never steal each other's)."""
+        key = (reader, type_)
         deadline = time.monotonic() + timeout
         while True:
-            msg = await asyncio.wait_for(self.events.get(), max(0.01, deadline - time.monotonic()))
-            if msg["type"] == type_:
-                return msg
+            for i in range(self._cursors.get(key, 0), len(self.all_events)):
+                if self.all_events[i]["type"] == type_:
+                    self._cursors[key] = i + 1
+                    return self.all_events[i]
+            self._cursors[key] = len(self.all_events)
+            self._arrived.clear()
+            await asyncio.wait_for(self._arrived.wait(), max(0.01, deadline - time.monotonic()))
 
     async def join(self, room: str = "dock-1") -> dict:
         self.joined_at = time.monotonic()
@@ -178,11 +187,28 @@ class Participant:
                            "source": "camera" if t.kind == "video" else "microphone"})
         published = await self.request("publish", sdp=self.pub.localDescription.sdp, tracks=tracks)
         await self.pub.setRemoteDescription(RTCSessionDescription(published["sdp"], "answer"))
+        self._count_keyframe_requests()
         return published
+
+    def _count_keyframe_requests(self) -> None:
+        # instrumentation of this client only: the PLIs/FIRs the node sends the publisher
+        self.keyframe_requests: list[float] = []
+        for transceiver in self.pub.getTransceivers():
+            if transceiver.kind != "video":
+                continue
+            sender = transceiver.sender
+            original = sender._handle_rtcp_packet
+
+            async def handle(packet, original=original):
+                if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (1, 4):
+                    self.keyframe_requests.append(time.monotonic())
+                await original(packet)
+
+            sender._handle_rtcp_packet = handle
 
     async def _answer_offers(self) -> None:
         while True:
-            offer = await self.next_event("offer", timeout=3600)
+            offer = await self.next_event("offer", timeout=3600, reader="answerer")
             if self.sub is None:
                 self.sub = self._pc()
                 self.sub.on("track", self._on_track)

@@ -60,9 +60,13 @@ async def test_chromium_publishes_to_chromium_and_aiortc(node, browser):
     await aio.join()
     await aio.request("subscribe", track_ids=track_ids)
     try:
-        await wait_for(viewer, "window.dockcast && window.dockcast.stats && "
-                               "window.dockcast.stats().then(s => s.framesDecoded > 30)", timeout=40)
-        stats = await viewer.evaluate("window.dockcast.stats()")
+        await wait_for(viewer, "window.dockcast && window.dockcast.client.sub")
+        for _ in range(400):
+            stats = await viewer.evaluate("window.dockcast.stats()")
+            if stats["framesDecoded"] > 30 and stats["audioPackets"] > 50:
+                break
+            await asyncio.sleep(0.1)
+        assert stats["framesDecoded"] > 30
         assert stats["keyFramesDecoded"] >= 1 and stats["audioPackets"] > 50
         for _ in range(200):
             if aio.video() and aio.video()[0].frames > 15:

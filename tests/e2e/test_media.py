@@ -154,3 +154,19 @@ async def test_join_leave_cycles_leak_nothing(node):
     for resource in ("dockcast_asyncio_tasks", "dockcast_threads", "dockcast_open_fds"):
         assert after[resource] <= before[resource], (resource, before[resource], after[resource])
     await pub.close()
+
+
+async def test_keyframe_requests_are_throttled_per_producer(node):
+    pub, published = await _publisher(node)
+    track_ids = [t["track_id"] for t in published["tracks"]]
+    subs = await asyncio.gather(*(_subscriber(node, f"burst-{i}", track_ids) for i in range(5)))
+    try:
+        assert await _wait(lambda: all(s.video() and s.video()[0].frames > 0 for s in subs), timeout=20)
+        requests = pub.keyframe_requests
+        assert requests, "the node never asked the publisher for a keyframe"
+        # five subscribers starting together: at most one request per second
+        gaps = [b - a for a, b in zip(requests, requests[1:])]
+        assert all(g >= 0.9 for g in gaps), gaps
+    finally:
+        for p in subs + [pub]:
+            await p.close()
