@@ -29,19 +29,4 @@ serialize_rtcp = _impl.serialize_rtcp
 
 IMPLEMENTATION = _speedups.implementation(_impl)
 
-__all__ = [
-    "IMPLEMENTATION",
-    "Bye",
-    "Fir",
-    "Nack",
-    "Pli",
-    "ReceiverReport",
-    "Remb",
-    "ReportBlock",
-    "Sdes",
-    "SenderReport",
-    "TransportFeedback",
-    "UnknownRtcp",
-    "parse_rtcp",
-    "serialize_rtcp",
-]
+__all__ = ["IMPLEMENTATION", *_impl.__all__]

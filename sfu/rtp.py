@@ -23,14 +23,4 @@ seq_newer = _impl.seq_newer
 
 IMPLEMENTATION = _speedups.implementation(_impl)
 
-__all__ = [
-    "IMPLEMENTATION",
-    "RtpPacket",
-    "abs_send_time",
-    "find_extension",
-    "is_rtcp",
-    "parse_header",
-    "rewrite",
-    "seq_diff",
-    "seq_newer",
-]
+__all__ = ["IMPLEMENTATION", *_impl.__all__]

@@ -17,4 +17,4 @@ vp8_rewrite_picture_id = _impl.vp8_rewrite_picture_id
 
 IMPLEMENTATION = _speedups.implementation(_impl)
 
-__all__ = ["IMPLEMENTATION", "Vp8Descriptor", "vp8_is_keyframe", "vp8_rewrite_picture_id"]
+__all__ = ["IMPLEMENTATION", *_impl.__all__]
