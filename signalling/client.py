@@ -96,7 +96,8 @@ class DockcastClient:
         self._events: deque[dict[str, Any]] = deque()
         self._arrived = asyncio.Event()
         self._callbacks: dict[str, list[Callable[[dict[str, Any]], Any]]] = {}
-        self._closed: SessionClosed | None = None
+        # How the connection closed (rcvd, sent, rcvd_then_sent), once it did.
+        self._closed: tuple[Any, Any, Any] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._abandoned: set[Any] = set()
         self._reader = asyncio.create_task(self._read_loop())
@@ -163,7 +164,10 @@ class DockcastClient:
                 return await future
         finally:
             self._pending.pop(request_id, None)
-            if not future.done() or future.cancelled():
+            if future.done() and not future.cancelled():
+                future.exception()  # mark it retrieved: raised above, or superseded
+            else:
+                future.cancel()
                 self._abandoned.add(request_id)  # its late reply is dropped
 
     async def notify(self, msg_type: str, /, **fields: Any) -> int:
@@ -322,12 +326,13 @@ class DockcastClient:
             # Report the close as the reader saw it (with the server's code).
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-            assert self._closed is not None
-            raise self._closed from None
+            self._raise_if_closed()
+            raise
 
     def _raise_if_closed(self) -> None:
         if self._closed is not None:
-            raise self._closed
+            # A fresh exception each time: one raised many times grows its traceback.
+            raise SessionClosed(*self._closed) from None
 
     async def _read_loop(self) -> None:
         try:
@@ -342,12 +347,10 @@ class DockcastClient:
             pass
         finally:
             protocol = self.ws.protocol
-            self._closed = SessionClosed(
-                protocol.close_rcvd, protocol.close_sent, protocol.close_rcvd_then_sent
-            )
+            self._closed = (protocol.close_rcvd, protocol.close_sent, protocol.close_rcvd_then_sent)
             for future in self._pending.values():
                 if not future.done():
-                    future.set_exception(self._closed)
+                    future.set_exception(SessionClosed(*self._closed))
             self._wake()
 
     def _deliver(self, msg: dict[str, Any]) -> None:
