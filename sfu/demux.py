@@ -23,10 +23,11 @@ class RtpDemuxer:
         self.mid_ext_id = 0
         self.unroutable = 0
 
-    def add(self, producer: Any, ssrcs: tuple[int, ...] | set[int] = ()) -> None:
+    def add(self, producer: Any, ssrcs: tuple[int, ...] | set[int] = (),
+            rtx_ssrcs: tuple[int, ...] = ()) -> None:
         self.by_mid[producer.mid] = producer
         self.by_payload_type.setdefault(producer.codec.payload_type, []).append(producer)
-        for ssrc in ssrcs:
+        for ssrc in (*ssrcs, *rtx_ssrcs):
             self.by_ssrc[ssrc] = producer
 
     def remove(self, producer: Any) -> None:

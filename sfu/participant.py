@@ -8,7 +8,9 @@ the answer and then goes out as one new offer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,8 +21,9 @@ from aiortc.sdp import SessionDescription
 from .consumer import Consumer, IdleTrack
 from .demux import RtpDemuxer
 from .errors import NegotiationError, NotFound
+from .bandwidth import LossBasedEstimate
 from .producer import EXT_MID, CodecInfo, Producer
-from .rtcp import SenderReport, parse_rtcp, serialize_rtcp
+from .rtcp import ReceiverReport, Remb, SenderReport, parse_rtcp, serialize_rtcp
 from .rtp import parse_header
 from .transport import WebRtcTransport
 
@@ -35,12 +38,15 @@ class MediaSettings:
     def __init__(self, video_codecs: tuple[str, ...] = ("video/VP8", "video/H264"),
                  audio_codecs: tuple[str, ...] = ("audio/opus",),
                  ice_servers: tuple[str, ...] = (),
-                 nack_cache_size: int = 1024, keyframe_interval: float = 1.0) -> None:
+                 nack_cache_size: int = 1024, keyframe_interval: float = 1.0,
+                 max_video_bitrate: int = 2_500_000, feedback_interval: float = 1.0) -> None:
         self.video_codecs = video_codecs
         self.audio_codecs = audio_codecs
         self.ice_servers = ice_servers
         self.nack_cache_size = nack_cache_size
         self.keyframe_interval = keyframe_interval
+        self.max_video_bitrate = max_video_bitrate
+        self.feedback_interval = feedback_interval
 
     def codecs_for(self, kind: str) -> tuple[str, ...]:
         return self.video_codecs if kind == "video" else self.audio_codecs
@@ -55,6 +61,14 @@ def _preferred(transceiver: Any, wanted: tuple[str, ...]) -> list[RTCRtpCodecCap
     chosen.sort(key=lambda c: order[c.mimeType.lower()])
     rtx = [c for c in caps if c.mimeType.lower().endswith("/rtx")]
     return chosen + rtx
+
+
+def _declared_ssrcs(media: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The media and RTX SSRCs an offer's m-line declares (``a=ssrc``, ``a=ssrc-group:FID``)."""
+    rtx = tuple(int(g.items[1]) for g in media.ssrc_group
+                if g.semantic == "FID" and len(g.items) == 2)
+    main = tuple(s.ssrc for s in media.ssrc if s.ssrc not in rtx)
+    return main, rtx
 
 
 class Participant:
@@ -73,6 +87,8 @@ class Participant:
         self.send_offer: Callable[[str], Awaitable[None]] | None = None
         self._offer_out = False
         self._renegotiate = False
+        self._feedback: asyncio.Task | None = None
+        self._estimates: dict[str, LossBasedEstimate] = {}
         self.closed = False
 
     def describe(self) -> dict[str, Any]:
@@ -116,15 +132,17 @@ class Participant:
         async with pub.negotiation_lock:
             answer = await pub.accept_offer(sdp, prepare)
         remote = SessionDescription.parse(pub.pc.remoteDescription.sdp)
-        ssrcs_by_mid = {m.rtp.muxId: tuple(s.ssrc for s in m.ssrc) for m in remote.media}
+        ssrcs_by_mid = {m.rtp.muxId: _declared_ssrcs(m) for m in remote.media}
         created = []
         for transceiver in pub.pc.getTransceivers():
             mid = transceiver.mid
             if mid not in wanted or mid in {p.mid for p in self.producers.values()}:
                 continue
-            producer = self._make_producer(transceiver, wanted[mid], ssrcs_by_mid.get(mid, ()))
+            producer = self._make_producer(transceiver, wanted[mid], *ssrcs_by_mid.get(mid, ((), ())))
             if producer is not None:
                 created.append(producer)
+        if created and self._feedback is None:
+            self._feedback = asyncio.ensure_future(self._publisher_feedback())
         return answer, created
 
     def _check_offer(self, sdp: str, tracks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -149,7 +167,7 @@ class Participant:
         return wanted
 
     def _make_producer(self, transceiver: Any, track: dict[str, Any],
-                       ssrcs: tuple[int, ...]) -> Producer | None:
+                       ssrcs: tuple[int, ...], rtx_ssrcs: tuple[int, ...]) -> Producer | None:
         codecs = [c for c in transceiver._codecs if not c.mimeType.lower().endswith("/rtx")]
         if not codecs:
             logger.warning("participant %s: no common codec for mid %s", self.id, transceiver.mid)
@@ -170,7 +188,7 @@ class Participant:
             nack_cache_size=self.settings.nack_cache_size,
             keyframe_interval=self.settings.keyframe_interval)
         self.producers[producer.id] = producer
-        self.demux.add(producer, ssrcs[:1])
+        self.demux.add(producer, ssrcs[:1], rtx_ssrcs)
         producer.on_close.append(self._producer_closed)
         return producer
 
@@ -192,7 +210,32 @@ class Participant:
             return
         producer = self.demux.route(data, ssrc, pt)
         if producer is not None:
-            producer.receive_rtp(data, pt, seq, ts, off, end)
+            producer.receive_rtp(data, pt, seq, ts, ssrc, off, end)
+
+    async def _publisher_feedback(self) -> None:
+        """Once a second: a receiver report of every published stream, and a REMB
+        with the loss-based estimate for the video ones."""
+        while not self.closed:
+            await asyncio.sleep(self.settings.feedback_interval)
+            packet = self.publisher_feedback(time.monotonic())
+            if packet:
+                self.pub.send_rtcp(packet)
+
+    def publisher_feedback(self, now: float) -> bytes | None:
+        """The compound RTCP (RR, REMB) for the publisher at ``now``; None if nothing to say."""
+        producers = [p for p in self.producers.values() if p.reception is not None]
+        if not producers:
+            return None
+        blocks = [p.reception.report_block(now) for p in producers]
+        packets: list[Any] = [ReceiverReport(ssrc=producers[0].rtcp_ssrc, reports=blocks)]
+        for producer, block in zip(producers, blocks):
+            if not producer.video:
+                continue
+            estimate = self._estimates.setdefault(
+                producer.id, LossBasedEstimate(self.settings.max_video_bitrate))
+            packets.append(Remb(sender_ssrc=producer.rtcp_ssrc, bitrate=estimate.update(block.fraction_lost),
+                                ssrcs=[block.ssrc]))
+        return serialize_rtcp(packets)
 
     def _on_publisher_rtcp(self, data: bytes) -> None:
         try:
@@ -203,8 +246,6 @@ class Participant:
             if isinstance(packet, SenderReport):
                 producer = self.demux.by_ssrc.get(packet.ssrc)
                 if producer is not None:
-                    import time
-
                     producer.receive_sender_report(packet, time.monotonic())
 
     # -- subscribing ---------------------------------------------------------------
@@ -315,6 +356,8 @@ class Participant:
         if self.closed:
             return
         self.closed = True
+        if self._feedback is not None:
+            self._feedback.cancel()
         for producer in list(self.producers.values()):
             producer.close()
         for consumer in list(self.consumers.values()):

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from .forward import NackCache, fan_out
 from .h264 import h264_is_keyframe
 from .keyframe import KeyframeRequestThrottle
-from .rtcp import Pli, SenderReport, serialize_rtcp
-from .rtp import abs_send_time
+from .reception import ReceptionStats
+from .rtcp import Nack, Pli, SenderReport, serialize_rtcp
+from .rtp import abs_send_time, rewrite
 from .vp8 import vp8_is_keyframe
 
 if TYPE_CHECKING:
@@ -109,6 +110,9 @@ class Producer:
         self._keyframe_timer: asyncio.TimerHandle | None = None
         self.stamps_abs_send_time = EXT_ABS_SEND_TIME in self.ext_ids
         self.last_sr: SenderReportInfo | None = None
+        self.reception: ReceptionStats | None = None
+        self.nacks_sent = 0
+        self.rtx_received = 0
         self.packets = 0
         self.octets = 0
         self.keyframes_seen = 0
@@ -140,13 +144,23 @@ class Producer:
 
     # -- packet path -----------------------------------------------------------------
 
-    def receive_rtp(self, data: bytes, payload_type: int, seq: int, ts: int,
+    def receive_rtp(self, data: bytes, payload_type: int, seq: int, ts: int, ssrc: int,
                     payload_offset: int, payload_end: int) -> None:
         """One decrypted RTP packet of this track from the publisher."""
-        if payload_type != self.codec.payload_type or self.closed:
-            return  # rtx, red, fec: not forwarded
+        if self.closed:
+            return
+        if payload_type != self.codec.payload_type:
+            if payload_type == self.codec.rtx_payload_type and self.codec.rtx_payload_type is not None:
+                self._receive_rtx(data, ts, payload_offset, payload_end)
+            return  # red, fec: not forwarded
+        reception = self.reception
+        if reception is None or reception.ssrc != ssrc:
+            reception = self.reception = ReceptionStats(ssrc)
+        lost = reception.update(seq)
         keyframe = False
         if self.video:
+            if lost:
+                self._nack_upstream(ssrc, lost)
             self.cache.put(seq, data)
             if self._is_keyframe is not None and self._is_keyframe(
                     data[payload_offset:payload_offset + 16]):
@@ -159,8 +173,29 @@ class Producer:
             stamp = abs_send_time(time.time()) if self.stamps_abs_send_time else 0
             fan_out(self._states, data, seq, ts, payload_end - payload_offset, keyframe, stamp)
 
+    def _receive_rtx(self, data: bytes, ts: int, payload_offset: int, payload_end: int) -> None:
+        """A retransmission (RFC 4588): restore the original packet and forward it."""
+        if payload_end - payload_offset < 2 or self.reception is None:
+            return  # padding-only probe
+        self.rtx_received += 1
+        original_seq = (data[payload_offset] << 8) | data[payload_offset + 1]
+        restored = bytearray(data[:payload_offset])
+        restored[0] &= 0xDF  # the padding (if any) stays behind
+        restored += data[payload_offset + 2:payload_end]
+        packet = rewrite(bytes(restored), self.reception.ssrc, original_seq, ts,
+                         self.codec.payload_type, None, 0, 0)
+        self.receive_rtp(packet, self.codec.payload_type, original_seq, ts, self.reception.ssrc,
+                         payload_offset, payload_end - 2)
+
+    def _nack_upstream(self, ssrc: int, lost: list[int]) -> None:
+        self.nacks_sent += len(lost)
+        self.transport.send_rtcp(serialize_rtcp([
+            Nack(sender_ssrc=self.rtcp_ssrc, media_ssrc=ssrc, lost=lost)]))
+
     def receive_sender_report(self, report: SenderReport, arrival: float) -> None:
         self.last_sr = SenderReportInfo(report.ntp_timestamp, report.rtp_timestamp, arrival)
+        if self.reception is not None and self.reception.ssrc == report.ssrc:
+            self.reception.sender_report(report.ntp_timestamp, arrival)
 
     # -- keyframes -----------------------------------------------------------------
 

@@ -40,6 +40,7 @@ async def _wait(predicate, timeout=15.0, step=0.05):
     return predicate()
 
 
+@pytest.mark.twin  # run again with DOCKCAST_PUREPYTHON=1: the node forwards with the twins
 async def test_one_publisher_three_subscribers_decode(node):
     pub, published = await _publisher(node)
     track_ids = [t["track_id"] for t in published["tracks"]]
