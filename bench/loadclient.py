@@ -148,6 +148,21 @@ def _transport(role: str, name: str) -> Any:
     return WebRtcTransport(role, configuration=rtc_configuration(), name=name)
 
 
+def _wire_trickle(signal: Any, transport: Any) -> None:
+    """Feed candidates a server trickles (Janus does) to the transport."""
+    if not hasattr(signal, "on_trickle"):
+        return
+
+    async def add(candidate: dict) -> None:
+        try:
+            await transport.add_ice_candidate(candidate["candidate"], candidate.get("sdpMid"),
+                                              candidate.get("sdpMLineIndex"))
+        except Exception as exc:  # noqa: BLE001 - a candidate we cannot use
+            logger.debug("trickled candidate refused: %s", exc)
+
+    signal.on_trickle(add)
+
+
 def _idle_track(kind: str) -> Any:
     from sfu.consumer import IdleTrack
 
@@ -242,6 +257,7 @@ class Publisher:
         await self.signal.connect(self.name, room)
         await self.signal.join(room)
         self.transport = _transport("pub", self.name)
+        _wire_trickle(self.signal, self.transport)
         transceivers = {kind: self.transport.pc.addTransceiver(_idle_track(kind), direction="sendonly")
                         for kind in self.kinds}
         self.relay = await self.wan.relay()
@@ -307,9 +323,15 @@ class Publisher:
             else:
                 self.send_failures += 1
 
+    def mark(self) -> None:
+        self._marked = (self.sent, self.send_failures, self.keyframe_requests)
+        self.frame_log.clear()
+
     def report(self) -> dict:
-        return {"name": self.name, "sent": self.sent, "send_failures": self.send_failures,
-                "keyframe_requests": self.keyframe_requests,
+        sent, failures, requests = getattr(self, "_marked", (0, 0, 0))
+        return {"name": self.name, "sent": self.sent - sent,
+                "send_failures": self.send_failures - failures,
+                "keyframe_requests": self.keyframe_requests - requests,
                 "tracks": [t["track_id"] for t in self.tracks]}
 
     async def close(self) -> None:
@@ -355,6 +377,7 @@ class Subscriber:
         self.times["welcome"] = time.monotonic()
         self.transport = _transport("sub", self.name)
         self.transport.on_rtp = self._on_rtp
+        _wire_trickle(self.signal, self.transport)
         self.relay = await self.wan.relay()
         self.times["join"] = time.monotonic()
         await self.signal.join(room)
@@ -529,7 +552,7 @@ class Worker:
             sub.mark()
         self.latency.clear()
         for publisher in self.publishers:
-            publisher.frame_log.clear()
+            publisher.mark()
         self.mark_at = time.monotonic()
         return {}
 
@@ -555,6 +578,17 @@ class Worker:
             down = _merge_counts([{"x": r.down.stats.as_dict()} for r in self.wan.relays])["x"]
             report["wan"] = {"up": up, "down": down}
         return report
+
+    async def cmd_messages(self, **options: Any) -> dict:
+        """Run the room-messages load of :mod:`bench.messages` from this process."""
+        from .messages import Unsupported, run_messages
+
+        try:
+            result = await run_messages(self.url, self.config["api_key"],
+                                        self.config["api_secret"], **options)
+        except Unsupported as exc:
+            return {"skipped": str(exc)}
+        return {"result": result}
 
     async def cmd_drop(self, count: int) -> dict:
         """Close ``count`` subscribers (the oldest first)."""

@@ -146,12 +146,13 @@ def percentiles(values: Sequence[float], points: Iterable[float] = (50, 95, 99))
 
 
 def match_frames(sent: dict[int, int], received: Sequence[tuple[int, int]],
-                 max_latency_ns: int = 2_000_000_000, probe: int = 12) -> list[int]:
+                 max_latency_ns: int = 2_000_000_000, probe: int = 12, slack: int = 2) -> list[int]:
     """Latencies (ns) of received video frames, matched to sent ones by RTP timestamp.
 
     ``sent``: the publisher's ``{rtp_timestamp: send_ns}``; ``received``: one
     subscriber's ``[(rtp_timestamp, arrival_ns)]`` after a server that rewrote the
-    timestamps by an unknown constant. The constant that maps the most received frames
+    timestamps by an unknown constant, give or take ``slack`` ticks (a re-encoder
+    rounds through its own time base). The constant that maps the most received frames
     onto sent ones wins (the publisher's timestamp jitter makes it unique).
     """
     if not sent or not received:
@@ -164,10 +165,18 @@ def match_frames(sent: dict[int, int], received: Sequence[tuple[int, int]],
                 votes[(out_ts - in_ts) & 0xFFFFFFFF] += 1
     if not votes:
         return []
-    offset, _ = votes.most_common(1)[0]
+
+    def near(offset: int) -> int:
+        return sum(votes.get((offset + d) & 0xFFFFFFFF, 0) for d in range(-slack, slack + 1))
+
+    offset = max(votes, key=near)
+    tries = sorted(range(-slack, slack + 1), key=abs)
     latencies = []
     for out_ts, arrival in received:
-        send_ns = sent.get((out_ts - offset) & 0xFFFFFFFF)
-        if send_ns is not None and arrival >= send_ns:
-            latencies.append(arrival - send_ns)
+        for d in tries:
+            send_ns = sent.get((out_ts - offset + d) & 0xFFFFFFFF)
+            if send_ns is not None:
+                if arrival >= send_ns:
+                    latencies.append(arrival - send_ns)
+                break
     return latencies

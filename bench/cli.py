@@ -1,0 +1,186 @@
+"""``dockcast bench SCENARIO [...]``: run a benchmark scenario and write its report.
+
+Scenarios: ``connect``, ``forward``, ``rooms``, ``fanout-limit``, ``messages``, and
+``all`` (each of them, plus ``connect`` again across the emulated WAN). Every run
+measures Dockcast and the baselines (the naive aiortc relay; Janus's VideoRoom when
+``janus`` is installed) with the same load clients, and writes ``results.json``,
+``summary.md`` and PNG plots into ``--out`` (default ``bench/results/<time>-<scenario>``).
+
+By default the harness starts its own ``dockcast serve`` on a free loopback port; with
+``--url`` (and ``--api-key``/``--api-secret``, ``--server-pid`` for its CPU) it uses a
+node that is already running. Entry point: :func:`main` (``dockcast bench`` calls it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import pathlib
+import shlex
+import sys
+import time
+
+from .harness import REPO, Run, RunOptions
+from .wan import WanProfile
+
+__all__ = ["main", "build_parser"]
+
+SCENARIO_NAMES = ("connect", "forward", "rooms", "fanout-limit", "messages", "all")
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sizes are comma-separated integers, not {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("sizes must be at least 1")
+    return sizes
+
+
+def _wan(text: str) -> str:
+    try:
+        WanProfile.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _baselines(text: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(",") if x.strip() and x.strip() != "none")
+    unknown = set(names) - {"naive", "janus"}
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown baseline(s): {', '.join(sorted(unknown))}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dockcast bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("scenario", choices=SCENARIO_NAMES)
+    g = p.add_argument_group("every scenario")
+    g.add_argument("--duration", type=float, default=10.0, help="seconds measured per step")
+    g.add_argument("--wan", type=_wan, help="emulated WAN: delay_ms,jitter_ms,loss_pct[,rate_kbps], "
+                   "one way, each direction (75,5,1 = 150 ms RTT, 1%% loss)")
+    g.add_argument("--wan-side", choices=("subscribers", "publishers", "all"), default="subscribers",
+                   help="which clients sit across the WAN")
+    g.add_argument("--out", type=pathlib.Path, help="results folder (default bench/results/TIME-SCENARIO)")
+    g.add_argument("--baselines", type=_baselines, default=("naive", "janus"),
+                   help="comma-separated: naive, janus, or none")
+    g.add_argument("--naive-max", type=int, default=50,
+                   help="run the naive relay only up to this many subscribers (it collapses early)")
+    g.add_argument("--subs-per-worker", type=int, default=100, help="subscribers per load-client process")
+    g.add_argument("--corpus-dir", type=pathlib.Path, help="corpus cache (default: beside --out)")
+    g.add_argument("--corpus-seconds", type=float, default=10.0, help="length of the looped corpus")
+    g.add_argument("--url", help="use this running node (ws://HOST:PORT/ws) instead of starting one")
+    g.add_argument("--api-key", help="with --url: its API key")
+    g.add_argument("--api-secret", help="with --url: its API secret")
+    g.add_argument("--server-pid", type=int, help="with --url: the node's pid (for its CPU time)")
+    g = p.add_argument_group("connect")
+    g.add_argument("--joins", type=int, default=20, help="joins measured")
+    g.add_argument("--join-interval", type=float, default=1.1, help="seconds between joins")
+    g.add_argument("--cross-region", type=_wan, default="75,5,1",
+                   help="with all: the WAN for the second connect run ('none' to skip)")
+    g = p.add_argument_group("forward")
+    g.add_argument("--sizes", type=_sizes, default=(1, 10, 50, 100, 200), help="subscriber counts")
+    g = p.add_argument_group("rooms")
+    g.add_argument("--rooms", type=int, default=50, help="rooms")
+    g.add_argument("--room-size", type=int, default=10, help="participants per room (1 publisher)")
+    g = p.add_argument_group("fanout-limit")
+    g.add_argument("--start", type=int, default=10, help="first subscriber count")
+    g.add_argument("--factor", type=float, default=2.0, help="growth per step")
+    g.add_argument("--max", type=int, default=1000, help="stop growing here")
+    g.add_argument("--refine", type=int, default=2, help="bisection steps after the first failure")
+    g.add_argument("--max-loss-pct", type=float, default=0.1, help="a step holds at most this loss")
+    g.add_argument("--max-p99-ms", type=float, default=50.0, help="and at most this p99 latency")
+    g = p.add_argument_group("messages")
+    g.add_argument("--members", type=int, default=10, help="receiving members")
+    g.add_argument("--messages", type=int, default=10000, help="messages sent")
+    g.add_argument("--rate", type=float, default=500.0, help="messages per second")
+    g.add_argument("--drop-every", type=float, default=0.5, help="seconds between member drops")
+    g.add_argument("--down-time", type=float, default=0.3, help="seconds a dropped member stays away")
+    return p
+
+
+async def _scenario(run: Run, name: str, args: argparse.Namespace) -> dict:
+    from . import scenarios
+
+    if name == "connect":
+        result = await scenarios.connect(run, joins=args.joins, interval=args.join_interval)
+    elif name == "forward":
+        result = await scenarios.forward(run, sizes=args.sizes)
+    elif name == "rooms":
+        result = await scenarios.rooms(run, count=args.rooms, size=args.room_size)
+    elif name == "fanout-limit":
+        result = await scenarios.fanout_limit(run, start=args.start, factor=args.factor,
+                                              maximum=args.max, refine=args.refine,
+                                              max_loss_pct=args.max_loss_pct,
+                                              max_p99_ms=args.max_p99_ms)
+    elif name == "messages":
+        result = await scenarios.messages(run, members=args.members, count=args.messages,
+                                          rate=args.rate, drop_every=args.drop_every,
+                                          down_time=args.down_time)
+    else:
+        raise ValueError(name)
+    result["wan"] = run.options.wan
+    return result
+
+
+async def _run(args: argparse.Namespace, options: RunOptions) -> int:
+    from .report import write_report
+
+    run = Run(options)
+    run.prepare_corpus()
+    results = []
+    names = SCENARIO_NAMES[:-1] if args.scenario == "all" else (args.scenario,)
+    for name in names:
+        run.console.rule(f"{name}" + (f" (WAN {options.wan})" if options.wan else ""))
+        results.append(await _scenario(run, name, args))
+        if name == "connect" and args.scenario == "all" and args.cross_region != "none" \
+                and not options.wan:
+            run.console.rule(f"connect (WAN {args.cross_region})")
+            options.wan = args.cross_region
+            try:
+                results.append(await _scenario(run, "connect", args))
+            finally:
+                options.wan = None
+    data = write_report(run.out, run.header(args.scenario), results)
+    _print_targets(run, data["targets"])
+    run.console.print(f"results: {run.out}/summary.md, results.json, {len(data['plots'])} plots")
+    return 0
+
+
+def _print_targets(run: Run, rows: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(title="Targets")
+    for column in ("target", "Dockcast", "naive", "Janus", "ratio", "result"):
+        table.add_column(column)
+    for r in rows:
+        result = {True: "[green]pass", False: "[red]FAIL", None: "[yellow]not measured"}[r["pass"]]
+        table.add_row(r["target"], r["cells"].get("dockcast", "–"), r["cells"].get("naive", "–"),
+                      r["cells"].get("janus", "–"), r["ratio"], result)
+    run.console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``dockcast bench SCENARIO [...]``; returns the exit status."""
+    import uvloop
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.url and not (args.api_key and args.api_secret):
+        parser.error("--url needs --api-key and --api-secret")
+    out = args.out or REPO / "bench" / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.scenario}"
+    options = RunOptions(
+        out=out, duration=args.duration, wan=args.wan, wan_side=args.wan_side,
+        corpus_dir=args.corpus_dir, corpus_seconds=args.corpus_seconds,
+        subs_per_worker=args.subs_per_worker, baselines=args.baselines, naive_max=args.naive_max,
+        url=args.url, api_key=args.api_key, api_secret=args.api_secret,
+        server_pid=args.server_pid, command="dockcast bench " + shlex.join(argv))
+    return uvloop.run(_run(args, options))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""Reports of a run: ``results.json``, ``summary.md`` (the targets table) and PNG plots.
+
+:func:`targets` checks the results against ``DESIGN.md``'s "Targets", with each
+baseline's figure and the ratio beside Dockcast's; a target whose scenario did not run
+(or whose baseline was skipped) says so rather than passing. Plots use matplotlib's
+Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+__all__ = ["targets", "write_report", "markdown", "plots"]
+
+SYSTEM_ORDER = ("dockcast", "naive", "janus")
+LABELS = {"dockcast": "Dockcast", "naive": "naive aiortc relay", "janus": "Janus VideoRoom"}
+
+
+def _scenario(results: list[dict], name: str, wan: bool | None = None) -> dict | None:
+    for result in results:
+        if result.get("scenario") != name:
+            continue
+        if wan is not None and bool(result.get("wan")) != wan:
+            continue
+        return result
+    return None
+
+
+def _row_at(system: dict | None, n: int) -> dict | None:
+    """The measured row of ``system`` at exactly N subscribers, or None."""
+    rows = [r for r in (system or {}).get("rows", []) if r["subscribers"] == n]
+    return rows[-1] if rows else None
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        text = f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+    else:
+        text = str(value)
+    return f"{text}{unit}"
+
+
+def _state(system: dict | None) -> str | None:
+    """Why a system has no figure, or None if it has one."""
+    if system is None:
+        return "not run"
+    if system.get("skipped"):
+        return f"skipped: {system['skipped']}"
+    if system.get("error"):
+        return f"error: {system['error']}"
+    return None
+
+
+def _cell(system: dict | None, value: Any, unit: str) -> str:
+    state = _state(system)
+    return state if state and value is None else _fmt(value, unit)
+
+
+def _ratio(ours: float | None, theirs: float | None, name: str) -> str:
+    if ours is None or theirs in (None, 0):
+        return "–"
+    return f"{ours / theirs:.3g} (vs {LABELS[name]})"
+
+
+def _target(target: str, values: dict[str, Any], systems: dict[str, dict | None], unit: str,
+            passed: bool | None, compare: str | None = "janus", note: str = "") -> dict:
+    row = {"target": target, "pass": passed, "note": note,
+           "values": {name: values.get(name) for name in SYSTEM_ORDER},
+           "cells": {name: _cell(systems.get(name), values.get(name), unit) for name in SYSTEM_ORDER}}
+    ratio = "–"
+    for name in ([compare] if compare else []) + ["naive"]:
+        if values.get(name) not in (None, 0):
+            ratio = _ratio(values.get("dockcast"), values.get(name), name)
+            break
+    row["ratio"] = ratio
+    return row
+
+
+def _pass(ok: bool | None) -> str:
+    return {True: "pass", False: "FAIL", None: "not measured"}[ok]
+
+
+def targets(results: list[dict]) -> list[dict]:
+    """The targets of ``DESIGN.md`` evaluated on whichever scenarios ``results`` hold."""
+    rows = []
+    forward = _scenario(results, "forward", wan=False) or _scenario(results, "forward")
+    if forward is not None:
+        systems = forward["systems"]
+        dock_sizes = {r["subscribers"] for r in systems.get("dockcast", {}).get("rows", [])}
+        janus_sizes = {r["subscribers"] for r in systems.get("janus", {}).get("rows", [])}
+        common = dock_sizes & janus_sizes
+        n = max(common) if common else max(dock_sizes, default=0)
+        cpu = {name: (_row_at(systems.get(name), n) or {}).get("cpu_us_per_packet")
+               for name in SYSTEM_ORDER}
+        ok = None
+        if cpu["dockcast"] is not None and cpu["janus"] is not None:
+            ok = cpu["dockcast"] <= cpu["janus"] / 4
+        rows.append(_target(f"CPU per forwarded packet at most ¼ of Janus's (N={n})", cpu,
+                            systems, " µs", ok,
+                            note="" if cpu["janus"] is not None else "needs Janus in the same run"))
+        at = 100 if 100 in dock_sizes else max(dock_sizes, default=0)
+        for pct, limit in (("p50", 0.5), ("p99", 2.0)):
+            lat = {name: ((_row_at(systems.get(name), at) or {}).get("latency_ms") or {}).get(pct)
+                   for name in SYSTEM_ORDER}
+            ok = None if lat["dockcast"] is None or at != 100 else lat["dockcast"] < limit
+            note = "" if at == 100 else f"N=100 not in the sweep; shown at N={at}"
+            rows.append(_target(f"Forwarding latency {pct} under {limit:g} ms at 100 subscribers",
+                                lat, systems, " ms", ok, note=note))
+    connect = _scenario(results, "connect", wan=False)
+    if connect is not None:
+        systems = connect["systems"]
+        for pct, limit in (("p50", 60.0), ("p95", 150.0)):
+            vals = {name: ((systems.get(name) or {}).get("summary_ms", {})
+                           .get("first_keyframe", {}).get(pct)) for name in SYSTEM_ORDER}
+            ok = None if vals["dockcast"] is None else vals["dockcast"] < limit
+            rows.append(_target(f"Join to first keyframe {pct} under {limit:g} ms on loopback",
+                                vals, systems, " ms", ok))
+    connect_wan = _scenario(results, "connect", wan=True)
+    if connect_wan is not None:
+        systems = connect_wan["systems"]
+        vals = {name: ((systems.get(name) or {}).get("summary_ms", {})
+                       .get("first_keyframe", {}).get("p50")) for name in SYSTEM_ORDER}
+        ok = None if vals["dockcast"] is None else vals["dockcast"] < 600
+        rows.append(_target(f"Join to first keyframe p50 under 600 ms across the WAN "
+                            f"({connect_wan['wan']})", vals, systems, " ms", ok))
+    fanout = _scenario(results, "fanout-limit")
+    if fanout is not None:
+        systems = fanout["systems"]
+        vals = {name: (systems.get(name) or {}).get("limit") for name in SYSTEM_ORDER}
+        ok = None if vals["dockcast"] is None else vals["dockcast"] >= 500
+        p = fanout["params"]
+        rows.append(_target("One publisher to 500 subscribers without loss (fan-out limit)", vals,
+                            systems, " subscribers", ok,
+                            note=f"held: loss ≤ {p['max_loss_pct']}%, p99 ≤ {p['max_p99_ms']} ms"))
+    rooms = _scenario(results, "rooms")
+    if rooms is not None:
+        systems = rooms["systems"]
+        vals = {name: ((systems.get(name) or {}).get("rows") or [{}])[0].get("loss_pct")
+                for name in SYSTEM_ORDER}
+        p = rooms["params"]
+        dock = ((systems.get("dockcast") or {}).get("rows") or [{}])[0]
+        ok = None if vals["dockcast"] is None else (vals["dockcast"] == 0
+                                                     and dock.get("connect_failed", 0) == 0)
+        rows.append(_target(f"{p['rooms']} rooms of {p['size']} without loss (loss %)", vals,
+                            systems, "%", ok))
+    msgs = _scenario(results, "messages")
+    if msgs is not None:
+        systems = msgs["systems"]
+        res = (systems.get("dockcast") or {}).get("result")
+        vals = {"dockcast": None if res is None else res["lost"] + res["duplicated"]}
+        ok = None if res is None else (res["lost"] == 0 and res["duplicated"] == 0
+                                       and res["sent"] >= msgs["params"]["count"])
+        note = "" if res is None else (f"{res['sent']} messages, {res['drops']} drops; "
+                                       f"lost {res['lost']}, duplicated {res['duplicated']}")
+        rows.append(_target("Messages: zero lost and zero duplicated with members dropping "
+                            "(lost + duplicated)", vals, systems, "", ok, compare=None, note=note))
+    if results:
+        rows.append({"target": "Relay: one copy crosses, added latency under 5 ms over the WAN",
+                     "pass": None, "note": "no relay scenario yet (needs the cluster)",
+                     "values": {}, "cells": {n: "–" for n in SYSTEM_ORDER}, "ratio": "–"})
+    return rows
+
+
+# -- markdown -------------------------------------------------------------------------------
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+def _rows_table(result: dict) -> str:
+    header = ["system", "N", "pkt/s forwarded", "loss %", "dup", "p50 ms", "p95 ms", "p99 ms",
+              "server % core", "µs/packet", "others' load (cores)"]
+    rows = []
+    for name, system in result["systems"].items():
+        label = system.get("label", LABELS.get(name, name))
+        state = _state(system)
+        if state and not system.get("rows"):
+            rows.append([label, state] + [""] * (len(header) - 2))
+            continue
+        for r in system.get("rows", []):
+            lat = r["latency_ms"]
+            rows.append([label, str(r["subscribers"]), _fmt(r["forwarded_pps"]),
+                         _fmt(r["loss_pct"]), str(r["duplicates"]), _fmt(lat["p50"]),
+                         _fmt(lat["p95"]), _fmt(lat["p99"]), _fmt(r["server_core_pct"]),
+                         _fmt(r["cpu_us_per_packet"]),
+                         _fmt(r["machine"].get("others_cores"))])
+        for note in system.get("notes", []):
+            rows.append([label, note] + [""] * (len(header) - 2))
+    return _table(header, rows)
+
+
+def _connect_table(result: dict) -> str:
+    header = ["system", "joins", "failed", "→joined p50", "→offer p50", "→first packet p50/p95/p99",
+              "→first keyframe p50/p95/p99"]
+    rows = []
+    for name, system in result["systems"].items():
+        label = system.get("label", LABELS.get(name, name))
+        state = _state(system)
+        if state:
+            rows.append([label, state] + [""] * (len(header) - 2))
+            continue
+        s = system["summary_ms"]
+
+        def trio(key: str) -> str:
+            return " / ".join(_fmt(s[key][p]) for p in ("p50", "p95", "p99")) + " ms"
+
+        rows.append([label, str(len(system["joins"])), str(system["failed"]),
+                     _fmt(s["joined"]["p50"], " ms"), _fmt(s["offer"]["p50"], " ms"),
+                     trio("first_packet"), trio("first_keyframe")])
+    return _table(header, rows)
+
+
+def _messages_table(result: dict) -> str:
+    header = ["system", "sent", "msg/s", "lost", "duplicated", "drops", "resumes", "replayed",
+              "live delay p50/p99 ms"]
+    rows = []
+    for name, system in result["systems"].items():
+        label = system.get("label", LABELS.get(name, name))
+        res = system.get("result")
+        if res is None:
+            rows.append([label, _state(system) or "–"] + [""] * (len(header) - 2))
+            continue
+        d = res["live_delay_ms"]
+        rows.append([label, str(res["sent"]), _fmt(res["messages_per_s"]), str(res["lost"]),
+                     str(res["duplicated"]), str(res["drops"]), str(res["resumes"]),
+                     str(res["replayed"]), f"{_fmt(d['p50'])} / {_fmt(d['p99'])}"])
+    return _table(header, rows)
+
+
+def markdown(header: dict, results: list[dict], target_rows: list[dict], images: list[str]) -> str:
+    m = header["machine"]
+    out = [f"# Dockcast benchmark: {header['scenario']}", ""]
+    out.append(f"- command: `{header['command']}`")
+    out.append(f"- commit: `{header['commit'] or 'unknown'}`, started {header['started']}")
+    out.append(f"- machine: {m.get('cpu_model')}, {m.get('cores')} cores, load average "
+               f"{' '.join(str(x) for x in m.get('load_avg', []))} at start, kernel {m.get('kernel')}, "
+               f"Python {m.get('python')}; " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()))
+    c = header.get("corpus") or {}
+    if c:
+        out.append(f"- corpus: VP8 {c.get('video_kbps')} kbit/s ({c.get('video_packets')} packets, "
+                   f"{c.get('keyframes')} keyframes in {c.get('params', {}).get('seconds')} s), "
+                   f"Opus {c.get('audio_kbps')} kbit/s")
+    o = header["options"]
+    out.append(f"- window {o['duration']} s per step; WAN: {o.get('wan') or 'none (loopback)'}"
+               + (f" on the {o['wan_side']} side" if o.get("wan") else ""))
+    out.append("- this machine is shared: 'others' load' is CPU that neither the server nor "
+               "the load clients used during the window (in cores)")
+    out += ["", "## Targets", ""]
+    out.append(_table(["target", "Dockcast", LABELS["naive"], LABELS["janus"], "ratio", "result", "note"],
+                      [[r["target"], r["cells"].get("dockcast", "–"), r["cells"].get("naive", "–"),
+                        r["cells"].get("janus", "–"), r["ratio"], _pass(r["pass"]), r["note"]]
+                       for r in target_rows]))
+    for result in results:
+        title = result["scenario"] + (f" (WAN {result['wan']})" if result.get("wan") else "")
+        out += ["", f"## {title}", "", f"parameters: `{json.dumps(result.get('params', {}))}`", ""]
+        if result["scenario"] == "connect":
+            out.append(_connect_table(result))
+        elif result["scenario"] == "messages":
+            out.append(_messages_table(result))
+        else:
+            out.append(_rows_table(result))
+            methods = {r["latency_method"] for s in result["systems"].values() for r in s.get("rows", [])}
+            if methods:
+                out += ["", "latency measured " + "; ".join(sorted(methods))]
+    if images:
+        out += ["", "## Plots", ""] + [f"![{name}]({name})" for name in images]
+    return "\n".join(out) + "\n"
+
+
+# -- plots ---------------------------------------------------------------------------------
+
+
+def plots(results: list[dict], out: pathlib.Path) -> list[str]:
+    """Latency CDF, CPU per packet vs subscribers, latency vs subscribers (PNG files)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made: list[str] = []
+    swept = [r for r in results if r["scenario"] in ("forward", "fanout-limit", "rooms")]
+    series: dict[str, list[dict]] = {}
+    for result in swept:
+        for name, system in result["systems"].items():
+            series.setdefault(name, []).extend(system.get("rows", []))
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        made.append(name)
+
+    if any(rows for rows in series.values()):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for name, rows in series.items():
+            with_cdf = [r for r in rows if r.get("latency_cdf_ms")]
+            if not with_cdf:
+                continue
+            row = max(with_cdf, key=lambda r: r["subscribers"])
+            ax.plot(row["latency_cdf_ms"], [p / 100 for p in _cdf_points(row["latency_cdf_ms"])],
+                    label=f"{LABELS.get(name, name)}, N={row['subscribers']}")
+        ax.set_xscale("log")
+        ax.set_xlabel("publisher send to subscriber receive (ms, log)")
+        ax.set_ylabel("fraction of packets")
+        ax.set_title("Forwarding latency CDF")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        save(fig, "latency_cdf.png")
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for name, rows in series.items():
+            pts = sorted((r["subscribers"], r["cpu_us_per_packet"]) for r in rows
+                         if r.get("cpu_us_per_packet") is not None)
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=LABELS.get(name, name))
+        ax.set_xlabel("subscribers")
+        ax.set_ylabel("server CPU per forwarded packet (µs)")
+        ax.set_yscale("log")
+        ax.set_title("CPU per forwarded packet vs subscribers")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        save(fig, "cpu_per_packet.png")
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for name, rows in series.items():
+            for pct, style in (("p50", "-o"), ("p99", "--s")):
+                pts = sorted((r["subscribers"], r["latency_ms"][pct]) for r in rows
+                             if r["latency_ms"].get(pct) is not None)
+                if pts:
+                    ax.plot(*zip(*pts), style, label=f"{LABELS.get(name, name)} {pct}")
+        ax.set_xlabel("subscribers")
+        ax.set_ylabel("latency (ms, log)")
+        ax.set_yscale("log")
+        ax.set_title("Forwarding latency vs subscribers")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        save(fig, "latency_vs_subscribers.png")
+
+    for result in results:
+        if result["scenario"] != "connect":
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for name, system in result["systems"].items():
+            values = sorted(j["first_keyframe"] for j in system.get("joins", [])
+                            if not j.get("error") and "first_keyframe" in j)
+            if values:
+                ax.step(values, [(i + 1) / len(values) for i in range(len(values))], where="post",
+                        label=LABELS.get(name, name))
+        ax.set_xlabel("join to first keyframe (ms)")
+        ax.set_ylabel("fraction of joins")
+        ax.set_title("Join to first keyframe" + (f" (WAN {result['wan']})" if result.get("wan") else ""))
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        save(fig, "connect_cdf_wan.png" if result.get("wan") else "connect_cdf.png")
+    return made
+
+
+def _cdf_points(values: list) -> list[float]:
+    step = 100 / (len(values) - 1) if len(values) > 1 else 100
+    return [i * step for i in range(len(values))]
+
+
+def write_report(out: pathlib.Path, header: dict, results: list[dict]) -> dict:
+    """Write ``results.json``, ``summary.md`` and the plots into ``out``; return the data."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    target_rows = targets(results)
+    images = plots(results, out)
+    data = {**header, "targets": target_rows, "results": results, "plots": images}
+    (out / "results.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
+    (out / "summary.md").write_text(markdown(header, results, target_rows, images))
+    return data
