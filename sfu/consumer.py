@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc.mediastreams import MediaStreamTrack
 
+from .errors import MalformedPacket
 from .forward import ConsumerState
 from .producer import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, Producer
 from .rtcp import Fir, Nack, Pli, ReceiverReport, Remb, SenderReport
@@ -146,8 +147,11 @@ class Consumer:
         stamp = abs_send_time(time.time()) if self.state.abs_send_time_id else 0
         for out_seq in lost:
             data = cache.get(self.state.producer_seq(out_seq))
-            if data is not None and self.state.retransmit(data, stamp):
-                self.retransmitted += 1
+            try:
+                if data is not None and self.state.retransmit(data, stamp):
+                    self.retransmitted += 1
+            except MalformedPacket:  # it was forwarded once, so this cannot happen; be safe
+                continue
 
     def translate_sender_report(self, report: SenderReport) -> SenderReport | None:
         """Our sender report for the subscriber, from the publisher's latest one."""

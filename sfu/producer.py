@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .forward import NackCache, fan_out
+from .errors import MalformedPacket
 from .h264 import h264_is_keyframe
 from .keyframe import KeyframeRequestThrottle
 from .reception import ReceptionStats
@@ -112,6 +113,7 @@ class Producer:
         self.last_sr: SenderReportInfo | None = None
         self.reception: ReceptionStats | None = None
         self.nacks_sent = 0
+        self.malformed = 0
         self.rtx_received = 0
         self.packets = 0
         self.octets = 0
@@ -171,7 +173,10 @@ class Producer:
         self.octets += payload_end - payload_offset
         if self._states:
             stamp = abs_send_time(time.time()) if self.stamps_abs_send_time else 0
-            fan_out(self._states, data, seq, ts, payload_end - payload_offset, keyframe, stamp)
+            try:
+                fan_out(self._states, data, seq, ts, payload_end - payload_offset, keyframe, stamp)
+            except MalformedPacket:  # e.g. a header-extension element past its block
+                self.malformed += 1
 
     def _receive_rtx(self, data: bytes, ts: int, payload_offset: int, payload_end: int) -> None:
         """A retransmission (RFC 4588): restore the original packet and forward it."""

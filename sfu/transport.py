@@ -123,6 +123,8 @@ class WebRtcTransport:
         preferences and directions on the new transceivers).
         """
         self._check_open()
+        if "\nm=" not in "\n" + sdp.replace("\r\n", "\n"):
+            raise NegotiationError("the offer has no media section")
         try:
             await self.pc.setRemoteDescription(
                 RTCSessionDescription(sdp=ice.filter_sdp_candidates(sdp), type="offer"))

@@ -1,0 +1,212 @@
+"""Room and Participant with real peers on loopback (WebRtcTransport clients, no codecs).
+
+A client publisher writes hand-made VP8/Opus RTP packets; client subscribers see what
+the SFU forwards: rewritten headers, keyframe gating, unsubscribe, unpublish, close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc.rtp import RtpPacket
+
+from sfu.consumer import IdleTrack
+from sfu.errors import NegotiationError, NotFound
+from sfu.room import Room
+from sfu.rtp import parse_header
+from sfu.transport import WebRtcTransport
+
+VP8_KEY = bytes([0x10, 0x00, 0x9D, 0x01, 0x2A]) + b"K" * 40   # S=1, PID=0, P=0
+VP8_DELTA = bytes([0x10, 0x01]) + b"D" * 40                    # S=1, P=1
+
+
+class ClientPublisher:
+    def __init__(self):
+        self.t = WebRtcTransport("client-pub")
+        self.video = self.t.pc.addTransceiver(IdleTrack("video"), direction="sendonly")
+        self.audio = self.t.pc.addTransceiver(IdleTrack("audio"), direction="sendonly")
+        self.seq = {"video": 1000, "audio": 5000}
+
+    async def offer(self):
+        sdp = await self.t.create_offer()
+        tracks = [{"mid": tr.mid, "kind": tr.kind, "source": "camera"} for tr in (self.video, self.audio)]
+        return sdp, tracks
+
+    def send(self, kind, payload, ts):
+        tr = self.video if kind == "video" else self.audio
+        p = RtpPacket(payload_type=tr._codecs[0].payloadType, sequence_number=self.seq[kind],
+                      timestamp=ts, ssrc=tr.sender._ssrc)
+        p.payload = payload
+        self.seq[kind] += 1
+        return self.t.send_rtp(p.serialize())
+
+
+class ClientSubscriber:
+    def __init__(self, participant):
+        self.t = WebRtcTransport("client-sub")
+        self.packets = []
+        self.t.on_rtp = lambda data, arrival: self.packets.append(data)
+
+        async def send_offer(sdp):
+            answer = await self.t.accept_offer(sdp)
+            await participant.answer(answer)
+
+        participant.send_offer = send_offer
+
+    def by_ssrc(self):
+        out = {}
+        for data in self.packets:
+            h = parse_header(data)
+            out.setdefault(h[4], []).append(h)
+        return out
+
+
+async def until(predicate, timeout=15):
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture
+async def room():
+    r = Room("dock-7")
+    events = []
+    r.on_event = lambda name, **data: events.append((name, data))
+    r.events = events
+    yield r
+    await r.close()
+
+
+async def publish(room):
+    client = ClientPublisher()
+    participant = room.join("camera")
+    sdp, tracks = await client.offer()
+    answer, producers = await room.publish(participant, sdp, tracks)
+    await client.t.accept_answer(answer)
+    await asyncio.wait_for(client.t.connected.wait(), 20)
+    return client, participant, {p.kind: p for p in producers}
+
+
+async def test_forwarding_rewrites_and_waits_for_a_keyframe(room):
+    pub, _, producers = await publish(room)
+    viewer = room.join("seller")
+    sub = ClientSubscriber(viewer)
+    await room.subscribe(viewer, [producers["video"].id, producers["audio"].id])
+    await asyncio.wait_for(sub.t.connected.wait(), 20)
+    consumers = {c.kind: c for c in viewer.consumers.values()}
+    assert await until(lambda: not consumers["video"].state.paused and not consumers["audio"].state.paused)
+
+    for i in range(5):
+        pub.send("video", VP8_DELTA, 90000 + i * 3000)   # no keyframe yet: held back
+        pub.send("audio", b"opus" * 10, 48000 + i * 960)
+    assert await until(lambda: len(sub.packets) >= 5)
+    await asyncio.sleep(0.2)
+    assert consumers["video"].ssrc not in sub.by_ssrc()
+    pub.send("video", VP8_KEY, 120000)
+    for i in range(3):
+        pub.send("video", VP8_DELTA, 123000 + i * 3000)
+    assert await until(lambda: len(sub.by_ssrc().get(consumers["video"].ssrc, [])) == 4)
+
+    video = sub.by_ssrc()[consumers["video"].ssrc]
+    first = sub.packets[[parse_header(d)[4] for d in sub.packets].index(consumers["video"].ssrc)]
+    assert first[parse_header(first)[5]:parse_header(first)[6]] == VP8_KEY  # starts at the keyframe
+    seqs = [h[2] for h in video]
+    assert [(s - seqs[0]) & 0xFFFF for s in seqs] == [0, 1, 2, 3]
+    assert [(h[3] - video[0][3]) & 0xFFFFFFFF for h in video] == [0, 3000, 6000, 9000]
+    negotiated_pt = consumers["video"].transceiver._codecs[0].payloadType
+    assert {h[0] for h in video} == {negotiated_pt}
+    assert len(sub.by_ssrc()[consumers["audio"].ssrc]) == 5  # audio needs no keyframe
+    assert producers["video"].keyframes.sent >= 1  # the SFU asked the publisher for one
+    await sub.t.close()
+    await pub.t.close()
+
+
+async def test_unsubscribe_unpublish_and_close_cascade(room):
+    pub, publisher, producers = await publish(room)
+    viewer = room.join("seller")
+    sub = ClientSubscriber(viewer)
+    await room.subscribe(viewer, [p.id for p in producers.values()])
+    await asyncio.wait_for(sub.t.connected.wait(), 20)
+    assert await until(lambda: all(not c.state.paused for c in viewer.consumers.values()))
+
+    with pytest.raises(NotFound):
+        await room.subscribe(viewer, ["TR_nope"])
+    with pytest.raises(NotFound):
+        await room.unsubscribe(viewer, ["TR_nope"])
+
+    await room.unsubscribe(viewer, [producers["audio"].id])
+    assert producers["audio"].id not in viewer.consumers
+    assert producers["audio"].consumers == []
+    before = len(sub.packets)
+    pub.send("audio", b"opus", 1)
+    await asyncio.sleep(0.3)
+    assert len(sub.packets) == before
+
+    room.unpublish(publisher, [producers["video"].id])
+    assert ("track_unpublished", {"producer": producers["video"]}) in room.events
+    assert viewer.consumers == {} and producers["video"].closed
+    with pytest.raises(NotFound):
+        room.unpublish(publisher, [producers["video"].id])
+
+    await room.close("test over")
+    assert publisher.closed and viewer.closed and publisher.pub.closed and viewer.sub.closed
+    assert room.events[-1] == ("closed", {"reason": "test over"})
+    await sub.t.close()
+    await pub.t.close()
+
+
+async def test_bad_offers_change_nothing(room):
+    participant = room.join("camera")
+    client = ClientPublisher()
+    sdp, tracks = await client.offer()
+    for bad_tracks in ([{"mid": "9", "kind": "video"}], [{"mid": tracks[0]["mid"], "kind": "audio"}]):
+        with pytest.raises(NegotiationError):
+            await room.publish(participant, sdp, bad_tracks)
+    with pytest.raises(NegotiationError):
+        await room.publish(participant, "garbage", tracks)
+    assert participant.pub is None and room.producers == {}
+    answer, producers = await room.publish(participant, sdp, tracks)
+    assert len(producers) == 2
+    await client.t.close()
+
+
+async def test_hostile_packets_into_the_handlers_are_ignored(room):
+    from hypothesis import given, settings, strategies as st
+
+    pub, publisher, producers = await publish(room)
+    viewer = room.join("seller")
+    sub = ClientSubscriber(viewer)
+    await room.subscribe(viewer, [p.id for p in producers.values()])
+    await asyncio.wait_for(sub.t.connected.wait(), 20)
+    assert await until(lambda: all(not c.state.paused for c in viewer.consumers.values()))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=200))
+    def feed(data):
+        publisher._on_publisher_rtp(data, 0.0)
+        publisher._on_publisher_rtcp(data)
+        viewer._on_subscriber_rtcp(data)
+        viewer._translate_outgoing_rtcp(data)
+
+    ssrcs = [pub.video.sender._ssrc, pub.audio.sender._ssrc]
+    pts = [c.payloadType for tr in (pub.video, pub.audio) for c in tr._codecs]
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(ssrcs), st.sampled_from(pts), st.integers(0, 0xFFFF),
+           st.integers(0, 0xFFFFFFFF), st.binary(max_size=64), st.booleans())
+    def feed_rtp(ssrc, pt, seq, ts, payload, padded):
+        import struct
+        first = (0xA0 if padded else 0x80) | (0x10 if payload[:1] == b"\xbe" else 0)
+        data = struct.pack("!BBHII", first, pt, seq, ts, ssrc) + payload
+        publisher._on_publisher_rtp(data, 0.0)
+
+    feed()
+    feed_rtp()
+    assert not publisher.closed
+    pub.send("video", VP8_KEY, 1)  # still forwarding after the storm
+    assert await until(lambda: any(len(p) == 12 + len(VP8_KEY) and p.endswith(VP8_KEY) for p in sub.packets))
+    await sub.t.close()
+    await pub.t.close()

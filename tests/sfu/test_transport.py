@@ -1,0 +1,121 @@
+"""WebRtcTransport: two real peers on loopback exchanging SRTP through the bypass."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from aiortc.rtp import RtpPacket
+
+from sfu.consumer import IdleTrack
+from sfu.errors import Closed, NegotiationError
+from sfu.rtcp import Pli, parse_rtcp, serialize_rtcp
+from sfu.transport import WebRtcTransport
+
+
+async def connected_pair():
+    a, b = WebRtcTransport("pub"), WebRtcTransport("sub")
+    a.pc.addTransceiver(IdleTrack("video"), direction="sendonly")
+    offer = await a.create_offer()
+    answer = await b.accept_offer(offer)
+    await a.accept_answer(answer)
+    await asyncio.wait_for(asyncio.gather(a.connected.wait(), b.connected.wait()), 20)
+    return a, b
+
+
+def rtp(seq, ssrc=1234, payload=b"hello"):
+    p = RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq * 10, ssrc=ssrc)
+    p.payload = payload
+    return p.serialize()
+
+
+async def test_packets_cross_decrypted_and_unchanged():
+    a, b = await connected_pair()
+    got_rtp, got_rtcp = [], []
+    b.on_rtp = lambda data, arrival: got_rtp.append(data)
+    b.on_rtcp = got_rtcp.append
+    try:
+        sent = [rtp(i) for i in range(20)]
+        for packet in sent:
+            assert a.send_rtp(packet)
+        pli = serialize_rtcp([Pli(sender_ssrc=1, media_ssrc=1234)])
+        assert a.send_rtcp(pli)
+        for _ in range(100):
+            if len(got_rtp) == 20 and got_rtcp:
+                break
+            await asyncio.sleep(0.02)
+        assert got_rtp == sent
+        assert any(isinstance(p, Pli) for data in got_rtcp for p in parse_rtcp(data))
+        assert a.stats.rtp_out == 20 and b.stats.rtp_in == 20
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_garbage_and_handler_errors_are_counted_not_fatal():
+    a, b = await connected_pair()
+
+    def broken(data, arrival):
+        raise RuntimeError("handler bug")
+
+    b.on_rtp = broken
+    try:
+        # not SRTP at all (a forged packet on the same 5-tuple): unprotect fails
+        b._data_received(bytes([0x80, 96]) + b"\x00" * 40, 1)
+        assert b.stats.srtp_errors == 1
+        a.send_rtp(rtp(1))
+        for _ in range(100):
+            if b.stats.handler_errors:
+                break
+            await asyncio.sleep(0.02)
+        assert b.stats.handler_errors == 1
+        got = []
+        b.on_rtp = lambda data, arrival: got.append(data)
+        a.send_rtp(rtp(2))
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.02)
+        assert got == [rtp(2)]  # still serving
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_not_ready_or_closed():
+    t = WebRtcTransport("sub")
+    assert not t.send_rtp(rtp(1)) and not t.send_rtcp(b"\x80\xc8\x00\x01" + b"\x00" * 4)
+    assert t.send_path is None
+    with pytest.raises(NegotiationError):
+        await t.accept_answer("v=0\r\n")
+    with pytest.raises(NegotiationError):
+        await t.accept_offer("this is not sdp")
+    await t.close()
+    await t.close()  # idempotent
+    with pytest.raises(Closed):
+        await t.create_offer()
+
+
+async def test_sender_reports_pass_through_the_filter():
+    a, b = await connected_pair()
+    seen = []
+
+    def drop_everything(data):
+        seen.append(data)
+        return None
+
+    a.rtcp_out_filter = drop_everything
+    got = []
+    b.on_rtcp = got.append
+    try:
+        for _ in range(60):  # aiortc's sender writes SR+SDES every 0.5-1.5 s
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+        assert seen, "aiortc's RTCP never reached the filter"
+        await asyncio.sleep(0.2)
+        assert got == []  # dropped by the filter
+    finally:
+        await a.close()
+        await b.close()
