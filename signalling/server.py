@@ -110,7 +110,8 @@ class Connection:
 
     Read-only: ``connection_id``, ``session_id``, ``claims`` (``None`` before ``hello``),
     ``grants``, ``identity``, ``resume`` (``hello.resume`` or ``None``),
-    ``remote_address``, ``subprotocol`` (``None`` = JSON). Set by the app: ``room`` (the
+    ``remote_address``, ``subprotocol`` (``None`` = JSON), ``closed``,
+    ``queued_messages``. Set by the app: ``room`` (the
     joined room; requests that need a room are refused while it is ``None``),
     ``participant_id``, and anything in ``data``.
     """
@@ -178,6 +179,12 @@ class Connection:
     @property
     def closed(self) -> bool:
         return self._closing
+
+    @property
+    def queued_messages(self) -> int:
+        """Messages waiting to be written: a sender of many events (a replay) paces
+        itself on it, below ``Limits.max_queued_messages``."""
+        return self._outgoing.qsize()
 
     # -- what the app does
 
