@@ -7,9 +7,9 @@ import importlib
 
 import pytest
 
-from sfu import _speedups, rtcp, rtp, vp8
+from sfu import _speedups, forward, rtcp, rtp, vp8
 
-MODULES = [rtp, rtcp, vp8]
+MODULES = [rtp, rtcp, vp8, forward]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
@@ -26,7 +26,7 @@ def test_public_names_are_the_implementation_names(module):
         assert getattr(module, name) is getattr(module._impl, name), name
 
 
-@pytest.mark.parametrize("name", ["rtp", "rtcp", "vp8"])
+@pytest.mark.parametrize("name", ["rtp", "rtcp", "vp8", "forward"])
 def test_twins_have_the_same_api(name):
     pure = importlib.import_module(f"sfu._{name}_py")
     try:
