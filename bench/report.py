@@ -51,8 +51,17 @@ def _state(system: dict | None) -> str | None:
     if system.get("skipped"):
         return f"skipped: {system['skipped']}"
     if system.get("error"):
-        return f"error: {system['error']}"
+        return f"error: {_short(system['error'])}"
     return None
+
+
+def _short(text: str, limit: int = 160) -> str:
+    """The telling line of an error (a traceback's last), cut to ``limit``."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    line = lines[-1] if lines else ""
+    if len(lines) > 1 and not line.startswith(lines[0][:20]):
+        line = f"{lines[0][:60]} … {line}"
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 def _cell(system: dict | None, value: Any, unit: str) -> str:

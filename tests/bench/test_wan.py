@@ -1,0 +1,169 @@
+"""The WAN emulator: the sans-IO link, SDP rewriting, and the asyncio relays on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+
+from bench.wan import (TcpDelayProxy, UdpRelay, WanLink, WanProfile, rewrite_candidates,
+                       sdp_candidate_address)
+
+
+def test_profile_parse():
+    p = WanProfile.parse("75,5,1")
+    assert (p.delay_ms, p.jitter_ms, p.loss_pct, p.rate_kbps) == (75, 5, 1, 0)
+    assert p.rtt_ms == 150
+    assert WanProfile.parse("10,0,0,2000").rate_kbps == 2000
+    assert p.lossless().loss_pct == 0 and p.lossless().delay_ms == 75
+    for bad in ("", "a,b", "1,2,3,4,5", "-1,0,0", "1,0,101"):
+        with pytest.raises(ValueError):
+            WanProfile.parse(bad)
+
+
+def test_delay_holds_datagrams_until_due():
+    link = WanLink(WanProfile(delay_ms=50))
+    assert link.get_timer() is None
+    assert link.receive(b"a", 10.0)
+    assert link.get_timer() == pytest.approx(10.05)
+    assert link.datagrams_to_send(10.049) == []
+    assert link.datagrams_to_send(10.05) == [b"a"]
+    assert link.get_timer() is None
+    assert link.stats.delivered == 1
+
+
+def test_jitter_keeps_order_unless_reordering_is_allowed():
+    rng = random.Random(7)
+    link = WanLink(WanProfile(delay_ms=20, jitter_ms=15), rng)
+    for i in range(200):
+        link.receive(bytes([i]), i * 0.001)
+    out = link.datagrams_to_send(10.0)
+    assert out == [bytes([i]) for i in range(200)]
+
+    reorder = WanLink(WanProfile(delay_ms=20, jitter_ms=15, reorder=True), random.Random(7))
+    for i in range(200):
+        reorder.receive(bytes([i]), i * 0.001)
+    out = reorder.datagrams_to_send(10.0)
+    assert sorted(out) == [bytes([i]) for i in range(200)] and out != sorted(out)
+
+
+def test_jitter_bounds():
+    link = WanLink(WanProfile(delay_ms=20, jitter_ms=5, reorder=True), random.Random(1))
+    for i in range(500):
+        link.receive(b"x", 0.0)
+    dues = sorted(p.due for p in link._heap)
+    assert 0.015 <= dues[0] and dues[-1] <= 0.025
+
+
+def test_loss_rate_is_close_to_the_profile():
+    link = WanLink(WanProfile(loss_pct=10), random.Random(3))
+    kept = sum(link.receive(b"x", 0.0) for _ in range(10000))
+    assert 8700 < kept < 9300
+    assert link.stats.dropped_loss == 10000 - kept
+
+
+def test_rate_limit_serialises_and_drops_past_the_queue():
+    # 80 kbit/s = 10,000 bytes/s: a 1000-byte datagram takes 100 ms on the wire
+    link = WanLink(WanProfile(rate_kbps=80, queue_ms=250))
+    # the third waits 200 ms for the wire, the fourth would wait 300 ms: over the queue
+    assert [link.receive(bytes(1000), 0.0) for _ in range(4)] == [True, True, True, False]
+    assert link.stats.dropped_queue == 1
+    assert link.datagrams_to_send(0.1) == [bytes(1000)]
+    assert link.datagrams_to_send(0.25) == [bytes(1000)]
+    assert len(link.datagrams_to_send(0.31)) == 1
+    assert link.receive(bytes(1000), 0.31)  # the queue has drained
+
+
+OFFER = (
+    "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+    "m=video 5000 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 127.0.0.1\r\n"
+    "a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n"
+    "m=audio 5000 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 127.0.0.1\r\n"
+    "a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n"
+)
+
+
+def test_rewrite_candidates_points_every_section_at_the_relay():
+    assert sdp_candidate_address(OFFER) == ("127.0.0.1", 5000)
+    out = rewrite_candidates(OFFER, "127.0.0.1", 6001)
+    assert sdp_candidate_address(out) == ("127.0.0.1", 6001)
+    assert "5000" not in out
+    assert out.count("m=video 6001 ") == 1 and out.count("m=audio 6001 ") == 1
+
+
+class _Echo(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+
+class _Client(asyncio.DatagramProtocol):
+    def __init__(self):
+        self.got: asyncio.Queue = asyncio.Queue()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.got.put_nowait((data, time.monotonic()))
+
+
+async def test_udp_relay_adds_the_delay_both_ways():
+    loop = asyncio.get_running_loop()
+    server, _ = await loop.create_datagram_endpoint(_Echo, local_addr=("127.0.0.1", 0))
+    relay = await UdpRelay(WanProfile(delay_ms=30), seed=1).start()
+    relay.set_server(server.get_extra_info("sockname"))
+    client, proto = await loop.create_datagram_endpoint(_Client, local_addr=("127.0.0.1", 0))
+    try:
+        t0 = time.monotonic()
+        client.sendto(b"ping", ("127.0.0.1", relay.client_port))
+        data, at = await asyncio.wait_for(proto.got.get(), 2)
+        assert data == b"ping"
+        assert at - t0 >= 0.058  # 30 ms each way
+        stats = relay.stats()
+        assert stats["up"]["delivered"] == 1 and stats["down"]["delivered"] == 1
+    finally:
+        relay.close()
+        client.close()
+        server.close()
+
+
+async def test_udp_relay_ignores_strangers_on_the_server_side():
+    loop = asyncio.get_running_loop()
+    relay = await UdpRelay(WanProfile(), seed=1).start()
+    relay.set_server(("127.0.0.1", 9))
+    stranger, _ = await loop.create_datagram_endpoint(_Client, local_addr=("127.0.0.1", 0))
+    try:
+        stranger.sendto(b"x", ("127.0.0.1", relay.server_port))
+        await asyncio.sleep(0.05)
+        assert relay.down.stats.received == 0
+    finally:
+        relay.close()
+        stranger.close()
+
+
+async def test_tcp_delay_proxy_round_trip():
+    async def echo(reader, writer):
+        while data := await reader.read(1024):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    proxy = await TcpDelayProxy(("127.0.0.1", port), WanProfile(delay_ms=25, loss_pct=50)).start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        t0 = time.monotonic()
+        writer.write(b"hello")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readexactly(5), 2) == b"hello"  # never lost
+        assert time.monotonic() - t0 >= 0.048
+        writer.close()
+    finally:
+        await proxy.close()
+        server.close()
