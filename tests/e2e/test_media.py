@@ -56,6 +56,11 @@ async def test_one_publisher_three_subscribers_decode(node):
             assert video.decoded_fraction(FRAME_TICKS) >= 0.9, video.decoded_fraction(FRAME_TICKS)
             assert audio.frames >= 100  # 20 ms Opus frames, decoded
             assert s.first_video_packet_keyframe is True
+            # sender reports are translations of the publisher's, not aiortc's NTP-0 ones
+            stats = await s.sub.getStats()
+            remote = [r for r in stats.values() if r.type == "remote-outbound-rtp"]
+            assert remote and all(r.remoteTimestamp.year >= 2020 for r in remote)
+            assert all(r.packetsSent > 0 for r in remote)
         metrics = node.metrics()
         assert metrics["dockcast_packets_forwarded_total"] > 0
         assert metrics["dockcast_consumers"] == 6
