@@ -83,6 +83,7 @@ async def serve(config: NodeConfig, ready: asyncio.Event | None = None) -> None:
 def _run_serve(args: argparse.Namespace) -> int:
     import uvloop
 
+    from .hooks import PluginError
     from .logs import configure_logging
 
     flags = {k: v for k, v in vars(args).items() if k != "command"}
@@ -101,7 +102,11 @@ def _run_serve(args: argparse.Namespace) -> int:
               f"{config.api_secret} --identity alice --room demo --grants publish,subscribe,message",
               flush=True)
     logger.info("configuration", extra=describe(config))
-    uvloop.run(serve(config))
+    try:
+        uvloop.run(serve(config))
+    except PluginError as exc:  # a plugin that cannot load or start: a configuration error
+        print(f"dockcast serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -13,10 +13,14 @@ import os
 import pathlib
 import secrets
 import tomllib
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 __all__ = ["NodeConfig", "ConfigError", "load_config", "dev_credentials", "describe"]
+
+# Settings only a TOML file can give (a table does not fit in a flag or a variable).
+_FILE_ONLY = frozenset({"plugin_options"})
 
 
 class ConfigError(ValueError):
@@ -41,7 +45,15 @@ class NodeConfig:
     log_format: str = "text"                # text (key=value) or json (one object per line)
     max_frame_bytes: int = 256 * 1024       # largest websocket frame accepted
     max_payload_bytes: int = 64 * 1024      # largest room message payload
-    plugins: tuple[str, ...] = ()           # extra plugins, "module:Class"
+    request_rate: float = 50.0              # requests per second per connection (token bucket)
+    request_burst: int = 100                # requests a connection may save up
+    plugins: tuple[str, ...] = ()           # extra plugins: "module:Class" or an entry point name
+    # options per plugin name, from the TOML tables [plugins.NAME] (file only)
+    plugin_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    message_max_age_s: float = 7 * 24 * 3600.0   # room messages older than this are pruned (0: no limit)
+    message_max_count: int = 100_000        # messages kept per room (0: no limit)
+    message_max_bytes: int = 256 * 2**20    # payload bytes kept per room (0: no limit)
+    message_drop_unacked: bool = False      # let the limits drop messages a member has not acked
     drain_seconds: float = 5.0              # how long a stop waits for clients to leave
 
     @property
@@ -65,6 +77,8 @@ _TYPES = {f.name: f.type for f in fields(NodeConfig)}
 
 def _coerce(name: str, value: Any) -> Any:
     kind = str(_TYPES[name])
+    if name in _FILE_ONLY:
+        return value
     try:
         if kind == "int":
             return int(value)
@@ -88,12 +102,26 @@ def _coerce(name: str, value: Any) -> Any:
     return None if value is None else str(value)
 
 
+def _plugins_from_file(value: Any, values: dict[str, Any]) -> None:
+    """``plugins`` in a TOML file: a list of names, or tables ``[plugins.NAME]`` whose
+    keys name the plugins to load and whose contents are their options."""
+    if not isinstance(value, dict):
+        values["plugins"] = value
+        return
+    for name, options in value.items():
+        if not isinstance(options, dict):
+            raise ConfigError(f"plugins.{name}: plugin options must be a table ([plugins.{name}])")
+    values["plugins"] = list(value)
+    values["plugin_options"] = value
+
+
 def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> NodeConfig:
     """Merge defaults < ``--config`` TOML file < ``DOCKCAST_*`` environment < flags."""
-    flags = {k: v for k, v in (flags or {}).items() if v is not None and k in _TYPES}
+    flags = {k: v for k, v in (flags or {}).items()
+             if v is not None and k in _TYPES and k not in _FILE_ONLY}
     environ = os.environ if environ is None else environ
     env = {name: environ[f"DOCKCAST_{name.upper()}"] for name in _TYPES
-           if f"DOCKCAST_{name.upper()}" in environ}
+           if f"DOCKCAST_{name.upper()}" in environ and name not in _FILE_ONLY}
     values: dict[str, Any] = {}
     config_file = flags.get("config") or env.get("config")
     if config_file:
@@ -102,9 +130,11 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
                 from_file = tomllib.load(f)
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"config file {config_file}: {exc}") from exc
-        unknown = set(from_file) - set(_TYPES)
+        unknown = set(from_file) - set(_TYPES) | (set(from_file) & _FILE_ONLY)
         if unknown:
             raise ConfigError(f"config file {config_file}: unknown settings {sorted(unknown)}")
+        if "plugins" in from_file:
+            _plugins_from_file(from_file.pop("plugins"), values)
         values.update(from_file)
     values.update(env)
     values.update(flags)
@@ -113,6 +143,12 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
         raise ConfigError(f"port: {config.port} is not a TCP port")
     if config.log_format not in ("text", "json"):
         raise ConfigError(f"log_format: {config.log_format!r} is not text or json")
+    for name in ("request_rate", "request_burst"):
+        if not getattr(config, name) > 0:
+            raise ConfigError(f"{name}: {getattr(config, name)} must be more than 0")
+    for name in ("message_max_age_s", "message_max_count", "message_max_bytes"):
+        if not getattr(config, name) >= 0:
+            raise ConfigError(f"{name}: {getattr(config, name)} must be 0 (no limit) or more")
     if (config.api_key is None) != (config.api_secret is None):
         raise ConfigError("api_key and api_secret go together: give both or neither")
     return config
@@ -140,6 +176,23 @@ def dev_credentials(config: NodeConfig) -> tuple[NodeConfig, bool]:
 
 
 def describe(config: NodeConfig) -> dict[str, Any]:
-    """The configuration for the startup log, secrets left out."""
-    return {f.name: getattr(config, f.name) for f in fields(config) if f.name != "api_secret"}
+    """The configuration for the startup log, secrets left out (``api_secret``, and any
+    plugin option whose name says secret, token or password)."""
+    described = {f.name: getattr(config, f.name) for f in fields(config) if f.name != "api_secret"}
+    described["plugin_options"] = _redacted(config.plugin_options)
+    return described
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: "<redacted>" if _is_secret(k) else _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v) for v in value]
+    return value
+
+
+def _is_secret(key: Any) -> bool:
+    # secret_env names a variable, not a secret: it may be logged
+    text = str(key).lower()
+    return key != "secret_env" and any(w in text for w in ("secret", "token", "password"))
 

@@ -1,0 +1,223 @@
+"""Room messages on a node: ``send``/``sent``, ``ack``, live delivery and resume.
+
+`Messaging` answers ``send`` and ``ack`` from the durable `RoomLog` and delivers each
+stored message to the room's members as a ``message`` event, in ``seq`` order:
+
+- ``sent`` is answered after `RoomLog.append` returned (the write is durable). A new
+  message goes to every member, the sender included, with no ``await`` between the
+  append returning and the delivery; appends complete in ``seq`` order, so members see
+  ``seq`` 1, 2, 3... A repeated ``msg_id`` is answered its first ``seq`` and delivered
+  again to nobody.
+- Each member connection has a ``delivered`` mark (the highest ``seq`` sent to it). A
+  live message at or below it is skipped; one above ``delivered + 1`` (a gap, which
+  should not happen) makes the connection catch up from the log instead.
+- A connection that said ``hello.resume {session_id, last_seq}`` gets, on its first
+  ``join``, every retained message after ``last_seq`` read from the log page by page
+  (pacing itself on the connection's send queue), and no live message until the replay
+  has caught up with what was delivered live meanwhile. ``session_id`` is not checked:
+  sessions do not survive a restart, the log does, and ``last_seq`` says it all.
+
+The node tells `Messaging` when a connection joins (`prepare_join` before, then
+`joined`) and leaves (`left`), and when a room closes (`room_closed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from signalling.errors import BadRequest
+from signalling.roomlog import RoomLog, StoredMessage
+from signalling.schema import Request
+from signalling.server import Connection
+
+__all__ = ["Messaging", "REPLAY_PAGE", "REPLAY_QUEUE_LOW"]
+
+logger = logging.getLogger("dockcast.messaging")
+
+REPLAY_PAGE = 256
+"""Messages a replay reads from the log at a time."""
+REPLAY_QUEUE_LOW = 256
+"""A replay sends its next page once the connection has fewer messages than this
+waiting to be written (the server disconnects a connection whose queue overflows)."""
+_PACE_S = 0.005
+
+OnStored = Callable[[StoredMessage], Awaitable[None]]
+
+
+@dataclass(slots=True, eq=False)
+class _Member:
+    """One connection's delivery state in the room it joined."""
+
+    conn: Connection
+    room: str
+    delivered: int
+    replay: asyncio.Task[None] | None = None
+
+
+class Messaging:
+    """``send``/``ack`` handlers and ``message`` delivery over ``log``.
+
+    ``on_stored(message)`` runs after each new message went to the members and before
+    ``sent`` is answered (the node passes it to watchers and plugins).
+    """
+
+    def __init__(self, log: RoomLog, on_stored: OnStored | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.log = log
+        self.clock = clock
+        self._on_stored = on_stored
+        self._members: dict[Connection, _Member] = {}
+        self._rooms: dict[str, dict[Connection, _Member]] = {}
+        # Per room with members: the highest seq known to be stored (delivered live or
+        # read at a join). A replay is caught up when it reached it.
+        self._last: dict[str, int] = {}
+
+    # -- membership ------------------------------------------------------------------
+
+    async def prepare_join(self, room: str, identity: str) -> int:
+        """Before ``identity`` joins ``room``: give it a cursor (a rejoin keeps its old
+        one) and return the room's last stored ``seq``."""
+        await self.log.add_member(room, identity)
+        return await self.log.last_seq(room)
+
+    def joined(self, conn: Connection, room: str, logged_last_seq: int) -> int:
+        """``conn`` is now a member of ``room`` (call it with no ``await`` since the
+        connection joined); returns ``last_seq`` for the ``joined`` reply.
+
+        The first join of a connection that said ``hello.resume`` starts its replay
+        (as a task: its messages follow the ``joined`` reply on the wire).
+        """
+        self.left(conn)
+        last = max(self._last.get(room, 0), logged_last_seq)
+        self._last[room] = last
+        resume = conn.resume if not conn.data.get("resume_used") else None
+        conn.data["resume_used"] = True
+        member = _Member(conn, room, last)
+        if resume is not None:
+            member.delivered = min(int(resume["last_seq"]), last)
+        self._members[conn] = member
+        self._rooms.setdefault(room, {})[conn] = member
+        if member.delivered < last:
+            self._start_replay(member)
+        return last
+
+    def left(self, conn: Connection) -> None:
+        """``conn`` left its room (or disconnected): stop delivering to it."""
+        member = self._members.pop(conn, None)
+        if member is None:
+            return
+        if member.replay is not None:
+            member.replay.cancel()
+        members = self._rooms.get(member.room)
+        if members is not None:
+            members.pop(conn, None)
+
+    def room_closed(self, room: str) -> None:
+        """``room`` closed: forget its state (a later join reads it from the log)."""
+        for conn in list(self._rooms.get(room, ())):
+            self.left(conn)
+        self._rooms.pop(room, None)
+        self._last.pop(room, None)
+
+    def replaying(self, conn: Connection) -> bool:
+        """Whether ``conn`` is still catching up from the log."""
+        member = self._members.get(conn)
+        return member is not None and member.replay is not None
+
+    # -- requests --------------------------------------------------------------------
+
+    async def on_send(self, conn: Connection, request: Request) -> dict[str, Any]:
+        room = conn.room
+        if room is None or conn not in self._members:
+            raise BadRequest("send needs a joined room; send join first")
+        result = await self.log.append(room, request["msg_id"], conn.identity or "",
+                                       request["topic"], request["payload"], self.clock())
+        if not result.duplicate:
+            # No await before this: appends complete in seq order, so do deliveries.
+            self._deliver(result.message)
+            if self._on_stored is not None:
+                await self._on_stored(result.message)
+        return {"type": "sent", "seq": result.seq, "msg_id": result.message.msg_id}
+
+    async def on_ack(self, conn: Connection, request: Request) -> None:
+        if conn.room is None:
+            raise BadRequest("ack needs a joined room; send join first")
+        await self.log.ack(conn.room, conn.identity or "", request["seq"])
+        return None
+
+    async def remove_member(self, room: str, identity: str) -> None:
+        """``identity`` was removed from ``room``: its cursor no longer holds messages."""
+        await self.log.remove_member(room, identity)
+
+    async def prune(self, now: float) -> dict[str, int]:
+        """Apply the log's retention policy (the node calls it periodically)."""
+        deleted = await self.log.prune(now)
+        if deleted:
+            logger.info("pruned room messages", extra={"deleted": deleted})
+        return deleted
+
+    async def close(self) -> None:
+        for conn in list(self._members):
+            self.left(conn)
+        await self.log.close()
+
+    # -- delivery --------------------------------------------------------------------
+
+    def _deliver(self, message: StoredMessage) -> None:
+        members = self._rooms.get(message.room)
+        if members is None:
+            return
+        if message.seq > self._last.get(message.room, 0):
+            self._last[message.room] = message.seq
+        event = message.to_event()
+        for member in list(members.values()):
+            if member.replay is not None or message.seq <= member.delivered:
+                continue
+            if message.seq != member.delivered + 1:
+                logger.warning("gap in live delivery: catching up from the log",
+                               extra={"room": message.room, "delivered": member.delivered,
+                                      "seq": message.seq})
+                self._start_replay(member)
+                continue
+            member.conn.send_event(event)
+            member.delivered = message.seq
+
+    def _start_replay(self, member: _Member) -> None:
+        member.replay = asyncio.ensure_future(self._replay(member))
+
+    async def _replay(self, member: _Member) -> None:
+        conn = member.conn
+        try:
+            while True:
+                # Everything stored up to target was committed before this read began.
+                target = self._last.get(member.room, 0)
+                page = await self.log.read(member.room, member.delivered, REPLAY_PAGE)
+                if self._members.get(conn) is not member:
+                    return  # left while reading
+                for message in page:
+                    if message.seq > member.delivered:
+                        conn.send_event(message.to_event())
+                        member.delivered = message.seq
+                if len(page) < REPLAY_PAGE:
+                    # What is missing up to target was pruned by retention.
+                    member.delivered = max(member.delivered, target)
+                    if member.delivered >= self._last.get(member.room, 0):
+                        # Caught up, no await since the check: live delivery takes over.
+                        member.replay = None
+                        return
+                while conn.queued_messages > REPLAY_QUEUE_LOW and not conn.closed:
+                    await asyncio.sleep(_PACE_S)
+                if conn.closed:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The client resumes again from what it has; better than a silent stall.
+            logger.exception("message replay failed; closing the connection",
+                             extra={"room": member.room, "identity": conn.identity})
+            conn.close(1011, "message replay failed; resume again")
