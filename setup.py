@@ -65,5 +65,12 @@ setup(
     ext_modules=extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
     install_requires=read_requirements("requirements.txt"),
-    entry_points={"console_scripts": ["dockcast = dockcast.cli:main"]},
+    entry_points={
+        "console_scripts": ["dockcast = dockcast.cli:main"],
+        # plugins by short name (node TOML: [plugins.NAME] tables; DOCKCAST_PLUGINS=NAME,...)
+        "dockcast.plugins": [
+            "shipments = plugins.shipments:ShipmentsPlugin",
+            "webhooks = plugins.webhooks:WebhooksPlugin",
+        ],
+    },
 )
