@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: naive, janus, or none")
     g.add_argument("--naive-max", type=int, default=50,
                    help="run the naive relay only up to this many subscribers (it collapses early)")
+    g.add_argument("--settle", type=float, default=1.0,
+                   help="seconds between connecting subscribers and measuring")
     g.add_argument("--subs-per-worker", type=int, default=100, help="subscribers per load-client process")
     g.add_argument("--corpus-dir", type=pathlib.Path, help="corpus cache (default: beside --out)")
     g.add_argument("--corpus-seconds", type=float, default=10.0, help="length of the looped corpus")
@@ -96,9 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("messages")
     g.add_argument("--members", type=int, default=10, help="receiving members")
     g.add_argument("--messages", type=int, default=10000, help="messages sent")
-    g.add_argument("--rate", type=float, default=500.0, help="messages per second")
+    g.add_argument("--senders", type=int, default=10,
+                   help="sending connections (a node rate-limits each connection)")
+    g.add_argument("--rate", type=float, default=400.0, help="messages per second, all senders")
     g.add_argument("--drop-every", type=float, default=0.5, help="seconds between member drops")
     g.add_argument("--down-time", type=float, default=0.3, help="seconds a dropped member stays away")
+    g.add_argument("--catch-up", type=float, default=10.0,
+                   help="seconds members get to receive everything after the last send")
     return p
 
 
@@ -117,9 +123,10 @@ async def _scenario(run: Run, name: str, args: argparse.Namespace) -> dict:
                                               max_loss_pct=args.max_loss_pct,
                                               max_p99_ms=args.max_p99_ms)
     elif name == "messages":
-        result = await scenarios.messages(run, members=args.members, count=args.messages,
+        result = await scenarios.messages(run, members=args.members, senders=args.senders,
+                                          count=args.messages,
                                           rate=args.rate, drop_every=args.drop_every,
-                                          down_time=args.down_time)
+                                          down_time=args.down_time, catch_up=args.catch_up)
     else:
         raise ValueError(name)
     result["wan"] = run.options.wan
@@ -177,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         out=out, duration=args.duration, wan=args.wan, wan_side=args.wan_side,
         corpus_dir=args.corpus_dir, corpus_seconds=args.corpus_seconds,
         subs_per_worker=args.subs_per_worker, baselines=args.baselines, naive_max=args.naive_max,
+        settle=args.settle,
         url=args.url, api_key=args.api_key, api_secret=args.api_secret,
         server_pid=args.server_pid, command="dockcast bench " + shlex.join(argv))
     return uvloop.run(_run(args, options))

@@ -348,6 +348,7 @@ class RunOptions:
     subs_per_worker: int = 100
     baselines: tuple[str, ...] = ("naive", "janus")
     naive_max: int = 50  # the naive relay is not run above this many subscribers
+    settle: float = 1.0  # seconds between connecting subscribers and measuring
     url: str | None = None
     api_key: str | None = None
     api_secret: str | None = None
@@ -438,5 +439,5 @@ class Run:
             "corpus": self.corpus_summary,
             "options": {"duration": o.duration, "wan": o.wan, "wan_side": o.wan_side,
                         "baselines": list(o.baselines), "naive_max": o.naive_max,
-                        "subs_per_worker": o.subs_per_worker, **o.extra},
+                        "subs_per_worker": o.subs_per_worker, "settle": o.settle, **o.extra},
         }

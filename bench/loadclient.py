@@ -351,8 +351,11 @@ class Subscriber:
     """Joins, subscribes to ``tracks`` and counts what arrives."""
 
     def __init__(self, signal: Any, wan: _Wan, *, name: str, latency: Reservoir,
-                 keep_frames: bool = False) -> None:
+                 keep_frames: bool = False, nack: bool = True) -> None:
         self.signal = signal
+        self.nack = nack
+        self.nacked = 0  # sequence numbers asked for again
+        self.recovered = 0  # of those (or reordered ones), arrived late
         self.wan = wan
         self.name = name
         self.latency = latency
@@ -408,8 +411,15 @@ class Subscriber:
             self.stream_kind[ssrc] = self.kinds.get(pt, "video" if pt >= 96 else "audio")
             self.times.setdefault("first_packet", arrival)
         self.bytes += len(data)
-        if stats.add(seq) == "dup":
+        outcome = stats.add(seq)
+        if outcome == "dup":
             return
+        if stats.missing:
+            if self.nack and self.stream_kind[ssrc] == "video":
+                self._send_nack(ssrc, stats.missing)
+            stats.missing = []
+        elif outcome == "late" and self.nacked:
+            self.recovered += 1
         found = read_stamp(data, end)
         if found is not None:
             self.stamped += 1
@@ -422,9 +432,17 @@ class Subscriber:
                 self._last_frame_ts = ts
                 self.frames.append((ts, int(arrival * 1e9)))
 
+    def _send_nack(self, ssrc: int, lost: list[int]) -> None:
+        """Ask for the packets a gap skipped, once, as a browser's first NACK does."""
+        from sfu.rtcp import Nack, serialize_rtcp
+
+        self.nacked += len(lost)
+        self.transport.send_rtcp(serialize_rtcp([Nack(sender_ssrc=1, media_ssrc=ssrc, lost=lost)]))
+
     def mark(self) -> None:
         for stats in self.streams.values():
             stats.reset()
+        self.nacked = self.recovered = 0
         self.frames = []
         self.stamped = 0
         self.bytes = 0
@@ -508,7 +526,8 @@ class Worker:
     async def _start_subscriber(self, room: str, tracks: list[dict], keep_frames: bool,
                                 timeout: float) -> Subscriber:
         sub = Subscriber(self._signal(), self.wan, name=f"sub-{uuid.uuid4().hex[:8]}",
-                         latency=self.latency, keep_frames=keep_frames)
+                         latency=self.latency, keep_frames=keep_frames,
+                         nack=self.config.get("nack", True))
         self.subscribers.append(sub)
         try:
             async with asyncio.timeout(timeout):
@@ -566,6 +585,8 @@ class Worker:
             "counts": _merge_counts([s.counts() for s in subs]),
             "bytes": sum(s.bytes for s in subs),
             "stamped": sum(s.stamped for s in subs),
+            "nacked": sum(s.nacked for s in subs),
+            "recovered": sum(s.recovered for s in subs),
             "latency_us": [round(v, 1) for v in self.latency.values],
             "latency_count": self.latency.count,
             "publishers": [p.report() for p in self.publishers],

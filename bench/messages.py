@@ -1,8 +1,10 @@
 """The ``messages`` load: room messages while members drop and resume.
 
-One sender sends ``count`` messages at ``rate`` per second (``send {topic, payload,
-msg_id}``; a few are sent twice with the same ``msg_id``, which the server must store
-once). ``members`` other participants receive them; every ``drop_every`` seconds one of
+``senders`` participants send ``count`` messages in all at ``rate`` per second in all
+(``send {topic, payload, msg_id}``; a node limits each connection's request rate, so a
+high rate needs several senders; ``rate_limited`` is retried with the same ``msg_id``,
+and a few messages are sent twice on purpose: the server must store each once).
+``members`` other participants receive them; every ``drop_every`` seconds one of
 them loses its connection without a word (the socket is cut, no ``leave``), stays away
 ``down_time`` seconds, and comes back with ``hello.resume {session_id, last_seq}`` and
 ``join``. Members ack cumulatively. At the end each member must hold every ``seq``
@@ -18,6 +20,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 from .stats import percentiles
@@ -113,10 +116,26 @@ class _Member:
                 pass
 
 
+async def _send(client: Any, payload: dict, msg_id: str, errors: Counter) -> int:
+    """Send until stored; returns the ``seq``. ``rate_limited`` waits and retries."""
+    from signalling.client import ServerError
+
+    for attempt in range(50):
+        try:
+            reply = await client.send("bench", payload, msg_id=msg_id)
+            return int(reply["seq"])
+        except ServerError as exc:
+            errors[exc.code] += 1
+            if exc.code != "rate_limited":
+                raise
+            await asyncio.sleep(0.02 * (attempt + 1))
+    raise TimeoutError("still rate limited after 50 tries")
+
+
 async def run_messages(url: str, api_key: str, api_secret: str, *, room: str = "messages",
-                       members: int = 10, count: int = 10000, rate: float = 500.0,
-                       drop_every: float = 0.5, down_time: float = 0.3, duplicate_pct: float = 1.0,
-                       settle: float = 10.0, seed: int = 1) -> dict:
+                       members: int = 10, senders: int = 10, count: int = 10000,
+                       rate: float = 400.0, drop_every: float = 0.5, down_time: float = 0.3,
+                       duplicate_pct: float = 1.0, settle: float = 10.0, seed: int = 1) -> dict:
     """Run the load; raises :class:`Unsupported` if the server has no room messages."""
     from signalling.client import DockcastClient, ServerError
     from signalling.tokens import mint_token
@@ -127,12 +146,15 @@ async def run_messages(url: str, api_key: str, api_secret: str, *, room: str = "
         return mint_token(api_key, api_secret, identity, room=room,
                           grants=("message", "subscribe", "publish"), ttl=6 * 3600)
 
-    sender = await DockcastClient.connect(url, token("sender"), timeout=20)
-    await sender.join(room)
+    clients = []
+    for i in range(max(1, senders)):
+        client = await DockcastClient.connect(url, token(f"sender-{i}"), timeout=20)
+        clients.append(client)
+        await client.join(room)
     try:
-        await sender.send("bench", {"probe": True})
+        await clients[0].send("bench", {"probe": True})
     except ServerError as exc:
-        await sender.close()
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
         if exc.code == "bad_request":
             raise Unsupported(f"server does not support messages ({exc.message})") from exc
         raise
@@ -140,6 +162,16 @@ async def run_messages(url: str, api_key: str, api_secret: str, *, room: str = "
     await asyncio.gather(*(m.connect() for m in group))
     base_seq = min(m.contiguous for m in group)
     stop = asyncio.Event()
+    reconnects: set[asyncio.Task] = set()
+
+    async def back(member: _Member) -> None:
+        await asyncio.sleep(down_time)
+        for attempt in range(20):
+            try:
+                await member.connect(resume=True)
+                return
+            except Exception:  # noqa: BLE001 - retry as a client would
+                await asyncio.sleep(0.2 * (attempt + 1))
 
     async def churn() -> None:
         while not stop.is_set():
@@ -149,38 +181,31 @@ async def run_messages(url: str, api_key: str, api_secret: str, *, room: str = "
                 continue
             member = rng.choice(candidates)
             await member.drop()
-
-            async def back(m: _Member = member) -> None:
-                await asyncio.sleep(down_time)
-                for attempt in range(20):
-                    try:
-                        await m.connect(resume=True)
-                        return
-                    except Exception:  # noqa: BLE001 - retry as a client would
-                        await asyncio.sleep(0.2 * (attempt + 1))
-
-            asyncio.ensure_future(back())
+            task = asyncio.ensure_future(back(member))
+            reconnects.add(task)
+            task.add_done_callback(reconnects.discard)
 
     churner = asyncio.ensure_future(churn())
     sent_seqs: dict[str, int] = {}
-    send_errors = 0
+    errors: Counter[str] = Counter()
+    failed = 0
     dedupe_mismatch = 0
     t0 = time.monotonic()
     interval = 1.0 / rate if rate > 0 else 0.0
     window: set[asyncio.Task] = set()
 
     async def send_one(i: int) -> None:
-        nonlocal send_errors, dedupe_mismatch
+        nonlocal failed, dedupe_mismatch
+        client = clients[i % len(clients)]
         msg_id = uuid.UUID(int=rng.getrandbits(128)).hex
         try:
-            reply = await sender.send("bench", {"i": i, "t": _now_ms()}, msg_id=msg_id)
-            sent_seqs[msg_id] = int(reply["seq"])
+            seq = sent_seqs[msg_id] = await _send(client, {"i": i, "t": _now_ms()}, msg_id, errors)
             if rng.random() * 100 < duplicate_pct:
-                again = await sender.send("bench", {"i": i, "t": _now_ms()}, msg_id=msg_id)
-                if int(again["seq"]) != sent_seqs[msg_id]:
+                again = await _send(client, {"i": i, "t": _now_ms()}, msg_id, errors)
+                if again != seq:
                     dedupe_mismatch += 1
-        except Exception:  # noqa: BLE001
-            send_errors += 1
+        except Exception:  # noqa: BLE001 - counted; the message was never stored
+            failed += 1
 
     for i in range(count):
         due = t0 + i * interval
@@ -196,6 +221,7 @@ async def run_messages(url: str, api_key: str, api_secret: str, *, room: str = "
     send_seconds = time.monotonic() - t0
     stop.set()
     churner.cancel()
+    await asyncio.gather(*reconnects, return_exceptions=True)
     expected = set(sent_seqs.values())
     last = max(expected, default=base_seq)
     deadline = time.monotonic() + settle
@@ -203,23 +229,27 @@ async def run_messages(url: str, api_key: str, api_secret: str, *, room: str = "
         if all(m.connected.is_set() and m.contiguous >= last for m in group):
             break
         await asyncio.sleep(0.1)
-    lost = sum(len(expected - set(m.seen)) for m in group)
+    missing = {m.name: sorted(expected - set(m.seen)) for m in group}
+    lost = sum(len(v) for v in missing.values())
     duplicated = sum(sum(c - 1 for s, c in m.seen.items() if s in expected) for m in group)
     delays = [d for m in group for d in m.delays_ms]
     result = {
-        "members": members, "sent": len(sent_seqs), "send_errors": send_errors,
+        "members": members, "senders": len(clients), "sent": len(sent_seqs),
+        "send_failed": failed, "send_errors": dict(errors),
         "send_seconds": round(send_seconds, 3),
         "messages_per_s": round(len(sent_seqs) / send_seconds, 1) if send_seconds else None,
         "deliveries_expected": len(expected) * members, "lost": lost, "duplicated": duplicated,
+        "lost_examples": {k: v[:10] for k, v in missing.items() if v},
         "dedupe_mismatch": dedupe_mismatch,
         "seq_gaps": _gaps(sorted(expected)),
         "drops": sum(m.drops for m in group), "resumes": sum(m.resumes for m in group),
         "replayed": sum(m.replayed for m in group),
         "still_disconnected": sum(1 for m in group if not m.connected.is_set()),
         "live_delay_ms": {k: (round(v, 3) if v is not None else None)
-                     for k, v in percentiles(delays).items()},
+                          for k, v in percentiles(delays).items()},
     }
-    await asyncio.gather(*(m.close() for m in group), sender.close(), return_exceptions=True)
+    await asyncio.gather(*(m.close() for m in group), *(c.close() for c in clients),
+                         return_exceptions=True)
     return result
 
 

@@ -74,6 +74,8 @@ def summarize(measured: dict, subscribers: int) -> dict:
         "lost": lost,
         "loss_pct": round(100.0 * lost / expected, 4) if expected else None,
         "duplicates": sum(c["duplicates"] for c in counts.values()),
+        "nacked": sum(r.get("nacked", 0) for r in subs),
+        "recovered": sum(r.get("recovered", 0) for r in subs),
         "reordered": sum(c["reordered"] for c in counts.values()),
         "by_kind": counts,
         "latency_ms": {k: _r(v) for k, v in pct.items()},
@@ -154,7 +156,7 @@ async def _grow(run: Run, workers: Workers, room: str, tracks: list[dict], have:
     if want > have:
         added = await workers.add_subscribers([{"room": room, "tracks": tracks, "count": want - have}],
                                               run.options.subs_per_worker)
-        await asyncio.sleep(1.0)  # let the last ones settle before measuring
+        await asyncio.sleep(run.options.settle)  # let the last ones settle before measuring
         return added
     if want < have:
         await workers.drop_subscribers(have - want)
@@ -173,7 +175,7 @@ async def connect(run: Run, joins: int = 20, interval: float = 1.1) -> dict:
 
     async def body(system: System, workers: Workers) -> dict:
         tracks = (await workers.publish(["connect"]))["connect"]
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(run.options.settle)
         probe = await workers._spawn(run.options.sub_wan, "sub")
         workers.subscribers.append(probe)
         samples = []
@@ -244,7 +246,7 @@ async def rooms(run: Run, count: int = 50, size: int = 10) -> dict:
             added = await workers.add_subscribers(
                 [{"room": r, "tracks": tracks[r], "count": size - 1} for r in names],
                 run.options.subs_per_worker)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(run.options.settle)
         row = await _measure_step(run, system, workers, "rooms", total)
         row["connect_failed"] = added["failed"]
         row["rooms"] = count
@@ -321,19 +323,21 @@ async def fanout_limit(run: Run, start: int = 10, factor: float = 2.0, maximum: 
 # -- messages ---------------------------------------------------------------------------
 
 
-async def messages(run: Run, members: int = 10, count: int = 10000, rate: float = 500.0,
-                   drop_every: float = 0.5, down_time: float = 0.3) -> dict:
+async def messages(run: Run, members: int = 10, senders: int = 10, count: int = 10000,
+                   rate: float = 400.0, drop_every: float = 0.5, down_time: float = 0.3,
+                   catch_up: float = 10.0) -> dict:
     """Room messages with members dropping and resuming (Dockcast only: the baselines
     have no durable room messages)."""
-    params = {"members": members, "count": count, "rate": rate, "drop_every": drop_every,
-              "down_time": down_time}
+    params = {"members": members, "senders": senders, "count": count, "rate": rate,
+              "drop_every": drop_every, "down_time": down_time, "catch_up": catch_up}
 
     async def body(system: System, workers: Workers) -> dict:
         worker = await workers._spawn(run.options.sub_wan, "msg")
         workers.subscribers.append(worker)
         with run.console.status(f"messages: {count} messages to {members} members, with drops"):
-            reply = await worker.call("messages", timeout=120 + 2 * count / max(rate, 1.0),
-                                      members=members, count=count, rate=rate,
+            reply = await worker.call("messages", timeout=120 + catch_up + 2 * count / max(rate, 1.0),
+                                      settle=catch_up,
+                                      members=members, senders=senders, count=count, rate=rate,
                                       drop_every=drop_every, down_time=down_time)
         if reply.get("skipped"):
             run.console.print(f"[yellow]  messages skipped: {reply['skipped']}")

@@ -45,6 +45,7 @@ class StreamStats:
     """
 
     WINDOW = 4096
+    MAX_GAP = 64  # a longer gap is not worth asking for again
 
     def __init__(self) -> None:
         self.reset()
@@ -57,6 +58,7 @@ class StreamStats:
         self._first: int | None = None
         self._highest: int | None = None  # extended
         self._seen: set[int] = set()
+        self.missing: list[int] = []  # sequence numbers skipped by the last "new" packet
 
     def add(self, seq: int) -> str:
         """Count one arrival; returns "new", "late" (reordered), "dup" or "old"."""
@@ -79,6 +81,8 @@ class StreamStats:
         self._seen.add(ext)
         self.unique += 1
         if delta > 0:
+            if 1 < delta <= self.MAX_GAP:
+                self.missing = [(highest + i) & 0xFFFF for i in range(1, delta)]
             self._highest = ext
             if len(self._seen) > 2 * self.WINDOW:
                 floor = ext - self.WINDOW

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 
-
 def _compound(impl) -> bytes:
-    """What a subscriber sends: a receiver report with SDES, then a NACK and a PLI."""
+    """What a subscriber sends: a receiver report, a NACK and a PLI."""
     report = impl.ReceiverReport(ssrc=1, reports=[impl.ReportBlock(
         ssrc=2, fraction_lost=3, packets_lost=4, highest_sequence=5000, jitter=20,
         lsr=0, dlsr=0)])

@@ -86,7 +86,7 @@ OPTIONS = dict(members=4, count=300, rate=1000, drop_every=0.05, down_time=0.05,
 
 async def test_nothing_lost_or_duplicated_against_a_correct_server():
     result = await _run(FakeMessageServer(), **OPTIONS)
-    assert result["sent"] == 300 and result["send_errors"] == 0
+    assert result["sent"] == 300 and result["send_failed"] == 0
     assert result["drops"] > 0 and result["resumes"] > 0
     assert result["lost"] == 0 and result["duplicated"] == 0
     assert result["dedupe_mismatch"] == 0 and result["seq_gaps"] == 0

@@ -77,7 +77,7 @@ def node(tmp_path_factory):
 def _bench(tmp_path, corpus_dir, node, *args: str) -> dict:
     out = tmp_path / "results"
     argv = [*args, "--out", str(out), "--corpus-dir", str(corpus_dir),
-            "--corpus-seconds", CORPUS_SECONDS]
+            "--corpus-seconds", CORPUS_SECONDS, "--settle", "0.2"]
     if node is not None:
         argv += ["--url", node["url"], "--api-key", API_KEY, "--api-secret", API_SECRET,
                  "--server-pid", str(node["pid"])]
@@ -99,7 +99,7 @@ def _rows(data: dict, system: str = "dockcast") -> list[dict]:
 
 def test_forward_against_dockcast_and_the_naive_relay(tmp_path, corpus_dir):
     # the harness starts its own node here
-    data = _bench(tmp_path, corpus_dir, None, "forward", "--sizes", "1,2", "--duration", "1",
+    data = _bench(tmp_path, corpus_dir, None, "forward", "--sizes", "1,2", "--duration", "0.5",
                   "--baselines", "naive")
     dock = _rows(data)
     assert [r["subscribers"] for r in dock] == [1, 2]
@@ -107,7 +107,6 @@ def test_forward_against_dockcast_and_the_naive_relay(tmp_path, corpus_dir):
     assert dock[-1]["latency_ms"]["p50"] is not None and dock[-1]["cpu_us_per_packet"] is not None
     naive = _rows(data, "naive")
     assert naive and naive[0]["forwarded_packets"] > 0
-    assert data["results"][0]["systems"]["janus"].get("skipped") or _rows(data, "janus") is not None
     assert {"latency_cdf.png", "cpu_per_packet.png", "latency_vs_subscribers.png"} <= set(data["plots"])
     assert data["machine"]["cores"] >= 1 and data["targets"]
 
@@ -146,13 +145,17 @@ def test_fanout_limit(tmp_path, corpus_dir, node):
 
 
 def test_messages(tmp_path, corpus_dir, node):
-    data = _bench(tmp_path, corpus_dir, node, "messages", "--members", "2", "--messages", "40",
-                  "--rate", "200", "--drop-every", "0.1", "--down-time", "0.05", "--baselines", "none")
+    data = _bench(tmp_path, corpus_dir, node, "messages", "--members", "2", "--senders", "2",
+                  "--messages", "40", "--rate", "80", "--drop-every", "0.1", "--down-time", "0.05",
+                  "--catch-up", "1", "--baselines", "none")
     dock = _system(data)
     if "skipped" in dock:
         assert "does not support messages" in dock["skipped"]
     else:
-        assert dock["result"]["sent"] == 40
+        result = dock["result"]
+        assert result["sent"] == 40 and result["drops"] > 0
+        # what was lost or duplicated is the scenario's finding, reported, not asserted
+        assert {"lost", "duplicated", "live_delay_ms"} <= set(result)
 
 
 @pytest.mark.skipif(shutil.which("janus") is None or os.geteuid() != 0,

@@ -32,6 +32,18 @@ def test_loss_duplicates_and_reordering():
                            "duplicates": 1, "reordered": 1}
 
 
+def test_a_gap_names_the_missing_sequence_numbers():
+    s = StreamStats()
+    s.add(65534)
+    s.add(2)
+    assert s.missing == [65535, 0, 1]
+    s.missing = []
+    s.add(0)  # a retransmission fills the gap late
+    assert s.missing == [] and s.reordered == 1 and s.lost == 2
+    s.add(200)  # a gap too long to ask for
+    assert s.missing == []
+
+
 def test_a_packet_older_than_the_first_widens_the_span():
     s = StreamStats()
     for seq in (10, 11, 9):
