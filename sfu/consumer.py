@@ -114,11 +114,17 @@ class Consumer:
         self.state.paused = True
 
     def resume(self) -> None:
+        """Start (again): from the producer's latest keyframe if it is fresh (a burst of
+        the packets since, so the first frame shows at once), else at the next one,
+        which the publisher is asked for."""
         if self.closed:
             return
         self.state.restart()
         self.state.paused = False
-        self.request_keyframe()
+        producer = self.producer
+        fresh = producer.video and producer.replay_from_keyframe(self.state)
+        if not fresh or time.monotonic() - producer.last_keyframe_at > producer.keyframe_replay_age / 2:
+            self.request_keyframe()
 
     def request_keyframe(self) -> None:
         self.keyframe_requests += 1

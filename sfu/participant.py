@@ -39,7 +39,8 @@ class MediaSettings:
                  audio_codecs: tuple[str, ...] = ("audio/opus",),
                  ice_servers: tuple[str, ...] = (),
                  nack_cache_size: int = 1024, keyframe_interval: float = 1.0,
-                 max_video_bitrate: int = 2_500_000, feedback_interval: float = 1.0) -> None:
+                 max_video_bitrate: int = 2_500_000, feedback_interval: float = 1.0,
+                 keyframe_replay_age: float = 1.0) -> None:
         self.video_codecs = video_codecs
         self.audio_codecs = audio_codecs
         self.ice_servers = ice_servers
@@ -47,6 +48,7 @@ class MediaSettings:
         self.keyframe_interval = keyframe_interval
         self.max_video_bitrate = max_video_bitrate
         self.feedback_interval = feedback_interval
+        self.keyframe_replay_age = keyframe_replay_age
 
     def codecs_for(self, kind: str) -> tuple[str, ...]:
         return self.video_codecs if kind == "video" else self.audio_codecs
@@ -186,7 +188,8 @@ class Participant:
             ext_ids=ext_ids, transport=self.pub, rtcp_ssrc=transceiver.sender._ssrc,
             ssrcs=ssrcs[:1], source=track.get("source", "camera"), name=track.get("name"),
             nack_cache_size=self.settings.nack_cache_size,
-            keyframe_interval=self.settings.keyframe_interval)
+            keyframe_interval=self.settings.keyframe_interval,
+            keyframe_replay_age=self.settings.keyframe_replay_age)
         self.producers[producer.id] = producer
         self.demux.add(producer, ssrcs[:1], rtx_ssrcs)
         producer.on_close.append(self._producer_closed)

@@ -21,7 +21,7 @@ from .h264 import h264_is_keyframe
 from .keyframe import KeyframeRequestThrottle
 from .reception import ReceptionStats
 from .rtcp import Nack, Pli, SenderReport, serialize_rtcp
-from .rtp import abs_send_time, rewrite
+from .rtp import abs_send_time, parse_header, rewrite
 from .vp8 import vp8_is_keyframe
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ class Producer:
         producer_id: str | None = None,
         nack_cache_size: int = 1024,
         keyframe_interval: float = 1.0,
+        keyframe_replay_age: float = 1.0,
     ) -> None:
         self.id = producer_id or "TR_" + uuid.uuid4().hex[:12]
         self.participant_id = participant_id
@@ -108,6 +109,7 @@ class Producer:
         self._is_keyframe = _keyframe_detector(codec) if self.video else None
         self.cache = NackCache(nack_cache_size) if self.video else None
         self.keyframes = KeyframeRequestThrottle(keyframe_interval)
+        self.keyframe_replay_age = keyframe_replay_age
         self._keyframe_timer: asyncio.TimerHandle | None = None
         self.stamps_abs_send_time = EXT_ABS_SEND_TIME in self.ext_ids
         self.last_sr: SenderReportInfo | None = None
@@ -118,6 +120,9 @@ class Producer:
         self.packets = 0
         self.octets = 0
         self.keyframes_seen = 0
+        self.last_keyframe_seq = -1
+        self.last_keyframe_at = float("-inf")
+        self.replays = 0
         self.closed = False
         self.on_close: list[Callable[[Producer], None]] = []
 
@@ -169,6 +174,8 @@ class Producer:
                 keyframe = True
                 self.keyframes_seen += 1
                 self.keyframes.satisfied()
+                self.last_keyframe_seq = seq
+                self.last_keyframe_at = time.monotonic()
         self.packets += 1
         self.octets += payload_end - payload_offset
         if self._states:
@@ -203,6 +210,30 @@ class Producer:
             self.reception.sender_report(report.ntp_timestamp, arrival)
 
     # -- keyframes -----------------------------------------------------------------
+
+    def replay_from_keyframe(self, state: Any) -> bool:
+        """Start a new consumer at once: forward to ``state`` every cached packet from
+        the latest keyframe on, if that keyframe is at most ``keyframe_replay_age``
+        seconds old and no packet since is missing. The consumer then continues live,
+        gap-free. (Otherwise it waits for a new keyframe, which the once-a-second
+        request limit may delay by up to a second.)"""
+        if (self.cache is None or self.reception is None or self.last_keyframe_seq < 0
+                or time.monotonic() - self.last_keyframe_at > self.keyframe_replay_age):
+            return False
+        first, last = self.last_keyframe_seq, self.reception.extended_max & 0xFFFF
+        count = ((last - first) & 0xFFFF) + 1
+        packets = [self.cache.get((first + i) & 0xFFFF) for i in range(min(count, self.cache.size))]
+        if count > self.cache.size or any(p is None for p in packets):
+            return False
+        stamp = abs_send_time(time.time()) if self.stamps_abs_send_time else 0
+        for i, data in enumerate(packets):
+            try:
+                _, _, seq, ts, _, offset, end, *_ = parse_header(data)
+                state.forward(data, seq, ts, end - offset, i == 0, stamp)
+            except MalformedPacket:
+                return False
+        self.replays += 1
+        return True
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe (PLI), at most once per interval."""

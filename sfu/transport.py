@@ -213,6 +213,17 @@ class WebRtcTransport:
 
         dtls._send_rtp = send_rtp
 
+        # SRTP that arrived while the DTLS handshake was finishing was queued behind
+        # it and is decrypted by aiortc: take it from there too
+        async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+            self._deliver(data)
+
+        async def handle_rtcp_data(data: bytes) -> None:
+            self._deliver(data)
+
+        dtls._handle_rtp_data = handle_rtp_data
+        dtls._handle_rtcp_data = handle_rtcp_data
+
     def _data_received(self, data: bytes, component: int) -> None:
         if data and 127 < data[0] < 192:
             rx = self._dtls._rx_srtp
@@ -222,19 +233,26 @@ class WebRtcTransport:
         self._original_data_received(data, component)
 
     def _srtp_received(self, rx: pylibsrtp.Session, data: bytes) -> None:
-        stats = self.stats
-        stats.bytes_in += len(data)
+        self.stats.bytes_in += len(data)
         try:
             if is_rtcp(data):
                 plain = rx.unprotect_rtcp(data)
+            else:
+                plain = rx.unprotect(data)
+        except pylibsrtp.Error:
+            self.stats.srtp_errors += 1
+            return
+        self._deliver(plain)
+
+    def _deliver(self, plain: bytes) -> None:
+        stats = self.stats
+        try:
+            if is_rtcp(plain):
                 stats.rtcp_in += 1
                 self.on_rtcp(plain)
             else:
-                plain = rx.unprotect(data)
                 stats.rtp_in += 1
                 self.on_rtp(plain, time.monotonic())
-        except pylibsrtp.Error:
-            stats.srtp_errors += 1
         except Exception:  # a handler bug must not kill the socket's protocol
             stats.handler_errors += 1
             if stats.handler_errors <= 5 or stats.handler_errors % 1000 == 0:

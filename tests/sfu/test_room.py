@@ -210,3 +210,38 @@ async def test_hostile_packets_into_the_handlers_are_ignored(room):
     assert await until(lambda: any(len(p) == 12 + len(VP8_KEY) and p.endswith(VP8_KEY) for p in sub.packets))
     await sub.t.close()
     await pub.t.close()
+
+
+async def test_late_consumer_starts_from_the_cached_keyframe(room):
+    room.settings.keyframe_replay_age = 60.0  # a slow machine: the rule is tested, not the timing
+    pub, _, producers = await publish(room)
+    first = room.join("early")
+    early = ClientSubscriber(first)
+    await room.subscribe(first, [producers["video"].id])
+    await asyncio.wait_for(early.t.connected.wait(), 20)
+    assert await until(lambda: all(not c.state.paused for c in first.consumers.values()))
+    pub.send("video", VP8_KEY, 1000)
+    for i in range(5):
+        pub.send("video", VP8_DELTA, 4000 + i * 3000)
+    assert await until(lambda: len(early.packets) == 6)
+
+    requests_before = producers["video"].keyframes.sent + producers["video"].keyframes.suppressed
+    late_p = room.join("late")
+    late = ClientSubscriber(late_p)
+    await room.subscribe(late_p, [producers["video"].id])
+    await asyncio.wait_for(late.t.connected.wait(), 20)
+    # the keyframe and the five frames since arrive without a new keyframe from the publisher
+    assert await until(lambda: len(late.packets) == 6)
+    payloads = [d[parse_header(d)[5]:parse_header(d)[6]] for d in late.packets]
+    assert payloads == [VP8_KEY] + [VP8_DELTA] * 5
+    seqs = [parse_header(d)[2] for d in late.packets]
+    assert [(s - seqs[0]) & 0xFFFF for s in seqs] == list(range(6))
+    assert producers["video"].replays == 1
+    # the keyframe was fresh: no request upstream for this consumer
+    assert producers["video"].keyframes.sent + producers["video"].keyframes.suppressed == requests_before
+    pub.send("video", VP8_DELTA, 19000)  # and live packets continue the sequence
+    assert await until(lambda: len(late.packets) == 7)
+    assert (parse_header(late.packets[-1])[2] - seqs[0]) & 0xFFFF == 6
+    await early.t.close()
+    await late.t.close()
+    await pub.t.close()
