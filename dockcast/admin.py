@@ -171,10 +171,13 @@ class Watchers:
     def publish(self, msg: dict[str, Any], room: str | None = None,
                 shipment_id: str | None = None) -> int:
         """Send ``msg`` to every connection watching ``room`` or ``shipment_id``, once
-        each; return how many got it."""
+        each; return how many got it. Watchers watch many rooms: an event of a room
+        that does not name it (``participant_joined``...) gets ``room`` added."""
         targets = set(self._rooms.get(room, ())) if room is not None else set()
         if shipment_id is not None:
             targets.update(self._shipments.get(shipment_id, ()))
+        if targets and room is not None and "room" not in msg:
+            msg = {**msg, "room": room}
         for conn in targets:
             conn.send_event(msg)
         return len(targets)

@@ -349,11 +349,13 @@ class Node:
             self.messaging.left(conn)
             conn.room = None
             conn.participant_id = None
-        del self.rooms[room.name]
-        state = self._room_state.pop(room.name, _RoomState())
+        del self.rooms[room.name]  # a join from now on opens a new room
+        state = self._room_state.get(room.name, _RoomState())
         self.messaging.room_closed(room.name)
+        await room.close(reason)  # watchers see each participant_left, then room_closed
+        if room.name not in self.rooms:
+            self._room_state.pop(room.name, None)
         self.watchers.publish(msg, room.name, state.shipment_id)
-        await room.close(reason)
         self._notify("event_published", msg, room.name, state.shipment_id)
         await self._notify("room_closed", room.name, reason)
         logger.info("room closed", extra={"room": room.name, "reason": reason})

@@ -1,0 +1,251 @@
+"""A shipment event through a real node: to the bound room, watchers and webhooks.
+
+One ``shipment.event`` with severity warning must reach every member of the room bound
+to the shipment as ``shipment_status`` and ``alert``, an ``events.subscribe`` watcher of
+both the room and the shipment (once each), a webhook receiver (a real HTTP server here)
+with a valid signature, and the example receiver (``examples/webhook_receiver.py``),
+which refuses the same request once tampered with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import pathlib
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from plugins.webhooks import SIGNATURE_HEADER, sign, verify_signature
+from signalling.client import DockcastClient, ServerError
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TEST_SECRET = "test-endpoint-secret-0123456789"
+EXAMPLE_SECRET = "example-endpoint-secret-987654321"
+
+pytestmark = [pytest.mark.timeout(90)]
+
+
+class Capture(http.server.ThreadingHTTPServer):
+    """Keeps every request: (path, headers, raw body)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _CaptureHandler)
+        self.requests: list[tuple[str, dict, bytes]] = []
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _CaptureHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests.append((self.path, dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def capture():
+    server = Capture()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def example_receiver():
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-u", str(ROOT / "examples" / "webhook_receiver.py"), "--port", str(port),
+         "--secret", EXAMPLE_SECRET],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert "listening" in proc.stdout.readline()
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    yield f"http://127.0.0.1:{port}/dockcast", lines
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def _wait_for(predicate, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    return predicate()
+
+
+def _config(tmp_path: pathlib.Path, capture_port: int, example_url: str) -> pathlib.Path:
+    path = tmp_path / "node.toml"
+    path.write_text(f"""
+[plugins.webhooks]
+retry = {{initial_delay_s = 0.1, max_delay_s = 0.5}}
+
+[[plugins.webhooks.endpoints]]
+name = "test"
+url = "http://127.0.0.1:{capture_port}/hooks/dockcast"
+secret_env = "DC_TEST_HOOK_SECRET"
+events = ["shipment_status", "alert"]
+
+[[plugins.webhooks.endpoints]]
+name = "example"
+url = "{example_url}"
+secret_env = "DC_EXAMPLE_HOOK_SECRET"
+shipment_ids = ["S-100"]
+events = ["alert"]
+""")
+    return path
+
+
+async def test_warning_reaches_members_watcher_and_webhooks(tmp_path, node_factory, capture,
+                                                            example_receiver):
+    example_url, example_lines = example_receiver
+    config = _config(tmp_path, capture.port, example_url)
+    node = node_factory.start(env={"DC_TEST_HOOK_SECRET": TEST_SECRET,
+                                   "DC_EXAMPLE_HOOK_SECRET": EXAMPLE_SECRET},
+                              args=("--config", str(config)))
+    admin = await DockcastClient.connect(node.url, node.token("wms", None, ("admin",)))
+    watcher = await DockcastClient.connect(node.url, node.token("desk", None, ("admin",)),
+                                           subprotocol="msgpack")
+    members = []
+    try:
+        await admin.shipment_upsert("S-100", carrier="UPS", origin="Shenzhen, CN",
+                                    destination="Los Angeles, US")
+        room = await admin.room_create("dock-7", shipment_id="S-100")
+        assert room["shipment_id"] == "S-100" and room["participants"] == []
+        await watcher.events_subscribe(rooms=["dock-7"], shipment_ids=["S-100"])
+        for i in range(3):
+            member = await DockcastClient.connect(node.url, node.token(f"m{i}", "dock-7"),
+                                                  subprotocol=("json", "msgpack")[i % 2])
+            members.append(member)
+            joined = await member.join("dock-7")
+            assert joined["shipment"]["shipment_id"] == "S-100"
+        for _ in members:
+            assert (await watcher.next_event("participant_joined"))["room"] == "dock-7"
+
+        reply = await admin.shipment_event("S-100", "import_customs_hold",
+                                           "commercial invoice missing", "warning")
+        assert reply["type"] == "ok" and reply["seq"] == 1
+
+        for member in members:
+            status = await member.next_event("shipment_status")
+            assert (status["shipment_id"], status["status"], status["detail"]) == \
+                ("S-100", "import_customs_hold", "commercial invoice missing")
+            alert = await member.next_event("alert")
+            assert (alert["shipment_id"], alert["room"], alert["severity"]) == ("S-100", "dock-7", "warning")
+            assert "commercial invoice missing" in alert["text"]
+        # watching the room and its shipment: each event once
+        assert (await watcher.next_event("shipment_status"))["status"] == "import_customs_hold"
+        assert (await watcher.next_event("alert"))["severity"] == "warning"
+        await asyncio.sleep(0.5)
+        assert [e for e in watcher._events if e["type"] in ("shipment_status", "alert")] == []
+
+        # the test's own receiver: both events, signed with its secret
+        assert await _wait_for(lambda: len(capture.requests) >= 2)
+        delivered = {}
+        for path, headers, body in capture.requests:
+            assert path == "/hooks/dockcast"
+            verify_signature(TEST_SECRET, headers[SIGNATURE_HEADER], body)
+            envelope = json.loads(body)
+            assert headers["Dockcast-Event-Type"] == envelope["type"] == envelope["event"]["type"]
+            delivered[envelope["type"]] = envelope
+        assert set(delivered) == {"shipment_status", "alert"}
+        assert delivered["alert"]["room"] == "dock-7" and delivered["alert"]["shipment_id"] == "S-100"
+        assert delivered["alert"]["event"]["text"] == alert["text"]
+
+        # the example receiver accepted the node's genuine alert ...
+        assert await _wait_for(lambda: any(line.startswith("alert ") for line in example_lines))
+        line = next(line for line in example_lines if line.startswith("alert "))
+        assert "room=dock-7" in line and "shipment_id=S-100" in line
+        # ... and refuses the same request tampered with
+        _, headers, body = next(r for r in capture.requests if json.loads(r[2])["type"] == "alert")
+        forged = sign(EXAMPLE_SECRET, body, int(time.time()))
+        tampered = body.replace(b'"severity":"warning"', b'"severity":"info"')
+        assert tampered != body
+        plain = {"Content-Type": "application/json", "Dockcast-Event-Id": "forged-1"}
+        assert _post(example_url, tampered, {**plain, SIGNATURE_HEADER: forged}) == 401
+        assert _post(example_url, body, {**plain, SIGNATURE_HEADER: headers[SIGNATURE_HEADER]}) == 401
+        assert _post(example_url, body, plain) == 401
+        assert _post(example_url, body, {**plain, SIGNATURE_HEADER: forged}) == 204
+        await asyncio.sleep(0.2)
+        assert sum("rejected a request" in line for line in example_lines) == 3
+    finally:
+        for client in (admin, watcher, *members):
+            await client.close()
+
+
+async def test_room_create_close_and_remove(node):
+    admin = await DockcastClient.connect(node.url, node.token("wms", None, ("admin",)))
+    a = await DockcastClient.connect(node.url, node.token("alice", "dock-9"))
+    b = await DockcastClient.connect(node.url, node.token("bob", "dock-9"))
+    try:
+        await admin.room_create("dock-9", shipment_id="S-9", metadata={"dock": 9})
+        await admin.events_subscribe(rooms=["dock-9"])
+        # open with nobody in it until someone joined and left
+        await asyncio.sleep(0.2)
+        assert [r["room"] for r in (await admin.room_list())["rooms"]] == ["dock-9"]
+        joined = await a.join("dock-9")
+        await b.join("dock-9")
+        await admin.participant_remove("dock-9", joined["participant_id"])
+        assert await a.next_event("room_closed") == {"type": "room_closed", "room": "dock-9", "reason": "removed"}
+        left = await b.next_event("participant_left")
+        assert left["participant_id"] == joined["participant_id"]
+        with pytest.raises(ServerError) as refused:
+            await a.send("chat", "still here?")
+        assert refused.value.code == "bad_request"
+        [info] = (await admin.room_list())["rooms"]
+        assert [p["identity"] for p in info["participants"]] == ["bob"]
+        # room.close: the members are told and out; the shipment is free for a new room
+        await admin.room_close("dock-9")
+        assert (await b.next_event("room_closed"))["reason"] == "closed"
+        assert (await admin.room_list())["rooms"] == []
+        shipment = await admin.shipment_get("S-9")
+        assert [(r["room"], r["open"], r["close_reason"]) for r in shipment["rooms"]] == \
+            [("dock-9", False, "closed")]
+        await admin.room_create("dock-9b", shipment_id="S-9")
+        # a room made by join closes when its last participant leaves
+        await b.join("dock-9")
+        await b.leave()
+        rooms = [r["room"] for r in (await admin.room_list())["rooms"]]
+        assert rooms == ["dock-9b"]
+    finally:
+        for client in (admin, a, b):
+            await client.close()
