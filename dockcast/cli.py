@@ -102,6 +102,9 @@ def _run_serve(args: argparse.Namespace) -> int:
               f"{config.api_secret} --identity alice --room demo --grants publish,subscribe,message",
               flush=True)
     logger.info("configuration", extra=describe(config))
+    if config.redis:
+        logger.warning("--redis is set but this version runs one node only: the embedded "
+                       "stores are used and the Redis URL is ignored")
     try:
         uvloop.run(serve(config))
     except PluginError as exc:  # a plugin that cannot load or start: a configuration error

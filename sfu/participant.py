@@ -109,7 +109,23 @@ class Participant:
         else:
             transport.on_rtcp = self._on_subscriber_rtcp
             transport.rtcp_out_filter = self._translate_outgoing_rtcp
+        transport.on_state = lambda state: self._transport_state(transport, state)
         return transport
+
+    def _transport_state(self, transport: WebRtcTransport, state: str) -> None:
+        """A peer connection that fails (ICE consent lost: the peer vanished while its
+        websocket lives on) stops costing anything: its tracks are unpublished, its
+        consumers paused until the participant negotiates again."""
+        if state != "failed" or self.closed:
+            return
+        logger.warning("%s peer connection failed", transport.role,
+                       extra={"participant": self.id, "identity": self.identity})
+        if transport is self.pub:
+            for producer in list(self.producers.values()):
+                producer.close()
+        else:
+            for consumer in self.consumers.values():
+                consumer.pause()
 
     # -- publishing ----------------------------------------------------------------
 

@@ -245,3 +245,18 @@ async def test_late_consumer_starts_from_the_cached_keyframe(room):
     await early.t.close()
     await late.t.close()
     await pub.t.close()
+
+
+async def test_failed_publisher_connection_unpublishes(room):
+    pub, publisher, producers = await publish(room)
+    viewer = room.join("seller")
+    sub = ClientSubscriber(viewer)
+    await room.subscribe(viewer, [producers["video"].id])
+    await asyncio.wait_for(sub.t.connected.wait(), 20)
+    await pub.t.close()  # the camera's network is gone; its websocket may live on
+    publisher._transport_state(publisher.pub, "failed")  # what ICE consent expiry reports
+    assert publisher.producers == {} and room.producers == {}
+    assert viewer.consumers == {}
+    assert [n for n, _ in room.events].count("track_unpublished") == 2
+    viewer._transport_state(viewer.sub, "failed")  # nothing left to pause: no error
+    await sub.t.close()
