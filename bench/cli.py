@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the naive relay only up to this many subscribers (it collapses early)")
     g.add_argument("--settle", type=float, default=1.0,
                    help="seconds between connecting subscribers and measuring")
+    g.add_argument("--profile", action="store_true",
+                   help="py-spy flame graph of the server over each measured window (profiles/)")
     g.add_argument("--subs-per-worker", type=int, default=100, help="subscribers per load-client process")
     g.add_argument("--corpus-dir", type=pathlib.Path, help="corpus cache (default: beside --out)")
     g.add_argument("--corpus-seconds", type=float, default=10.0, help="length of the looped corpus")
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         out=out, duration=args.duration, wan=args.wan, wan_side=args.wan_side,
         corpus_dir=args.corpus_dir, corpus_seconds=args.corpus_seconds,
         subs_per_worker=args.subs_per_worker, baselines=args.baselines, naive_max=args.naive_max,
-        settle=args.settle,
+        settle=args.settle, profile=args.profile,
         url=args.url, api_key=args.api_key, api_secret=args.api_secret,
         server_pid=args.server_pid, command="dockcast bench " + shlex.join(argv))
     return uvloop.run(_run(args, options))

@@ -16,6 +16,7 @@ import json
 import os
 import pathlib
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -313,9 +314,14 @@ class Workers:
     def pids(self) -> list[int]:
         return [w.pid for w in self.all if w.pid]
 
-    async def measure(self, duration: float, progress: Any = None) -> dict:
-        """Reset every counter, wait ``duration``, collect: the server's CPU and reports."""
+    async def measure(self, duration: float, progress: Any = None, label: str = "") -> dict:
+        """Reset every counter, wait ``duration``, collect: the server's CPU and reports.
+
+        With ``--profile``, py-spy samples a Python server over the window (a flame graph
+        in ``profiles/``; ``--nonblocking``: the server is never paused).
+        """
         await asyncio.gather(*(w.call("mark") for w in self.all))
+        profiler = await self._profile(duration, label)
         pids = {"server": self.system.pid} if self.system.pid else {}
         pids.update({w.name: w.pid for w in self.all if w.pid})
         meter = CpuMeter(pids)
@@ -325,9 +331,36 @@ class Workers:
         await self.run.sleep(duration, progress)
         reports = await asyncio.gather(*(w.call("report", timeout=120) for w in self.all))
         cpu = meter.stop()
-        return {"cpu": cpu, "machine": load.stop(),
-                "publishers": reports[:len(self.publishers)],
-                "subscribers": reports[len(self.publishers):]}
+        result = {"cpu": cpu, "machine": load.stop(),
+                  "publishers": reports[:len(self.publishers)],
+                  "subscribers": reports[len(self.publishers):]}
+        if profiler is not None:
+            proc, path = profiler
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                await _stop_process(proc, 5)
+            if path.exists():
+                result["profile"] = str(path.relative_to(self.run.out))
+        return result
+
+    async def _profile(self, duration: float, label: str) -> tuple[Any, pathlib.Path] | None:
+        if not self.run.options.profile or not self.system.pid or self.system.name == "janus":
+            return None
+        spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).parent / "py-spy")
+        if not os.path.exists(spy):
+            self.run.console.print("[yellow]--profile: py-spy is not installed")
+            return None
+        folder = self.run.out / "profiles"
+        folder.mkdir(exist_ok=True)
+        name = "-".join(x for x in (label, self.system.name) if x).replace(" ", "_")
+        path = folder / f"{name}.svg"
+        with open(self.run.logs / "py-spy.log", "ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                spy, "record", "--pid", str(self.system.pid), "--duration", str(max(1, round(duration))),
+                "--rate", "250", "--nonblocking", "--format", "flamegraph", "--output", str(path),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        return proc, path
 
     async def close(self) -> None:
         await asyncio.gather(*(w.close() for w in self.all), return_exceptions=True)
@@ -349,6 +382,7 @@ class RunOptions:
     baselines: tuple[str, ...] = ("naive", "janus")
     naive_max: int = 50  # the naive relay is not run above this many subscribers
     settle: float = 1.0  # seconds between connecting subscribers and measuring
+    profile: bool = False  # py-spy flame graphs of the (Python) server per window
     url: str | None = None
     api_key: str | None = None
     api_secret: str | None = None

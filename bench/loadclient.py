@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .corpus import Corpus, CorpusPacket, vp8_is_keyframe
-from .stats import Reservoir, StreamStats, read_stamp, stamp
+from .stats import Reservoir, StreamStats, merge_counts, read_stamp, stamp
 from .wan import TcpDelayProxy, UdpRelay, WanProfile, rewrite_candidates, sdp_candidate_address
 
 __all__ = ["Publisher", "Subscriber", "DockcastSignal", "Worker", "main"]
@@ -473,16 +473,6 @@ class Subscriber:
 # -- worker process --------------------------------------------------------------------
 
 
-def _merge_counts(rows: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for row in rows:
-        for kind, counts in row.items():
-            target = out.setdefault(kind, {})
-            for key, value in counts.items():
-                target[key] = target.get(key, 0) + value
-    return out
-
-
 class Worker:
     """The clients of one process and the commands that drive them."""
 
@@ -582,7 +572,7 @@ class Worker:
             "subscribers": len(self.subscribers),
             "receiving": sum(1 for s in subs if s.streams),
             "failed": len(self.subscribers) - len(subs),
-            "counts": _merge_counts([s.counts() for s in subs]),
+            "counts": merge_counts([s.counts() for s in subs]),
             "bytes": sum(s.bytes for s in subs),
             "stamped": sum(s.stamped for s in subs),
             "nacked": sum(s.nacked for s in subs),
@@ -595,8 +585,8 @@ class Worker:
             report["frames"] = [s.frames for s in subs]
             report["sent_frames"] = {str(k): v for p in self.publishers for k, v in p.frame_log.items()}
         if self.wan.relays:
-            up = _merge_counts([{"x": r.up.stats.as_dict()} for r in self.wan.relays])["x"]
-            down = _merge_counts([{"x": r.down.stats.as_dict()} for r in self.wan.relays])["x"]
+            up = merge_counts([{"x": r.up.stats.as_dict()} for r in self.wan.relays])["x"]
+            down = merge_counts([{"x": r.down.stats.as_dict()} for r in self.wan.relays])["x"]
             report["wan"] = {"up": up, "down": down}
         return report
 

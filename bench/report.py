@@ -185,7 +185,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _rows_table(result: dict) -> str:
     header = ["system", "N", "pkt/s forwarded", "loss %", "dup", "p50 ms", "p95 ms", "p99 ms",
-              "server % core", "µs/packet", "others' load (cores)"]
+              "server % core", "µs/packet", "others' load (cores)", "clients saturated"]
     rows = []
     for name, system in result["systems"].items():
         label = system.get("label", LABELS.get(name, name))
@@ -199,7 +199,8 @@ def _rows_table(result: dict) -> str:
                          _fmt(r["loss_pct"]), str(r["duplicates"]), _fmt(lat["p50"]),
                          _fmt(lat["p95"]), _fmt(lat["p99"]), _fmt(r["server_core_pct"]),
                          _fmt(r["cpu_us_per_packet"]),
-                         _fmt(r["machine"].get("others_cores"))])
+                         _fmt(r["machine"].get("others_cores")),
+                         "yes" if r.get("clients_saturated") else ""])
         for note in system.get("notes", []):
             rows.append([label, note] + [""] * (len(header) - 2))
     return _table(header, rows)
@@ -275,9 +276,14 @@ def markdown(header: dict, results: list[dict], target_rows: list[dict], images:
             out.append(_messages_table(result))
         else:
             out.append(_rows_table(result))
-            methods = {r["latency_method"] for s in result["systems"].values() for r in s.get("rows", [])}
+            rows = [r for s in result["systems"].values() for r in s.get("rows", [])]
+            methods = {r["latency_method"] for r in rows}
             if methods:
                 out += ["", "latency measured " + "; ".join(sorted(methods))]
+            profiles = [r["profile"] for r in rows if r.get("profile")]
+            if profiles:
+                out += ["", "py-spy flame graphs of the server: "
+                        + ", ".join(f"[{pathlib.Path(p).name}]({p})" for p in profiles)]
     if images:
         out += ["", "## Plots", ""] + [f"![{name}]({name})" for name in images]
     return "\n".join(out) + "\n"
@@ -300,7 +306,17 @@ def plots(results: list[dict], out: pathlib.Path) -> list[str]:
         for name, system in result["systems"].items():
             series.setdefault(name, []).extend(system.get("rows", []))
 
-    def save(fig: Any, name: str) -> None:
+    def save(fig: Any, ax: Any, name: str, title: str, xlabel: str, ylabel: str,
+             xlog: bool = False, ylog: bool = False, legend_size: int | None = None) -> None:
+        if xlog:
+            ax.set_xscale("log")
+        if ylog:
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=legend_size)
         fig.tight_layout()
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
@@ -315,13 +331,8 @@ def plots(results: list[dict], out: pathlib.Path) -> list[str]:
             row = max(with_cdf, key=lambda r: r["subscribers"])
             ax.plot(row["latency_cdf_ms"], [p / 100 for p in _cdf_points(row["latency_cdf_ms"])],
                     label=f"{LABELS.get(name, name)}, N={row['subscribers']}")
-        ax.set_xscale("log")
-        ax.set_xlabel("publisher send to subscriber receive (ms, log)")
-        ax.set_ylabel("fraction of packets")
-        ax.set_title("Forwarding latency CDF")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-        save(fig, "latency_cdf.png")
+        save(fig, ax, "latency_cdf.png", "Forwarding latency CDF",
+             "publisher send to subscriber receive (ms, log)", "fraction of packets", xlog=True)
 
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for name, rows in series.items():
@@ -329,13 +340,8 @@ def plots(results: list[dict], out: pathlib.Path) -> list[str]:
                          if r.get("cpu_us_per_packet") is not None)
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=LABELS.get(name, name))
-        ax.set_xlabel("subscribers")
-        ax.set_ylabel("server CPU per forwarded packet (µs)")
-        ax.set_yscale("log")
-        ax.set_title("CPU per forwarded packet vs subscribers")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-        save(fig, "cpu_per_packet.png")
+        save(fig, ax, "cpu_per_packet.png", "CPU per forwarded packet vs subscribers",
+             "subscribers", "server CPU per forwarded packet (µs, log)", ylog=True)
 
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for name, rows in series.items():
@@ -344,13 +350,8 @@ def plots(results: list[dict], out: pathlib.Path) -> list[str]:
                              if r["latency_ms"].get(pct) is not None)
                 if pts:
                     ax.plot(*zip(*pts), style, label=f"{LABELS.get(name, name)} {pct}")
-        ax.set_xlabel("subscribers")
-        ax.set_ylabel("latency (ms, log)")
-        ax.set_yscale("log")
-        ax.set_title("Forwarding latency vs subscribers")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        save(fig, "latency_vs_subscribers.png")
+        save(fig, ax, "latency_vs_subscribers.png", "Forwarding latency vs subscribers",
+             "subscribers", "latency (ms, log)", ylog=True, legend_size=8)
 
     for result in results:
         if result["scenario"] != "connect":
@@ -362,12 +363,9 @@ def plots(results: list[dict], out: pathlib.Path) -> list[str]:
             if values:
                 ax.step(values, [(i + 1) / len(values) for i in range(len(values))], where="post",
                         label=LABELS.get(name, name))
-        ax.set_xlabel("join to first keyframe (ms)")
-        ax.set_ylabel("fraction of joins")
-        ax.set_title("Join to first keyframe" + (f" (WAN {result['wan']})" if result.get("wan") else ""))
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        save(fig, "connect_cdf_wan.png" if result.get("wan") else "connect_cdf.png")
+        save(fig, ax, "connect_cdf_wan.png" if result.get("wan") else "connect_cdf.png",
+             "Join to first keyframe" + (f" (WAN {result['wan']})" if result.get("wan") else ""),
+             "join to first keyframe (ms)", "fraction of joins")
     return made
 
 

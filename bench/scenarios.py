@@ -14,27 +14,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .harness import NaiveSystem, Run, System, Workers
-from .stats import match_frames, percentiles
+from .stats import match_frames, merge_counts, percentiles
 
 __all__ = ["SCENARIOS", "connect", "forward", "rooms", "fanout_limit", "messages", "summarize"]
 
 logger = logging.getLogger("dockcast.bench")
 
 CDF_POINTS = [i / 2 for i in range(201)]  # 0, 0.5, ... 100th percentile
+SATURATED_PCT = 90.0  # a load-client process this busy may be the bottleneck
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
-
-
-def _merge(rows: list[dict]) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for row in rows:
-        for kind, counts in row.items():
-            target = out.setdefault(kind, {})
-            for key, value in counts.items():
-                target[key] = target.get(key, 0) + value
-    return out
 
 
 def _latencies_ms(measured: dict) -> tuple[list[float], str]:
@@ -53,7 +44,7 @@ def _latencies_ms(measured: dict) -> tuple[list[float], str]:
 def summarize(measured: dict, subscribers: int) -> dict:
     """One measured window: packets, loss, latency, the server's CPU per packet."""
     subs = measured["subscribers"]
-    counts = _merge([r["counts"] for r in subs])
+    counts = merge_counts([r["counts"] for r in subs])
     window = max((r["window_s"] for r in subs), default=0.0) or 1e-9
     received = sum(c["received"] for c in counts.values())
     expected = sum(c["expected"] for c in counts.values())
@@ -89,10 +80,14 @@ def summarize(measured: dict, subscribers: int) -> dict:
         "client_core_pct": {k: _r(v["core_pct"], 1) for k, v in measured["cpu"].items() if k != "server"},
         "machine": {k: _r(v, 2) for k, v in measured["machine"].items()},
     }
+    busy = {k: v for k, v in row["client_core_pct"].items() if v is not None and v >= SATURATED_PCT}
+    if busy:
+        # the clients, not the server, may be what limited this step
+        row["clients_saturated"] = busy
     wan = [r["wan"] for r in subs + measured["publishers"] if r.get("wan")]
     if wan:
-        row["wan"] = {"up": _merge([{"x": w["up"]} for w in wan])["x"],
-                      "down": _merge([{"x": w["down"]} for w in wan])["x"]}
+        row["wan"] = {"up": merge_counts([{"x": w["up"]} for w in wan])["x"],
+                      "down": merge_counts([{"x": w["down"]} for w in wan])["x"]}
     return row
 
 
@@ -133,7 +128,9 @@ def _print_row(run: Run, system: System, row: dict) -> None:
         f"  {system.label:<20} N={row['subscribers']:<4} {row['forwarded_pps']:>9.0f} pkt/s  "
         f"loss {row['loss_pct'] if row['loss_pct'] is not None else '-'}%  "
         f"latency p50 {lat['p50']} p99 {lat['p99']} ms  "
-        f"server {row['server_core_pct']}% core, {cpu} µs/pkt")
+        f"server {row['server_core_pct']}% core, {cpu} µs/pkt"
+        + (f"  [yellow](load clients saturated: {', '.join(row['clients_saturated'])})"
+           if row.get("clients_saturated") else ""))
 
 
 def _collapsed(row: dict) -> bool:
@@ -145,8 +142,11 @@ async def _measure_step(run: Run, system: System, workers: Workers, label: str,
     with run.progress() as bar:
         task = bar.add_task(f"{label}: {system.label}, {subscribers} subscribers, measuring",
                             total=run.options.duration)
-        measured = await workers.measure(run.options.duration, (bar, task))
+        measured = await workers.measure(run.options.duration, (bar, task),
+                                         label=f"{label}-N{subscribers}")
     row = summarize(measured, subscribers)
+    if measured.get("profile"):
+        row["profile"] = measured["profile"]
     _print_row(run, system, row)
     return row
 
@@ -311,6 +311,9 @@ async def fanout_limit(run: Run, start: int = 10, factor: float = 2.0, maximum: 
                 bad = mid
         note = (f"held up to the cap N={cap}" if bad is None
                 else f"largest N that held: {good}; N={bad} did not")
+        failed_row = next((r for r in rows if r["subscribers"] == bad), None)
+        if failed_row is not None and failed_row.get("clients_saturated"):
+            note += " (the load clients were saturated there: a limit of this machine, not the server's)"
         run.console.print(f"  {system.label}: {note}")
         return {"rows": rows, "limit": good, "first_failed": bad, "cap": cap, "notes": [note]}
 

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 __all__ = ["TRAILER", "MAGIC", "stamp", "read_stamp", "StreamStats", "Reservoir",
-           "percentiles", "match_frames"]
+           "percentiles", "match_frames", "merge_counts"]
 
 MAGIC = b"DcB1"
 TRAILER = struct.Struct("!QI4s")  # send time (ns, CLOCK_MONOTONIC), packet index, magic
@@ -184,3 +184,14 @@ def match_frames(sent: dict[int, int], received: Sequence[tuple[int, int]],
                     latencies.append(arrival - send_ns)
                 break
     return latencies
+
+
+def merge_counts(rows: Iterable[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    """Sum ``{kind: {counter: n}}`` maps (per-stream counts into totals)."""
+    out: dict[str, dict[str, int]] = {}
+    for row in rows:
+        for kind, counts in row.items():
+            target = out.setdefault(kind, {})
+            for key, value in counts.items():
+                target[key] = target.get(key, 0) + value
+    return out
