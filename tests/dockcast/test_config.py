@@ -57,3 +57,47 @@ def test_dev_credentials_are_private_and_stable(tmp_path):
     assert "api_secret" not in describe(filled)
     given, generated = dev_credentials(NodeConfig(api_key="k", api_secret="s"))
     assert not generated and given.api_secret == "s"
+
+
+def test_plugin_tables_give_plugins_and_their_options(tmp_path):
+    f = tmp_path / "node.toml"
+    f.write_text('''
+[plugins.webhooks]
+endpoints = [{url = "http://127.0.0.1:9/hook", secret_env = "HOOK_SECRET", secret = "inline-0123456789abc"}]
+retry = {max_attempts = 3}
+
+[plugins."acme.wms:AuditPlugin"]
+level = 2
+''')
+    c = load_config({"config": str(f)}, environ={})
+    assert c.plugins == ("webhooks", "acme.wms:AuditPlugin")
+    assert c.plugin_options["webhooks"]["retry"] == {"max_attempts": 3}
+    assert c.plugin_options["acme.wms:AuditPlugin"] == {"level": 2}
+    # the startup log names the variable but never shows a secret
+    logged = describe(c)["plugin_options"]["webhooks"]["endpoints"][0]
+    assert logged["secret"] == "<redacted>" and logged["secret_env"] == "HOOK_SECRET"
+    # a list still works, and DOCKCAST_PLUGINS replaces the names, not the options
+    f.write_text('plugins = ["acme.wms:AuditPlugin"]\n')
+    assert load_config({"config": str(f)}, environ={}).plugins == ("acme.wms:AuditPlugin",)
+
+
+@pytest.mark.parametrize("text,message", [
+    ('[plugins]\nwebhooks = 3\n', "plugins.webhooks"),
+    ('plugin_options = {}\n', "unknown settings"),
+])
+def test_bad_plugin_settings_are_named(tmp_path, text, message):
+    f = tmp_path / "node.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config({"config": str(f)}, environ={})
+
+
+def test_rate_and_retention_settings():
+    c = load_config({}, environ={"DOCKCAST_REQUEST_RATE": "500", "DOCKCAST_MESSAGE_MAX_AGE_S": "0",
+                                 "DOCKCAST_MESSAGE_DROP_UNACKED": "yes"})
+    assert (c.request_rate, c.request_burst, c.message_max_age_s, c.message_drop_unacked) == \
+        (500.0, 100, 0.0, True)
+    with pytest.raises(ConfigError, match="request_rate"):
+        load_config({}, environ={"DOCKCAST_REQUEST_RATE": "0"})
+    with pytest.raises(ConfigError, match="message_max_count"):
+        load_config({}, environ={"DOCKCAST_MESSAGE_MAX_COUNT": "-1"})

@@ -1,0 +1,170 @@
+"""dockcast.admin: the administration handlers against a stand-in node, and Watchers."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from dockcast.admin import MAX_WATCHED, Admin, Watchers
+from signalling.errors import BadRequest, Conflict, Forbidden, NotFound
+from signalling.schema import validate
+
+
+class Conn:
+    def __init__(self, room_claim: str | None = None) -> None:
+        self.claims = SimpleNamespace(room=room_claim, name=None)
+        self.events: list[dict] = []
+
+    def send_event(self, msg: dict) -> bool:
+        self.events.append(msg)
+        return True
+
+
+class Host:
+    """A RoomHost that keeps rooms in a dict and logs what it is asked to do."""
+
+    def __init__(self) -> None:
+        self.lifecycle = asyncio.Lock()
+        self.rooms: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple] = []
+        self.refuse: Exception | None = None
+
+    def room_info(self, room):
+        return self.rooms.get(room)
+
+    def room_names(self):
+        return list(self.rooms)
+
+    async def create_room(self, room, fields):
+        assert self.lifecycle.locked()
+        if self.refuse is not None:
+            raise self.refuse
+        self.calls.append(("create", room, dict(fields)))
+        self.rooms[room] = {"room": room, "shipment_id": fields.get("shipment_id"), "participants": []}
+        return self.rooms[room]
+
+    async def close_room(self, room, reason):
+        assert self.lifecycle.locked()
+        self.calls.append(("close", room, reason))
+        del self.rooms[room]
+
+    def has_participant(self, room, participant_id):
+        return participant_id == "P1"
+
+    async def remove_participant(self, room, participant_id):
+        self.calls.append(("remove", room, participant_id))
+
+
+ADMIN = Conn()
+
+
+@pytest.fixture
+def host() -> Host:
+    return Host()
+
+
+@pytest.fixture
+def admin(host) -> Admin:
+    return Admin(host, Watchers())
+
+
+async def ask(admin: Admin, msg_type: str, conn: Conn = ADMIN, **fields: Any) -> dict:
+    return await admin.handlers()[msg_type](conn, validate({"type": msg_type, "id": 1, **fields}))
+
+
+async def test_room_create_opens_and_answers_room(admin, host):
+    reply = await ask(admin, "room.create", room="dock-1", shipment_id="S1", metadata={"d": 1})
+    assert reply["type"] == "room" and reply["room"] == "dock-1" and reply["shipment_id"] == "S1"
+    assert host.calls == [("create", "dock-1", {"room": "dock-1", "shipment_id": "S1", "metadata": {"d": 1}})]
+
+
+async def test_room_create_refusals_change_nothing(admin, host):
+    await ask(admin, "room.create", room="dock-1")
+    with pytest.raises(Conflict):
+        await ask(admin, "room.create", room="dock-1")
+    with pytest.raises(Forbidden):
+        await ask(admin, "room.create", Conn(room_claim="dock-1"), room="dock-2")
+    with pytest.raises(BadRequest):
+        await ask(admin, "room.create", room="r" * 300)
+    host.refuse = Conflict("shipment S1 is bound to open room dock-1")
+    with pytest.raises(Conflict):
+        await ask(admin, "room.create", room="dock-2", shipment_id="S1")
+    assert list(host.rooms) == ["dock-1"] and len(host.calls) == 1
+    assert not host.lifecycle.locked()
+
+
+async def test_room_list_shows_what_the_token_admits(admin):
+    for name in ("dock-2", "dock-1"):
+        await ask(admin, "room.create", room=name)
+    assert [r["room"] for r in (await ask(admin, "room.list"))["rooms"]] == ["dock-1", "dock-2"]
+    limited = await ask(admin, "room.list", Conn(room_claim="dock-2"))
+    assert [r["room"] for r in limited["rooms"]] == ["dock-2"]
+
+
+async def test_room_close(admin, host):
+    with pytest.raises(NotFound):
+        await ask(admin, "room.close", room="dock-1")
+    await ask(admin, "room.create", room="dock-1")
+    with pytest.raises(Forbidden):
+        await ask(admin, "room.close", Conn(room_claim="dock-9"), room="dock-1")
+    assert await ask(admin, "room.close", room="dock-1") == {"type": "ok"}
+    assert host.calls[-1] == ("close", "dock-1", "closed")
+
+
+async def test_participant_remove(admin, host):
+    with pytest.raises(NotFound):
+        await ask(admin, "participant.remove", room="dock-1", participant_id="P1")
+    await ask(admin, "room.create", room="dock-1")
+    with pytest.raises(NotFound):
+        await ask(admin, "participant.remove", room="dock-1", participant_id="P2")
+    assert await ask(admin, "participant.remove", room="dock-1", participant_id="P1") == {"type": "ok"}
+    assert host.calls[-1] == ("remove", "dock-1", "P1")
+
+
+async def test_events_subscribe_checks_before_subscribing(admin):
+    watcher = Conn()
+    with pytest.raises(BadRequest):
+        await ask(admin, "events.subscribe", watcher)
+    with pytest.raises(BadRequest):
+        await ask(admin, "events.subscribe", watcher, rooms=[], shipment_ids=[])
+    with pytest.raises(Forbidden):
+        await ask(admin, "events.subscribe", Conn(room_claim="dock-1"), rooms=["dock-1", "dock-2"])
+    with pytest.raises(BadRequest):
+        await ask(admin, "events.subscribe", watcher, shipment_ids=["s" * 300])
+    await ask(admin, "events.subscribe", watcher, rooms=[f"r{i}" for i in range(MAX_WATCHED - 1)])
+    with pytest.raises(BadRequest):
+        await ask(admin, "events.subscribe", watcher, shipment_ids=["S1", "S2"])
+    assert await ask(admin, "events.subscribe", watcher, shipment_ids=["S1"]) == {"type": "ok"}
+    assert admin.watchers.count(watcher) == MAX_WATCHED
+
+
+def test_watchers_of_a_room_and_its_shipment_get_each_event_once():
+    watchers = Watchers()
+    both, by_room, by_shipment, other = Conn(), Conn(), Conn(), Conn()
+    watchers.subscribe(both, ["dock-1"], ["S1"])
+    watchers.subscribe(by_room, ["dock-1"], [])
+    watchers.subscribe(by_shipment, [], ["S1"])
+    watchers.subscribe(other, ["dock-2"], ["S2"])
+    event = {"type": "participant_left", "participant_id": "P1"}
+    assert watchers.publish(event, "dock-1", "S1") == 3
+    for conn in (both, by_room, by_shipment):
+        assert conn.events == [{**event, "room": "dock-1"}]
+    assert other.events == [] and "room" not in event
+    status = {"type": "shipment_status", "shipment_id": "S1", "status": "delivered"}
+    assert watchers.publish(status, None, "S1") == 2
+    assert by_shipment.events[-1] == status and by_room.events[-1] != status
+
+
+def test_watchers_end_with_their_connection():
+    watchers = Watchers()
+    conn = Conn()
+    watchers.subscribe(conn, ["dock-1"], ["S1"])
+    watchers.subscribe(conn, ["dock-1", "dock-2"], [])
+    assert watchers.count(conn) == 3
+    watchers.remove(conn)
+    assert watchers.publish({"type": "x"}, "dock-1", "S1") == 0
+    assert watchers.count(conn) == 0 and watchers._rooms == {} and watchers._shipments == {}
+    watchers.remove(conn)  # twice is fine

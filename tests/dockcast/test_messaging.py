@@ -1,0 +1,279 @@
+"""dockcast.messaging: send/ack on the room log, live delivery in seq order, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+
+from dockcast import messaging
+from dockcast.messaging import Messaging
+from signalling.errors import BadRequest
+from signalling.roomlog import AckBeyondEnd, MemoryRoomLog, RetentionPolicy, SqliteRoomLog
+from signalling.schema import validate
+
+ROOM = "dock-1"
+_ids = itertools.count(1)
+
+
+class Conn:
+    """What Messaging uses of a server Connection, recording what it is sent."""
+
+    def __init__(self, identity: str, resume: dict | None = None) -> None:
+        self.identity = identity
+        self.resume = resume
+        self.room: str | None = None
+        self.data: dict[str, Any] = {}
+        self.events: list[dict] = []
+        self.queued_messages = 0
+        self.closed = False
+
+    def send_event(self, msg: dict) -> bool:
+        self.events.append(msg)
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = True
+
+    def seqs(self) -> list[int]:
+        return [e["seq"] for e in self.events if e["type"] == "message"]
+
+
+def send_request(msg_id: str | None = None, payload: Any = "hi", topic: str = "chat"):
+    return validate({"type": "send", "id": next(_ids), "topic": topic, "payload": payload,
+                     "msg_id": msg_id or f"m{next(_ids)}"})
+
+
+async def join(m: Messaging, conn: Conn, room: str = ROOM) -> int:
+    logged = await m.prepare_join(room, conn.identity)
+    conn.room = room
+    return m.joined(conn, room, logged)
+
+
+async def settle(m: Messaging, *conns: Conn) -> None:
+    """Wait until no replay of ``conns`` is running."""
+    for _ in range(500):
+        if not any(m.replaying(c) for c in conns):
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("replay did not finish")
+
+
+class YieldingLog(MemoryRoomLog):
+    """The memory log, but reads and appends let other tasks run, as a real store does:
+    live sends then interleave with a replay."""
+
+    async def _read(self, room, after_seq, limit):
+        await asyncio.sleep(0.001)
+        return await super()._read(room, after_seq, limit)
+
+    async def _append(self, *args):
+        await asyncio.sleep(0)
+        return await super()._append(*args)
+
+
+@pytest.fixture
+def stored() -> list:
+    return []
+
+
+@pytest.fixture
+async def m(stored):
+    async def on_stored(message):
+        stored.append(message.seq)
+
+    service = Messaging(YieldingLog(), on_stored)
+    yield service
+    await service.close()
+
+
+async def test_concurrent_senders_every_member_gets_every_seq_in_order(tmp_path):
+    service = Messaging(SqliteRoomLog(tmp_path / "messages.db"))
+    members = [Conn(f"member-{i}") for i in range(3)]
+    try:
+        for conn in members:
+            assert await join(service, conn) == 0
+        replies = await asyncio.gather(*(service.on_send(members[i % 3], send_request(f"x{i}"))
+                                         for i in range(300)))
+        assert sorted(r["seq"] for r in replies) == list(range(1, 301))
+        for conn in members:  # the sender too
+            assert conn.seqs() == list(range(1, 301))
+            assert {e["msg_id"] for e in conn.events} == {f"x{i}" for i in range(300)}
+        assert replies[7] == {"type": "sent", "seq": replies[7]["seq"], "msg_id": "x7"}
+    finally:
+        await service.close()
+
+
+async def test_same_msg_id_is_stored_and_delivered_once(m, stored):
+    alice, bob = Conn("alice"), Conn("bob")
+    await join(m, alice)
+    await join(m, bob)
+    first = await m.on_send(alice, send_request("retry-1", {"n": 1}))
+    again = await m.on_send(alice, send_request("retry-1", {"n": 1}))
+    assert first["seq"] == again["seq"] == 1
+    assert bob.seqs() == [1] and alice.seqs() == [1]
+    assert stored == [1]
+    event = bob.events[0]
+    assert (event["from"], event["topic"], event["payload"], event["room"]) == ("alice", "chat", {"n": 1}, ROOM)
+
+
+async def test_join_reports_last_seq_and_delivers_only_newer(m):
+    alice = Conn("alice")
+    await join(m, alice)
+    for i in range(5):
+        await m.on_send(alice, send_request())
+    late = Conn("late")
+    assert await join(m, late) == 5
+    await m.on_send(alice, send_request())
+    assert late.seqs() == [6]
+
+
+async def test_resume_replays_after_last_seq_before_live_messages(m, monkeypatch):
+    monkeypatch.setattr(messaging, "REPLAY_PAGE", 4)
+    alice = Conn("alice")
+    await join(m, alice)
+    for _ in range(10):
+        await m.on_send(alice, send_request())
+    back = Conn("bob", resume={"session_id": "old", "last_seq": 3})
+    assert await join(m, back) == 10
+    # live messages while the replay runs: none twice, none skipped, all in order
+    sends = [asyncio.ensure_future(m.on_send(alice, send_request())) for _ in range(10)]
+    await asyncio.gather(*sends)
+    await settle(m, back)
+    await m.on_send(alice, send_request())
+    assert back.seqs() == list(range(4, 22))
+
+
+async def test_resume_only_on_the_first_join(m):
+    alice = Conn("alice")
+    await join(m, alice)
+    for _ in range(3):
+        await m.on_send(alice, send_request())
+    bob = Conn("bob", resume={"session_id": "s", "last_seq": 1})
+    await join(m, bob)
+    await settle(m, bob)
+    assert bob.seqs() == [2, 3]
+    m.left(bob)
+    await join(m, bob)
+    await settle(m, bob)
+    assert bob.seqs() == [2, 3]  # not replayed again
+
+
+async def test_resume_past_the_end_is_clipped(m):
+    alice = Conn("alice")
+    await join(m, alice)
+    await m.on_send(alice, send_request())
+    bob = Conn("bob", resume={"session_id": "s", "last_seq": 50})
+    assert await join(m, bob) == 1
+    await m.on_send(alice, send_request())
+    assert bob.seqs() == [2]
+
+
+async def test_replay_paces_itself_on_the_send_queue(m, monkeypatch):
+    monkeypatch.setattr(messaging, "REPLAY_PAGE", 5)
+    alice = Conn("alice")
+    await join(m, alice)
+    for _ in range(20):
+        await m.on_send(alice, send_request())
+    slow = Conn("slow", resume={"session_id": "s", "last_seq": 0})
+    slow.queued_messages = messaging.REPLAY_QUEUE_LOW + 1
+    await join(m, slow)
+    await asyncio.sleep(0.05)
+    assert slow.seqs() == [1, 2, 3, 4, 5] and m.replaying(slow)
+    slow.queued_messages = 0
+    await settle(m, slow)
+    assert slow.seqs() == list(range(1, 21))
+
+
+async def test_replay_skips_what_retention_dropped(tmp_path):
+    log = MemoryRoomLog(RetentionPolicy(max_age_s=None, max_messages=3, max_bytes=None,
+                                        drop_unacked=True))
+    service = Messaging(log)
+    alice = Conn("alice")
+    await join(service, alice)
+    for _ in range(10):
+        await service.on_send(alice, send_request())
+    await service.prune(0.0)
+    back = Conn("bob", resume={"session_id": "s", "last_seq": 0})
+    await join(service, back)
+    await settle(service, back)
+    assert back.seqs() == [8, 9, 10]
+    await service.on_send(alice, send_request())
+    assert back.seqs() == [8, 9, 10, 11]
+    await service.close()
+
+
+async def test_replay_ends_when_everything_after_last_seq_was_dropped():
+    log = YieldingLog(RetentionPolicy(max_age_s=None, max_messages=0, max_bytes=None,
+                                      drop_unacked=True))
+    service = Messaging(log)
+    alice = Conn("alice")
+    await join(service, alice)
+    for _ in range(10):
+        await service.on_send(alice, send_request())
+    assert await service.prune(0.0) == {ROOM: 10}
+    back = Conn("bob", resume={"session_id": "s", "last_seq": 2})
+    await join(service, back)
+    await settle(service, back)
+    await service.on_send(alice, send_request())
+    assert back.seqs() == [11]
+    await service.close()
+
+
+async def test_a_gap_in_live_delivery_is_filled_from_the_log(m):
+    alice, bob = Conn("alice"), Conn("bob")
+    await join(m, alice)
+    await join(m, bob)
+    # a message stored behind Messaging's back (as another node would), then a live one
+    await m.log.append(ROOM, "elsewhere", "carol", "chat", "x", 0.0)
+    result = await m.log.append(ROOM, "live", "carol", "chat", "y", 0.0)
+    m._deliver(result.message)
+    await settle(m, bob)
+    assert bob.seqs() == [1, 2]
+
+
+async def test_left_and_closed_rooms_get_nothing(m):
+    alice, bob = Conn("alice"), Conn("bob")
+    await join(m, alice)
+    await join(m, bob)
+    m.left(bob)
+    await m.on_send(alice, send_request())
+    assert bob.seqs() == []
+    m.room_closed(ROOM)
+    with pytest.raises(BadRequest):
+        await m.on_send(alice, send_request())
+    assert await m.log.last_seq(ROOM) == 1
+
+
+async def test_ack_moves_the_cursor_and_refuses_past_the_end(m):
+    alice = Conn("alice")
+    await join(m, alice)
+    for _ in range(3):
+        await m.on_send(alice, send_request())
+    assert await m.on_ack(alice, validate({"type": "ack", "seq": 2})) is None
+    with pytest.raises(AckBeyondEnd) as refused:
+        await m.on_ack(alice, validate({"type": "ack", "seq": 9}))
+    assert refused.value.code == "bad_request"
+    assert await m.log.cursor(ROOM, "alice") == 2
+    await m.remove_member(ROOM, "alice")
+    assert await m.log.cursor(ROOM, "alice") is None
+
+
+async def test_a_failed_replay_closes_the_connection(m):
+    class Broken(MemoryRoomLog):
+        async def _read(self, room, after_seq, limit):
+            raise OSError("disk gone")
+
+    service = Messaging(Broken())
+    alice = Conn("alice")
+    await join(service, alice)
+    await service.on_send(alice, send_request())
+    bob = Conn("bob", resume={"session_id": "s", "last_seq": 0})
+    await join(service, bob)
+    for _ in range(100):
+        if bob.closed:
+            break
+        await asyncio.sleep(0.005)
+    assert bob.closed  # it resumes again rather than stalling
