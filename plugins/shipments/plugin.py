@@ -4,7 +4,8 @@
 - ``room.create`` with a ``shipment_id`` binds the room (`room_create_check`): one open
   room per shipment, else ``conflict``; an unknown shipment is created with its id;
 - ``joined`` carries the bound shipment as ``shipment`` (`join_info`);
-- a closed room releases its shipment (`room_closed`);
+- a closed room releases its shipment (`room_closed`), and so does a start: rooms that
+  were bound when the previous process died are not open any more;
 - status events go to the bound room's members (``shipment_status``, and ``alert`` at
   warning/critical) and to watchers and webhooks (``publish_event``);
 - ``recording_started``/``recording_stopped`` events of a bound room are noted as the
@@ -57,6 +58,13 @@ class ShipmentsPlugin(Plugin):
         self.ctx = ctx
         path = self.db_path or Path(ctx.data_dir) / "shipments.db"
         self.service = ShipmentService(ShipmentStore(path))
+        # Rooms live in the node's memory: after a crash no bound room is open any more,
+        # and its shipment must be free to get a new one.
+        stale = await self.service.store.unbind_rooms_except(ctx.room_names(), self.clock(),
+                                                             "node_restarted")
+        if stale:
+            log.info("released the rooms of shipments left bound by a previous run",
+                     extra={"rooms": [b.room for b in stale]})
         ctx.route("shipment.upsert", self.on_upsert)
         ctx.route("shipment.event", self.on_event)
         ctx.route("shipment.get", self.on_get)

@@ -9,6 +9,7 @@ write, so concurrent requests cannot both win; field validation is the service's
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,26 @@ class ShipmentStore:
                 (now, reason, room),
             )
             return RoomBinding(current.shipment_id, room, current.opened_at, now, reason)
+
+        return await self._db.write(job)
+
+    async def unbind_rooms_except(self, open_rooms: Iterable[str], now: float,
+                                  reason: str) -> list[RoomBinding]:
+        """Close every open binding whose room is not in ``open_rooms``; return them."""
+        keep = set(open_rooms)
+
+        def job(conn):
+            rows = conn.execute(
+                f"SELECT {_BINDING_COLUMNS} FROM room_bindings WHERE closed_at IS NULL"
+            ).fetchall()
+            stale = [b for b in (RoomBinding(*row) for row in rows) if b.room not in keep]
+            for binding in stale:
+                conn.execute(
+                    "UPDATE room_bindings SET closed_at = ?, close_reason = ?"
+                    " WHERE room = ? AND closed_at IS NULL",
+                    (now, reason, binding.room),
+                )
+            return [RoomBinding(b.shipment_id, b.room, b.opened_at, now, reason) for b in stale]
 
         return await self._db.write(job)
 

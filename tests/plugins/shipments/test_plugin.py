@@ -137,3 +137,24 @@ async def test_a_failed_push_does_not_fail_the_stored_event(ctx, hooks, caplog):
     assert reply == {"type": "ok", "seq": 1}
     assert "could not push shipment_status of shipment S1" in caplog.text
     assert [m["type"] for m, _, _ in ctx.events] == ["shipment_status", "alert"]  # watchers still get them
+
+
+async def test_a_restart_frees_the_shipments_of_rooms_no_longer_open(ctx):
+    first = HookRegistry([ShipmentsPlugin(clock=Clock())])
+    await first.start(ctx)
+    await first.room_create_check("dock-1", {"shipment_id": "S1"})
+    await first.room_create_check("dock-2", {"shipment_id": "S2"})
+    await first.stop()  # as if the node died: no room_closed
+    ctx.rooms = {"dock-2": {"room": "dock-2"}}  # what the new node has open at start
+    ctx.routes.clear()
+    again = HookRegistry([ShipmentsPlugin(clock=Clock())])
+    await again.start(ctx)
+    try:
+        await again.room_create_check("dock-9", {"shipment_id": "S1"})
+        with pytest.raises(Conflict):
+            await again.room_create_check("dock-8", {"shipment_id": "S2"})
+        reply = await ctx.request("shipment.get", shipment_id="S1")
+        assert [(r["room"], r["open"], r["close_reason"]) for r in reply["rooms"]] == \
+            [("dock-1", False, "node_restarted"), ("dock-9", True, None)]
+    finally:
+        await again.stop()
