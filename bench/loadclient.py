@@ -324,8 +324,8 @@ class Publisher:
                 self.send_failures += 1
 
     def mark(self) -> None:
+        # the frame log is kept: frames sent just before the mark arrive inside the window
         self._marked = (self.sent, self.send_failures, self.keyframe_requests)
-        self.frame_log.clear()
 
     def report(self) -> dict:
         sent, failures, requests = getattr(self, "_marked", (0, 0, 0))

@@ -344,12 +344,12 @@ def plots(results: list[dict], out: pathlib.Path) -> list[str]:
              "subscribers", "server CPU per forwarded packet (µs, log)", ylog=True)
 
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for name, rows in series.items():
+        for i, (name, rows) in enumerate(series.items()):
             for pct, style in (("p50", "-o"), ("p99", "--s")):
                 pts = sorted((r["subscribers"], r["latency_ms"][pct]) for r in rows
                              if r["latency_ms"].get(pct) is not None)
                 if pts:
-                    ax.plot(*zip(*pts), style, label=f"{LABELS.get(name, name)} {pct}")
+                    ax.plot(*zip(*pts), style, color=f"C{i}", label=f"{LABELS.get(name, name)} {pct}")
         save(fig, ax, "latency_vs_subscribers.png", "Forwarding latency vs subscribers",
              "subscribers", "latency (ms, log)", ylog=True, legend_size=8)
 

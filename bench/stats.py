@@ -11,6 +11,7 @@ only one alignment of the two logs fits.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import struct
@@ -150,7 +151,7 @@ def percentiles(values: Sequence[float], points: Iterable[float] = (50, 95, 99))
 
 
 def match_frames(sent: dict[int, int], received: Sequence[tuple[int, int]],
-                 max_latency_ns: int = 2_000_000_000, probe: int = 12, slack: int = 2) -> list[int]:
+                 max_latency_ns: int = 5_000_000_000, probe: int = 24, slack: int = 2) -> list[int]:
     """Latencies (ns) of received video frames, matched to sent ones by RTP timestamp.
 
     ``sent``: the publisher's ``{rtp_timestamp: send_ns}``; ``received``: one
@@ -162,11 +163,14 @@ def match_frames(sent: dict[int, int], received: Sequence[tuple[int, int]],
     if not sent or not received:
         return []
     by_time = sorted(sent.items(), key=lambda item: item[1])
+    times = [send_ns for _, send_ns in by_time]
     votes: Counter[int] = Counter()
-    for out_ts, arrival in received[:probe]:
-        for in_ts, send_ns in by_time:
-            if 0 <= arrival - send_ns <= max_latency_ns:
-                votes[(out_ts - in_ts) & 0xFFFFFFFF] += 1
+    step = max(1, len(received) // probe)  # probes spread over the whole window
+    for out_ts, arrival in received[::step][:probe]:
+        lo = bisect.bisect_left(times, arrival - max_latency_ns)
+        hi = bisect.bisect_right(times, arrival)
+        for in_ts, _ in by_time[lo:hi]:
+            votes[(out_ts - in_ts) & 0xFFFFFFFF] += 1
     if not votes:
         return []
 
