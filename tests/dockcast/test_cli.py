@@ -27,3 +27,15 @@ def test_serve_refuses_bad_config_with_a_clear_message(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dockcast.cli", "serve", "--port", "70000",
                         "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "port" in r.stderr
+
+
+def test_serve_refuses_a_plugin_that_cannot_load(tmp_path):
+    config = tmp_path / "node.toml"
+    config.write_text('[[plugins.webhooks.endpoints]]\nurl = "http://127.0.0.1:9/x"\n'
+                      'secret_env = "DOCKCAST_TEST_UNSET_SECRET"\n')
+    # port 1 is never bound: the plugins load first
+    r = subprocess.run([sys.executable, "-m", "dockcast.cli", "serve", "--port", "1",
+                        "--data-dir", str(tmp_path / "d"), "--config", str(config)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "DOCKCAST_TEST_UNSET_SECRET" in r.stderr and "Traceback" not in r.stderr
