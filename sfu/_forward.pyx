@@ -13,7 +13,13 @@ from libc.stdlib cimport free, malloc
 
 from sfu._rtp cimport rewrite_c
 
-__all__ = ["ConsumerState", "NackCache", "fan_out"]
+__all__ = ["ConsumerState", "NackCache", "fan_out", "MAX_SEQ_JUMP", "MAX_SEQ_AGE"]
+
+# See the pure twin: keeps the output sequence sane for the subscriber's SRTP.
+DEF C_MAX_SEQ_JUMP = 1000
+DEF C_MAX_SEQ_AGE = 1000
+MAX_SEQ_JUMP = C_MAX_SEQ_JUMP
+MAX_SEQ_AGE = C_MAX_SEQ_AGE
 
 
 cdef class NackCache:
@@ -106,6 +112,7 @@ cdef class ConsumerState:
     cdef bint forward_c(self, bytes data, uint16_t seq, uint32_t ts, long payload_len,
                         bint keyframe, uint32_t abs_send_time):
         cdef uint16_t out_seq
+        cdef uint16_t ahead
         cdef uint32_t out_ts
         cdef const uint8_t* ext_map = NULL
         if self.paused or self._sendto is None:
@@ -118,6 +125,14 @@ cdef class ConsumerState:
             self.ts_offset = <uint32_t>(self.next_ts - ts)
             self.started = True
         out_seq = <uint16_t>(seq + self.seq_offset)
+        if self.last_seq >= 0:
+            ahead = <uint16_t>(out_seq - <uint16_t>self.last_seq)
+            if C_MAX_SEQ_JUMP < ahead < 0x10000 - C_MAX_SEQ_AGE:
+                if ahead >= 0x8000:
+                    self.dropped += 1
+                    return False
+                self.seq_offset = <uint16_t>(<uint16_t>self.last_seq + 1 - seq)
+                out_seq = <uint16_t>(self.last_seq + 1)
         out_ts = <uint32_t>(ts + self.ts_offset)
         if self._ext_map is not None:
             ext_map = <const uint8_t*>(<char*>self._ext_map)

@@ -12,7 +12,15 @@ import random
 
 from .rtp import rewrite
 
-__all__ = ["ConsumerState", "NackCache", "fan_out"]
+__all__ = ["ConsumerState", "NackCache", "fan_out", "MAX_SEQ_JUMP", "MAX_SEQ_AGE"]
+
+# The output sequence must stay sane whatever the publisher sends: a subscriber's SRTP
+# derives its rollover counter from it, and a jump of half the sequence space makes it
+# fail to decrypt everything after. A packet further ahead than MAX_SEQ_JUMP is a
+# discontinuity (the output continues from the last number sent); one further behind
+# than MAX_SEQ_AGE is stale and dropped.
+MAX_SEQ_JUMP = 1000
+MAX_SEQ_AGE = 1000
 
 
 class NackCache:
@@ -104,6 +112,14 @@ class ConsumerState:
                 return False
             self._start(seq, ts)
         out_seq = (seq + self.seq_offset) & 0xFFFF
+        if self.last_seq >= 0:
+            ahead = (out_seq - self.last_seq) & 0xFFFF
+            if MAX_SEQ_JUMP < ahead < 0x10000 - MAX_SEQ_AGE:
+                if ahead >= 0x8000:  # stale (or hostile): never sent
+                    self.dropped += 1
+                    return False
+                self.seq_offset = (self.last_seq + 1 - seq) & 0xFFFF
+                out_seq = (self.last_seq + 1) & 0xFFFF
         out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
         packet = rewrite(data, self.ssrc, out_seq, out_ts, self.payload_type,
                          self.ext_map, self.abs_send_time_id, abs_send_time)

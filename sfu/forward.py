@@ -1,7 +1,10 @@
 """The forwarding hot path: per-consumer rewriting, fan-out, NACK cache.
 
-Compiled from ``sfu/_forward.pyx`` when built, else the pure twin ``sfu/_forward_py.py``.
+Compiled from ``sfu/_forward.pyx`` when built, else the pure twin ``sfu/_forward_py.py``
+(``DOCKCAST_PUREPYTHON=1`` forces the twin).
 """
+
+from __future__ import annotations
 
 from . import _speedups
 
@@ -10,6 +13,8 @@ _impl = _speedups.load("sfu._forward", "sfu._forward_py")
 ConsumerState = _impl.ConsumerState
 NackCache = _impl.NackCache
 fan_out = _impl.fan_out
+MAX_SEQ_JUMP = _impl.MAX_SEQ_JUMP
+MAX_SEQ_AGE = _impl.MAX_SEQ_AGE
 IMPLEMENTATION = _speedups.implementation(_impl)
 
-__all__ = ["ConsumerState", "NackCache", "fan_out", "IMPLEMENTATION"]
+__all__ = ["IMPLEMENTATION", *_impl.__all__]

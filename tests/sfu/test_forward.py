@@ -148,3 +148,15 @@ def test_nack_cache(impl):
     assert cache.get(19) is None
     with pytest.raises(ValueError):
         impl.NackCache(100)
+
+
+def test_output_sequence_stays_sane_under_wild_input(impl):
+    s, sink = state(impl, video=False)
+    s.forward(packet(100, 1), 100, 1, 6, False, 0)
+    s.forward(packet(20100, 2), 20100, 2, 6, False, 0)   # far ahead: continues gap-free
+    s.forward(packet(20101, 3), 20101, 3, 6, False, 0)
+    assert not s.forward(packet(15000, 1), 15000, 1, 6, False, 0)  # 5101 behind: stale
+    s.forward(packet(20090, 4), 20090, 4, 6, False, 0)   # slightly late: still forwarded
+    out = [parse_header(d)[2] for d, _ in sink.sent]
+    assert [(q - out[0]) & 0xFFFF for q in out] == [0, 1, 2, (2 - 11) & 0xFFFF]
+    assert s.dropped == 1

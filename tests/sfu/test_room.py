@@ -207,7 +207,9 @@ async def test_hostile_packets_into_the_handlers_are_ignored(room):
     feed_rtp()
     assert not publisher.closed
     pub.send("video", VP8_KEY, 1)  # still forwarding after the storm
-    assert await until(lambda: any(len(p) == 12 + len(VP8_KEY) and p.endswith(VP8_KEY) for p in sub.packets))
+    ok = await until(lambda: any(len(p) == 12 + len(VP8_KEY) and p.endswith(VP8_KEY) for p in sub.packets), timeout=5)
+    c = next(iter(c for c in viewer.consumers.values() if c.kind == "video"))
+    assert ok, (len(sub.packets), c.state.paused, c.state.started, c.state.dropped, c.state.packets, producers["video"].packets, producers["video"].malformed, publisher.demux.unroutable)
     await sub.t.close()
     await pub.t.close()
 
