@@ -233,9 +233,11 @@ class WorkerProcess:
 class Workers:
     """The workers of one system in one scenario: publishers apart from subscribers."""
 
-    def __init__(self, run: Run, system: System, *, sub_wan: str | None, pub_wan: str | None) -> None:
+    def __init__(self, run: Run, system: System, *, sub_wan: str | None, pub_wan: str | None,
+                 label: str = "") -> None:
         self.run = run
         self.system = system
+        self.label = label  # names the workers' logs
         self.sub_wan = sub_wan
         self.pub_wan = pub_wan
         self.publishers: list[WorkerProcess] = []
@@ -247,7 +249,7 @@ class Workers:
 
     async def _spawn(self, wan: str | None, role: str) -> WorkerProcess:
         self._count += 1
-        name = f"{self.system.name}-{role}{self._count}"
+        name = "-".join(x for x in (self.label, self.system.name, f"{role}{self._count}") if x)
         worker = WorkerProcess(self._config(wan), self.run.logs / f"{name}.log", name)
         return await worker.start()
 

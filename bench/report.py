@@ -140,7 +140,10 @@ def targets(results: list[dict]) -> list[dict]:
     if fanout is not None:
         systems = fanout["systems"]
         vals = {name: (systems.get(name) or {}).get("limit") for name in SYSTEM_ORDER}
+        dock = systems.get("dockcast") or {}
         ok = None if vals["dockcast"] is None else vals["dockcast"] >= 500
+        if ok is False and dock.get("first_failed") is None:
+            ok = None  # held up to a cap below 500: not measured
         p = fanout["params"]
         rows.append(_target("One publisher to 500 subscribers without loss (fan-out limit)", vals,
                             systems, " subscribers", ok,

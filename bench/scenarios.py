@@ -101,7 +101,9 @@ async def _each_system(run: Run, scenario: str,
             out[system.name] = {"label": system.label, "skipped": system.skipped}
             run.console.print(f"[yellow]{scenario}: {system.label} skipped: {system.skipped}")
             continue
-        workers = Workers(run, system, sub_wan=run.options.sub_wan, pub_wan=run.options.pub_wan)
+        label = scenario + ("-wan" if run.options.wan else "")
+        workers = Workers(run, system, sub_wan=run.options.sub_wan, pub_wan=run.options.pub_wan,
+                          label=label)
         try:
             with run.console.status(f"{scenario}: starting {system.label}"):
                 await system.start(run)
