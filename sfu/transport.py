@@ -125,11 +125,7 @@ class WebRtcTransport:
         self._check_open()
         if "\nm=" not in "\n" + sdp.replace("\r\n", "\n"):
             raise NegotiationError("the offer has no media section")
-        try:
-            await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=ice.filter_sdp_candidates(sdp), type="offer"))
-        except (ValueError, AttributeError, KeyError, IndexError) as exc:
-            raise NegotiationError(f"unusable offer: {exc}") from exc
+        await self._set_remote(sdp, "offer")
         if prepare is not None:
             prepare()
         answer = await self.pc.createAnswer()
@@ -150,12 +146,15 @@ class WebRtcTransport:
         self._check_open()
         if self.pc.signalingState != "have-local-offer":
             raise NegotiationError("no offer is waiting for an answer on this peer connection")
+        await self._set_remote(sdp, "answer")
+        self._attach()
+
+    async def _set_remote(self, sdp: str, kind: str) -> None:
         try:
             await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=ice.filter_sdp_candidates(sdp), type="answer"))
+                RTCSessionDescription(sdp=ice.filter_sdp_candidates(sdp), type=kind))
         except (ValueError, AttributeError, KeyError, IndexError) as exc:
-            raise NegotiationError(f"unusable answer: {exc}") from exc
-        self._attach()
+            raise NegotiationError(f"unusable {kind}: {exc}") from exc
 
     async def add_ice_candidate(self, candidate: str, sdp_mid: str | None,
                                 sdp_mline_index: int | None) -> None:
