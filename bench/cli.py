@@ -14,7 +14,6 @@ node that is already running. Entry point: :func:`main` (``dockcast bench`` call
 from __future__ import annotations
 
 import argparse
-import asyncio
 import pathlib
 import shlex
 import sys

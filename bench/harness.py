@@ -87,12 +87,23 @@ class System:
         self.api_secret = secrets.token_hex(32)
         self.ice_address = "127.0.0.1"
         self.skipped: str | None = None
+        self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self, run: Run) -> None:
         raise NotImplementedError
 
+    async def _launch(self, args: list[str], log: pathlib.Path, host: str, port: int,
+                      env: dict | None = None) -> None:
+        """Start the server process (output to ``log``) and wait until it listens."""
+        with open(log, "ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                *args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=str(REPO), env=env)
+        self.pid = self.proc.pid
+        await _wait_port(host, port, self.proc, 60, log)
+
     async def stop(self) -> None:
-        pass
+        await _stop_process(self.proc)
+        self.proc = None
 
     def worker_config(self) -> dict:
         return {"system": self.signal, "url": self.url, "api_key": self.api_key,
@@ -119,28 +130,19 @@ class DockcastSystem(System):
             self.pid = pid
             self.api_key = api_key or self.api_key
             self.api_secret = api_secret or self.api_secret
-        self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self, run: Run) -> None:
         if self.attached:
             return
         port = free_port()
-        data = run.out / "dockcast-data"
-        log = run.logs / "dockcast-server.log"
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(log, "ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "dockcast.cli", "serve", "--host", "127.0.0.1",
-                "--port", str(port), "--data-dir", str(data), "--api-key", self.api_key,
-                "--api-secret", self.api_secret, "--ice-address", self.ice_address,
-                "--log-level", "warning",
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=str(REPO), env=env)
-        self.pid = self.proc.pid
         self.url = f"ws://127.0.0.1:{port}/ws"
-        await _wait_port("127.0.0.1", port, self.proc, 60, log)
-
-    async def stop(self) -> None:
-        await _stop_process(self.proc)
+        await self._launch(
+            [sys.executable, "-m", "dockcast.cli", "serve", "--host", "127.0.0.1",
+             "--port", str(port), "--data-dir", str(run.out / "dockcast-data"),
+             "--api-key", self.api_key, "--api-secret", self.api_secret,
+             "--ice-address", self.ice_address, "--log-level", "warning"],
+            run.logs / "dockcast-server.log", "127.0.0.1", port,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
 class NaiveSystem(System):
@@ -150,24 +152,13 @@ class NaiveSystem(System):
     label = "naive aiortc relay"
     signal = "naive"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.proc: asyncio.subprocess.Process | None = None
-
     async def start(self, run: Run) -> None:
         port = free_port()
-        log = run.logs / "naive-relay.log"
-        with open(log, "ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.baselines.naive_relay", "--port", str(port),
-                "--ice-address", self.ice_address,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=str(REPO))
-        self.pid = self.proc.pid
         self.url = f"ws://127.0.0.1:{port}/ws"
-        await _wait_port("127.0.0.1", port, self.proc, 60, log)
-
-    async def stop(self) -> None:
-        await _stop_process(self.proc)
+        await self._launch(
+            [sys.executable, "-m", "bench.baselines.naive_relay", "--port", str(port),
+             "--ice-address", self.ice_address],
+            run.logs / "naive-relay.log", "127.0.0.1", port)
 
 
 # -- load-client workers ------------------------------------------------------------------

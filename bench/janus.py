@@ -29,7 +29,7 @@ import uuid
 import zlib
 from typing import Any
 
-from .harness import Run, System, _stop_process, _wait_port
+from .harness import Run, System
 
 __all__ = ["JanusSystem", "JanusSignal", "janus_config", "room_number"]
 
@@ -122,7 +122,6 @@ class JanusSystem(System):
     def __init__(self) -> None:
         super().__init__()
         self.binary = shutil.which("janus")
-        self.proc: asyncio.subprocess.Process | None = None
         self.netns: str | None = None
         if self.binary is None:
             self.skipped = "janus not installed (apt-get install janus)"
@@ -151,24 +150,20 @@ class JanusSystem(System):
             return
         conf = run.out / "janus-conf"
         janus_config(conf, ns_if, ns_ip)
-        log = run.logs / "janus.log"
-        with open(log, "ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                "ip", "netns", "exec", netns, self.binary, "-C", str(conf / "janus.jcfg"),
-                "-F", str(conf), "--disable-colors", "--interface", ns_ip,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        self.pid = self.proc.pid  # `ip netns exec` execs janus: the same pid
         self.url = f"ws://{ns_ip}:{WS_PORT}/"
         self.ice_address = host_ip
         try:
-            await _wait_port(ns_ip, WS_PORT, self.proc, 30, log)
+            # `ip netns exec` execs janus: its pid is janus's
+            await self._launch(["ip", "netns", "exec", netns, self.binary, "-C",
+                                str(conf / "janus.jcfg"), "-F", str(conf), "--disable-colors",
+                                "--interface", ns_ip],
+                               run.logs / "janus.log", ns_ip, WS_PORT)
         except Exception:
             await self.stop()
             raise
 
     async def stop(self) -> None:
-        await _stop_process(self.proc)
-        self.proc = None
+        await super().stop()
         if self.netns is not None:
             with contextlib.suppress(subprocess.CalledProcessError, OSError):
                 _ip("netns", "del", self.netns)  # takes its veth pair with it
