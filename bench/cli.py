@@ -45,6 +45,10 @@ def _wan(text: str) -> str:
     return text
 
 
+def _wan_or_none(text: str) -> str:
+    return "none" if text.strip().lower() == "none" else _wan(text)
+
+
 def _baselines(text: str) -> tuple[str, ...]:
     names = tuple(x.strip() for x in text.split(",") if x.strip() and x.strip() != "none")
     unknown = set(names) - {"naive", "janus"}
@@ -54,7 +58,9 @@ def _baselines(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dockcast bench", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="dockcast bench",
+                                description="Run a benchmark scenario against Dockcast and the "
+                                            "baselines; write results.json, summary.md and plots.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("scenario", choices=SCENARIO_NAMES)
     g = p.add_argument_group("every scenario")
@@ -82,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("connect")
     g.add_argument("--joins", type=int, default=20, help="joins measured")
     g.add_argument("--join-interval", type=float, default=1.1, help="seconds between joins")
-    g.add_argument("--cross-region", type=_wan, default="75,5,1",
+    g.add_argument("--cross-region", type=_wan_or_none, default="75,5,1",
                    help="with all: the WAN for the second connect run ('none' to skip)")
     g = p.add_argument_group("forward")
     g.add_argument("--sizes", type=_sizes, default=(1, 10, 50, 100, 200), help="subscriber counts")

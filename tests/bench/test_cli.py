@@ -1,0 +1,39 @@
+"""``dockcast bench`` argument parsing (the runs themselves: test_scenarios.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.cli import build_parser, main
+
+
+def test_defaults_follow_the_design():
+    args = build_parser().parse_args(["forward"])
+    assert args.sizes == (1, 10, 50, 100, 200)
+    assert args.baselines == ("naive", "janus")
+    assert args.wan is None and args.cross_region == "75,5,1"
+
+
+def test_options():
+    args = build_parser().parse_args(["all", "--wan", "75,5,1", "--baselines", "none",
+                                      "--sizes", "5,20", "--cross-region", "none"])
+    assert args.wan == "75,5,1" and args.baselines == () and args.sizes == (5, 20)
+    assert args.cross_region == "none"
+
+
+@pytest.mark.parametrize("argv", [
+    ["nope"],
+    ["forward", "--wan", "fast"],
+    ["forward", "--baselines", "mediasoup"],
+    ["forward", "--sizes", "0"],
+])
+def test_bad_arguments_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+
+
+def test_url_needs_credentials(capsys):
+    with pytest.raises(SystemExit):
+        main(["connect", "--url", "ws://127.0.0.1:1/ws"])
+    assert "--api-key" in capsys.readouterr().err
