@@ -9,8 +9,8 @@ gracefully (drain, close peers, flush stores). It composes the rest:
 - administration (``room.*``, ``participant.remove``, ``events.subscribe``):
   `dockcast.admin.Admin`, with the node as its `RoomHost`;
 - plugins (the built-in shipments and webhooks, plus ``config.plugins``): a
-  `HookRegistry`, with the node as their `PluginContext`. Lifecycle hooks run one at a
-  time in the order things happened (`_notify`), away from the media path.
+  `HookRegistry`; plugins see the node through `_PluginContext`. Lifecycle hooks run
+  one at a time in the order things happened (`_notify`), away from the media path.
 
 Every room event goes to the room's members, to the ``events.subscribe`` watchers of
 the room or of its shipment (once each), and to the plugins (``event_published``:

@@ -62,23 +62,21 @@ def credentials(args: argparse.Namespace) -> tuple[str, str]:
                  f"or run `make serve` first so that {path} exists")
 
 
+# How each watched event reads, one line.
+FORMATS = {
+    "message": lambda e: f"{e['from']}: {e['payload'].get('text', e['payload'])} (seq {e['seq']})",
+    "shipment_status": lambda e: f"{e['shipment_id']} is now {e['status']}: {e.get('detail') or ''}",
+    "alert": lambda e: f"ALERT {e['severity']}: {e['text']}",
+    "participant_joined": lambda e: f"{e['participant']['identity']} joined",
+    "participant_left": lambda e: f"participant {e['participant_id']} left",
+    "room_closed": lambda e: f"room closed ({e['reason']})",
+}
+
+
 def show(event: dict) -> None:
-    """Print one watched event, one line."""
+    """Print one watched event."""
     kind, where = event["type"], event.get("room") or event.get("shipment_id", "")
-    if kind == "message":
-        text = f"{event['from']}: {event['payload'].get('text', event['payload'])} (seq {event['seq']})"
-    elif kind == "shipment_status":
-        text = f"{event['shipment_id']} is now {event['status']}: {event.get('detail') or ''}"
-    elif kind == "alert":
-        text = f"ALERT {event['severity']}: {event['text']}"
-    elif kind == "participant_joined":
-        text = f"{event['participant']['identity']} joined"
-    elif kind == "participant_left":
-        text = f"participant {event['participant_id']} left"
-    elif kind == "room_closed":
-        text = f"room closed ({event['reason']})"
-    else:
-        text = json.dumps(event)
+    text = FORMATS.get(kind, json.dumps)(event)
     print(f"[{time.strftime('%H:%M:%S')}] {where:<22} {kind:<18} {text}", flush=True)
 
 
@@ -99,8 +97,7 @@ async def run(args: argparse.Namespace) -> None:
     key, secret = credentials(args)
     admin_token = mint_token(key, secret, "warehouse-wms", grants=["admin"], ttl=3600)
     async with await DockcastClient.connect(args.url, admin_token) as wms:
-        for kind in ("message", "shipment_status", "alert", "participant_joined",
-                     "participant_left", "room_closed"):
+        for kind in FORMATS:
             wms.on(kind, show)
         rooms = {}
         for dock, shipment in enumerate(INBOUND[: args.shipments], start=1):

@@ -74,6 +74,15 @@ class YieldingLog(MemoryRoomLog):
         return await super()._append(*args)
 
 
+async def sender_with(m: Messaging, count: int) -> Conn:
+    """alice, in the room, after sending ``count`` messages."""
+    alice = Conn("alice")
+    await join(m, alice)
+    for _ in range(count):
+        await m.on_send(alice, send_request())
+    return alice
+
+
 @pytest.fixture
 def stored() -> list:
     return []
@@ -120,10 +129,7 @@ async def test_same_msg_id_is_stored_and_delivered_once(m, stored):
 
 
 async def test_join_reports_last_seq_and_delivers_only_newer(m):
-    alice = Conn("alice")
-    await join(m, alice)
-    for i in range(5):
-        await m.on_send(alice, send_request())
+    alice = await sender_with(m, 5)
     late = Conn("late")
     assert await join(m, late) == 5
     await m.on_send(alice, send_request())
@@ -132,10 +138,7 @@ async def test_join_reports_last_seq_and_delivers_only_newer(m):
 
 async def test_resume_replays_after_last_seq_before_live_messages(m, monkeypatch):
     monkeypatch.setattr(messaging, "REPLAY_PAGE", 4)
-    alice = Conn("alice")
-    await join(m, alice)
-    for _ in range(10):
-        await m.on_send(alice, send_request())
+    alice = await sender_with(m, 10)
     back = Conn("bob", resume={"session_id": "old", "last_seq": 3})
     assert await join(m, back) == 10
     # live messages while the replay runs: none twice, none skipped, all in order
@@ -147,10 +150,7 @@ async def test_resume_replays_after_last_seq_before_live_messages(m, monkeypatch
 
 
 async def test_resume_only_on_the_first_join(m):
-    alice = Conn("alice")
-    await join(m, alice)
-    for _ in range(3):
-        await m.on_send(alice, send_request())
+    alice = await sender_with(m, 3)
     bob = Conn("bob", resume={"session_id": "s", "last_seq": 1})
     await join(m, bob)
     await settle(m, bob)
@@ -162,9 +162,7 @@ async def test_resume_only_on_the_first_join(m):
 
 
 async def test_resume_past_the_end_is_clipped(m):
-    alice = Conn("alice")
-    await join(m, alice)
-    await m.on_send(alice, send_request())
+    alice = await sender_with(m, 1)
     bob = Conn("bob", resume={"session_id": "s", "last_seq": 50})
     assert await join(m, bob) == 1
     await m.on_send(alice, send_request())
@@ -173,10 +171,7 @@ async def test_resume_past_the_end_is_clipped(m):
 
 async def test_replay_paces_itself_on_the_send_queue(m, monkeypatch):
     monkeypatch.setattr(messaging, "REPLAY_PAGE", 5)
-    alice = Conn("alice")
-    await join(m, alice)
-    for _ in range(20):
-        await m.on_send(alice, send_request())
+    alice = await sender_with(m, 20)
     slow = Conn("slow", resume={"session_id": "s", "last_seq": 0})
     slow.queued_messages = messaging.REPLAY_QUEUE_LOW + 1
     await join(m, slow)
@@ -191,10 +186,7 @@ async def test_replay_skips_what_retention_dropped(tmp_path):
     log = MemoryRoomLog(RetentionPolicy(max_age_s=None, max_messages=3, max_bytes=None,
                                         drop_unacked=True))
     service = Messaging(log)
-    alice = Conn("alice")
-    await join(service, alice)
-    for _ in range(10):
-        await service.on_send(alice, send_request())
+    alice = await sender_with(service, 10)
     await service.prune(0.0)
     back = Conn("bob", resume={"session_id": "s", "last_seq": 0})
     await join(service, back)
@@ -209,10 +201,7 @@ async def test_replay_ends_when_everything_after_last_seq_was_dropped():
     log = YieldingLog(RetentionPolicy(max_age_s=None, max_messages=0, max_bytes=None,
                                       drop_unacked=True))
     service = Messaging(log)
-    alice = Conn("alice")
-    await join(service, alice)
-    for _ in range(10):
-        await service.on_send(alice, send_request())
+    alice = await sender_with(service, 10)
     assert await service.prune(0.0) == {ROOM: 10}
     back = Conn("bob", resume={"session_id": "s", "last_seq": 2})
     await join(service, back)
@@ -248,10 +237,7 @@ async def test_left_and_closed_rooms_get_nothing(m):
 
 
 async def test_ack_moves_the_cursor_and_refuses_past_the_end(m):
-    alice = Conn("alice")
-    await join(m, alice)
-    for _ in range(3):
-        await m.on_send(alice, send_request())
+    alice = await sender_with(m, 3)
     assert await m.on_ack(alice, validate({"type": "ack", "seq": 2})) is None
     with pytest.raises(AckBeyondEnd) as refused:
         await m.on_ack(alice, validate({"type": "ack", "seq": 9}))
@@ -267,9 +253,7 @@ async def test_a_failed_replay_closes_the_connection(m):
             raise OSError("disk gone")
 
     service = Messaging(Broken())
-    alice = Conn("alice")
-    await join(service, alice)
-    await service.on_send(alice, send_request())
+    await sender_with(service, 1)
     bob = Conn("bob", resume={"session_id": "s", "last_seq": 0})
     await join(service, bob)
     for _ in range(100):
