@@ -37,6 +37,7 @@ logger = logging.getLogger("dockcast.bench.janus")
 
 LIB = pathlib.Path("/usr/lib/x86_64-linux-gnu/janus")
 WS_PORT = 8188
+NETNS_PREFIX = "dcb-janus-"  # followed by the harness's pid
 KEEP_PLUGIN = "libjanus_videoroom.so"
 KEEP_TRANSPORT = "libjanus_websockets.so"
 
@@ -128,10 +129,27 @@ class JanusSystem(System):
         elif os.geteuid() != 0 or shutil.which("ip") is None:
             self.skipped = "janus needs root and iproute2 here (it runs in a network namespace)"
 
+    @staticmethod
+    def _remove_stale_namespaces() -> None:
+        """Delete namespaces left by harnesses that were killed (their pid is gone)."""
+        try:
+            listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                     timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return
+        for line in listing.splitlines():
+            name = line.split()[0] if line.split() else ""
+            owner = name.removeprefix(NETNS_PREFIX)
+            if name.startswith(NETNS_PREFIX) and owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+                with contextlib.suppress(subprocess.CalledProcessError, OSError):
+                    _ip("netns", "del", name)
+
     async def start(self, run: Run) -> None:
-        k = 1 + os.getpid() % 250
-        tag = f"{os.getpid() % 100000}"
-        netns, host_if, ns_if = f"dcb-janus-{tag}", f"dcbj{tag}h", f"dcbj{tag}n"
+        self._remove_stale_namespaces()
+        pid = os.getpid()
+        k = 1 + pid % 250
+        tag = f"{pid % 100000}"
+        netns, host_if, ns_if = f"{NETNS_PREFIX}{pid}", f"dcbj{tag}h", f"dcbj{tag}n"
         host_ip, ns_ip = f"10.233.{k}.1", f"10.233.{k}.2"
         try:
             _ip("netns", "add", netns)
