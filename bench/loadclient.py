@@ -32,6 +32,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sfu.rtp import parse_header
+
 from .corpus import Corpus, CorpusPacket, vp8_is_keyframe
 from .stats import Reservoir, StreamStats, merge_counts, read_stamp, stamp
 from .wan import TcpDelayProxy, UdpRelay, WanProfile, rewrite_candidates, sdp_candidate_address
@@ -399,8 +401,6 @@ class Subscriber:
         return self.wan.outgoing(self.relay, answer)
 
     def _on_rtp(self, data: bytes, arrival: float) -> None:
-        from sfu.rtp import parse_header
-
         try:
             pt, _marker, seq, ts, ssrc, offset, end, *_ = parse_header(data)
         except ValueError:
