@@ -129,7 +129,8 @@ class Plugin:
 
         Raise a ``signalling.errors`` error to refuse it. A plugin may claim resources
         here (the shipments plugin binds the room); if the node then fails to open the
-        room, it calls `room_closed` with reason ``"create_failed"``.
+        room, or a plugin checked after this one refuses it, it calls `room_closed` with
+        reason ``"create_failed"``.
         """
 
 

@@ -418,7 +418,12 @@ class Node:
     # -- RoomHost (dockcast.admin) ---------------------------------------------------
 
     async def create_room(self, room: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        await self.hooks.room_create_check(room, fields)
+        try:
+            await self.hooks.room_create_check(room, fields)
+        except BaseException:
+            # A plugin refused: those checked before it may have claimed something.
+            await self._notify("room_closed", room, "create_failed")
+            raise
         if room in self.rooms:
             # A join opened it while the plugins were checking: undo what they claimed.
             await self._notify("room_closed", room, "create_failed")
