@@ -157,10 +157,14 @@ cdef class ConsumerState:
     def retransmit(self, bytes data, abs_send_time):
         """Send a cached producer packet again with this consumer's current mapping."""
         cdef const uint8_t* ext_map = NULL
+        cdef const uint8_t* d
+        cdef uint16_t seq
+        cdef uint32_t ts
         if not self.started or self._sendto is None or len(data) < 12:
             return False
-        seq = (data[2] << 8) | data[3]
-        ts = int.from_bytes(data[4:8], "big")
+        d = <const uint8_t*>(<char*>data)
+        seq = (<uint16_t>d[2] << 8) | d[3]
+        ts = (<uint32_t>d[4] << 24) | (<uint32_t>d[5] << 16) | (<uint32_t>d[6] << 8) | d[7]
         if self._ext_map is not None:
             ext_map = <const uint8_t*>(<char*>self._ext_map)
         packet = rewrite_c(data, self.ssrc, <uint16_t>(seq + self.seq_offset),

@@ -160,3 +160,13 @@ def test_output_sequence_stays_sane_under_wild_input(impl):
     out = [parse_header(d)[2] for d, _ in sink.sent]
     assert [(q - out[0]) & 0xFFFF for q in out] == [0, 1, 2, (2 - 11) & 0xFFFF]
     assert s.dropped == 1
+
+
+@pytest.mark.parametrize("seq,ts", [(0xFFFF, 0xFFFFFFFF), (0, 0), (0x8000, 0x80000000)])
+def test_retransmit_wraps_like_forward(impl, seq, ts):
+    for _ in range(20):  # random offsets: some sums pass 2**16 and 2**32
+        s, sink = state(impl, video=False)
+        data = packet(seq, ts)
+        assert s.forward(data, seq, ts, 6, False, 0)
+        assert s.retransmit(data, 0)
+        assert sink.sent[1][0] == sink.sent[0][0]
