@@ -44,6 +44,7 @@ from typing import Any
 
 from dockcast.durable import DurableDb
 from dockcast.hooks import Plugin, PluginContext
+from signalling.codec import wire_ts
 
 __all__ = [
     "WebhooksPlugin",
@@ -391,7 +392,7 @@ class WebhookDispatcher:
         envelope = {
             "id": event_id,
             "type": event_type,
-            "ts": now,
+            "ts": wire_ts(now),
             "room": room,
             "shipment_id": shipment_id,
             "event": dict(msg),

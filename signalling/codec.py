@@ -33,6 +33,7 @@ __all__ = [
     "codec_for",
     "valid_id",
     "kind_name",
+    "wire_ts",
 ]
 
 MSGPACK = "dockcast.v1.msgpack"
@@ -216,3 +217,8 @@ def kind_name(value: Any) -> str:
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def wire_ts(seconds: float) -> int:
+    """A time for the wire: every ``ts`` field is Unix time in whole milliseconds."""
+    return int(math.floor(seconds * 1000))

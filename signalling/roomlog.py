@@ -30,6 +30,8 @@ from typing import Any
 
 import msgpack
 
+from signalling.codec import wire_ts
+
 from dockcast.durable import DurableDb, DurableDbError, StoreClosed, StoreUnavailable
 
 __all__ = [
@@ -89,7 +91,7 @@ class StoredMessage:
             "from": self.sender,
             "topic": self.topic,
             "payload": self.payload,
-            "ts": self.ts,
+            "ts": wire_ts(self.ts),
         }
 
 

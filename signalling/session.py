@@ -28,7 +28,6 @@ the same identity), ``CLOSED`` after any :class:`Close` or :meth:`connection_los
 from __future__ import annotations
 
 import enum
-import math
 import secrets
 import time
 from collections import deque
@@ -37,7 +36,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_FRAME_BYTES, Codec, codec_for, valid_id
+from .codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_FRAME_BYTES, Codec, codec_for, valid_id, wire_ts
 from .errors import (
     CLOSE_ABUSE,
     CLOSE_UNAUTHORIZED,
@@ -320,7 +319,7 @@ class SessionCore:
                 request.id,
             )
         if request.type == "ping":
-            return [Send(_without_none_id({"type": "pong", "id": request.id, "ts": _millis(now)}))]
+            return [Send(_without_none_id({"type": "pong", "id": request.id, "ts": wire_ts(now)}))]
         self._check_allowed(request)
         if request.type == "send":
             self._check_payload(request)
@@ -400,9 +399,6 @@ def require_room(conn: Any, room: str) -> None:
     if claims.room is not None and claims.room != room:
         raise Forbidden(f"the token does not admit room {room!r}")
 
-
-def _millis(now: float) -> int:
-    return int(math.floor(now * 1000))
 
 
 def _without_none_id(msg: dict[str, Any]) -> dict[str, Any]:

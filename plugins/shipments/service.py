@@ -18,6 +18,7 @@ from typing import Any
 
 import msgpack
 
+from signalling.codec import wire_ts
 from signalling.errors import BadRequest, NotFound
 
 from .store import (
@@ -186,7 +187,7 @@ class ShipmentService:
             "shipment_id": shipment_id,
             "status": status,
             "detail": detail,
-            "ts": now,
+            "ts": wire_ts(now),
         }
         emits = [Emit(status_msg, room, shipment_id) for room in rooms or [None]]
         if level.alerts:
@@ -195,7 +196,7 @@ class ShipmentService:
                 "shipment_id": shipment_id,
                 "severity": level.value,
                 "text": alert_text(shipment_id, status, detail),
-                "ts": now,
+                "ts": wire_ts(now),
             }
             if rooms:
                 emits += [Emit({**alert, "room": room}, room, shipment_id) for room in rooms]

@@ -17,6 +17,7 @@ from typing import Any
 import msgpack
 
 from dockcast.durable import DurableDb
+from signalling.codec import wire_ts
 from signalling.errors import Conflict
 
 __all__ = [
@@ -76,7 +77,7 @@ class HistoryEntry:
             "status": self.status,
             "severity": self.severity,
             "detail": self.detail,
-            "ts": self.ts,
+            "ts": wire_ts(self.ts),
         }
 
 

@@ -79,7 +79,7 @@ async def test_message_event_matches_protocol(log):
         "from": "alice",
         "topic": "note",
         "payload": {"pallet": 4},
-        "ts": 1700000000.5,
+        "ts": 1700000000500,  # milliseconds on the wire
     }
     assert (await log.read("dock-7")) == [result.message]
 

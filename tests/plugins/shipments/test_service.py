@@ -63,7 +63,7 @@ async def test_info_event_emits_status_to_the_bound_room(service):
     assert outcome.entry.seq == 1
     assert outcome.emits == (
         Emit({"type": "shipment_status", "shipment_id": "S1", "status": "customs_cleared",
-              "detail": "released at LAX", "ts": 5.0}, "dock-1", "S1"),
+              "detail": "released at LAX", "ts": 5000}, "dock-1", "S1"),
     )
 
 
@@ -74,7 +74,7 @@ async def test_warning_event_also_emits_an_alert(service):
     assert status.msg["type"] == "shipment_status"
     assert alert == Emit(
         {"type": "alert", "shipment_id": "S1", "room": "dock-1", "severity": "warning",
-         "text": "shipment S1: import customs hold: x-ray inspection", "ts": 5.0},
+         "text": "shipment S1: import customs hold: x-ray inspection", "ts": 5000},
         "dock-1", "S1",
     )
     assert outcome.entry.severity == "warning"
