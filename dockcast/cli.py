@@ -110,6 +110,10 @@ def _run_serve(args: argparse.Namespace) -> int:
     except PluginError as exc:  # a plugin that cannot load or start: a configuration error
         print(f"dockcast serve: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the port is taken, the address is not ours, the disk refuses
+        print(f"dockcast serve: cannot serve on {config.host}:{config.port} with data in "
+              f"{config.data_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

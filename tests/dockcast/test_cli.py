@@ -39,3 +39,18 @@ def test_serve_refuses_a_plugin_that_cannot_load(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stderr
     assert "DOCKCAST_TEST_UNSET_SECRET" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_on_a_taken_port_says_so_without_a_traceback(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "dockcast.cli", "serve", "--port", str(port),
+                            "--data-dir", str(tmp_path), "--api-key", "k", "--api-secret", "s" * 32],
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert f"127.0.0.1:{port}" in r.stderr and "in use" in r.stderr
+    assert "Traceback" not in r.stderr
