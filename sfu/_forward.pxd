@@ -1,4 +1,10 @@
-from libc.stdint cimport uint16_t, uint32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
+
+ctypedef int (*srtp_protect_fn)(void* ctx, void* rtp_hdr, int* len_ptr) noexcept nogil
+
+cdef enum:
+    # room for a full-size packet and libsrtp's largest trailer (auth tag + MKI)
+    NATIVE_BUFFER = 1500 + 16 + 128 + 64
 
 cdef class NackCache:
     cdef readonly int size
@@ -28,5 +34,16 @@ cdef class ConsumerState:
     cdef object _protect
     cdef object _sendto
     cdef object _addr
+    # native send path: libsrtp called directly and sendto(2) on the socket
+    cdef object _native_owner
+    cdef void* _srtp_ctx
+    cdef srtp_protect_fn _srtp_protect
+    cdef int _fd
+    cdef uint8_t _sockaddr[128]
+    cdef int _sockaddr_len
+    cdef uint8_t _buf[NATIVE_BUFFER]
+    cdef public long long send_errors
+    cdef bint send_native(self, bytes data, uint16_t out_seq, uint32_t out_ts,
+                          uint32_t abs_send_time) except -1
     cdef bint forward_c(self, bytes data, uint16_t seq, uint32_t ts, long payload_len,
                         bint keyframe, uint32_t abs_send_time)

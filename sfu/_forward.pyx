@@ -8,16 +8,28 @@ SRTP ``protect`` and socket ``sendto``.
 
 import random
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uintptr_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 
-from sfu._rtp cimport rewrite_c
+from sfu._rtp cimport raise_malformed, rewrite_c, rewrite_into
+
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    ssize_t c_sendto "sendto"(int fd, const void* buf, size_t n, int flags,
+                              const void* addr, socklen_t addr_len)
+
+cdef extern from "<errno.h>" nogil:
+    int errno
 
 __all__ = ["ConsumerState", "NackCache", "fan_out", "MAX_SEQ_JUMP", "MAX_SEQ_AGE"]
 
 # See the pure twin: keeps the output sequence sane for the subscriber's SRTP.
-DEF C_MAX_SEQ_JUMP = 1000
-DEF C_MAX_SEQ_AGE = 1000
+cdef enum:
+    C_MAX_SEQ_JUMP = 1000
+    C_MAX_SEQ_AGE = 1000
 MAX_SEQ_JUMP = C_MAX_SEQ_JUMP
 MAX_SEQ_AGE = C_MAX_SEQ_AGE
 
@@ -84,6 +96,17 @@ cdef class ConsumerState:
         self._protect = None
         self._sendto = None
         self._addr = None
+        self._native_owner = None
+        self._srtp_ctx = NULL
+        self._srtp_protect = NULL
+        self._fd = -1
+        self._sockaddr_len = 0
+        self.send_errors = 0
+
+    @property
+    def native(self):
+        """True when packets go out through libsrtp and sendto(2) directly."""
+        return self._srtp_ctx != NULL
 
     @property
     def ext_map(self):
@@ -95,13 +118,60 @@ cdef class ConsumerState:
             raise ValueError("ext_map must be 256 bytes")
         self._ext_map = None if value is None else bytes(value)
 
-    def bind(self, protect, sendto, addr):
+    def bind(self, protect, sendto, addr, native=None):
+        """Set the send path: ``sendto(protect(packet), addr)``. ``native`` may give
+        ``(owner, srtp_ctx, srtp_protect, fd, sockaddr)``: the addresses of a libsrtp
+        session and of ``srtp_protect`` (``owner`` keeps the session alive), a UDP
+        socket and the packed destination; packets then skip Python entirely."""
         self._protect = protect
         self._sendto = sendto
         self._addr = addr
+        self._native_owner = None
+        self._srtp_ctx = NULL
+        self._srtp_protect = NULL
+        self._fd = -1
+        if native is not None:
+            owner, ctx, fn, fd, sockaddr = native
+            if len(sockaddr) > 128 or not ctx or not fn or fd < 0:
+                raise ValueError("unusable native send path")
+            memcpy(self._sockaddr, PyBytes_AS_STRING(sockaddr), len(sockaddr))
+            self._sockaddr_len = len(sockaddr)
+            self._native_owner = owner
+            self._srtp_ctx = <void*><uintptr_t>ctx
+            self._srtp_protect = <srtp_protect_fn><uintptr_t>fn
+            self._fd = fd
 
     def unbind(self):
         self._protect = self._sendto = self._addr = None
+        self._native_owner = None
+        self._srtp_ctx = NULL
+        self._srtp_protect = NULL
+        self._fd = -1
+
+    cdef bint send_native(self, bytes data, uint16_t out_seq, uint32_t out_ts,
+                          uint32_t abs_send_time) except -1:
+        cdef int n = <int>PyBytes_GET_SIZE(data)
+        cdef const uint8_t* ext_map = NULL
+        cdef int rc
+        cdef ssize_t sent
+        if n > 1500:
+            return False
+        if self._ext_map is not None:
+            ext_map = <const uint8_t*>(<char*>self._ext_map)
+        memcpy(self._buf, PyBytes_AS_STRING(data), n)
+        rc = rewrite_into(self._buf, n, self.ssrc, out_seq, out_ts, self.payload_type, ext_map,
+                          self.abs_send_time_id, abs_send_time)
+        if rc < 0:
+            raise_malformed(rc)
+        with nogil:
+            rc = self._srtp_protect(self._srtp_ctx, &self._buf[0], &n)
+            if rc == 0:
+                sent = c_sendto(self._fd, &self._buf[0], n, 0, <const void*>&self._sockaddr[0],
+                                self._sockaddr_len)
+        if rc != 0 or sent < 0:
+            self.send_errors += 1
+            return False
+        return True
 
     def restart(self):
         if self.started:
@@ -134,15 +204,20 @@ cdef class ConsumerState:
                 self.seq_offset = <uint16_t>(<uint16_t>self.last_seq + 1 - seq)
                 out_seq = <uint16_t>(self.last_seq + 1)
         out_ts = <uint32_t>(ts + self.ts_offset)
-        if self._ext_map is not None:
-            ext_map = <const uint8_t*>(<char*>self._ext_map)
-        packet = rewrite_c(data, self.ssrc, out_seq, out_ts, self.payload_type, ext_map,
-                           self.abs_send_time_id, abs_send_time)
-        try:
-            self._sendto(self._protect(packet), self._addr)
-        except Exception:
-            self.dropped += 1
-            return False
+        if self._srtp_ctx != NULL:
+            if not self.send_native(data, out_seq, out_ts, abs_send_time):
+                self.dropped += 1
+                return False
+        else:
+            if self._ext_map is not None:
+                ext_map = <const uint8_t*>(<char*>self._ext_map)
+            packet = rewrite_c(data, self.ssrc, out_seq, out_ts, self.payload_type, ext_map,
+                               self.abs_send_time_id, abs_send_time)
+            try:
+                self._sendto(self._protect(packet), self._addr)
+            except Exception:
+                self.dropped += 1
+                return False
         if self.last_seq < 0 or <uint16_t>(out_seq - <uint16_t>self.last_seq) < 0x8000:
             self.last_seq = out_seq
             self.last_ts = out_ts

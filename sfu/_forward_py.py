@@ -75,12 +75,16 @@ class ConsumerState:
         self.packets = 0
         self.octets = 0
         self.dropped = 0
+        self.send_errors = 0
         self._protect = None
         self._sendto = None
         self._addr = None
 
-    def bind(self, protect, sendto, addr) -> None:
-        """Set the send path: ``sendto(protect(packet), addr)``."""
+    native = False  # the twin always sends through Python
+
+    def bind(self, protect, sendto, addr, native=None) -> None:
+        """Set the send path: ``sendto(protect(packet), addr)``. ``native`` (the
+        compiled module's direct libsrtp/sendto path) is ignored by this twin."""
         self._protect = protect
         self._sendto = sendto
         self._addr = addr

@@ -107,7 +107,7 @@ class Consumer:
         path = self.transport.send_path
         if self.closed or path is None:
             return
-        self.state.bind(*path)
+        self.state.bind(*path, native=self.transport.native_send_path())
         self.resume()
 
     def pause(self) -> None:

@@ -15,12 +15,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiortc.exceptions import InvalidStateError
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import SessionDescription
 
 from .consumer import Consumer, IdleTrack
 from .demux import RtpDemuxer
-from .errors import NegotiationError, NotFound
+from .errors import Closed, NegotiationError, NotFound
 from .bandwidth import LossBasedEstimate
 from .producer import EXT_MID, CodecInfo, Producer
 from .rtcp import ReceiverReport, Remb, SenderReport, parse_rtcp, serialize_rtcp
@@ -126,6 +127,7 @@ class Participant:
         else:
             for consumer in self.consumers.values():
                 consumer.pause()
+                consumer.state.unbind()  # its socket is going away: never write to it
 
     # -- publishing ----------------------------------------------------------------
 
@@ -302,14 +304,17 @@ class Participant:
 
     async def renegotiate(self) -> None:
         """Send the subscriber a new offer, or remember to once the pending one is answered."""
-        if self.sub is None or self.closed:
+        if self.sub is None or self.closed or self.sub.closed:
             return
         if self._offer_out:
             self._renegotiate = True
             return
         self._offer_out = True
         self._renegotiate = False
-        sdp = await self.sub.create_offer()
+        try:
+            sdp = await self.sub.create_offer()
+        except (Closed, InvalidStateError):
+            return  # the participant is leaving: nobody to offer to
         if self.send_offer is not None:
             await self.send_offer(sdp)
 

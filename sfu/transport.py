@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +50,20 @@ class TransportStats:
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _sockaddr(family: int, address: tuple) -> bytes:
+    """A packed ``struct sockaddr_in``/``sockaddr_in6`` for sendto(2)."""
+    host, port = address[0], address[1]
+    if family == socket.AF_INET:
+        return struct.pack("=H", family) + struct.pack("!H", port) + socket.inet_aton(host) + bytes(8)
+    if family == socket.AF_INET6:
+        if ":" not in host:
+            host = "::ffff:" + host
+        scope = address[3] if len(address) > 3 else 0
+        return (struct.pack("=H", family) + struct.pack("!HI", port, 0)
+                + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", scope))
+    raise ValueError(f"unsupported address family {family}")
 
 
 def _bypass_receiver(receiver: Any) -> None:
@@ -302,6 +318,25 @@ class WebRtcTransport:
         self.stats.rtcp_out += 1
         self.stats.bytes_out += len(data)
         return True
+
+    def native_send_path(self) -> tuple[Any, int, int, int, bytes] | None:
+        """(owner, srtp_ctx, srtp_protect, fd, sockaddr) for the compiled fan-out loop
+        to protect with libsrtp and write with sendto(2) itself, or None (then it uses
+        :attr:`send_path`). Relies on pylibsrtp's cffi session; any surprise: None."""
+        if self._tx_protect is None and not self._resolve_send_path():
+            return None
+        try:
+            from pylibsrtp import _binding
+
+            ffi, lib = _binding.ffi, _binding.lib
+            owner = self._dtls._tx_srtp._srtp
+            ctx = int(ffi.cast("uintptr_t", owner[0]))
+            fn = int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
+            sock = self._sendto.__self__.get_extra_info("socket")
+            return owner, ctx, fn, sock.fileno(), _sockaddr(sock.family, self._remote_addr)
+        except Exception:  # noqa: BLE001 - an unexpected pylibsrtp/uvloop: the Python path
+            logger.debug("native send path unavailable", exc_info=True)
+            return None
 
     @property
     def send_path(self) -> tuple[Callable[[bytes], bytes], Callable[[bytes, Any], None], Any] | None:

@@ -11,6 +11,7 @@ import asyncio
 import pytest
 from aiortc.rtp import RtpPacket
 
+from sfu import forward
 from sfu.consumer import IdleTrack
 from sfu.errors import NegotiationError, NotFound
 from sfu.room import Room
@@ -98,6 +99,8 @@ async def test_forwarding_rewrites_and_waits_for_a_keyframe(room):
     await asyncio.wait_for(sub.t.connected.wait(), 20)
     consumers = {c.kind: c for c in viewer.consumers.values()}
     assert await until(lambda: not consumers["video"].state.paused and not consumers["audio"].state.paused)
+    # compiled: packets are protected by libsrtp and written with sendto(2) from C
+    assert consumers["video"].state.native == (forward.IMPLEMENTATION == "cython")
 
     for i in range(5):
         pub.send("video", VP8_DELTA, 90000 + i * 3000)   # no keyframe yet: held back

@@ -119,3 +119,18 @@ async def test_sender_reports_pass_through_the_filter():
     finally:
         await a.close()
         await b.close()
+
+
+def test_sockaddr_packing():
+    import socket
+    import struct
+
+    from sfu.transport import _sockaddr
+
+    v4 = _sockaddr(socket.AF_INET, ("127.0.0.1", 5004))
+    assert len(v4) == 16 and struct.unpack("=H", v4[:2])[0] == socket.AF_INET
+    assert v4[2:4] == (5004).to_bytes(2, "big") and v4[4:8] == bytes([127, 0, 0, 1])
+    v6 = _sockaddr(socket.AF_INET6, ("::1", 5004, 0, 0))
+    assert len(v6) == 28 and v6[8:24] == socket.inet_pton(socket.AF_INET6, "::1")
+    mapped = _sockaddr(socket.AF_INET6, ("127.0.0.1", 9))
+    assert mapped[8:24] == socket.inet_pton(socket.AF_INET6, "::ffff:127.0.0.1")
