@@ -33,6 +33,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--region", help="region name reported to clients (default local)")
     p.add_argument("--node-id", help="node name (default: generated)")
     p.add_argument("--redis", help="Redis URL for a cluster (default: single node, no Redis)")
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve wss:// (default: ws://)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--config", help="TOML file with any of these settings")
     p.add_argument("--log-level", help="debug, info, warning, error (default info)")
     p.add_argument("--log-format", help="text or json (default text)")

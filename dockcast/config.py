@@ -12,12 +12,13 @@ import json
 import os
 import pathlib
 import secrets
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["NodeConfig", "ConfigError", "load_config", "dev_credentials", "describe"]
+__all__ = ["NodeConfig", "ConfigError", "load_config", "dev_credentials", "describe", "tls_context"]
 
 # Settings only a TOML file can give (a table does not fit in a flag or a variable).
 _FILE_ONLY = frozenset({"plugin_options"})
@@ -39,6 +40,8 @@ class NodeConfig:
     region: str = "local"                   # region name reported in `welcome`
     node_id: str | None = None              # node name; generated if unset
     redis: str | None = None                # Redis URL: cluster mode (not needed on one node)
+    tls_cert: str | None = None             # PEM certificate chain: serve wss:// and https://
+    tls_key: str | None = None              # its PEM private key
     config: str | None = None               # TOML file with any of these fields
     auto_create_rooms: bool = True          # `join` creates unknown rooms
     log_level: str = "info"                 # debug, info, warning, error
@@ -151,7 +154,21 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
             raise ConfigError(f"{name}: {getattr(config, name)} must be 0 (no limit) or more")
     if (config.api_key is None) != (config.api_secret is None):
         raise ConfigError("api_key and api_secret go together: give both or neither")
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigError("tls_cert and tls_key go together: give both or neither")
     return config
+
+
+def tls_context(config: NodeConfig) -> ssl.SSLContext | None:
+    """The server TLS context for ``wss://``, or None when TLS is not configured."""
+    if config.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"tls_cert/tls_key: cannot load {config.tls_cert}: {exc}") from exc
+    return context
 
 
 def dev_credentials(config: NodeConfig) -> tuple[NodeConfig, bool]:

@@ -46,7 +46,7 @@ from signalling.tokens import TokenVerifier
 
 from . import __version__
 from .admin import Admin, Watchers
-from .config import NodeConfig
+from .config import NodeConfig, tls_context
 from .hooks import HookRegistry, load_plugins
 from .messaging import Messaging
 
@@ -201,9 +201,11 @@ class Node:
             await self._stop_hook_calls()
             await self.messaging.close()
             raise
-        self.port = await self.server.start(self.config.host, self.config.port)
+        tls = tls_context(self.config)
+        self.port = await self.server.start(self.config.host, self.config.port, ssl=tls)
         self._spawn(self._prune_periodically())
-        logger.info("node %s serving on ws://%s:%d/ws", self.node_id, self.config.host, self.port,
+        logger.info("node %s serving on %s://%s:%d/ws", self.node_id, "wss" if tls else "ws",
+                    self.config.host, self.port,
                     extra={"node": self.node_id, "region": self.config.region,
                            "plugins": [p.name or type(p).__name__ for p in self.hooks.plugins]})
         return self.port

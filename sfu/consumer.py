@@ -51,6 +51,25 @@ class IdleTrack(MediaStreamTrack):
         await asyncio.Event().wait()
 
 
+def quiet_sender_reports(sender: Any) -> None:
+    """Replace aiortc's per-sender RTCP loop (an SR and SDES built per sender every
+    0.5-1.5 s, with NTP 0 here) by one that only says BYE when the sender stops: the
+    participant sends one compound report for all its consumers instead."""
+
+    async def run_rtcp() -> None:
+        sender._RTCRtpSender__rtcp_started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass
+        from aiortc.rtp import RtcpByePacket
+
+        await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
+        sender._RTCRtpSender__rtcp_exited.set()
+
+    sender._run_rtcp = run_rtcp
+
+
 class Consumer:
     """Forwards ``producer`` to a subscriber's ``transport`` through ``transceiver``."""
 
@@ -159,8 +178,9 @@ class Consumer:
             except MalformedPacket:  # it was forwarded once, so this cannot happen; be safe
                 continue
 
-    def translate_sender_report(self, report: SenderReport) -> SenderReport | None:
-        """Our sender report for the subscriber, from the publisher's latest one."""
+    def sender_report(self, reports: list | None = None) -> SenderReport | None:
+        """Our sender report for the subscriber: the publisher's latest one, translated
+        (NTP kept, RTP timestamp shifted by our offset, our own counts)."""
         sr = self.producer.last_sr
         state = self.state
         if sr is None or not state.started:
@@ -171,7 +191,7 @@ class Consumer:
             rtp_timestamp=(sr.rtp_timestamp + state.ts_offset) & 0xFFFFFFFF,
             packet_count=state.packets & 0xFFFFFFFF,
             octet_count=state.octets & 0xFFFFFFFF,
-            reports=report.reports,
+            reports=reports or [],
         )
 
     # -- lifecycle -----------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,12 +20,12 @@ from aiortc.exceptions import InvalidStateError
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import SessionDescription
 
-from .consumer import Consumer, IdleTrack
+from .consumer import Consumer, IdleTrack, quiet_sender_reports
 from .demux import RtpDemuxer
 from .errors import Closed, NegotiationError, NotFound
 from .bandwidth import LossBasedEstimate
 from .producer import EXT_MID, CodecInfo, Producer
-from .rtcp import ReceiverReport, Remb, SenderReport, parse_rtcp, serialize_rtcp
+from .rtcp import ReceiverReport, Remb, Sdes, SenderReport, parse_rtcp, serialize_rtcp
 from .rtp import parse_header
 from .transport import WebRtcTransport
 
@@ -91,6 +92,7 @@ class Participant:
         self._offer_out = False
         self._renegotiate = False
         self._feedback: asyncio.Task | None = None
+        self._reports: asyncio.Task | None = None
         self._estimates: dict[str, LossBasedEstimate] = {}
         self.closed = False
 
@@ -109,7 +111,7 @@ class Participant:
             transport.on_rtcp = self._on_publisher_rtcp
         else:
             transport.on_rtcp = self._on_subscriber_rtcp
-            transport.rtcp_out_filter = self._translate_outgoing_rtcp
+            transport.rtcp_out_filter = self._filter_outgoing_rtcp
         transport.on_state = lambda state: self._transport_state(transport, state)
         return transport
 
@@ -281,6 +283,7 @@ class Participant:
             if producer.id in self.consumers or producer.closed:
                 continue
             transceiver = self.sub.pc.addTransceiver(IdleTrack(producer.kind), direction="sendonly")
+            quiet_sender_reports(transceiver.sender)
             transceiver.setCodecPreferences(
                 [c for c in _preferred(transceiver, (producer.codec.mime_type,))
                  if not c.mimeType.lower().endswith("/rtx")])
@@ -288,9 +291,29 @@ class Participant:
             consumer.on_close.append(self._consumer_closed)
             self.consumers[producer.id] = consumer
             created.append(consumer)
+        if created and self._reports is None:
+            self._reports = asyncio.ensure_future(self._subscriber_reports())
         if created:
             await self.renegotiate()
         return created
+
+    async def _subscriber_reports(self) -> None:
+        """About once a second, one compound RTCP to the subscriber: a translated sender
+        report per started consumer and their CNAME (RFC 3550's 0.5-1.5 s spread)."""
+        while not self.closed:
+            await asyncio.sleep(0.5 + random.random())
+            packet = self.subscriber_reports()
+            if packet and self.sub is not None:
+                self.sub.send_rtcp(packet)
+
+    def subscriber_reports(self) -> bytes | None:
+        """The compound RTCP for the subscriber now; None when nothing has started."""
+        reports = [r for r in (c.sender_report() for c in self.consumers.values()) if r]
+        if not reports:
+            return None
+        cname = self.sub.pc._RTCPeerConnection__cname.encode() if self.sub else b""
+        sdes = Sdes(chunks=[(r.ssrc, [(1, cname)]) for r in reports])
+        return serialize_rtcp([*reports, sdes])
 
     def unsubscribe(self, producer_id: str) -> Consumer:
         consumer = self.consumers.get(producer_id)
@@ -357,8 +380,10 @@ class Participant:
                     if consumer is not None:
                         consumer.receive_rtcp(packet)
 
-    def _translate_outgoing_rtcp(self, data: bytes) -> bytes | None:
-        """Replace the sender reports aiortc writes (NTP 0) with translated ones."""
+    def _filter_outgoing_rtcp(self, data: bytes) -> bytes | None:
+        """Drop any sender report aiortc itself writes (NTP 0): the subscriber gets the
+        translated ones of :meth:`subscriber_reports`. What else aiortc writes (a BYE
+        when a sender stops) passes."""
         try:
             packets = parse_rtcp(data)
         except ValueError:
@@ -366,10 +391,8 @@ class Participant:
         out = []
         for packet in packets:
             if isinstance(packet, SenderReport):
-                consumer = self._consumer_by_ssrc(packet.ssrc)
-                packet = consumer.translate_sender_report(packet) if consumer else None
-                if packet is None:
-                    continue
+                # aiortc's (NTP 0): never sent; ours come from subscriber_reports
+                continue
             out.append(packet)
         return serialize_rtcp(out) if out else None
 
@@ -380,8 +403,9 @@ class Participant:
         if self.closed:
             return
         self.closed = True
-        if self._feedback is not None:
-            self._feedback.cancel()
+        for task in (self._feedback, self._reports):
+            if task is not None:
+                task.cancel()
         for producer in list(self.producers.values()):
             producer.close()
         for consumer in list(self.consumers.values()):

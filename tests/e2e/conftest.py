@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
+import ssl
 import socket
 import subprocess
 import sys
@@ -35,13 +36,16 @@ class NodeProcess:
     """A node started the way a user starts one, with its stderr kept for the test."""
 
     def __init__(self, data_dir: pathlib.Path, extra_env: dict[str, str] | None = None,
-                 extra_args: tuple[str, ...] = (), port: int | None = None) -> None:
+                 extra_args: tuple[str, ...] = (), port: int | None = None,
+                 scheme: str = "http") -> None:
         self.port = port or _free_port()
         self.data_dir = data_dir
         self.extra_env = dict(extra_env or {})
         self.extra_args = tuple(extra_args)
-        self.url = f"ws://127.0.0.1:{self.port}/ws"
-        self.http = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'wss' if scheme == 'https' else 'ws'}://127.0.0.1:{self.port}/ws"
+        self.http = f"{scheme}://127.0.0.1:{self.port}"
+        # the health probe only: the tests check certificates themselves
+        self._probe_tls = ssl._create_unverified_context() if scheme == "https" else None
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir.parent / f"{data_dir.name}-node.log"
         env = dict(os.environ, **self.extra_env)
@@ -56,7 +60,8 @@ class NodeProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node exited early:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.http + "/healthz", timeout=1) as r:
+                with urllib.request.urlopen(self.http + "/healthz", timeout=1,
+                                            context=self._probe_tls) as r:
                     if r.status == 200:
                         return
             except OSError:

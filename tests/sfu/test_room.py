@@ -14,6 +14,7 @@ from aiortc.rtp import RtpPacket
 from sfu import forward
 from sfu.consumer import IdleTrack
 from sfu.errors import NegotiationError, NotFound
+from sfu.rtcp import SenderReport, parse_rtcp
 from sfu.room import Room
 from sfu.rtp import parse_header
 from sfu.transport import WebRtcTransport
@@ -123,6 +124,17 @@ async def test_forwarding_rewrites_and_waits_for_a_keyframe(room):
     assert {h[0] for h in video} == {negotiated_pt}
     assert len(sub.by_ssrc()[consumers["audio"].ssrc]) == 5  # audio needs no keyframe
     assert producers["video"].keyframes.sent >= 1  # the SFU asked the publisher for one
+
+    # one compound report for the subscriber: the publisher's SR, translated
+    assert viewer.subscriber_reports() is None  # no publisher SR yet: nothing to translate
+    producers["video"].receive_sender_report(
+        SenderReport(ssrc=pub.video.sender._ssrc, ntp_timestamp=0xE000_0000_0000_0000,
+                     rtp_timestamp=120000, packet_count=9, octet_count=99), 0.0)
+    sr, sdes = parse_rtcp(viewer.subscriber_reports())
+    assert sr.ssrc == consumers["video"].ssrc and sr.ntp_timestamp == 0xE000_0000_0000_0000
+    assert sr.rtp_timestamp == video[0][3]  # the keyframe's timestamp, in the output's terms
+    assert (sr.packet_count, sr.octet_count) == (4, len(VP8_KEY) + 3 * len(VP8_DELTA))
+    assert [ssrc for ssrc, _ in sdes.chunks] == [consumers["video"].ssrc]
     await sub.t.close()
     await pub.t.close()
 
@@ -192,7 +204,7 @@ async def test_hostile_packets_into_the_handlers_are_ignored(room):
         publisher._on_publisher_rtp(data, 0.0)
         publisher._on_publisher_rtcp(data)
         viewer._on_subscriber_rtcp(data)
-        viewer._translate_outgoing_rtcp(data)
+        viewer._filter_outgoing_rtcp(data)
 
     ssrcs = [pub.video.sender._ssrc, pub.audio.sender._ssrc]
     pts = [c.payloadType for tr in (pub.video, pub.audio) for c in tr._codecs]
