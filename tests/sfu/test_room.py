@@ -82,6 +82,16 @@ async def room():
     await r.close()
 
 
+async def subscribed(room, identity, track_ids):
+    """A participant whose consumers of ``track_ids`` are forwarding."""
+    participant = room.join(identity)
+    client = ClientSubscriber(participant)
+    await room.subscribe(participant, track_ids)
+    await asyncio.wait_for(client.t.connected.wait(), 20)
+    assert await until(lambda: all(not c.state.paused for c in participant.consumers.values()))
+    return participant, client
+
+
 async def publish(room):
     client = ClientPublisher()
     participant = room.join("camera")
@@ -141,11 +151,7 @@ async def test_forwarding_rewrites_and_waits_for_a_keyframe(room):
 
 async def test_unsubscribe_unpublish_and_close_cascade(room):
     pub, publisher, producers = await publish(room)
-    viewer = room.join("seller")
-    sub = ClientSubscriber(viewer)
-    await room.subscribe(viewer, [p.id for p in producers.values()])
-    await asyncio.wait_for(sub.t.connected.wait(), 20)
-    assert await until(lambda: all(not c.state.paused for c in viewer.consumers.values()))
+    viewer, sub = await subscribed(room, "seller", [p.id for p in producers.values()])
 
     with pytest.raises(NotFound):
         await room.subscribe(viewer, ["TR_nope"])
@@ -192,11 +198,7 @@ async def test_hostile_packets_into_the_handlers_are_ignored(room):
     from hypothesis import given, settings, strategies as st
 
     pub, publisher, producers = await publish(room)
-    viewer = room.join("seller")
-    sub = ClientSubscriber(viewer)
-    await room.subscribe(viewer, [p.id for p in producers.values()])
-    await asyncio.wait_for(sub.t.connected.wait(), 20)
-    assert await until(lambda: all(not c.state.paused for c in viewer.consumers.values()))
+    viewer, sub = await subscribed(room, "seller", [p.id for p in producers.values()])
 
     @settings(max_examples=300, deadline=None)
     @given(st.binary(max_size=200))
