@@ -154,6 +154,10 @@ class Watchers:
             watched_shipments.add(shipment_id)
             self._shipments.setdefault(shipment_id, set()).add(conn)
 
+    def __len__(self) -> int:
+        """How many connections watch something."""
+        return len(self._watching)
+
     def count(self, conn: Connection) -> int:
         rooms, shipments = self._watching.get(conn, ((), ()))
         return len(rooms) + len(shipments)

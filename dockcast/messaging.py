@@ -76,6 +76,8 @@ class Messaging:
         # Per room with members: the highest seq known to be stored (delivered live or
         # read at a join). A replay is caught up when it reached it.
         self._last: dict[str, int] = {}
+        self.stored = 0       # messages stored since start (for /metrics)
+        self.duplicates = 0   # sends answered with an earlier seq (same msg_id)
 
     # -- membership ------------------------------------------------------------------
 
@@ -124,6 +126,10 @@ class Messaging:
         self._rooms.pop(room, None)
         self._last.pop(room, None)
 
+    def replays(self) -> int:
+        """Connections still catching up from the log."""
+        return sum(1 for m in self._members.values() if m.replay is not None)
+
     def replaying(self, conn: Connection) -> bool:
         """Whether ``conn`` is still catching up from the log."""
         member = self._members.get(conn)
@@ -137,7 +143,10 @@ class Messaging:
             raise BadRequest("send needs a joined room; send join first")
         result = await self.log.append(room, request["msg_id"], conn.identity or "",
                                        request["topic"], request["payload"], self.clock())
-        if not result.duplicate:
+        if result.duplicate:
+            self.duplicates += 1
+        else:
+            self.stored += 1
             # No await before this: appends complete in seq order, so do deliveries.
             self._deliver(result.message)
             if self._on_stored is not None:

@@ -94,6 +94,18 @@ class _MediaCollector:
                                   value=self.node.retired["bytes_out"] + sum(c.state.octets for c in consumers))
         yield CounterMetricFamily("dockcast_retransmissions", "Packets resent after a NACK",
                                   value=self.node.retired["retransmitted"] + sum(c.retransmitted for c in consumers))
+        messaging = self.node.messaging
+        if messaging is not None:
+            yield CounterMetricFamily("dockcast_messages_stored", "Room messages stored",
+                                      value=messaging.stored)
+            yield CounterMetricFamily("dockcast_message_duplicates",
+                                      "Sends answered with an earlier seq (same msg_id)",
+                                      value=messaging.duplicates)
+            yield GaugeMetricFamily("dockcast_message_replays",
+                                    "Connections catching up from the message log",
+                                    value=messaging.replays())
+        yield GaugeMetricFamily("dockcast_watchers", "Connections with events.subscribe",
+                                value=len(self.node.watchers))
         # resources, to see leaks: every join/leave cycle must give back what it took
         yield GaugeMetricFamily("dockcast_asyncio_tasks", "Pending asyncio tasks",
                                 value=len(asyncio.all_tasks()))

@@ -116,12 +116,12 @@ class Participant:
         return transport
 
     def _transport_state(self, transport: WebRtcTransport, state: str) -> None:
-        """A peer connection that fails (ICE consent lost: the peer vanished while its
-        websocket lives on) stops costing anything: its tracks are unpublished, its
-        consumers paused until the participant negotiates again."""
-        if state != "failed" or self.closed:
+        """A peer connection that fails or closes under us (ICE consent lost, DTLS
+        closed: the peer vanished while its websocket lives on) stops costing anything:
+        its tracks are unpublished, its consumers paused and cut from its socket."""
+        if state not in ("failed", "closed") or self.closed:
             return
-        logger.warning("%s peer connection failed", transport.role,
+        logger.warning("%s peer connection %s", transport.role, state,
                        extra={"participant": self.id, "identity": self.identity})
         if transport is self.pub:
             for producer in list(self.producers.values()):

@@ -124,6 +124,7 @@ async def test_same_msg_id_is_stored_and_delivered_once(m, stored):
     assert first["seq"] == again["seq"] == 1
     assert bob.seqs() == [1] and alice.seqs() == [1]
     assert stored == [1]
+    assert (m.stored, m.duplicates) == (1, 1)  # what /metrics reports
     event = bob.events[0]
     assert (event["from"], event["topic"], event["payload"], event["room"]) == ("alice", "chat", {"n": 1}, ROOM)
 

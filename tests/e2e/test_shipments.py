@@ -152,6 +152,7 @@ async def test_warning_reaches_members_watcher_and_webhooks(tmp_path, node_facto
         room = await admin.room_create("dock-7", shipment_id="S-100")
         assert room["shipment_id"] == "S-100" and room["participants"] == []
         await watcher.events_subscribe(rooms=["dock-7"], shipment_ids=["S-100"])
+        assert node.metrics()["dockcast_watchers"] == 1
         for i in range(3):
             member = await DockcastClient.connect(node.url, node.token(f"m{i}", "dock-7"),
                                                   subprotocol=("json", "msgpack")[i % 2])
