@@ -109,7 +109,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                        "stores are used and the Redis URL is ignored")
     try:
         uvloop.run(serve(config))
-    except PluginError as exc:  # a plugin that cannot load or start: a configuration error
+    except (PluginError, ConfigError) as exc:  # a plugin, a certificate: configuration errors
         print(f"dockcast serve: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the port is taken, the address is not ours, the disk refuses

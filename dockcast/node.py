@@ -200,6 +200,7 @@ class Node:
 
     async def start(self) -> int:
         """Open the stores, start the plugins (they register their routes), serve."""
+        tls = tls_context(self.config)  # a bad certificate stops us before anything opened
         ice.use_host_addresses(self.config.announced_ice_addresses)
         log = SqliteRoomLog(self.config.data_path / "messages.db", self._retention())
         self.messaging = Messaging(log, self._message_stored)
@@ -213,7 +214,6 @@ class Node:
             await self._stop_hook_calls()
             await self.messaging.close()
             raise
-        tls = tls_context(self.config)
         self.port = await self.server.start(self.config.host, self.config.port, ssl=tls)
         self._spawn(self._prune_periodically())
         logger.info("node %s serving on %s://%s:%d/ws", self.node_id, "wss" if tls else "ws",

@@ -54,3 +54,11 @@ def test_serve_on_a_taken_port_says_so_without_a_traceback(tmp_path):
     assert r.returncode == 2
     assert f"127.0.0.1:{port}" in r.stderr and "in use" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_serve_with_an_unreadable_certificate_says_so(tmp_path, free_port):
+    r = subprocess.run([sys.executable, "-m", "dockcast.cli", "serve", "--port", str(free_port),
+                        "--data-dir", str(tmp_path), "--api-key", "k", "--api-secret", "s" * 32,
+                        "--tls-cert", str(tmp_path / "missing.crt"), "--tls-key", str(tmp_path / "missing.key")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "tls_cert" in r.stderr and "Traceback" not in r.stderr
