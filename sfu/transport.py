@@ -231,10 +231,10 @@ class WebRtcTransport:
         # SRTP that arrived while the DTLS handshake was finishing was queued behind
         # it and is decrypted by aiortc: take it from there too
         async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
-            self._deliver(data)
+            self._deliver(data, False)
 
         async def handle_rtcp_data(data: bytes) -> None:
-            self._deliver(data)
+            self._deliver(data, True)
 
         dtls._handle_rtp_data = handle_rtp_data
         dtls._handle_rtcp_data = handle_rtcp_data
@@ -249,20 +249,18 @@ class WebRtcTransport:
 
     def _srtp_received(self, rx: pylibsrtp.Session, data: bytes) -> None:
         self.stats.bytes_in += len(data)
+        rtcp = is_rtcp(data)
         try:
-            if is_rtcp(data):
-                plain = rx.unprotect_rtcp(data)
-            else:
-                plain = rx.unprotect(data)
+            plain = rx.unprotect_rtcp(data) if rtcp else rx.unprotect(data)
         except pylibsrtp.Error:
             self.stats.srtp_errors += 1
             return
-        self._deliver(plain)
+        self._deliver(plain, rtcp)
 
-    def _deliver(self, plain: bytes) -> None:
+    def _deliver(self, plain: bytes, rtcp: bool) -> None:
         stats = self.stats
         try:
-            if is_rtcp(plain):
+            if rtcp:
                 stats.rtcp_in += 1
                 self.on_rtcp(plain)
             else:
