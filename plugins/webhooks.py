@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dockcast.durable import DurableDb
+from signalling.durable import DurableDb
 from dockcast.hooks import Plugin, PluginContext
 from signalling.codec import wire_ts
 

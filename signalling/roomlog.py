@@ -16,7 +16,7 @@ argument first, so all backends refuse the same input with the same errors.
     RoomLogError
     ├── InvalidMessage (also ValueError)   an argument the log refuses (bad_request)
     ├── AckBeyondEnd (also ValueError)     an ack past the room's last seq (bad_request)
-    └── dockcast.durable.DurableDbError    the store failed or was closed (unavailable)
+    └── signalling.durable.DurableDbError   the store failed or was closed (unavailable)
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import msgpack
 
 from signalling.codec import wire_ts
 
-from dockcast.durable import DurableDb, DurableDbError, StoreClosed, StoreUnavailable
+from signalling.durable import DurableDb, DurableDbError, StoreClosed, StoreUnavailable
 
 __all__ = [
     "RoomLog",

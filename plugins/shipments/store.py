@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from dockcast.durable import DurableDb
+from signalling.durable import DurableDb
 from signalling.codec import wire_ts
 from signalling.errors import Conflict
 

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from dockcast.durable import DurableDb, StoreClosed, StoreUnavailable
+from signalling.durable import DurableDb, StoreClosed, StoreUnavailable
 
 SCHEMA = ["CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)"]
 
