@@ -5,85 +5,63 @@ has answered the offer that carries it and its peer connection is up. A video co
 then asks the publisher for a keyframe and starts its output there, so a late joiner's
 first frame decodes. It rewrites SSRC, sequence number, timestamp, payload type and
 header-extension ids (``ConsumerState``), answers the subscriber's NACKs from the
-producer's cache, passes PLI/FIR upstream (throttled by the producer), and turns the
-sender reports aiortc writes (NTP 0) into translations of the publisher's.
+producer's cache, passes PLI/FIR upstream (throttled by the producer), and writes
+its sender reports as translations of the publisher's.
+
+It knows nothing of aiortc: the participant passes the SSRC its m-line announces and,
+once the subscriber answered, the negotiated payload types and extension ids.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
-from aiortc.mediastreams import MediaStreamTrack
-
+from .clock import Cancellable, Clock, Scheduler
 from .errors import MalformedPacket
+from .extensions import EXT_ABS_SEND_TIME, FORWARDED_EXTENSIONS
 from .forward import ConsumerState
-from .producer import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, Producer
+from .producer import Producer
 from .rtcp import Fir, Nack, Pli, ReceiverReport, Remb, SenderReport
 from .rtp import abs_send_time
 
-if TYPE_CHECKING:
-    from .transport import WebRtcTransport
-
-__all__ = ["Consumer", "IdleTrack", "FORWARDED_EXTENSIONS"]
+__all__ = ["Consumer", "SendTransport"]
 
 logger = logging.getLogger(__name__)
 
-# Header extensions a consumer passes on (remapped to the subscriber's ids); every
-# other extension (mid, rid, transport-cc, ...) describes the publisher's leg and is
-# blanked to padding.
-FORWARDED_EXTENSIONS = (EXT_AUDIO_LEVEL, EXT_ABS_SEND_TIME)
 
+class SendTransport(Protocol):
+    """The subscriber's side a consumer writes to (a :class:`WebRtcTransport`)."""
 
-class IdleTrack(MediaStreamTrack):
-    """A sendonly track with no encoder: ``recv()`` waits forever, so aiortc's sender
-    task sleeps at no cost while the SFU writes the packets itself."""
+    connected: Any  # an asyncio.Event, set once the peer connection is up
 
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.kind = kind
+    @property
+    def send_path(self) -> tuple[Callable[[bytes], bytes], Callable[[bytes, Any], None], Any] | None: ...
 
-    async def recv(self) -> Any:
-        await asyncio.Event().wait()
-
-
-def quiet_sender_reports(sender: Any) -> None:
-    """Replace aiortc's per-sender RTCP loop (an SR and SDES built per sender every
-    0.5-1.5 s, with NTP 0 here) by one that only says BYE when the sender stops: the
-    participant sends one compound report for all its consumers instead."""
-
-    async def run_rtcp() -> None:
-        sender._RTCRtpSender__rtcp_started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            pass
-        from aiortc.rtp import RtcpByePacket
-
-        await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
-        sender._RTCRtpSender__rtcp_exited.set()
-
-    sender._run_rtcp = run_rtcp
+    def native_send_path(self) -> tuple[Any, int, int, int, bytes] | None: ...
 
 
 class Consumer:
-    """Forwards ``producer`` to a subscriber's ``transport`` through ``transceiver``."""
+    """Forwards ``producer`` to a subscriber's ``transport`` as the stream ``ssrc``
+    (the SSRC its sendonly m-line announces).
 
-    def __init__(self, producer: Producer, subscriber_id: str, transport: WebRtcTransport,
-                 transceiver: Any, consumer_id: str | None = None) -> None:
+    ``clock`` and ``scheduler`` default to the producer's.
+    """
+
+    def __init__(self, producer: Producer, subscriber_id: str, transport: SendTransport,
+                 ssrc: int, consumer_id: str | None = None, *, clock: Clock | None = None,
+                 scheduler: Scheduler | None = None) -> None:
         self.id = consumer_id or "CO_" + uuid.uuid4().hex[:12]
         self.producer = producer
         self.subscriber_id = subscriber_id
         self.transport = transport
-        self.transceiver = transceiver
+        self.clock = clock or producer.clock
+        self.scheduler = scheduler or producer.scheduler
         self.kind = producer.kind
-        self.state = ConsumerState(transceiver.sender._ssrc, producer.codec.payload_type,
-                                   None, 0, producer.video)
-        self.ssrc = transceiver.sender._ssrc
+        self.state = ConsumerState(ssrc, producer.codec.payload_type, None, 0, producer.video)
+        self.ssrc = ssrc
         self.closed = False
         self.negotiated = False
         self.remb_bitrate: int | None = None
@@ -92,34 +70,38 @@ class Consumer:
         self.retransmitted = 0
         self.keyframe_requests = 0
         self.on_close: list[Callable[[Consumer], None]] = []
-        self._activation: asyncio.Task | None = None
+        self._activation: Cancellable | None = None
         producer.add_consumer(self)
 
     # -- negotiation ---------------------------------------------------------------
 
-    def negotiate(self) -> None:
-        """The subscriber answered: take the negotiated payload type and extension
-        ids, then start forwarding once the peer connection is up."""
+    def negotiate(self, codecs: Mapping[str, int], ext_ids: Mapping[str, int]) -> bool:
+        """The subscriber answered: ``codecs`` maps each mime type negotiated on this
+        consumer's m-line to its payload type (in order of preference), ``ext_ids`` each
+        header-extension URI to its id. Take the producer's codec and the forwarded
+        extensions from them, then start forwarding once the peer connection is up.
+        False if the subscriber refused the producer's codec (nothing is forwarded)."""
         if self.closed or self.negotiated:
-            return
+            return self.negotiated
         mime = self.producer.codec.mime_type.lower()
-        codec = next((c for c in self.transceiver._codecs if c.mimeType.lower() == mime), None)
-        if codec is None:
+        payload_type = next((pt for m, pt in codecs.items() if m.lower() == mime), None)
+        if payload_type is None:
             logger.warning("consumer %s: subscriber refused %s; not forwarding", self.id, mime)
-            return
+            return False
         ext_map = bytearray(256)
         ast_id = 0
-        for ext in self.transceiver._headerExtensions:
-            if ext.uri in FORWARDED_EXTENSIONS and ext.uri in self.producer.ext_ids:
-                ext_map[self.producer.ext_ids[ext.uri]] = ext.id
-                if ext.uri == EXT_ABS_SEND_TIME:
-                    ast_id = ext.id
+        for uri, ext_id in ext_ids.items():
+            if uri in FORWARDED_EXTENSIONS and uri in self.producer.ext_ids:
+                ext_map[self.producer.ext_ids[uri]] = ext_id
+                if uri == EXT_ABS_SEND_TIME:
+                    ast_id = ext_id
         state = self.state
-        state.payload_type = codec.payloadType
+        state.payload_type = payload_type
         state.ext_map = bytes(ext_map)
         state.abs_send_time_id = ast_id
         self.negotiated = True
-        self._activation = asyncio.ensure_future(self._activate())
+        self._activation = self.scheduler.spawn(self._activate())
+        return True
 
     async def _activate(self) -> None:
         await self.transport.connected.wait()
@@ -142,7 +124,7 @@ class Consumer:
         self.state.paused = False
         producer = self.producer
         fresh = producer.video and producer.replay_from_keyframe(self.state)
-        if not fresh or time.monotonic() - producer.last_keyframe_at > producer.keyframe_replay_age / 2:
+        if not fresh or producer.keyframe_age() > producer.keyframe_replay_age / 2:
             self.request_keyframe()
 
     def request_keyframe(self) -> None:
@@ -169,7 +151,7 @@ class Consumer:
         self.nacks += len(lost)
         if cache is None:
             return
-        stamp = abs_send_time(time.time()) if self.state.abs_send_time_id else 0
+        stamp = abs_send_time(self.clock.wall()) if self.state.abs_send_time_id else 0
         for out_seq in lost:
             data = cache.get(self.state.producer_seq(out_seq))
             try:
@@ -206,18 +188,15 @@ class Consumer:
         }
 
     def close(self) -> None:
-        """Stop forwarding; the subscriber's transceiver goes inactive at the next offer."""
+        """Stop forwarding (the owner of the subscriber's m-line, told through
+        ``on_close``, makes it inactive at the next offer)."""
         if self.closed:
             return
         self.closed = True
         self.state.paused = True
         self.state.unbind()
         self.producer.remove_consumer(self)
-        if self._activation is not None and not self._activation.done():
-            self._activation.cancel()
-        try:
-            self.transceiver.direction = "inactive"
-        except Exception:  # noqa: BLE001 - the peer connection may be gone
-            pass
+        if self._activation is not None:
+            self._activation.cancel()  # nothing if it has run
         for callback in self.on_close:
             callback(self)

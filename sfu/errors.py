@@ -1,17 +1,21 @@
 """Errors of the media plane.
 
-    SfuError
-    ├── MalformedPacket (also ValueError)   hostile or truncated RTP/RTCP/payload bytes
+    SfuError                                (internal)
+    ├── MalformedPacket (also ValueError)   hostile or truncated RTP/RTCP/payload bytes (bad_request)
     ├── NegotiationError                    an SDP offer/answer the SFU cannot use (bad_request)
     ├── NotFound                            unknown room, producer, consumer (not_found)
-    └── Closed                              the object was closed (not_found)
+    ├── Closed                              the object was closed (not_found)
+    └── AiortcInternalsChanged (also ImportError)
+                                            an installed aiortc/aioice/pylibsrtp lacks a private
+                                            attribute sfu relies on; raised at import (internal)
 
 Each error names the wire error code (``PROTOCOL.md``) it maps to in ``code``.
 """
 
 from __future__ import annotations
 
-__all__ = ["SfuError", "MalformedPacket", "NegotiationError", "NotFound", "Closed"]
+__all__ = ["SfuError", "MalformedPacket", "NegotiationError", "NotFound", "Closed",
+           "AiortcInternalsChanged"]
 
 
 class SfuError(Exception):
@@ -32,3 +36,7 @@ class NotFound(SfuError):
 
 class Closed(SfuError):
     code = "not_found"
+
+
+class AiortcInternalsChanged(SfuError, ImportError):
+    code = "internal"

@@ -11,12 +11,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
+
+from . import _aiortc_internals as internals
 
 __all__ = ["use_host_addresses", "rtc_configuration", "candidate_allowed", "filter_sdp_candidates"]
 
-_original_get_host_addresses = aioice.ice.get_host_addresses
 _configured: list[str] = []
 
 
@@ -31,9 +31,9 @@ def use_host_addresses(addresses: Sequence[str] | None) -> None:
         def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
             return [a for a in _configured if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
-        aioice.ice.get_host_addresses = get_host_addresses
+        internals.set_host_addresses(get_host_addresses)
     else:
-        aioice.ice.get_host_addresses = _original_get_host_addresses
+        internals.set_host_addresses(None)
 
 
 def rtc_configuration(ice_servers: Sequence[str] = ()) -> RTCConfiguration:

@@ -8,10 +8,8 @@ the answer and then goes out as one new offer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,14 +18,17 @@ from aiortc.exceptions import InvalidStateError
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import SessionDescription
 
-from .consumer import Consumer, IdleTrack, quiet_sender_reports
+from . import _aiortc_internals as internals
+from .bandwidth import LossBasedEstimate
+from .clock import ASYNCIO_SCHEDULER, SYSTEM_CLOCK, Cancellable, Clock, Scheduler
+from .consumer import Consumer
 from .demux import RtpDemuxer
 from .errors import Closed, NegotiationError, NotFound
-from .bandwidth import LossBasedEstimate
-from .producer import EXT_MID, CodecInfo, Producer
+from .extensions import EXT_MID
+from .producer import CodecInfo, Producer
 from .rtcp import ReceiverReport, Remb, Sdes, SenderReport, parse_rtcp, serialize_rtcp
 from .rtp import parse_header
-from .transport import WebRtcTransport
+from .transport import IdleTrack, WebRtcTransport
 
 __all__ = ["Participant", "MediaSettings"]
 
@@ -75,10 +76,25 @@ def _declared_ssrcs(media: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return main, rtx
 
 
+def _payload_types(codecs: list[Any]) -> dict[str, int]:
+    """mime type -> payload type of negotiated codecs (the first of each mime type)."""
+    out: dict[str, int] = {}
+    for codec in codecs:
+        out.setdefault(codec.mimeType, codec.payloadType)
+    return out
+
+
 class Participant:
+    """One member of a room. ``clock`` and ``scheduler`` (the machine's and the running
+    asyncio loop's by default) time its reports and are passed to its producers and
+    consumers."""
+
     def __init__(self, identity: str, name: str | None = None, metadata: Any = None,
-                 settings: MediaSettings | None = None, participant_id: str | None = None) -> None:
+                 settings: MediaSettings | None = None, participant_id: str | None = None,
+                 *, clock: Clock | None = None, scheduler: Scheduler | None = None) -> None:
         self.id = participant_id or "PA_" + uuid.uuid4().hex[:12]
+        self.clock = clock or SYSTEM_CLOCK
+        self.scheduler = scheduler or ASYNCIO_SCHEDULER
         self.identity = identity
         self.name = name
         self.metadata = metadata
@@ -91,8 +107,9 @@ class Participant:
         self.send_offer: Callable[[str], Awaitable[None]] | None = None
         self._offer_out = False
         self._renegotiate = False
-        self._feedback: asyncio.Task | None = None
-        self._reports: asyncio.Task | None = None
+        self._feedback: Cancellable | None = None
+        self._reports: Cancellable | None = None
+        self._transceivers: dict[str, Any] = {}  # consumer id -> its m-line on ``sub``
         self._estimates: dict[str, LossBasedEstimate] = {}
         self.closed = False
 
@@ -163,8 +180,6 @@ class Participant:
             producer = self._make_producer(transceiver, wanted[mid], *ssrcs_by_mid.get(mid, ((), ())))
             if producer is not None:
                 created.append(producer)
-        if created and self._feedback is None:
-            self._feedback = asyncio.ensure_future(self._publisher_feedback())
         return answer, created
 
     def _check_offer(self, sdp: str, tracks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -190,30 +205,41 @@ class Participant:
 
     def _make_producer(self, transceiver: Any, track: dict[str, Any],
                        ssrcs: tuple[int, ...], rtx_ssrcs: tuple[int, ...]) -> Producer | None:
-        codecs = [c for c in transceiver._codecs if not c.mimeType.lower().endswith("/rtx")]
+        negotiated = internals.negotiated_codecs(transceiver)
+        codecs = [c for c in negotiated if not c.mimeType.lower().endswith("/rtx")]
         if not codecs:
             logger.warning("participant %s: no common codec for mid %s", self.id, transceiver.mid)
             return None
         main = codecs[0]
-        rtx = next((c.payloadType for c in transceiver._codecs
+        rtx = next((c.payloadType for c in negotiated
                     if c.mimeType.lower().endswith("/rtx")
                     and c.parameters.get("apt") == main.payloadType), None)
         codec = CodecInfo(main.mimeType, main.clockRate, main.payloadType, main.channels,
                           dict(main.parameters), rtx)
-        ext_ids = {e.uri: e.id for e in transceiver._headerExtensions}
-        if EXT_MID in ext_ids:
-            self.demux.mid_ext_id = ext_ids[EXT_MID]
         producer = Producer(
             participant_id=self.id, kind=transceiver.kind, mid=transceiver.mid, codec=codec,
-            ext_ids=ext_ids, transport=self.pub, rtcp_ssrc=transceiver.sender._ssrc,
+            ext_ids=internals.header_extension_ids(transceiver), transport=self.pub,
+            rtcp_ssrc=internals.sender_ssrc(transceiver.sender),
             ssrcs=ssrcs[:1], source=track.get("source", "camera"), name=track.get("name"),
             nack_cache_size=self.settings.nack_cache_size,
             keyframe_interval=self.settings.keyframe_interval,
-            keyframe_replay_age=self.settings.keyframe_replay_age)
-        self.producers[producer.id] = producer
-        self.demux.add(producer, ssrcs[:1], rtx_ssrcs)
-        producer.on_close.append(self._producer_closed)
+            keyframe_replay_age=self.settings.keyframe_replay_age,
+            clock=self.clock, scheduler=self.scheduler)
+        self.add_producer(producer, ssrcs[:1], rtx_ssrcs)
         return producer
+
+    def add_producer(self, producer: Producer, ssrcs: tuple[int, ...] = (),
+                     rtx_ssrcs: tuple[int, ...] = ()) -> None:
+        """Own ``producer``: route the publisher's packets of ``ssrcs`` (and of its mid)
+        to it and report on its reception to the publisher every ``feedback_interval``."""
+        if EXT_MID in producer.ext_ids:
+            self.demux.mid_ext_id = producer.ext_ids[EXT_MID]
+        self.producers[producer.id] = producer
+        self.demux.add(producer, ssrcs, rtx_ssrcs)
+        producer.on_close.append(self._producer_closed)
+        if self._feedback is None and not self.closed:
+            self._feedback = self.scheduler.call_later(self.settings.feedback_interval,
+                                                       self._publisher_feedback_due)
 
     def _producer_closed(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
@@ -235,14 +261,16 @@ class Participant:
         if producer is not None:
             producer.receive_rtp(data, pt, seq, ts, ssrc, off, end)
 
-    async def _publisher_feedback(self) -> None:
+    def _publisher_feedback_due(self) -> None:
         """Once a second: a receiver report of every published stream, and a REMB
         with the loss-based estimate for the video ones."""
-        while not self.closed:
-            await asyncio.sleep(self.settings.feedback_interval)
-            packet = self.publisher_feedback(time.monotonic())
-            if packet:
-                self.pub.send_rtcp(packet)
+        if self.closed:
+            return
+        self._feedback = self.scheduler.call_later(self.settings.feedback_interval,
+                                                   self._publisher_feedback_due)
+        packet = self.publisher_feedback(self.clock.monotonic())
+        if packet:
+            self.pub.send_rtcp(packet)
 
     def publisher_feedback(self, now: float) -> bytes | None:
         """The compound RTCP (RR, REMB) for the publisher at ``now``; None if nothing to say."""
@@ -269,7 +297,7 @@ class Participant:
             if isinstance(packet, SenderReport):
                 producer = self.demux.by_ssrc.get(packet.ssrc)
                 if producer is not None:
-                    producer.receive_sender_report(packet, time.monotonic())
+                    producer.receive_sender_report(packet, self.clock.monotonic())
 
     # -- subscribing ---------------------------------------------------------------
 
@@ -283,35 +311,45 @@ class Participant:
             if producer.id in self.consumers or producer.closed:
                 continue
             transceiver = self.sub.pc.addTransceiver(IdleTrack(producer.kind), direction="sendonly")
-            quiet_sender_reports(transceiver.sender)
+            internals.quiet_sender_reports(transceiver.sender)
             transceiver.setCodecPreferences(
                 [c for c in _preferred(transceiver, (producer.codec.mime_type,))
                  if not c.mimeType.lower().endswith("/rtx")])
-            consumer = Consumer(producer, self.id, self.sub, transceiver)
-            consumer.on_close.append(self._consumer_closed)
-            self.consumers[producer.id] = consumer
+            consumer = Consumer(producer, self.id, self.sub, internals.sender_ssrc(transceiver.sender),
+                                clock=self.clock, scheduler=self.scheduler)
+            self._transceivers[consumer.id] = transceiver
+            self.add_consumer(consumer)
             created.append(consumer)
-        if created and self._reports is None:
-            self._reports = asyncio.ensure_future(self._subscriber_reports())
         if created:
             await self.renegotiate()
         return created
 
-    async def _subscriber_reports(self) -> None:
+    def add_consumer(self, consumer: Consumer) -> None:
+        """Own ``consumer`` (one per producer): route the subscriber's RTCP about its
+        SSRC to it and send the subscriber its sender reports."""
+        consumer.on_close.append(self._consumer_closed)
+        self.consumers[consumer.producer.id] = consumer
+        if self._reports is None and not self.closed:
+            self._reports = self.scheduler.call_later(0.5 + random.random(),
+                                                      self._subscriber_reports_due)
+
+    def _subscriber_reports_due(self) -> None:
         """About once a second, one compound RTCP to the subscriber: a translated sender
         report per started consumer and their CNAME (RFC 3550's 0.5-1.5 s spread)."""
-        while not self.closed:
-            await asyncio.sleep(0.5 + random.random())
-            packet = self.subscriber_reports()
-            if packet and self.sub is not None:
-                self.sub.send_rtcp(packet)
+        if self.closed:
+            return
+        self._reports = self.scheduler.call_later(0.5 + random.random(),
+                                                  self._subscriber_reports_due)
+        packet = self.subscriber_reports()
+        if packet and self.sub is not None:
+            self.sub.send_rtcp(packet)
 
     def subscriber_reports(self) -> bytes | None:
         """The compound RTCP for the subscriber now; None when nothing has started."""
         reports = [r for r in (c.sender_report() for c in self.consumers.values()) if r]
         if not reports:
             return None
-        cname = self.sub.pc._RTCPeerConnection__cname.encode() if self.sub else b""
+        cname = self.sub.cname.encode() if self.sub else b""
         sdes = Sdes(chunks=[(r.ssrc, [(1, cname)]) for r in reports])
         return serialize_rtcp([*reports, sdes])
 
@@ -324,6 +362,12 @@ class Participant:
 
     def _consumer_closed(self, consumer: Consumer) -> None:
         self.consumers.pop(consumer.producer.id, None)
+        transceiver = self._transceivers.pop(consumer.id, None)
+        if transceiver is not None:
+            try:
+                transceiver.direction = "inactive"  # in the next offer
+            except Exception:  # noqa: BLE001 - the peer connection may be gone
+                pass
 
     async def renegotiate(self) -> None:
         """Send the subscriber a new offer, or remember to once the pending one is answered."""
@@ -348,7 +392,10 @@ class Participant:
         await self.sub.accept_answer(sdp)
         self._offer_out = False
         for consumer in list(self.consumers.values()):
-            consumer.negotiate()
+            transceiver = self._transceivers.get(consumer.id)
+            if transceiver is not None:
+                consumer.negotiate(_payload_types(internals.negotiated_codecs(transceiver)),
+                                   internals.header_extension_ids(transceiver))
         if self._renegotiate:
             await self.renegotiate()
 

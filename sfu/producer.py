@@ -7,16 +7,16 @@ sender report (to translate for each consumer) and the keyframe-request throttle
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .forward import NackCache, fan_out
+from .clock import ASYNCIO_SCHEDULER, SYSTEM_CLOCK, Cancellable, Clock, Scheduler
 from .errors import MalformedPacket
+from .extensions import EXT_ABS_SEND_TIME
+from .forward import NackCache, fan_out
 from .h264 import h264_is_keyframe
 from .keyframe import KeyframeRequestThrottle
 from .reception import ReceptionStats
@@ -26,16 +26,16 @@ from .vp8 import vp8_is_keyframe
 
 if TYPE_CHECKING:
     from .consumer import Consumer
-    from .transport import WebRtcTransport
 
-__all__ = ["CodecInfo", "Producer", "SenderReportInfo", "EXT_ABS_SEND_TIME", "EXT_AUDIO_LEVEL",
-           "EXT_MID"]
+__all__ = ["CodecInfo", "Producer", "SenderReportInfo", "RtcpSink"]
 
 logger = logging.getLogger(__name__)
 
-EXT_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
-EXT_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-EXT_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+class RtcpSink(Protocol):
+    """Where a producer writes its RTCP to the publisher (a :class:`WebRtcTransport`)."""
+
+    def send_rtcp(self, packet: bytes) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,12 @@ class SenderReportInfo:
 
 
 class Producer:
-    """An incoming track. ``close()`` closes its consumers."""
+    """An incoming track. ``close()`` closes its consumers.
+
+    ``transport`` is where RTCP to the publisher goes (NACK, PLI); ``clock`` and
+    ``scheduler`` (the machine's and the running asyncio loop's by default) time the
+    keyframe cache and the keyframe-request throttle.
+    """
 
     def __init__(
         self,
@@ -82,7 +87,7 @@ class Producer:
         mid: str,
         codec: CodecInfo,
         ext_ids: dict[str, int],
-        transport: WebRtcTransport,
+        transport: RtcpSink,
         rtcp_ssrc: int,
         ssrcs: tuple[int, ...] = (),
         source: str = "camera",
@@ -91,7 +96,11 @@ class Producer:
         nack_cache_size: int = 1024,
         keyframe_interval: float = 1.0,
         keyframe_replay_age: float = 1.0,
+        clock: Clock | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
+        self.clock = clock or SYSTEM_CLOCK
+        self.scheduler = scheduler or ASYNCIO_SCHEDULER
         self.id = producer_id or "TR_" + uuid.uuid4().hex[:12]
         self.participant_id = participant_id
         self.kind = kind
@@ -110,7 +119,7 @@ class Producer:
         self.cache = NackCache(nack_cache_size) if self.video else None
         self.keyframes = KeyframeRequestThrottle(keyframe_interval)
         self.keyframe_replay_age = keyframe_replay_age
-        self._keyframe_timer: asyncio.TimerHandle | None = None
+        self._keyframe_timer: Cancellable | None = None
         self.stamps_abs_send_time = EXT_ABS_SEND_TIME in self.ext_ids
         self.last_sr: SenderReportInfo | None = None
         self.reception: ReceptionStats | None = None
@@ -175,11 +184,11 @@ class Producer:
                 self.keyframes_seen += 1
                 self.keyframes.satisfied()
                 self.last_keyframe_seq = seq
-                self.last_keyframe_at = time.monotonic()
+                self.last_keyframe_at = self.clock.monotonic()
         self.packets += 1
         self.octets += payload_end - payload_offset
         if self._states:
-            stamp = abs_send_time(time.time()) if self.stamps_abs_send_time else 0
+            stamp = abs_send_time(self.clock.wall()) if self.stamps_abs_send_time else 0
             try:
                 fan_out(self._states, data, seq, ts, payload_end - payload_offset, keyframe, stamp)
             except MalformedPacket:  # e.g. a header-extension element past its block
@@ -211,6 +220,10 @@ class Producer:
 
     # -- keyframes -----------------------------------------------------------------
 
+    def keyframe_age(self) -> float:
+        """Seconds since the latest keyframe arrived (infinite before the first)."""
+        return self.clock.monotonic() - self.last_keyframe_at
+
     def replay_from_keyframe(self, state: Any) -> bool:
         """Start a new consumer at once: forward to ``state`` every cached packet from
         the latest keyframe on, if that keyframe is at most ``keyframe_replay_age``
@@ -218,14 +231,14 @@ class Producer:
         gap-free. (Otherwise it waits for a new keyframe, which the once-a-second
         request limit may delay by up to a second.)"""
         if (self.cache is None or self.reception is None or self.last_keyframe_seq < 0
-                or time.monotonic() - self.last_keyframe_at > self.keyframe_replay_age):
+                or self.keyframe_age() > self.keyframe_replay_age):
             return False
         first, last = self.last_keyframe_seq, self.reception.extended_max & 0xFFFF
         count = ((last - first) & 0xFFFF) + 1
         packets = [self.cache.get((first + i) & 0xFFFF) for i in range(min(count, self.cache.size))]
         if count > self.cache.size or any(p is None for p in packets):
             return False
-        stamp = abs_send_time(time.time()) if self.stamps_abs_send_time else 0
+        stamp = abs_send_time(self.clock.wall()) if self.stamps_abs_send_time else 0
         for i, data in enumerate(packets):
             try:
                 _, _, seq, ts, _, offset, end, *_ = parse_header(data)
@@ -239,14 +252,13 @@ class Producer:
         """Ask the publisher for a keyframe (PLI), at most once per interval."""
         if not self.video or self.closed:
             return
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if self.keyframes.request(now):
             self._send_pli()
         elif self._keyframe_timer is None:
             delay = self.keyframes.due(now)
             if delay is not None:
-                self._keyframe_timer = asyncio.get_running_loop().call_later(
-                    delay, self._pending_keyframe_due)
+                self._keyframe_timer = self.scheduler.call_later(delay, self._pending_keyframe_due)
 
     def _pending_keyframe_due(self) -> None:
         self._keyframe_timer = None

@@ -2,23 +2,23 @@
 
 Ownership runs top-down and ``close()`` cascades: a room closes its participants, a
 participant its producers, consumers and peer connections, a producer its consumers.
-The room reports what happened through ``on_event(name, **data)``; the node turns
-those into protocol events and plugin hooks.
-
-Events: ``participant_joined(participant)``, ``participant_left(participant)``,
-``track_published(producer)``, ``track_unpublished(producer)``, ``closed(reason)``.
+The room reports what happened through ``on_event(event)``, one typed event of
+:mod:`sfu.events` per call (``ParticipantJoined``, ``ParticipantLeft``,
+``TrackPublished``, ``TrackUnpublished``, ``RoomClosed``); the node turns those into
+protocol events and plugin hooks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .clock import ASYNCIO_SCHEDULER, SYSTEM_CLOCK, Cancellable, Clock, Scheduler
 from .consumer import Consumer
 from .errors import Closed, NotFound
+from .events import (ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent, TrackPublished,
+                     TrackUnpublished)
 from .participant import MediaSettings, Participant
 from .producer import Producer
 
@@ -27,34 +27,51 @@ __all__ = ["Room"]
 logger = logging.getLogger(__name__)
 
 
+def _ignore(event: RoomEvent) -> None:
+    pass
+
+
 class Room:
+    """A room named ``name``. ``on_event(event)`` is told what happens in it; ``clock``
+    and ``scheduler`` (the machine's and the running asyncio loop's by default) are
+    passed to its participants."""
+
     def __init__(self, name: str, settings: MediaSettings | None = None,
-                 metadata: Any = None) -> None:
+                 metadata: Any = None, *, clock: Clock | None = None,
+                 scheduler: Scheduler | None = None) -> None:
         self.name = name
         self.settings = settings or MediaSettings()
         self.metadata = metadata
-        self.created_at = time.time()
+        self.clock = clock or SYSTEM_CLOCK
+        self.scheduler = scheduler or ASYNCIO_SCHEDULER
+        self.created_at = self.clock.wall()
         self.participants: dict[str, Participant] = {}
         self.producers: dict[str, Producer] = {}
-        self.on_event: Callable[..., None] = lambda name, **data: None
+        self.on_event: Callable[[RoomEvent], None] = _ignore
         self.closed = False
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[Cancellable] = set()
 
-    def _emit(self, name: str, **data: Any) -> None:
+    def _emit(self, event: RoomEvent) -> None:
         try:
-            self.on_event(name, **data)
+            self.on_event(event)
         except Exception:  # an observer bug must not break the media plane
-            logger.exception("room %s: %s observer failed", self.name, name)
+            logger.exception("room %s: %s observer failed", self.name, type(event).__name__)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, start: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run ``start()`` in the background; a failure is logged, close() cancels it
+        (before it starts, no coroutine is made)."""
+        task: Cancellable | None = None
+
+        async def guarded() -> None:
+            try:
+                await start()
+            except Exception:  # noqa: BLE001 - a background failure must be seen, not lost
+                logger.exception("room %s: background task failed", self.name)
+            finally:
+                self._tasks.discard(task)
+
+        task = self.scheduler.spawn(guarded())
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("room %s: background task failed", self.name, exc_info=task.exception())
 
     def _check_open(self) -> None:
         if self.closed:
@@ -77,9 +94,10 @@ class Room:
 
     def join(self, identity: str, name: str | None = None, metadata: Any = None) -> Participant:
         self._check_open()
-        participant = Participant(identity, name, metadata, self.settings)
+        participant = Participant(identity, name, metadata, self.settings,
+                                  clock=self.clock, scheduler=self.scheduler)
         self.participants[participant.id] = participant
-        self._emit("participant_joined", participant=participant)
+        self._emit(ParticipantJoined(self.name, participant))
         return participant
 
     async def leave(self, participant_id: str) -> None:
@@ -88,7 +106,7 @@ class Room:
         if participant is None:
             return
         await participant.close()
-        self._emit("participant_left", participant=participant)
+        self._emit(ParticipantLeft(self.name, participant))
 
     # -- media -----------------------------------------------------------------------
 
@@ -99,18 +117,18 @@ class Room:
         for producer in producers:
             self.producers[producer.id] = producer
             producer.on_close.append(self._producer_closed)
-            self._emit("track_published", producer=producer)
+            self._emit(TrackPublished(self.name, producer))
         return answer, producers
 
     def _producer_closed(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
-        self._emit("track_unpublished", producer=producer)
+        self._emit(TrackUnpublished(self.name, producer))
         if self.closed:
             return
         # subscribers whose consumer just closed get an offer with that m-line inactive
         for participant in self.participants.values():
             if participant.sub is not None and not participant.closed:
-                self._spawn(participant.renegotiate())
+                self._spawn(participant.renegotiate)
 
     def unpublish(self, participant: Participant, track_ids: list[str]) -> list[str]:
         for track_id in track_ids:
@@ -149,4 +167,5 @@ class Room:
             await self.leave(participant_id)
         for task in list(self._tasks):
             task.cancel()
-        self._emit("closed", reason=reason)
+        self._tasks.clear()
+        self._emit(RoomClosed(self.name, reason))

@@ -24,13 +24,15 @@ from typing import Any
 
 import pylibsrtp
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCConfiguration
 
+from . import _aiortc_internals as internals
 from . import ice
 from .errors import Closed, NegotiationError
 from .rtp import is_rtcp
 
-__all__ = ["WebRtcTransport", "TransportStats"]
+__all__ = ["WebRtcTransport", "TransportStats", "IdleTrack"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,18 +68,16 @@ def _sockaddr(family: int, address: tuple) -> bytes:
     raise ValueError(f"unsupported address family {family}")
 
 
-def _bypass_receiver(receiver: Any) -> None:
-    """Stop the decoder thread that aiortc starts per receiver: no RTP ever reaches it."""
-    if getattr(receiver, "_dockcast_bypassed", False):
-        return
-    receiver._dockcast_bypassed = True
-    original = receiver.receive
+class IdleTrack(MediaStreamTrack):
+    """A sendonly track with no encoder: ``recv()`` waits forever, so aiortc's sender
+    task sleeps at no cost while the SFU writes the packets itself."""
 
-    async def receive(parameters: Any) -> None:
-        await original(parameters)
-        receiver._RTCRtpReceiver__stop_decoder()
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
 
-    receiver.receive = receive
+    async def recv(self) -> Any:
+        await asyncio.Event().wait()
 
 
 def _ignore_rtp(data: bytes, arrival: float) -> None:
@@ -117,6 +117,7 @@ class WebRtcTransport:
         self.closed = False
         self._dtls: Any = None
         self._ice_connection: Any = None
+        self._rx_srtp: pylibsrtp.Session | None = None
         self._original_data_received: Callable[[bytes, int], None] | None = None
         self._tx_protect: Callable[[bytes], bytes] | None = None
         self._tx_protect_rtcp: Callable[[bytes], bytes] | None = None
@@ -206,42 +207,39 @@ class WebRtcTransport:
         if len(dtls_set) > 1:
             raise NegotiationError("all media must be BUNDLEd on one transport")
         for transceiver in transceivers:
-            _bypass_receiver(transceiver.receiver)
+            internals.stop_decoder_after_receive(transceiver.receiver)
         dtls = transceivers[0].receiver.transport
         if dtls is self._dtls:
             return
         self._dtls = dtls
-        connection = dtls.transport._connection
+        self._rx_srtp = None
+        connection = internals.ice_connection(dtls)
         self._ice_connection = connection
-        self._original_data_received = connection.data_received
-        connection.data_received = self._data_received
-        original_send_rtp = dtls._send_rtp
+        self._original_data_received = internals.hook_data_received(connection, self._data_received)
 
-        async def send_rtp(data: bytes) -> None:
-            # aiortc's senders and receivers write their RTCP here
-            if self.rtcp_out_filter is not None and is_rtcp(data):
-                filtered = self.rtcp_out_filter(data)
-                if not filtered:
-                    return
-                data = filtered
-            await original_send_rtp(data)
+        def outgoing(original_send_rtp: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+            async def send_rtp(data: bytes) -> None:
+                # aiortc's senders and receivers write their RTCP here
+                if self.rtcp_out_filter is not None and is_rtcp(data):
+                    filtered = self.rtcp_out_filter(data)
+                    if not filtered:
+                        return
+                    data = filtered
+                await original_send_rtp(data)
 
-        dtls._send_rtp = send_rtp
+            return send_rtp
 
         # SRTP that arrived while the DTLS handshake was finishing was queued behind
         # it and is decrypted by aiortc: take it from there too
-        async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
-            self._deliver(data, False)
-
-        async def handle_rtcp_data(data: bytes) -> None:
-            self._deliver(data, True)
-
-        dtls._handle_rtp_data = handle_rtp_data
-        dtls._handle_rtcp_data = handle_rtcp_data
+        internals.hook_dtls(dtls, outgoing=outgoing,
+                            on_rtp=lambda data: self._deliver(data, False),
+                            on_rtcp=lambda data: self._deliver(data, True))
 
     def _data_received(self, data: bytes, component: int) -> None:
         if data and 127 < data[0] < 192:
-            rx = self._dtls._rx_srtp
+            rx = self._rx_srtp
+            if rx is None:  # set once DTLS is up, then never replaced
+                rx = self._rx_srtp = internals.rx_srtp(self._dtls)
             if rx is not None:
                 self._srtp_received(rx, data)
                 return
@@ -274,13 +272,14 @@ class WebRtcTransport:
 
     def _resolve_send_path(self) -> bool:
         dtls = self._dtls
-        if dtls is None or dtls._tx_srtp is None or self.closed:
+        tx = internals.tx_srtp(dtls) if dtls is not None else None
+        if tx is None or self.closed:
             return False
-        pair = self._ice_connection._nominated.get(1)
+        pair = internals.nominated_pair(self._ice_connection)
         if pair is None or pair.protocol.transport is None:
             return False
-        self._tx_protect = dtls._tx_srtp.protect
-        self._tx_protect_rtcp = dtls._tx_srtp.protect_rtcp
+        self._tx_protect = tx.protect
+        self._tx_protect_rtcp = tx.protect_rtcp
         self._sendto = pair.protocol.transport.sendto
         self._remote_addr = pair.remote_addr
         return True
@@ -324,17 +323,17 @@ class WebRtcTransport:
         if self._tx_protect is None and not self._resolve_send_path():
             return None
         try:
-            from pylibsrtp import _binding
-
-            ffi, lib = _binding.ffi, _binding.lib
-            owner = self._dtls._tx_srtp._srtp
-            ctx = int(ffi.cast("uintptr_t", owner[0]))
-            fn = int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
+            owner, ctx, fn = internals.srtp_protect_native(internals.tx_srtp(self._dtls))
             sock = self._sendto.__self__.get_extra_info("socket")
             return owner, ctx, fn, sock.fileno(), _sockaddr(sock.family, self._remote_addr)
         except Exception:  # noqa: BLE001 - an unexpected pylibsrtp/uvloop: the Python path
             logger.debug("native send path unavailable", exc_info=True)
             return None
+
+    @property
+    def cname(self) -> str:
+        """The CNAME this peer connection announces (the SDES of our reports carries it)."""
+        return internals.peer_connection_cname(self.pc)
 
     @property
     def send_path(self) -> tuple[Callable[[bytes], bytes], Callable[[bytes, Any], None], Any] | None:

@@ -1,6 +1,6 @@
 import aioice.ice
 
-from sfu import ice
+from sfu import _aiortc_internals as internals, ice
 
 SDP = "\r\n".join([
     "v=0", "m=video 9 UDP/TLS/RTP/SAVPF 96",
@@ -23,7 +23,7 @@ def test_loopback_node_pairs_only_with_loopback(loopback_ice):
 def test_default_policy_keeps_everything():
     try:
         ice.use_host_addresses(None)
-        assert aioice.ice.get_host_addresses is ice._original_get_host_addresses
+        assert aioice.ice.get_host_addresses is internals._original_get_host_addresses
         assert ice.filter_sdp_candidates(SDP).count("a=candidate") == 4
     finally:
         ice.use_host_addresses(["127.0.0.1"])

@@ -11,13 +11,13 @@ import asyncio
 import pytest
 from aiortc.rtp import RtpPacket
 
-from sfu import forward
-from sfu.consumer import IdleTrack
+from sfu import _aiortc_internals as internals, forward
 from sfu.errors import NegotiationError, NotFound
+from sfu.events import RoomClosed, TrackUnpublished
 from sfu.rtcp import SenderReport, parse_rtcp
 from sfu.room import Room
 from sfu.rtp import parse_header
-from sfu.transport import WebRtcTransport
+from sfu.transport import IdleTrack, WebRtcTransport
 
 VP8_KEY = bytes([0x10, 0x00, 0x9D, 0x01, 0x2A]) + b"K" * 40   # S=1, PID=0, P=0
 VP8_DELTA = bytes([0x10, 0x01]) + b"D" * 40                    # S=1, P=1
@@ -37,8 +37,9 @@ class ClientPublisher:
 
     def send(self, kind, payload, ts):
         tr = self.video if kind == "video" else self.audio
-        p = RtpPacket(payload_type=tr._codecs[0].payloadType, sequence_number=self.seq[kind],
-                      timestamp=ts, ssrc=tr.sender._ssrc)
+        p = RtpPacket(payload_type=internals.negotiated_codecs(tr)[0].payloadType,
+                      sequence_number=self.seq[kind], timestamp=ts,
+                      ssrc=internals.sender_ssrc(tr.sender))
         p.payload = payload
         self.seq[kind] += 1
         return self.t.send_rtp(p.serialize())
@@ -76,7 +77,7 @@ async def until(predicate, timeout=15):
 async def room():
     r = Room("dock-7")
     events = []
-    r.on_event = lambda name, **data: events.append((name, data))
+    r.on_event = events.append
     r.events = events
     yield r
     await r.close()
@@ -130,7 +131,8 @@ async def test_forwarding_rewrites_and_waits_for_a_keyframe(room):
     seqs = [h[2] for h in video]
     assert [(s - seqs[0]) & 0xFFFF for s in seqs] == [0, 1, 2, 3]
     assert [(h[3] - video[0][3]) & 0xFFFFFFFF for h in video] == [0, 3000, 6000, 9000]
-    negotiated_pt = consumers["video"].transceiver._codecs[0].payloadType
+    transceiver = viewer._transceivers[consumers["video"].id]
+    negotiated_pt = internals.negotiated_codecs(transceiver)[0].payloadType
     assert {h[0] for h in video} == {negotiated_pt}
     assert len(sub.by_ssrc()[consumers["audio"].ssrc]) == 5  # audio needs no keyframe
     assert producers["video"].keyframes.sent >= 1  # the SFU asked the publisher for one
@@ -138,7 +140,7 @@ async def test_forwarding_rewrites_and_waits_for_a_keyframe(room):
     # one compound report for the subscriber: the publisher's SR, translated
     assert viewer.subscriber_reports() is None  # no publisher SR yet: nothing to translate
     producers["video"].receive_sender_report(
-        SenderReport(ssrc=pub.video.sender._ssrc, ntp_timestamp=0xE000_0000_0000_0000,
+        SenderReport(ssrc=internals.sender_ssrc(pub.video.sender), ntp_timestamp=0xE000_0000_0000_0000,
                      rtp_timestamp=120000, packet_count=9, octet_count=99), 0.0)
     sr, sdes = parse_rtcp(viewer.subscriber_reports())
     assert sr.ssrc == consumers["video"].ssrc and sr.ntp_timestamp == 0xE000_0000_0000_0000
@@ -167,14 +169,14 @@ async def test_unsubscribe_unpublish_and_close_cascade(room):
     assert len(sub.packets) == before
 
     room.unpublish(publisher, [producers["video"].id])
-    assert ("track_unpublished", {"producer": producers["video"]}) in room.events
+    assert TrackUnpublished("dock-7", producers["video"]) in room.events
     assert viewer.consumers == {} and producers["video"].closed
     with pytest.raises(NotFound):
         room.unpublish(publisher, [producers["video"].id])
 
     await room.close("test over")
     assert publisher.closed and viewer.closed and publisher.pub.closed and viewer.sub.closed
-    assert room.events[-1] == ("closed", {"reason": "test over"})
+    assert room.events[-1] == RoomClosed("dock-7", "test over")
     await sub.t.close()
     await pub.t.close()
 
@@ -208,8 +210,8 @@ async def test_hostile_packets_into_the_handlers_are_ignored(room):
         viewer._on_subscriber_rtcp(data)
         viewer._filter_outgoing_rtcp(data)
 
-    ssrcs = [pub.video.sender._ssrc, pub.audio.sender._ssrc]
-    pts = [c.payloadType for tr in (pub.video, pub.audio) for c in tr._codecs]
+    ssrcs = [internals.sender_ssrc(pub.video.sender), internals.sender_ssrc(pub.audio.sender)]
+    pts = [c.payloadType for tr in (pub.video, pub.audio) for c in internals.negotiated_codecs(tr)]
 
     @settings(max_examples=300, deadline=None)
     @given(st.sampled_from(ssrcs), st.sampled_from(pts), st.integers(0, 0xFFFF),
@@ -276,6 +278,6 @@ async def test_failed_publisher_connection_unpublishes(room):
     publisher._transport_state(publisher.pub, "failed")  # what ICE consent expiry reports
     assert publisher.producers == {} and room.producers == {}
     assert viewer.consumers == {}
-    assert [n for n, _ in room.events].count("track_unpublished") == 2
+    assert [type(e) for e in room.events].count(TrackUnpublished) == 2
     viewer._transport_state(viewer.sub, "failed")  # nothing left to pause: no error
     await sub.t.close()

@@ -8,10 +8,9 @@ import pytest
 
 from aiortc.rtp import RtpPacket
 
-from sfu.consumer import IdleTrack
 from sfu.errors import Closed, NegotiationError
 from sfu.rtcp import Pli, parse_rtcp, serialize_rtcp
-from sfu.transport import WebRtcTransport
+from sfu.transport import IdleTrack, WebRtcTransport
 
 
 async def connected_pair():

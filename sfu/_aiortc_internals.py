@@ -1,0 +1,235 @@
+"""The one module that touches aiortc's, aioice's and pylibsrtp's private attributes.
+
+Checked against aiortc 1.16.0, aioice 0.13.0 and pylibsrtp 1.0.0. Everything else in
+the media plane (and bench/) goes through the functions here, so that an upgrade is
+checked in one place: at import, :func:`check` makes sure every private attribute and
+method relied on still exists, and raises :class:`~sfu.errors.AiortcInternalsChanged`
+naming the attribute and the version it was checked against, rather than letting an
+``AttributeError`` surface later in the middle of a call.
+
+What is relied on:
+
+- ``RTCRtpSender._ssrc`` (the SSRC a sender announces), ``_run_rtcp``, ``_send_rtcp``
+  and its name-mangled ``__rtcp_started``/``__rtcp_exited`` events;
+- ``RTCRtpTransceiver._codecs`` and ``_headerExtensions`` (what negotiation settled);
+- ``RTCRtpReceiver.__stop_decoder`` (its decoder thread, unused by the SFU);
+- ``RTCPeerConnection.__cname`` (the CNAME of the SDES the SFU writes itself);
+- ``RTCDtlsTransport._rx_srtp``/``_tx_srtp`` (the SRTP sessions), ``_send_rtp``,
+  ``_handle_rtp_data``/``_handle_rtcp_data`` (hooks around SRTP), and
+  ``RTCIceTransport._connection`` (the aioice connection);
+- aioice ``Connection._nominated`` (the pair per component) and ``data_received``
+  (the funnel for non-STUN datagrams), and ``aioice.ice.get_host_addresses``;
+- pylibsrtp ``Session._srtp`` (the ``srtp_t`` cdata) and ``pylibsrtp._binding``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+from collections.abc import Callable
+from typing import Any
+
+import aioice.ice
+import pylibsrtp
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcicetransport import RTCIceTransport
+
+from .errors import AiortcInternalsChanged
+
+__all__ = ["CHECKED_VERSIONS", "check", "sender_ssrc", "negotiated_codecs",
+           "header_extension_ids", "quiet_sender_reports", "stop_decoder_after_receive",
+           "peer_connection_cname", "ice_connection", "rx_srtp", "tx_srtp", "nominated_pair",
+           "hook_dtls", "hook_data_received", "srtp_protect_native", "set_host_addresses"]
+
+CHECKED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
+
+# (owner, attribute, package): a method or class attribute that must exist, or, where
+# the attribute is set on instances, a name that ``owner.__init__`` must assign.
+_METHODS = [
+    (RTCRtpSender, "_run_rtcp", "aiortc"),
+    (RTCRtpSender, "_send_rtcp", "aiortc"),
+    (RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder", "aiortc"),
+    (RTCDtlsTransport, "_send_rtp", "aiortc"),
+    (RTCDtlsTransport, "_handle_rtp_data", "aiortc"),
+    (RTCDtlsTransport, "_handle_rtcp_data", "aiortc"),
+    (aioice.ice.Connection, "data_received", "aioice"),
+    (aioice.ice, "get_host_addresses", "aioice"),
+]
+_INSTANCE_ATTRIBUTES = [
+    (RTCRtpSender, "_ssrc", "aiortc"),
+    (RTCRtpSender, "_RTCRtpSender__rtcp_started", "aiortc"),
+    (RTCRtpSender, "_RTCRtpSender__rtcp_exited", "aiortc"),
+    (RTCRtpTransceiver, "_codecs", "aiortc"),
+    (RTCRtpTransceiver, "_headerExtensions", "aiortc"),
+    (RTCPeerConnection, "_RTCPeerConnection__cname", "aiortc"),
+    (RTCDtlsTransport, "_rx_srtp", "aiortc"),
+    (RTCDtlsTransport, "_tx_srtp", "aiortc"),
+    (RTCIceTransport, "_connection", "aiortc"),
+    (aioice.ice.Connection, "_nominated", "aioice"),
+    (pylibsrtp.Session, "_srtp", "pylibsrtp"),
+]
+
+
+def _installed(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _missing(package: str, what: str) -> AiortcInternalsChanged:
+    return AiortcInternalsChanged(
+        f"{what} is gone in {package} {_installed(package)}; sfu._aiortc_internals was "
+        f"checked against {package} {CHECKED_VERSIONS[package]}: adapt that module")
+
+
+def check(methods: list | None = None, instance_attributes: list | None = None) -> None:
+    """Raise :class:`AiortcInternalsChanged` unless every private attribute relied on
+    exists. Instance attributes are found in the names their class's ``__init__``
+    assigns, so nothing is constructed."""
+    for owner, name, package in _METHODS if methods is None else methods:
+        if not hasattr(owner, name):
+            raise _missing(package, f"{getattr(owner, '__name__', owner)}.{name}")
+    for owner, name, package in _INSTANCE_ATTRIBUTES if instance_attributes is None else instance_attributes:
+        if name not in owner.__init__.__code__.co_names:
+            raise _missing(package, f"{owner.__name__}().{name}")
+    try:
+        from pylibsrtp import _binding
+
+        _binding.ffi, _binding.lib.srtp_protect  # noqa: B018
+    except (ImportError, AttributeError) as exc:
+        raise _missing("pylibsrtp", "pylibsrtp._binding.lib.srtp_protect") from exc
+
+
+check()
+
+
+# -- senders, transceivers, receivers, peer connections --------------------------------
+
+
+def sender_ssrc(sender: RTCRtpSender) -> int:
+    """The SSRC a sender announces in SDP (``a=ssrc``) and must send with."""
+    return sender._ssrc
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
+    """The transceiver's negotiated codecs (``RTCRtpCodecParameters``), preferred first."""
+    return list(transceiver._codecs)
+
+
+def header_extension_ids(transceiver: RTCRtpTransceiver) -> dict[str, int]:
+    """The transceiver's negotiated header extensions: URI -> id."""
+    return {e.uri: e.id for e in transceiver._headerExtensions}
+
+
+def quiet_sender_reports(sender: RTCRtpSender) -> None:
+    """Replace aiortc's per-sender RTCP loop (an SR and SDES built per sender every
+    0.5-1.5 s, with NTP 0 here) by one that only says BYE when the sender stops: the
+    participant sends one compound report for all its consumers instead."""
+
+    async def run_rtcp() -> None:
+        sender._RTCRtpSender__rtcp_started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass
+        from aiortc.rtp import RtcpByePacket
+
+        await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
+        sender._RTCRtpSender__rtcp_exited.set()
+
+    sender._run_rtcp = run_rtcp
+
+
+def stop_decoder_after_receive(receiver: RTCRtpReceiver) -> None:
+    """Stop the decoder thread that aiortc starts per receiver once it has started
+    receiving: no RTP ever reaches it (idempotent)."""
+    if getattr(receiver, "_dockcast_bypassed", False):
+        return
+    receiver._dockcast_bypassed = True
+    original = receiver.receive
+
+    async def receive(parameters: Any) -> None:
+        await original(parameters)
+        receiver._RTCRtpReceiver__stop_decoder()
+
+    receiver.receive = receive
+
+
+def peer_connection_cname(pc: RTCPeerConnection) -> str:
+    """The CNAME the peer connection announces in SDP (for the SDES we write)."""
+    return pc._RTCPeerConnection__cname
+
+
+# -- DTLS, SRTP and the ICE pair -------------------------------------------------------
+
+
+def ice_connection(dtls: RTCDtlsTransport) -> aioice.ice.Connection:
+    """The aioice connection under a DTLS transport."""
+    return dtls.transport._connection
+
+
+def rx_srtp(dtls: RTCDtlsTransport) -> pylibsrtp.Session | None:
+    """The SRTP session that decrypts what arrives (None until DTLS is up)."""
+    return dtls._rx_srtp
+
+
+def tx_srtp(dtls: RTCDtlsTransport) -> pylibsrtp.Session | None:
+    """The SRTP session that encrypts what is sent (None until DTLS is up)."""
+    return dtls._tx_srtp
+
+
+def nominated_pair(connection: aioice.ice.Connection, component: int = 1) -> Any:
+    """The nominated candidate pair of ``component`` (``.protocol``, ``.remote_addr``), or None."""
+    return connection._nominated.get(component)
+
+
+def hook_dtls(dtls: RTCDtlsTransport, *,
+              outgoing: Callable[[Callable[[bytes], Any]], Callable[[bytes], Any]],
+              on_rtp: Callable[[bytes], None], on_rtcp: Callable[[bytes], None]) -> None:
+    """Wrap the DTLS transport's writer (``outgoing(original)`` returns the coroutine
+    function that replaces ``_send_rtp``), and take what aiortc decrypts itself (SRTP
+    that arrived while the handshake finished): ``on_rtp``/``on_rtcp`` get it."""
+    dtls._send_rtp = outgoing(dtls._send_rtp)
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        on_rtp(data)
+
+    async def handle_rtcp_data(data: bytes) -> None:
+        on_rtcp(data)
+
+    dtls._handle_rtp_data = handle_rtp_data
+    dtls._handle_rtcp_data = handle_rtcp_data
+
+
+def hook_data_received(connection: aioice.ice.Connection,
+                       handler: Callable[[bytes, int], None]) -> Callable[[bytes, int], None]:
+    """Make ``handler(data, component)`` receive every non-STUN datagram of the ICE
+    connection; return the original receiver (to pass on what the handler does not take)."""
+    original = connection.data_received
+    connection.data_received = handler
+    return original
+
+
+def srtp_protect_native(session: pylibsrtp.Session) -> tuple[Any, int, int]:
+    """``(owner, srtp_ctx, srtp_protect)`` to call libsrtp from C on ``session``: keep
+    ``owner`` alive as long as the addresses are used."""
+    from pylibsrtp import _binding
+
+    ffi, lib = _binding.ffi, _binding.lib
+    owner = session._srtp
+    ctx = int(ffi.cast("uintptr_t", owner[0]))
+    fn = int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
+    return owner, ctx, fn
+
+
+# -- aioice host addresses -------------------------------------------------------------
+
+_original_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def set_host_addresses(get: Callable[[bool, bool], list[str]] | None) -> None:
+    """Make aioice gather host candidates from ``get(use_ipv4, use_ipv6)`` (process-wide,
+    aioice has no per-connection setting); None restores aioice's own."""
+    aioice.ice.get_host_addresses = get or _original_get_host_addresses

@@ -1,0 +1,57 @@
+"""What a room reports: small frozen dataclasses, one per kind of event.
+
+``Room.on_event`` is called with one event object; each names its room first. The
+node turns them into protocol events and plugin hooks (``match``/``isinstance``,
+never strings in an if-chain).
+
+    RoomEvent
+    ├── ParticipantJoined(room, participant)
+    ├── ParticipantLeft(room, participant)     after its tracks and peers closed
+    ├── TrackPublished(room, producer)
+    ├── TrackUnpublished(room, producer)       unpublished, or its peer connection failed
+    └── RoomClosed(room, reason)               the last event of a room
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .participant import Participant
+    from .producer import Producer
+
+__all__ = ["RoomEvent", "ParticipantJoined", "ParticipantLeft", "TrackPublished",
+           "TrackUnpublished", "RoomClosed"]
+
+
+@dataclass(frozen=True)
+class RoomEvent:
+    """Base of every room event: ``room`` is the room's name."""
+
+    room: str
+
+
+@dataclass(frozen=True)
+class ParticipantJoined(RoomEvent):
+    participant: Participant
+
+
+@dataclass(frozen=True)
+class ParticipantLeft(RoomEvent):
+    participant: Participant
+
+
+@dataclass(frozen=True)
+class TrackPublished(RoomEvent):
+    producer: Producer
+
+
+@dataclass(frozen=True)
+class TrackUnpublished(RoomEvent):
+    producer: Producer
+
+
+@dataclass(frozen=True)
+class RoomClosed(RoomEvent):
+    reason: str
