@@ -22,8 +22,9 @@ import pathlib
 import struct
 from dataclasses import asdict, dataclass
 
-__all__ = ["CorpusParams", "CorpusPacket", "Corpus", "generate", "load_or_generate",
-           "vp8_is_keyframe"]
+from sfu.vp8 import vp8_is_keyframe
+
+__all__ = ["CorpusParams", "CorpusPacket", "Corpus", "generate", "load_or_generate"]
 
 MAGIC = b"DCBCORP1"
 _RECORD = struct.Struct("!BBIdIH")  # kind, flags, frame, offset, timestamp, length
@@ -138,31 +139,6 @@ class Corpus:
                                         bool(flags & _FLAG_KEYFRAME)))
             pos += size
         return cls(params, packets)
-
-
-def vp8_is_keyframe(payload: bytes) -> bool:
-    """Whether a VP8 RTP payload (RFC 7741) starts a keyframe."""
-    n = len(payload)
-    if n < 1:
-        return False
-    b0 = payload[0]
-    if not b0 & 0x10 or b0 & 0x07:  # S bit, partition 0
-        return False
-    pos = 1
-    if b0 & 0x80:  # X: extension byte
-        if n < 2:
-            return False
-        x = payload[1]
-        pos = 2
-        if x & 0x80:  # I: picture id, 7 or 15 bits
-            if pos >= n:
-                return False
-            pos += 2 if payload[pos] & 0x80 else 1
-        if x & 0x40:  # L: TL0PICIDX
-            pos += 1
-        if x & 0x30:  # T or K: TID/Y/KEYIDX
-            pos += 1
-    return pos < n and not payload[pos] & 0x01
 
 
 def _video_frames(params: CorpusParams, extra: int = 0):

@@ -32,9 +32,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sfu.rtp import parse_header
+from sfu import _aiortc_internals as internals
+from sfu.extensions import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID
+from sfu.rtcp import Fir, Pli, parse_rtcp
+from sfu.rtp import abs_send_time, parse_header
+from sfu.vp8 import vp8_is_keyframe
 
-from .corpus import Corpus, CorpusPacket, vp8_is_keyframe
+from .corpus import Corpus, CorpusPacket
 from .stats import Reservoir, StreamStats, merge_counts, read_stamp, stamp
 from .wan import TcpDelayProxy, UdpRelay, WanProfile, rewrite_candidates, sdp_candidate_address
 
@@ -42,9 +46,6 @@ __all__ = ["Publisher", "Subscriber", "DockcastSignal", "Worker", "main"]
 
 logger = logging.getLogger("dockcast.bench.loadclient")
 
-EXT_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
-EXT_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-EXT_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 VIDEO_TS_JITTER = 300  # ticks of 90 kHz: lets frame matching find the one alignment
 
 OfferHandler = Callable[[str], Awaitable[str]]
@@ -166,7 +167,7 @@ def _wire_trickle(signal: Any, transport: Any) -> None:
 
 
 def _idle_track(kind: str) -> Any:
-    from sfu.consumer import IdleTrack
+    from sfu.transport import IdleTrack
 
     return IdleTrack(kind)
 
@@ -176,12 +177,13 @@ class _OutStream:
 
     def __init__(self, kind: str, transceiver: Any, rng: random.Random) -> None:
         self.kind = kind
-        self.ssrc = transceiver.sender._ssrc
-        codecs = [c for c in transceiver._codecs if not c.mimeType.lower().endswith("/rtx")]
+        self.ssrc = internals.sender_ssrc(transceiver.sender)
+        codecs = [c for c in internals.negotiated_codecs(transceiver)
+                  if not c.mimeType.lower().endswith("/rtx")]
         self.payload_type = codecs[0].payloadType
         self.seq = rng.getrandbits(16)
         self.ts_base = rng.getrandbits(32)
-        ids = {e.uri: e.id for e in transceiver._headerExtensions}
+        ids = internals.header_extension_ids(transceiver)
         self.mid = (transceiver.mid or "").encode()
         self.mid_id = ids.get(EXT_MID, 0)
         self.ast_id = ids.get(EXT_ABS_SEND_TIME, 0) if kind == "video" else 0
@@ -193,7 +195,7 @@ class _OutStream:
         if self.mid_id and self.mid:
             block += bytes([(self.mid_id << 4) | (len(self.mid) - 1)]) + self.mid
         if self.ast_id:
-            t = int((time.time() % 64) * 262144) & 0xFFFFFF
+            t = abs_send_time(time.time())
             block += bytes([(self.ast_id << 4) | 2]) + t.to_bytes(3, "big")
         if self.level_id:
             block += bytes([(self.level_id << 4), 0x80 | 30])
@@ -213,17 +215,17 @@ class _OutStream:
 
 
 def _keyframe_requests(data: bytes) -> list[int]:
-    """Media SSRCs of the PLIs (PT 206 FMT 1) and FIRs (FMT 4) in a compound RTCP packet."""
+    """Media SSRCs of the PLIs and FIRs in a compound RTCP packet (none if it is malformed)."""
+    try:
+        packets = parse_rtcp(data)
+    except ValueError:
+        return []
     out = []
-    pos = 0
-    while pos + 4 <= len(data):
-        fmt, pt = data[pos] & 0x1F, data[pos + 1]
-        length = 4 * (int.from_bytes(data[pos + 2:pos + 4], "big") + 1)
-        if pt == 206 and fmt == 1 and pos + 12 <= len(data):
-            out.append(int.from_bytes(data[pos + 8:pos + 12], "big"))
-        elif pt == 206 and fmt == 4 and pos + 20 <= len(data):
-            out.append(int.from_bytes(data[pos + 12:pos + 16], "big"))
-        pos += length
+    for packet in packets:
+        if isinstance(packet, Pli):
+            out.append(packet.media_ssrc)
+        elif isinstance(packet, Fir):
+            out.extend(ssrc for ssrc, _ in packet.entries)
     return out
 
 
@@ -395,7 +397,7 @@ class Subscriber:
         self.times.setdefault("offer", time.monotonic())
         answer = await self.transport.accept_offer(self.wan.incoming(self.relay, sdp))
         for transceiver in self.transport.pc.getTransceivers():
-            for codec in transceiver._codecs:
+            for codec in internals.negotiated_codecs(transceiver):
                 self.kinds[codec.payloadType] = transceiver.kind
         self.times.setdefault("answered", time.monotonic())
         return self.wan.outgoing(self.relay, answer)

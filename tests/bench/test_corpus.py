@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.corpus import Corpus, CorpusParams, generate, load_or_generate, vp8_is_keyframe
+from bench.corpus import Corpus, CorpusParams, generate, load_or_generate
+from sfu.vp8 import vp8_is_keyframe
 
 SMALL = CorpusParams(seconds=1.0, width=160, height=96, fps=30, video_bitrate=150_000,
                      keyframe_interval=0.5)
