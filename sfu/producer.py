@@ -171,7 +171,10 @@ class Producer:
             return  # red, fec: not forwarded
         reception = self.reception
         if reception is None or reception.ssrc != ssrc:
+            changed = reception is not None
             reception = self.reception = ReceptionStats(ssrc)
+            if changed:
+                self._stream_changed(ssrc)
         lost = reception.update(seq)
         keyframe = False
         if self.video:
@@ -193,6 +196,19 @@ class Producer:
                 fan_out(self._states, data, seq, ts, payload_end - payload_offset, keyframe, stamp)
             except MalformedPacket:  # e.g. a header-extension element past its block
                 self.malformed += 1
+
+    def _stream_changed(self, ssrc: int) -> None:
+        """The publisher restarted the track under a new SSRC (new sequence numbers and
+        timestamps): every consumer continues its own output from the new stream's
+        next keyframe (video) or packet, and the old stream's packets are forgotten."""
+        self.ssrcs.add(ssrc)
+        for state in self._states:
+            state.restart()
+        if self.video:
+            self.cache.clear()
+            self.last_keyframe_seq = -1
+            self.last_keyframe_at = float("-inf")
+            self.request_keyframe()
 
     def _receive_rtx(self, data: bytes, ts: int, payload_offset: int, payload_end: int) -> None:
         """A retransmission (RFC 4588): restore the original packet and forward it."""

@@ -1,0 +1,249 @@
+"""Consumer on a manual clock, without aiortc: negotiation and activation, the
+late-joiner start, NACKs answered from the cache, sequence and timestamp rewriting
+across pause/resume and a change of the incoming stream, translated sender reports."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakes import (PUBLISHER_SSRC, SUBSCRIBER_EXT_IDS, SUBSCRIBER_PAYLOAD_TYPES, VP8_DELTA,
+                   VP8_KEY, Publisher)
+from sfu.rtcp import Fir, Nack, Pli, ReceiverReport, ReportBlock, Remb, SenderReport
+
+pytestmark = pytest.mark.twin
+
+
+def seq_steps(headers):
+    return [(h[2] - headers[0][2]) & 0xFFFF for h in headers]
+
+
+def ts_steps(headers):
+    return [(h[3] - headers[0][3]) & 0xFFFFFFFF for h in headers]
+
+
+def test_negotiation_takes_the_subscribers_payload_type_and_ids(clock, make_producer, make_consumer):
+    producer = make_producer()
+    consumer = make_consumer(producer, start=False)
+    assert consumer.state.paused and not consumer.negotiated
+    assert consumer.negotiate({"video/H264": 102, "VIDEO/vp8": 120, "video/vp8": 121},
+                              SUBSCRIBER_EXT_IDS)
+    assert consumer.state.payload_type == 120  # the first one of the producer's mime type
+    assert consumer.state.abs_send_time_id == 7
+    ext_map = consumer.state.ext_map
+    assert (ext_map[3], ext_map[4], ext_map[1]) == (7, 6, 0)  # mid is not forwarded
+    assert consumer.state.paused  # until the activation runs
+    clock.advance(0)
+    assert not consumer.state.paused
+    assert consumer.negotiate({}, {})  # once only
+
+
+def test_a_refused_codec_forwards_nothing(clock, make_producer, make_consumer):
+    producer = make_producer()
+    consumer = make_consumer(producer, start=False)
+    assert not consumer.negotiate({"video/H264": 102}, SUBSCRIBER_EXT_IDS)
+    clock.advance(1)
+    Publisher(producer).send(VP8_KEY)
+    assert consumer.state.paused and consumer.transport.rtp == []
+
+
+async def test_activation_waits_for_the_peer_connection(clock, make_producer, make_consumer):
+    producer = make_producer()
+    consumer = make_consumer(producer, start=False)
+    consumer.transport.connected.clear()
+    consumer.negotiate(SUBSCRIBER_PAYLOAD_TYPES, SUBSCRIBER_EXT_IDS)
+    clock.advance(1)
+    assert consumer.state.paused
+    consumer.transport.connected.set()
+    clock.advance(0)
+    assert not consumer.state.paused
+
+
+def test_closing_before_activation_cancels_it(clock, make_producer, make_consumer):
+    producer = make_producer()
+    consumer = make_consumer(producer, start=False)
+    closed = []
+    consumer.on_close.append(closed.append)
+    consumer.negotiate(SUBSCRIBER_PAYLOAD_TYPES, SUBSCRIBER_EXT_IDS)
+    consumer.close()
+    clock.advance(1)
+    assert consumer.state.paused and closed == [consumer] and producer.consumers == []
+    consumer.close()
+    assert closed == [consumer]
+
+
+def test_forwarding_rewrites_and_starts_at_a_keyframe(clock, make_producer, make_consumer, upstream):
+    producer = make_producer()
+    pub = Publisher(producer)
+    consumer = make_consumer(producer, ssrc=0xABCDEF01)
+    assert len(upstream.rtcp_packets(Pli)) == 1  # started with no keyframe: one was asked for
+    pub.send(VP8_DELTA)
+    assert consumer.transport.rtp == [] and consumer.state.dropped == 1
+    for payload in (VP8_KEY, VP8_DELTA, VP8_DELTA):
+        pub.send(payload)
+    headers = consumer.transport.headers()
+    assert consumer.transport.payloads() == [VP8_KEY, VP8_DELTA, VP8_DELTA]
+    assert {(h[0], h[4]) for h in headers} == {(120, 0xABCDEF01)}
+    assert seq_steps(headers) == [0, 1, 2] and ts_steps(headers) == [0, 3000, 6000]
+
+
+def test_a_late_joiner_starts_from_a_fresh_keyframe_without_asking(clock, make_producer, make_consumer, upstream):
+    producer = make_producer(keyframe_replay_age=1.0)
+    pub = Publisher(producer)
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA)
+    clock.advance(0.2)
+    consumer = make_consumer(producer)
+    assert consumer.transport.payloads() == [VP8_KEY, VP8_DELTA]
+    assert upstream.rtcp_packets(Pli) == [] and consumer.keyframe_requests == 0
+    pub.send(VP8_DELTA)
+    assert seq_steps(consumer.transport.headers()) == [0, 1, 2]
+
+
+def test_a_late_joiner_on_an_ageing_keyframe_replays_and_asks_for_a_new_one(clock, make_producer, make_consumer, upstream):
+    producer = make_producer(keyframe_replay_age=1.0)
+    Publisher(producer).send(VP8_KEY)
+    clock.advance(0.7)  # fresh enough to show, old enough to want the next one soon
+    consumer = make_consumer(producer)
+    assert consumer.transport.payloads() == [VP8_KEY]
+    assert len(upstream.rtcp_packets(Pli)) == 1
+
+
+def test_a_late_joiner_on_a_stale_keyframe_waits_for_the_next(clock, make_producer, make_consumer, upstream):
+    producer = make_producer(keyframe_replay_age=1.0)
+    pub = Publisher(producer)
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA)
+    clock.advance(1.5)
+    consumer = make_consumer(producer)
+    assert consumer.transport.rtp == [] and producer.replays == 0
+    assert len(upstream.rtcp_packets(Pli)) == 1 and consumer.keyframe_requests == 1
+    pub.send(VP8_DELTA)
+    assert consumer.transport.rtp == []
+    pub.send(VP8_KEY)
+    assert consumer.transport.payloads() == [VP8_KEY]
+
+
+def test_pli_and_fir_from_the_subscriber_go_upstream_throttled(clock, make_producer, make_consumer, upstream):
+    producer = make_producer(keyframe_interval=1.0)
+    consumer = make_consumer(producer)  # its start asked once
+    consumer.receive_rtcp(Pli(sender_ssrc=1, media_ssrc=consumer.ssrc))
+    consumer.receive_rtcp(Fir(sender_ssrc=1, media_ssrc=0, entries=[(consumer.ssrc, 1)]))
+    assert len(upstream.rtcp_packets(Pli)) == 1 and consumer.keyframe_requests == 3
+    clock.advance(1.0)
+    assert len(upstream.rtcp_packets(Pli)) == 2
+
+
+def test_nacks_are_answered_from_the_cache_with_the_consumers_numbers(clock, make_producer, make_consumer):
+    producer = make_producer()
+    pub = Publisher(producer)
+    consumer = make_consumer(producer)
+    for payload in (VP8_KEY, VP8_DELTA, b"\x10\x01third"):
+        pub.send(payload)
+    sent = consumer.transport.headers()
+    wanted = [sent[1][2], sent[2][2], (sent[2][2] + 50) & 0xFFFF]  # the last was never sent
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=wanted))
+    again = consumer.transport.headers()[3:]
+    assert [h[2] for h in again] == wanted[:2]
+    assert [(h[0], h[3], h[4]) for h in again] == [(h[0], h[3], h[4]) for h in sent[1:]]
+    assert consumer.transport.payloads()[3:] == [VP8_DELTA, b"\x10\x01third"]
+    assert (consumer.nacks, consumer.retransmitted) == (3, 2)
+
+
+def test_audio_nacks_are_counted_not_answered(clock, make_producer, make_consumer):
+    producer = make_producer("audio")
+    consumer = make_consumer(producer)
+    Publisher(producer, step=960).send(b"opus")
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[1]))
+    assert (consumer.nacks, consumer.retransmitted, len(consumer.transport.rtp)) == (1, 0, 1)
+
+
+def test_pause_and_resume_continue_the_output_sequence(clock, make_producer, make_consumer):
+    producer = make_producer(keyframe_replay_age=0.0)  # no replay: wait for the next keyframe
+    pub = Publisher(producer)
+    consumer = make_consumer(producer)
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA)
+    consumer.pause()
+    for _ in range(30):  # the publisher goes on; the subscriber sees nothing
+        pub.send(VP8_DELTA)
+    assert len(consumer.transport.rtp) == 2
+    clock.advance(1)
+    consumer.resume()
+    pub.send(VP8_DELTA)  # not a keyframe: held back
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA)
+    headers = consumer.transport.headers()
+    assert consumer.transport.payloads() == [VP8_KEY, VP8_DELTA, VP8_KEY, VP8_DELTA]
+    assert seq_steps(headers) == [0, 1, 2, 3]  # no hole where the pause was
+    assert ts_steps(headers) == [0, 3000, 3001, 6001]  # a tick after the last one sent
+
+
+def test_audio_resumes_at_the_next_packet(clock, make_producer, make_consumer):
+    producer = make_producer("audio")
+    pub = Publisher(producer, step=960)
+    consumer = make_consumer(producer)
+    pub.send(b"a1")
+    consumer.pause()
+    pub.send(b"a2")
+    consumer.resume()
+    pub.send(b"a3")
+    headers = consumer.transport.headers()
+    assert consumer.transport.payloads() == [b"a1", b"a3"]
+    assert seq_steps(headers) == [0, 1] and ts_steps(headers) == [0, 1]
+
+
+@pytest.mark.parametrize("new_seq", [10, 40000, 65000])
+def test_a_new_incoming_stream_continues_the_output(clock, make_producer, make_consumer, upstream, new_seq):
+    """The publisher restarts its encoder (a new SSRC, new random sequence and
+    timestamp): the subscriber's stream goes on as one, from the new keyframe."""
+    producer = make_producer()
+    first = Publisher(producer, seq=30000, ts=5000)
+    consumer = make_consumer(producer)
+    first.send(VP8_KEY)
+    first.send(VP8_DELTA)
+    plis = len(upstream.rtcp_packets(Pli))
+    clock.advance(2)
+    second = Publisher(producer, ssrc=PUBLISHER_SSRC + 1, seq=new_seq, ts=0xFFFFFF00)
+    second.send(VP8_DELTA)  # mid-stream: not shown, and a keyframe is asked for
+    assert PUBLISHER_SSRC + 1 in [p.media_ssrc for p in upstream.rtcp_packets(Pli)[plis:]]
+    second.send(VP8_KEY)
+    second.send(VP8_DELTA)
+    headers = consumer.transport.headers()
+    assert consumer.transport.payloads() == [VP8_KEY, VP8_DELTA, VP8_KEY, VP8_DELTA]
+    assert {h[4] for h in headers} == {consumer.ssrc}
+    assert seq_steps(headers) == [0, 1, 2, 3]
+    assert ts_steps(headers) == [0, 3000, 3001, 6001]
+    # NACKs now name the new stream's packets
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[headers[2][2]]))
+    assert consumer.transport.payloads()[-1] == VP8_KEY
+
+
+def test_sender_reports_are_translated(clock, make_producer, make_consumer):
+    producer = make_producer()
+    pub = Publisher(producer, ts=1_000_000)
+    consumer = make_consumer(producer, ssrc=0x0BADCAFE)
+    assert consumer.sender_report() is None  # nothing from the publisher yet
+    producer.receive_sender_report(SenderReport(ssrc=PUBLISHER_SSRC, ntp_timestamp=0xE1234567_89ABCDEF,
+                                                rtp_timestamp=999_000, packet_count=500,
+                                                octet_count=90_000), clock.monotonic())
+    assert consumer.sender_report() is None  # nothing forwarded yet
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA)
+    first_out_ts = consumer.transport.headers()[0][3]
+    block = ReportBlock(ssrc=0x1234, fraction_lost=0, packets_lost=0, highest_sequence=0,
+                        jitter=0, lsr=0, dlsr=0)
+    sr = consumer.sender_report([block])
+    assert sr.ssrc == 0x0BADCAFE and sr.ntp_timestamp == 0xE1234567_89ABCDEF
+    assert sr.rtp_timestamp == (first_out_ts - 1000) & 0xFFFFFFFF  # 999000 in the output's terms
+    assert (sr.packet_count, sr.octet_count) == (2, len(VP8_KEY) + len(VP8_DELTA))
+    assert sr.reports == [block]
+
+
+def test_receiver_feedback_is_kept(clock, make_producer, make_consumer):
+    consumer = make_consumer(make_producer())
+    consumer.receive_rtcp(Remb(sender_ssrc=1, bitrate=750_000, ssrcs=[consumer.ssrc]))
+    consumer.receive_rtcp(ReceiverReport(ssrc=1, reports=[
+        ReportBlock(ssrc=consumer.ssrc, fraction_lost=25, packets_lost=3, highest_sequence=0,
+                    jitter=0, lsr=0, dlsr=0)]))
+    stats = consumer.stats()
+    assert (stats["remb_bitrate"], stats["fraction_lost"]) == (750_000, 25)

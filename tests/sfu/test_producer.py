@@ -1,0 +1,167 @@
+"""Producer on a manual clock: keyframe cache and replay, the PLI throttle, NACKs and
+RTX upstream, sender reports. No network, no sleeps: RTP bytes go straight into
+``receive_rtp`` and what the producer sends upstream is recorded."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakes import PUBLISHER_SSRC, VP8_DELTA, VP8_KEY, FakeTransport, Publisher
+from sfu.forward import ConsumerState
+from sfu.rtcp import Nack, Pli, SenderReport
+from sfu.rtp import RtpPacket, abs_send_time, parse_header
+
+pytestmark = pytest.mark.twin
+
+
+def bound_state(video: bool = True) -> tuple[ConsumerState, FakeTransport]:
+    """A consumer's rewriting state, bound to a recording send path and running."""
+    sink = FakeTransport()
+    state = ConsumerState(0xD00D, 120, None, 0, video)
+    state.bind(*sink.send_path)
+    state.paused = False
+    return state, sink
+
+
+def test_a_keyframe_is_cached_with_its_time(clock, make_producer):
+    producer = make_producer()
+    pub = Publisher(producer)
+    pub.send(VP8_DELTA)
+    assert producer.keyframes_seen == 0 and producer.keyframe_age() == float("inf")
+    key = pub.send(VP8_KEY)
+    assert producer.keyframes_seen == 1
+    assert producer.last_keyframe_seq == parse_header(key)[2]
+    assert producer.cache.get(producer.last_keyframe_seq) == key
+    clock.advance(0.25)
+    assert producer.keyframe_age() == pytest.approx(0.25)
+    assert (producer.packets, producer.octets) == (2, len(VP8_DELTA) + len(VP8_KEY))
+
+
+def test_a_fresh_keyframe_is_replayed_gap_free_then_live_continues(clock, make_producer):
+    producer = make_producer(keyframe_replay_age=1.0)
+    pub = Publisher(producer)  # its sequence wraps during the test
+    pub.send(VP8_DELTA)
+    pub.send(VP8_KEY)
+    for _ in range(4):
+        pub.send(VP8_DELTA)
+    clock.advance(0.9)
+    state, sink = bound_state()
+    assert producer.replay_from_keyframe(state)
+    assert producer.replays == 1
+    assert sink.payloads() == [VP8_KEY] + [VP8_DELTA] * 4
+    producer._states.append(state)  # from now on it is fanned out to, as a consumer's is
+    pub.send(VP8_DELTA)  # live
+    seqs = [h[2] for h in sink.headers()]
+    assert [(s - seqs[0]) & 0xFFFF for s in seqs] == [0, 1, 2, 3, 4, 5]
+    ts = [h[3] for h in sink.headers()]
+    assert [(t - ts[0]) & 0xFFFFFFFF for t in ts] == [0, 3000, 6000, 9000, 12000, 15000]
+
+
+def test_a_stale_keyframe_is_not_replayed(clock, make_producer):
+    producer = make_producer(keyframe_replay_age=1.0)
+    pub = Publisher(producer)
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA)
+    clock.advance(1.01)
+    state, sink = bound_state()
+    assert not producer.replay_from_keyframe(state)
+    assert sink.rtp == [] and producer.replays == 0 and not state.started
+
+
+def test_a_gap_since_the_keyframe_stops_the_replay_and_is_nacked(make_producer, upstream):
+    producer = make_producer()
+    pub = Publisher(producer, seq=100)
+    pub.send(VP8_KEY)         # 100
+    pub.send(VP8_DELTA)       # 101
+    pub.send(VP8_DELTA, skip=2)  # 104: 102 and 103 lost
+    nacks = upstream.rtcp_packets(Nack)
+    assert [(n.media_ssrc, n.lost, n.sender_ssrc) for n in nacks] == [(PUBLISHER_SSRC, [102, 103], 0xC0FFEE)]
+    assert producer.nacks_sent == 2
+    state, sink = bound_state()
+    assert not producer.replay_from_keyframe(state)
+    assert sink.rtp == []
+
+
+def test_no_keyframe_no_replay_and_audio_has_no_cache(make_producer):
+    video = make_producer()
+    Publisher(video).send(VP8_DELTA)
+    assert not video.replay_from_keyframe(bound_state()[0])
+    audio = make_producer("audio")
+    Publisher(audio, step=960).send(b"opus")
+    assert audio.cache is None and not audio.replay_from_keyframe(bound_state(False)[0])
+
+
+def test_at_most_one_pli_per_interval_and_the_pending_one_when_it_ends(clock, make_producer, upstream):
+    producer = make_producer(keyframe_interval=1.0)
+    producer.request_keyframe()
+    assert [(p.media_ssrc, p.sender_ssrc) for p in upstream.rtcp_packets(Pli)] == [(PUBLISHER_SSRC, 0xC0FFEE)]
+    for _ in range(5):  # a burst of subscribers: remembered, not sent
+        clock.advance(0.1)
+        producer.request_keyframe()
+    assert len(upstream.rtcp_packets(Pli)) == 1
+    assert [t.when for t in clock.pending] == [pytest.approx(clock.now - 0.5 + 1.0)]  # one timer
+    clock.advance(0.49)
+    assert len(upstream.rtcp_packets(Pli)) == 1
+    clock.advance(0.02)  # the interval ends: the pending request goes out
+    assert len(upstream.rtcp_packets(Pli)) == 2
+    assert producer.keyframes.sent == 2 and producer.keyframes.suppressed == 5
+    assert clock.pending == []
+    clock.advance(10)
+    assert len(upstream.rtcp_packets(Pli)) == 2  # nothing more was asked for
+
+
+def test_a_keyframe_arriving_satisfies_the_pending_request(clock, make_producer, upstream):
+    producer = make_producer(keyframe_interval=1.0)
+    producer.request_keyframe()
+    clock.advance(0.3)
+    producer.request_keyframe()
+    Publisher(producer).send(VP8_KEY)  # the publisher sent one anyway
+    clock.advance(1.0)
+    assert len(upstream.rtcp_packets(Pli)) == 1
+
+
+def test_close_cancels_the_pending_request_and_audio_never_asks(clock, make_producer, upstream):
+    producer = make_producer()
+    producer.request_keyframe()
+    producer.request_keyframe()
+    producer.close()
+    clock.advance(5)
+    assert len(upstream.rtcp_packets(Pli)) == 1 and clock.pending == []
+    make_producer("audio").request_keyframe()
+    assert len(upstream.rtcp_packets(Pli)) == 1
+
+
+def test_rtx_is_restored_to_the_original_packet(make_producer):
+    producer = make_producer()
+    state, sink = bound_state()
+    producer._states.append(state)  # a consumer's state, without a consumer
+    pub = Publisher(producer, seq=500)
+    pub.send(VP8_KEY)
+    rtx = RtpPacket(payload_type=97, sequence_number=7, timestamp=pub.ts, ssrc=0x77,
+                    payload=(502).to_bytes(2, "big") + VP8_DELTA).serialize()
+    pt, _, seq, ts, ssrc, offset, end, *_ = parse_header(rtx)
+    producer.receive_rtp(rtx, pt, seq, ts, ssrc, offset, end)
+    assert producer.rtx_received == 1
+    assert producer.cache.get(502) is not None and parse_header(producer.cache.get(502))[4] == PUBLISHER_SSRC
+    assert sink.payloads() == [VP8_KEY, VP8_DELTA]
+    assert [h[2] - sink.headers()[0][2] for h in sink.headers()] == [0, 2]
+
+
+def test_forwarded_packets_are_stamped_with_the_clocks_wall_time(clock, make_producer, make_consumer):
+    producer = make_producer()
+    consumer = make_consumer(producer)
+    clock.advance(12.5)
+    # the publisher's mid (id 1) and abs-send-time (id 3); the subscriber's ids are 9 and 7
+    Publisher(producer).send(VP8_KEY, extensions=[(1, b"0"), (3, b"\x00\x00\x01")])
+    packet = RtpPacket.parse(consumer.transport.rtp[-1])
+    assert packet.extensions == [(7, abs_send_time(clock.wall()).to_bytes(3, "big"))]  # mid blanked
+
+
+def test_sender_reports_are_kept_for_the_consumers(clock, make_producer):
+    producer = make_producer()
+    Publisher(producer).send(VP8_KEY)
+    report = SenderReport(ssrc=PUBLISHER_SSRC, ntp_timestamp=0xE0000000_80000000,
+                          rtp_timestamp=1234, packet_count=1, octet_count=45)
+    producer.receive_sender_report(report, clock.monotonic())
+    assert (producer.last_sr.ntp_timestamp, producer.last_sr.rtp_timestamp) == (0xE0000000_80000000, 1234)
+    assert producer.last_sr.arrival == clock.now
