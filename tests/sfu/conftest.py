@@ -29,7 +29,7 @@ def clock() -> ManualClock:
 @pytest.fixture
 def upstream() -> FakeTransport:
     """The publisher's leg: where a producer's NACKs and PLIs go."""
-    return FakeTransport()
+    return FakeTransport("pub")
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ class FakeTransport:
     ``send_rtcp``, ``rtp`` what consumers wrote to its send path (protect is the
     identity); ``connected`` is set from the start."""
 
-    def __init__(self, connected: bool = True) -> None:
+    def __init__(self, role: str = "sub", connected: bool = True) -> None:
+        self.role = role
         self.rtcp: list[bytes] = []
         self.rtp: list[bytes] = []
         self.connected = asyncio.Event()

@@ -7,13 +7,16 @@ the SFU forwards: rewritten headers, keyframe gating, unsubscribe, unpublish, cl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from aiortc.rtp import RtpPacket
 
 from sfu import _aiortc_internals as internals, forward
 from sfu.errors import NegotiationError, NotFound
-from sfu.events import RoomClosed, TrackUnpublished
+from fakes import FakeTransport
+from sfu.clock import ManualClock
+from sfu.events import ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent, TrackUnpublished
 from sfu.rtcp import SenderReport, parse_rtcp
 from sfu.room import Room
 from sfu.rtp import parse_header
@@ -281,3 +284,49 @@ async def test_failed_publisher_connection_unpublishes(room):
     assert [type(e) for e in room.events].count(TrackUnpublished) == 2
     viewer._transport_state(viewer.sub, "failed")  # nothing left to pause: no error
     await sub.t.close()
+
+
+# -- without peers: a manual clock, in-memory stand-ins ---------------------------------
+
+
+async def test_events_are_typed_and_name_their_room():
+    clock = ManualClock()
+    room = Room("dock-9", clock=clock, scheduler=clock)
+    events = []
+    room.on_event = events.append
+    assert room.created_at == clock.wall()
+    participant = room.join("seller")
+    assert participant.clock is clock and participant.scheduler is clock
+    await room.leave(participant.id)
+    await room.close("done")
+    assert events == [ParticipantJoined("dock-9", participant),
+                      ParticipantLeft("dock-9", participant), RoomClosed("dock-9", "done")]
+    assert all(isinstance(e, RoomEvent) for e in events)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        events[0].room = "elsewhere"
+
+
+async def test_unpublishing_renegotiates_in_the_background(caplog, clock, make_producer):
+    room = Room("dock-9", clock=clock, scheduler=clock)
+    room.on_event = lambda event: 1 / 0  # an observer bug is logged, nothing breaks
+    viewers = [room.join("seller"), room.join("buyer")]
+    offers = []
+    for viewer in viewers:
+        viewer.sub = FakeTransport()
+
+    async def renegotiate(viewer=viewers[0]):
+        offers.append(viewer.identity)
+
+    async def broken():
+        raise RuntimeError("offer failed")
+
+    viewers[0].renegotiate, viewers[1].renegotiate = renegotiate, broken
+    producer = make_producer()
+    room.producers[producer.id] = producer
+    producer.on_close.append(room._producer_closed)
+    producer.close()
+    assert room.producers == {} and offers == []  # not inside the close
+    clock.advance(0)
+    assert offers == ["seller"]
+    assert "observer failed" in caplog.text and "background task failed" in caplog.text
+    assert room._tasks == set()
