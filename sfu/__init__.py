@@ -1,1 +1,76 @@
-"""sfu package."""
+"""Dockcast's media plane: a selective forwarding unit on aiortc.
+
+A :class:`Room` (mediasoup's router) holds :class:`Participant` objects, each with a
+publishing and a subscribing :class:`WebRtcTransport`; a :class:`Producer` is one
+incoming track, a :class:`Consumer` forwards it to one subscriber (RTP is forwarded,
+never decoded). A room reports through ``on_event(event)`` with the typed events of
+:mod:`sfu.events`. Time and timers come from a :class:`Clock` and a
+:class:`Scheduler` (by default the machine's clocks and the running asyncio loop;
+:class:`ManualClock` in tests). Errors derive from :class:`SfuError` and carry the
+wire error ``code``.
+
+The names below are loaded on first use, so that ``import sfu`` (or ``import
+sfu.rtp``) stays cheap and does not load aiortc until a room, participant or transport
+is needed. Wire formats live in :mod:`sfu.rtp`, :mod:`sfu.rtcp`, :mod:`sfu.vp8` and
+:mod:`sfu.h264`; the ICE address policy in :mod:`sfu.ice`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    # rooms and what they own
+    "Room", "Participant", "MediaSettings", "Producer", "CodecInfo", "Consumer",
+    "WebRtcTransport",
+    # events
+    "RoomEvent", "ParticipantJoined", "ParticipantLeft", "TrackPublished", "TrackUnpublished",
+    "RoomClosed",
+    # time
+    "Clock", "Scheduler", "Cancellable", "SystemClock", "AsyncioScheduler", "ManualClock",
+    "ManualTimer", "ManualTask", "SYSTEM_CLOCK", "ASYNCIO_SCHEDULER",
+    # errors
+    "SfuError", "MalformedPacket", "NegotiationError", "NotFound", "Closed",
+    "AiortcInternalsChanged",
+]
+
+# public name -> the module that defines it
+_ORIGINS = {
+    "Room": "room", "Participant": "participant", "MediaSettings": "participant",
+    "Producer": "producer", "CodecInfo": "producer", "Consumer": "consumer",
+    "WebRtcTransport": "transport",
+    **dict.fromkeys(["RoomEvent", "ParticipantJoined", "ParticipantLeft", "TrackPublished",
+                     "TrackUnpublished", "RoomClosed"], "events"),
+    **dict.fromkeys(["Clock", "Scheduler", "Cancellable", "SystemClock", "AsyncioScheduler",
+                     "ManualClock", "ManualTimer", "ManualTask", "SYSTEM_CLOCK",
+                     "ASYNCIO_SCHEDULER"], "clock"),
+    **dict.fromkeys(["SfuError", "MalformedPacket", "NegotiationError", "NotFound", "Closed",
+                     "AiortcInternalsChanged"], "errors"),
+}
+
+if TYPE_CHECKING:
+    from .clock import (ASYNCIO_SCHEDULER, SYSTEM_CLOCK, AsyncioScheduler, Cancellable, Clock,
+                        ManualClock, ManualTask, ManualTimer, Scheduler, SystemClock)
+    from .consumer import Consumer
+    from .errors import (AiortcInternalsChanged, Closed, MalformedPacket, NegotiationError,
+                         NotFound, SfuError)
+    from .events import (ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent,
+                         TrackPublished, TrackUnpublished)
+    from .participant import MediaSettings, Participant
+    from .producer import CodecInfo, Producer
+    from .room import Room
+    from .transport import WebRtcTransport
+
+
+def __getattr__(name: str) -> Any:
+    origin = _ORIGINS.get(name)
+    if origin is None:
+        raise AttributeError(f"module 'sfu' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{origin}", __name__), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

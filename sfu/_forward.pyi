@@ -1,0 +1,50 @@
+"""Stub for the compiled ``sfu._forward`` (same API as ``sfu._forward_py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+MAX_SEQ_JUMP: int
+MAX_SEQ_AGE: int
+
+class NackCache:
+    size: int
+    def __init__(self, size: int = 1024) -> None: ...
+    def put(self, seq: int, data: bytes) -> None: ...
+    def get(self, seq: int) -> bytes | None: ...
+    def clear(self) -> None: ...
+
+class ConsumerState:
+    ssrc: int
+    payload_type: int
+    ext_map: bytes | None
+    abs_send_time_id: int
+    video: bool
+    paused: bool
+    started: bool
+    seq_offset: int
+    ts_offset: int
+    next_seq: int
+    next_ts: int
+    last_seq: int
+    last_ts: int
+    packets: int
+    octets: int
+    dropped: int
+    send_errors: int
+    @property
+    def native(self) -> bool: ...
+    def __init__(self, ssrc: int, payload_type: int, ext_map: bytes | None,
+                 abs_send_time_id: int, video: bool) -> None: ...
+    def bind(self, protect: Callable[[bytes], bytes], sendto: Callable[[bytes, Any], None],
+             addr: Any, native: tuple[Any, int, int, int, bytes] | None = None) -> None: ...
+    def unbind(self) -> None: ...
+    def restart(self) -> None: ...
+    def forward(self, data: bytes, seq: int, ts: int, payload_len: int, keyframe: bool,
+                abs_send_time: int) -> bool: ...
+    def retransmit(self, data: bytes, abs_send_time: int) -> bool: ...
+    def producer_seq(self, out_seq: int) -> int: ...
+
+def fan_out(states: list[ConsumerState], data: bytes, seq: int, ts: int, payload_len: int,
+            keyframe: bool, abs_send_time: int) -> int: ...
