@@ -86,13 +86,18 @@ def test_forwarding_rewrites_and_starts_at_a_keyframe(clock, make_producer, make
     assert seq_steps(headers) == [0, 1, 2] and ts_steps(headers) == [0, 3000, 6000]
 
 
-def test_a_late_joiner_starts_from_a_fresh_keyframe_without_asking(clock, make_producer, make_consumer, upstream):
+def late_joiner(clock, make_producer, make_consumer, age: float):
+    """A consumer that starts ``age`` seconds after a keyframe and a delta frame."""
     producer = make_producer(keyframe_replay_age=1.0)
     pub = Publisher(producer)
     pub.send(VP8_KEY)
     pub.send(VP8_DELTA)
-    clock.advance(0.2)
-    consumer = make_consumer(producer)
+    clock.advance(age)
+    return producer, pub, make_consumer(producer)
+
+
+def test_a_late_joiner_starts_from_a_fresh_keyframe_without_asking(clock, make_producer, make_consumer, upstream):
+    _, pub, consumer = late_joiner(clock, make_producer, make_consumer, 0.2)
     assert consumer.transport.payloads() == [VP8_KEY, VP8_DELTA]
     assert upstream.rtcp_packets(Pli) == [] and consumer.keyframe_requests == 0
     pub.send(VP8_DELTA)
@@ -109,12 +114,7 @@ def test_a_late_joiner_on_an_ageing_keyframe_replays_and_asks_for_a_new_one(cloc
 
 
 def test_a_late_joiner_on_a_stale_keyframe_waits_for_the_next(clock, make_producer, make_consumer, upstream):
-    producer = make_producer(keyframe_replay_age=1.0)
-    pub = Publisher(producer)
-    pub.send(VP8_KEY)
-    pub.send(VP8_DELTA)
-    clock.advance(1.5)
-    consumer = make_consumer(producer)
+    producer, pub, consumer = late_joiner(clock, make_producer, make_consumer, 1.5)
     assert consumer.transport.rtp == [] and producer.replays == 0
     assert len(upstream.rtcp_packets(Pli)) == 1 and consumer.keyframe_requests == 1
     pub.send(VP8_DELTA)
