@@ -1,35 +1,6 @@
 """Temporary: the room log moved to `signalling.messages`; deleted once nothing imports this."""
 
-from signalling.messages import (
-    MAX_NAME_CHARS,
-    MAX_READ,
-    AckBeyondEnd,
-    AppendResult,
-    DurableDbError,
-    InvalidMessage,
-    MemoryRoomLog,
-    RetentionPolicy,
-    RoomLog,
-    RoomLogError,
-    SqliteRoomLog,
-    StoreClosed,
-    StoredMessage,
-    StoreUnavailable,
-)
+from signalling import messages as _messages
+from signalling.messages import *  # noqa: F403
 
-__all__ = [
-    "RoomLog",
-    "SqliteRoomLog",
-    "MemoryRoomLog",
-    "StoredMessage",
-    "AppendResult",
-    "RetentionPolicy",
-    "RoomLogError",
-    "InvalidMessage",
-    "AckBeyondEnd",
-    "DurableDbError",
-    "StoreClosed",
-    "StoreUnavailable",
-    "MAX_NAME_CHARS",
-    "MAX_READ",
-]
+__all__ = [name for name in _messages.__all__ if name != "retention_cut"]  # the names of before

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from signalling.durable import StoreClosed
 
@@ -48,6 +50,12 @@ class _MemoryRoom:
         return 0
 
 
+# Which cursors of a room: the members' or the followers'.
+_Pick = Callable[[_MemoryRoom], dict[str, int]]
+_MEMBERS: _Pick = attrgetter("members")
+_FOLLOWERS: _Pick = attrgetter("followers")
+
+
 class MemoryRoomLog(RoomLog):
     """The log in this process's memory: same behaviour, nothing survives a restart."""
 
@@ -91,15 +99,21 @@ class MemoryRoomLog(RoomLog):
     async def _first_seq(self, room):
         return self._room(room).first_seq
 
-    async def _add_member(self, room, member):
+    def _start(self, room: str, cursors: _Pick, who: str) -> int:
         state = self._room(room, create=True)
-        return state.members.setdefault(member, state.last_seq)
+        return cursors(state).setdefault(who, state.last_seq)
 
-    async def _ack(self, room, member, seq):
+    def _advance(self, room: str, cursors: _Pick, who: str, seq: int) -> int:
         state = self._room(room)
-        cursor = state.advance(state.members, room, member, seq)
+        cursor = state.advance(cursors(state), room, who, seq)
         self._rooms.setdefault(room, state)
         return cursor
+
+    async def _add_member(self, room, member):
+        return self._start(room, _MEMBERS, member)
+
+    async def _ack(self, room, member, seq):
+        return self._advance(room, _MEMBERS, member, seq)
 
     async def _cursor(self, room, member):
         return self._room(room).members.get(member)
@@ -111,14 +125,10 @@ class MemoryRoomLog(RoomLog):
         self._room(room).members.pop(member, None)
 
     async def _follow(self, room, follower):
-        state = self._room(room, create=True)
-        return state.followers.setdefault(follower, state.last_seq)
+        return self._start(room, _FOLLOWERS, follower)
 
     async def _follower_ack(self, room, follower, seq):
-        state = self._room(room)
-        cursor = state.advance(state.followers, room, follower, seq)
-        self._rooms.setdefault(room, state)
-        return cursor
+        return self._advance(room, _FOLLOWERS, follower, seq)
 
     async def _follower_cursors(self, follower):
         self._check_open()

@@ -9,7 +9,7 @@ import pytest
 
 from signalling.messages import AckBeyondEnd, InvalidMessage, StoreClosed, StoredMessage
 
-from .support import make_log, send
+from .support import fill, make_log, send
 
 
 # -- append, read, dedupe -------------------------------------------------------------
@@ -161,12 +161,12 @@ async def test_add_member_starts_at_last_seq_once(log):
 
 async def test_follow_starts_at_last_seq_once(log):
     assert await log.follow("empty", "hook") == 0
-    await send(log, "r", "m1")
-    await send(log, "r", "m2")
+    await fill(log, "r", 2)
     assert await log.follow("r", "hook") == 2
-    await send(log, "r", "m3")
-    assert await log.follow("r", "hook") == 2  # following again keeps the old cursor
-    assert await log.follow("r", "other") == 3
+    await send(log, "r", "late")
+    # Following again keeps the cursor; a new follower starts at the end.
+    assert (await log.follow("r", "hook"), await log.follow("r", "other")) == (2, 3)
+    assert await log.follower_cursors("hook") == {"empty": (0, 0), "r": (2, 3)}
 
 
 async def test_follower_ack_is_cumulative_and_never_moves_back(log):

@@ -132,18 +132,34 @@ async def test_pruned_msg_id_is_forgotten(kind, tmp_path):
     await log.close()
 
 
-async def test_prune_keeps_what_a_follower_has_not_acked(kind, tmp_path):
-    log = make_log(kind, tmp_path, RetentionPolicy(max_age_s=0, max_messages=0, max_bytes=0))
+@pytest.mark.parametrize(
+    "cursors, drop_unacked, first_kept",
+    [
+        ({"follower hook": 3, "member bob": 8}, False, 4),
+        ({"follower hook": 8, "member bob": 3}, False, 4),
+        ({"follower hook": 6, "follower other": 7}, False, 7),
+        ({"follower hook": 10}, False, 11),
+        ({"follower hook": 3, "member bob": 8}, True, 11),
+    ],
+)
+async def test_follower_cursors_hold_messages_back_like_member_cursors(
+    kind, tmp_path, cursors, drop_unacked, first_kept
+):
+    policy = RetentionPolicy(max_age_s=0, max_messages=0, max_bytes=0, drop_unacked=drop_unacked)
+    log = make_log(kind, tmp_path, policy)
     await fill(log, "r", 10)
-    await log.follower_ack("r", "hook", 3)
-    await log.ack("r", "bob", 8)
-    assert await log.prune(now=10**9) == {"r": 3}
-    await log.follower_ack("r", "hook", 6)
-    assert await log.prune(now=10**9) == {"r": 3}
-    assert await log.first_seq("r") == 7
-    await log.unfollow("r", "hook")
-    assert await log.prune(now=10**9) == {"r": 2}  # bob still holds 9 and 10
-    assert [m.seq for m in await log.read("r")] == [9, 10]
+    for holder, seq in cursors.items():
+        what, name = holder.split()
+        await (log.follower_ack if what == "follower" else log.ack)("r", name, seq)
+    await log.prune(now=10**9)
+    assert await log.first_seq("r") == first_kept
+    # A cursor stays where it was, even before first_seq (drop_unacked).
+    assert await log.follower_cursors("hook") == {"r": (cursors["follower hook"], 10)}
+    for holder in cursors:
+        what, name = holder.split()
+        await (log.unfollow if what == "follower" else log.remove_member)("r", name)
+    await log.prune(now=10**9)
+    assert await log.read("r") == []  # once unfollowed, nothing is held back
     await log.close()
 
 
@@ -154,16 +170,6 @@ async def test_new_follower_does_not_hold_back_old_messages(kind, tmp_path):
     assert await log.prune(now=0) == {"r": 5}
     await send(log, "r", "new")
     assert await log.prune(now=0) == {}  # the follower has not acked 6
-    await log.close()
-
-
-async def test_drop_unacked_ignores_follower_cursors(kind, tmp_path):
-    policy = RetentionPolicy(max_age_s=None, max_messages=1, max_bytes=None, drop_unacked=True)
-    log = make_log(kind, tmp_path, policy)
-    await fill(log, "r", 5)
-    await log.follower_ack("r", "hook", 1)
-    assert await log.prune(now=0) == {"r": 4}
-    assert await log.follower_cursors("hook") == {"r": (1, 5)}  # a cursor may point before first_seq
     await log.close()
 
 
