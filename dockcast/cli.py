@@ -85,7 +85,7 @@ async def serve(config: NodeConfig, ready: asyncio.Event | None = None) -> None:
 def _run_serve(args: argparse.Namespace) -> int:
     import uvloop
 
-    from .hooks import PluginError
+    from signalling.hooks import PluginError
     from .logs import configure_logging
 
     flags = {k: v for k, v in vars(args).items() if k != "command"}

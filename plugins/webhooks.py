@@ -1,6 +1,9 @@
 """Signed webhooks: the node's events POSTed to HTTP endpoints, at least once.
 
-For each event that goes to watchers (``PluginContext.publish_event``), every configured
+For each event that goes to watchers (the typed events of `signalling.events` whose
+audience includes the watchers: room, shipment and recording events from the event bus,
+and every stored room message, which the plugin follows from the room log with a
+durable cursor of its own, so that ``sent`` never waits for it), every configured
 `WebhookEndpoint` whose filters match gets a delivery, written to a durable log
 (SQLite, same rules as the room log) before `WebhookDispatcher.enqueue` returns. A
 worker POSTs pending deliveries and retries failures (not 2xx, redirects, timeouts,
@@ -42,9 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from signalling.durable import DurableDb
-from dockcast.hooks import Plugin, PluginContext
 from signalling.codec import wire_ts
+from signalling.durable import DurableDb
+from signalling.events import Audience, Event, MessageStored
+from signalling.hooks import Plugin, PluginContext
 
 __all__ = [
     "WebhooksPlugin",
@@ -378,9 +382,15 @@ class WebhookDispatcher:
         await self._db.close()
 
     async def enqueue(
-        self, msg: Mapping[str, Any], room: str | None = None, shipment_id: str | None = None
+        self, msg: Mapping[str, Any], room: str | None = None, shipment_id: str | None = None,
+        *, event_id: str | None = None,
     ) -> list[Delivery]:
-        """Log one delivery per matching endpoint (durably), wake the worker, return them."""
+        """Log one delivery per matching endpoint (durably), wake the worker, return them.
+
+        ``event_id`` (default: a new random one) names the event to receivers; an
+        event already logged under the same id is not logged again (a message handed
+        over twice after a crash).
+        """
         event_type = msg.get("type")
         if not isinstance(event_type, str):
             raise WebhookError("an event needs a string type")
@@ -388,7 +398,7 @@ class WebhookDispatcher:
         if not targets:
             return []
         now = self.clock()
-        event_id = uuid.uuid4().hex
+        event_id = event_id or uuid.uuid4().hex
         envelope = {
             "id": event_id,
             "type": event_type,
@@ -409,9 +419,12 @@ class WebhookDispatcher:
             for name in targets:
                 cursor = conn.execute(
                     "INSERT INTO deliveries (event_id, endpoint, event_type, body, state,"
-                    " next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                    " next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)"
+                    " ON CONFLICT (event_id, endpoint) DO NOTHING",
                     (event_id, name, event_type, body_bytes, now, now),
                 )
+                if not cursor.rowcount:
+                    continue
                 rows.append(
                     Delivery(cursor.lastrowid, event_id, name, event_type, body_bytes, "pending",
                              0, None, now, now, None)
@@ -553,8 +566,14 @@ class WebhookDispatcher:
         await self._db.write(job)
 
 
+def message_event_id(event: MessageStored) -> str:
+    """The same id every time a room message is handed over (room, seq and msg_id)."""
+    m = event.message
+    return hashlib.sha256(f"{m.room}\x00{m.seq}\x00{m.msg_id}".encode()).hexdigest()[:32]
+
+
 class WebhooksPlugin(Plugin):
-    """Delivers every event of `PluginContext.publish_event` to the configured endpoints.
+    """Delivers every event that watchers see to the configured endpoints.
 
     ``endpoints``: `WebhookEndpoint` objects or config maps (`WebhookEndpoint.from_config`);
     ``retry``: a `RetryPolicy` or a map of its fields; ``db_path`` defaults to
@@ -591,12 +610,20 @@ class WebhooksPlugin(Plugin):
             path, self.endpoints, self.retry, max_concurrency=self.max_concurrency
         )
         await self.dispatcher.start()
+        ctx.events.subscribe(Event, self.on_event, name=self.name, exclude=(MessageStored,))
+        ctx.follow_messages(self.name, self.on_message)
 
     async def stop(self) -> None:
         if self.dispatcher is not None:
             await self.dispatcher.close()
             self.dispatcher = None
 
-    async def event_published(self, msg: dict, room: str | None, shipment_id: str | None) -> None:
-        if self.dispatcher is not None:
-            await self.dispatcher.enqueue(msg, room, shipment_id)
+    async def on_event(self, event: Event) -> None:
+        if self.dispatcher is not None and Audience.WATCHERS in event.audience:
+            await self.dispatcher.enqueue(event.to_wire(), event.room, event.shipment_id)
+
+    async def on_message(self, event: MessageStored) -> None:
+        if self.dispatcher is None:
+            raise WebhookError("webhooks stopped; the message waits for the next start")
+        await self.dispatcher.enqueue(event.to_wire(), event.room, event.shipment_id,
+                                      event_id=message_event_id(event))

@@ -31,13 +31,12 @@ import asyncio
 import email.utils
 import http
 import logging
-import mimetypes
 import pathlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -48,6 +47,8 @@ from websockets.http11 import Response as HttpResponse
 
 from .codec import SUBPROTOCOLS
 from .errors import CLOSE_SLOW_CONSUMER, BadRequest, Internal, RateLimited, error_code, error_message
+from .http import HttpHandler, HttpRoutes
+from .membership import LocalMembership, Membership
 from .schema import SPECS, Request
 from .session import (
     Authenticated,
@@ -75,7 +76,6 @@ logger = logging.getLogger("dockcast.signalling")
 
 Handler = Callable[["Connection", Request], Awaitable[dict[str, Any] | None]]
 Hook = Callable[["Connection"], Awaitable[None]]
-HttpHandler = Callable[[], Awaitable[tuple[int, str, bytes]]]
 
 # Marks in a connection's request queue.
 _CONNECTED = object()
@@ -111,14 +111,13 @@ class Connection:
     Read-only: ``connection_id``, ``session_id``, ``claims`` (``None`` before ``hello``),
     ``grants``, ``identity``, ``resume`` (``hello.resume`` or ``None``),
     ``remote_address``, ``subprotocol`` (``None`` = JSON), ``closed``,
-    ``queued_messages``. Set by the app: ``room`` (the
-    joined room; requests that need a room are refused while it is ``None``),
-    ``participant_id``, and anything in ``data``.
+    ``queued_messages``, and from the server's `Membership`: ``room`` (the joined
+    room; requests that need a room are refused while it is ``None``) and
+    ``participant_id``. The app may keep anything in ``data``.
     """
 
     def __init__(self, server: SignallingServer, ws: ServerConnection, core: SessionCore):
         self.connection_id = secrets.token_hex(6)
-        self.participant_id: str | None = None
         self.data: dict[str, Any] = {}
         self._server = server
         self._ws = ws
@@ -170,11 +169,12 @@ class Connection:
 
     @property
     def room(self) -> str | None:
-        return self._core.room
+        return self._server.membership.room_of(self)
 
-    @room.setter
-    def room(self, value: str | None) -> None:
-        self._core.room = value
+    @property
+    def participant_id(self) -> str | None:
+        member = self._server.membership.member(self)
+        return member.participant_id if member is not None else None
 
     @property
     def closed(self) -> bool:
@@ -253,7 +253,7 @@ class Connection:
 
 
 class SignallingServer:
-    """The websocket endpoint (``/ws``) plus plain HTTP routes and static files."""
+    """The websocket endpoint (``/ws``) plus plain HTTP (`signalling.http`)."""
 
     def __init__(
         self,
@@ -264,9 +264,14 @@ class SignallingServer:
         registry: CollectorRegistry | None = None,
         ws_path: str = "/ws",
         clock: Callable[[], float] = time.time,
+        membership: Membership | None = None,
+        http_routes: HttpRoutes | None = None,
     ):
         """``clock`` gives the Unix time that tokens and limits are checked against
-        (tests move it)."""
+        (tests move it). ``membership`` says which room each connection is in (the
+        node's; a private one by default); ``http_routes`` answers plain ``GET``s."""
+        self.membership = membership if membership is not None else LocalMembership()
+        self.http = http_routes if http_routes is not None else HttpRoutes()
         self.verifier = verifier
         self.clock = clock
         self.node_info = node_info
@@ -277,8 +282,6 @@ class SignallingServer:
         self._routes: dict[str, Handler] = {}
         self._on_connect: list[Hook] = []
         self._on_disconnect: list[Hook] = []
-        self._http_routes: dict[str, HttpHandler] = {}
-        self._static: list[tuple[str, pathlib.Path]] = []
         self._draining = False
         self._server: Server | None = None
 
@@ -307,12 +310,11 @@ class SignallingServer:
 
     def add_http_route(self, path: str, handler: HttpHandler) -> None:
         """Answer ``GET path`` with ``status, content_type, body = await handler()``."""
-        self._http_routes[path] = handler
+        self.http.add(path, handler)
 
     def add_static(self, prefix: str, directory: str | pathlib.Path) -> None:
-        """Serve the files below ``directory`` at ``prefix``; paths that leave the
-        directory (``..``, links) are refused."""
-        self._static.append((prefix.rstrip("/") + "/", pathlib.Path(directory).resolve()))
+        """Serve the files below ``directory`` at ``prefix`` (`HttpRoutes.add_static`)."""
+        self.http.add_static(prefix, directory)
 
     @property
     def draining(self) -> bool:
@@ -356,6 +358,7 @@ class SignallingServer:
         core = SessionCore(self.verifier, self.node_info, self.limits, self.clock, subprotocol=ws.subprotocol)
         core.draining = self._draining
         conn = Connection(self, ws, core)
+        core.room_of = lambda: self.membership.room_of(conn)
         self.connections.add(conn)
         self.metrics.connections.inc()
         self.metrics.connections_open.inc()
@@ -487,14 +490,7 @@ class SignallingServer:
         path = urlsplit(request.path).path
         if path == self.ws_path:
             return None
-        route = self._http_routes.get(path)
-        if route is not None:
-            status, content_type, body = await route()
-            return _http_response(status, content_type, body)
-        for prefix, directory in self._static:
-            if path.startswith(prefix) or path == prefix.rstrip("/"):
-                return await _static_response(directory, path[len(prefix) :])
-        return _http_response(404, "text/plain; charset=utf-8", b"not found\n")
+        return _http_response(*await self.http.respond(path))
 
 
 def _select_subprotocol(ws: ServerConnection, offered: Any) -> str | None:
@@ -518,28 +514,3 @@ def _http_response(status: int, content_type: str, body: bytes) -> HttpResponse:
         ]
     )
     return HttpResponse(status.value, status.phrase, headers, body)
-
-
-async def _static_response(directory: pathlib.Path, relative: str) -> HttpResponse:
-    relative = unquote(relative)
-    if "\x00" in relative or "\\" in relative:
-        return _http_response(403, "text/plain; charset=utf-8", b"forbidden\n")
-    target = (directory / relative.lstrip("/")).resolve()
-    if target != directory and directory not in target.parents:
-        return _http_response(403, "text/plain; charset=utf-8", b"forbidden\n")
-    if target.is_dir():
-        target = target / "index.html"
-    if not target.is_file():
-        return _http_response(404, "text/plain; charset=utf-8", b"not found\n")
-    body = await asyncio.to_thread(target.read_bytes)
-    content_type = _content_type(target)
-    return _http_response(200, content_type, body)
-
-
-def _content_type(path: pathlib.Path) -> str:
-    if path.suffix in (".js", ".mjs"):
-        return "text/javascript; charset=utf-8"
-    guessed, _ = mimetypes.guess_type(path.name)
-    if guessed is None:
-        return "application/octet-stream"
-    return guessed + ("; charset=utf-8" if guessed.startswith("text/") else "")

@@ -234,8 +234,8 @@ class SessionCore:
 
     Public attributes the adapter and app read: ``state``, ``session_id``, ``claims``
     (``None`` until ``hello``), ``resume`` (the ``hello.resume`` map, or ``None``),
-    ``codec``. The app sets ``room`` (the joined room, or ``None``); the adapter sets
-    ``draining``.
+    ``codec``, ``room`` (the joined room, or ``None``: the adapter sets ``room_of``,
+    which asks the node's membership); the adapter sets ``draining``.
     """
 
     def __init__(
@@ -257,11 +257,16 @@ class SessionCore:
         self.session_id = session_id or secrets.token_urlsafe(12)
         self.claims: Claims | None = None
         self.resume: dict[str, Any] | None = None
-        self.room: str | None = None
+        self.room_of: Callable[[], str | None] = lambda: None
         self.draining = False
         self._opened_at = clock()
         self._bucket = TokenBucket(limits.rate, limits.burst)
         self._abuse = AbuseWindow(limits.abuse_threshold, limits.abuse_window)
+
+    @property
+    def room(self) -> str | None:
+        """The room this connection is in, as the membership says."""
+        return self.room_of()
 
     # -- input
 

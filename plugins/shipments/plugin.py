@@ -4,12 +4,12 @@
 - ``room.create`` with a ``shipment_id`` binds the room (`room_create_check`): one open
   room per shipment, else ``conflict``; an unknown shipment is created with its id;
 - ``joined`` carries the bound shipment as ``shipment`` (`join_info`);
-- a closed room releases its shipment (`room_closed`), and so does a start: rooms that
+- a closed room releases its shipment (`RoomClosed`), and so does a start: rooms that
   were bound when the previous process died are not open any more;
-- status events go to the bound room's members (``shipment_status``, and ``alert`` at
-  warning/critical) and to watchers and webhooks (``publish_event``);
-- ``recording_started``/``recording_stopped`` events of a bound room are noted as the
-  shipment's recordings.
+- status events are published as `ShipmentStatus` (and `Alert` at warning/critical):
+  the bound room's members, the watchers and the other plugins (webhooks) get them;
+- `RecordingStarted`/`RecordingStopped` of a bound room are noted as the shipment's
+  recordings.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dockcast.hooks import Plugin, PluginContext
 from signalling.errors import Forbidden
+from signalling.events import RecordingStarted, RecordingStopped, RoomClosed
+from signalling.hooks import Plugin, PluginContext
 
 from .service import ShipmentService
 from .store import ShipmentStore
@@ -30,7 +31,7 @@ __all__ = ["ShipmentsPlugin"]
 
 log = logging.getLogger(__name__)
 
-_RECORDING_STATES = {"recording_started": "recording", "recording_stopped": "stopped"}
+_RECORDING_STATES = {RecordingStarted: "recording", RecordingStopped: "stopped"}
 
 
 def _is_admin(conn: Any) -> bool:
@@ -68,6 +69,8 @@ class ShipmentsPlugin(Plugin):
         ctx.route("shipment.upsert", self.on_upsert)
         ctx.route("shipment.event", self.on_event)
         ctx.route("shipment.get", self.on_get)
+        ctx.events.subscribe(RoomClosed, self.on_room_closed, name=self.name)
+        ctx.events.subscribe((RecordingStarted, RecordingStopped), self.on_recording, name=self.name)
 
     async def stop(self) -> None:
         if self.service is not None:
@@ -89,21 +92,10 @@ class ShipmentsPlugin(Plugin):
             fields.get("severity"),
             now=self.clock(),
         )
-        await self._deliver(outcome.emits)
+        for event in outcome.emits:
+            # Stored already: the bus isolates its subscribers, the reply stays ok.
+            self.ctx.events.publish(event)
         return {"type": "ok", "seq": outcome.entry.seq}
-
-    async def _deliver(self, emits) -> None:
-        # The event is stored: a failed push must not turn the reply into an error.
-        for emit in emits:
-            pushes = [self.ctx.publish_event(emit.msg, room=emit.room, shipment_id=emit.shipment_id)]
-            if emit.room is not None:
-                pushes.insert(0, self.ctx.broadcast(emit.room, emit.msg))
-            for push in pushes:
-                try:
-                    await push
-                except Exception:  # noqa: BLE001
-                    log.exception("could not push %s of shipment %s", emit.msg["type"],
-                                  emit.shipment_id, extra={"room": emit.room})
 
     async def on_get(self, conn: Any, request: Any) -> dict:
         fields = self._admin_fields(conn, request)
@@ -124,14 +116,15 @@ class ShipmentsPlugin(Plugin):
         if shipment_id is not None:
             await self.service.bind_room(shipment_id, room, self.clock())
 
-    async def room_closed(self, room: str, reason: str) -> None:
-        await self.service.unbind_room(room, self.clock(), reason)
-
     async def join_info(self, room: str) -> dict:
         shipment = await self.service.for_room(room)
         return {} if shipment is None else {"shipment": shipment.to_wire()}
 
-    async def event_published(self, msg: dict, room: str | None, shipment_id: str | None) -> None:
-        state = _RECORDING_STATES.get(msg.get("type"))
-        if state is not None and room is not None:
-            await self.service.recording_changed(room, msg.get("recording_id"), state, self.clock())
+    # -- events -----------------------------------------------------------------------
+
+    async def on_room_closed(self, event: RoomClosed) -> None:
+        await self.service.unbind_room(event.room, self.clock(), event.reason)
+
+    async def on_recording(self, event: RecordingStarted | RecordingStopped) -> None:
+        await self.service.recording_changed(event.room, event.recording_id,
+                                             _RECORDING_STATES[type(event)], self.clock())

@@ -1,8 +1,8 @@
 """Shipment logic: validate requests, change the store, say which events to send.
 
 The service never sends anything: `ShipmentService.event` returns the history entry
-and the `Emit` list (``shipment_status`` always, ``alert`` when the severity is warning
-or critical); the plugin delivers them. Time is passed in (``now``). Every argument is
+and the typed events to publish (`ShipmentStatus` always, `Alert` when the severity is
+warning or critical, one of each per bound room); the plugin publishes them. Time is passed in (``now``). Every argument is
 checked before anything is written: bad input raises ``BadRequest`` and changes
 nothing; an unknown shipment is ``NotFound``; a second open room is ``Conflict``.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import msgpack
 
-from signalling.codec import wire_ts
 from signalling.errors import BadRequest, NotFound
+from signalling.events import Alert, Event, ShipmentStatus
 
 from .store import (
     SHIPMENT_FIELDS,
@@ -32,7 +32,7 @@ from .store import (
 )
 from .vocabulary import STATUS_PATTERN, Severity, default_severity, is_valid_status
 
-__all__ = ["ShipmentService", "Emit", "EventOutcome", "LIMITS", "SHIPMENT_ID_PATTERN"]
+__all__ = ["ShipmentService", "EventOutcome", "LIMITS", "SHIPMENT_ID_PATTERN"]
 
 SHIPMENT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/#-]{0,127}")
 
@@ -52,19 +52,12 @@ LIMITS: Mapping[str, int] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Emit:
-    """An event to deliver: to the members of ``room`` (if any) and to the watchers of
-    ``room`` and ``shipment_id`` (``PluginContext.publish_event``)."""
-
-    msg: dict
-    room: str | None
-    shipment_id: str
-
-
-@dataclass(frozen=True, slots=True)
 class EventOutcome:
+    """The stored history entry and the events to publish: each reaches the members of
+    its ``room`` (if any) and the watchers of its room and shipment."""
+
     entry: HistoryEntry
-    emits: tuple[Emit, ...]
+    emits: tuple[Event, ...]
 
 
 def check_shipment_id(value: Any) -> str:
@@ -182,26 +175,13 @@ class ShipmentService:
         if added is None:
             raise NotFound(f"shipment {shipment_id!r} does not exist")
         entry, rooms = added
-        status_msg = {
-            "type": "shipment_status",
-            "shipment_id": shipment_id,
-            "status": status,
-            "detail": detail,
-            "ts": wire_ts(now),
-        }
-        emits = [Emit(status_msg, room, shipment_id) for room in rooms or [None]]
+        targets = rooms or [None]
+        emits: list[Event] = [ShipmentStatus(shipment_id=shipment_id, status=status, detail=detail,
+                                             ts=now, room=room) for room in targets]
         if level.alerts:
-            alert = {
-                "type": "alert",
-                "shipment_id": shipment_id,
-                "severity": level.value,
-                "text": alert_text(shipment_id, status, detail),
-                "ts": wire_ts(now),
-            }
-            if rooms:
-                emits += [Emit({**alert, "room": room}, room, shipment_id) for room in rooms]
-            else:
-                emits.append(Emit(alert, None, shipment_id))
+            text = alert_text(shipment_id, status, detail)
+            emits += [Alert(shipment_id=shipment_id, room=room, severity=level.value, text=text, ts=now)
+                      for room in targets]
         return EventOutcome(entry, tuple(emits))
 
     async def get(self, shipment_id: Any) -> ShipmentDetails:

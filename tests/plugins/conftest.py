@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from signalling.events import Event, EventBus
 from signalling.schema import validate
 from signalling.tokens import Grants
 
@@ -27,25 +28,26 @@ ADMIN = Conn()
 
 
 class RecordingContext:
-    """What the node offers plugins, with every broadcast and event kept in a list."""
+    """What the node offers plugins: a real event bus, with every event published on it
+    kept in ``published``, and the message followers plugins register."""
 
     def __init__(self, data_dir: pathlib.Path) -> None:
         self.data_dir = data_dir
         self.metrics_registry = CollectorRegistry()
         self.routes: dict[str, Any] = {}
-        self.broadcasts: list[tuple[str, dict]] = []
-        self.events: list[tuple[dict, str | None, str | None]] = []
+        self.events = EventBus()
+        self.published: list[Event] = []
+        self.events.subscribe(Event, self.published.append, inline=True, name="recorder")
+        self.followers: dict[str, Any] = {}
         self.rooms: dict[str, dict] = {}
 
     def route(self, type: str, handler) -> None:
         assert type not in self.routes, f"{type} routed twice"
         self.routes[type] = handler
 
-    async def broadcast(self, room: str, msg: dict) -> None:
-        self.broadcasts.append((room, msg))
-
-    async def publish_event(self, msg: dict, room: str | None = None, shipment_id: str | None = None):
-        self.events.append((msg, room, shipment_id))
+    def follow_messages(self, name: str, handler) -> None:
+        assert name not in self.followers, f"{name} follows twice"
+        self.followers[name] = handler
 
     def room_names(self) -> list[str]:
         return list(self.rooms)

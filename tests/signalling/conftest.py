@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from signalling.membership import RoomRecord
 from signalling import (
     DockcastClient,
     Limits,
@@ -73,6 +74,7 @@ class App:
     release_publish: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     def install(self, server: SignallingServer) -> None:
+        self.membership = server.membership
         server.on_connect(self._on_connect)
         server.on_disconnect(self._on_disconnect)
         for msg_type, handler in {
@@ -98,8 +100,9 @@ class App:
 
     async def join(self, conn: Any, request: Any) -> dict:
         require_room(conn, request["room"])
-        conn.room = request["room"]
-        conn.participant_id = f"p-{conn.identity}"
+        self.membership.open_room(RoomRecord(request["room"]))
+        self.membership.leave(conn)  # this app lets a member join again
+        self.membership.join(conn, request["room"], f"p-{conn.identity}", conn.identity)
         self.handled.append(("join", request.id))
         return {
             "type": "joined",
@@ -111,7 +114,7 @@ class App:
         }
 
     async def leave(self, conn: Any, request: Any) -> dict:
-        conn.room = None
+        self.membership.leave(conn)
         return {"type": "left"}
 
     async def send(self, conn: Any, request: Any) -> dict:

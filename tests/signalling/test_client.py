@@ -7,6 +7,7 @@ import inspect
 
 import pytest
 
+from signalling.membership import RoomRecord
 from signalling import CLOSE_ABUSE, SPECS, DockcastClient, ServerError, SessionClosed, validate
 
 ALL_GRANTS = ["publish", "subscribe", "message", "record", "admin"]
@@ -49,7 +50,9 @@ async def echo(make_server):
     async def handler(conn, request):
         seen.append(request)
         if request.type == "join":
-            conn.room = request["room"]
+            server.membership.open_room(RoomRecord(request["room"]))
+            server.membership.leave(conn)
+            server.membership.join(conn, request["room"], "p-" + conn.identity, conn.identity)
         if request.spec.reply is None:
             return None
         return {"type": "echo", "of": request.type, "fields": dict(request.fields)}

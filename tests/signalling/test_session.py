@@ -202,7 +202,7 @@ def test_valid_request_is_dispatched():
 )
 def test_missing_grant_is_forbidden(msg_type, fields, grants):
     core = ready(grants=grants)
-    core.room = "dock-1"
+    core.room_of = lambda: "dock-1"
     actions = core.receive_frame(frame(msg_type, 7, **fields), NOW)
     assert "grant" in only_error(actions, "forbidden", 7)["message"]
 
@@ -217,13 +217,13 @@ def test_room_requests_need_a_joined_room():
     core = ready(grants=["publish"])
     actions = core.receive_frame(frame("unpublish", 3, track_ids=["t"]), NOW)
     assert "send join first" in only_error(actions, "bad_request", 3)["message"]
-    core.room = "dock-1"
+    core.room_of = lambda: "dock-1"
     assert isinstance(core.receive_frame(frame("unpublish", 4, track_ids=["t"]), NOW)[0], Dispatch)
 
 
 def test_payload_limit():
     core = ready(grants=["message"], limits=Limits(max_payload_bytes=100))
-    core.room = "dock-1"
+    core.room_of = lambda: "dock-1"
     ok = core.receive_frame(frame("send", 1, topic="t", payload="x" * 98, msg_id="m1"), NOW)
     assert isinstance(ok[0], Dispatch)
     big = core.receive_frame(frame("send", 2, topic="t", payload="x" * 99, msg_id="m2"), NOW)
@@ -273,7 +273,7 @@ MALFORMED = [
 @pytest.mark.parametrize("bad", MALFORMED)
 def test_a_bad_message_neither_closes_nor_changes_state(bad):
     core = ready()
-    core.room = "dock-1"
+    core.room_of = lambda: "dock-1"
     before = (core.state, core.claims, core.room, core.session_id)
     actions = core.receive_frame(bad, NOW)
     assert sent(actions)[0]["type"] == "error"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dockcast.hooks import HookRegistry
 from plugins.shipments import ShipmentsPlugin
 from signalling.errors import BadRequest, Conflict, Forbidden, NotFound
+from signalling.events import Alert, RecordingStarted, RecordingStopped, RoomClosed, ShipmentStatus
+from signalling.hooks import HookRegistry
 
 
 class Clock:
@@ -48,13 +49,13 @@ async def test_shipment_bound_room_sees_status_and_alert(ctx, hooks):
         "shipment.event", shipment_id="S1", status="import_customs_hold", detail="x-ray", severity="warning"
     )
     assert reply == {"type": "ok", "seq": 1}
-    [(room1, status), (room2, alert)] = ctx.broadcasts
-    assert room1 == room2 == "dock-1"
-    assert status == {"type": "shipment_status", "shipment_id": "S1", "status": "import_customs_hold",
-                      "detail": "x-ray", "ts": status["ts"]}
-    assert (alert["type"], alert["room"], alert["severity"]) == ("alert", "dock-1", "warning")
-    assert [(m["type"], room, sid) for m, room, sid in ctx.events] == [
-        ("shipment_status", "dock-1", "S1"), ("alert", "dock-1", "S1")]
+    status, alert = ctx.published
+    assert isinstance(status, ShipmentStatus) and isinstance(alert, Alert)
+    assert (status.room, status.shipment_id, alert.room, alert.shipment_id) == ("dock-1", "S1", "dock-1", "S1")
+    assert status.to_wire() == {"type": "shipment_status", "shipment_id": "S1",
+                                "status": "import_customs_hold", "detail": "x-ray",
+                                "ts": status.to_wire()["ts"]}
+    assert (alert.to_wire()["type"], alert.to_wire()["room"], alert.severity) == ("alert", "dock-1", "warning")
 
 
 async def test_joined_carries_the_shipment_until_the_room_closes(ctx, hooks):
@@ -65,7 +66,7 @@ async def test_joined_carries_the_shipment_until_the_room_closes(ctx, hooks):
     assert (info["shipment"]["shipment_id"], info["shipment"]["status"]) == ("S1", "warehouse_received")
     with pytest.raises(Conflict, match="bound to open room 'dock-1'"):
         await hooks.room_create_check("dock-2", {"shipment_id": "S1"})
-    await hooks.room_closed("dock-1", "closed_by_admin")
+    await ctx.events.publish(RoomClosed(room="dock-1", reason="closed_by_admin"))
     assert await hooks.join_info("dock-1") == {}
     await hooks.room_create_check("dock-2", {"shipment_id": "S1"})
     reply = await ctx.request("shipment.get", shipment_id="S1")
@@ -74,7 +75,7 @@ async def test_joined_carries_the_shipment_until_the_room_closes(ctx, hooks):
 
 async def test_room_without_shipment_is_left_alone(ctx, hooks):
     await hooks.room_create_check("plain", {"room": "plain"})
-    await hooks.room_closed("plain", "empty")
+    await ctx.events.publish(RoomClosed(room="plain", reason="empty"))
     assert await hooks.join_info("plain") == {}
 
 
@@ -82,8 +83,8 @@ async def test_get_has_history_rooms_and_recordings(ctx, hooks):
     await hooks.room_create_check("dock-1", {"shipment_id": "S1"})
     for status in ("return_requested", "return_received", "inspected"):
         await ctx.request("shipment.event", shipment_id="S1", status=status)
-    await hooks.event_published({"type": "recording_started", "recording_id": "rec-1"}, room="dock-1")
-    await hooks.event_published({"type": "recording_stopped", "recording_id": "rec-1"}, room="dock-1")
+    await ctx.events.publish(RecordingStarted(room="dock-1", recording_id="rec-1"))
+    await ctx.events.publish(RecordingStopped(room="dock-1", recording_id="rec-1"))
     reply = await ctx.request("shipment.get", shipment_id="S1")
     assert reply["type"] == "shipment"
     assert [(h["seq"], h["status"], h["severity"]) for h in reply["history"]] == [
@@ -114,7 +115,7 @@ async def test_bad_requests_get_the_documented_error_and_change_nothing(
     with pytest.raises(error, match=match):
         await ctx.request(msg_type, **fields)
     assert await ctx.request("shipment.get", shipment_id="S1") == before
-    assert ctx.broadcasts == [] and ctx.events == []
+    assert ctx.published == []
 
 
 @pytest.mark.parametrize("msg_type", ["shipment.upsert", "shipment.event", "shipment.get"])
@@ -129,14 +130,14 @@ async def test_non_admin_is_forbidden(ctx, hooks, member, msg_type):
 async def test_a_failed_push_does_not_fail_the_stored_event(ctx, hooks, caplog):
     await hooks.room_create_check("dock-1", {"shipment_id": "S1"})
 
-    async def broken_broadcast(room, msg):
+    def broken_delivery(event):
         raise ConnectionResetError("member went away")
 
-    ctx.broadcast = broken_broadcast
+    ctx.events.subscribe(ShipmentStatus, broken_delivery, inline=True, name="members")
     reply = await ctx.request("shipment.event", shipment_id="S1", status="exception")
     assert reply == {"type": "ok", "seq": 1}
-    assert "could not push shipment_status of shipment S1" in caplog.text
-    assert [m["type"] for m, _, _ in ctx.events] == ["shipment_status", "alert"]  # watchers still get them
+    assert "members failed on ShipmentStatus" in caplog.text
+    assert [type(e).__name__ for e in ctx.published] == ["ShipmentStatus", "Alert"]  # others still get them
 
 
 async def test_a_restart_frees_the_shipments_of_rooms_no_longer_open(ctx):

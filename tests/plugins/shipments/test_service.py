@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.shipments.service import Emit, ShipmentService
+from plugins.shipments.service import ShipmentService
+from signalling.events import Alert, ShipmentStatus
 from plugins.shipments.store import ShipmentStore
 from signalling.errors import BadRequest, Conflict, NotFound
 
@@ -62,30 +63,33 @@ async def test_info_event_emits_status_to_the_bound_room(service):
     outcome = await service.event("S1", "customs_cleared", "released at LAX", now=5.0)
     assert outcome.entry.seq == 1
     assert outcome.emits == (
-        Emit({"type": "shipment_status", "shipment_id": "S1", "status": "customs_cleared",
-              "detail": "released at LAX", "ts": 5000}, "dock-1", "S1"),
+        ShipmentStatus(shipment_id="S1", status="customs_cleared", detail="released at LAX", ts=5.0,
+                       room="dock-1"),
     )
+    assert outcome.emits[0].to_wire() == {"type": "shipment_status", "shipment_id": "S1",
+                                          "status": "customs_cleared", "detail": "released at LAX",
+                                          "ts": 5000}
 
 
 async def test_warning_event_also_emits_an_alert(service):
     await service.bind_room("S1", "dock-1", now=1.0)
     outcome = await service.event("S1", "import_customs_hold", "x-ray inspection", now=5.0)
     status, alert = outcome.emits
-    assert status.msg["type"] == "shipment_status"
-    assert alert == Emit(
-        {"type": "alert", "shipment_id": "S1", "room": "dock-1", "severity": "warning",
-         "text": "shipment S1: import customs hold: x-ray inspection", "ts": 5000},
-        "dock-1", "S1",
-    )
+    assert status.type == "shipment_status"
+    assert alert == Alert(shipment_id="S1", room="dock-1", severity="warning",
+                          text="shipment S1: import customs hold: x-ray inspection", ts=5.0)
+    assert alert.to_wire() == {"type": "alert", "shipment_id": "S1", "room": "dock-1",
+                               "severity": "warning",
+                               "text": "shipment S1: import customs hold: x-ray inspection", "ts": 5000}
     assert outcome.entry.severity == "warning"
 
 
 async def test_unbound_events_go_to_watchers_only(service):
     await service.upsert("S1", {}, now=1.0)
     outcome = await service.event("S1", "in_transit", {"vessel": "EVER GIVEN"}, "critical", now=2.0)
-    assert [(e.msg["type"], e.room) for e in outcome.emits] == [("shipment_status", None), ("alert", None)]
-    assert "room" not in outcome.emits[1].msg
-    assert outcome.emits[1].msg["text"] == "shipment S1: in transit"
+    assert [(e.type, e.room) for e in outcome.emits] == [("shipment_status", None), ("alert", None)]
+    assert "room" not in outcome.emits[1].to_wire()
+    assert outcome.emits[1].text == "shipment S1: in transit"
 
 
 async def test_severity_overrides_and_custom_statuses(service):

@@ -1,4 +1,4 @@
-"""dockcast.messaging: send/ack on the room log, live delivery in seq order, resume."""
+"""signalling.messages.delivery: send/ack on the room log, live delivery in seq order, resume."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
-from dockcast import messaging
-from dockcast.messaging import Messaging
 from signalling.errors import BadRequest
-from signalling.roomlog import AckBeyondEnd, MemoryRoomLog, RetentionPolicy, SqliteRoomLog
+from signalling.events import EventBus, MessageStored
+from signalling.membership import LocalMembership, RoomRecord
+from signalling.messages import AckBeyondEnd, MemoryRoomLog, RetentionPolicy, SqliteRoomLog
+from signalling.messages import delivery as messaging
+from signalling.messages.delivery import Messaging
 from signalling.schema import validate
 
 ROOM = "dock-1"
@@ -24,7 +26,6 @@ class Conn:
     def __init__(self, identity: str, resume: dict | None = None) -> None:
         self.identity = identity
         self.resume = resume
-        self.room: str | None = None
         self.data: dict[str, Any] = {}
         self.events: list[dict] = []
         self.queued_messages = 0
@@ -46,10 +47,25 @@ def send_request(msg_id: str | None = None, payload: Any = "hi", topic: str = "c
                      "msg_id": msg_id or f"m{next(_ids)}"})
 
 
+def service(log, bus: EventBus | None = None) -> Messaging:
+    return Messaging(log, LocalMembership(), bus=bus)
+
+
 async def join(m: Messaging, conn: Conn, room: str = ROOM) -> int:
     logged = await m.prepare_join(room, conn.identity)
-    conn.room = room
+    m.membership.open_room(RoomRecord(room))
+    m.membership.join(conn, room, "PA_" + conn.identity, conn.identity)
     return m.joined(conn, room, logged)
+
+
+def leave(m: Messaging, conn: Conn) -> None:
+    m.membership.leave(conn)
+    m.left(conn)
+
+
+def close_room(m: Messaging, room: str = ROOM) -> None:
+    m.membership.close_room(room)
+    m.room_closed(room)
 
 
 async def settle(m: Messaging, *conns: Conn) -> None:
@@ -90,21 +106,20 @@ def stored() -> list:
 
 @pytest.fixture
 async def m(stored):
-    async def on_stored(message):
-        stored.append(message.seq)
-
-    service = Messaging(YieldingLog(), on_stored)
-    yield service
-    await service.close()
+    bus = EventBus()
+    bus.subscribe(MessageStored, lambda event: stored.append(event.message.seq), inline=True)
+    delivery = service(YieldingLog(), bus)
+    yield delivery
+    await delivery.close()
 
 
 async def test_concurrent_senders_every_member_gets_every_seq_in_order(tmp_path):
-    service = Messaging(SqliteRoomLog(tmp_path / "messages.db"))
+    delivery = service(SqliteRoomLog(tmp_path / "messages.db"))
     members = [Conn(f"member-{i}") for i in range(3)]
     try:
         for conn in members:
-            assert await join(service, conn) == 0
-        replies = await asyncio.gather(*(service.on_send(members[i % 3], send_request(f"x{i}"))
+            assert await join(delivery, conn) == 0
+        replies = await asyncio.gather(*(delivery.on_send(members[i % 3], send_request(f"x{i}"))
                                          for i in range(300)))
         assert sorted(r["seq"] for r in replies) == list(range(1, 301))
         for conn in members:  # the sender too
@@ -112,7 +127,7 @@ async def test_concurrent_senders_every_member_gets_every_seq_in_order(tmp_path)
             assert {e["msg_id"] for e in conn.events} == {f"x{i}" for i in range(300)}
         assert replies[7] == {"type": "sent", "seq": replies[7]["seq"], "msg_id": "x7"}
     finally:
-        await service.close()
+        await delivery.close()
 
 
 async def test_same_msg_id_is_stored_and_delivered_once(m, stored):
@@ -156,7 +171,7 @@ async def test_resume_only_on_the_first_join(m):
     await join(m, bob)
     await settle(m, bob)
     assert bob.seqs() == [2, 3]
-    m.left(bob)
+    leave(m, bob)
     await join(m, bob)
     await settle(m, bob)
     assert bob.seqs() == [2, 3]  # not replayed again
@@ -186,30 +201,30 @@ async def test_replay_paces_itself_on_the_send_queue(m, monkeypatch):
 async def test_replay_skips_what_retention_dropped(tmp_path):
     log = MemoryRoomLog(RetentionPolicy(max_age_s=None, max_messages=3, max_bytes=None,
                                         drop_unacked=True))
-    service = Messaging(log)
-    alice = await sender_with(service, 10)
-    await service.prune(0.0)
+    delivery = service(log)
+    alice = await sender_with(delivery, 10)
+    await delivery.prune(0.0)
     back = Conn("bob", resume={"session_id": "s", "last_seq": 0})
-    await join(service, back)
-    await settle(service, back)
+    await join(delivery, back)
+    await settle(delivery, back)
     assert back.seqs() == [8, 9, 10]
-    await service.on_send(alice, send_request())
+    await delivery.on_send(alice, send_request())
     assert back.seqs() == [8, 9, 10, 11]
-    await service.close()
+    await delivery.close()
 
 
 async def test_replay_ends_when_everything_after_last_seq_was_dropped():
     log = YieldingLog(RetentionPolicy(max_age_s=None, max_messages=0, max_bytes=None,
                                       drop_unacked=True))
-    service = Messaging(log)
-    alice = await sender_with(service, 10)
-    assert await service.prune(0.0) == {ROOM: 10}
+    delivery = service(log)
+    alice = await sender_with(delivery, 10)
+    assert await delivery.prune(0.0) == {ROOM: 10}
     back = Conn("bob", resume={"session_id": "s", "last_seq": 2})
-    await join(service, back)
-    await settle(service, back)
-    await service.on_send(alice, send_request())
+    await join(delivery, back)
+    await settle(delivery, back)
+    await delivery.on_send(alice, send_request())
     assert back.seqs() == [11]
-    await service.close()
+    await delivery.close()
 
 
 async def test_a_gap_in_live_delivery_is_filled_from_the_log(m):
@@ -228,10 +243,10 @@ async def test_left_and_closed_rooms_get_nothing(m):
     alice, bob = Conn("alice"), Conn("bob")
     await join(m, alice)
     await join(m, bob)
-    m.left(bob)
+    leave(m, bob)
     await m.on_send(alice, send_request())
     assert bob.seqs() == []
-    m.room_closed(ROOM)
+    close_room(m)
     with pytest.raises(BadRequest):
         await m.on_send(alice, send_request())
     assert await m.log.last_seq(ROOM) == 1
@@ -253,10 +268,10 @@ async def test_a_failed_replay_closes_the_connection(m):
         async def _read(self, room, after_seq, limit):
             raise OSError("disk gone")
 
-    service = Messaging(Broken())
-    await sender_with(service, 1)
+    delivery = service(Broken())
+    await sender_with(delivery, 1)
     bob = Conn("bob", resume={"session_id": "s", "last_seq": 0})
-    await join(service, bob)
+    await join(delivery, bob)
     for _ in range(100):
         if bob.closed:
             break

@@ -1,4 +1,4 @@
-"""dockcast.admin: the administration handlers against a stand-in node, and Watchers."""
+"""signalling.admin: the administration handlers against a stand-in node."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from dockcast.admin import MAX_WATCHED, Admin, Watchers
+from signalling.admin import MAX_WATCHED, Admin
 from signalling.errors import BadRequest, Conflict, Forbidden, NotFound
+from signalling.membership import LocalMembership
 from signalling.schema import validate
 
 
@@ -68,7 +69,7 @@ def host() -> Host:
 
 @pytest.fixture
 def admin(host) -> Admin:
-    return Admin(host, Watchers())
+    return Admin(host, LocalMembership())
 
 
 async def ask(admin: Admin, msg_type: str, conn: Conn = ADMIN, **fields: Any) -> dict:
@@ -138,33 +139,4 @@ async def test_events_subscribe_checks_before_subscribing(admin):
     with pytest.raises(BadRequest):
         await ask(admin, "events.subscribe", watcher, shipment_ids=["S1", "S2"])
     assert await ask(admin, "events.subscribe", watcher, shipment_ids=["S1"]) == {"type": "ok"}
-    assert admin.watchers.count(watcher) == MAX_WATCHED
-
-
-def test_watchers_of_a_room_and_its_shipment_get_each_event_once():
-    watchers = Watchers()
-    both, by_room, by_shipment, other = Conn(), Conn(), Conn(), Conn()
-    watchers.subscribe(both, ["dock-1"], ["S1"])
-    watchers.subscribe(by_room, ["dock-1"], [])
-    watchers.subscribe(by_shipment, [], ["S1"])
-    watchers.subscribe(other, ["dock-2"], ["S2"])
-    event = {"type": "participant_left", "participant_id": "P1"}
-    assert watchers.publish(event, "dock-1", "S1") == 3
-    for conn in (both, by_room, by_shipment):
-        assert conn.events == [{**event, "room": "dock-1"}]
-    assert other.events == [] and "room" not in event
-    status = {"type": "shipment_status", "shipment_id": "S1", "status": "delivered"}
-    assert watchers.publish(status, None, "S1") == 2
-    assert by_shipment.events[-1] == status and by_room.events[-1] != status
-
-
-def test_watchers_end_with_their_connection():
-    watchers = Watchers()
-    conn = Conn()
-    watchers.subscribe(conn, ["dock-1"], ["S1"])
-    watchers.subscribe(conn, ["dock-1", "dock-2"], [])
-    assert watchers.count(conn) == 3
-    watchers.remove(conn)
-    assert watchers.publish({"type": "x"}, "dock-1", "S1") == 0
-    assert watchers.count(conn) == 0 and watchers._rooms == {} and watchers._shipments == {}
-    watchers.remove(conn)  # twice is fine
+    assert admin.membership.watched_count(watcher) == MAX_WATCHED

@@ -1,13 +1,21 @@
 """Room messages on a node: ``send``/``sent``, ``ack``, live delivery and resume.
 
 `Messaging` answers ``send`` and ``ack`` from the durable `RoomLog` and delivers each
-stored message to the room's members as a ``message`` event, in ``seq`` order:
+stored message to the room's members as a ``message`` event, in ``seq`` order. A
+message's path, top to bottom:
 
-- ``sent`` is answered after `RoomLog.append` returned (the write is durable). A new
-  message goes to every member, the sender included, with no ``await`` between the
-  append returning and the delivery; appends complete in ``seq`` order, so members see
-  ``seq`` 1, 2, 3... A repeated ``msg_id`` is answered its first ``seq`` and delivered
-  again to nobody.
+1. ``send`` arrives validated (schema, grants, payload size: the session core);
+   `Messaging.on_send` finds the sender's room in the `Membership`.
+2. `RoomLog.append` stores it (validated once more by the log, the one place that
+   checks names and payloads) and returns once the write is durable.
+3. With no ``await`` since the append returned, it goes to every member, the sender
+   included (`Messaging._deliver`); appends complete in ``seq`` order, so members see
+   ``seq`` 1, 2, 3...
+4. `MessageStored` is published on the `EventBus` (watchers at once, plugins in the
+   room's lane) and every `LogFollower` is told (they read the log from a cursor of
+   their own), neither awaited: ``sent`` waits only for the commit.
+5. ``sent {seq, msg_id}`` is answered. A repeated ``msg_id`` is answered its first
+   ``seq`` and delivered again to nobody.
 - Each member connection has a ``delivered`` mark (the highest ``seq`` sent to it). A
   live message at or below it is skipped; one above ``delivered + 1`` (a gap, which
   should not happen) makes the connection catch up from the log instead.
@@ -17,8 +25,10 @@ stored message to the room's members as a ``message`` event, in ``seq`` order:
   has caught up with what was delivered live meanwhile. ``session_id`` is not checked:
   sessions do not survive a restart, the log does, and ``last_seq`` says it all.
 
-The node tells `Messaging` when a connection joins (`prepare_join` before, then
-`joined`) and leaves (`left`), and when a room closes (`room_closed`).
+Who is in which room is the `Membership`'s: the room lifecycle tells `Messaging` when
+a connection joined (`prepare_join` before, then `joined` once the membership has it),
+left (`left`), and when a room closed (`room_closed`); `Messaging` keeps only each
+member's delivery state.
 """
 
 from __future__ import annotations
@@ -26,18 +36,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from signalling.errors import BadRequest
-from signalling.roomlog import RoomLog, StoredMessage
-from signalling.schema import Request
-from signalling.server import Connection
+from ..errors import BadRequest
+from ..events import EventBus, MessageStored
+from ..membership import Membership
+from ..schema import Request
+from .follower import LogFollower
+from .log import RoomLog, StoredMessage
 
 __all__ = ["Messaging", "REPLAY_PAGE", "REPLAY_QUEUE_LOW"]
 
-logger = logging.getLogger("dockcast.messaging")
+logger = logging.getLogger("dockcast.messages")
 
 REPLAY_PAGE = 256
 """Messages a replay reads from the log at a time."""
@@ -46,33 +58,31 @@ REPLAY_QUEUE_LOW = 256
 waiting to be written (the server disconnects a connection whose queue overflows)."""
 _PACE_S = 0.005
 
-OnStored = Callable[[StoredMessage], Awaitable[None]]
-
 
 @dataclass(slots=True, eq=False)
 class _Member:
     """One connection's delivery state in the room it joined."""
 
-    conn: Connection
+    conn: Any
     room: str
     delivered: int
     replay: asyncio.Task[None] | None = None
 
 
 class Messaging:
-    """``send``/``ack`` handlers and ``message`` delivery over ``log``.
+    """``send``/``ack`` handlers and ``message`` delivery over ``log``, to the members
+    that ``membership`` knows; new messages are published on ``bus`` and handed to the
+    ``followers``."""
 
-    ``on_stored(message)`` runs after each new message went to the members and before
-    ``sent`` is answered (the node passes it to watchers and plugins).
-    """
-
-    def __init__(self, log: RoomLog, on_stored: OnStored | None = None,
+    def __init__(self, log: RoomLog, membership: Membership, *, bus: EventBus | None = None,
+                 followers: Iterable[LogFollower] = (),
                  clock: Callable[[], float] = time.time) -> None:
         self.log = log
+        self.membership = membership
+        self.bus = bus
+        self.followers = list(followers)
         self.clock = clock
-        self._on_stored = on_stored
-        self._members: dict[Connection, _Member] = {}
-        self._rooms: dict[str, dict[Connection, _Member]] = {}
+        self._members: dict[Any, _Member] = {}
         # Per room with members: the highest seq known to be stored (delivered live or
         # read at a join). A replay is caught up when it reached it.
         self._last: dict[str, int] = {}
@@ -83,13 +93,15 @@ class Messaging:
 
     async def prepare_join(self, room: str, identity: str) -> int:
         """Before ``identity`` joins ``room``: give it a cursor (a rejoin keeps its old
-        one) and return the room's last stored ``seq``."""
+        one), and each follower one, and return the room's last stored ``seq``."""
         await self.log.add_member(room, identity)
+        for follower in self.followers:
+            await follower.track(room)
         return await self.log.last_seq(room)
 
-    def joined(self, conn: Connection, room: str, logged_last_seq: int) -> int:
-        """``conn`` is now a member of ``room`` (call it with no ``await`` since the
-        connection joined); returns ``last_seq`` for the ``joined`` reply.
+    def joined(self, conn: Any, room: str, logged_last_seq: int) -> int:
+        """``conn`` is now a member of ``room`` in the membership (call it with no
+        ``await`` since it became one); returns ``last_seq`` for the ``joined`` reply.
 
         The first join of a connection that said ``hello.resume`` starts its replay
         (as a task: its messages follow the ``joined`` reply on the wire).
@@ -103,42 +115,36 @@ class Messaging:
         if resume is not None:
             member.delivered = min(int(resume["last_seq"]), last)
         self._members[conn] = member
-        self._rooms.setdefault(room, {})[conn] = member
         if member.delivered < last:
             self._start_replay(member)
         return last
 
-    def left(self, conn: Connection) -> None:
+    def left(self, conn: Any) -> None:
         """``conn`` left its room (or disconnected): stop delivering to it."""
         member = self._members.pop(conn, None)
-        if member is None:
-            return
-        if member.replay is not None:
+        if member is not None and member.replay is not None:
             member.replay.cancel()
-        members = self._rooms.get(member.room)
-        if members is not None:
-            members.pop(conn, None)
 
     def room_closed(self, room: str) -> None:
         """``room`` closed: forget its state (a later join reads it from the log)."""
-        for conn in list(self._rooms.get(room, ())):
-            self.left(conn)
-        self._rooms.pop(room, None)
+        for conn, member in list(self._members.items()):
+            if member.room == room:
+                self.left(conn)
         self._last.pop(room, None)
 
     def replays(self) -> int:
         """Connections still catching up from the log."""
         return sum(1 for m in self._members.values() if m.replay is not None)
 
-    def replaying(self, conn: Connection) -> bool:
+    def replaying(self, conn: Any) -> bool:
         """Whether ``conn`` is still catching up from the log."""
         member = self._members.get(conn)
         return member is not None and member.replay is not None
 
     # -- requests --------------------------------------------------------------------
 
-    async def on_send(self, conn: Connection, request: Request) -> dict[str, Any]:
-        room = conn.room
+    async def on_send(self, conn: Any, request: Request) -> dict[str, Any]:
+        room = self.membership.room_of(conn)
         if room is None or conn not in self._members:
             raise BadRequest("send needs a joined room; send join first")
         result = await self.log.append(room, request["msg_id"], conn.identity or "",
@@ -149,14 +155,17 @@ class Messaging:
             self.stored += 1
             # No await before this: appends complete in seq order, so do deliveries.
             self._deliver(result.message)
-            if self._on_stored is not None:
-                await self._on_stored(result.message)
+            if self.bus is not None:
+                self.bus.publish(MessageStored(room=room, message=result.message))
+            for follower in self.followers:
+                follower.notify(room)
         return {"type": "sent", "seq": result.seq, "msg_id": result.message.msg_id}
 
-    async def on_ack(self, conn: Connection, request: Request) -> None:
-        if conn.room is None:
+    async def on_ack(self, conn: Any, request: Request) -> None:
+        room = self.membership.room_of(conn)
+        if room is None:
             raise BadRequest("ack needs a joined room; send join first")
-        await self.log.ack(conn.room, conn.identity or "", request["seq"])
+        await self.log.ack(room, conn.identity or "", request["seq"])
         return None
 
     async def remove_member(self, room: str, identity: str) -> None:
@@ -178,14 +187,12 @@ class Messaging:
     # -- delivery --------------------------------------------------------------------
 
     def _deliver(self, message: StoredMessage) -> None:
-        members = self._rooms.get(message.room)
-        if members is None:
-            return
         if message.seq > self._last.get(message.room, 0):
             self._last[message.room] = message.seq
-        event = message.to_event()
-        for member in list(members.values()):
-            if member.replay is not None or message.seq <= member.delivered:
+        event = None
+        for conn in self.membership.connections(message.room):
+            member = self._members.get(conn)
+            if member is None or member.replay is not None or message.seq <= member.delivered:
                 continue
             if message.seq != member.delivered + 1:
                 logger.warning("gap in live delivery: catching up from the log",
@@ -193,7 +200,9 @@ class Messaging:
                                       "seq": message.seq})
                 self._start_replay(member)
                 continue
-            member.conn.send_event(event)
+            if event is None:
+                event = message.to_event()
+            conn.send_event(event)
             member.delivered = message.seq
 
     def _start_replay(self, member: _Member) -> None:

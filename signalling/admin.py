@@ -3,8 +3,8 @@
 `Admin` checks each request (grants come checked by the session layer; the token's
 ``room`` claim, names, existence and limits are checked here) and asks the node, a
 `RoomHost`, to do it. Bad input raises a ``signalling.errors`` error before anything
-changes. `Watchers` is the ``events.subscribe`` fan-out: an event of a room or a
-shipment goes once to each connection watching either.
+changes. ``events.subscribe`` adds to the connection's watched rooms and shipments in
+the `Membership`; `signalling.fanout` sends them the events.
 
     room.create {room, shipment_id?, metadata?, record?}  -> room {..}
         conflict: the room is open already (or a plugin refuses: a shipment bound to
@@ -19,16 +19,17 @@ shipment goes once to each connection watching either.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from signalling.errors import BadRequest, Conflict, NotFound
-from signalling.roomlog import MAX_NAME_CHARS
-from signalling.schema import Request
-from signalling.server import Connection
-from signalling.session import require_room
+from .errors import BadRequest, Conflict, NotFound
+from .membership import Membership
+from .messages.log import MAX_NAME_CHARS
+from .schema import Request
+from .server import Connection
+from .session import require_room
 
-__all__ = ["Admin", "RoomHost", "Watchers", "MAX_WATCHED"]
+__all__ = ["Admin", "RoomHost", "MAX_WATCHED"]
 
 MAX_WATCHED = 1000
 """Rooms plus shipments one connection may watch."""
@@ -71,9 +72,9 @@ def _check_room_name(room: str) -> str:
 class Admin:
     """The request handlers; ``handlers()`` maps message types to them."""
 
-    def __init__(self, host: RoomHost, watchers: Watchers) -> None:
+    def __init__(self, host: RoomHost, membership: Membership) -> None:
         self.host = host
-        self.watchers = watchers
+        self.membership = membership
 
     def handlers(self) -> dict[str, Any]:
         return {
@@ -130,58 +131,7 @@ class Admin:
         for shipment_id in shipment_ids:
             if len(shipment_id) > MAX_NAME_CHARS:
                 raise BadRequest(f"shipment_id is longer than {MAX_NAME_CHARS} characters")
-        if self.watchers.count(conn) + len(set(rooms)) + len(set(shipment_ids)) > MAX_WATCHED:
+        if self.membership.watched_count(conn) + len(set(rooms)) + len(set(shipment_ids)) > MAX_WATCHED:
             raise BadRequest(f"a connection may watch at most {MAX_WATCHED} rooms and shipments")
-        self.watchers.subscribe(conn, rooms, shipment_ids)
+        self.membership.watch(conn, rooms, shipment_ids)
         return {"type": "ok"}
-
-
-class Watchers:
-    """Who watches which rooms and shipments (``events.subscribe``); subscriptions add
-    up and end with the connection (`remove`)."""
-
-    def __init__(self) -> None:
-        self._rooms: dict[str, set[Connection]] = {}
-        self._shipments: dict[str, set[Connection]] = {}
-        self._watching: dict[Connection, tuple[set[str], set[str]]] = {}
-
-    def subscribe(self, conn: Connection, rooms: Iterable[str], shipment_ids: Iterable[str]) -> None:
-        watched_rooms, watched_shipments = self._watching.setdefault(conn, (set(), set()))
-        for name in rooms:
-            watched_rooms.add(name)
-            self._rooms.setdefault(name, set()).add(conn)
-        for shipment_id in shipment_ids:
-            watched_shipments.add(shipment_id)
-            self._shipments.setdefault(shipment_id, set()).add(conn)
-
-    def __len__(self) -> int:
-        """How many connections watch something."""
-        return len(self._watching)
-
-    def count(self, conn: Connection) -> int:
-        rooms, shipments = self._watching.get(conn, ((), ()))
-        return len(rooms) + len(shipments)
-
-    def remove(self, conn: Connection) -> None:
-        rooms, shipments = self._watching.pop(conn, ((), ()))
-        for index, names in ((self._rooms, rooms), (self._shipments, shipments)):
-            for name in names:
-                watchers = index.get(name)
-                if watchers is not None:
-                    watchers.discard(conn)
-                    if not watchers:
-                        del index[name]
-
-    def publish(self, msg: dict[str, Any], room: str | None = None,
-                shipment_id: str | None = None) -> int:
-        """Send ``msg`` to every connection watching ``room`` or ``shipment_id``, once
-        each; return how many got it. Watchers watch many rooms: an event of a room
-        that does not name it (``participant_joined``...) gets ``room`` added."""
-        targets = set(self._rooms.get(room, ())) if room is not None else set()
-        if shipment_id is not None:
-            targets.update(self._shipments.get(shipment_id, ()))
-        if targets and room is not None and "room" not in msg:
-            msg = {**msg, "room": room}
-        for conn in targets:
-            conn.send_event(msg)
-        return len(targets)

@@ -1,8 +1,7 @@
-"""The plugin registry: order, isolation, room_create_check, loading by name."""
+"""The plugin registry: start/stop order, the two asking hooks, loading by name."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 import pathlib
@@ -12,13 +11,13 @@ import textwrap
 import pytest
 from prometheus_client import CollectorRegistry
 
-from dockcast.hooks import HookRegistry, Plugin, PluginContext, PluginError, load_plugins
 from signalling.errors import Conflict
-from signalling.roomlog import StoredMessage
+from signalling.events import EventBus, RoomClosed
+from signalling.hooks import HookRegistry, Plugin, PluginContext, PluginError, load_plugins
 
 
 class Recorder(Plugin):
-    """Writes every hook call into a shared journal."""
+    """Writes its start, stop and the events it subscribed to into a shared journal."""
 
     def __init__(self, name: str, journal: list) -> None:
         self.name = name
@@ -26,33 +25,13 @@ class Recorder(Plugin):
 
     async def start(self, ctx):
         self.journal.append((self.name, "start"))
+        ctx.events.subscribe(RoomClosed, self.on_room_closed, name=self.name)
 
     async def stop(self):
         self.journal.append((self.name, "stop"))
 
-    async def room_created(self, room):
-        self.journal.append((self.name, "room_created", room))
-
-    async def room_closed(self, room, reason):
-        self.journal.append((self.name, "room_closed", room, reason))
-
-    async def participant_joined(self, room, participant):
-        self.journal.append((self.name, "participant_joined", room, participant["participant_id"]))
-
-    async def participant_left(self, room, participant_id):
-        self.journal.append((self.name, "participant_left", room, participant_id))
-
-    async def track_published(self, room, track):
-        self.journal.append((self.name, "track_published", room, track["track_id"]))
-
-    async def track_unpublished(self, room, track_id):
-        self.journal.append((self.name, "track_unpublished", room, track_id))
-
-    async def message(self, room, message):
-        self.journal.append((self.name, "message", room, message.seq))
-
-    async def event_published(self, msg, room, shipment_id):
-        self.journal.append((self.name, "event_published", msg["type"], room, shipment_id))
+    async def on_room_closed(self, event):
+        self.journal.append((self.name, "room_closed", event.room, event.reason))
 
     async def join_info(self, room):
         return {self.name: room}
@@ -61,14 +40,17 @@ class Recorder(Plugin):
 class Broken(Plugin):
     name = "broken"
 
-    async def room_created(self, room):
-        raise RuntimeError("boom")
-
-    async def message(self, room, message):
-        await asyncio.sleep(3600)
-
     async def join_info(self, room):
         return ["not", "a", "dict"]
+
+
+class Slow(Plugin):
+    name = "slow"
+
+    async def join_info(self, room):
+        import asyncio
+
+        await asyncio.sleep(3600)
 
 
 class Minimal(Plugin):
@@ -76,19 +58,20 @@ class Minimal(Plugin):
 
 
 class Context:
-    """The smallest PluginContext: enough for the registry, which never calls it."""
+    """The smallest PluginContext."""
 
     data_dir = pathlib.Path(".")
     metrics_registry = None
 
+    def __init__(self) -> None:
+        self.events = EventBus()
+        self.followers: list = []
+
     def route(self, type, handler):
         pass
 
-    async def broadcast(self, room, msg):
-        pass
-
-    async def publish_event(self, msg, room=None, shipment_id=None):
-        pass
+    def follow_messages(self, name, handler):
+        self.followers.append((name, handler))
 
     def room_names(self):
         return []
@@ -101,54 +84,36 @@ def test_context_protocol_is_checkable():
     assert isinstance(Context(), PluginContext)
 
 
-async def test_hooks_run_in_registration_order():
+async def test_plugins_start_in_order_subscribe_and_stop_in_reverse():
     journal: list = []
+    ctx = Context()
     hooks = HookRegistry([Recorder("a", journal), Minimal(), Recorder("b", journal)])
-    await hooks.start(Context())
-    message = StoredMessage("dock", 7, "m", "alice", "t", None, 0.0)
-    await hooks.room_created("dock")
-    await hooks.participant_joined("dock", {"participant_id": "p1"})
-    await hooks.track_published("dock", {"track_id": "t1"})
-    await hooks.message("dock", message)
-    await hooks.track_unpublished("dock", "t1")
-    await hooks.participant_left("dock", "p1")
-    await hooks.event_published({"type": "alert"}, room="dock", shipment_id="S1")
-    await hooks.room_closed("dock", "closed_by_admin")
+    await hooks.start(ctx)
+    await ctx.events.publish(RoomClosed(room="dock", reason="closed"))
     await hooks.stop()
-    calls = [
-        ("start",), ("room_created", "dock"), ("participant_joined", "dock", "p1"),
-        ("track_published", "dock", "t1"), ("message", "dock", 7),
-        ("track_unpublished", "dock", "t1"), ("participant_left", "dock", "p1"),
-        ("event_published", "alert", "dock", "S1"), ("room_closed", "dock", "closed_by_admin"),
-    ]
-    expected = [(name, *call) for call in calls for name in "ab"] + [("b", "stop"), ("a", "stop")]
-    assert journal == expected
+    assert journal == [("a", "start"), ("b", "start"), ("a", "room_closed", "dock", "closed"),
+                       ("b", "room_closed", "dock", "closed"), ("b", "stop"), ("a", "stop")]
 
 
-async def test_only_overriding_plugins_are_called():
+async def test_only_overriding_plugins_are_asked():
     hooks = HookRegistry([Minimal()])
-    assert not hooks.wants("message")
+    assert not hooks.wants("join_info")
     hooks.register(Recorder("r", []))
-    assert hooks.wants("message")
+    assert hooks.wants("join_info") and not hooks.wants("room_create_check")
 
 
-async def test_a_failing_plugin_is_logged_and_skipped(caplog):
-    journal: list = []
+async def test_a_failing_or_slow_plugin_is_logged_counted_and_skipped(caplog):
     registry = CollectorRegistry()
-    hooks = HookRegistry([Broken(), Recorder("after", journal)], hook_timeout_s=0.05,
+    hooks = HookRegistry([Broken(), Slow(), Recorder("after", [])], hook_timeout_s=0.05,
                          metrics_registry=registry)
-    with caplog.at_level(logging.ERROR, logger="dockcast.hooks"):
-        await hooks.room_created("dock")
-        await hooks.message("dock", StoredMessage("dock", 1, "m", "s", "t", None, 0.0))
+    with caplog.at_level(logging.ERROR, logger="signalling.hooks"):
         extras = await hooks.join_info("dock")
-    assert journal == [("after", "room_created", "dock"), ("after", "message", "dock", 1)]
     assert extras == {"after": "dock"}
-    records = [(r.plugin, r.hook) for r in caplog.records]
-    assert records == [("broken", "room_created"), ("broken", "message"), ("broken", "join_info")]
-    assert "boom" in caplog.text and "timed out" in caplog.text
-    errors = registry.get_sample_value(
-        "dockcast_plugin_hook_errors_total", {"plugin": "broken", "hook": "room_created"})
-    assert errors == 1
+    assert [(r.plugin, r.hook) for r in caplog.records] == [("broken", "join_info"), ("slow", "join_info")]
+    assert "timed out" in caplog.text
+    for plugin in ("broken", "slow"):
+        assert registry.get_sample_value(
+            "dockcast_plugin_hook_errors_total", {"plugin": plugin, "hook": "join_info"}) == 1
 
 
 async def test_join_info_merges_in_order():
@@ -211,7 +176,7 @@ async def test_stop_failures_are_isolated(caplog):
 
     hooks = HookRegistry([Recorder("a", journal), BadStop()])
     await hooks.start(Context())
-    with caplog.at_level(logging.ERROR, logger="dockcast.hooks"):
+    with caplog.at_level(logging.ERROR, logger="signalling.hooks"):
         await hooks.stop()
     assert journal == [("a", "start"), ("a", "stop")]
     assert "badstop failed in stop" in caplog.text
@@ -221,7 +186,7 @@ def test_register_refuses_bad_plugins():
     hooks = HookRegistry([Recorder("a", [])])
     with pytest.raises(PluginError, match="already registered"):
         hooks.register(Recorder("a", []))
-    with pytest.raises(PluginError, match="not a dockcast.hooks.Plugin"):
+    with pytest.raises(PluginError, match="not a signalling.hooks.Plugin"):
         hooks.register(object())  # type: ignore[arg-type]
     assert hooks.get("a") is hooks.plugins[0]
     assert hooks.get("Minimal") is None
@@ -238,7 +203,7 @@ async def test_register_after_start_is_refused():
 
 PLUGIN_MODULE = textwrap.dedent(
     """
-    from dockcast.hooks import Plugin
+    from signalling.hooks import Plugin
 
     class Greeter(Plugin):
         name = "greeter"
@@ -286,7 +251,7 @@ def test_load_by_entry_point(plugin_dir):
     [
         ("no_such_module_xyz:Thing", None, "cannot import no_such_module_xyz"),
         ("dc_test_plugin:Missing", None, "dc_test_plugin has no Missing"),
-        ("dc_test_plugin:NotAPlugin", None, "is not a dockcast.hooks.Plugin subclass"),
+        ("dc_test_plugin:NotAPlugin", None, "is not a signalling.hooks.Plugin subclass"),
         ("dc_test_plugin:Greeter", {"dc_test_plugin:Greeter": {"colour": "red"}}, "bad options"),
         ("unknown-entry", None, "no dockcast.plugins entry point"),
         ("broken", None, "entry point dc_test_plugin:Missing fails"),

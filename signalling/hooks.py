@@ -1,16 +1,20 @@
-"""The plugin registry: plugins see the node's lifecycle; the core never imports one.
+"""The plugin registry: plugins see the node through a context; the core imports none.
 
-A plugin subclasses `Plugin` and overrides the hooks it needs (all optional, all
-coroutines). The node holds a `HookRegistry` and calls it at each lifecycle point; the
-registry calls the plugins that override that hook, in registration order. A plugin
-that raises (or overruns ``hook_timeout_s``) is logged with its name and skipped: the
-core and the other plugins carry on. Two hooks differ: `Plugin.room_create_check`
-errors propagate (it is how a plugin refuses a room, e.g. ``conflict``), and
+A plugin subclasses `Plugin`. In `Plugin.start` it registers what it handles through
+the `PluginContext`: request types (`PluginContext.route`), the typed events it wants
+(``ctx.events.subscribe(RoomClosed, self.on_room_closed, name=self.name)``: see
+`signalling.events`; they run in the room's lane, isolated and timed), and the room
+messages it must see every one of, even across a crash (`PluginContext.follow_messages`:
+from a durable cursor of its own, never delaying ``sent``). It publishes events with
+``ctx.events.publish(ShipmentStatus(...))``: the members of the event's room, the
+watchers and the other plugins get them.
+
+Two hooks are calls rather than events, because the node waits for their answer; the
+`HookRegistry` calls the plugins that override them, in registration order:
+`Plugin.join_info` (extra ``joined`` fields; a failure is logged and skipped) and
+`Plugin.room_create_check` (its error refuses ``room.create``, e.g. ``conflict``).
 `Plugin.start` errors stop the node from starting (a plugin that cannot start is a
 configuration error, better seen at once than as missing routes later).
-
-Plugins reach the node through `PluginContext`, which the node implements: register
-request handlers, send events to rooms and watchers, read room state, metrics.
 
     PluginError (also ValueError)   a plugin cannot be loaded, registered or started
 """
@@ -23,10 +27,9 @@ import importlib.metadata
 import logging
 import pathlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from signalling.roomlog import StoredMessage
+from .events import EventBus, MessageStored
 
 __all__ = [
     "Plugin",
@@ -34,7 +37,9 @@ __all__ = [
     "HookRegistry",
     "PluginError",
     "RouteHandler",
+    "MessageHandler",
     "load_plugins",
+    "plugin_name",
     "ENTRY_POINT_GROUP",
 ]
 
@@ -46,6 +51,10 @@ RouteHandler = Callable[[Any, Any], Awaitable[dict]]
 """``async def handler(conn, request) -> reply``: ``request.fields`` holds the validated
 fields; ``conn.identity`` and ``conn.grants`` say who asks. Errors from
 ``signalling.errors`` become the wire ``error`` reply."""
+
+MessageHandler = Callable[[MessageStored], Awaitable[None]]
+"""``async def handler(event)``, once per stored room message, in ``seq`` order per
+room; it is retried (with backoff) until it returns, so it must be idempotent."""
 
 
 class PluginError(ValueError):
@@ -60,18 +69,16 @@ class PluginContext(Protocol):
     """Where plugins keep their files (the node's ``--data-dir``)."""
     metrics_registry: Any
     """The node's ``prometheus_client.CollectorRegistry``."""
+    events: EventBus
+    """The node's event registry: subscribe by type, publish typed events."""
 
     def route(self, type: str, handler: RouteHandler) -> None:
         """Answer requests of ``type`` (a message type of the schema) with ``handler``."""
 
-    async def broadcast(self, room: str, msg: dict) -> None:
-        """Send the event ``msg`` to every member of ``room`` (none: nothing happens)."""
-
-    async def publish_event(
-        self, msg: dict, room: str | None = None, shipment_id: str | None = None
-    ) -> None:
-        """Send ``msg`` to the ``events.subscribe`` watchers of ``room``/``shipment_id``
-        and to `Plugin.event_published` (webhooks)."""
+    def follow_messages(self, name: str, handler: MessageHandler) -> None:
+        """Call ``handler`` for every room message stored from now on, in order per room,
+        from a durable cursor named ``name`` (the messages it has not finished when the
+        node stops are handed to it again at the next start)."""
 
     def room_names(self) -> list[str]:
         """The open rooms."""
@@ -81,7 +88,7 @@ class PluginContext(Protocol):
 
 
 class Plugin:
-    """Base class of plugins. Every hook is optional; the defaults do nothing.
+    """Base class of plugins. Every method is optional; the defaults do nothing.
 
     ``name`` identifies the plugin in logs and metrics (default: the class name).
     """
@@ -89,36 +96,10 @@ class Plugin:
     name: str = ""
 
     async def start(self, ctx: PluginContext) -> None:
-        """The node starts (before it serves): open stores, register routes."""
+        """The node starts (before it serves): open stores, register routes, subscribe."""
 
     async def stop(self) -> None:
-        """The node stops (after it stopped serving): flush and close."""
-
-    async def room_created(self, room: str) -> None:
-        """A room opened (by ``room.create`` or by a first ``join``)."""
-
-    async def room_closed(self, room: str, reason: str) -> None:
-        """A room closed; ``reason`` as in the ``room_closed`` event."""
-
-    async def participant_joined(self, room: str, participant: dict) -> None:
-        """A participant joined; ``participant`` as in ``participant_joined``."""
-
-    async def participant_left(self, room: str, participant_id: str) -> None:
-        """A participant left or was removed."""
-
-    async def track_published(self, room: str, track: dict) -> None:
-        """A track was published; ``track`` as in ``track_published``."""
-
-    async def track_unpublished(self, room: str, track_id: str) -> None:
-        """A track was unpublished."""
-
-    async def message(self, room: str, message: StoredMessage) -> None:
-        """A room message was durably stored (called once per ``seq``)."""
-
-    async def event_published(
-        self, msg: dict, room: str | None, shipment_id: str | None
-    ) -> None:
-        """An event went to watchers through `PluginContext.publish_event`."""
+        """The node stops (after it stopped serving and its events were handled)."""
 
     async def join_info(self, room: str) -> dict:
         """Extra fields for the ``joined`` reply of ``room`` (e.g. ``shipment``)."""
@@ -129,8 +110,8 @@ class Plugin:
 
         Raise a ``signalling.errors`` error to refuse it. A plugin may claim resources
         here (the shipments plugin binds the room); if the node then fails to open the
-        room, or a plugin checked after this one refuses it, it calls `room_closed` with
-        reason ``"create_failed"``.
+        room, or a plugin checked after this one refuses it, a `RoomClosed` event with
+        reason ``"create_failed"`` follows.
         """
 
 
@@ -138,22 +119,11 @@ def plugin_name(plugin: Plugin) -> str:
     return plugin.name or type(plugin).__name__
 
 
-_HOOKS = (
-    "room_created",
-    "room_closed",
-    "participant_joined",
-    "participant_left",
-    "track_published",
-    "track_unpublished",
-    "message",
-    "event_published",
-    "join_info",
-    "room_create_check",
-)
+_HOOKS = ("join_info", "room_create_check")
 
 
 class HookRegistry:
-    """The node's plugins, called in registration order with failures isolated."""
+    """The node's plugins: started and stopped in order, asked in order, failures isolated."""
 
     def __init__(
         self,
@@ -167,13 +137,13 @@ class HookRegistry:
         self._started: list[Plugin] = []
         # Per hook, only the plugins that override it: a hook nobody wants costs nothing.
         self._wanting: dict[str, list[Plugin]] = {hook: [] for hook in _HOOKS}
-        self._errors = None
+        self.errors = None
         if metrics_registry is not None:
             from prometheus_client import Counter
 
-            self._errors = Counter(
+            self.errors = Counter(
                 "dockcast_plugin_hook_errors",
-                "Plugin hooks that raised or timed out",
+                "Plugin hooks and event handlers that raised or timed out",
                 ["plugin", "hook"],
                 registry=metrics_registry,
             )
@@ -191,7 +161,7 @@ class HookRegistry:
     def register(self, plugin: Plugin) -> Plugin:
         """Add a plugin (before `start`); its name must be unique."""
         if not isinstance(plugin, Plugin):
-            raise PluginError(f"{plugin!r} is not a dockcast.hooks.Plugin")
+            raise PluginError(f"{plugin!r} is not a signalling.hooks.Plugin")
         if self._started:
             raise PluginError(f"cannot register {plugin_name(plugin)}: plugins already started")
         if self.get(plugin_name(plugin)) is not None:
@@ -203,7 +173,7 @@ class HookRegistry:
         return plugin
 
     def wants(self, hook: str) -> bool:
-        """Whether any plugin overrides ``hook`` (the node may skip building arguments)."""
+        """Whether any plugin overrides ``hook``."""
         return bool(self._wanting[hook])
 
     async def start(self, ctx: PluginContext) -> None:
@@ -224,32 +194,6 @@ class HookRegistry:
             plugin = self._started.pop()
             await self._guarded(plugin, "stop", plugin.stop())
 
-    async def room_created(self, room: str) -> None:
-        await self._call("room_created", room)
-
-    async def room_closed(self, room: str, reason: str) -> None:
-        await self._call("room_closed", room, reason)
-
-    async def participant_joined(self, room: str, participant: dict) -> None:
-        await self._call("participant_joined", room, participant)
-
-    async def participant_left(self, room: str, participant_id: str) -> None:
-        await self._call("participant_left", room, participant_id)
-
-    async def track_published(self, room: str, track: dict) -> None:
-        await self._call("track_published", room, track)
-
-    async def track_unpublished(self, room: str, track_id: str) -> None:
-        await self._call("track_unpublished", room, track_id)
-
-    async def message(self, room: str, message: StoredMessage) -> None:
-        await self._call("message", room, message)
-
-    async def event_published(
-        self, msg: dict, room: str | None = None, shipment_id: str | None = None
-    ) -> None:
-        await self._call("event_published", msg, room, shipment_id)
-
     async def join_info(self, room: str) -> dict:
         """The plugins' extra ``joined`` fields, merged (a later plugin wins a clash).
 
@@ -261,7 +205,7 @@ class HookRegistry:
             if not ok:
                 continue
             if not isinstance(value, Mapping):
-                self._failed(plugin, "join_info", TypeError(f"returned {type(value).__name__}"))
+                self.failed(plugin_name(plugin), "join_info", TypeError(f"returned {type(value).__name__}"))
                 continue
             extras.update(value)
         return extras
@@ -270,10 +214,6 @@ class HookRegistry:
         """Let every plugin refuse ``room.create``; the first error propagates."""
         for plugin in self._wanting["room_create_check"]:
             await self._timed(plugin.room_create_check(room, fields))
-
-    async def _call(self, hook: str, *args: Any) -> None:
-        for plugin in self._wanting[hook]:
-            await self._guarded(plugin, hook, getattr(plugin, hook)(*args))
 
     async def _timed(self, coro: Awaitable[Any]) -> Any:
         if self.hook_timeout_s is None:
@@ -287,18 +227,18 @@ class HookRegistry:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a plugin must not break the core
-            self._failed(plugin, hook, exc)
+            self.failed(plugin_name(plugin), hook, exc)
             return False, None
 
-    def _failed(self, plugin: Plugin, hook: str, exc: BaseException) -> None:
-        name = plugin_name(plugin)
+    def failed(self, name: str, hook: str, exc: BaseException | None = None) -> None:
+        """Log a plugin's failure in ``hook`` and count it (``exc`` None: already logged)."""
         if isinstance(exc, TimeoutError):
             log.error("plugin %s timed out in %s", name, hook, extra={"plugin": name, "hook": hook})
-        else:
+        elif exc is not None:
             log.error("plugin %s failed in %s", name, hook, exc_info=exc,
                       extra={"plugin": name, "hook": hook})
-        if self._errors is not None:
-            self._errors.labels(name, hook).inc()
+        if self.errors is not None:
+            self.errors.labels(name, hook).inc()
 
 
 def load_plugins(
@@ -315,7 +255,7 @@ def load_plugins(
     for name in names:
         cls = _resolve(name)
         if not (isinstance(cls, type) and issubclass(cls, Plugin)):
-            raise PluginError(f"plugin {name!r}: {cls!r} is not a dockcast.hooks.Plugin subclass")
+            raise PluginError(f"plugin {name!r}: {cls!r} is not a signalling.hooks.Plugin subclass")
         kwargs = options.get(name, {})
         try:
             plugins.append(cls(**kwargs))

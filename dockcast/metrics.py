@@ -1,0 +1,110 @@
+"""The node's Prometheus metrics, read from the live objects at scrape time.
+
+Nothing here costs anything per packet: `MediaCollector.collect` walks the open rooms
+when ``/metrics`` is scraped. Counters of participants that left are kept in `Retired`
+so that totals never go down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from sfu.participant import Participant
+from sfu.room import Room
+from signalling.membership import Membership
+from signalling.messages.delivery import Messaging
+
+__all__ = ["MediaCollector", "Retired", "open_fds"]
+
+
+def open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1
+
+
+@dataclass(slots=True)
+class Retired:
+    """The packet counters of participants that have left."""
+
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    retransmitted: int = 0
+
+    def retire(self, participant: Participant) -> None:
+        for producer in participant.producers.values():
+            self.packets_in += producer.packets
+        for consumer in participant.consumers.values():
+            self.packets_out += consumer.state.packets
+            self.bytes_out += consumer.state.octets
+            self.retransmitted += consumer.retransmitted
+
+
+class MediaCollector:
+    """A ``prometheus_client`` collector over the node's rooms, messages and resources."""
+
+    def __init__(self, rooms: Callable[[], Iterable[Room]], retired: Retired,
+                 membership: Membership, messaging: Callable[[], Messaging | None]) -> None:
+        self.rooms = rooms
+        self.retired = retired
+        self.membership = membership
+        self.messaging = messaging
+
+    def collect(self):  # noqa: ANN201 - prometheus collector protocol
+        rooms = list(self.rooms())
+        participants = [p for r in rooms for p in r.participants.values()]
+        producers = [t for r in rooms for t in r.producers.values()]
+        consumers = [c for p in participants for c in p.consumers.values()]
+        retired = self.retired
+        yield GaugeMetricFamily("dockcast_rooms", "Open rooms", value=len(rooms))
+        yield GaugeMetricFamily("dockcast_participants", "Participants in rooms", value=len(participants))
+        yield GaugeMetricFamily("dockcast_tracks", "Published tracks", value=len(producers))
+        yield GaugeMetricFamily("dockcast_consumers", "Forwarded track subscriptions", value=len(consumers))
+        yield CounterMetricFamily("dockcast_packets_received", "RTP packets received from publishers",
+                                  value=retired.packets_in + sum(t.packets for t in producers))
+        yield CounterMetricFamily("dockcast_packets_forwarded", "RTP packets forwarded to subscribers",
+                                  value=retired.packets_out + sum(c.state.packets for c in consumers))
+        yield CounterMetricFamily("dockcast_bytes_forwarded", "RTP payload bytes forwarded",
+                                  value=retired.bytes_out + sum(c.state.octets for c in consumers))
+        yield CounterMetricFamily("dockcast_retransmissions", "Packets resent after a NACK",
+                                  value=retired.retransmitted + sum(c.retransmitted for c in consumers))
+        messaging = self.messaging()
+        if messaging is not None:
+            yield from _message_metrics(messaging)
+        yield GaugeMetricFamily("dockcast_watchers", "Connections with events.subscribe",
+                                value=self.membership.watcher_count())
+        # resources, to see leaks: every join/leave cycle must give back what it took
+        yield GaugeMetricFamily("dockcast_asyncio_tasks", "Pending asyncio tasks",
+                                value=len(asyncio.all_tasks()))
+        yield GaugeMetricFamily("dockcast_threads", "Threads of the process",
+                                value=threading.active_count())
+        yield GaugeMetricFamily("dockcast_open_fds", "Open file descriptors (sockets included)",
+                                value=open_fds())
+
+
+def _message_metrics(messaging: Messaging) -> Iterable[Any]:
+    yield CounterMetricFamily("dockcast_messages_stored", "Room messages stored", value=messaging.stored)
+    yield CounterMetricFamily("dockcast_message_duplicates",
+                              "Sends answered with an earlier seq (same msg_id)",
+                              value=messaging.duplicates)
+    yield GaugeMetricFamily("dockcast_message_replays", "Connections catching up from the message log",
+                            value=messaging.replays())
+    handled = CounterMetricFamily("dockcast_follower_messages",
+                                  "Room messages handed to a log follower (webhooks...)",
+                                  labels=["follower"])
+    failed = CounterMetricFamily("dockcast_follower_failures",
+                                 "Room messages a log follower failed on (retried)", labels=["follower"])
+    for follower in messaging.followers:
+        handled.add_metric([follower.name], follower.handled)
+        failed.add_metric([follower.name], follower.failures)
+    yield handled
+    yield failed

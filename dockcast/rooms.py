@@ -1,0 +1,271 @@
+"""Room lifecycle on a node: rooms open and close, connections join and leave.
+
+`Rooms` owns the media rooms (`sfu.Room`) of the node and keeps the `Membership`, the
+message delivery and the event bus in step with them:
+
+- a room opens with a `RoomRecord` in the membership (by ``room.create``, held open
+  with nobody in it, or by a first ``join``) and a `RoomCreated` event;
+- ``join``: the member's message cursor and the plugins' ``joined`` extras are read
+  first; then, with no ``await``, the participant joins the media room, the connection
+  becomes a member and message delivery starts for it;
+- what the media room reports (`sfu.events`) becomes the typed events of
+  `signalling.events` through one table, `MEDIA_EVENTS`; the bus sends them to the
+  members, the watchers and the plugins;
+- a room closes (``room.close``, empty, node stopping): its members get ``room_closed``
+  and are out at once, then the media room closes (watchers see each
+  ``participant_left``), then `RoomClosed` reaches watchers and plugins, and the close
+  waits for the plugins (a shipment must be free before it can get a new room).
+
+It is the `RoomHost` of `signalling.admin.Admin`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sfu import events as media
+from sfu.participant import MediaSettings, Participant
+from sfu.room import Room
+from signalling import events
+from signalling.errors import BadRequest, Conflict, NotFound
+from signalling.events import EventBus
+from signalling.hooks import HookRegistry
+from signalling.membership import Membership, RoomRecord
+from signalling.messages.delivery import Messaging
+from signalling.schema import Request
+from signalling.server import Connection
+from signalling.session import require_room
+
+from .metrics import Retired
+
+__all__ = ["Rooms", "MEDIA_EVENTS"]
+
+logger = logging.getLogger("dockcast.rooms")
+
+#: What the media plane reports, as the events of the wire and the plugins.
+MEDIA_EVENTS: Mapping[type, Callable[[Any], events.Event | None]] = {
+    media.ParticipantJoined: lambda e: events.ParticipantJoined(
+        room=e.room, participant=e.participant.describe()),
+    media.ParticipantLeft: lambda e: events.ParticipantLeft(
+        room=e.room, participant_id=e.participant.id),
+    media.TrackPublished: lambda e: events.TrackPublished(room=e.room, track=e.producer.describe()),
+    media.TrackUnpublished: lambda e: events.TrackUnpublished(
+        room=e.room, track_id=e.producer.id, participant_id=e.producer.participant_id),
+    # The room's close is told by Rooms.close itself, once the media room closed.
+    media.RoomClosed: lambda e: None,
+}
+
+
+class Rooms:
+    """The node's rooms and who is in them; see the module docstring."""
+
+    def __init__(self, settings: MediaSettings, membership: Membership, bus: EventBus,
+                 hooks: Callable[[], HookRegistry], messaging: Callable[[], Messaging],
+                 *, auto_create: bool = True, retired: Retired | None = None) -> None:
+        self.settings = settings
+        self.membership = membership
+        self.bus = bus
+        self._hooks = hooks
+        self._messaging = messaging
+        self.auto_create = auto_create
+        self.retired = retired if retired is not None else Retired()
+        self.media: dict[str, Room] = {}
+        self.lifecycle = asyncio.Lock()  # RoomHost: held while a room opens or closes
+
+    @property
+    def hooks(self) -> HookRegistry:
+        return self._hooks()
+
+    @property
+    def messaging(self) -> Messaging:
+        return self._messaging()
+
+    # -- reading ---------------------------------------------------------------------
+
+    def room_names(self) -> list[str]:
+        return self.membership.room_names()
+
+    def room_info(self, room: str) -> dict[str, Any] | None:
+        """The ``room`` reply fields of an open room; ``None`` when it is not open."""
+        record, media_room = self.membership.room(room), self.media.get(room)
+        if record is None or media_room is None:
+            return None
+        return {"room": room, "shipment_id": record.shipment_id, "created_at": record.created_at,
+                "record": record.record, "metadata": record.metadata,
+                "participants": [p.describe() for p in media_room.participants.values()]}
+
+    def room(self, name: str) -> Room:
+        room = self.media.get(name)
+        if room is None:
+            raise NotFound(f"room {name!r} does not exist")
+        return room
+
+    def participant(self, conn: Connection) -> tuple[Room, Participant]:
+        """The media room and participant of a joined connection."""
+        member = self.membership.member(conn)
+        if member is None:
+            raise BadRequest("join a room first")
+        room = self.room(member.room)
+        participant = room.participants.get(member.participant_id)
+        if participant is None:
+            raise NotFound(f"participant {member.participant_id!r} is not in room {room.name!r}")
+        return room, participant
+
+    # -- open and close --------------------------------------------------------------
+
+    def _open(self, name: str, record: RoomRecord | None = None) -> Room:
+        room = self.media.get(name)
+        if room is not None:
+            return room
+        record = self.membership.open_room(record or RoomRecord(name))
+        room = Room(name, self.settings, record.metadata)
+        record.created_at = room.created_at
+        room.on_event = lambda event: self._media_event(record, event)
+        self.media[name] = room
+        logger.info("room opened", extra={"room": name})
+        self.bus.publish(events.RoomCreated(room=name, shipment_id=record.shipment_id))
+        return room
+
+    def _media_event(self, record: RoomRecord, event: media.RoomEvent) -> None:
+        if isinstance(event, media.ParticipantLeft):
+            self.retired.retire(event.participant)
+        typed = MEDIA_EVENTS[type(event)](event)
+        if typed is not None:
+            # The record of this room, even while it closes (it left the membership).
+            self.bus.publish(_with_shipment(typed, record))
+
+    async def close(self, room: Room, reason: str) -> None:
+        """Close an open room (with ``lifecycle`` held); see the module docstring."""
+        if self.media.get(room.name) is not room:
+            return  # closed already
+        record, members = self.membership.close_room(room.name)
+        shipment_id = record.shipment_id if record is not None else None
+        closed = events.RoomClosed(room=room.name, reason=reason, shipment_id=shipment_id)
+        msg = closed.to_wire()
+        for member in members:
+            member.conn.send_event(msg)
+            self.messaging.left(member.conn)
+        del self.media[room.name]  # a join from now on opens a new room
+        self.messaging.room_closed(room.name)
+        await room.close(reason)  # watchers see each participant_left
+        await self.bus.publish(closed)
+        logger.info("room closed", extra={"room": room.name, "reason": reason})
+
+    async def close_if_empty(self, room: Room) -> None:
+        record = self.membership.room(room.name)
+        if room.participants or room.closed or record is None or record.hold_open:
+            return
+        async with self.lifecycle:
+            if not room.participants:
+                await self.close(room, "empty")
+
+    async def close_all(self, reason: str) -> None:
+        for room in list(self.media.values()):
+            async with self.lifecycle:
+                await self.close(room, reason)
+
+    # -- RoomHost (signalling.admin) ----------------------------------------------------
+
+    async def create_room(self, room: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            await self.hooks.room_create_check(room, fields)
+        except BaseException:
+            # A plugin refused: those checked before it may have claimed something.
+            await self.bus.publish(events.RoomCreateFailed(room=room))
+            raise
+        if room in self.media:
+            # A join opened it while the plugins were checking: undo what they claimed.
+            await self.bus.publish(events.RoomCreateFailed(room=room))
+            raise Conflict(f"room {room!r} is already open")
+        self._open(room, RoomRecord(room, shipment_id=fields.get("shipment_id"),
+                                    record=bool(fields.get("record")),
+                                    metadata=fields.get("metadata"), hold_open=True))
+        return self.room_info(room)
+
+    async def close_room(self, room: str, reason: str) -> None:
+        await self.close(self.room(room), reason)
+
+    def has_participant(self, room: str, participant_id: str) -> bool:
+        media_room = self.media.get(room)
+        return media_room is not None and participant_id in media_room.participants
+
+    async def remove_participant(self, room: str, participant_id: str) -> None:
+        """The participant's connection gets ``room_closed {reason: "removed"}`` and is
+        out of the room; the others see ``participant_left``. Its identity loses its
+        message cursor unless it is still in the room on another connection."""
+        media_room = self.room(room)
+        participant = media_room.participant(participant_id)
+        removed = {"type": "room_closed", "room": room, "reason": "removed"}
+        for member in self.membership.members(room):
+            if member.participant_id == participant_id:
+                member.conn.send_event(removed)
+                self.membership.leave(member.conn)
+                self.messaging.left(member.conn)
+        await media_room.leave(participant_id)
+        logger.info("participant removed", extra={"room": room, "participant": participant_id})
+        if not self.membership.has_identity(room, participant.identity):
+            await self.messaging.remove_member(room, participant.identity)
+        await self.close_if_empty(media_room)
+
+    # -- join and leave --------------------------------------------------------------
+
+    async def on_join(self, conn: Connection, request: Request) -> dict[str, Any]:
+        name = request["room"]
+        require_room(conn, name)
+        if self.membership.member(conn) is not None:
+            raise BadRequest(f"already in room {conn.room!r}: leave it first")
+        if name not in self.media and not self.auto_create:
+            raise NotFound(f"room {name!r} does not exist")
+        logged_last_seq = await self.messaging.prepare_join(name, conn.identity)
+        extras = await self.hooks.join_info(name)
+        # From here no await: the connection becomes a member in one step.
+        if name not in self.media and not self.auto_create:
+            raise NotFound(f"room {name!r} was closed")
+        if self.membership.member(conn) is not None:
+            raise BadRequest(f"already in room {conn.room!r}: leave it first")
+        room = self._open(name)
+        participant = room.join(conn.identity, request.get("name") or conn.claims.name,
+                                request.get("metadata"))
+        self.membership.room(name).hold_open = False
+        self.membership.join(conn, name, participant.id, conn.identity)
+        last_seq = self.messaging.joined(conn, name, logged_last_seq)
+
+        async def send_offer(sdp: str) -> None:
+            conn.send_event({"type": "offer", "pc": "sub", "sdp": sdp})
+
+        participant.send_offer = send_offer
+        logger.info("joined", extra={"room": name, "participant": participant.id,
+                                     "identity": conn.identity})
+        return {
+            **extras,
+            "type": "joined", "room": name, "participant_id": participant.id,
+            "participants": [p.describe() for p in room.participants.values() if p is not participant],
+            "tracks": room.tracks(), "last_seq": last_seq,
+        }
+
+    async def on_leave(self, conn: Connection, request: Request) -> dict[str, Any]:
+        await self.leave(conn)
+        return {"type": "left"}
+
+    async def leave(self, conn: Connection) -> None:
+        member = self.membership.leave(conn)
+        self.messaging.left(conn)
+        room = self.media.get(member.room) if member is not None else None
+        if room is not None:
+            await room.leave(member.participant_id)
+            logger.info("left", extra={"room": member.room, "participant": member.participant_id})
+            await self.close_if_empty(room)
+
+    async def disconnected(self, conn: Connection) -> None:
+        self.membership.unwatch(conn)
+        await self.leave(conn)
+
+
+def _with_shipment(event: events.Event, record: RoomRecord) -> events.Event:
+    if record.shipment_id is None or event.shipment_id is not None:
+        return event
+    return dataclasses.replace(event, shipment_id=record.shipment_id)
