@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import random
-import struct
 import sys
 import time
 import uuid
@@ -35,7 +34,7 @@ from typing import Any
 from sfu import _aiortc_internals as internals
 from sfu.extensions import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID
 from sfu.rtcp import Fir, Pli, parse_rtcp
-from sfu.rtp import abs_send_time, parse_header
+from sfu.rtp import RtpPacket, abs_send_time, parse_header
 from sfu.vp8 import vp8_is_keyframe
 
 from .corpus import Corpus, CorpusPacket
@@ -190,28 +189,23 @@ class _OutStream:
         self.level_id = ids.get(EXT_AUDIO_LEVEL, 0) if kind == "audio" else 0
         self.packets = 0
 
-    def _extensions(self) -> bytes:
-        block = bytearray()
+    def _extensions(self) -> list[tuple[int, bytes]]:
+        elements = []
         if self.mid_id and self.mid:
-            block += bytes([(self.mid_id << 4) | (len(self.mid) - 1)]) + self.mid
+            elements.append((self.mid_id, self.mid))
         if self.ast_id:
-            t = abs_send_time(time.time())
-            block += bytes([(self.ast_id << 4) | 2]) + t.to_bytes(3, "big")
+            elements.append((self.ast_id, abs_send_time(time.time()).to_bytes(3, "big")))
         if self.level_id:
-            block += bytes([(self.level_id << 4), 0x80 | 30])
-        if not block:
-            return b""
-        block += bytes(-len(block) % 4)
-        return struct.pack("!HH", 0xBEDE, len(block) // 4) + bytes(block)
+            elements.append((self.level_id, bytes([0x80 | 30])))  # voice, -30 dBov
+        return elements
 
     def packet(self, payload: bytes, marker: bool, timestamp: int) -> bytes:
-        ext = self._extensions()
-        header = struct.pack("!BBHII", 0x90 if ext else 0x80,
-                             (0x80 if marker else 0) | self.payload_type,
-                             self.seq, (self.ts_base + timestamp) & 0xFFFFFFFF, self.ssrc)
+        data = RtpPacket(payload_type=self.payload_type, marker=int(marker),
+                         sequence_number=self.seq, timestamp=(self.ts_base + timestamp) & 0xFFFFFFFF,
+                         ssrc=self.ssrc, extensions=self._extensions(), payload=payload).serialize()
         self.seq = (self.seq + 1) & 0xFFFF
         self.packets += 1
-        return header + ext + payload
+        return data
 
 
 def _keyframe_requests(data: bytes) -> list[int]:

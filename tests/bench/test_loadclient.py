@@ -19,3 +19,27 @@ def test_keyframe_requests_name_the_media_ssrcs_of_plis_and_firs():
 def test_malformed_rtcp_asks_for_nothing():
     assert _keyframe_requests(b"\x81\xce\x00\x09") == []
     assert _keyframe_requests(b"") == []
+
+
+def test_publisher_packets_carry_the_negotiated_ids_and_pace_their_headers():
+    import random
+    from types import SimpleNamespace
+
+    from bench.loadclient import _OutStream
+    from sfu.extensions import EXT_ABS_SEND_TIME, EXT_MID
+    from sfu.rtp import RtpPacket
+
+    # what aiortc's transceiver holds once negotiated (read through sfu._aiortc_internals)
+    transceiver = SimpleNamespace(
+        mid="0", sender=SimpleNamespace(_ssrc=0x1234),
+        _codecs=[SimpleNamespace(mimeType="video/VP8", payloadType=96),
+                 SimpleNamespace(mimeType="video/rtx", payloadType=97)],
+        _headerExtensions=[SimpleNamespace(uri=EXT_MID, id=1), SimpleNamespace(uri=EXT_ABS_SEND_TIME, id=3)])
+    stream = _OutStream("video", transceiver, random.Random(1))
+    first = RtpPacket.parse(stream.packet(b"frame", True, 3000))
+    second = RtpPacket.parse(stream.packet(b"frame", False, 6000))
+    assert (first.ssrc, first.payload_type, first.marker, first.payload) == (0x1234, 96, 1, b"frame")
+    assert [i for i, _ in first.extensions] == [1, 3] and first.extensions[0][1] == b"0"
+    assert second.sequence_number == (first.sequence_number + 1) & 0xFFFF
+    assert (second.timestamp - first.timestamp) & 0xFFFFFFFF == 3000
+    assert stream.packets == 2
