@@ -122,7 +122,7 @@ class Participant:
         from .ice import rtc_configuration
 
         transport = WebRtcTransport(role, configuration=rtc_configuration(self.settings.ice_servers),
-                                    name=self.id)
+                                    name=self.id, clock=self.clock)
         if role == "pub":
             transport.on_rtp = self._on_publisher_rtp
             transport.on_rtcp = self._on_publisher_rtcp

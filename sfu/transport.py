@@ -9,7 +9,11 @@ the nominated ICE pair's socket synchronously (:meth:`send_rtp`, :meth:`send_rtc
 
 aiortc's own senders keep running (their RTCP task must not be cancelled: it sends
 BYE), but the RTCP they write passes through ``rtcp_out_filter``, which the SFU uses to
-replace their sender reports (NTP 0) with translated ones.
+replace their sender reports (NTP 0) with translated ones. A subscriber's m-lines
+carry an :class:`IdleTrack`, which never yields a frame, so no encoder ever runs.
+
+This is the adapter between the SFU and aiortc: what it needs of aiortc's, aioice's
+and pylibsrtp's private attributes it gets from :mod:`sfu._aiortc_internals`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import asyncio
 import logging
 import socket
 import struct
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +32,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy, RTCConfiguration
 
 from . import _aiortc_internals as internals
 from . import ice
+from .clock import SYSTEM_CLOCK, Clock
 from .errors import Closed, NegotiationError
 from .rtp import is_rtcp
 
@@ -94,6 +98,7 @@ class WebRtcTransport:
     ``on_rtp``/``on_rtcp`` receive decrypted packets; ``rtcp_out_filter`` sees the RTCP
     that aiortc's senders write and may rewrite it (return bytes) or drop it (None).
     ``on_state`` is called with the connection state ("connected", "failed", "closed").
+    ``clock`` (the machine's by default) stamps the arrival of each packet.
     """
 
     def __init__(
@@ -102,8 +107,10 @@ class WebRtcTransport:
         *,
         configuration: RTCConfiguration | None = None,
         name: str = "",
+        clock: Clock | None = None,
     ) -> None:
         self.role = role
+        self._monotonic = (clock or SYSTEM_CLOCK).monotonic  # packet arrival times
         self.name = name
         config = configuration or ice.rtc_configuration()
         config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
@@ -263,7 +270,7 @@ class WebRtcTransport:
                 self.on_rtcp(plain)
             else:
                 stats.rtp_in += 1
-                self.on_rtp(plain, time.monotonic())
+                self.on_rtp(plain, self._monotonic())
         except Exception:  # a handler bug must not kill the socket's protocol
             stats.handler_errors += 1
             if stats.handler_errors <= 5 or stats.handler_errors % 1000 == 0:
