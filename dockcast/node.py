@@ -80,7 +80,6 @@ class Node:
                             on_error=lambda name, event: self.hooks.failed(name, type(event).__name__))
         self.bus.subscribe(Event, EventFanout(self.membership).deliver, name="fanout", inline=True)
         self.messaging: Messaging | None = None
-        self.followers: list[LogFollower] = []
         self.retired = Retired()
         self.rooms = Rooms(MediaSettings(ice_servers=config.ice_servers), self.membership, self.bus,
                            lambda: self.hooks, lambda: self.messaging,
@@ -112,13 +111,13 @@ class Node:
         tls = tls_context(self.config)  # a bad certificate stops us before anything opened
         ice.use_host_addresses(self.config.announced_ice_addresses)
         log = SqliteRoomLog(self.config.data_path / "messages.db", self._retention())
-        self.messaging = Messaging(log, self.membership, bus=self.bus, followers=self.followers)
+        self.messaging = Messaging(log, self.membership, bus=self.bus)
         self.server.route("send", self.messaging.on_send)
         self.server.route("ack", self.messaging.on_ack)
         try:
             self.hooks = HookRegistry(self._load_plugins(), metrics_registry=self.registry)
             await self.hooks.start(NodePluginContext(self))
-            for follower in self.followers:
+            for follower in self.messaging.followers:
                 await follower.start()
         except BaseException:
             await self._stop_followers(drain=False)
@@ -136,11 +135,11 @@ class Node:
         """A plugin's follower of the room log (see `PluginContext.follow_messages`)."""
         if self.messaging is None:
             raise RuntimeError("the room log is not open yet")
-        if any(f.name == name for f in self.followers):
+        if any(f.name == name for f in self.messaging.followers):
             raise ValueError(f"a message follower named {name!r} exists already")
         follower = LogFollower(self.messaging.log, name, handler,
                                shipment_of=self.membership.shipment_of)
-        self.followers.append(follower)  # the same list Messaging tells
+        self.messaging.add_follower(follower)
         return follower
 
     async def stop(self) -> None:
@@ -162,7 +161,7 @@ class Node:
         logger.info("node %s stopped", self.node_id)
 
     async def _stop_followers(self, drain: bool) -> None:
-        for follower in self.followers:
+        for follower in self.messaging.followers if self.messaging is not None else ():
             if drain:
                 try:
                     async with asyncio.timeout(FOLLOWER_DRAIN_S):

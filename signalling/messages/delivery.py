@@ -89,6 +89,10 @@ class Messaging:
         self.stored = 0       # messages stored since start (for /metrics)
         self.duplicates = 0   # sends answered with an earlier seq (same msg_id)
 
+    def add_follower(self, follower: LogFollower) -> None:
+        """Hand ``follower`` the rooms joined and the messages stored from now on."""
+        self.followers.append(follower)
+
     # -- membership ------------------------------------------------------------------
 
     async def prepare_join(self, room: str, identity: str) -> int:

@@ -250,3 +250,57 @@ async def test_room_create_close_and_remove(node):
     finally:
         for client in (admin, a, b):
             await client.close()
+
+
+async def test_room_messages_reach_a_webhook_once_each_across_a_kill(tmp_path, node_factory, capture):
+    """The webhooks plugin follows the room log from its own cursor: every message
+    answered ``sent`` is POSTed, also when the node was SIGKILLed after answering it
+    and before the webhook went out; receivers dedupe by Dockcast-Event-Id."""
+    config = tmp_path / "node.toml"
+    config.write_text(f"""
+[plugins.webhooks]
+retry = {{initial_delay_s = 0.1, max_delay_s = 0.5}}
+
+[[plugins.webhooks.endpoints]]
+name = "messages"
+url = "http://127.0.0.1:{capture.port}/hooks/messages"
+secret_env = "DC_TEST_HOOK_SECRET"
+events = ["message"]
+""")
+    env = {"DC_TEST_HOOK_SECRET": TEST_SECRET}
+    node = node_factory.start(env=env, args=("--config", str(config)))
+    answered: dict[int, str] = {}
+    member = await DockcastClient.connect(node.url, node.token("scanner", "dock-9"))
+    await member.join("dock-9")
+    replies = await asyncio.gather(*(member.send("scan", {"parcel": i}, msg_id=f"scan-{i}")
+                                     for i in range(40)))
+    answered.update({r["seq"]: r["msg_id"] for r in replies})
+    node.kill()  # at once: webhooks may still be pending; the follower's cursor says which
+    await member.close()
+    node = node_factory.restart(node)
+    member = await DockcastClient.connect(node.url, node.token("scanner", "dock-9"))
+    try:
+        await member.join("dock-9")
+        for i in range(40, 50):
+            reply = await member.send("scan", {"parcel": i}, msg_id=f"scan-{i}")
+            answered[reply["seq"]] = f"scan-{i}"
+    finally:
+        await member.close()
+
+    def by_seq() -> dict[int, set[str]]:
+        seen: dict[int, set[str]] = {}
+        for _, headers, body in list(capture.requests):
+            envelope = json.loads(body)
+            seen.setdefault(envelope["event"]["seq"], set()).add(headers["Dockcast-Event-Id"])
+        return seen
+
+    assert await _wait_for(lambda: set(by_seq()) >= set(answered), timeout=30), \
+        f"missing seqs: {sorted(set(answered) - set(by_seq()))}"
+    for path, headers, body in capture.requests:
+        verify_signature(TEST_SECRET, headers[SIGNATURE_HEADER], body)
+        envelope = json.loads(body)
+        assert envelope["type"] == "message" and envelope["room"] == "dock-9"
+        assert envelope["event"]["msg_id"] == answered[envelope["event"]["seq"]]
+    # a message POSTed again after the kill carries the same event id
+    assert all(len(ids) == 1 for ids in by_seq().values())
+    node.stop()
