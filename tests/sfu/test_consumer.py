@@ -4,11 +4,14 @@ across pause/resume and a change of the incoming stream, translated sender repor
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from fakes import (PUBLISHER_SSRC, SUBSCRIBER_EXT_IDS, SUBSCRIBER_PAYLOAD_TYPES, VP8_DELTA,
                    VP8_KEY, Publisher)
 from sfu.rtcp import Fir, Nack, Pli, ReceiverReport, ReportBlock, Remb, SenderReport
+from sfu.rtp import RtpPacket, abs_send_time
 
 pytestmark = pytest.mark.twin
 
@@ -247,3 +250,17 @@ def test_receiver_feedback_is_kept(clock, make_producer, make_consumer):
                     jitter=0, lsr=0, dlsr=0)]))
     stats = consumer.stats()
     assert (stats["remb_bitrate"], stats["fraction_lost"]) == (750_000, 25)
+
+
+def test_a_real_vp8_keyframe_from_the_fixtures_is_forwarded_rewritten(clock, make_producer, make_consumer):
+    """aiortc's own VP8 keyframe packet (mid id 1, abs-send-time id 3, transport-cc id 5)."""
+    data = (pathlib.Path(__file__).parent.parent / "data" / "rtp_vp8_keyframe.bin").read_bytes()
+    original = RtpPacket.parse(data)
+    producer = make_producer(ssrcs=(original.ssrc,))
+    consumer = make_consumer(producer, ssrc=0x77777777)
+    Publisher(producer, ssrc=original.ssrc).receive(data)
+    assert producer.keyframes_seen == 1
+    (out,) = [RtpPacket.parse(d) for d in consumer.transport.rtp]
+    assert (out.ssrc, out.payload_type, out.payload) == (0x77777777, 120, original.payload)
+    assert out.extensions == [(7, abs_send_time(clock.wall()).to_bytes(3, "big"))]
+    assert len(consumer.transport.rtp[0]) == len(data)  # blanked to padding, never shortened
