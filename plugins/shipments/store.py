@@ -1,6 +1,6 @@
 """The shipments store: records, status history, room bindings, recordings (SQLite).
 
-Same durability rules as the room log (``dockcast.durable``): WAL, ``synchronous=FULL``,
+Same durability rules as the room log (``signalling.durable``): WAL, ``synchronous=FULL``,
 group commit; a write returns once it is on disk. The store checks integrity rules
 that need the data (one open room per shipment, one open shipment per room) inside the
 write, so concurrent requests cannot both win; field validation is the service's job.
