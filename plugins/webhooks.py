@@ -47,6 +47,7 @@ from typing import Any
 
 from signalling.codec import wire_ts
 from signalling.durable import DurableDb
+from signalling.errors import FixedCodeError
 from signalling.events import Audience, Event, MessageStored
 from signalling.hooks import Plugin, PluginContext
 
@@ -73,12 +74,16 @@ EVENT_TYPE_HEADER = "Dockcast-Event-Type"
 MIN_SECRET_CHARS = 16
 
 
-class WebhookError(ValueError):
+class WebhookError(FixedCodeError, ValueError):
     """A bad endpoint or retry configuration; the message names the field."""
 
+    code = "internal"
 
-class InvalidSignature(ValueError):
+
+class InvalidSignature(FixedCodeError, ValueError):
     """`verify_signature` refused a request; the message says why."""
+
+    code = "unauthorized"
 
 
 # -- signatures -------------------------------------------------------------------------

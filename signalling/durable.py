@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .errors import FixedCodeError
+
 __all__ = ["DurableDb", "DurableDbError", "StoreUnavailable", "StoreClosed"]
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], T]
 
 
-class DurableDbError(Exception):
+class DurableDbError(FixedCodeError):
     code = "unavailable"
 
 

@@ -1,4 +1,4 @@
-"""Errors of the signalling layer.
+"""Errors of the signalling package: one tree, every error with its wire code.
 
     SignallingError(code, message)          base; ``code`` is the wire error code
     ├── BadRequest       bad_request        undecodable frame, not a map, unknown type, bad field
@@ -9,7 +9,19 @@
     ├── TooLarge         too_large          frame or payload over the configured limit
     ├── RateLimited      rate_limited       too many requests; the connection stays open
     ├── Unavailable      unavailable        draining, or a dependency is down
-    └── Internal         internal           a bug; logged with the request id
+    ├── Internal         internal           a bug; logged with the request id
+    ├── client.ServerError        (the server's code)   an ``error`` the server answered
+    ├── messages.log.RoomLogError              internal
+    │   ├── InvalidMessage (also ValueError)   bad_request   an argument the log refuses
+    │   └── AckBeyondEnd (also ValueError)     bad_request   an ack past the room's last seq
+    ├── durable.DurableDbError                 unavailable
+    │   ├── StoreUnavailable                   unavailable   the disk or database failed
+    │   └── StoreClosed                        unavailable   the store was closed
+    ├── hooks.PluginError (also ValueError)    internal      a plugin cannot load or start
+    └── membership.MembershipError             internal      a caller contradicts the state
+
+    websockets.ConnectionClosed
+    └── client.SessionClosed       the client's connection ended (close code, no wire code)
 
 Each error carries the wire code of ``PROTOCOL.md`` in ``code`` and a human ``message``.
 Other packages need not import this one: any exception with a ``code`` attribute naming
@@ -29,6 +41,7 @@ __all__ = [
     "CLOSE_ABUSE",
     "CLOSE_SLOW_CONSUMER",
     "SignallingError",
+    "FixedCodeError",
     "BadRequest",
     "Unauthorized",
     "Forbidden",
@@ -84,45 +97,47 @@ class SignallingError(Exception):
         self.request_id = request_id
 
 
-class _FixedCodeError(SignallingError):
-    # Subclasses fix the code in a class attribute and take only the message.
+class FixedCodeError(SignallingError):
+    """A `SignallingError` whose subclass fixes ``code`` in a class attribute; it takes
+    only the message."""
+
     def __init__(self, message: str = "", *, request_id: int | str | None = None):
         super().__init__(type(self).code, message, request_id=request_id)
 
 
-class BadRequest(_FixedCodeError):
+class BadRequest(FixedCodeError):
     code = "bad_request"
 
 
-class Unauthorized(_FixedCodeError):
+class Unauthorized(FixedCodeError):
     code = "unauthorized"
 
 
-class Forbidden(_FixedCodeError):
+class Forbidden(FixedCodeError):
     code = "forbidden"
 
 
-class NotFound(_FixedCodeError):
+class NotFound(FixedCodeError):
     code = "not_found"
 
 
-class Conflict(_FixedCodeError):
+class Conflict(FixedCodeError):
     code = "conflict"
 
 
-class TooLarge(_FixedCodeError):
+class TooLarge(FixedCodeError):
     code = "too_large"
 
 
-class RateLimited(_FixedCodeError):
+class RateLimited(FixedCodeError):
     code = "rate_limited"
 
 
-class Unavailable(_FixedCodeError):
+class Unavailable(FixedCodeError):
     code = "unavailable"
 
 
-class Internal(_FixedCodeError):
+class Internal(FixedCodeError):
     code = "internal"
 
 

@@ -29,6 +29,7 @@ import pathlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from .errors import FixedCodeError
 from .events import EventBus, MessageStored
 
 __all__ = [
@@ -57,8 +58,10 @@ MessageHandler = Callable[[MessageStored], Awaitable[None]]
 room; it is retried (with backoff) until it returns, so it must be idempotent."""
 
 
-class PluginError(ValueError):
+class PluginError(FixedCodeError, ValueError):
     """A plugin cannot be loaded, registered or started; the message names it."""
+
+    code = "internal"
 
 
 @runtime_checkable

@@ -25,10 +25,12 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import FixedCodeError
+
 __all__ = ["Membership", "LocalMembership", "RoomRecord", "Member", "MembershipError"]
 
 
-class MembershipError(RuntimeError):
+class MembershipError(FixedCodeError):
     """A call that contradicts the state (a caller's bug, never a client's input)."""
 
     code = "internal"

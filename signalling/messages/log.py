@@ -16,12 +16,13 @@ and size, but never one that a member or a follower has not acked, unless
 backend's underscore method of the same name; a backend only stores and looks up. So
 every backend refuses the same input with the same errors.
 
-    RoomLogError                           (internal)
-    ├── InvalidMessage (also ValueError)   an argument the log refuses (bad_request)
-    └── AckBeyondEnd (also ValueError)     an ack past the room's last seq (bad_request)
-    DurableDbError                         the store failed or was closed (unavailable);
-    ├── StoreUnavailable                   from signalling.durable, so not a RoomLogError,
-    └── StoreClosed                        raised by every backend alike
+    SignallingError (signalling.errors: the package's whole tree)
+    ├── RoomLogError                           (internal)
+    │   ├── InvalidMessage (also ValueError)   an argument the log refuses (bad_request)
+    │   └── AckBeyondEnd (also ValueError)     an ack past the room's last seq (bad_request)
+    └── DurableDbError                         the store failed or was closed (unavailable);
+        ├── StoreUnavailable                   from signalling.durable, so not a RoomLogError,
+        └── StoreClosed                        raised by every backend alike
 
 Each class carries its wire error code (``PROTOCOL.md``) as ``code``.
 """
@@ -35,8 +36,9 @@ from typing import Any
 
 import msgpack
 
-from signalling.codec import wire_ts
-from signalling.durable import DurableDbError, StoreClosed, StoreUnavailable
+from ..codec import wire_ts
+from ..errors import FixedCodeError
+from ..durable import DurableDbError, StoreClosed, StoreUnavailable
 
 from .retention import RetentionPolicy
 
@@ -62,7 +64,7 @@ MAX_READ = 10_000
 """Most messages one `RoomLog.read` returns."""
 
 
-class RoomLogError(Exception):
+class RoomLogError(FixedCodeError):
     code = "internal"
 
 

@@ -79,3 +79,31 @@ def test_internal_errors_hide_their_details(exc):
 def test_error_code_of_anything():
     assert error_code(ValueError()) == "internal"
     assert error_code(BadRequest()) == "bad_request"
+
+
+def test_one_exception_tree_for_the_package_drawn_in_errors_docstring():
+    """Every exception class the signalling package defines is a SignallingError with a
+    wire code, and errors.py's docstring draws it."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import signalling
+    from signalling import errors
+
+    found = {}
+    for info in pkgutil.walk_packages(signalling.__path__, "signalling."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (inspect.isclass(obj) and issubclass(obj, BaseException)
+                    and obj.__module__ == info.name and not name.startswith("_")):
+                found[name] = obj
+    assert {"SignallingError", "RoomLogError", "DurableDbError", "PluginError",
+            "MembershipError"} <= set(found)
+    assert "SessionClosed" in errors.__doc__  # websockets' ConnectionClosed: a close, not an error
+    found.pop("SessionClosed")
+    for name, cls in found.items():
+        assert issubclass(cls, errors.SignallingError), f"{name} is outside the tree"
+        assert cls.code in errors.ERROR_CODES, f"{name}.code {cls.code!r} is not a wire code"
+        if name != "FixedCodeError":
+            assert name in errors.__doc__, f"{name} is not drawn in signalling.errors"
