@@ -54,22 +54,27 @@ class MediaRequests:
         return {"type": "unpublished", "track_ids": track_ids}
 
     async def on_subscribe(self, conn: Connection, request: Request) -> dict[str, Any]:
-        room, participant = self.rooms.participant(conn)
-        track_ids = list(request["track_ids"])
-        for track_id in track_ids:
-            if track_id not in room.producers:
-                raise NotFound(f"track {track_id!r} is not published in room {room.name!r}")
+        room, participant, track_ids = self._tracks(conn, request, lambda r, p: r.producers,
+                                                    "is not published in room {room}")
         self._after_reply(conn, "subscribe", room.subscribe(participant, track_ids))
         return {"type": "subscribed", "track_ids": track_ids}
 
     async def on_unsubscribe(self, conn: Connection, request: Request) -> dict[str, Any]:
-        room, participant = self.rooms.participant(conn)
-        track_ids = list(request["track_ids"])
-        for track_id in track_ids:
-            if track_id not in participant.consumers:
-                raise NotFound(f"not subscribed to track {track_id!r}")
+        room, participant, track_ids = self._tracks(conn, request, lambda r, p: p.consumers,
+                                                    "is not subscribed on this connection")
         self._after_reply(conn, "unsubscribe", room.unsubscribe(participant, track_ids))
         return {"type": "unsubscribed", "track_ids": track_ids}
+
+    def _tracks(self, conn: Connection, request: Request, known: Any, missing: str) -> tuple:
+        """The room, participant and ``track_ids`` of a request; ``not_found`` unless
+        every track id is in ``known(room, participant)``."""
+        room, participant = self.rooms.participant(conn)
+        track_ids = list(request["track_ids"])
+        found = known(room, participant)
+        for track_id in track_ids:
+            if track_id not in found:
+                raise NotFound(f"track {track_id!r} " + missing.format(room=repr(room.name)))
+        return room, participant, track_ids
 
     def _after_reply(self, conn: Connection, what: str, coro: Any) -> None:
         """Run ``coro`` once the handler's reply is queued, so that the events it sends

@@ -1,13 +1,19 @@
 """Dockcast's websocket API (``docs/protocol.md``), independent of the media plane.
 
 A sans-IO core (:mod:`.codec`, :mod:`.schema`, :mod:`.tokens`, :mod:`.session`) and thin
-asyncio adapters around it: :class:`SignallingServer` (websockets) and
-:class:`DockcastClient`.
+asyncio adapters around it: :class:`SignallingServer` (websockets, with plain HTTP from
+:mod:`.http`) and :class:`DockcastClient`. Beside them, what a node is made of and what
+plugins build on: who is where (:class:`Membership`), typed room and shipment events
+and their one registry (:mod:`.events`, :class:`EventBus`), the plugin registry
+(:mod:`.hooks`), the administration requests (:mod:`.admin`) and room messages
+(:mod:`.messages`: the durable log, delivery, followers). Errors form one tree, drawn
+in :mod:`.errors`.
 """
 
 from .client import DockcastClient, ServerError, SessionClosed
 from .codec import JSON, MSGPACK, SUBPROTOCOLS, Codec, codec_for
 from .errors import (
+    FixedCodeError,
     CLOSE_ABUSE,
     CLOSE_SLOW_CONSUMER,
     CLOSE_UNAUTHORIZED,
@@ -24,6 +30,9 @@ from .errors import (
     Unavailable,
     error_message,
 )
+from .events import Event, EventBus
+from .hooks import HookRegistry, Plugin, PluginContext, PluginError
+from .membership import LocalMembership, Membership, RoomRecord
 from .schema import SPECS, MessageSpec, Request, validate
 from .server import Connection, SignallingMetrics, SignallingServer
 from .session import Limits, NodeInfo, SessionCore, State, require_room
@@ -40,17 +49,27 @@ __all__ = [
     "Connection",
     "DockcastClient",
     "ERROR_CODES",
+    "Event",
+    "EventBus",
+    "FixedCodeError",
     "Forbidden",
     "Grants",
+    "HookRegistry",
     "Internal",
     "JSON",
     "Limits",
+    "LocalMembership",
     "MSGPACK",
+    "Membership",
     "MessageSpec",
     "NodeInfo",
     "NotFound",
+    "Plugin",
+    "PluginContext",
+    "PluginError",
     "RateLimited",
     "Request",
+    "RoomRecord",
     "SPECS",
     "SUBPROTOCOLS",
     "ServerError",

@@ -113,12 +113,18 @@ async def _wait_for(predicate, timeout: float = 15.0):
     return predicate()
 
 
-def _config(tmp_path: pathlib.Path, capture_port: int, example_url: str) -> pathlib.Path:
+def _webhooks_config(tmp_path: pathlib.Path, endpoints: str) -> pathlib.Path:
+    """A node TOML with fast webhook retries and the given endpoint tables."""
     path = tmp_path / "node.toml"
     path.write_text(f"""
 [plugins.webhooks]
 retry = {{initial_delay_s = 0.1, max_delay_s = 0.5}}
+{endpoints}""")
+    return path
 
+
+def _config(tmp_path: pathlib.Path, capture_port: int, example_url: str) -> pathlib.Path:
+    return _webhooks_config(tmp_path, f"""
 [[plugins.webhooks.endpoints]]
 name = "test"
 url = "http://127.0.0.1:{capture_port}/hooks/dockcast"
@@ -132,7 +138,6 @@ secret_env = "DC_EXAMPLE_HOOK_SECRET"
 shipment_ids = ["S-100"]
 events = ["alert"]
 """)
-    return path
 
 
 async def test_warning_reaches_members_watcher_and_webhooks(tmp_path, node_factory, capture,
@@ -256,11 +261,7 @@ async def test_room_messages_reach_a_webhook_once_each_across_a_kill(tmp_path, n
     """The webhooks plugin follows the room log from its own cursor: every message
     answered ``sent`` is POSTed, also when the node was SIGKILLed after answering it
     and before the webhook went out; receivers dedupe by Dockcast-Event-Id."""
-    config = tmp_path / "node.toml"
-    config.write_text(f"""
-[plugins.webhooks]
-retry = {{initial_delay_s = 0.1, max_delay_s = 0.5}}
-
+    config = _webhooks_config(tmp_path, f"""
 [[plugins.webhooks.endpoints]]
 name = "messages"
 url = "http://127.0.0.1:{capture.port}/hooks/messages"

@@ -70,3 +70,37 @@ async def run_against_model(log: RoomLog, ops) -> None:
             assert [m.seq for m in messages] == list(range(n + 1, len(stored[room]) + 1))
         assert await log.last_seq(room) == len(stored[room])
         assert await log.cursor(room, "m") == cursor.get(room)
+
+
+class Conn:
+    """What the delivery uses of a server Connection, recording what it is sent."""
+
+    def __init__(self, identity: str, resume: dict | None = None) -> None:
+        self.identity = identity
+        self.resume = resume
+        self.data: dict = {}
+        self.events: list[dict] = []
+        self.queued_messages = 0
+        self.closed = False
+
+    def send_event(self, msg: dict) -> bool:
+        self.events.append(msg)
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = True
+
+    def seqs(self) -> list[int]:
+        return [e["seq"] for e in self.events if e["type"] == "message"]
+
+
+async def join(delivery, conn: Conn, room: str = "dock-1", shipment_id: str | None = None) -> int:
+    """``conn`` joins ``room`` the way the node does it: cursor first, then membership
+    and delivery with no await between."""
+    from signalling.membership import RoomRecord
+
+    logged = await delivery.prepare_join(room, conn.identity)
+    delivery.membership.open_room(RoomRecord(room, shipment_id=shipment_id))
+    delivery.membership.join(conn, room, "PA_" + conn.identity, conn.identity)
+    return delivery.joined(conn, room, logged)
+

@@ -16,30 +16,10 @@ from signalling.messages import delivery as messaging
 from signalling.messages.delivery import Messaging
 from signalling.schema import validate
 
+from .support import Conn, join
+
 ROOM = "dock-1"
 _ids = itertools.count(1)
-
-
-class Conn:
-    """What Messaging uses of a server Connection, recording what it is sent."""
-
-    def __init__(self, identity: str, resume: dict | None = None) -> None:
-        self.identity = identity
-        self.resume = resume
-        self.data: dict[str, Any] = {}
-        self.events: list[dict] = []
-        self.queued_messages = 0
-        self.closed = False
-
-    def send_event(self, msg: dict) -> bool:
-        self.events.append(msg)
-        return True
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        self.closed = True
-
-    def seqs(self) -> list[int]:
-        return [e["seq"] for e in self.events if e["type"] == "message"]
 
 
 def send_request(msg_id: str | None = None, payload: Any = "hi", topic: str = "chat"):
@@ -49,13 +29,6 @@ def send_request(msg_id: str | None = None, payload: Any = "hi", topic: str = "c
 
 def service(log, bus: EventBus | None = None) -> Messaging:
     return Messaging(log, LocalMembership(), bus=bus)
-
-
-async def join(m: Messaging, conn: Conn, room: str = ROOM) -> int:
-    logged = await m.prepare_join(room, conn.identity)
-    m.membership.open_room(RoomRecord(room))
-    m.membership.join(conn, room, "PA_" + conn.identity, conn.identity)
-    return m.joined(conn, room, logged)
 
 
 def leave(m: Messaging, conn: Conn) -> None:

@@ -7,36 +7,17 @@ import asyncio
 import pytest
 
 from signalling.events import EventBus, MessageStored
-from signalling.membership import LocalMembership, RoomRecord
+from signalling.membership import LocalMembership
 from signalling.messages import MemoryRoomLog, SqliteRoomLog
 from signalling.messages.delivery import Messaging
 from signalling.messages.follower import LogFollower
 from signalling.schema import validate
 
-
-class Conn:
-    def __init__(self, identity: str) -> None:
-        self.identity = identity
-        self.resume = None
-        self.data: dict = {}
-        self.events: list[dict] = []
-        self.queued_messages = 0
-        self.closed = False
-
-    def send_event(self, msg: dict) -> bool:
-        self.events.append(msg)
-        return True
+from .support import Conn, join
 
 
 def send(n: int):
     return validate({"type": "send", "id": n, "topic": "chat", "payload": n, "msg_id": f"m{n}"})
-
-
-async def joined(delivery: Messaging, conn: Conn, room: str = "dock-1") -> None:
-    logged = await delivery.prepare_join(room, conn.identity)
-    delivery.membership.open_room(RoomRecord(room, shipment_id="S1"))
-    delivery.membership.join(conn, room, "PA_" + conn.identity, conn.identity)
-    delivery.joined(conn, room, logged)
 
 
 async def test_a_stuck_follower_never_delays_sent_nor_the_members():
@@ -52,7 +33,7 @@ async def test_a_stuck_follower_never_delays_sent_nor_the_members():
     follower = LogFollower(log, "webhooks", handler, shipment_of=membership.shipment_of)
     delivery = Messaging(log, membership, followers=[follower])
     alice = Conn("alice")
-    await joined(delivery, alice)
+    await join(delivery, alice)
     replies = [await asyncio.wait_for(delivery.on_send(alice, send(i)), 1.0) for i in range(1, 6)]
     assert [r["seq"] for r in replies] == [1, 2, 3, 4, 5]
     assert [e["seq"] for e in alice.events] == [1, 2, 3, 4, 5]
@@ -75,7 +56,7 @@ async def test_a_bus_subscriber_that_hangs_never_delays_sent():
     bus.subscribe(MessageStored, stuck, name="stuck")
     delivery = Messaging(log, LocalMembership(), bus=bus)
     alice = Conn("alice")
-    await joined(delivery, alice)
+    await join(delivery, alice)
     reply = await asyncio.wait_for(delivery.on_send(alice, send(1)), 1.0)
     assert reply["seq"] == 1 and bus.pending == 0  # the one handled is in flight
     hang.set()
@@ -95,8 +76,8 @@ async def test_one_stuck_room_does_not_hold_back_another():
     follower = LogFollower(log, "audit", handler)
     delivery = Messaging(log, LocalMembership(), followers=[follower])
     a, b = Conn("a"), Conn("b")
-    await joined(delivery, a, "stuck")
-    await joined(delivery, b, "free")
+    await join(delivery, a, "stuck")
+    await join(delivery, b, "free")
     await delivery.on_send(a, send(1))
     await delivery.on_send(b, send(2))
     for _ in range(100):
@@ -121,7 +102,7 @@ async def test_a_failing_handler_is_retried_until_it_succeeds_and_nothing_is_ski
     follower = LogFollower(log, "webhooks", flaky, retry_s=0.01)
     delivery = Messaging(log, LocalMembership(), followers=[follower])
     alice = Conn("alice")
-    await joined(delivery, alice)
+    await join(delivery, alice)
     await delivery.on_send(alice, send(1))
     await delivery.on_send(alice, send(2))
     await asyncio.wait_for(follower.wait_idle(), 2.0)
@@ -139,7 +120,7 @@ async def test_what_was_not_handled_before_a_stop_is_handed_over_at_the_next_sta
     follower = LogFollower(log, "webhooks", slow)
     delivery = Messaging(log, LocalMembership(), followers=[follower])
     alice = Conn("alice")
-    await joined(delivery, alice)
+    await join(delivery, alice)
     for i in range(1, 4):
         await delivery.on_send(alice, send(i))
     await follower.stop()  # as a node stops (or dies) with the handler stuck
