@@ -5,7 +5,7 @@
 - `signalling.server.SignallingServer`: the websocket endpoint and plain HTTP
   (`dockcast.routes`: ``/healthz``, ``/metrics``, ``/web/``);
 - `signalling.membership.LocalMembership`: who is in which room, and who watches what;
-- `signalling.events.EventBus`: every room and shipment event, to members and watchers
+- `signalling.bus.EventBus`: every room and shipment event, to members and watchers
   (`signalling.fanout`) and to the plugins;
 - `dockcast.rooms.Rooms`: rooms open and close, connections join and leave;
 - `dockcast.media.MediaRequests`: publish, subscribe and the rest of the media requests;
@@ -34,7 +34,8 @@ from prometheus_client import CollectorRegistry
 from sfu import ice
 from sfu.participant import MediaSettings
 from signalling.admin import Admin
-from signalling.events import Event, EventBus
+from signalling.bus import EventBus
+from signalling.events import Event
 from signalling.fanout import EventFanout
 from signalling.hooks import HookRegistry, load_plugins
 from signalling.membership import LocalMembership

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pathlib
 from typing import TYPE_CHECKING, Any
 
-from signalling.events import EventBus
+from signalling.bus import EventBus
 from signalling.hooks import MessageHandler, RouteHandler
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ from sfu.participant import MediaSettings, Participant
 from sfu.room import Room
 from signalling import events
 from signalling.errors import BadRequest, Conflict, NotFound
-from signalling.events import EventBus
+from signalling.bus import EventBus
 from signalling.hooks import HookRegistry
 from signalling.membership import Membership, RoomRecord
 from signalling.messages.delivery import Messaging

@@ -4,7 +4,7 @@ A sans-IO core (:mod:`.codec`, :mod:`.schema`, :mod:`.tokens`, :mod:`.session`) 
 asyncio adapters around it: :class:`SignallingServer` (websockets, with plain HTTP from
 :mod:`.http`) and :class:`DockcastClient`. Beside them, what a node is made of and what
 plugins build on: who is where (:class:`Membership`), typed room and shipment events
-and their one registry (:mod:`.events`, :class:`EventBus`), the plugin registry
+(:mod:`.events`) and their one registry (:mod:`.bus`, :class:`EventBus`), the plugin registry
 (:mod:`.hooks`), the administration requests (:mod:`.admin`) and room messages
 (:mod:`.messages`: the durable log, delivery, followers). Errors form one tree, drawn
 in :mod:`.errors`.
@@ -30,7 +30,8 @@ from .errors import (
     Unavailable,
     error_message,
 )
-from .events import Event, EventBus
+from .bus import EventBus
+from .events import Event
 from .hooks import HookRegistry, Plugin, PluginContext, PluginError
 from .membership import LocalMembership, Membership, RoomRecord
 from .schema import SPECS, MessageSpec, Request, validate

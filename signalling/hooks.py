@@ -3,7 +3,7 @@
 A plugin subclasses `Plugin`. In `Plugin.start` it registers what it handles through
 the `PluginContext`: request types (`PluginContext.route`), the typed events it wants
 (``ctx.events.subscribe(RoomClosed, self.on_room_closed, name=self.name)``: see
-`signalling.events`; they run in the room's lane, isolated and timed), and the room
+`signalling.events`; `signalling.bus` runs them in the room's lane, isolated and timed), and the room
 messages it must see every one of, even across a crash (`PluginContext.follow_messages`:
 from a durable cursor of its own, never delaying ``sent``). It publishes events with
 ``ctx.events.publish(ShipmentStatus(...))``: the members of the event's room, the
@@ -30,7 +30,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import FixedCodeError
-from .events import EventBus, MessageStored
+from .bus import EventBus
+from .events import MessageStored
 
 __all__ = [
     "Plugin",

@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadRequest
-from ..events import EventBus, MessageStored
+from ..bus import EventBus
+from ..events import MessageStored
 from ..membership import Membership
 from ..schema import Request
 from .follower import LogFollower

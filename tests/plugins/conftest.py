@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from signalling.events import Event, EventBus
+from signalling.bus import EventBus
+from signalling.events import Event
 from signalling.schema import validate
 from signalling.tokens import Grants
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from signalling.events import (
     Event,
-    EventBus,
     MessageStored,
     ParticipantJoined,
     RoomClosed,
     RoomCreated,
     ShipmentStatus,
 )
+from signalling.bus import EventBus
 from signalling.fanout import EventFanout
 from signalling.membership import LocalMembership, RoomRecord
 from signalling.messages import StoredMessage

@@ -12,7 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from signalling.errors import Conflict
-from signalling.events import EventBus, RoomClosed
+from signalling.bus import EventBus
+from signalling.events import RoomClosed
 from signalling.hooks import HookRegistry, Plugin, PluginContext, PluginError, load_plugins
 
 

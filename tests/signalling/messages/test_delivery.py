@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from signalling.errors import BadRequest
-from signalling.events import EventBus, MessageStored
-from signalling.membership import LocalMembership, RoomRecord
+from signalling.bus import EventBus
+from signalling.events import MessageStored
+from signalling.membership import LocalMembership
 from signalling.messages import AckBeyondEnd, MemoryRoomLog, RetentionPolicy, SqliteRoomLog
 from signalling.messages import delivery as messaging
 from signalling.messages.delivery import Messaging

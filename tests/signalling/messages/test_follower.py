@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from signalling.events import EventBus, MessageStored
+from signalling.bus import EventBus
+from signalling.events import MessageStored
 from signalling.membership import LocalMembership
 from signalling.messages import MemoryRoomLog, SqliteRoomLog
 from signalling.messages.delivery import Messaging
