@@ -1,0 +1,37 @@
+"""dockcast.metrics: totals that never go down, read from live objects at scrape time."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from prometheus_client import CollectorRegistry
+
+from dockcast.metrics import MediaCollector, Retired
+from signalling.membership import LocalMembership
+
+
+def participant(packets_in: int, packets_out: int, octets: int, retransmitted: int):
+    producer = SimpleNamespace(packets=packets_in)
+    consumer = SimpleNamespace(state=SimpleNamespace(packets=packets_out, octets=octets),
+                               retransmitted=retransmitted)
+    return SimpleNamespace(producers={"TR": producer}, consumers={"TR2": consumer})
+
+
+async def test_counters_keep_what_left_and_add_what_is_live():
+    live = participant(10, 20, 2000, 1)
+    room = SimpleNamespace(participants={"PA": live}, producers=dict(live.producers))
+    retired = Retired()
+    retired.retire(participant(5, 7, 700, 2))
+    membership = LocalMembership()
+    membership.watch(object(), ["dock-1"], [])
+    registry = CollectorRegistry()
+    registry.register(MediaCollector(lambda: [room], retired, membership, lambda: None))
+    value = registry.get_sample_value
+    assert value("dockcast_rooms") == 1 and value("dockcast_participants") == 1
+    assert value("dockcast_packets_received_total") == 15
+    assert value("dockcast_packets_forwarded_total") == 27
+    assert value("dockcast_bytes_forwarded_total") == 2700
+    assert value("dockcast_retransmissions_total") == 3
+    assert value("dockcast_watchers") == 1
+    assert value("dockcast_open_fds") > 0 and value("dockcast_asyncio_tasks") is not None
+    assert value("dockcast_messages_stored_total") is None  # no room log yet

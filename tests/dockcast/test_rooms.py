@@ -1,0 +1,207 @@
+"""dockcast.rooms: rooms open and close, connections join and leave, events in order.
+
+Real media rooms (no peer connection is made: nobody publishes), a real membership,
+bus, fan-out, message delivery on the memory log and plugin registry; connections are
+stand-ins that record what they are sent.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from dockcast.rooms import MEDIA_EVENTS, Rooms
+from sfu import events as media
+from sfu.participant import MediaSettings
+from signalling.bus import EventBus
+from signalling.errors import BadRequest, Conflict, Forbidden, NotFound
+from signalling.events import Event, RoomClosed, RoomCreated, RoomCreateFailed
+from signalling.fanout import EventFanout
+from signalling.hooks import HookRegistry, Plugin
+from signalling.membership import LocalMembership
+from signalling.messages import MemoryRoomLog
+from signalling.messages.delivery import Messaging
+from signalling.schema import validate
+
+
+class Conn:
+    def __init__(self, identity: str, room_claim: str | None = None, name: str | None = None) -> None:
+        self.identity = identity
+        self.claims = SimpleNamespace(room=room_claim, name=name)
+        self.resume = None
+        self.data: dict = {}
+        self.events: list[dict] = []
+        self.queued_messages = 0
+        self.closed = False
+        self.membership: LocalMembership | None = None
+
+    @property
+    def room(self):
+        return self.membership.room_of(self)
+
+    def send_event(self, msg: dict) -> bool:
+        self.events.append(msg)
+        return True
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+
+class Claims(Plugin):
+    """Refuses room.create for shipment 'taken'; journals what it sees."""
+
+    name = "claims"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    async def start(self, ctx):
+        pass
+
+    async def room_create_check(self, room, fields):
+        if fields.get("shipment_id") == "taken":
+            raise Conflict("shipment taken is bound to another open room")
+
+    async def join_info(self, room):
+        return {"shipment": {"shipment_id": "S1"}} if room == "bound" else {}
+
+
+@pytest.fixture
+async def node():
+    membership = LocalMembership()
+    bus = EventBus(shipment_of=membership.shipment_of)
+    bus.subscribe(Event, EventFanout(membership).deliver, inline=True)
+    plugin_events: list[Event] = []
+
+    async def plugin(event):
+        plugin_events.append(event)
+
+    bus.subscribe(Event, plugin, name="journal")
+    hooks = HookRegistry([Claims()])
+    messaging = Messaging(MemoryRoomLog(), membership, bus=bus)
+    rooms = Rooms(MediaSettings(), membership, bus, lambda: hooks, lambda: messaging)
+    ns = SimpleNamespace(rooms=rooms, membership=membership, bus=bus, plugin_events=plugin_events,
+                         messaging=messaging)
+
+    def conn(identity: str, **kwargs) -> Conn:
+        c = Conn(identity, **kwargs)
+        c.membership = membership
+        return c
+
+    ns.conn = conn
+    yield ns
+    await rooms.close_all("test_over")
+    await messaging.close()
+
+
+def join_request(room: str, **fields):
+    return validate({"type": "join", "id": 1, "room": room, **fields})
+
+
+def test_every_media_event_has_a_translation():
+    assert set(MEDIA_EVENTS) == {media.ParticipantJoined, media.ParticipantLeft, media.TrackPublished,
+                                 media.TrackUnpublished, media.RoomClosed}
+
+
+async def test_join_opens_the_room_and_members_see_each_other(node):
+    alice, bob = node.conn("alice"), node.conn("bob", name="Bob")
+    joined = await node.rooms.on_join(alice, join_request("dock-1"))
+    assert (joined["room"], joined["participants"], joined["tracks"], joined["last_seq"]) == (
+        "dock-1", [], [], 0)
+    second = await node.rooms.on_join(bob, join_request("dock-1"))
+    assert [p["identity"] for p in second["participants"]] == ["alice"]
+    assert alice.types() == ["participant_joined"] and bob.types() == []
+    assert alice.events[0]["participant"]["name"] == "Bob"
+    assert node.membership.room_of(bob) == "dock-1"
+    assert node.rooms.room_info("dock-1")["participants"][1]["participant_id"] == second["participant_id"]
+
+
+async def test_join_is_refused_without_changing_anything(node):
+    alice = node.conn("alice", room_claim="dock-1")
+    with pytest.raises(Forbidden):
+        await node.rooms.on_join(alice, join_request("dock-2"))
+    await node.rooms.on_join(alice, join_request("dock-1"))
+    with pytest.raises(BadRequest, match="already in room 'dock-1'"):
+        await node.rooms.on_join(alice, join_request("dock-1"))
+    node.rooms.auto_create = False
+    with pytest.raises(NotFound):
+        await node.rooms.on_join(node.conn("bob"), join_request("dock-9"))
+    assert node.membership.room_names() == ["dock-1"]
+
+
+async def test_the_last_leave_closes_the_room_and_watchers_see_it_in_order(node):
+    watcher = node.conn("desk")
+    node.membership.watch(watcher, ["dock-1"], [])
+    alice, bob = node.conn("alice"), node.conn("bob")
+    await node.rooms.on_join(alice, join_request("dock-1"))
+    await node.rooms.on_join(bob, join_request("dock-1"))
+    await node.rooms.leave(alice)
+    assert bob.types() == ["participant_left"]
+    await node.rooms.disconnected(bob)
+    assert node.membership.room("dock-1") is None and "dock-1" not in node.rooms.media
+    assert watcher.types() == ["participant_joined", "participant_joined", "participant_left",
+                               "participant_left", "room_closed"]
+    assert watcher.events[-1] == {"type": "room_closed", "room": "dock-1", "reason": "empty"}
+    await node.bus.drain()
+    kinds = [type(e).__name__ for e in node.plugin_events]
+    assert kinds == ["RoomCreated", "ParticipantJoined", "ParticipantJoined", "ParticipantLeft",
+                     "ParticipantLeft", "RoomClosed"]
+
+
+async def test_closing_tells_members_first_and_takes_them_out(node):
+    watcher = node.conn("desk")
+    alice, bob = node.conn("alice"), node.conn("bob")
+    await node.rooms.on_join(alice, join_request("dock-1"))
+    await node.rooms.on_join(bob, join_request("dock-1"))
+    node.membership.watch(watcher, ["dock-1"], [])
+    async with node.rooms.lifecycle:
+        await node.rooms.close_room("dock-1", "closed")
+    for member in (alice, bob):
+        assert member.events[-1] == {"type": "room_closed", "room": "dock-1", "reason": "closed"}
+        assert "participant_left" not in member.types()  # they were out before peers closed
+        assert node.membership.room_of(member) is None
+    assert watcher.types() == ["participant_left", "participant_left", "room_closed"]
+    with pytest.raises(NotFound):
+        await node.rooms.close_room("dock-1", "closed")
+
+
+async def test_room_create_holds_the_room_open_until_someone_joined_and_left(node):
+    info = await node.rooms.create_room("dock-7", {"room": "dock-7", "shipment_id": "S7",
+                                                   "record": True, "metadata": {"bay": 3}})
+    assert (info["shipment_id"], info["record"], info["metadata"], info["participants"]) == (
+        "S7", True, {"bay": 3}, [])
+    alice = node.conn("alice")
+    await node.rooms.on_join(alice, join_request("dock-7"))
+    await node.rooms.leave(alice)
+    assert node.rooms.room_info("dock-7") is None
+    await node.bus.drain()
+    assert [e.shipment_id for e in node.plugin_events] == ["S7"] * len(node.plugin_events)
+
+
+async def test_a_refused_create_releases_claims_for_plugins_only(node):
+    watcher = node.conn("desk")
+    node.membership.watch(watcher, ["dock-8"], [])
+    with pytest.raises(Conflict):
+        await node.rooms.create_room("dock-8", {"shipment_id": "taken"})
+    assert node.rooms.room_info("dock-8") is None and watcher.events == []
+    assert [type(e) for e in node.plugin_events] == [RoomCreateFailed]
+    assert isinstance(node.plugin_events[0], RoomClosed)
+
+
+async def test_remove_participant_tells_it_and_drops_its_cursor(node):
+    alice, bob = node.conn("alice"), node.conn("bob")
+    joined = await node.rooms.on_join(alice, join_request("dock-1"))
+    await node.rooms.on_join(bob, join_request("dock-1"))
+    await node.rooms.remove_participant("dock-1", joined["participant_id"])
+    assert alice.events[-1] == {"type": "room_closed", "room": "dock-1", "reason": "removed"}
+    assert bob.types()[-1] == "participant_left"
+    assert await node.messaging.log.cursor("dock-1", "alice") is None
+    assert await node.messaging.log.cursor("dock-1", "bob") == 0
+
+
+async def test_join_carries_the_plugins_extras(node):
+    joined = await node.rooms.on_join(node.conn("alice"), join_request("bound"))
+    assert joined["shipment"] == {"shipment_id": "S1"} and joined["type"] == "joined"
+    await node.bus.drain()
+    assert isinstance(node.plugin_events[0], RoomCreated)
