@@ -7,6 +7,7 @@ import fractions
 import pathlib
 
 import av
+import numpy
 import pytest
 from aiortc.codecs.h264 import H264Encoder
 from hypothesis import given, settings
@@ -21,8 +22,11 @@ DATA = pathlib.Path(__file__).parents[1] / "data"
 def test_aiortc_encoder_output():
     encoder = H264Encoder()
     frames = []
+    # Noise, so the key frame is larger than one packet (an uninitialised frame may be
+    # blank, and its IDR fit in one NAL without fragments).
+    noise = numpy.random.default_rng(7).integers(0, 256, (240, 320, 3), dtype=numpy.uint8)
     for pts in (0, 3000):
-        frame = av.VideoFrame(width=320, height=240, format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(noise, format="rgb24").reformat(format="yuv420p")
         frame.pts, frame.time_base = pts, fractions.Fraction(1, 90000)
         frames.append(encoder.encode(frame)[0])
     key, delta = frames
