@@ -38,6 +38,7 @@ from sfu.rtp import RtpPacket, abs_send_time, parse_header
 from sfu.vp8 import vp8_is_keyframe
 
 from .corpus import Corpus, CorpusPacket
+from .messages import close_quietly
 from .stats import Reservoir, StreamStats, merge_counts, read_stamp, stamp
 from .wan import TcpDelayProxy, UdpRelay, WanProfile, rewrite_candidates, sdp_candidate_address
 
@@ -95,11 +96,7 @@ class DockcastSignal:
         await self.client.subscribe([t["track_id"] for t in tracks])
 
     async def close(self) -> None:
-        if self.client is not None:
-            try:
-                await self.client.close()
-            except Exception:  # noqa: BLE001
-                pass
+        await close_quietly(self.client)
 
 
 def make_signal(config: dict, url: str) -> Any:
@@ -223,6 +220,15 @@ def _keyframe_requests(data: bytes) -> list[int]:
     return out
 
 
+async def _close_legs(transport: Any, signal: Any, relay: UdpRelay | None) -> None:
+    """Close a client's peer connection, its signalling and its WAN relay."""
+    if transport is not None:
+        await transport.close()
+    await signal.close()
+    if relay is not None:
+        relay.close()
+
+
 # -- publisher -------------------------------------------------------------------------
 
 
@@ -335,11 +341,7 @@ class Publisher:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        if self.transport is not None:
-            await self.transport.close()
-        await self.signal.close()
-        if self.relay is not None:
-            self.relay.close()
+        await _close_legs(self.transport, self.signal, self.relay)
 
 
 # -- subscriber ------------------------------------------------------------------------
@@ -459,11 +461,7 @@ class Subscriber:
         return out
 
     async def close(self) -> None:
-        if self.transport is not None:
-            await self.transport.close()
-        await self.signal.close()
-        if self.relay is not None:
-            self.relay.close()
+        await _close_legs(self.transport, self.signal, self.relay)
 
 
 # -- worker process --------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Any
 
 from .stats import percentiles
 
-__all__ = ["run_messages", "Unsupported"]
+__all__ = ["run_messages", "Unsupported", "close_quietly"]
 
 
 class Unsupported(Exception):
@@ -109,11 +109,16 @@ class _Member:
             pass
 
     async def close(self) -> None:
-        if self.client is not None:
-            try:
-                await self.client.close()
-            except Exception:  # noqa: BLE001
-                pass
+        await close_quietly(self.client)
+
+
+async def close_quietly(client: Any) -> None:
+    """Close a signalling client, if there is one, whatever state its connection is in."""
+    if client is not None:
+        try:
+            await client.close()
+        except Exception:  # noqa: BLE001 - gone already
+            pass
 
 
 async def _send(client: Any, payload: dict, msg_id: str, errors: Counter) -> int:
