@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sfu import _aiortc_internals as internals
+from sfu import transport as sfu_transport
 from sfu.extensions import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID
 from sfu.rtcp import Fir, Pli, parse_rtcp
 from sfu.rtp import RtpPacket, abs_send_time, parse_header
@@ -173,13 +173,13 @@ class _OutStream:
 
     def __init__(self, kind: str, transceiver: Any, rng: random.Random) -> None:
         self.kind = kind
-        self.ssrc = internals.sender_ssrc(transceiver.sender)
-        codecs = [c for c in internals.negotiated_codecs(transceiver)
+        self.ssrc = sfu_transport.sender_ssrc(transceiver.sender)
+        codecs = [c for c in sfu_transport.negotiated_codecs(transceiver)
                   if not c.mimeType.lower().endswith("/rtx")]
         self.payload_type = codecs[0].payloadType
         self.seq = rng.getrandbits(16)
         self.ts_base = rng.getrandbits(32)
-        ids = internals.header_extension_ids(transceiver)
+        ids = sfu_transport.header_extension_ids(transceiver)
         self.mid = (transceiver.mid or "").encode()
         self.mid_id = ids.get(EXT_MID, 0)
         self.ast_id = ids.get(EXT_ABS_SEND_TIME, 0) if kind == "video" else 0
@@ -393,7 +393,7 @@ class Subscriber:
         self.times.setdefault("offer", time.monotonic())
         answer = await self.transport.accept_offer(self.wan.incoming(self.relay, sdp))
         for transceiver in self.transport.pc.getTransceivers():
-            for codec in internals.negotiated_codecs(transceiver):
+            for codec in sfu_transport.negotiated_codecs(transceiver):
                 self.kinds[codec.payloadType] = transceiver.kind
         self.times.setdefault("answered", time.monotonic())
         return self.wan.outgoing(self.relay, answer)

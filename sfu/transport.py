@@ -36,7 +36,14 @@ from .clock import SYSTEM_CLOCK, Clock
 from .errors import Closed, NegotiationError
 from .rtp import is_rtcp
 
-__all__ = ["WebRtcTransport", "TransportStats", "IdleTrack"]
+__all__ = ["WebRtcTransport", "TransportStats", "IdleTrack", "sender_ssrc", "negotiated_codecs",
+           "header_extension_ids"]
+
+# What an aiortc transceiver negotiated, for peers built on this transport (the load
+# clients of bench/): public here, read from aiortc's private fields in one place.
+sender_ssrc = internals.sender_ssrc
+negotiated_codecs = internals.negotiated_codecs
+header_extension_ids = internals.header_extension_ids
 
 logger = logging.getLogger(__name__)
 
