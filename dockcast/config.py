@@ -58,6 +58,8 @@ class NodeConfig:
     message_max_bytes: int = 256 * 2**20    # payload bytes kept per room (0: no limit)
     message_drop_unacked: bool = False      # let the limits drop messages a member has not acked
     drain_seconds: float = 5.0              # how long a stop waits for clients to leave
+    room_empty_timeout_s: float = 300.0     # a room.create room nobody joined closes after this
+    room_departure_timeout_s: float = 20.0  # a room whose last participant left closes after this
 
     @property
     def data_path(self) -> pathlib.Path:
@@ -149,7 +151,8 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
     for name in ("request_rate", "request_burst"):
         if not getattr(config, name) > 0:
             raise ConfigError(f"{name}: {getattr(config, name)} must be more than 0")
-    for name in ("message_max_age_s", "message_max_count", "message_max_bytes"):
+    for name in ("message_max_age_s", "message_max_count", "message_max_bytes",
+                 "room_empty_timeout_s", "room_departure_timeout_s"):
         if not getattr(config, name) >= 0:
             raise ConfigError(f"{name}: {getattr(config, name)} must be 0 (no limit) or more")
     if (config.api_key is None) != (config.api_secret is None):
