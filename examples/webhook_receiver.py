@@ -8,9 +8,12 @@ and in the node's TOML (``docs/webhooks.md``):
     endpoints = [{url = "http://127.0.0.1:8780/dockcast", secret_env = "DOCKCAST_WEBHOOK_SECRET"}]
 
 Every POST is verified on its raw body with `plugins.webhooks.verify_signature` before
-anything is parsed: a missing, tampered or stale signature is answered 401 and the
-event is dropped. A genuine one is answered 204 (so Dockcast stops retrying) and printed
-once, even when Dockcast delivers it again (it dedupes by ``Dockcast-Event-Id``).
+anything is parsed: a missing, malformed, tampered or stale signature is answered 401
+and the event is dropped. A genuine one is answered 204 (so Dockcast stops retrying) and
+printed once, even when Dockcast delivers it again: it dedupes on the body's ``id``,
+which the signature covers. ``Dockcast-Event-Id`` is a header, not signed: a request
+whose header names another id than the body is refused (401); a signed body that is not
+a JSON object with a string ``id`` is answered 400.
 """
 
 from __future__ import annotations
@@ -88,17 +91,38 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         try:
             verify_signature(self.server.secret, self.headers.get(SIGNATURE_HEADER), body)
-        except InvalidSignature as exc:
-            with self.server._lock:
-                self.server.rejected += 1
-            print(f"rejected a request: {exc}", flush=True)
-            self._answer(401, "invalid signature")
+        except (InvalidSignature, ValueError, TypeError) as exc:
+            # ValueError/TypeError: a header verify_signature cannot even parse (a
+            # Unicode digit in t=, a non-ASCII v1=): malformed, so unauthorized too.
+            if not isinstance(exc, InvalidSignature):
+                exc = InvalidSignature(f"malformed {SIGNATURE_HEADER} header")
+            self._reject(401, "invalid signature", exc)
             return
-        envelope = json.loads(body)
-        event_id = self.headers.get(EVENT_ID_HEADER) or envelope.get("id", "")
+        # The signature covers the body, not the headers: the event id that counts is
+        # the body's. A header that names another event is a forgery (or a bug).
+        try:
+            envelope = json.loads(body)
+        except ValueError:
+            self._reject(400, "body is not JSON", "body is not JSON")
+            return
+        event_id = envelope.get("id") if isinstance(envelope, dict) else None
+        if not isinstance(event_id, str) or not event_id:
+            self._reject(400, "body has no event id", "body has no string id")
+            return
+        header_id = self.headers.get(EVENT_ID_HEADER)
+        if header_id is not None and header_id != event_id:
+            self._reject(401, "event id mismatch",
+                         f"{EVENT_ID_HEADER} header differs from the signed body id")
+            return
         if self.server.first_time(event_id):
             self.server.on_event(envelope)
         self._answer(204, "")
+
+    def _reject(self, status: int, answer: str, why: object) -> None:
+        with self.server._lock:
+            self.server.rejected += 1
+        print(f"rejected a request: {why}", flush=True)
+        self._answer(status, answer)
 
     def _answer(self, status: int, text: str) -> None:
         body = text.encode()

@@ -206,7 +206,7 @@ async def test_warning_reaches_members_watcher_and_webhooks(tmp_path, node_facto
         forged = sign(EXAMPLE_SECRET, body, int(time.time()))
         tampered = body.replace(b'"severity":"warning"', b'"severity":"info"')
         assert tampered != body
-        plain = {"Content-Type": "application/json", "Dockcast-Event-Id": "forged-1"}
+        plain = {"Content-Type": "application/json", "Dockcast-Event-Id": json.loads(body)["id"]}
         assert _post(example_url, tampered, {**plain, SIGNATURE_HEADER: forged}) == 401
         assert _post(example_url, body, {**plain, SIGNATURE_HEADER: headers[SIGNATURE_HEADER]}) == 401
         assert _post(example_url, body, plain) == 401
@@ -305,3 +305,70 @@ events = ["message"]
     # a message POSTed again after the kill carries the same event id
     assert all(len(ids) == 1 for ids in by_seq().values())
     node.stop()
+
+
+def _envelope(event_id: str, text: str = "dock door 3 jammed") -> bytes:
+    return json.dumps({"id": event_id, "type": "alert", "ts": time.time(), "room": "dock-3",
+                       "shipment_id": "S-300", "event": {"type": "alert", "severity": "warning",
+                                                         "text": text}},
+                      separators=(",", ":")).encode()
+
+
+def _signed(body: bytes, event_id: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json",
+               SIGNATURE_HEADER: sign(EXAMPLE_SECRET, body, int(time.time()))}
+    if event_id is not None:
+        headers["Dockcast-Event-Id"] = event_id
+    return headers
+
+
+async def test_example_receiver_dedupes_on_the_signed_body_id(example_receiver):
+    """The header id is not signed: the receiver dedupes on the body's ``id`` and refuses
+    a request whose Dockcast-Event-Id header names another event."""
+    url, lines = example_receiver
+    body = _envelope("evt-1")
+    assert _post(url, body, _signed(body, "evt-1")) == 204
+    # a redelivery (signed again, same id): accepted, printed once
+    assert _post(url, body, _signed(body, "evt-1")) == 204
+    # an unsigned header that names another event: refused, not printed
+    assert _post(url, body, _signed(body, "evt-2")) == 401
+    # another signed event under a header id already seen: refused, not dropped as a repeat
+    other = _envelope("evt-3", "seal broken")
+    assert _post(url, other, _signed(other, "evt-1")) == 401
+    # the header is optional: the body id is what counts
+    assert _post(url, other, _signed(other, None)) == 204
+    assert _post(url, other, _signed(other, "evt-3")) == 204
+    assert await _wait_for(lambda: sum(line.startswith("alert ") for line in lines) >= 2)
+    await asyncio.sleep(0.2)
+    printed = [line for line in lines if line.startswith("alert ")]
+    assert len(printed) == 2, lines
+    assert "dock door 3 jammed" in printed[0] and "seal broken" in printed[1]
+    assert sum("rejected a request" in line for line in lines) == 2
+
+
+@pytest.mark.parametrize("signature", [
+    "t=\u00b2,v1=00",          # a digit for str.isdigit that int() refuses
+    "t=1,v1=\u00e9\u00e9",     # a non-ASCII digest (hmac.compare_digest raises TypeError)
+    "v1",                      # no '='
+    "t=,v1=",
+    "t=99999999999999999999999999,v1=" + "0" * 64,
+    ",,,",
+])
+async def test_example_receiver_answers_401_to_a_malformed_signature(example_receiver, signature):
+    url, lines = example_receiver
+    body = _envelope("evt-9")
+    headers = {"Content-Type": "application/json", "Dockcast-Event-Id": "evt-9",
+               SIGNATURE_HEADER: signature}
+    assert _post(url, body, headers) == 401
+    # and it still serves
+    assert _post(url, body, _signed(body, "evt-9")) == 204
+    assert not any("Traceback" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"type": "alert"}', b'{"id": 7}'])
+async def test_example_receiver_answers_400_to_a_signed_body_it_cannot_read(example_receiver, body):
+    url, lines = example_receiver
+    assert _post(url, body, _signed(body, None)) == 400
+    good = _envelope("evt-10")
+    assert _post(url, good, _signed(good, "evt-10")) == 204
+    assert not any("Traceback" in line for line in lines), lines
