@@ -84,7 +84,9 @@ class Node:
         self.retired = Retired()
         self.rooms = Rooms(MediaSettings(ice_servers=config.ice_servers), self.membership, self.bus,
                            lambda: self.hooks, lambda: self.messaging,
-                           auto_create=config.auto_create_rooms, retired=self.retired)
+                           auto_create=config.auto_create_rooms, retired=self.retired,
+                           empty_timeout_s=config.room_empty_timeout_s,
+                           departure_timeout_s=config.room_departure_timeout_s)
         self.media = MediaRequests(self.rooms)
         self.admin = Admin(self.rooms, self.membership)
         verifier = TokenVerifier({config.api_key: config.api_secret})

@@ -3,8 +3,14 @@
 `Rooms` owns the media rooms (`sfu.Room`) of the node and keeps the `Membership`, the
 message delivery and the event bus in step with them:
 
-- a room opens with a `RoomRecord` in the membership (by ``room.create``, held open
-  with nobody in it, or by a first ``join``) and a `RoomCreated` event;
+- a room opens with a `RoomRecord` in the membership (by ``room.create``, or by a first
+  ``join``) and a `RoomCreated` event;
+- an empty room is not closed at once: one made by ``room.create`` waits
+  ``empty_timeout_s`` (300 s; ``room.create {empty_timeout}`` per room) for its first
+  participant, and one whose last participant left, dropped or was removed waits
+  ``departure_timeout_s`` (20 s), so that a worker whose phone lost its network for a
+  few seconds comes back to the same room, shipment binding and recording. A join
+  within the wait keeps the room;
 - ``join``: the member's message cursor and the plugins' ``joined`` extras are read
   first; then, with no ``await``, the participant joins the media room, the connection
   becomes a member and message delivery starts for it;
@@ -28,6 +34,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sfu import events as media
+from sfu.clock import ASYNCIO_SCHEDULER, Cancellable, Scheduler
 from sfu.participant import MediaSettings, Participant
 from sfu.room import Room
 from signalling import events
@@ -65,8 +72,16 @@ class Rooms:
 
     def __init__(self, settings: MediaSettings, membership: Membership, bus: EventBus,
                  hooks: Callable[[], HookRegistry], messaging: Callable[[], Messaging],
-                 *, auto_create: bool = True, retired: Retired | None = None) -> None:
+                 *, auto_create: bool = True, retired: Retired | None = None,
+                 empty_timeout_s: float = 300.0, departure_timeout_s: float = 20.0,
+                 scheduler: Scheduler | None = None) -> None:
+        """``scheduler`` runs the empty-room timers (its ``call_later``)."""
         self.settings = settings
+        self.empty_timeout_s = empty_timeout_s
+        self.departure_timeout_s = departure_timeout_s
+        self.scheduler = scheduler or ASYNCIO_SCHEDULER
+        self._closing: dict[str, Cancellable] = {}  # empty rooms waiting to close
+        self._closers: set[asyncio.Task] = set()  # their close tasks, once due
         self.membership = membership
         self.bus = bus
         self._hooks = hooks
@@ -122,6 +137,9 @@ class Rooms:
         if room is not None:
             return room
         record = self.membership.open_room(record or RoomRecord(name))
+        if record.hold_open:
+            wait = self.empty_timeout_s if record.empty_timeout_s is None else record.empty_timeout_s
+            self._close_after(name, wait)
         room = Room(name, self.settings, record.metadata)
         record.created_at = room.created_at
         room.on_event = lambda event: self._media_event(record, event)
@@ -142,6 +160,7 @@ class Rooms:
         """Close an open room (with ``lifecycle`` held); see the module docstring."""
         if self.media.get(room.name) is not room:
             return  # closed already
+        self._keep(room.name)
         record, members = self.membership.close_room(room.name)
         shipment_id = record.shipment_id if record is not None else None
         closed = events.RoomClosed(room=room.name, reason=reason, shipment_id=shipment_id)
@@ -156,14 +175,50 @@ class Rooms:
         logger.info("room closed", extra={"room": room.name, "reason": reason})
 
     async def close_if_empty(self, room: Room) -> None:
+        """The last participant left: close the room after ``departure_timeout_s``."""
         record = self.membership.room(room.name)
         if room.participants or room.closed or record is None or record.hold_open:
             return
+        if self.departure_timeout_s > 0:
+            self._close_after(room.name, self.departure_timeout_s)
+            return
+        await self._close_empty(room)
+
+    async def _close_empty(self, room: Room) -> None:
         async with self.lifecycle:
-            if not room.participants:
+            if not room.participants and self.media.get(room.name) is room:
                 await self.close(room, "empty")
 
+    def _close_after(self, name: str, seconds: float) -> None:
+        self._keep(name)
+
+        def due() -> None:
+            self._closing.pop(name, None)
+            room = self.media.get(name)
+            if room is not None and not room.participants:
+                logger.info("closing empty room", extra={"room": name, "waited_s": seconds})
+                task = asyncio.ensure_future(self._close_empty(room))
+                self._closers.add(task)
+                task.add_done_callback(self._closers.discard)
+
+        self._closing[name] = self.scheduler.call_later(seconds, due)
+
+    def _keep(self, name: str) -> None:
+        """``name`` is not to close for being empty (somebody joined, or it closes now)."""
+        timer = self._closing.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    @property
+    def closing(self) -> list[str]:
+        """Empty rooms waiting to close."""
+        return list(self._closing)
+
     async def close_all(self, reason: str) -> None:
+        for name in list(self._closing):
+            self._keep(name)
+        if self._closers:
+            await asyncio.gather(*self._closers, return_exceptions=True)
         for room in list(self.media.values()):
             async with self.lifecycle:
                 await self.close(room, reason)
@@ -183,7 +238,8 @@ class Rooms:
             raise Conflict(f"room {room!r} is already open")
         self._open(room, RoomRecord(room, shipment_id=fields.get("shipment_id"),
                                     record=bool(fields.get("record")),
-                                    metadata=fields.get("metadata"), hold_open=True))
+                                    metadata=fields.get("metadata"), hold_open=True,
+                                    empty_timeout_s=fields.get("empty_timeout")))
         return self.room_info(room)
 
     async def close_room(self, room: str, reason: str) -> None:
@@ -228,6 +284,7 @@ class Rooms:
         if self.membership.member(conn) is not None:
             raise BadRequest(f"already in room {conn.room!r}: leave it first")
         room = self._open(name)
+        self._keep(name)
         participant = room.join(conn.identity, request.get("name") or conn.claims.name,
                                 request.get("metadata"))
         self.membership.room(name).hold_open = False

@@ -46,8 +46,10 @@ class RoomRecord:
     record: bool = False
     metadata: Any = None
     hold_open: bool = False
-    """Made by ``room.create``: stays open with nobody in it until a participant
-    joined and left."""
+    """Made by ``room.create`` and nobody joined yet: it waits ``empty_timeout_s``."""
+    empty_timeout_s: float | None = None
+    """How long a ``room.create`` room waits for its first participant (``None``: the
+    node's default)."""
 
 
 @dataclass(frozen=True, slots=True)

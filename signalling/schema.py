@@ -159,6 +159,7 @@ INT = Scalar("an integer", (int,))
 SEQ = Scalar("a non-negative integer", (int,), minimum=0)
 BOOL = Scalar("a boolean", (bool,))
 NUMBER = Scalar("a number", (int, float))
+DURATION = Scalar("a number of seconds >= 0", (int, float), minimum=0)
 MAP = Scalar("a map", (dict,))
 ANY = Scalar("any value", (object,))
 NAMES = ListOf(NAME)
@@ -252,7 +253,8 @@ SPECS: Mapping[str, MessageSpec] = MappingProxyType(
             # administration
             _spec(
                 "room.create",
-                [_req("room", NAME), _opt("shipment_id", NAME), _opt("metadata", MAP), _opt("record", BOOL)],
+                [_req("room", NAME), _opt("shipment_id", NAME), _opt("metadata", MAP), _opt("record", BOOL),
+                 _opt("empty_timeout", DURATION)],
                 ADMIN,
                 reply="room",
             ),

@@ -7,6 +7,7 @@ stand-ins that record what they are sent.
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
@@ -67,6 +68,32 @@ class Claims(Plugin):
         return {"shipment": {"shipment_id": "S1"}} if room == "bound" else {}
 
 
+class Timers:
+    """The empty-room timers, fired by the test: ``fire()`` runs what is due."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.due: list[list] = []
+
+    def call_later(self, delay, callback):
+        entry = [self.now + delay, callback, False]
+        self.due.append(entry)
+        return SimpleNamespace(cancel=lambda: entry.__setitem__(2, True))
+
+    @property
+    def pending(self) -> list[float]:
+        return sorted(when for when, _, cancelled in self.due if not cancelled)
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for entry in sorted(self.due, key=lambda e: e[0]):
+            if entry[0] <= self.now and not entry[2]:
+                entry[2] = True
+                entry[1]()
+        for _ in range(20):  # let the close tasks run
+            await asyncio.sleep(0)
+
+
 @pytest.fixture
 async def node():
     membership = LocalMembership()
@@ -80,8 +107,10 @@ async def node():
     bus.subscribe(Event, plugin, name="journal")
     hooks = HookRegistry([Claims()])
     messaging = Messaging(MemoryRoomLog(), membership, bus=bus)
-    rooms = Rooms(MediaSettings(), membership, bus, lambda: hooks, lambda: messaging)
-    ns = SimpleNamespace(rooms=rooms, membership=membership, bus=bus, plugin_events=plugin_events,
+    timers = Timers()
+    rooms = Rooms(MediaSettings(), membership, bus, lambda: hooks, lambda: messaging,
+                  departure_timeout_s=0, scheduler=timers)
+    ns = SimpleNamespace(rooms=rooms, timers=timers, membership=membership, bus=bus, plugin_events=plugin_events,
                          messaging=messaging)
 
     def conn(identity: str, **kwargs) -> Conn:
@@ -166,7 +195,7 @@ async def test_closing_tells_members_first_and_takes_them_out(node):
         await node.rooms.close_room("dock-1", "closed")
 
 
-async def test_room_create_holds_the_room_open_until_someone_joined_and_left(node):
+async def test_room_create_waits_for_its_first_participant_then_closes_when_left(node):
     info = await node.rooms.create_room("dock-7", {"room": "dock-7", "shipment_id": "S7",
                                                    "record": True, "metadata": {"bay": 3}})
     assert (info["shipment_id"], info["record"], info["metadata"], info["participants"]) == (
@@ -205,3 +234,57 @@ async def test_join_carries_the_plugins_extras(node):
     assert joined["shipment"] == {"shipment_id": "S1"} and joined["type"] == "joined"
     await node.bus.drain()
     assert isinstance(node.plugin_events[0], RoomCreated)
+
+
+async def test_an_empty_created_room_closes_after_its_empty_timeout(node):
+    await node.rooms.create_room("dock-5", {"room": "dock-5"})
+    await node.rooms.create_room("dock-6", {"room": "dock-6", "empty_timeout": 30})
+    assert node.timers.pending == [30.0, 300.0]
+    await node.timers.advance(29)
+    assert node.membership.room_names() == ["dock-5", "dock-6"]
+    await node.timers.advance(1)
+    assert node.membership.room_names() == ["dock-5"]
+    await node.timers.advance(300)
+    assert node.membership.room_names() == [] and node.rooms.closing == []
+
+
+async def test_a_worker_who_drops_comes_back_to_the_same_room(node):
+    node.rooms.departure_timeout_s = 20
+    await node.rooms.create_room("dock-7", {"room": "dock-7", "shipment_id": "S7"})
+    worker = node.conn("worker")
+    await node.rooms.on_join(worker, join_request("dock-7"))
+    assert node.timers.pending == []  # the first join stops the empty timeout
+    await node.rooms.disconnected(worker)  # the phone lost its network
+    assert node.rooms.closing == ["dock-7"] and node.timers.pending == [20.0]
+    await node.timers.advance(10)
+    again = node.conn("worker")
+    joined = await node.rooms.on_join(again, join_request("dock-7"))
+    assert joined["room"] == "dock-7" and node.rooms.closing == []
+    assert node.rooms.room_info("dock-7")["shipment_id"] == "S7"
+    await node.timers.advance(60)
+    assert node.membership.room("dock-7") is not None  # the cancelled timer did nothing
+    await node.rooms.leave(again)
+    await node.timers.advance(19)
+    assert node.membership.room("dock-7") is not None
+    await node.timers.advance(1)
+    assert node.membership.room("dock-7") is None
+    await node.bus.drain()
+    closed = [e for e in node.plugin_events if isinstance(e, RoomClosed)]
+    assert [(e.reason, e.shipment_id) for e in closed] == [("empty", "S7")]
+
+
+async def test_a_removed_last_participant_leaves_the_room_waiting_too(node):
+    node.rooms.departure_timeout_s = 20
+    joined = await node.rooms.on_join(node.conn("alice"), join_request("dock-1"))
+    await node.rooms.remove_participant("dock-1", joined["participant_id"])
+    assert node.rooms.closing == ["dock-1"]
+    await node.timers.advance(20)
+    assert node.membership.room("dock-1") is None
+
+
+async def test_closing_all_rooms_cancels_the_waits(node):
+    node.rooms.departure_timeout_s = 20
+    await node.rooms.create_room("dock-5", {"room": "dock-5"})
+    await node.rooms.close_all("node_stopping")
+    assert node.rooms.closing == [] and node.timers.pending == []
+

@@ -218,15 +218,16 @@ async def test_warning_reaches_members_watcher_and_webhooks(tmp_path, node_facto
             await client.close()
 
 
-async def test_room_create_close_and_remove(node):
+async def test_room_create_close_and_remove(node_factory):
+    # a short departure timeout, to see an emptied room close without waiting 20 s
+    node = node_factory.start(env={"DOCKCAST_ROOM_DEPARTURE_TIMEOUT_S": "0.5"})
     admin = await DockcastClient.connect(node.url, node.token("wms", None, ("admin",)))
     a = await DockcastClient.connect(node.url, node.token("alice", "dock-9"))
     b = await DockcastClient.connect(node.url, node.token("bob", "dock-9"))
     try:
         await admin.room_create("dock-9", shipment_id="S-9", metadata={"dock": 9})
         await admin.events_subscribe(rooms=["dock-9"])
-        # open with nobody in it until someone joined and left
-        await asyncio.sleep(0.2)
+        # open with nobody in it, waiting for its first participant (empty_timeout)
         assert [r["room"] for r in (await admin.room_list())["rooms"]] == ["dock-9"]
         joined = await a.join("dock-9")
         await b.join("dock-9")
@@ -242,14 +243,19 @@ async def test_room_create_close_and_remove(node):
         # room.close: the members are told and out; the shipment is free for a new room
         await admin.room_close("dock-9")
         assert (await b.next_event("room_closed"))["reason"] == "closed"
+        assert (await admin.next_event("room_closed"))["reason"] == "closed"  # watching it
         assert (await admin.room_list())["rooms"] == []
         shipment = await admin.shipment_get("S-9")
         assert [(r["room"], r["open"], r["close_reason"]) for r in shipment["rooms"]] == \
             [("dock-9", False, "closed")]
         await admin.room_create("dock-9b", shipment_id="S-9")
-        # a room made by join closes when its last participant leaves
+        # a room made by join closes once its last participant left and nobody came
+        # back within the departure timeout
         await b.join("dock-9")
         await b.leave()
+        assert "dock-9" in [r["room"] for r in (await admin.room_list())["rooms"]]
+        closed = await admin.next_event("room_closed")
+        assert (closed["room"], closed["reason"]) == ("dock-9", "empty")
         rooms = [r["room"] for r in (await admin.room_list())["rooms"]]
         assert rooms == ["dock-9b"]
     finally:
