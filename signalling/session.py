@@ -22,7 +22,10 @@ rejection counts towards the abuse window, and ``abuse_threshold`` of them withi
 
 States and their transitions are data (:data:`TRANSITIONS`): ``AWAIT_HELLO`` until a
 ``hello`` with a valid token, then ``READY`` (a later ``hello`` refreshes the token for
-the same identity), ``CLOSED`` after any :class:`Close` or :meth:`connection_lost`.
+the same identity, and for a room that admits the one the connection is in), ``CLOSED``
+after any :class:`Close` or :meth:`connection_lost`. :meth:`get_timer` says when the
+adapter must call :meth:`handle_timer`: the ``hello`` timeout, then the token's expiry,
+which closes even an idle connection (``unauthorized``, 4001).
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ __all__ = [
     "SessionCore",
     "require_room",
 ]
+
+_EXPIRED = "token expired; reconnect or send hello with a fresh token"
 
 #: Requests still served while the node drains.
 DRAIN_ALLOWED = frozenset({"leave", "ping"})
@@ -288,17 +293,24 @@ class SessionCore:
             return self.reject(exc, now)
 
     def get_timer(self) -> float | None:
-        """When :meth:`handle_timer` must run next (same clock as ``now``), if ever."""
+        """When :meth:`handle_timer` must run next (same clock as ``now``), if ever:
+        the ``hello`` timeout, then the token's expiry (``exp`` plus the leeway)."""
         if self.state is State.AWAIT_HELLO:
             return self._opened_at + self.limits.hello_timeout
+        if self.state is State.READY and self.claims is not None:
+            return self.claims.exp + self.verifier.leeway
         return None
 
     def handle_timer(self, now: float | None = None) -> list[Action]:
+        """Run when :meth:`get_timer` said (early or late is fine): no ``hello`` in time,
+        or the token expired (even on an idle connection): ``unauthorized``, close 4001."""
         now = self.clock() if now is None else now
         deadline = self.get_timer()
-        if deadline is not None and now >= deadline:
+        if deadline is None or now < deadline:
+            return []
+        if self.state is State.AWAIT_HELLO:
             return self._refuse(Unauthorized("no hello in time"), None)
-        return []
+        return self._refuse(Unauthorized(_EXPIRED), None)
 
     def reject(self, exc: BaseException, now: float | None = None) -> list[Action]:
         """Answer a bad message with an error, counting it towards the abuse window."""
@@ -319,10 +331,7 @@ class SessionCore:
             return self._hello(request, now)
         assert self.claims is not None
         if self.claims.expired(now, self.verifier.leeway):
-            return self._refuse(
-                Unauthorized("token expired; reconnect or send hello with a fresh token"),
-                request.id,
-            )
+            return self._refuse(Unauthorized(_EXPIRED), request.id)
         if request.type == "ping":
             return [Send(_without_none_id({"type": "pong", "id": request.id, "ts": wire_ts(now)}))]
         self._check_allowed(request)
@@ -345,6 +354,14 @@ class SessionCore:
             assert self.claims is not None
             if claims.identity != self.claims.identity:
                 raise Forbidden("a refreshed token must be for the same identity", request_id=request.id)
+            room = self.room
+            if room is not None and claims.room is not None and claims.room != room:
+                # never keep a connection in a room its token no longer admits
+                raise Forbidden(
+                    f"the refreshed token does not admit room {room!r}, which this connection "
+                    "is in; leave it first",
+                    request_id=request.id,
+                )
         else:
             resume = request.get("resume")
             self.resume = dict(resume) if resume is not None else None

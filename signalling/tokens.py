@@ -131,15 +131,26 @@ def mint_token(
 
 
 class TokenVerifier:
-    """Verifies tokens against ``keys`` (API key -> secret), allowing ``leeway`` seconds
-    of clock skew on ``exp`` and ``nbf``."""
+    """Verifies tokens against ``keys`` (API key -> secret; several keys at once let
+    secrets rotate without downtime), allowing ``leeway`` seconds of clock skew on
+    ``exp`` and ``nbf``.
 
-    def __init__(self, keys: Mapping[str, str], leeway: float = 10.0):
+    ``max_ttl`` (seconds, ``None``: no limit) refuses tokens that live longer: their
+    lifetime is ``exp`` minus ``iat``, else ``nbf``, else the time of the check (and never
+    less than ``exp`` minus that time, so an ``iat`` in the future does not help). An
+    empty secret is refused here (``ValueError``), as PyJWT refuses it.
+    """
+
+    def __init__(self, keys: Mapping[str, str], leeway: float = 10.0, max_ttl: float | None = None):
         self._keys = dict(keys)
+        empty = sorted(str(k) for k, secret in self._keys.items() if not secret)
+        if empty:
+            raise ValueError(f"empty API secret for API key(s) {', '.join(empty)}")
         self.leeway = leeway
+        self.max_ttl = max_ttl
 
     def __repr__(self) -> str:  # never show the secrets
-        return f"TokenVerifier(api_keys={sorted(self._keys)!r}, leeway={self.leeway})"
+        return f"TokenVerifier(api_keys={sorted(self._keys)!r}, leeway={self.leeway}, max_ttl={self.max_ttl})"
 
     def verify(self, token: Any, now: float | None = None) -> Claims:
         """The claims of ``token``, or ``Unauthorized`` saying what is wrong with it."""
@@ -189,6 +200,16 @@ class TokenVerifier:
                 raise Unauthorized("token claim 'nbf' must be a number")
             if now < nbf - self.leeway:
                 raise Unauthorized("token not valid yet (nbf is in the future)")
+        iat = payload.get("iat")
+        if iat is not None and not _is_time(iat):
+            raise Unauthorized("token claim 'iat' must be a number")
+        if self.max_ttl is not None:
+            start = iat if iat is not None else nbf if nbf is not None else now
+            lifetime = exp - min(start, now)
+            if lifetime > self.max_ttl:
+                raise Unauthorized(
+                    f"token lifetime of {lifetime:.0f} s is over this node's limit of {self.max_ttl:.0f} s"
+                )
         identity = payload.get("sub")
         if not isinstance(identity, str) or not identity:
             raise Unauthorized("token claim 'sub' (identity) missing")

@@ -308,6 +308,31 @@ async def test_token_refresh_with_a_second_hello(make_server, app, connect, mint
         await client.refresh(mint(identity="mallory", now=now[0]))
 
 
+async def test_an_idle_connection_is_closed_when_its_token_expires(served):
+    # no request after the welcome: the server's timer closes it (leeway 0 here)
+    token = _raw_token(sub="idle", exp=time.time() + 1.0)
+    ws = await ws_connect(served[1])
+    await ws.send(json.dumps({"type": "hello", "id": 1, "token": token}))
+    assert (await recv_msg(ws))["type"] == "welcome"
+    error = await recv_msg(ws, timeout=30)
+    assert error["code"] == "unauthorized" and "token expired" in error["message"] and "id" not in error
+    assert await closed_with(ws, timeout=30) == CLOSE_UNAUTHORIZED
+
+
+async def test_a_refresh_for_another_room_is_forbidden_in_a_room(served, connect, mint):
+    server, url = served
+    client = await connect(url, grants=MESSAGE)
+    await client.join("dock-1")
+    with pytest.raises(ServerError, match="forbidden: the refreshed token does not admit room 'dock-1'"):
+        await client.refresh(mint(room="dock-2", grants=MESSAGE))
+    assert only_connection(server).claims.room == "dock-1" and only_connection(server).room == "dock-1"
+    assert (await client.send("t", 1))["type"] == "sent"
+    await client.leave()
+    assert (await client.refresh(mint(room="dock-2", grants=MESSAGE)))["type"] == "welcome"
+    with pytest.raises(ServerError, match="forbidden: the token does not admit room 'dock-1'"):
+        await client.join("dock-1")
+
+
 # ---- subprotocols ----------------------------------------------------------------------
 
 

@@ -130,8 +130,30 @@ def test_hello_timeout():
     assert actions[-1].code == CLOSE_UNAUTHORIZED and core.get_timer() is None
 
 
-def test_no_timer_once_ready():
-    assert ready().get_timer() is None
+def test_once_ready_the_timer_is_the_token_expiry():
+    assert ready(ttl=60).get_timer() == NOW + 60  # leeway 0 here
+
+
+def test_token_expiry_closes_an_idle_connection_on_the_timer():
+    core = ready(ttl=60)
+    assert core.handle_timer(NOW + 59) == []
+    actions = core.handle_timer(NOW + 60)
+    assert "token expired" in only_error(actions, "unauthorized")["message"]
+    assert actions[-1].code == CLOSE_UNAUTHORIZED and core.state is State.CLOSED
+    assert core.get_timer() is None
+
+
+def test_a_refresh_moves_the_expiry_timer():
+    core = ready(ttl=60)
+    core.receive_frame(frame("hello", 2, token=token(ttl=600, now=NOW + 30)), NOW + 30)
+    assert core.get_timer() == NOW + 630
+    assert core.handle_timer(NOW + 60) == [] and core.state is State.READY
+
+
+def test_the_expiry_timer_counts_the_leeway():
+    core = SessionCore(TokenVerifier({KEY: SECRET}, leeway=10), NODE, clock=lambda: NOW)
+    core.receive_frame(frame("hello", 1, token=token(ttl=60)), NOW)
+    assert core.get_timer() == NOW + 70
 
 
 # ---- token refresh and expiry ----------------------------------------------------------
@@ -165,6 +187,26 @@ def test_refresh_with_a_bad_token_keeps_the_old_one():
     actions = core.receive_frame(frame("hello", 2, token="junk"), NOW)
     only_error(actions, "unauthorized", 2)
     assert core.claims is before and core.state is State.READY
+
+
+def test_refresh_for_another_room_is_forbidden_while_in_a_room():
+    core = ready()
+    core.room_of = lambda: "dock-1"
+    before = core.claims
+    actions = core.receive_frame(frame("hello", 2, token=token(room="dock-2")), NOW)
+    assert "dock-1" in only_error(actions, "forbidden", 2)["message"]
+    assert core.claims is before and core.state is State.READY
+    # the same room, or a token that admits every room, is a refresh
+    assert sent(core.receive_frame(frame("hello", 3, token=token(room="dock-1", grants=["message"])), NOW))[0][
+        "type"] == "welcome"
+    assert sent(core.receive_frame(frame("hello", 4, token=token(room=None, grants=["admin"])), NOW))[0][
+        "type"] == "welcome"
+
+
+def test_refresh_for_another_room_outside_a_room_is_accepted():
+    core = ready()
+    actions = core.receive_frame(frame("hello", 2, token=token(room="dock-2")), NOW)
+    assert sent(actions)[0]["type"] == "welcome" and core.claims.room == "dock-2"
 
 
 def test_expired_token_closes_on_the_next_request():

@@ -134,3 +134,43 @@ def test_grants_helpers():
 
 def test_verifier_repr_hides_secrets(verifier):
     assert SECRET not in repr(verifier) and KEY in repr(verifier)
+
+
+# ---- the longest lifetime a node accepts ------------------------------------------------
+
+
+def test_max_ttl_refuses_tokens_that_live_too_long():
+    verifier = TokenVerifier({KEY: SECRET}, leeway=5, max_ttl=3600)
+    assert verifier.max_ttl == 3600
+    # mint_token sets iat = nbf = now: exp - iat is the lifetime
+    assert verifier.verify(mint_token(KEY, SECRET, "a", "dock-1", ttl=3600, now=NOW), now=NOW)
+    with pytest.raises(Unauthorized, match="lifetime"):
+        verifier.verify(mint_token(KEY, SECRET, "a", "dock-1", ttl=3601, now=NOW), now=NOW)
+
+
+@pytest.mark.parametrize("claims, ok", [
+    ({"nbf": NOW, "exp": NOW + 100}, True),                       # exp - nbf
+    ({"nbf": NOW - 50, "exp": NOW + 60}, False),                  # exp - nbf = 110
+    ({"nbf": None, "exp": NOW + 100}, True),                      # no iat, no nbf: exp - now
+    ({"nbf": None, "exp": NOW + 101}, False),
+    ({"iat": NOW - 200, "nbf": NOW, "exp": NOW + 50}, False),     # iat first: exp - iat = 250
+    ({"iat": NOW + 500, "nbf": None, "exp": NOW + 550}, False),   # an iat in the future: exp - now
+], ids=["nbf", "old nbf", "none", "none over", "old iat", "future iat"])
+def test_max_ttl_measures_from_iat_else_nbf_else_now(claims, ok):
+    verifier = TokenVerifier({KEY: SECRET}, leeway=5, max_ttl=100)
+    token = raw(claims)
+    if ok:
+        assert verifier.verify(token, now=NOW)
+    else:
+        with pytest.raises(Unauthorized, match="lifetime"):
+            verifier.verify(token, now=NOW)
+
+
+def test_iat_must_be_a_number():
+    with pytest.raises(Unauthorized, match="'iat'"):
+        TokenVerifier({KEY: SECRET}).verify(raw({"iat": "yesterday"}), now=NOW)
+
+
+def test_no_max_ttl_by_default(verifier):
+    assert verifier.max_ttl is None
+    assert verifier.verify(mint_token(KEY, SECRET, "a", "dock-1", ttl=10 * 365 * 86400, now=NOW), now=NOW)
