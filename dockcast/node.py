@@ -39,7 +39,7 @@ from signalling.events import Event
 from signalling.fanout import EventFanout
 from signalling.hooks import HookRegistry, load_plugins
 from signalling.membership import LocalMembership
-from signalling.messages import RetentionPolicy, SqliteRoomLog
+from signalling.messages import DurableDbError, RetentionPolicy, SqliteRoomLog
 from signalling.messages.delivery import Messaging
 from signalling.messages.follower import LogFollower
 from signalling.server import SignallingServer
@@ -47,7 +47,7 @@ from signalling.session import Limits, NodeInfo
 from signalling.tokens import TokenVerifier
 
 from . import __version__
-from .config import NodeConfig, tls_context
+from .config import ConfigError, NodeConfig, tls_context
 from .media import MediaRequests
 from .metrics import MediaCollector, Retired
 from .plugin_context import NodePluginContext
@@ -113,7 +113,10 @@ class Node:
         let the followers catch up, serve."""
         tls = tls_context(self.config)  # a bad certificate stops us before anything opened
         ice.use_host_addresses(self.config.announced_ice_addresses)
-        log = SqliteRoomLog(self.config.data_path / "messages.db", self._retention())
+        try:
+            log = SqliteRoomLog(self.config.data_path / "messages.db", self._retention())
+        except DurableDbError as exc:  # a corrupt file: the operator must look, not us
+            raise ConfigError(f"room log: {exc}") from exc
         self.messaging = Messaging(log, self.membership, bus=self.bus)
         self.server.route("send", self.messaging.on_send)
         self.server.route("ack", self.messaging.on_ack)

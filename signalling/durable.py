@@ -139,6 +139,12 @@ class DurableDb:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version={int(version)}")
             conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            # "file is not a database", "database disk image is malformed": say which file
+            raise StoreUnavailable(
+                f"{self.path}: cannot open the database ({exc}); it is corrupt or not a "
+                "SQLite file: restore it from a backup or move it away") from exc
         except BaseException:
             conn.close()
             raise
@@ -221,7 +227,14 @@ class DurableDb:
                     stopping = True
                     break
                 batch.append(item)
-            self._run_batch(conn, batch)
+            try:
+                self._run_batch(conn, batch)
+            except BaseException as exc:  # noqa: BLE001 - the writer must outlive any batch
+                # A job that ended the transaction itself, a savepoint that failed: refuse
+                # the batch, roll back what is left, and keep serving the next one.
+                log.exception("%s: write batch of %d broke the writer's transaction", self.path,
+                              len(batch))
+                self._fail(batch, exc)
         # Jobs queued after the stop marker (a write racing close()) are refused.
         leftovers = []
         while True:

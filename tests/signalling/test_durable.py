@@ -128,3 +128,51 @@ async def test_failed_commit_fails_the_batch(tmp_path):
     assert all(isinstance(r, StoreUnavailable) for r in results), results
     assert await db.read(lambda conn: conn.execute("SELECT COUNT(*) FROM p").fetchone()[0]) == 0
     await db.close()
+
+
+async def test_a_job_that_breaks_the_transaction_fails_its_batch_and_the_writer_serves_on(tmp_path):
+    db = DurableDb(tmp_path / "t.db", SCHEMA)
+    await db.write(insert("kept", 1))
+
+    def rogue(conn):  # ends the transaction itself: its savepoint is gone
+        conn.execute("INSERT INTO t (k, v) VALUES ('rogue', 2)")
+        conn.execute("COMMIT")
+
+    with pytest.raises(StoreUnavailable):
+        await asyncio.wait_for(db.write(rogue), 5)
+    # the writer thread is alive: the next write is answered, nothing stored is lost
+    assert await asyncio.wait_for(db.write(insert("after", 3)), 5) == 3
+    keys = await db.read(lambda conn: [r[0] for r in conn.execute("SELECT k FROM t ORDER BY v")])
+    assert keys[0] == "kept" and keys[-1] == "after"
+    await db.close()
+
+
+async def test_disk_full_answers_unavailable_and_keeps_what_was_stored(tmp_path):
+    db = DurableDb(tmp_path / "t.db", SCHEMA)
+    for i in range(20):
+        await db.write(insert(f"k{i}", i))
+    pages = await db.write(lambda conn: conn.execute("PRAGMA page_count").fetchone()[0])
+    # the store may not grow any more: as a full disk refuses new pages
+    await db.write(lambda conn: conn.execute(f"PRAGMA max_page_count={pages}").fetchone())
+
+    def big(conn):
+        conn.execute("INSERT INTO t (k, v) VALUES (?, 0)", ("x" * 200_000,))
+
+    with pytest.raises(StoreUnavailable, match="full"):
+        await db.write(big)
+    assert await db.read(count) == 20
+    assert await db.write(lambda conn: conn.execute("UPDATE t SET v = v + 1 WHERE k = 'k0'").rowcount) == 1
+    await db.close()
+    again = DurableDb(tmp_path / "t.db", SCHEMA)  # reopens intact
+    assert await again.read(lambda conn: conn.execute("PRAGMA integrity_check").fetchone()[0]) == "ok"
+    assert await again.read(count) == 20
+    await again.close()
+
+
+@pytest.mark.parametrize("garbage", [b"this is not a database" * 100, b"SQLite format 3\x00" + b"\xff" * 4000])
+def test_a_corrupt_file_is_a_clear_error_at_open(tmp_path, garbage):
+    path = tmp_path / "t.db"
+    path.write_bytes(garbage)
+    with pytest.raises(StoreUnavailable, match="corrupt or not a SQLite file"):
+        DurableDb(path, SCHEMA)
+    assert path.read_bytes() == garbage  # left as it was, for the operator
