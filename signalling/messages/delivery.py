@@ -14,8 +14,9 @@ message's path, top to bottom:
 4. `MessageStored` is published on the `EventBus` (watchers at once, plugins in the
    room's lane) and every `LogFollower` is told (they read the log from a cursor of
    their own), neither awaited: ``sent`` waits only for the commit.
-5. ``sent {seq, msg_id}`` is answered. A repeated ``msg_id`` is answered its first
-   ``seq`` and delivered again to nobody.
+5. ``sent {seq, msg_id}`` is answered. A ``msg_id`` the same identity sent before is
+   answered its first ``seq`` and delivered again to nobody (another identity's
+   message with the same ``msg_id`` is its own message).
 - Each member connection has a ``delivered`` mark (the highest ``seq`` sent to it). A
   live message at or below it is skipped; one above ``delivered + 1`` (a gap, which
   should not happen) makes the connection catch up from the log instead.
@@ -88,7 +89,7 @@ class Messaging:
         # read at a join). A replay is caught up when it reached it.
         self._last: dict[str, int] = {}
         self.stored = 0       # messages stored since start (for /metrics)
-        self.duplicates = 0   # sends answered with an earlier seq (same msg_id)
+        self.duplicates = 0   # sends answered with an earlier seq (same sender and msg_id)
 
     def add_follower(self, follower: LogFollower) -> None:
         """Hand ``follower`` the rooms joined and the messages stored from now on."""

@@ -2,8 +2,9 @@
 
 Each room's messages form a log. `RoomLog.append` assigns the next ``seq`` of the room
 (1, 2, 3... with no gaps) only once the message is durably stored, and stores a
-``msg_id`` once per room: sending it again answers the first ``seq`` with
-``duplicate=True``. A ``msg_id`` is remembered as long as its message is retained.
+``msg_id`` once per room and sender: the same sender sending it again is answered the
+first ``seq`` with ``duplicate=True``; another sender's message with the same ``msg_id``
+is its own message. A ``msg_id`` is remembered as long as its message is retained.
 
 Two kinds of cursor (the highest ``seq`` acked, cumulative, never moving back) are kept
 apart: a *member* cursor per room member, whose acks decide ``sent`` and delivery, and a
@@ -110,8 +111,8 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """``seq`` of the stored message; ``duplicate`` when ``msg_id`` was already stored
-    (``message`` is then the first one, and nothing new was written)."""
+    """``seq`` of the stored message; ``duplicate`` when the sender had stored ``msg_id``
+    in the room already (``message`` is then the first one, and nothing new was written)."""
 
     seq: int
     duplicate: bool
@@ -161,7 +162,8 @@ class RoomLog(abc.ABC):
     async def append(
         self, room: str, msg_id: str, sender: str, topic: str, payload: Any, ts: float
     ) -> AppendResult:
-        """Store a message; return once it is durable (or already stored)."""
+        """Store a message; return once it is durable (or already stored: the same
+        ``msg_id`` from the same ``sender`` in ``room``)."""
         _check_name("room", room)
         _check_name("msg_id", msg_id)
         _check_name("sender", sender, empty=True)

@@ -19,7 +19,8 @@ class _MemoryRoom:
     last_seq: int = 0
     # messages[i].seq == last_seq - len(messages) + 1 + i: retained seqs are contiguous.
     messages: list[tuple[StoredMessage, int]] = field(default_factory=list)
-    by_msg_id: dict[str, StoredMessage] = field(default_factory=dict)
+    # The dedupe key is (sender, msg_id): another identity's msg_id is its own message.
+    by_msg_id: dict[tuple[str, str], StoredMessage] = field(default_factory=dict)
     members: dict[str, int] = field(default_factory=dict)
     followers: dict[str, int] = field(default_factory=dict)
 
@@ -79,13 +80,13 @@ class MemoryRoomLog(RoomLog):
 
     async def _append(self, room, msg_id, sender, topic, packed, ts):
         state = self._room(room, create=True)
-        first = state.by_msg_id.get(msg_id)
+        first = state.by_msg_id.get((sender, msg_id))
         if first is not None:
             return AppendResult(first.seq, True, first)
         state.last_seq += 1
         message = StoredMessage(room, state.last_seq, msg_id, sender, topic, unpack_payload(packed), ts)
         state.messages.append((message, len(packed)))
-        state.by_msg_id[msg_id] = message
+        state.by_msg_id[(sender, msg_id)] = message
         return AppendResult(message.seq, False, message)
 
     async def _read(self, room, after_seq, limit):
@@ -159,7 +160,7 @@ class MemoryRoomLog(RoomLog):
             drop = max(cut - state.first_seq + 1, 0)
             if drop:
                 for message, _ in state.messages[:drop]:
-                    del state.by_msg_id[message.msg_id]
+                    del state.by_msg_id[(message.sender, message.msg_id)]
                 del state.messages[:drop]
                 deleted[name] = drop
         return deleted

@@ -1,8 +1,10 @@
 """`SqliteRoomLog`: the log in one SQLite file (`signalling.durable.DurableDb`).
 
 Schema versions: 1 had ``rooms``, ``messages`` and the members' ``cursors``; 2 adds
-``follower_cursors``. Every statement is idempotent, so opening a version 1 file
-upgrades it in place and keeps everything in it.
+``follower_cursors``; 3 dedupes ``msg_id`` per sender: the unique index on
+``(room, msg_id)`` becomes one on ``(room, sender, msg_id)`` (the old rows satisfy it,
+since they were unique per room already). Every statement is idempotent, so opening a
+version 1 or 2 file upgrades it in place and keeps everything in it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from .retention import RetentionPolicy, retention_cut
 
 __all__ = ["SqliteRoomLog", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS rooms (
@@ -35,7 +37,6 @@ _SCHEMA = (
         ts REAL NOT NULL,
         PRIMARY KEY (room, seq)
     ) WITHOUT ROWID""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_msg_id ON messages (room, msg_id)",
     """CREATE TABLE IF NOT EXISTS cursors (
         room TEXT NOT NULL,
         member TEXT NOT NULL,
@@ -50,6 +51,9 @@ _SCHEMA = (
         PRIMARY KEY (room, follower)
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS follower_cursors_by_follower ON follower_cursors (follower)",
+    # Version 3: a msg_id is unique per sender in a room (versions 1 and 2: per room).
+    "DROP INDEX IF EXISTS messages_by_msg_id",
+    "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_sender_msg_id ON messages (room, sender, msg_id)",
 )
 
 _COLUMNS = "room, seq, msg_id, sender, topic, payload, ts"
@@ -151,7 +155,8 @@ class SqliteRoomLog(RoomLog):
     async def _append(self, room, msg_id, sender, topic, packed, ts):
         def job(conn: sqlite3.Connection) -> AppendResult:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND msg_id = ?", (room, msg_id)
+                f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND sender = ? AND msg_id = ?",
+                (room, sender, msg_id),
             ).fetchone()
             if row is not None:
                 first = _message(row)

@@ -35,28 +35,31 @@ async def fill(log: RoomLog, room: str, count: int, *, start_ts: float = 0.0, si
 
 operations = st.lists(
     st.one_of(
-        st.tuples(st.just("send"), st.sampled_from("ab"), st.integers(0, 7)),
-        st.tuples(st.just("ack"), st.sampled_from("ab"), st.integers(0, 12)),
-        st.tuples(st.just("read"), st.sampled_from("ab"), st.integers(0, 12)),
+        # send (room, msg_id number, sender)
+        st.tuples(st.just("send"), st.sampled_from("ab"), st.integers(0, 7), st.sampled_from(("alice", "bob"))),
+        st.tuples(st.just("ack"), st.sampled_from("ab"), st.integers(0, 12), st.just("")),
+        st.tuples(st.just("read"), st.sampled_from("ab"), st.integers(0, 12), st.just("")),
     ),
     max_size=40,
 )
 
 
 async def run_against_model(log: RoomLog, ops) -> None:
-    seq_of: dict[str, dict[int, int]] = {"a": {}, "b": {}}
-    stored: dict[str, list[int]] = {"a": [], "b": []}
+    """The model: a msg_id is deduped per (room, sender); each room's seq is gap-free."""
+    seq_of: dict[str, dict[tuple[str, int], int]] = {"a": {}, "b": {}}
+    stored: dict[str, list[tuple[str, int]]] = {"a": [], "b": []}
     cursor: dict[str, int] = {}
-    for op, room, n in ops:
+    for op, room, n, sender in ops:
         if op == "send":
-            result = await send(log, room, f"id{n}", n)
-            if n in seq_of[room]:
-                assert (result.seq, result.duplicate) == (seq_of[room][n], True)
+            key = (sender, n)
+            result = await send(log, room, f"id{n}", n, sender=sender)
+            if key in seq_of[room]:
+                assert (result.seq, result.duplicate) == (seq_of[room][key], True)
             else:
-                seq_of[room][n] = len(stored[room]) + 1
-                stored[room].append(n)
-                assert (result.seq, result.duplicate) == (seq_of[room][n], False)
-            assert result.message.payload == stored[room][result.seq - 1]
+                seq_of[room][key] = len(stored[room]) + 1
+                stored[room].append(key)
+                assert (result.seq, result.duplicate) == (seq_of[room][key], False)
+            assert (result.message.sender, result.message.payload) == stored[room][result.seq - 1]
         elif op == "ack":
             if n > len(stored[room]):
                 with pytest.raises(AckBeyondEnd):
@@ -66,7 +69,7 @@ async def run_against_model(log: RoomLog, ops) -> None:
                 assert await log.ack(room, "m", n) == cursor[room]
         else:
             messages = await log.read(room, after_seq=n)
-            assert [m.payload for m in messages] == stored[room][n:]
+            assert [(m.sender, m.payload) for m in messages] == stored[room][n:]
             assert [m.seq for m in messages] == list(range(n + 1, len(stored[room]) + 1))
         assert await log.last_seq(room) == len(stored[room])
         assert await log.cursor(room, "m") == cursor.get(room)

@@ -118,6 +118,20 @@ async def test_same_msg_id_is_stored_and_delivered_once(m, stored):
     assert (event["from"], event["topic"], event["payload"], event["room"]) == ("alice", "chat", {"n": 1}, ROOM)
 
 
+async def test_same_msg_id_from_another_sender_is_its_own_message(m, stored):
+    alice, bob = Conn("alice"), Conn("bob")
+    await join(m, alice)
+    await join(m, bob)
+    first = await m.on_send(alice, send_request("scan-1", {"by": "alice"}))
+    theirs = await m.on_send(bob, send_request("scan-1", {"by": "bob"}))
+    assert (first["seq"], theirs["seq"]) == (1, 2)
+    assert alice.seqs() == bob.seqs() == [1, 2]
+    assert [(e["from"], e["payload"]) for e in alice.events] == [("alice", {"by": "alice"}),
+                                                                  ("bob", {"by": "bob"})]
+    assert stored == [1, 2]
+    assert (m.stored, m.duplicates) == (2, 0)
+
+
 async def test_join_reports_last_seq_and_delivers_only_newer(m):
     alice = await sender_with(m, 5)
     late = Conn("late")

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from signalling.messages import AckBeyondEnd, InvalidMessage, StoreClosed, StoredMessage
+from signalling.messages import AckBeyondEnd, InvalidMessage, RetentionPolicy, StoreClosed, StoredMessage
 
 from .support import fill, make_log, send
 
@@ -102,6 +102,49 @@ async def test_msg_id_dedupe_is_per_room(log):
     assert (await send(log, "a", "same")).duplicate is False
     other = await send(log, "b", "same")
     assert (other.seq, other.duplicate) == (1, False)
+
+
+async def test_msg_id_dedupe_is_per_sender(log):
+    """Another identity's message with the same msg_id is its own message: it is stored,
+    gets its own seq, and is never answered with someone else's."""
+    alice = await send(log, "r", "scan-1", {"by": "alice"}, sender="alice")
+    bob = await send(log, "r", "scan-1", {"by": "bob"}, sender="bob")
+    assert (bob.seq, bob.duplicate, bob.message.sender, bob.message.payload) == \
+        (2, False, "bob", {"by": "bob"})
+    # each sender's retry is answered with its own first seq
+    assert (await send(log, "r", "scan-1", sender="alice")).message == alice.message
+    again = await send(log, "r", "scan-1", sender="bob")
+    assert (again.seq, again.duplicate, again.message) == (2, True, bob.message)
+    # the empty sender (a message of the node itself) is a sender like any other
+    node = await send(log, "r", "scan-1", sender="")
+    assert (node.seq, node.duplicate) == (3, False)
+    assert (await send(log, "r", "scan-1", sender="")).seq == 3
+    assert [(m.seq, m.sender) for m in await log.read("r")] == [(1, "alice"), (2, "bob"), (3, "")]
+    assert await log.last_seq("r") == 3
+
+
+async def test_concurrent_senders_of_one_msg_id_each_store_theirs(log):
+    results = await asyncio.gather(*(send(log, "r", "retry", sender=f"s{i % 5}") for i in range(30)))
+    by_sender: dict[str, set[int]] = {}
+    for i, result in enumerate(results):
+        by_sender.setdefault(f"s{i % 5}", set()).add(result.seq)
+        assert result.message.sender == f"s{i % 5}"
+    assert all(len(seqs) == 1 for seqs in by_sender.values())
+    assert sorted(s for seqs in by_sender.values() for s in seqs) == [1, 2, 3, 4, 5]
+    assert sum(not r.duplicate for r in results) == 5
+
+
+async def test_pruned_message_frees_its_senders_msg_id_only(kind, tmp_path):
+    log = make_log(kind, tmp_path, RetentionPolicy(max_age_s=None, max_messages=1, max_bytes=None))
+    try:
+        await send(log, "r", "x", sender="alice")
+        await send(log, "r", "x", sender="bob")
+        assert await log.prune(now=0) == {"r": 1}
+        # alice's message is gone, so is its dedupe; bob's is still answered
+        assert (await send(log, "r", "x", sender="bob")).duplicate is True
+        assert (await send(log, "r", "x", sender="alice")).seq == 3
+    finally:
+        await log.close()
 
 
 async def test_read_after_seq_and_limit(log):

@@ -144,18 +144,62 @@ async def test_version_1_file_is_upgraded_and_keeps_everything(tmp_path):
     assert [m.payload for m in await log.read("dock-8")] == [[1, [2, {"a": b"x"}]]]
     assert await log.members("dock-7") == {"bob": 2}
     assert await log.members("dock-8") == {"carol": 1}
-    assert (await send(log, "dock-7", "m-2")).duplicate is True
+    assert (await send(log, "dock-7", "m-2", sender="bob")).duplicate is True
     assert (await send(log, "dock-7", "m-4")).seq == 4
-    assert await log.follow("dock-7", "hook") == 4
+    # schema 3: the same msg_id from another sender is its own message
+    assert (await send(log, "dock-7", "m-2", sender="alice")).seq == 5
+    assert await log.follow("dock-7", "hook") == 5
     await log.close()
 
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         assert conn.execute("SELECT room, follower, seq FROM follower_cursors").fetchall() == [
-            ("dock-7", "hook", 4)
+            ("dock-7", "hook", 5)
         ]
-    log = SqliteRoomLog(path)  # a version 2 file opens again as it is
-    assert await log.follower_cursors("hook") == {"dock-7": (4, 4)}
+    log = SqliteRoomLog(path)  # a version 3 file opens again as it is
+    assert await log.follower_cursors("hook") == {"dock-7": (5, 5)}
+    assert await log.last_seq("dock-7") == 5
+    assert (await send(log, "dock-7", "m-2", sender="alice")).seq == 5
+    await log.close()
+
+
+async def test_version_2_file_is_upgraded_to_dedupe_per_sender(tmp_path):
+    # data/roomlog-v2.db was written by the SqliteRoomLog of commit 9f41662 (schema 2,
+    # msg_id unique per room): dock-7 holds m-1 (alice), m-2 (bob), m-3 (alice), bob's
+    # cursor at 3 and follower hook's at 3; dock-8 holds m-1 (carol), carol's cursor at 1.
+    path = tmp_path / "messages.db"
+    shutil.copyfile(DATA / "roomlog-v2.db", path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    log = SqliteRoomLog(path, NO_RETENTION)
+    assert [(m.seq, m.msg_id, m.sender, m.topic, m.payload, m.ts) for m in await log.read("dock-7")] == [
+        (1, "m-1", "alice", "note", {"pallet": 4}, 1700000000.5),
+        (2, "m-2", "bob", "chat", "清关 ✓", 1700000001.0),
+        (3, "m-3", "alice", "photo", b"\x00\xffraw", 1700000002.25),
+    ]
+    assert [m.payload for m in await log.read("dock-8")] == [[1, [2, {"a": b"x"}]]]
+    assert await log.members("dock-7") == {"bob": 3}
+    assert await log.members("dock-8") == {"carol": 1}
+    assert await log.follower_cursors("hook") == {"dock-7": (3, 3)}
+    # the rows of schema 2 still dedupe their own sender's retries ...
+    again = await send(log, "dock-7", "m-2", sender="bob")
+    assert (again.seq, again.duplicate, again.message.payload) == (2, True, "清关 ✓")
+    assert (await send(log, "dock-8", "m-1", sender="carol")).duplicate is True
+    # ... and no longer answer another sender with their seq
+    theirs = await send(log, "dock-7", "m-2", {"n": 1}, sender="alice")
+    assert (theirs.seq, theirs.duplicate, theirs.message.sender) == (4, False, "alice")
+    assert (await send(log, "dock-8", "m-1", sender="dave")).seq == 2
+    await log.close()
+
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        indexes = {row[1]: row[2] for row in conn.execute("PRAGMA index_list(messages)")}
+        assert "messages_by_msg_id" not in indexes
+        assert indexes["messages_by_sender_msg_id"] == 1  # unique
+        columns = [row[2] for row in conn.execute("PRAGMA index_info(messages_by_sender_msg_id)")]
+        assert columns == ["room", "sender", "msg_id"]
+    log = SqliteRoomLog(path, NO_RETENTION)  # a version 3 file opens again as it is
+    assert (await send(log, "dock-7", "m-2", sender="alice")).seq == 4
     assert await log.last_seq("dock-7") == 4
     await log.close()
 
