@@ -26,7 +26,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="listen port (default 8765)")
     p.add_argument("--data-dir", help="stores, recordings and keys (default ./data)")
     p.add_argument("--api-key", help="API key (token iss); a dev key is made if unset")
-    p.add_argument("--api-secret", help="the API key's HS256 secret")
+    p.add_argument("--api-secret", help="the API key's HS256 secret (at least 32 bytes)")
+    p.add_argument("--api-keys", help="more API keys at once, for rotation: key1:secret1,key2:secret2")
     p.add_argument("--ice-address", help="address(es) for ICE candidates, comma-separated "
                                           "(default: --host when it is an IP)")
     p.add_argument("--ice-servers", help="STUN/TURN URLs, comma-separated (default: none)")

@@ -22,6 +22,9 @@ __all__ = ["NodeConfig", "ConfigError", "load_config", "dev_credentials", "descr
 
 # Settings only a TOML file can give (a table does not fit in a flag or a variable).
 _FILE_ONLY = frozenset({"plugin_options"})
+#: The shortest API secret a node accepts, in bytes (RFC 7518 3.2: HS256 keys of at least
+#: the hash's 256 bits).
+MIN_SECRET_BYTES = 32
 
 
 class ConfigError(ValueError):
@@ -60,6 +63,17 @@ class NodeConfig:
     drain_seconds: float = 5.0              # how long a stop waits for clients to leave
     room_empty_timeout_s: float = 300.0     # a room.create room nobody joined closes after this
     room_departure_timeout_s: float = 20.0  # a room whose last participant left closes after this
+    # more API keys at once (key -> secret), for rotation: "k1:s1,k2:s2" or a TOML table [api_keys]
+    api_keys: Mapping[str, str] = field(default_factory=dict)
+    max_token_ttl_s: float = 24 * 3600.0    # tokens living longer (exp - iat/nbf) are refused (0: no limit)
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """Every API key the node accepts, with its secret (``api_key`` and ``api_keys``)."""
+        keys = dict(self.api_keys)
+        if self.api_key is not None and self.api_secret is not None:
+            keys[self.api_key] = self.api_secret
+        return keys
 
     @property
     def data_path(self) -> pathlib.Path:
@@ -84,6 +98,8 @@ def _coerce(name: str, value: Any) -> Any:
     kind = str(_TYPES[name])
     if name in _FILE_ONLY:
         return value
+    if name == "api_keys":
+        return _api_keys(value)
     try:
         if kind == "int":
             return int(value)
@@ -105,6 +121,38 @@ def _coerce(name: str, value: Any) -> Any:
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from exc
     return None if value is None else str(value)
+
+
+def _api_keys(value: Any) -> dict[str, str]:
+    """``api_keys``: a TOML table, or ``key1:secret1,key2:secret2`` (a flag, a variable;
+    the first colon splits, so a secret may hold colons but no comma)."""
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    else:
+        items = []
+        for entry in str(value).split(","):
+            if not entry.strip():
+                continue
+            key, sep, secret = entry.strip().partition(":")
+            if not sep or not key or not secret:
+                raise ConfigError("api_keys: each entry must be key:secret, comma-separated")
+            items.append((key, secret))
+    keys: dict[str, str] = {}
+    for key, secret in items:
+        if not isinstance(key, str) or not key or not isinstance(secret, str):
+            raise ConfigError("api_keys: each key and secret must be a non-empty string")
+        if key in keys:
+            raise ConfigError(f"api_keys: the key {key!r} twice")
+        keys[key] = secret
+    return keys
+
+
+def _check_secret(what: str, secret: str) -> None:
+    size = len(secret.encode())
+    if size < MIN_SECRET_BYTES:
+        raise ConfigError(f"{what}: an API secret must be at least {MIN_SECRET_BYTES} bytes "
+                          f"(this one has {size}); generate one with: "
+                          f"python -c 'import secrets; print(secrets.token_urlsafe(32))'")
 
 
 def _plugins_from_file(value: Any, values: dict[str, Any]) -> None:
@@ -152,11 +200,17 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
         if not getattr(config, name) > 0:
             raise ConfigError(f"{name}: {getattr(config, name)} must be more than 0")
     for name in ("message_max_age_s", "message_max_count", "message_max_bytes",
-                 "room_empty_timeout_s", "room_departure_timeout_s"):
+                 "room_empty_timeout_s", "room_departure_timeout_s", "max_token_ttl_s"):
         if not getattr(config, name) >= 0:
             raise ConfigError(f"{name}: {getattr(config, name)} must be 0 (no limit) or more")
     if (config.api_key is None) != (config.api_secret is None):
         raise ConfigError("api_key and api_secret go together: give both or neither")
+    if config.api_secret is not None:
+        _check_secret("api_secret", config.api_secret)
+    for key, secret in config.api_keys.items():
+        _check_secret(f"api_keys: the secret of {key!r}", secret)
+    if config.api_key in config.api_keys and config.api_keys[config.api_key] != config.api_secret:
+        raise ConfigError(f"api_key {config.api_key!r} is also in api_keys, with two secrets: give one")
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ConfigError("tls_cert and tls_key go together: give both or neither")
     return config
@@ -178,27 +232,32 @@ def dev_credentials(config: NodeConfig) -> tuple[NodeConfig, bool]:
     """Fill in a development API key and secret when none is configured.
 
     The secret is kept in ``<data_dir>/dev-credentials.json`` (mode 0600) so that tokens
-    minted against it survive a restart. Returns the config and whether it was filled.
+    minted against it survive a restart. Returns the config and whether the pair was made
+    now (the first start: the only time it is shown).
     """
-    if config.api_key is not None:
+    if config.api_key is not None or config.api_keys:
         return config, False
     path = config.data_path / "dev-credentials.json"
     config.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         creds = json.loads(path.read_text())
         key, secret = creds["api_key"], creds["api_secret"]
+        created = False
     except (OSError, ValueError, KeyError):
         key, secret = "devkey", secrets.token_urlsafe(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump({"api_key": key, "api_secret": secret}, f)
-    return replace(config, api_key=key, api_secret=secret), True
+        created = True
+    return replace(config, api_key=key, api_secret=secret), created
 
 
 def describe(config: NodeConfig) -> dict[str, Any]:
-    """The configuration for the startup log, secrets left out (``api_secret``, and any
-    plugin option whose name says secret, token or password)."""
+    """The configuration for the startup log, secrets left out (``api_secret``, the
+    secrets of ``api_keys``: only the key names are shown, and any plugin option whose
+    name says secret, token or password)."""
     described = {f.name: getattr(config, f.name) for f in fields(config) if f.name != "api_secret"}
+    described["api_keys"] = sorted(config.keys)
     described["plugin_options"] = _redacted(config.plugin_options)
     return described
 

@@ -89,7 +89,7 @@ class Node:
                            departure_timeout_s=config.room_departure_timeout_s)
         self.media = MediaRequests(self.rooms)
         self.admin = Admin(self.rooms, self.membership)
-        verifier = TokenVerifier({config.api_key: config.api_secret})
+        verifier = TokenVerifier(config.keys, max_ttl=config.max_token_ttl_s or None)
         limits = Limits(max_frame_bytes=config.max_frame_bytes,
                         max_payload_bytes=config.max_payload_bytes,
                         rate=config.request_rate, burst=config.request_burst)

@@ -62,3 +62,30 @@ def test_serve_with_an_unreadable_certificate_says_so(tmp_path, free_port):
                         "--tls-cert", str(tmp_path / "missing.crt"), "--tls-key", str(tmp_path / "missing.key")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "tls_cert" in r.stderr and "Traceback" not in r.stderr
+
+
+def _serve(tmp_path, *args, env=None):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "dockcast.cli", "serve", "--port", "1",
+                           "--data-dir", str(tmp_path / "d"), *args],
+                          capture_output=True, text=True, timeout=60,
+                          env=None if env is None else dict(os.environ, **env))
+
+
+def test_serve_refuses_a_short_api_secret(tmp_path):
+    # port 1 is never bound: the configuration is checked first
+    r = _serve(tmp_path, "--api-key", "k", "--api-secret", "s" * 31)
+    assert r.returncode == 2 and "api_secret" in r.stderr and "32 bytes" in r.stderr
+    assert "Traceback" not in r.stderr and "s" * 31 not in r.stderr + r.stdout
+
+
+def test_serve_refuses_an_empty_api_secret(tmp_path):
+    r = _serve(tmp_path, env={"DOCKCAST_API_KEY": "k", "DOCKCAST_API_SECRET": ""})
+    assert r.returncode == 2 and "api_secret" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_refuses_a_short_secret_in_api_keys(tmp_path):
+    r = _serve(tmp_path, "--api-keys", "old:" + "o" * 40 + ",new:short")
+    assert r.returncode == 2 and "'new'" in r.stderr and "32 bytes" in r.stderr
+    assert "short" not in r.stderr.replace("'new'", "")

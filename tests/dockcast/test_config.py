@@ -101,3 +101,68 @@ def test_rate_and_retention_settings():
         load_config({}, environ={"DOCKCAST_REQUEST_RATE": "0"})
     with pytest.raises(ConfigError, match="message_max_count"):
         load_config({}, environ={"DOCKCAST_MESSAGE_MAX_COUNT": "-1"})
+
+
+# ---- API secrets, several keys, token lifetime ------------------------------------------
+
+S1, S2, S3 = "a" * 32, "b" * 40, "c" * 48
+
+
+@pytest.mark.parametrize("secret", ["", "s", "s" * 31, "é" * 15 + "s"], ids=["empty", "1", "31", "31 bytes"])
+def test_a_short_or_empty_api_secret_is_refused(secret):
+    with pytest.raises(ConfigError, match="api_secret.*32 bytes"):
+        load_config({"api_key": "k", "api_secret": secret}, environ={})
+
+
+def test_a_32_byte_secret_is_enough():
+    assert load_config({"api_key": "k", "api_secret": "é" * 16}, environ={}).keys == {"k": "é" * 16}
+
+
+def test_api_keys_from_a_flag_the_environment_and_a_file(tmp_path):
+    c = load_config({}, environ={"DOCKCAST_API_KEYS": f"old:{S1}, new:{S2}"})
+    assert c.api_keys == {"old": S1, "new": S2} and c.keys == {"old": S1, "new": S2}
+    c = load_config({"api_keys": f"new:{S2}", "api_key": "k", "api_secret": S3}, environ={})
+    assert c.keys == {"k": S3, "new": S2}
+    f = tmp_path / "node.toml"
+    f.write_text(f'[api_keys]\nold = "{S1}"\n"with:colon" = "{S2}"\n')
+    c = load_config({"config": str(f)}, environ={})
+    assert c.keys == {"old": S1, "with:colon": S2}
+    # a secret may hold a colon: the first one splits
+    assert load_config({"api_keys": f"k:{S1}:x"}, environ={}).api_keys == {"k": S1 + ":x"}
+
+
+@pytest.mark.parametrize("value, message", [
+    (f"k:{S1},broken", "api_keys.*key:secret"),
+    (f":{S1}", "api_keys.*key:secret"),
+    ("k:short", "api_keys.*'k'.*32 bytes"),
+    (f"k:{S1},k:{S2}", "api_keys.*'k' twice"),
+])
+def test_bad_api_keys_are_named(value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({"api_keys": value}, environ={})
+
+
+def test_api_keys_and_api_key_must_not_disagree():
+    with pytest.raises(ConfigError, match="'k'.*two secrets"):
+        load_config({"api_keys": f"k:{S1}", "api_key": "k", "api_secret": S2}, environ={})
+    assert load_config({"api_keys": f"k:{S1}", "api_key": "k", "api_secret": S1}, environ={}).keys == {"k": S1}
+
+
+def test_several_keys_need_no_dev_credentials(tmp_path):
+    c = load_config({"api_keys": f"k:{S1}", "data_dir": str(tmp_path / "d")}, environ={})
+    assert dev_credentials(c) == (c, False)
+    assert not (tmp_path / "d" / "dev-credentials.json").exists()
+
+
+def test_max_token_ttl():
+    assert load_config({}, environ={}).max_token_ttl_s == 24 * 3600
+    assert load_config({}, environ={"DOCKCAST_MAX_TOKEN_TTL_S": "600"}).max_token_ttl_s == 600
+    with pytest.raises(ConfigError, match="max_token_ttl_s"):
+        load_config({}, environ={"DOCKCAST_MAX_TOKEN_TTL_S": "-1"})
+
+
+def test_describe_shows_key_names_never_secrets():
+    c = load_config({"api_keys": f"old:{S1},new:{S2}", "api_key": "k", "api_secret": S3}, environ={})
+    described = describe(c)
+    assert described["api_keys"] == ["k", "new", "old"]
+    assert not any(s in repr(described) for s in (S1, S2, S3))

@@ -174,3 +174,26 @@ def test_iat_must_be_a_number():
 def test_no_max_ttl_by_default(verifier):
     assert verifier.max_ttl is None
     assert verifier.verify(mint_token(KEY, SECRET, "a", "dock-1", ttl=10 * 365 * 86400, now=NOW), now=NOW)
+
+
+# ---- empty keys -------------------------------------------------------------------------
+
+
+def test_an_empty_secret_is_refused_by_the_verifier_and_by_pyjwt():
+    with pytest.raises(ValueError, match="empty API secret for API key"):
+        TokenVerifier({KEY: SECRET, "blank": ""})
+    # the pinned PyJWT (requirements.txt) refuses empty HMAC keys both ways
+    with pytest.raises(jwt.InvalidKeyError):
+        jwt.encode({"sub": "a"}, "", algorithm="HS256")
+    with pytest.raises(jwt.PyJWTError):
+        jwt.decode(raw({}), "", algorithms=["HS256"])
+
+
+def test_requirements_pin_a_pyjwt_that_refuses_empty_keys():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[2] / "requirements.txt").read_text()
+    (line,) = [x for x in text.splitlines() if x.lower().startswith("pyjwt")]
+    low = re.search(r">=\s*([0-9.]+)", line).group(1)
+    assert tuple(int(p) for p in low.split(".")) >= (2, 13), line  # 2.13.0: empty HMAC keys refused
