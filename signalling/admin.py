@@ -14,6 +14,15 @@ the `Membership`; `signalling.fanout` sends them the events.
     room.close {room}                                     -> ok {}    not_found
     participant.remove {room, participant_id}             -> ok {}    not_found
     events.subscribe {rooms?, shipment_ids?}              -> ok {}    bad_request
+
+Scopes of a token (``docs/protocol.md``): a ``room`` claim limits every request to that
+room (`require_room`). A ``shipment`` claim limits the token to that shipment: without a
+``room`` claim it acts only on the open room bound to it (`room.create` must bind it).
+Watching shipments is for tokens without a ``room`` claim only (a shipment's events
+follow it to the next room it is bound to, which the token does not admit), and a
+``shipment`` claim watches only its shipment, never a room by name. The shipments
+plugin checks its own requests (``shipment.*``) against the same claims. A refusal is
+``forbidden`` and changes nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .errors import BadRequest, Conflict, NotFound
+from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .membership import Membership
 from .messages.log import MAX_NAME_CHARS
 from .schema import Request
@@ -63,6 +72,11 @@ class RoomHost(Protocol):
         """Make the participant leave the room (its connection is told first)."""
 
 
+def _claim(conn: Any, name: str) -> str | None:
+    """The token's ``room`` or ``shipment`` claim (``None``: not limited by it)."""
+    return getattr(getattr(conn, "claims", None), name, None)
+
+
 def _check_room_name(room: str) -> str:
     if len(room) > MAX_NAME_CHARS:
         raise BadRequest(f"room is longer than {MAX_NAME_CHARS} characters")
@@ -85,25 +99,58 @@ class Admin:
             "events.subscribe": self.on_events_subscribe,
         }
 
+    def _require_room_of_shipment(self, conn: Connection, room: str) -> None:
+        """A token with a ``shipment`` claim and no ``room`` claim acts only on the open
+        room bound to its shipment (``forbidden`` otherwise, also for a room not open:
+        it is told nothing of rooms it may not see)."""
+        shipment = _claim(conn, "shipment")
+        if shipment is None or _claim(conn, "room") is not None:
+            return
+        info = self.host.room_info(room)
+        if info is None or info.get("shipment_id") != shipment:
+            raise Forbidden(f"the token acts for shipment {shipment!r} only")
+
+    def _bound_elsewhere(self, shipment_id: str, room: str) -> bool:
+        """Whether an open room other than ``room`` is bound to ``shipment_id``."""
+        for name in self.host.room_names():
+            info = self.host.room_info(name) if name != room else None
+            if info is not None and info.get("shipment_id") == shipment_id:
+                return True
+        return False
+
     async def on_room_create(self, conn: Connection, request: Request) -> dict[str, Any]:
         room = _check_room_name(request["room"])
         require_room(conn, room)
+        shipment_id = request.get("shipment_id")
+        claimed = _claim(conn, "shipment")
+        if claimed is not None and shipment_id != claimed and (
+            shipment_id is not None or _claim(conn, "room") is None
+        ):
+            raise Forbidden(f"the token acts for shipment {claimed!r} only")
         async with self.host.lifecycle:
             if self.host.room_info(room) is not None:
                 raise Conflict(f"room {room!r} is already open")
+            scoped = claimed is not None or _claim(conn, "room") is not None
+            if scoped and shipment_id is not None and self._bound_elsewhere(shipment_id, room):
+                # The plugin's conflict names the other room, which this token may not see.
+                raise Conflict(f"shipment {shipment_id!r} is bound to another open room")
             info = await self.host.create_room(room, request.fields)
         return {"type": "room", **info}
 
     async def on_room_list(self, conn: Connection, request: Request) -> dict[str, Any]:
         names = sorted(self.host.room_names())
-        if conn.claims is not None and conn.claims.room is not None:
-            names = [n for n in names if n == conn.claims.room]
+        room_claim, shipment = _claim(conn, "room"), _claim(conn, "shipment")
+        if room_claim is not None:
+            names = [n for n in names if n == room_claim]
         rooms = [info for info in map(self.host.room_info, names) if info is not None]
+        if room_claim is None and shipment is not None:
+            rooms = [info for info in rooms if info.get("shipment_id") == shipment]
         return {"type": "rooms", "rooms": rooms}
 
     async def on_room_close(self, conn: Connection, request: Request) -> dict[str, Any]:
         room = request["room"]
         require_room(conn, room)
+        self._require_room_of_shipment(conn, room)
         async with self.host.lifecycle:
             if self.host.room_info(room) is None:
                 raise NotFound(f"room {room!r} is not open")
@@ -113,6 +160,7 @@ class Admin:
     async def on_participant_remove(self, conn: Connection, request: Request) -> dict[str, Any]:
         room, participant_id = request["room"], request["participant_id"]
         require_room(conn, room)
+        self._require_room_of_shipment(conn, room)
         if self.host.room_info(room) is None:
             raise NotFound(f"room {room!r} is not open")
         if not self.host.has_participant(room, participant_id):
@@ -131,6 +179,14 @@ class Admin:
         for shipment_id in shipment_ids:
             if len(shipment_id) > MAX_NAME_CHARS:
                 raise BadRequest(f"shipment_id is longer than {MAX_NAME_CHARS} characters")
+        room_claim, shipment = _claim(conn, "room"), _claim(conn, "shipment")
+        if shipment_ids and room_claim is not None:
+            raise Forbidden(f"a token for room {room_claim!r} watches its room, not shipments")
+        if shipment is not None:
+            if rooms and room_claim is None:
+                raise Forbidden(f"the token acts for shipment {shipment!r}: watch it, not rooms")
+            if any(s != shipment for s in shipment_ids):
+                raise Forbidden(f"the token acts for shipment {shipment!r} only")
         if self.membership.watched_count(conn) + len(set(rooms)) + len(set(shipment_ids)) > MAX_WATCHED:
             raise BadRequest(f"a connection may watch at most {MAX_WATCHED} rooms and shipments")
         self.membership.watch(conn, rooms, shipment_ids)

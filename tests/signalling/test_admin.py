@@ -15,8 +15,8 @@ from signalling.schema import validate
 
 
 class Conn:
-    def __init__(self, room_claim: str | None = None) -> None:
-        self.claims = SimpleNamespace(room=room_claim, name=None)
+    def __init__(self, room_claim: str | None = None, shipment_claim: str | None = None) -> None:
+        self.claims = SimpleNamespace(room=room_claim, shipment=shipment_claim, name=None)
         self.events: list[dict] = []
 
     def send_event(self, msg: dict) -> bool:
@@ -140,3 +140,84 @@ async def test_events_subscribe_checks_before_subscribing(admin):
         await ask(admin, "events.subscribe", watcher, shipment_ids=["S1", "S2"])
     assert await ask(admin, "events.subscribe", watcher, shipment_ids=["S1"]) == {"type": "ok"}
     assert admin.membership.watched_count(watcher) == MAX_WATCHED
+
+
+# -- scopes of a token: rooms and shipments (issue 8, point 1) -------------------------
+
+
+async def test_a_room_scoped_token_may_not_watch_shipments(admin):
+    """A shipment's events follow it to whatever room it is bound to next: a token for
+    room A watching a shipment would hear room B. It watches its room instead."""
+    for conn in (Conn(room_claim="dock-1"), Conn(room_claim="dock-1", shipment_claim="S1")):
+        with pytest.raises(Forbidden):
+            await ask(admin, "events.subscribe", conn, shipment_ids=["S2"])
+        with pytest.raises(Forbidden):
+            await ask(admin, "events.subscribe", conn, shipment_ids=["S1"])
+        with pytest.raises(Forbidden):  # with its own room too: nothing is watched
+            await ask(admin, "events.subscribe", conn, rooms=["dock-1"], shipment_ids=["S1"])
+        assert admin.membership.watched_count(conn) == 0
+        assert await ask(admin, "events.subscribe", conn, rooms=["dock-1"]) == {"type": "ok"}
+        assert admin.membership.watched_count(conn) == 1
+
+
+async def test_a_shipment_scoped_token_watches_only_its_shipment(admin):
+    conn = Conn(shipment_claim="S1")
+    with pytest.raises(Forbidden):
+        await ask(admin, "events.subscribe", conn, shipment_ids=["S1", "S2"])
+    with pytest.raises(Forbidden):  # a room by name, whatever shipment it holds
+        await ask(admin, "events.subscribe", conn, rooms=["dock-1"])
+    assert admin.membership.watched_count(conn) == 0
+    assert await ask(admin, "events.subscribe", conn, shipment_ids=["S1"]) == {"type": "ok"}
+    assert admin.membership.watchers(None, "S1") == {conn}
+
+
+async def test_an_unscoped_admin_token_watches_anything(admin):
+    conn = Conn()
+    assert await ask(admin, "events.subscribe", conn, rooms=["dock-1"], shipment_ids=["S1", "S2"]) \
+        == {"type": "ok"}
+    assert admin.membership.watched_count(conn) == 3
+
+
+async def test_room_create_binds_only_the_tokens_shipment(admin, host):
+    with pytest.raises(Forbidden):
+        await ask(admin, "room.create", Conn(room_claim="dock-1", shipment_claim="S1"),
+                  room="dock-1", shipment_id="S2")
+    with pytest.raises(Forbidden):  # a shipment token opens only rooms of its shipment
+        await ask(admin, "room.create", Conn(shipment_claim="S1"), room="dock-1", shipment_id="S2")
+    with pytest.raises(Forbidden):
+        await ask(admin, "room.create", Conn(shipment_claim="S1"), room="dock-1")
+    assert host.rooms == {} and host.calls == []
+    reply = await ask(admin, "room.create", Conn(room_claim="dock-1", shipment_claim="S1"),
+                      room="dock-1", shipment_id="S1")
+    assert reply["shipment_id"] == "S1"
+    reply = await ask(admin, "room.create", Conn(shipment_claim="S2"), room="dock-2", shipment_id="S2")
+    assert reply["shipment_id"] == "S2"
+    # a room token binds any shipment to its own room
+    reply = await ask(admin, "room.create", Conn(room_claim="dock-3"), room="dock-3", shipment_id="S3")
+    assert reply["shipment_id"] == "S3"
+
+
+async def test_room_create_by_a_scoped_token_does_not_name_another_room(admin, host):
+    await ask(admin, "room.create", room="dock-b", shipment_id="S1")
+    for conn in (Conn(room_claim="dock-a"), Conn(shipment_claim="S1")):
+        with pytest.raises(Conflict) as refused:
+            await ask(admin, "room.create", conn, room="dock-a", shipment_id="S1")
+        assert "dock-b" not in str(refused.value)
+    assert list(host.rooms) == ["dock-b"] and len(host.calls) == 1
+
+
+async def test_a_shipment_scoped_token_acts_only_on_the_room_of_its_shipment(admin, host):
+    await ask(admin, "room.create", room="dock-1", shipment_id="S1")
+    await ask(admin, "room.create", room="dock-2", shipment_id="S2")
+    await ask(admin, "room.create", room="plain")
+    conn = Conn(shipment_claim="S1")
+    assert [r["room"] for r in (await ask(admin, "room.list", conn))["rooms"]] == ["dock-1"]
+    for room in ("dock-2", "plain", "not-open"):
+        with pytest.raises(Forbidden):
+            await ask(admin, "participant.remove", conn, room=room, participant_id="P1")
+        with pytest.raises(Forbidden):
+            await ask(admin, "room.close", conn, room=room)
+    assert [c[0] for c in host.calls] == ["create"] * 3
+    assert await ask(admin, "participant.remove", conn, room="dock-1", participant_id="P1") == {"type": "ok"}
+    assert await ask(admin, "room.close", conn, room="dock-1") == {"type": "ok"}
+    assert sorted(host.rooms) == ["dock-2", "plain"]
