@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYX := $(wildcard sfu/*.pyx sfu/*.pxd)
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast build venv system-deps bench clean
+.PHONY: serve test test-fast build build-deps venv system-deps bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,16 +17,22 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 
 venv: $(STAMP)
 
-# Compile the Cython hot path in place (only what changed).
-build: $(STAMP) $(PYX)
-	$(PY) setup.py -q build_ext --inplace
+# The C compiler and Python headers the Cython build needs (installed when missing).
+build-deps:
+	PYTHON=$(PYTHON) bash scripts/system-deps.sh build
+
+# Compile the Cython hot path in place (only what changed). A module that does not
+# compile fails the build here (an install elsewhere may still fall back to the twins).
+build: build-deps $(STAMP) $(PYX)
+	DOCKCAST_REQUIRE_COMPILED=1 $(PY) setup.py -q build_ext --inplace
+	$(PY) -c "from sfu import _speedups; _speedups.require_compiled()"
 
 serve: build
 	$(VENV)/bin/dockcast serve $(ARGS)
 
 # Debian packages the end-to-end tests drive (browser, redis, GStreamer).
 system-deps:
-	bash scripts/system-deps.sh
+	PYTHON=$(PYTHON) bash scripts/system-deps.sh
 
 # The whole suite in compiled mode, then every module with a Cython twin in pure mode.
 test: build system-deps

@@ -2,6 +2,8 @@
 
 The Cython extensions (``sfu/_*.pyx``) are optional: without Cython or a compiler the
 install still works and the pure-Python twins (``sfu/_*_py.py``) are used, slower.
+With ``DOCKCAST_REQUIRE_COMPILED=1`` (``make build`` sets it) a missing Cython or a
+failed compile fails the build instead.
 """
 
 import glob
@@ -21,6 +23,9 @@ def read_requirements(name):
         ]
 
 
+REQUIRED = os.environ.get("DOCKCAST_REQUIRE_COMPILED") == "1"
+
+
 def extensions():
     sources = sorted(glob.glob("sfu/_*.pyx"))
     if not sources:
@@ -28,6 +33,8 @@ def extensions():
     try:
         from Cython.Build import cythonize
     except ImportError:
+        if REQUIRED:
+            raise SystemExit("DOCKCAST_REQUIRE_COMPILED=1 but Cython is not installed")
         print("Cython not installed: building without the compiled extensions", file=sys.stderr)
         return []
     return cythonize(
@@ -45,12 +52,16 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001 - any compiler failure
+            if REQUIRED:
+                raise
             print(f"warning: compiled extensions not built ({exc})", file=sys.stderr)
 
     def build_extension(self, ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001
+            if REQUIRED:
+                raise
             print(f"warning: {ext.name} not built ({exc})", file=sys.stderr)
 
 

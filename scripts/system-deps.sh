@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# Install the Debian packages that the test suite drives, when they are missing.
+# Install the Debian packages Dockcast needs, when they are missing.
+#   scripts/system-deps.sh build   the C compiler and Python headers the Cython build needs
+#   scripts/system-deps.sh         those, and what the test suite drives (browser, redis, GStreamer)
+# PYTHON names the interpreter the extensions are built for (default: python3).
 set -euo pipefail
+python=${PYTHON:-python3}
 need=()
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-command -v gst-launch-1.0 >/dev/null 2>&1 || need+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice)
-fc-list >/dev/null 2>&1 || need+=(fontconfig)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# Python.h for the interpreter we build for: Debian's python3 needs python3-dev; a
+# self-built or pyenv interpreter ships its own headers.
+if ! "$python" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
+  need+=(python3-dev)
+fi
+if [ "${1:-all}" != build ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  command -v gst-launch-1.0 >/dev/null 2>&1 || need+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice)
+  fc-list >/dev/null 2>&1 || need+=(fontconfig)
+fi
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "missing Debian packages: ${need[*]} (run as root, or install them)" >&2

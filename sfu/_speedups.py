@@ -13,7 +13,10 @@ import logging
 import os
 from types import ModuleType
 
-__all__ = ["PUREPYTHON", "load"]
+__all__ = ["PUREPYTHON", "load", "implementation", "require_compiled", "COMPILED"]
+
+COMPILED = ("sfu._rtp", "sfu._rtcp", "sfu._vp8", "sfu._forward")
+"""Every compiled module of the hot path."""
 
 logger = logging.getLogger(__name__)
 
@@ -37,3 +40,20 @@ def implementation(module: ModuleType) -> str:
     """``"cython"`` if ``module`` is a compiled extension, else ``"python"``."""
     origin = getattr(module, "__file__", "") or ""
     return "cython" if origin.endswith((".so", ".pyd")) else "python"
+
+
+def require_compiled() -> None:
+    """Raise `ImportError` naming every compiled module that is not built (``make build``
+    calls it, so that a failed compile fails the build)."""
+    missing = []
+    for name in COMPILED:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            missing.append(f"{name} ({exc})")
+            continue
+        if implementation(module) != "cython":
+            missing.append(f"{name} (not an extension: {module.__file__})")
+    if missing:
+        raise ImportError("compiled modules missing: " + "; ".join(missing))
+

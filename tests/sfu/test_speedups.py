@@ -36,3 +36,13 @@ def test_twins_have_the_same_api(name):
     assert compiled.__all__ == pure.__all__
     for attr in pure.__all__:
         assert hasattr(compiled, attr), attr
+
+
+def test_require_compiled_names_what_is_not_built(monkeypatch):
+    from sfu import _speedups
+
+    _speedups.require_compiled()  # `make build` ran: all present
+    monkeypatch.setattr(_speedups, "COMPILED", (*_speedups.COMPILED, "sfu._rtp_py", "sfu._nothing"))
+    with pytest.raises(ImportError) as missing:
+        _speedups.require_compiled()
+    assert "sfu._rtp_py (not an extension" in str(missing.value) and "sfu._nothing" in str(missing.value)
