@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYX := $(wildcard sfu/*.pyx sfu/*.pxd)
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast build build-deps venv system-deps bench clean
+.PHONY: serve test test-fast build build-deps venv system-deps bench fuzz clean
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ test: build system-deps
 
 test-fast: build
 	$(PY) -m pytest -x -q -m "not browser" $(PYTEST_ARGS)
+
+# Coverage-guided fuzzing, one target at a time (docs/fuzzing.md):
+# `make fuzz FUZZ_TARGETS=rtcp FUZZ_SECONDS=600`.
+FUZZ_TARGETS ?= rtp rtcp vp8 sdp_offer codec session
+FUZZ_SECONDS ?= 300
+fuzz: build
+	for target in $(FUZZ_TARGETS); do \
+		$(PY) scripts/fuzz.py $$target --seconds $(FUZZ_SECONDS) --pure --quiet || exit 1; \
+	done
 
 bench: build
 	$(VENV)/bin/dockcast bench $(ARGS)
