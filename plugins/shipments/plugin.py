@@ -9,7 +9,13 @@
 - status events are published as `ShipmentStatus` (and `Alert` at warning/critical):
   the bound room's members, the watchers and the other plugins (webhooks) get them;
 - `RecordingStarted`/`RecordingStopped` of a bound room are noted as the shipment's
-  recordings.
+  recordings;
+- every route honours the scopes of the token (``docs/protocol.md``): a ``shipment``
+  claim admits that shipment only; a ``room`` claim admits only the shipment bound to
+  that room while it is open, and ``shipment.get`` then lists only that room's binding
+  and recordings. Anything else is ``forbidden`` (also for a shipment that does not
+  exist: a scoped token learns nothing of other shipments) and changes nothing.
+  (``room.create`` and ``events.subscribe`` are checked by ``signalling.admin``.)
 """
 
 from __future__ import annotations
@@ -80,11 +86,13 @@ class ShipmentsPlugin(Plugin):
 
     async def on_upsert(self, conn: Any, request: Any) -> dict:
         fields = self._admin_fields(conn, request)
+        await self._require_scope(conn, fields)
         shipment = await self.service.upsert(fields.get("shipment_id"), fields, self.clock())
         return {"type": "shipment", **shipment.to_wire()}
 
     async def on_event(self, conn: Any, request: Any) -> dict:
         fields = self._admin_fields(conn, request)
+        await self._require_scope(conn, fields)
         outcome = await self.service.event(
             fields.get("shipment_id"),
             fields.get("status"),
@@ -99,8 +107,14 @@ class ShipmentsPlugin(Plugin):
 
     async def on_get(self, conn: Any, request: Any) -> dict:
         fields = self._admin_fields(conn, request)
+        room = await self._require_scope(conn, fields)
         details = await self.service.get(fields.get("shipment_id"))
-        return {"type": "shipment", **details.to_wire()}
+        reply = details.to_wire()
+        if room is not None:
+            # The shipment's earlier (or other) rooms are not this token's to see.
+            reply["rooms"] = [r for r in reply["rooms"] if r["room"] == room]
+            reply["recordings"] = [r for r in reply["recordings"] if r["room"] == room]
+        return {"type": "shipment", **reply}
 
     @staticmethod
     def _admin_fields(conn: Any, request: Any) -> Mapping[str, Any]:
@@ -108,6 +122,20 @@ class ShipmentsPlugin(Plugin):
         if not _is_admin(conn):
             raise Forbidden("shipment operations need an admin token")
         return _fields(request)
+
+    async def _require_scope(self, conn: Any, fields: Mapping[str, Any]) -> str | None:
+        """Refuse (``forbidden``) a shipment outside the token's scope; return the
+        token's ``room`` claim (``None``: not limited to a room)."""
+        claims = getattr(conn, "claims", None)
+        room, claimed = getattr(claims, "room", None), getattr(claims, "shipment", None)
+        shipment_id = fields.get("shipment_id")
+        if claimed is not None and shipment_id != claimed:
+            raise Forbidden(f"the token acts for shipment {claimed!r} only")
+        if room is not None:
+            binding = await self.service.store.binding_for_room(room)
+            if binding is None or binding.shipment_id != shipment_id:
+                raise Forbidden(f"a token for room {room!r} acts only on the shipment bound to it")
+        return room
 
     # -- hooks ------------------------------------------------------------------------
 

@@ -8,6 +8,24 @@ from plugins.shipments import ShipmentsPlugin
 from signalling.errors import BadRequest, Conflict, Forbidden, NotFound
 from signalling.events import Alert, RecordingStarted, RecordingStopped, RoomClosed, ShipmentStatus
 from signalling.hooks import HookRegistry
+from signalling.tokens import Claims, Grants
+
+
+class ScopedConn:
+    """An admin connection whose token carries ``room`` and/or ``shipment`` claims."""
+
+    def __init__(self, room: str | None, shipment: str | None) -> None:
+        self.identity = "desk"
+        self.grants = Grants(admin=True)
+        self.claims = Claims(identity="desk", name=None, room=room, grants=self.grants,
+                             shipment=shipment, exp=2e9, nbf=None, issuer="test")
+
+    def __repr__(self) -> str:
+        return f"ScopedConn(room={self.claims.room!r}, shipment={self.claims.shipment!r})"
+
+
+def admin_for(room: str | None = None, shipment: str | None = None) -> ScopedConn:
+    return ScopedConn(room, shipment)
 
 
 class Clock:
@@ -159,3 +177,88 @@ async def test_a_restart_frees_the_shipments_of_rooms_no_longer_open(ctx):
             [("dock-1", False, "node_restarted"), ("dock-9", True, None)]
     finally:
         await again.stop()
+
+
+# -- scopes of a token (issue 8, point 1) ----------------------------------------------
+
+
+async def _two_bound_rooms(ctx, hooks) -> None:
+    """dock-a holds S-A, dock-b holds S-B (bound by an unscoped admin); S-free has none."""
+    for room, shipment in (("dock-a", "S-A"), ("dock-b", "S-B")):
+        await hooks.room_create_check(room, {"room": room, "shipment_id": shipment})
+        await ctx.request("shipment.event", shipment_id=shipment, status="warehouse_received")
+    await ctx.request("shipment.upsert", shipment_id="S-free", carrier="DHL")
+    ctx.published.clear()
+
+
+REQUESTS = [
+    ("shipment.get", {}),
+    ("shipment.event", {"status": "exception", "severity": "critical"}),
+    ("shipment.upsert", {"carrier": "FORGED"}),
+]
+
+
+@pytest.mark.parametrize("msg_type, fields", REQUESTS)
+@pytest.mark.parametrize("conn, shipment_id", [
+    (admin_for(room="dock-a"), "S-B"),          # bound to another room
+    (admin_for(room="dock-a"), "S-free"),       # bound to no room
+    (admin_for(room="dock-a"), "S-404"),        # unknown: forbidden, not not_found
+    (admin_for(shipment="S-A"), "S-B"),         # not the token's shipment
+    (admin_for(room="dock-a", shipment="S-A"), "S-B"),
+    (admin_for(room="dock-b", shipment="S-A"), "S-A"),  # its shipment, but bound elsewhere
+])
+async def test_a_scoped_token_is_forbidden_other_shipments_and_changes_nothing(
+        ctx, hooks, msg_type, fields, conn, shipment_id):
+    await _two_bound_rooms(ctx, hooks)
+    before = {s: await ctx.request("shipment.get", shipment_id=s) for s in ("S-A", "S-B", "S-free")}
+    with pytest.raises(Forbidden):
+        await ctx.request(msg_type, conn=conn, shipment_id=shipment_id, **fields)
+    assert {s: await ctx.request("shipment.get", shipment_id=s) for s in before} == before
+    with pytest.raises(NotFound):
+        await ctx.request("shipment.get", shipment_id="S-404")
+    assert ctx.published == []
+
+
+@pytest.mark.parametrize("conn", [admin_for(room="dock-a"), admin_for(shipment="S-A"),
+                                  admin_for(room="dock-a", shipment="S-A"), admin_for()])
+async def test_a_scoped_token_works_on_its_own_shipment(ctx, hooks, conn):
+    await _two_bound_rooms(ctx, hooks)
+    reply = await ctx.request("shipment.event", conn=conn, shipment_id="S-A", status="inspected")
+    assert reply == {"type": "ok", "seq": 2}
+    assert [(e.room, e.shipment_id) for e in ctx.published] == [("dock-a", "S-A")]
+    reply = await ctx.request("shipment.upsert", conn=conn, shipment_id="S-A", stage="dock")
+    assert reply["stage"] == "dock"
+    reply = await ctx.request("shipment.get", conn=conn, shipment_id="S-A")
+    assert [h["status"] for h in reply["history"]] == ["warehouse_received", "inspected"]
+
+
+async def test_a_room_token_loses_the_shipment_when_its_room_closes(ctx, hooks):
+    await _two_bound_rooms(ctx, hooks)
+    conn = admin_for(room="dock-a")
+    assert (await ctx.request("shipment.get", conn=conn, shipment_id="S-A"))["shipment_id"] == "S-A"
+    await ctx.events.publish(RoomClosed(room="dock-a", reason="closed"))
+    with pytest.raises(Forbidden):
+        await ctx.request("shipment.get", conn=conn, shipment_id="S-A")
+    # the shipment's next room is another room's business
+    await hooks.room_create_check("dock-c", {"room": "dock-c", "shipment_id": "S-A"})
+    with pytest.raises(Forbidden):
+        await ctx.request("shipment.event", conn=conn, shipment_id="S-A", status="delivered")
+
+
+async def test_a_room_token_sees_only_its_rooms_rooms_and_recordings(ctx, hooks):
+    """shipment.get for a room token: the shipment's history, but of its rooms and
+    recordings only those of the token's room (an earlier room is someone else's)."""
+    await hooks.room_create_check("dock-b", {"room": "dock-b", "shipment_id": "S1"})
+    await ctx.events.publish(RecordingStarted(room="dock-b", recording_id="rec-b"))
+    await ctx.events.publish(RoomClosed(room="dock-b", reason="closed"))
+    await hooks.room_create_check("dock-a", {"room": "dock-a", "shipment_id": "S1"})
+    await ctx.events.publish(RecordingStarted(room="dock-a", recording_id="rec-a"))
+    full = await ctx.request("shipment.get", shipment_id="S1")
+    assert [r["room"] for r in full["rooms"]] == ["dock-b", "dock-a"]
+    assert {r["recording_id"] for r in full["recordings"]} == {"rec-a", "rec-b"}
+    mine = await ctx.request("shipment.get", conn=admin_for(room="dock-a"), shipment_id="S1")
+    assert [r["room"] for r in mine["rooms"]] == ["dock-a"]
+    assert [r["recording_id"] for r in mine["recordings"]] == ["rec-a"]
+    assert mine["history"] == full["history"]
+    # a shipment token sees all of its shipment
+    assert await ctx.request("shipment.get", conn=admin_for(shipment="S1"), shipment_id="S1") == full
