@@ -35,8 +35,10 @@ import os
 import random
 import re
 import struct
+import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -664,19 +666,23 @@ def write_seeds() -> None:
 
 # ---- running under atheris -----------------------------------------------------------
 
-def _child(target_name: str, libfuzzer_args: list[str]) -> None:
-    """Inside the fuzzing process: import the modules instrumented, then run libFuzzer."""
+def _child(libfuzzer_args: list[str]) -> None:
+    """Inside the fuzzing process: import the modules instrumented, then run libFuzzer.
+
+    libFuzzer ignores flags that start with ``--`` and hands them on to the processes
+    it starts itself (``-merge``, ``-fork``), which run ``$DOCKCAST_FUZZ_CHILD``: a
+    small wrapper that calls this script again with ``--child``."""
     import atheris
 
+    (target_name,) = [a.split("=", 1)[1] for a in libfuzzer_args if a.startswith("--fuzz-target=")]
     with atheris.instrument_imports(include=list(INSTRUMENTED)):
         modules()
-    target = TARGETS[target_name]
-    run = target.run
+    run = TARGETS[target_name].run
 
     def one_input(data: bytes) -> None:
         run(data)
 
-    atheris.Setup([sys.argv[0], *libfuzzer_args], one_input)
+    atheris.Setup([os.environ.get("DOCKCAST_FUZZ_CHILD", sys.argv[0]), *libfuzzer_args], one_input)
     atheris.Fuzz()
 
 
@@ -719,17 +725,23 @@ def campaign(target_name: str, runs: int | None, seconds: int | None, pure: bool
         env.pop("DOCKCAST_PUREPYTHON", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", target_name, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace", env=env, cwd=ROOT)
     inputs = 0
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if not quiet:
-            sys.stderr.write(line)
-        if (match := _DONE.search(line)) or (match := _STATUS.match(line)):
-            inputs = max(inputs, int(match.group(1)))
-    code = proc.wait()
+    with tempfile.TemporaryDirectory(prefix="dockcast-fuzz-") as tmp:
+        wrapper = Path(tmp) / "fuzz-child"
+        wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} "
+                           f"{shlex.quote(str(Path(__file__).resolve()))} --child \"$@\"\n")
+        wrapper.chmod(0o755)
+        env["DOCKCAST_FUZZ_CHILD"] = str(wrapper)
+        proc = subprocess.Popen([str(wrapper), f"--fuzz-target={target_name}", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", env=env, cwd=ROOT)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if not quiet:
+                sys.stderr.write(line)
+            if (match := _DONE.search(line)) or (match := _STATUS.match(line)):
+                inputs = max(inputs, int(match.group(1)))
+        code = proc.wait()
     elapsed = time.monotonic() - started
     new_crashes = sorted(crashed() - before)
     files, size = _folder_size(corpus)
@@ -742,10 +754,33 @@ def campaign(target_name: str, runs: int | None, seconds: int | None, pure: bool
     return figures
 
 
+def minimize(target_name: str, pure: bool = True) -> list[Path]:
+    """Merge the target's corpus (seeds and a campaign's growth) into the smallest set
+    with the same coverage (libFuzzer ``-merge=1``); keep it as ``min-<sha1>`` files
+    beside the seeds and drop the rest. Returns the ``min-`` files."""
+    corpus = CORPORA / target_name
+    with tempfile.TemporaryDirectory() as tmp:
+        merged = Path(tmp) / "merged"
+        merged.mkdir()
+        campaign(target_name, None, None, pure, quiet=True,
+                 extra=["-merge=1", str(merged)], corpus=corpus)
+        keep = {p.read_bytes() for p in merged.iterdir() if p.is_file()}
+    seeds = {p.read_bytes() for p in corpus_files(target_name) if p.name.startswith("seed-")}
+    for path in corpus_files(target_name):
+        if not path.name.startswith("seed-"):
+            path.unlink()
+    written = []
+    for data in sorted(keep - seeds):
+        path = corpus / f"min-{hashlib.sha1(data).hexdigest()[:16]}"
+        path.write_bytes(data)
+        written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
-        _child(argv[1], argv[2:])
+        _child(argv[1:])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -757,6 +792,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--corpus", type=Path, help="corpus folder (default tests/data/fuzz/TARGET)")
     parser.add_argument("--crashes", type=Path, help="where crashes go (default tests/data/fuzz/crashes)")
+    parser.add_argument("--minimize", action="store_true",
+                        help="shrink the corpus to the inputs that add coverage (min-* files)")
     parser.add_argument("--list", action="store_true", help="list the targets")
     parser.add_argument("--write-seeds", action="store_true",
                         help="write the hand-written seeds into tests/data/fuzz/TARGET/")
@@ -772,6 +809,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if options.target is None:
         parser.error("name a target (or --list)")
+    if options.minimize:
+        written = minimize(options.target)
+        print(f"{options.target}: corpus minimized to {len(written)} min-* files beside the seeds")
+        return 0
     if options.runs is None and options.seconds is None:
         parser.error("bound the campaign with --runs or --seconds")
     figures = campaign(options.target, options.runs, options.seconds, options.pure, options.quiet,
