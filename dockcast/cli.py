@@ -13,6 +13,7 @@ import signal
 import sys
 
 from .config import ConfigError, NodeConfig, describe, dev_credentials, load_config
+from .lock import DataDirLock, DataDirLockError
 
 __all__ = ["main"]
 
@@ -96,6 +97,17 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"dockcast serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_format)
+    # one data directory, one node: held until the process ends (the kernel frees it)
+    lock = DataDirLock(config.data_path)
+    try:
+        lock.acquire()
+    except DataDirLockError as exc:
+        print(f"dockcast serve: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"dockcast serve: cannot use the data directory {config.data_dir}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 2
     config, generated = dev_credentials(config)
     if generated:
         # printed once on the terminal for the developer; never written to the logs
@@ -117,6 +129,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"dockcast serve: cannot serve on {config.host}:{config.port} with data in "
               f"{config.data_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    finally:
+        lock.release()
     return 0
 
 
