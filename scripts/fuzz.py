@@ -5,7 +5,7 @@
     .venv/bin/python scripts/fuzz.py --list
     .venv/bin/python scripts/fuzz.py --write-seeds      # regenerate the hand-written seeds
 
-TARGET is one of ``rtp``, ``rtcp``, ``vp8``, ``sdp_offer``, ``codec``, ``session``
+TARGET is one of ``rtp``, ``rtcp``, ``vp8``, ``h264``, ``sdp_offer``, ``codec``, ``session``
 (``docs/fuzzing.md`` gives each one's contract). The fuzzer runs in a child process
 under libFuzzer (``-runs``, ``-max_total_time``), reads and grows the corpus in
 ``tests/data/fuzz/TARGET/`` and writes a crashing input to
@@ -52,7 +52,7 @@ WIRE_FIXTURES = ROOT / "tests" / "data"
 
 #: Modules whose coverage guides the fuzzer (prefixes, as ``instrument_imports`` takes).
 INSTRUMENTED = (
-    "sfu._rtp_py", "sfu._rtcp_py", "sfu._vp8_py", "sfu.participant", "sfu.errors",
+    "sfu._rtp_py", "sfu._rtcp_py", "sfu._vp8_py", "sfu.h264", "sfu.participant", "sfu.errors",
     "aiortc.sdp",
     "signalling.codec", "signalling.schema", "signalling.session", "signalling.tokens",
     "signalling.errors",
@@ -84,13 +84,13 @@ def modules() -> SimpleNamespace:
             except ImportError:
                 return None
 
-        from sfu import errors, rtcp, rtp, vp8
+        from sfu import errors, h264, rtcp, rtp, vp8
         from sfu import _rtcp_py, _rtp_py, _vp8_py
         from sfu.participant import Participant
         from signalling import codec, errors as sig_errors, schema, session, tokens
 
         _loaded = SimpleNamespace(
-            errors=errors, rtp=rtp, rtcp=rtcp, vp8=vp8,
+            errors=errors, h264=h264, rtp=rtp, rtcp=rtcp, vp8=vp8,
             rtp_pure=_rtp_py, rtcp_pure=_rtcp_py, vp8_pure=_vp8_py,
             rtp_compiled=compiled("sfu._rtp"), rtcp_compiled=compiled("sfu._rtcp"),
             vp8_compiled=compiled("sfu._vp8"),
@@ -256,6 +256,13 @@ def fuzz_vp8(data: bytes) -> None:
                 raise ContractViolation(f"a parsed VP8 descriptor does not serialize: {exc}") from exc
         per_impl.append([parsed, keyframe, rewrites])
     agree("sfu.vp8", per_impl)
+
+
+def fuzz_h264(data: bytes) -> None:
+    """sfu.h264.h264_is_keyframe (pure only): a bool, False for malformed input, never
+    an exception."""
+    result = outcome((), modules().h264.h264_is_keyframe, data)
+    check(result[1] in (True, False) and type(result[1]) is bool, f"h264_is_keyframe gave {result!r}")
 
 
 # ---- SDP offers ----------------------------------------------------------------------
@@ -433,6 +440,7 @@ TARGETS = {t.name: t for t in (
     Target("rtp", fuzz_rtp, True, 1500),
     Target("rtcp", fuzz_rtcp, True, 1500),
     Target("vp8", fuzz_vp8, True, 64),
+    Target("h264", fuzz_h264, False, 1500),
     Target("sdp_offer", fuzz_sdp_offer, False, 4096),
     Target("codec", fuzz_codec, False, 4096),
     Target("session", fuzz_session, False, 4096),
@@ -594,6 +602,15 @@ def hand_written_seeds() -> dict[str, dict[str, bytes]]:
     s["tid-keyidx"] = b"\x90\xf0\x81\x00\x05\xbf\x00"
     s["inter-frame"] = b"\x80\x80\x05\x01"
     s["truncated"] = b"\x90\xc0\x80"
+
+    s = seeds["h264"]
+    s["fixture-stap-a"] = rtp.RtpPacket.parse(fixtures["rtp_h264_stap_a"]).payload
+    s["idr"] = b"\x65\x88\x84\x00"
+    s["sps-pps-stap-a"] = b"\x18\x00\x04\x67\x42\xe0\x1f\x00\x02\x68\xce"
+    s["fu-a-idr-start"] = b"\x7c\x85\x88\x84"
+    s["fu-a-idr-middle"] = b"\x7c\x05\x88\x84"
+    s["stap-a-truncated"] = b"\x18\x00\x09\x67"
+    s["non-idr"] = b"\x41\x9a\x00"
 
     s = seeds["sdp_offer"]
     video_only = SDP_VIDEO.split("m=audio")[0]
