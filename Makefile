@@ -44,7 +44,7 @@ test-fast: build
 
 # Coverage-guided fuzzing, one target at a time (docs/fuzzing.md):
 # `make fuzz FUZZ_TARGETS=rtcp FUZZ_SECONDS=600`.
-FUZZ_TARGETS ?= rtp rtcp vp8 sdp_offer codec session
+FUZZ_TARGETS ?= rtp rtcp vp8 h264 sdp_offer codec session
 FUZZ_SECONDS ?= 300
 fuzz: build
 	for target in $(FUZZ_TARGETS); do \
