@@ -121,7 +121,8 @@ async def test_forwarding_rewrites_and_waits_for_a_keyframe(room):
         pub.send("video", VP8_DELTA, 90000 + i * 3000)   # no keyframe yet: held back
         pub.send("audio", b"opus" * 10, 48000 + i * 960)
     assert await until(lambda: len(sub.packets) >= 5)
-    await asyncio.sleep(0.2)
+    # the audio sent after the video arrived, so the held-back video would have too
+    assert len(sub.by_ssrc().get(consumers["audio"].ssrc, [])) == 5
     assert consumers["video"].ssrc not in sub.by_ssrc()
     pub.send("video", VP8_KEY, 120000)
     for i in range(3):
@@ -163,13 +164,16 @@ async def test_unsubscribe_unpublish_and_close_cascade(room):
     with pytest.raises(NotFound):
         await room.unsubscribe(viewer, ["TR_nope"])
 
+    video = viewer.consumers[producers["video"].id]
     await room.unsubscribe(viewer, [producers["audio"].id])
     assert producers["audio"].id not in viewer.consumers
     assert producers["audio"].consumers == []
+    assert await until(lambda: not video.state.paused)
     before = len(sub.packets)
     pub.send("audio", b"opus", 1)
-    await asyncio.sleep(0.3)
-    assert len(sub.packets) == before
+    pub.send("video", VP8_KEY, 200000)  # still subscribed: it arrives, after the audio would
+    assert await until(lambda: len(sub.packets) > before)
+    assert [parse_header(data)[4] for data in sub.packets[before:]] == [video.ssrc]
 
     room.unpublish(publisher, [producers["video"].id])
     assert TrackUnpublished("dock-7", producers["video"]) in room.events

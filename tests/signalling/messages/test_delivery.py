@@ -51,6 +51,22 @@ async def settle(m: Messaging, *conns: Conn) -> None:
     raise AssertionError("replay did not finish")
 
 
+class Paced(Conn):
+    """A connection whose send queue holds ``backlog`` messages; counts the looks at it."""
+
+    backlog = 0
+    looked = 0
+
+    @property
+    def queued_messages(self) -> int:
+        self.looked += 1
+        return self.backlog
+
+    @queued_messages.setter
+    def queued_messages(self, value: int) -> None:
+        self.backlog = value
+
+
 class YieldingLog(MemoryRoomLog):
     """The memory log, but reads and appends let other tasks run, as a real store does:
     live sends then interleave with a replay."""
@@ -176,12 +192,16 @@ async def test_resume_past_the_end_is_clipped(m):
 async def test_replay_paces_itself_on_the_send_queue(m, monkeypatch):
     monkeypatch.setattr(messaging, "REPLAY_PAGE", 5)
     alice = await sender_with(m, 20)
-    slow = Conn("slow", resume={"session_id": "s", "last_seq": 0})
-    slow.queued_messages = messaging.REPLAY_QUEUE_LOW + 1
+    slow = Paced("slow", resume={"session_id": "s", "last_seq": 0})
+    slow.backlog = messaging.REPLAY_QUEUE_LOW + 1
     await join(m, slow)
-    await asyncio.sleep(0.05)
+    # the replay sent one page, then keeps looking at the send queue instead of going on
+    for _ in range(500):
+        if slow.looked >= 5:
+            break
+        await asyncio.sleep(0.005)
     assert slow.seqs() == [1, 2, 3, 4, 5] and m.replaying(slow)
-    slow.queued_messages = 0
+    slow.backlog = 0
     await settle(m, slow)
     assert slow.seqs() == list(range(1, 21))
 
