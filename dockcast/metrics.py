@@ -39,6 +39,7 @@ class Retired:
     packets_out: int = 0
     bytes_out: int = 0
     retransmitted: int = 0
+    nacks_refused: int = 0
 
     def retire(self, participant: Participant) -> None:
         for producer in participant.producers.values():
@@ -47,6 +48,7 @@ class Retired:
             self.packets_out += consumer.state.packets
             self.bytes_out += consumer.state.octets
             self.retransmitted += consumer.retransmitted
+            self.nacks_refused += consumer.nacks_refused
 
 
 class MediaCollector:
@@ -77,6 +79,9 @@ class MediaCollector:
                                   value=retired.bytes_out + sum(c.state.octets for c in consumers))
         yield CounterMetricFamily("dockcast_retransmissions", "Packets resent after a NACK",
                                   value=retired.retransmitted + sum(c.retransmitted for c in consumers))
+        yield CounterMetricFamily("dockcast_nacks_refused",
+                                  "Lost packets asked for again too soon or over one NACK's cap",
+                                  value=retired.nacks_refused + sum(c.nacks_refused for c in consumers))
         messaging = self.messaging()
         if messaging is not None:
             yield from _message_metrics(messaging)

@@ -31,6 +31,11 @@ __all__ = ["Consumer", "SendTransport"]
 
 logger = logging.getLogger(__name__)
 
+NACK_RESEND_INTERVAL_S = 0.1
+"""A packet asked for again within this is not resent again (it is likely in flight)."""
+NACK_MAX_PER_REQUEST = 256
+"""Most packets one NACK makes a consumer resend (the cache holds 1024)."""
+
 
 class SendTransport(Protocol):
     """The subscriber's side a consumer writes to (a :class:`WebRtcTransport`)."""
@@ -68,6 +73,8 @@ class Consumer:
         self.fraction_lost = 0
         self.nacks = 0
         self.retransmitted = 0
+        self.nacks_refused = 0  # asked again too soon, or over the cap of one NACK
+        self._resent_at: dict[int, float] = {}  # output seq -> when last resent
         self.keyframe_requests = 0
         self.on_close: list[Callable[[Consumer], None]] = []
         self._activation: Cancellable | None = None
@@ -147,12 +154,30 @@ class Consumer:
                     self.fraction_lost = block.fraction_lost
 
     def _retransmit(self, lost: list[int]) -> None:
+        """Resend what the subscriber lost, from the producer's cache. A NACK is a list
+        the subscriber writes: each seq is resent at most once per `NACK_RESEND_INTERVAL_S`
+        and at most `NACK_MAX_PER_REQUEST` per NACK, so a small hostile NACK (one seq
+        listed thousands of times) costs one packet, not thousands."""
         cache = self.producer.cache
         self.nacks += len(lost)
         if cache is None:
             return
+        now = self.clock.monotonic()
+        wanted = []
+        for out_seq in dict.fromkeys(lost):  # each seq once, in order
+            last = self._resent_at.get(out_seq)
+            if last is not None and now - last < NACK_RESEND_INTERVAL_S:
+                continue
+            wanted.append(out_seq)
+        if len(wanted) > NACK_MAX_PER_REQUEST:
+            wanted = wanted[-NACK_MAX_PER_REQUEST:]  # the newest are still worth having
+        self.nacks_refused += len(lost) - len(wanted)
+        if len(self._resent_at) > 4 * NACK_MAX_PER_REQUEST:
+            self._resent_at = {k: t for k, t in self._resent_at.items()
+                               if now - t < NACK_RESEND_INTERVAL_S}
         stamp = abs_send_time(self.clock.wall()) if self.state.abs_send_time_id else 0
-        for out_seq in lost:
+        for out_seq in wanted:
+            self._resent_at[out_seq] = now
             data = cache.get(self.state.producer_seq(out_seq))
             try:
                 if data is not None and self.state.retransmit(data, stamp):

@@ -13,7 +13,7 @@ from signalling.membership import LocalMembership
 def participant(packets_in: int, packets_out: int, octets: int, retransmitted: int):
     producer = SimpleNamespace(packets=packets_in)
     consumer = SimpleNamespace(state=SimpleNamespace(packets=packets_out, octets=octets),
-                               retransmitted=retransmitted)
+                               retransmitted=retransmitted, nacks_refused=retransmitted * 10)
     return SimpleNamespace(producers={"TR": producer}, consumers={"TR2": consumer})
 
 
@@ -32,6 +32,7 @@ async def test_counters_keep_what_left_and_add_what_is_live():
     assert value("dockcast_packets_forwarded_total") == 27
     assert value("dockcast_bytes_forwarded_total") == 2700
     assert value("dockcast_retransmissions_total") == 3
+    assert value("dockcast_nacks_refused_total") == 30
     assert value("dockcast_watchers") == 1
     assert value("dockcast_open_fds") > 0 and value("dockcast_asyncio_tasks") is not None
     assert value("dockcast_messages_stored_total") is None  # no room log yet

@@ -264,3 +264,38 @@ def test_a_real_vp8_keyframe_from_the_fixtures_is_forwarded_rewritten(clock, mak
     assert (out.ssrc, out.payload_type, out.payload) == (0x77777777, 120, original.payload)
     assert out.extensions == [(7, abs_send_time(clock.wall()).to_bytes(3, "big"))]
     assert len(consumer.transport.rtp[0]) == len(data)  # blanked to padding, never shortened
+
+
+def test_a_nack_listing_one_seq_many_times_resends_it_once(clock, make_producer, make_consumer):
+    producer = make_producer()
+    pub = Publisher(producer)
+    consumer = make_consumer(producer)
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA)
+    seq = consumer.transport.headers()[1][2]
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[seq] * 5000))
+    assert consumer.retransmitted == 1 and len(consumer.transport.rtp) == 3
+    # asked again at once: it is in flight, not resent; later it is
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[seq]))
+    assert consumer.retransmitted == 1
+    clock.advance(0.2)
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[seq]))
+    assert consumer.retransmitted == 2
+    assert consumer.nacks == 5002 and consumer.nacks_refused == 5000
+
+
+def test_one_nack_resends_at_most_the_cap(clock, make_producer, make_consumer):
+    from sfu.consumer import NACK_MAX_PER_REQUEST
+
+    producer = make_producer()
+    pub = Publisher(producer)
+    consumer = make_consumer(producer)
+    pub.send(VP8_KEY)
+    for _ in range(NACK_MAX_PER_REQUEST + 100):
+        pub.send(VP8_DELTA)
+    seqs = [h[2] for h in consumer.transport.headers()]
+    before = len(consumer.transport.rtp)
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=seqs))
+    resent = consumer.transport.headers()[before:]
+    assert len(resent) == NACK_MAX_PER_REQUEST
+    assert [h[2] for h in resent] == seqs[-NACK_MAX_PER_REQUEST:]  # the newest
