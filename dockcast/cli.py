@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 
-from .config import ConfigError, NodeConfig, describe, dev_credentials, load_config
+from .config import ConfigError, NodeConfig, describe, dev_credentials, load_config, secrets_of
 from .lock import DataDirLock, DataDirLockError
 
 __all__ = ["main"]
@@ -84,11 +84,27 @@ async def serve(config: NodeConfig, ready: asyncio.Event | None = None) -> None:
     await node.stop()
 
 
+def _print_dev_credentials(config: NodeConfig, created: bool) -> None:
+    """The development pair, printed once: at the first start, and only on a terminal
+    (stdout may be a log file); afterwards, where it is kept."""
+    path = config.data_path / "dev-credentials.json"
+    if created and sys.stdout.isatty():
+        print(f"development credentials (kept in {path}, mode 0600; shown this once):\n"
+              f"  api key:    {config.api_key}\n  api secret: {config.api_secret}\n"
+              f"  mint a token: dockcast token --api-key {config.api_key} --api-secret "
+              f"{config.api_secret} --identity alice --room demo --grants publish,subscribe,message",
+              flush=True)
+        return
+    why = "stdout is not a terminal" if created else "shown at the first start only"
+    print(f"development credentials: api key {config.api_key}; its secret is in {path} "
+          f"(mode 0600), not printed ({why})", flush=True)
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     import uvloop
 
     from signalling.hooks import PluginError
-    from .logs import configure_logging
+    from .logs import configure_logging, register_secrets
 
     flags = {k: v for k, v in vars(args).items() if k != "command"}
     try:
@@ -108,14 +124,11 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"dockcast serve: cannot use the data directory {config.data_dir}: "
               f"{exc.strerror or exc}", file=sys.stderr)
         return 2
-    config, generated = dev_credentials(config)
-    if generated:
-        # printed once on the terminal for the developer; never written to the logs
-        print(f"development credentials (from {config.data_path / 'dev-credentials.json'}):\n"
-              f"  api key:    {config.api_key}\n  api secret: {config.api_secret}\n"
-              f"  mint a token: dockcast token --api-key {config.api_key} --api-secret "
-              f"{config.api_secret} --identity alice --room demo --grants publish,subscribe,message",
-              flush=True)
+    using_dev = config.api_key is None and not config.api_keys
+    config, created = dev_credentials(config)
+    register_secrets(secrets_of(config))  # no log line will show them, whatever logs it
+    if using_dev:
+        _print_dev_credentials(config, created)
     logger.info("configuration", extra=describe(config))
     if config.redis:
         logger.warning("--redis is set but this version runs one node only: the embedded "

@@ -14,11 +14,13 @@ import pathlib
 import secrets
 import ssl
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["NodeConfig", "ConfigError", "load_config", "dev_credentials", "describe", "tls_context"]
+__all__ = ["NodeConfig", "ConfigError", "load_config", "dev_credentials", "describe", "secrets_of",
+           "tls_context", "MIN_SECRET_BYTES"]
 
 # Settings only a TOML file can give (a table does not fit in a flag or a variable).
 _FILE_ONLY = frozenset({"plugin_options"})
@@ -256,17 +258,50 @@ def describe(config: NodeConfig) -> dict[str, Any]:
     """The configuration for the startup log, secrets left out (``api_secret``, the
     secrets of ``api_keys``: only the key names are shown, and any plugin option whose
     name says secret, token or password)."""
-    described = {f.name: getattr(config, f.name) for f in fields(config) if f.name != "api_secret"}
+    described = {f.name: _redacted(getattr(config, f.name)) for f in fields(config)
+                 if f.name not in ("api_secret", "api_keys", "plugin_options")}
     described["api_keys"] = sorted(config.keys)
     described["plugin_options"] = _redacted(config.plugin_options)
     return described
 
 
+def secrets_of(config: NodeConfig) -> list[str]:
+    """Every secret value in ``config``, for the log redaction
+    (`dockcast.logs.register_secrets`): the API secrets, the Redis credentials, plugin
+    options whose name says secret, token or password, credentials and query values of
+    URLs."""
+    found: list[str] = list(config.keys.values())
+
+    def walk(value: Any, secret: bool = False) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, secret or _is_secret(k))
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v, secret)
+        elif isinstance(value, str):
+            if secret:
+                found.append(value)
+            if "://" in value:
+                parts = urllib.parse.urlsplit(value)
+                found.extend(p for p in (parts.username, parts.password) if p)
+                found.extend(v for _, v in urllib.parse.parse_qsl(parts.query) if v)
+
+    walk(config.redis)
+    walk(config.plugin_options)
+    return found
+
+
 def _redacted(value: Any) -> Any:
+    # URLs lose their credentials and query values (redis://:pw@host, ...?token=...)
+    from .logs import redact_text
+
     if isinstance(value, Mapping):
         return {k: "<redacted>" if _is_secret(k) else _redacted(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_redacted(v) for v in value]
+        return type(value)(_redacted(v) for v in value) if isinstance(value, tuple) else [_redacted(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_text(value)
     return value
 
 

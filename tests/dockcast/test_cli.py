@@ -89,3 +89,50 @@ def test_serve_refuses_a_short_secret_in_api_keys(tmp_path):
     r = _serve(tmp_path, "--api-keys", "old:" + "o" * 40 + ",new:short")
     assert r.returncode == 2 and "'new'" in r.stderr and "32 bytes" in r.stderr
     assert "short" not in r.stderr.replace("'new'", "")
+
+
+def _serve_on_a_terminal(data_dir, tty: bool) -> str:
+    """``serve`` without API keys, its stdout a terminal (a pty) or a pipe; what it wrote.
+    The missing certificate stops it right after the credentials are made."""
+    import os
+    import pty
+
+    args = [sys.executable, "-m", "dockcast.cli", "serve", "--port", "1", "--data-dir", str(data_dir),
+            "--tls-cert", str(data_dir / "missing.crt"), "--tls-key", str(data_dir / "missing.key")]
+    if not tty:
+        r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        return r.stdout + r.stderr
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(args, stdout=slave, stderr=subprocess.PIPE, text=True)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2, err
+    finally:
+        os.close(master)
+    return b"".join(chunks).decode() + err
+
+
+def test_dev_credentials_are_printed_once_on_a_terminal_never_in_logs(tmp_path):
+    import json
+
+    first = _serve_on_a_terminal(tmp_path / "d", tty=True)
+    secret = json.loads((tmp_path / "d" / "dev-credentials.json").read_text())["api_secret"]
+    assert secret in first and "dev-credentials.json" in first
+    assert first.count(secret) == 2  # the secret and the token command, once
+    again = _serve_on_a_terminal(tmp_path / "d", tty=True)
+    assert secret not in again and "dev-credentials.json" in again
+    # stdout not a terminal (a service, a log file): the secret is never written there
+    piped = _serve_on_a_terminal(tmp_path / "e", tty=False)
+    other = json.loads((tmp_path / "e" / "dev-credentials.json").read_text())["api_secret"]
+    assert other not in piped and "dev-credentials.json" in piped

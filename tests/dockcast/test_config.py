@@ -166,3 +166,17 @@ def test_describe_shows_key_names_never_secrets():
     described = describe(c)
     assert described["api_keys"] == ["k", "new", "old"]
     assert not any(s in repr(described) for s in (S1, S2, S3))
+
+
+def test_describe_redacts_urls_in_redis_and_plugin_options(tmp_path):
+    f = tmp_path / "node.toml"
+    f.write_text('[[plugins.webhooks.endpoints]]\n'
+                 'url = "http://hook-user:hook-pw@127.0.0.1:1/hook?token=abc123&x=1"\n'
+                 'secret_env = "HOOK_SECRET"\n')
+    c = load_config({"config": str(f), "redis": "redis://:redis-pw@127.0.0.1:6379/0"}, environ={})
+    described = describe(c)
+    assert described["redis"] == "redis://:<redacted>@127.0.0.1:6379/0"
+    endpoint = described["plugin_options"]["webhooks"]["endpoints"][0]
+    assert endpoint["url"] == "http://<redacted>@127.0.0.1:1/hook?token=<redacted>&x=<redacted>"
+    assert not any(s in repr(described) for s in ("redis-pw", "hook-user", "hook-pw", "abc123"))
+    assert c.redis == "redis://:redis-pw@127.0.0.1:6379/0"  # the config itself keeps them
