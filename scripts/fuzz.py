@@ -181,6 +181,22 @@ def _check_rtp(mod, data: bytes, results: list) -> None:
         check((pt, seq, ts, ssrc) == (96, 70000 & 0xFFFF, 0xFFFFFFFF, 0x23456789),
               f"rewrite wrote the wrong fields: {(pt, seq, ts, ssrc)}")
     if packet[0] == "ok":
+        # rewrite with a map: element i becomes ext_map[i], 0 (or, one-byte, above 14)
+        # blanks it; a 3-byte element renamed to the abs-send-time id gets the stamp
+        parsed = mod.RtpPacket.parse(data)
+        one_byte = parsed.extension_profile == 0xBEDE
+        for ext_map, result in zip(_ext_maps(data), results[5:7]):
+            check(result[0] == "ok", f"parse ok but rewrite with a map: {result}")
+            expected = []
+            for ext_id, value in parsed.extensions:
+                new_id = ext_map[ext_id]
+                if new_id == 0 or (one_byte and new_id > 14):
+                    continue
+                expected.append((new_id, b"\x12\x34\x56" if new_id == 9 and len(value) == 3 else value))
+            got = mod.RtpPacket.parse(result[1])
+            check(got.extensions == expected and got.payload == parsed.payload,
+                  f"rewrite mapped {parsed.extensions!r} to {got.extensions!r}, not {expected!r}")
+    if packet[0] == "ok":
         # Parsed packets round-trip: serialize() accepts them and parsing gives them back.
         parsed = mod.RtpPacket.parse(data)
         try:
