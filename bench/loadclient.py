@@ -595,6 +595,13 @@ class Worker:
             return {"skipped": str(exc)}
         return {"result": result}
 
+    async def cmd_soak_cycle(self, **options: Any) -> dict:
+        """One churn cycle of :mod:`bench.soak`: a room's publisher, subscribers and
+        messages, held, then gone."""
+        from .soak import run_cycle
+
+        return await run_cycle(self, **options)
+
     async def cmd_drop(self, count: int) -> dict:
         """Close ``count`` subscribers (the oldest first)."""
         gone, self.subscribers = self.subscribers[:count], self.subscribers[count:]
