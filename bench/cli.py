@@ -1,7 +1,8 @@
 """``dockcast bench SCENARIO [...]``: run a benchmark scenario and write its report.
 
 Scenarios: ``connect``, ``forward``, ``rooms``, ``fanout-limit``, ``messages``, and
-``all`` (each of them, plus ``connect`` again across the emulated WAN). Every run
+``all`` (each of them, plus ``connect`` again across the emulated WAN); ``soak`` (not
+part of ``all``: minutes of churn, Dockcast only, whether its resources stay flat). Every run
 measures Dockcast and the baselines (the naive aiortc relay; Janus's VideoRoom when
 ``janus`` is installed) with the same load clients, and writes ``results.json``,
 ``summary.md`` and PNG plots into ``--out`` (default ``bench/results/<time>-<scenario>``).
@@ -24,7 +25,8 @@ from .wan import WanProfile
 
 __all__ = ["main", "build_parser"]
 
-SCENARIO_NAMES = ("connect", "forward", "rooms", "fanout-limit", "messages", "all")
+SCENARIO_NAMES = ("connect", "forward", "rooms", "fanout-limit", "messages", "soak", "all")
+IN_ALL = ("connect", "forward", "rooms", "fanout-limit", "messages")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -94,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sizes", type=_sizes, default=(1, 10, 50, 100, 200), help="subscriber counts")
     g = p.add_argument_group("rooms")
     g.add_argument("--rooms", type=int, default=50, help="rooms")
-    g.add_argument("--room-size", type=int, default=10, help="participants per room (1 publisher)")
+    g.add_argument("--room-size", type=int, default=None,
+                   help="participants per room (1 publisher); rooms: 10, soak: 4")
     g = p.add_argument_group("fanout-limit")
     g.add_argument("--start", type=int, default=10, help="first subscriber count")
     g.add_argument("--factor", type=float, default=2.0, help="growth per step")
@@ -112,7 +115,30 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--down-time", type=float, default=0.3, help="seconds a dropped member stays away")
     g.add_argument("--catch-up", type=float, default=10.0,
                    help="seconds members get to receive everything after the last send")
+    g = p.add_argument_group("soak (Dockcast only; --baselines is ignored; also --room-size)")
+    g.add_argument("--minutes", type=float, default=30.0, help="minutes of churn (fractional allowed)")
+    g.add_argument("--churn-rooms", type=int, default=4,
+                   help="rooms churning at once (one load-client process each)")
+    g.add_argument("--cycle-s", type=float, default=5.0, help="seconds between cycle starts per room")
+    g.add_argument("--hold-s", type=float, default=2.0, help="seconds a room is held once joined")
+    g.add_argument("--cycle-messages", type=int, default=3, help="room messages each member sends per cycle")
+    g.add_argument("--sample-s", type=float, default=5.0, help="seconds between resource samples")
+    g.add_argument("--drain-s", type=float, default=25.0,
+                   help="seconds after the churn before the last sample (emptied rooms close after 20 s)")
+    g.add_argument("--flat-pct", type=float, default=10.0,
+                   help="fds/threads/tasks are flat if the last-quarter mean is within this of the second quarter's")
+    g.add_argument("--flat-rss-mib-per-hour", type=float, default=10.0,
+                   help="RSS is flat if its slope over the second half is at most this")
     return p
+
+
+def _positive(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.scenario != "soak":
+        return
+    if args.minutes <= 0 or args.sample_s <= 0 or args.cycle_s < 0 or args.hold_s < 0:
+        parser.error("soak: --minutes and --sample-s must be positive, --cycle-s and --hold-s not negative")
+    if args.churn_rooms < 1 or (args.room_size is not None and args.room_size < 1):
+        parser.error("soak: --churn-rooms and --room-size must be at least 1")
 
 
 async def _scenario(run: Run, name: str, args: argparse.Namespace) -> dict:
@@ -123,7 +149,7 @@ async def _scenario(run: Run, name: str, args: argparse.Namespace) -> dict:
     elif name == "forward":
         result = await scenarios.forward(run, sizes=args.sizes)
     elif name == "rooms":
-        result = await scenarios.rooms(run, count=args.rooms, size=args.room_size)
+        result = await scenarios.rooms(run, count=args.rooms, size=args.room_size or 10)
     elif name == "fanout-limit":
         result = await scenarios.fanout_limit(run, start=args.start, factor=args.factor,
                                               maximum=args.max, refine=args.refine,
@@ -134,6 +160,15 @@ async def _scenario(run: Run, name: str, args: argparse.Namespace) -> dict:
                                           count=args.messages,
                                           rate=args.rate, drop_every=args.drop_every,
                                           down_time=args.down_time, catch_up=args.catch_up)
+    elif name == "soak":
+        from .soak import soak
+
+        result = await soak(run, minutes=args.minutes, churn_rooms=args.churn_rooms,
+                            room_size=args.room_size or 4, cycle_s=args.cycle_s,
+                            hold_s=args.hold_s, messages=args.cycle_messages,
+                            sample_s=args.sample_s, drain_s=args.drain_s,
+                            flat_pct=args.flat_pct,
+                            flat_rss_mib_per_hour=args.flat_rss_mib_per_hour)
     else:
         raise ValueError(name)
     result["wan"] = run.options.wan
@@ -146,7 +181,7 @@ async def _run(args: argparse.Namespace, options: RunOptions) -> int:
     run = Run(options)
     run.prepare_corpus()
     results = []
-    names = SCENARIO_NAMES[:-1] if args.scenario == "all" else (args.scenario,)
+    names = IN_ALL if args.scenario == "all" else (args.scenario,)
     for name in names:
         run.console.rule(f"{name}" + (f" (WAN {options.wan})" if options.wan else ""))
         results.append(await _scenario(run, name, args))
@@ -186,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.url and not (args.api_key and args.api_secret):
         parser.error("--url needs --api-key and --api-secret")
+    _positive(parser, args)
+    if args.scenario == "soak":
+        args.baselines = ()  # the soak measures Dockcast alone
     out = args.out or REPO / "bench" / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.scenario}"
     options = RunOptions(
         out=out, duration=args.duration, wan=args.wan, wan_side=args.wan_side,

@@ -170,6 +170,19 @@ def targets(results: list[dict]) -> list[dict]:
                                        f"lost {res['lost']}, duplicated {res['duplicated']}")
         rows.append(_target("Messages: zero lost and zero duplicated with members dropping "
                             "(lost + duplicated)", vals, systems, "", ok, compare=None, note=note))
+    soak = _scenario(results, "soak")
+    if soak is not None:
+        systems = soak["systems"]
+        dock = systems.get("dockcast") or {}
+        analysis = dock.get("analysis") or {}
+        rss = (analysis.get("resources") or {}).get("rss_mib") or {}
+        vals = {"dockcast": rss.get("slope_per_hour")}
+        ok = analysis.get("flat") if analysis else None
+        minutes = dock.get("churn_s", 0) / 60
+        note = (f"{minutes:.1f} min of churn; RSS growth per hour over the second half; "
+                f"fds, threads, tasks: see the soak section") if analysis else ""
+        rows.append(_target("Soak: RSS, fds, threads and asyncio tasks stay flat under churn "
+                            "(RSS MiB/h)", vals, systems, " MiB/h", ok, compare=None, note=note))
     if results:
         rows.append({"target": "Relay: one copy crosses, added latency under 5 ms over the WAN",
                      "pass": None, "note": "no relay scenario yet (needs the cluster)",
@@ -277,6 +290,10 @@ def markdown(header: dict, results: list[dict], target_rows: list[dict], images:
             out.append(_connect_table(result))
         elif result["scenario"] == "messages":
             out.append(_messages_table(result))
+        elif result["scenario"] == "soak":
+            from .soak import soak_markdown
+
+            out.append(soak_markdown(result))
         else:
             out.append(_rows_table(result))
             rows = [r for s in result["systems"].values() for r in s.get("rows", [])]
@@ -357,6 +374,10 @@ def plots(results: list[dict], out: pathlib.Path) -> list[str]:
              "subscribers", "latency (ms, log)", ylog=True, legend_size=8)
 
     for result in results:
+        if result["scenario"] == "soak":
+            from .soak import soak_plot
+
+            made += soak_plot(result, out)
         if result["scenario"] != "connect":
             continue
         fig, ax = plt.subplots(figsize=(7, 4.5))
