@@ -164,3 +164,31 @@ def test_messages(tmp_path, corpus_dir, node):
         assert result["sent"] == 40 and result["drops"] > 0
         # what was lost or duplicated is the scenario's finding, reported, not asserted
         assert {"lost", "duplicated", "live_delay_ms"} <= set(result)
+
+
+def test_soak(tmp_path, corpus_dir):
+    # a few seconds of churn against a node the harness starts; the report's structure,
+    # not the verdict (a run this short is "too short to tell")
+    data = _bench(tmp_path, corpus_dir, None, "soak", "--minutes", "0.1", "--churn-rooms", "2",
+                  "--room-size", "2", "--cycle-s", "1", "--hold-s", "0.3", "--cycle-messages", "1",
+                  "--sample-s", "0.5", "--drain-s", "0.5", "--baselines", "naive")
+    assert data["options"]["baselines"] == []  # the soak runs Dockcast alone
+    result = data["results"][0]
+    assert result["scenario"] == "soak" and set(result["systems"]) == {"dockcast"}
+    dock = _system(data)
+    counters = dock["counters"]
+    assert counters["cycles"] >= 1 and counters["joined"] >= 2
+    assert {"sent", "received", "lost", "join_failed", "cycle_errors"} <= set(counters)
+    phases = [s["phase"] for s in dock["samples"]]
+    assert phases[0] == "idle" and phases[-2:] == ["end", "drained"] and "churn" in phases
+    churn = [s for s in dock["samples"] if s["phase"] == "churn"]
+    assert all(s["rss_mib"] > 0 and s["fds"] > 0 and s["threads"] >= 1 and s["tasks"] >= 1
+               for s in churn)
+    resources = dock["analysis"]["resources"]
+    assert set(resources) >= {"rss_mib", "fds", "threads", "tasks"}
+    assert all(resources[k]["flat"] is None for k in resources)  # under ten minutes
+    assert resources["rss_mib"]["max"] >= resources["rss_mib"]["first"] > 0
+    assert "soak.png" in data["plots"] and (tmp_path / "results" / "soak.png").stat().st_size > 0
+    summary = (tmp_path / "results" / "summary.md").read_text()
+    assert "growth per hour" in summary and "Baselines: none" in summary
+    assert any(t["target"].startswith("Soak:") for t in data["targets"])
