@@ -186,7 +186,9 @@ class Participant:
         try:
             offer = SessionDescription.parse(sdp)
         except Exception as exc:  # noqa: BLE001 - aiortc raises assorted errors on junk
-            raise NegotiationError(f"unparsable SDP offer: {exc}") from exc
+            # aiortc's text describes its internals, not the client's mistake: log it only
+            logger.info("unparsable SDP offer from %s: %r", self.id, exc)
+            raise NegotiationError("the SDP offer cannot be parsed") from exc
         media = {m.rtp.muxId: m for m in offer.media if m.kind in ("audio", "video")}
         if not media:
             raise NegotiationError("the offer has no audio or video")
@@ -200,6 +202,13 @@ class Participant:
                 raise NegotiationError(f"track mid {mid!r} is {m.kind} in the offer, not {track['kind']}")
             if m.direction not in ("sendonly", "sendrecv"):
                 raise NegotiationError(f"track mid {mid!r} is {m.direction} in the offer, not sendonly")
+            accepted = {c.lower() for c in self.settings.codecs_for(m.kind)}
+            offered = list(dict.fromkeys(c.mimeType for c in m.rtp.codecs
+                                         if not c.mimeType.lower().endswith("/rtx")))
+            if not any(c.lower() in accepted for c in offered):
+                raise NegotiationError(
+                    f"track mid {mid!r} offers {', '.join(offered) or 'no codec'}; this node "
+                    f"takes {', '.join(self.settings.codecs_for(m.kind))}")
             wanted[mid] = track
         return wanted
 

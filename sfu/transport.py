@@ -196,12 +196,15 @@ class WebRtcTransport:
         line = candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate
         if not line:
             return  # end-of-candidates
-        if not ice.candidate_allowed("candidate:" + line):
-            return
+        if sdp_mid is None and sdp_mline_index is None:
+            raise NegotiationError("a trickled candidate needs sdpMid or sdpMLineIndex")
         try:
             parsed = candidate_from_sdp(line)
-        except (ValueError, IndexError) as exc:
-            raise NegotiationError(f"bad ICE candidate: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - aiortc asserts, indexes and converts as it goes
+            logger.info("bad ICE candidate on %s: %r", self.name, exc)
+            raise NegotiationError("the ICE candidate cannot be parsed") from exc
+        if not ice.candidate_allowed("candidate:" + line):
+            return
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = sdp_mline_index
         await self.pc.addIceCandidate(parsed)

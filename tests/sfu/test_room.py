@@ -14,6 +14,7 @@ from aiortc.rtp import RtpPacket
 
 from sfu import _aiortc_internals as internals, forward
 from sfu.errors import NegotiationError, NotFound
+from sfu.participant import MediaSettings, Participant
 from fakes import FakeTransport
 from sfu.clock import ManualClock
 from sfu.events import ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent, TrackUnpublished
@@ -197,6 +198,15 @@ async def test_bad_offers_change_nothing(room):
             await room.publish(participant, sdp, bad_tracks)
     with pytest.raises(NegotiationError):
         await room.publish(participant, "garbage", tracks)
+    with pytest.raises(NegotiationError) as garbage:  # aiortc's parser raises on this one
+        await room.publish(participant, "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF x\r\n", tracks)
+    assert str(garbage.value) == "the SDP offer cannot be parsed"  # no aiortc internals
+    # codecs this node does not take (say a client offers only H.264 to a VP8-only node)
+    vp8_only = MediaSettings(video_codecs=("video/AV1",), audio_codecs=("audio/opus",))
+    picky = Participant("camera-2", settings=vp8_only)
+    with pytest.raises(NegotiationError, match="offers video/VP8, video/H264; this node takes video/AV1"):
+        await picky.publish(sdp, tracks)
+    assert picky.pub is None and picky.producers == {}  # no half-made peer connection
     assert participant.pub is None and room.producers == {}
     answer, producers = await room.publish(participant, sdp, tracks)
     assert len(producers) == 2

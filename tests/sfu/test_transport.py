@@ -142,3 +142,15 @@ def test_sockaddr_packing():
     assert len(v6) == 28 and v6[8:24] == socket.inet_pton(socket.AF_INET6, "::1")
     mapped = _sockaddr(socket.AF_INET6, ("127.0.0.1", 9))
     assert mapped[8:24] == socket.inet_pton(socket.AF_INET6, "::ffff:127.0.0.1")
+
+
+async def test_trickled_candidates_are_checked():
+    t = WebRtcTransport("pub")
+    line = "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host"
+    with pytest.raises(NegotiationError, match="needs sdpMid or sdpMLineIndex"):
+        await t.add_ice_candidate(line, None, None)
+    with pytest.raises(NegotiationError) as bad:
+        await t.add_ice_candidate("candidate:1 1 udp notapriority", "0", 0)
+    assert str(bad.value) == "the ICE candidate cannot be parsed"  # aiortc's text stays in the log
+    await t.add_ice_candidate("", None, None)  # end-of-candidates: fine without a mid
+    await t.close()
