@@ -10,7 +10,8 @@ everybody leaves: with ``leave`` on even cycles, by closing the websocket withou
 word on odd ones. A cycle starts every ``cycle_s`` seconds per slot (later if the
 previous one took longer). Every ``sample_s`` the harness records the server process's
 RSS (``VmRSS`` of ``/proc/PID/status``) and what its ``/metrics`` says of open fds,
-threads, asyncio tasks, rooms and participants, with the churn counters so far.
+threads, asyncio tasks, rooms and participants, with the churn counters so far (also
+appended to ``soak-samples.jsonl`` as it goes, for a run that is interrupted).
 
 **Flat** (:func:`analyze`), over the samples taken while the churn ran:
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import time
 import urllib.request
@@ -211,6 +213,7 @@ async def soak(run: Any, minutes: float = 30.0, churn_rooms: int = 4, room_size:
         counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         errors: list[str] = []
         samples: list[dict] = []
+        live = run.out / "soak-samples.jsonl"
         t0 = time.monotonic()
         end = t0 + minutes * 60.0
 
@@ -227,6 +230,8 @@ async def soak(run: Any, minutes: float = 30.0, churn_rooms: int = 4, room_size:
                 row["error"] = f"metrics: {type(exc).__name__}: {exc}"[:200]
             row.update(counters)
             samples.append(row)
+            with open(live, "a") as f:  # survives an interrupted run
+                f.write(json.dumps(row) + "\n")
 
         async def sampler() -> None:
             n = 1

@@ -189,6 +189,8 @@ def test_soak(tmp_path, corpus_dir):
     assert all(resources[k]["flat"] is None for k in resources)  # under ten minutes
     assert resources["rss_mib"]["max"] >= resources["rss_mib"]["first"] > 0
     assert "soak.png" in data["plots"] and (tmp_path / "results" / "soak.png").stat().st_size > 0
+    live = (tmp_path / "results" / "soak-samples.jsonl").read_text().splitlines()
+    assert len(live) == len(dock["samples"])
     summary = (tmp_path / "results" / "summary.md").read_text()
     assert "growth per hour" in summary and "Baselines: none" in summary
     assert any(t["target"].startswith("Soak:") for t in data["targets"])
