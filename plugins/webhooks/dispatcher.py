@@ -10,6 +10,7 @@ import logging
 import random
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -84,7 +85,23 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
+def with_basic_auth(url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """An endpoint URL with ``user:password@`` sends them as HTTP basic authentication
+    (urllib would take them for part of the host name); the URL loses them."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, headers
+    credentials = f"{urllib.parse.unquote(parts.username or '')}:{urllib.parse.unquote(parts.password or '')}"
+    netloc = parts.hostname if ":" not in (parts.hostname or "") else f"[{parts.hostname}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    token = base64.b64encode(credentials.encode()).decode()
+    return (urllib.parse.urlunsplit(parts._replace(netloc=netloc)),
+            {**headers, "Authorization": f"Basic {token}"})
+
+
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    url, headers = with_basic_auth(url, headers)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with _OPENER.open(request, timeout=timeout) as response:

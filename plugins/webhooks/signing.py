@@ -63,10 +63,12 @@ def verify_signature(
         if not sep:
             raise InvalidSignature(f"malformed {SIGNATURE_HEADER} header")
         if key == "t":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise InvalidSignature(f"malformed timestamp in {SIGNATURE_HEADER}")
             timestamp = int(value)
         elif key == "v1":
+            if not value.isascii():
+                raise InvalidSignature(f"malformed v1 in {SIGNATURE_HEADER}")
             candidates.append(value)
     if timestamp is None or not candidates:
         raise InvalidSignature(f"{SIGNATURE_HEADER} needs t= and v1=")

@@ -137,3 +137,19 @@ async def test_unconfigured_endpoint_deliveries_fail_after_restart(tmp_path, rec
     [failed] = await wait_state(second, "failed")
     assert failed.last_error == "endpoint no longer configured"
     await second.close()
+
+
+async def test_credentials_in_the_url_go_as_basic_auth_and_never_in_the_log(tmp_path, receiver, caplog):
+    url = receiver.url.replace("http://", "http://wms%40cn:p%3Ass@")
+    dispatcher = WebhookDispatcher(tmp_path / "webhooks.db", [endpoint(url)], FAST)
+    await dispatcher.start()
+    with caplog.at_level(logging.DEBUG):
+        await dispatcher.enqueue(ALERT, room="dock-1", shipment_id="S1")
+        headers, body, _ = await receiver.next()
+        await wait_state(dispatcher, "delivered")
+    import base64
+
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"wms@cn:p:ss").decode()
+    assert verify_signature(SECRET, headers["Dockcast-Signature"], body) > 0
+    assert "p%3Ass" not in caplog.text and "p:ss" not in caplog.text
+    await dispatcher.close()

@@ -37,6 +37,8 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body():
         ("t=abc,v1=00", b"{}", SECRET, 1000, "malformed timestamp"),
         ("t=1000", b"{}", SECRET, 1000, "needs t= and v1="),
         ("v1=00", b"{}", SECRET, 1000, "needs t= and v1="),
+        ("t=\u00b2,v1=00", b"{}", SECRET, 1000, "malformed timestamp"),  # '²'.isdigit()
+        ("t=1000,v1=\u00e9\u00e9", b"{}", SECRET, 1000, "malformed v1"),  # compare_digest: TypeError
     ],
 )
 def test_bad_signatures_are_rejected(header, body, secret, now, match):
