@@ -100,7 +100,7 @@ class Messaging:
     async def prepare_join(self, room: str, identity: str) -> int:
         """Before ``identity`` joins ``room``: give it a cursor (a rejoin keeps its old
         one), and each follower one, and return the room's last stored ``seq``."""
-        await self.log.add_member(room, identity)
+        await self.log.add_member(room, identity, self.clock())
         for follower in self.followers:
             await follower.track(room)
         return await self.log.last_seq(room)
@@ -171,7 +171,7 @@ class Messaging:
         room = self.membership.room_of(conn)
         if room is None:
             raise BadRequest("ack needs a joined room; send join first")
-        await self.log.ack(room, conn.identity or "", request["seq"])
+        await self.log.ack(room, conn.identity or "", request["seq"], self.clock())
         return None
 
     async def remove_member(self, room: str, identity: str) -> None:

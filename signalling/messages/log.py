@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import abc
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +154,10 @@ def _check_time(what: str, value: Any) -> float:
     return float(value)
 
 
+def _touched(now: Any) -> float:
+    return time.time() if now is None else _check_time("now", now)
+
+
 class RoomLog(abc.ABC):
     """The interface every backend implements; all methods are coroutines."""
 
@@ -193,21 +198,25 @@ class RoomLog(abc.ABC):
 
     # -- member cursors ---------------------------------------------------------------
 
-    async def add_member(self, room: str, member: str) -> int:
+    async def add_member(self, room: str, member: str, now: float | None = None) -> int:
         """Give ``member`` a cursor at the room's ``last_seq`` unless it has one; return it.
 
         Call it when a member joins: from then on, retention keeps what it has not acked.
+        ``now`` (Unix seconds, default the clock) marks the cursor as touched, for
+        `RetentionPolicy.member_idle_s`.
         """
-        return await self._add_member(_check_name("room", room), _check_name("member", member))
+        return await self._add_member(_check_name("room", room), _check_name("member", member),
+                                      _touched(now))
 
-    async def ack(self, room: str, member: str, seq: int) -> int:
+    async def ack(self, room: str, member: str, seq: int, now: float | None = None) -> int:
         """Cumulative ack: ``member`` has every message up to ``seq``. Return the cursor.
 
         The cursor never moves back; an ack past ``last_seq`` raises `AckBeyondEnd`.
+        ``now`` marks it as touched, as in `add_member`.
         """
         _check_name("room", room)
         _check_name("member", member)
-        return await self._ack(room, member, _check_seq("seq", seq))
+        return await self._ack(room, member, _check_seq("seq", seq), _touched(now))
 
     async def cursor(self, room: str, member: str) -> int | None:
         """The member's cursor, or ``None`` when it has none."""
@@ -256,7 +265,10 @@ class RoomLog(abc.ABC):
     # -- retention --------------------------------------------------------------------
 
     async def prune(self, now: float) -> dict[str, int]:
-        """Apply the retention policy at time ``now``; return deleted counts by room."""
+        """Apply the retention policy at time ``now``; return deleted counts by room.
+
+        First the member cursors idle for longer than ``member_idle_s`` go, then the
+        messages that `retention_cut` says."""
         return await self._prune(_check_time("now", now))
 
     @abc.abstractmethod
@@ -278,10 +290,10 @@ class RoomLog(abc.ABC):
     async def _first_seq(self, room) -> int: ...
 
     @abc.abstractmethod
-    async def _add_member(self, room, member) -> int: ...
+    async def _add_member(self, room, member, now: float) -> int: ...
 
     @abc.abstractmethod
-    async def _ack(self, room, member, seq) -> int: ...
+    async def _ack(self, room, member, seq, now: float) -> int: ...
 
     @abc.abstractmethod
     async def _cursor(self, room, member) -> int | None: ...

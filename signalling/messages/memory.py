@@ -23,6 +23,7 @@ class _MemoryRoom:
     by_msg_id: dict[tuple[str, str], StoredMessage] = field(default_factory=dict)
     members: dict[str, int] = field(default_factory=dict)
     followers: dict[str, int] = field(default_factory=dict)
+    touched: dict[str, float] = field(default_factory=dict)  # member -> last join or ack
 
     @property
     def first_seq(self) -> int:
@@ -110,11 +111,15 @@ class MemoryRoomLog(RoomLog):
         self._rooms.setdefault(room, state)
         return cursor
 
-    async def _add_member(self, room, member):
-        return self._start(room, _MEMBERS, member)
+    async def _add_member(self, room, member, now):
+        cursor = self._start(room, _MEMBERS, member)
+        self._rooms[room].touched[member] = now
+        return cursor
 
-    async def _ack(self, room, member, seq):
-        return self._advance(room, _MEMBERS, member, seq)
+    async def _ack(self, room, member, seq, now):
+        cursor = self._advance(room, _MEMBERS, member, seq)
+        self._rooms[room].touched[member] = now
+        return cursor
 
     async def _cursor(self, room, member):
         return self._room(room).members.get(member)
@@ -123,7 +128,9 @@ class MemoryRoomLog(RoomLog):
         return dict(self._room(room).members)
 
     async def _remove_member(self, room, member):
-        self._room(room).members.pop(member, None)
+        state = self._room(room)
+        state.members.pop(member, None)
+        state.touched.pop(member, None)
 
     async def _follow(self, room, follower):
         return self._start(room, _FOLLOWERS, follower)
@@ -146,8 +153,13 @@ class MemoryRoomLog(RoomLog):
         self._check_open()
         policy = self.retention
         young_since = policy.young_since(now)
+        idle_since = policy.idle_since(now)
         deleted = {}
         for name, state in self._rooms.items():
+            if idle_since is not None:
+                for member in [m for m in state.members if state.touched.get(m, now) < idle_since]:
+                    del state.members[member]
+                    state.touched.pop(member, None)
             if not state.messages:
                 continue
             cut = retention_cut(

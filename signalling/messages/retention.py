@@ -20,19 +20,26 @@ class RetentionPolicy:
     ``max_age_s``: messages older than this (by ``ts``); ``max_messages``: keep at most
     this many; ``max_bytes``: keep at most this many payload bytes (msgpack-encoded).
     Whatever the limits say, a message that some member or follower with a cursor has
-    not acked is kept, unless ``drop_unacked`` is true.
+    not acked is kept, unless ``drop_unacked`` is true. ``member_idle_s``: a member
+    cursor neither joined with nor acked for this long is dropped at the next prune (an
+    identity that left for good must not hold its rooms' messages forever).
     """
 
     max_age_s: float | None = 7 * 24 * 3600.0
     max_messages: int | None = 100_000
     max_bytes: int | None = 256 * 2**20
     drop_unacked: bool = False
+    member_idle_s: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_age_s", "max_messages", "max_bytes"):
+        for name in ("max_age_s", "max_messages", "max_bytes", "member_idle_s"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not value >= 0):
                 raise ValueError(f"RetentionPolicy.{name} must be >= 0 or None, not {value!r}")
+
+    def idle_since(self, now: float) -> float | None:
+        """Member cursors last touched before this go at time ``now``; ``None``: never."""
+        return None if self.member_idle_s is None else now - self.member_idle_s
 
     def young_since(self, now: float) -> float | None:
         """The oldest ``ts`` the age limit keeps at time ``now``; ``None`` without one."""

@@ -3,8 +3,10 @@
 Schema versions: 1 had ``rooms``, ``messages`` and the members' ``cursors``; 2 adds
 ``follower_cursors``; 3 dedupes ``msg_id`` per sender: the unique index on
 ``(room, msg_id)`` becomes one on ``(room, sender, msg_id)`` (the old rows satisfy it,
-since they were unique per room already). Every statement is idempotent, so opening a
-version 1 or 2 file upgrades it in place and keeps everything in it.
+since they were unique per room already); 4 adds ``cursor_touched``, when each member
+cursor was last joined with or acked (a cursor without a row counts as touched at the
+first prune after the upgrade). Every statement is idempotent, so opening an older file
+upgrades it in place and keeps everything in it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from .retention import RetentionPolicy, retention_cut
 
 __all__ = ["SqliteRoomLog", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS rooms (
@@ -54,7 +56,38 @@ _SCHEMA = (
     # Version 3: a msg_id is unique per sender in a room (versions 1 and 2: per room).
     "DROP INDEX IF EXISTS messages_by_msg_id",
     "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_sender_msg_id ON messages (room, sender, msg_id)",
+    # Version 4: when each member cursor was last touched, so idle ones can expire.
+    """CREATE TABLE IF NOT EXISTS cursor_touched (
+        room TEXT NOT NULL,
+        member TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (room, member)
+    ) WITHOUT ROWID""",
 )
+
+
+def _touch(conn: sqlite3.Connection, room: str, member: str, now: float) -> None:
+    conn.execute(
+        "INSERT INTO cursor_touched (room, member, at) VALUES (?, ?, ?)"
+        " ON CONFLICT (room, member) DO UPDATE SET at = excluded.at",
+        (room, member, now),
+    )
+
+
+def _expire_idle_members(conn: sqlite3.Connection, idle_since: float, now: float) -> int:
+    """Drop the member cursors last touched before ``idle_since``; how many went."""
+    conn.execute(  # cursors from before version 4: touched now, at their first prune
+        "INSERT INTO cursor_touched (room, member, at) SELECT room, member, ? FROM cursors"
+        " WHERE true ON CONFLICT (room, member) DO NOTHING",
+        (now,),
+    )
+    gone = conn.execute(
+        "DELETE FROM cursors WHERE (room, member) IN"
+        " (SELECT room, member FROM cursor_touched WHERE at < ?)",
+        (idle_since,),
+    ).rowcount
+    conn.execute("DELETE FROM cursor_touched WHERE at < ?", (idle_since,))
+    return gone
 
 _COLUMNS = "room, seq, msg_id, sender, topic, payload, ts"
 
@@ -196,11 +229,21 @@ class SqliteRoomLog(RoomLog):
 
         return await self._db.read(job)
 
-    async def _add_member(self, room, member):
-        return await self._db.write(lambda conn: _MEMBERS.start(conn, room, member))
+    async def _add_member(self, room, member, now):
+        def job(conn):
+            cursor = _MEMBERS.start(conn, room, member)
+            _touch(conn, room, member, now)
+            return cursor
 
-    async def _ack(self, room, member, seq):
-        return await self._db.write(lambda conn: _MEMBERS.advance(conn, room, member, seq))
+        return await self._db.write(job)
+
+    async def _ack(self, room, member, seq, now):
+        def job(conn):
+            cursor = _MEMBERS.advance(conn, room, member, seq)
+            _touch(conn, room, member, now)
+            return cursor
+
+        return await self._db.write(job)
 
     async def _cursor(self, room, member):
         return await self._db.read(lambda conn: _MEMBERS.get(conn, room, member))
@@ -213,7 +256,11 @@ class SqliteRoomLog(RoomLog):
         return await self._db.read(job)
 
     async def _remove_member(self, room, member):
-        await self._db.write(lambda conn: _MEMBERS.remove(conn, room, member))
+        def job(conn):
+            _MEMBERS.remove(conn, room, member)
+            conn.execute("DELETE FROM cursor_touched WHERE room = ? AND member = ?", (room, member))
+
+        await self._db.write(job)
 
     async def _follow(self, room, follower):
         return await self._db.write(lambda conn: _FOLLOWERS.start(conn, room, follower))
@@ -238,8 +285,11 @@ class SqliteRoomLog(RoomLog):
     async def _prune(self, now):
         policy = self.retention
         young_since = policy.young_since(now)
+        idle_since = policy.idle_since(now)
 
         def job(conn):
+            if idle_since is not None:
+                _expire_idle_members(conn, idle_since, now)
             deleted = {}
             for room, last in conn.execute("SELECT room, last_seq FROM rooms").fetchall():
                 cut = retention_cut(

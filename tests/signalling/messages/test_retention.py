@@ -105,6 +105,25 @@ async def test_prune_keeps_what_a_member_has_not_acked(kind, tmp_path):
     await log.close()
 
 
+async def test_a_member_idle_too_long_no_longer_holds_messages_back(kind, tmp_path):
+    day = 24 * 3600.0
+    policy = RetentionPolicy(max_age_s=None, max_messages=0, max_bytes=None, member_idle_s=7 * day)
+    log = make_log(kind, tmp_path, policy)
+    await log.add_member("r", "gone", now=0.0)  # joined, never acked, never came back
+    await log.add_member("r", "active", now=0.0)
+    await fill(log, "r", 5)
+    await log.ack("r", "active", 2, now=6 * day)
+    assert await log.prune(now=6 * day) == {}  # "gone" (cursor 0) still holds everything
+    assert await log.prune(now=7 * day + 1) == {"r": 2}  # "gone" expired; "active" holds 3..5
+    assert await log.members("r") == {"active": 2}
+    await log.add_member("r", "active", now=8 * day)  # a rejoin touches the cursor too
+    assert await log.prune(now=14 * day) == {}
+    assert await log.members("r") == {"active": 2}
+    assert await log.prune(now=15 * day + 1) == {"r": 3}
+    assert await log.members("r") == {}
+    await log.close()
+
+
 async def test_new_member_does_not_hold_back_old_messages(kind, tmp_path):
     log = make_log(kind, tmp_path, RetentionPolicy(max_age_s=None, max_messages=0, max_bytes=None))
     await fill(log, "r", 5)
@@ -173,7 +192,8 @@ async def test_new_follower_does_not_hold_back_old_messages(kind, tmp_path):
     await log.close()
 
 
-@pytest.mark.parametrize("bad", [{"max_age_s": -1}, {"max_messages": -5}, {"max_bytes": True}])
+@pytest.mark.parametrize("bad", [{"max_age_s": -1}, {"max_messages": -5}, {"max_bytes": True},
+                                 {"member_idle_s": -1.0}])
 def test_retention_policy_refuses_bad_limits(bad):
     with pytest.raises(ValueError):
         RetentionPolicy(**bad)

@@ -152,11 +152,11 @@ async def test_version_1_file_is_upgraded_and_keeps_everything(tmp_path):
     await log.close()
 
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert conn.execute("SELECT room, follower, seq FROM follower_cursors").fetchall() == [
             ("dock-7", "hook", 5)
         ]
-    log = SqliteRoomLog(path)  # a version 3 file opens again as it is
+    log = SqliteRoomLog(path)  # a current file opens again as it is
     assert await log.follower_cursors("hook") == {"dock-7": (5, 5)}
     assert await log.last_seq("dock-7") == 5
     assert (await send(log, "dock-7", "m-2", sender="alice")).seq == 5
@@ -192,7 +192,7 @@ async def test_version_2_file_is_upgraded_to_dedupe_per_sender(tmp_path):
     await log.close()
 
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         indexes = {row[1]: row[2] for row in conn.execute("PRAGMA index_list(messages)")}
         assert "messages_by_msg_id" not in indexes
         assert indexes["messages_by_sender_msg_id"] == 1  # unique
@@ -232,3 +232,17 @@ def test_sqlite_log_matches_model(ops):
 
     with tempfile.TemporaryDirectory() as directory:
         uvloop.run(main(directory))
+
+
+async def test_cursors_from_before_version_4_are_touched_at_the_first_prune(tmp_path):
+    # data/roomlog-v2.db: bob's cursor in dock-7 and carol's in dock-8, with no touch time
+    path = tmp_path / "messages.db"
+    shutil.copyfile(DATA / "roomlog-v2.db", path)
+    day = 24 * 3600.0
+    log = SqliteRoomLog(path, RetentionPolicy(max_age_s=None, max_messages=None, max_bytes=None,
+                                              member_idle_s=7 * day))
+    await log.prune(now=100 * day)  # far later: but nothing says they were idle
+    assert await log.members("dock-7") == {"bob": 3}
+    await log.prune(now=107 * day + 1)  # now they were, for a week
+    assert await log.members("dock-7") == {} and await log.members("dock-8") == {}
+    await log.close()
