@@ -62,6 +62,7 @@ class NodeConfig:
     message_max_count: int = 100_000        # messages kept per room (0: no limit)
     message_max_bytes: int = 256 * 2**20    # payload bytes kept per room (0: no limit)
     message_drop_unacked: bool = False      # let the limits drop messages a member has not acked
+    message_member_idle_s: float = 30 * 24 * 3600.0  # a member cursor idle this long expires (0: never)
     drain_seconds: float = 5.0              # how long a stop waits for clients to leave
     room_empty_timeout_s: float = 300.0     # a room.create room nobody joined closes after this
     room_departure_timeout_s: float = 20.0  # a room whose last participant left closes after this
@@ -201,7 +202,7 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
     for name in ("request_rate", "request_burst"):
         if not getattr(config, name) > 0:
             raise ConfigError(f"{name}: {getattr(config, name)} must be more than 0")
-    for name in ("message_max_age_s", "message_max_count", "message_max_bytes",
+    for name in ("message_max_age_s", "message_max_count", "message_max_bytes", "message_member_idle_s",
                  "room_empty_timeout_s", "room_departure_timeout_s", "max_token_ttl_s"):
         if not getattr(config, name) >= 0:
             raise ConfigError(f"{name}: {getattr(config, name)} must be 0 (no limit) or more")

@@ -182,7 +182,8 @@ class Node:
         return RetentionPolicy(max_age_s=c.message_max_age_s or None,
                                max_messages=c.message_max_count or None,
                                max_bytes=c.message_max_bytes or None,
-                               drop_unacked=c.message_drop_unacked)
+                               drop_unacked=c.message_drop_unacked,
+                               member_idle_s=c.message_member_idle_s or None)
 
     def _load_plugins(self) -> list[Any]:
         """The built-in plugins, then ``config.plugins``; options by name (a built-in's
