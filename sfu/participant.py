@@ -30,20 +30,21 @@ from .rtcp import ReceiverReport, Remb, Sdes, SenderReport, parse_rtcp, serializ
 from .rtp import parse_header
 from .transport import IdleTrack, WebRtcTransport
 
-__all__ = ["Participant", "MediaSettings"]
+__all__ = ["Participant", "MediaSettings", "mline_count"]
 
 logger = logging.getLogger(__name__)
 
 
 class MediaSettings:
-    """Codecs a node accepts from publishers, in order of preference, and ICE servers."""
+    """Codecs a node accepts from publishers, in order of preference, ICE servers, and
+    the most m-lines one publisher offer may have (``max_mlines_per_offer``, 0: no limit)."""
 
     def __init__(self, video_codecs: tuple[str, ...] = ("video/VP8", "video/H264"),
                  audio_codecs: tuple[str, ...] = ("audio/opus",),
                  ice_servers: tuple[str, ...] = (),
                  nack_cache_size: int = 1024, keyframe_interval: float = 1.0,
                  max_video_bitrate: int = 2_500_000, feedback_interval: float = 1.0,
-                 keyframe_replay_age: float = 1.0) -> None:
+                 keyframe_replay_age: float = 1.0, max_mlines_per_offer: int = 0) -> None:
         self.video_codecs = video_codecs
         self.audio_codecs = audio_codecs
         self.ice_servers = ice_servers
@@ -52,9 +53,15 @@ class MediaSettings:
         self.max_video_bitrate = max_video_bitrate
         self.feedback_interval = feedback_interval
         self.keyframe_replay_age = keyframe_replay_age
+        self.max_mlines_per_offer = max_mlines_per_offer
 
     def codecs_for(self, kind: str) -> tuple[str, ...]:
         return self.video_codecs if kind == "video" else self.audio_codecs
+
+
+def mline_count(sdp: str) -> int:
+    """The m-lines (``m=`` lines, of any media) of an SDP, counted without parsing it."""
+    return sum(1 for line in sdp.splitlines() if line.startswith("m="))
 
 
 def _preferred(transceiver: Any, wanted: tuple[str, ...]) -> list[RTCRtpCodecCapability]:
@@ -183,6 +190,10 @@ class Participant:
         return answer, created
 
     def _check_offer(self, sdp: str, tracks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        cap = self.settings.max_mlines_per_offer
+        if cap and mline_count(sdp) > cap:  # before aiortc parses it
+            raise NegotiationError(f"the offer has {mline_count(sdp)} m-lines; this node takes at "
+                                   f"most {cap} (max_mlines_per_offer)")
         try:
             offer = SessionDescription.parse(sdp)
         except Exception as exc:  # noqa: BLE001 - aiortc raises assorted errors on junk

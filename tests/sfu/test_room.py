@@ -14,7 +14,7 @@ from aiortc.rtp import RtpPacket
 
 from sfu import _aiortc_internals as internals, forward
 from sfu.errors import NegotiationError, NotFound
-from sfu.participant import MediaSettings, Participant
+from sfu.participant import MediaSettings, Participant, mline_count
 from fakes import FakeTransport
 from sfu.clock import ManualClock
 from sfu.events import ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent, TrackUnpublished
@@ -210,6 +210,27 @@ async def test_bad_offers_change_nothing(room):
     assert participant.pub is None and room.producers == {}
     answer, producers = await room.publish(participant, sdp, tracks)
     assert len(producers) == 2
+    await client.t.close()
+
+
+async def test_an_offer_over_max_mlines_per_offer_changes_nothing(caplog):
+    client = ClientPublisher()
+    sdp, tracks = await client.offer()
+    assert mline_count(sdp) == 2
+    capped = Participant("camera", settings=MediaSettings(max_mlines_per_offer=1))
+    with pytest.raises(NegotiationError, match="2 m-lines; this node takes at most 1") as refused:
+        await capped.publish(sdp, tracks[:1])
+    assert refused.value.code == "bad_request"
+    assert capped.pub is None and capped.producers == {}  # no half-made peer connection
+    # a hostile offer is refused before it is parsed (aiortc would log its complaint)
+    hostile = sdp + "".join(f"m=video {i} UDP/TLS/RTP/SAVPF 96\r\n" for i in range(10_000))
+    with pytest.raises(NegotiationError, match="10002 m-lines"):
+        await capped.publish(hostile, tracks)
+    assert "unparsable" not in caplog.text and capped.pub is None
+    at_cap = Participant("camera-2", settings=MediaSettings(max_mlines_per_offer=2))
+    answer, producers = await at_cap.publish(sdp, tracks)
+    assert len(producers) == 2
+    await at_cap.close()
     await client.t.close()
 
 
