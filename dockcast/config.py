@@ -69,6 +69,12 @@ class NodeConfig:
     # more API keys at once (key -> secret), for rotation: "k1:s1,k2:s2" or a TOML table [api_keys]
     api_keys: Mapping[str, str] = field(default_factory=dict)
     max_token_ttl_s: float = 24 * 3600.0    # tokens living longer (exp - iat/nbf) are refused (0: no limit)
+    # node-wide caps (0: no limit); a refusal changes nothing and is counted
+    max_rooms: int = 1000                   # rooms open on the node (more: unavailable)
+    max_participants_per_room: int = 100    # participants in one room (more: forbidden)
+    max_tracks_per_participant: int = 8     # tracks one participant publishes (more: forbidden)
+    max_subscriptions_per_participant: int = 500  # tracks one participant subscribes to (forbidden)
+    max_mlines_per_offer: int = 16          # m-lines in one publish offer (more: bad_request)
 
     @property
     def keys(self) -> dict[str, str]:
@@ -203,7 +209,9 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
         if not getattr(config, name) > 0:
             raise ConfigError(f"{name}: {getattr(config, name)} must be more than 0")
     for name in ("message_max_age_s", "message_max_count", "message_max_bytes", "message_member_idle_s",
-                 "room_empty_timeout_s", "room_departure_timeout_s", "max_token_ttl_s"):
+                 "room_empty_timeout_s", "room_departure_timeout_s", "max_token_ttl_s",
+                 "max_rooms", "max_participants_per_room", "max_tracks_per_participant",
+                 "max_subscriptions_per_participant", "max_mlines_per_offer"):
         if not getattr(config, name) >= 0:
             raise ConfigError(f"{name}: {getattr(config, name)} must be 0 (no limit) or more")
     if (config.api_key is None) != (config.api_secret is None):

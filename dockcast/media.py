@@ -5,6 +5,13 @@ Each handler finds the participant through `Rooms.participant` (which asks the
 membership), checks what the request names, and asks the media room. A subscription
 change answers at once and renegotiates after the reply is queued, so that the new
 ``offer`` follows the reply on the wire.
+
+Caps (0: no limit), each refusal counted in the rooms' `CapRefusals` and changing
+nothing: a ``publish`` that would give the participant more than
+``max_tracks_per_participant`` tracks, or a ``subscribe`` more than
+``max_subscriptions_per_participant``, is ``forbidden``; an offer with more than the
+media settings' ``max_mlines_per_offer`` m-lines is ``bad_request`` (the media plane
+refuses it before it is applied).
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ import asyncio
 import logging
 from typing import Any
 
-from signalling.errors import BadRequest, NotFound
+from sfu.errors import NegotiationError
+from sfu.participant import Participant, mline_count
+from signalling.errors import BadRequest, Forbidden, NotFound
 from signalling.schema import Request
 from signalling.server import Connection
 
@@ -27,9 +36,14 @@ logger = logging.getLogger("dockcast.media")
 class MediaRequests:
     """The media request handlers; ``handlers()`` maps message types to them."""
 
-    def __init__(self, rooms: Rooms) -> None:
+    def __init__(self, rooms: Rooms, *, max_tracks_per_participant: int = 0,
+                 max_subscriptions_per_participant: int = 0) -> None:
         self.rooms = rooms
+        self.max_tracks = max_tracks_per_participant
+        self.max_subscriptions = max_subscriptions_per_participant
         self._tasks: set[asyncio.Task] = set()
+        # track ids of subscribes answered whose consumers are not made yet
+        self._subscribing: dict[Participant, set[str]] = {}
 
     def handlers(self) -> dict[str, Any]:
         return {
@@ -41,7 +55,19 @@ class MediaRequests:
     async def on_publish(self, conn: Connection, request: Request) -> dict[str, Any]:
         room, participant = self.rooms.participant(conn)
         tracks = [dict(t) for t in request["tracks"]]
-        answer, producers = await room.publish(participant, request["sdp"], tracks)
+        new = {t["mid"] for t in tracks} - {p.mid for p in participant.producers.values()}
+        if self.max_tracks and len(participant.producers) + len(new) > self.max_tracks:
+            self.rooms.refusals.refused("tracks_per_participant")
+            raise Forbidden(f"this participant publishes {len(participant.producers)} tracks; "
+                            f"{len(new)} more would pass this node's limit of {self.max_tracks} "
+                            f"(max_tracks_per_participant): unpublish first")
+        try:
+            answer, producers = await room.publish(participant, request["sdp"], tracks)
+        except NegotiationError:
+            cap = room.settings.max_mlines_per_offer
+            if cap and mline_count(request["sdp"]) > cap:
+                self.rooms.refusals.refused("mlines_per_offer")
+            raise
         logger.info("published", extra={"room": room.name, "participant": participant.id,
                                         "tracks": [p.id for p in producers]})
         return {"type": "published", "sdp": answer,
@@ -56,7 +82,26 @@ class MediaRequests:
     async def on_subscribe(self, conn: Connection, request: Request) -> dict[str, Any]:
         room, participant, track_ids = self._tracks(conn, request, lambda r, p: r.producers,
                                                     "is not published in room {room}")
-        self._after_reply(conn, "subscribe", room.subscribe(participant, track_ids))
+        pending = self._subscribing.get(participant, set())
+        have = set(participant.consumers) | pending
+        new = set(track_ids) - have
+        if self.max_subscriptions and len(have) + len(new) > self.max_subscriptions:
+            self.rooms.refusals.refused("subscriptions_per_participant")
+            raise Forbidden(f"this participant subscribes to {len(have)} tracks; {len(new)} more "
+                            f"would pass this node's limit of {self.max_subscriptions} "
+                            f"(max_subscriptions_per_participant): unsubscribe first")
+        self._subscribing.setdefault(participant, set()).update(new)
+
+        async def subscribe() -> None:
+            try:
+                await room.subscribe(participant, track_ids)
+            finally:
+                left = self._subscribing.get(participant, set())
+                left.difference_update(new)
+                if not left:
+                    self._subscribing.pop(participant, None)
+
+        self._after_reply(conn, "subscribe", subscribe())
         return {"type": "subscribed", "track_ids": track_ids}
 
     async def on_unsubscribe(self, conn: Connection, request: Request) -> dict[str, Any]:

@@ -21,7 +21,11 @@ from sfu.room import Room
 from signalling.membership import Membership
 from signalling.messages.delivery import Messaging
 
-__all__ = ["MediaCollector", "Retired", "open_fds"]
+__all__ = ["MediaCollector", "Retired", "CapRefusals", "CAPS", "open_fds"]
+
+#: The node-wide caps, by the ``cap`` label of ``dockcast_cap_refusals_total``.
+CAPS = ("rooms", "participants_per_room", "tracks_per_participant",
+        "subscriptions_per_participant", "mlines_per_offer")
 
 
 def open_fds() -> int:
@@ -51,12 +55,24 @@ class Retired:
             self.nacks_refused += consumer.nacks_refused
 
 
+class CapRefusals:
+    """How many requests each node-wide cap refused (`CAPS`)."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(CAPS, 0)
+
+    def refused(self, cap: str) -> None:
+        self.counts[cap] += 1
+
+
 class MediaCollector:
     """A ``prometheus_client`` collector over the node's rooms, messages and resources."""
 
     def __init__(self, rooms: Callable[[], Iterable[Room]], retired: Retired,
-                 membership: Membership, messaging: Callable[[], Messaging | None]) -> None:
+                 membership: Membership, messaging: Callable[[], Messaging | None],
+                 refusals: CapRefusals | None = None) -> None:
         self.rooms = rooms
+        self.refusals = refusals if refusals is not None else CapRefusals()
         self.retired = retired
         self.membership = membership
         self.messaging = messaging
@@ -82,6 +98,11 @@ class MediaCollector:
         yield CounterMetricFamily("dockcast_nacks_refused",
                                   "Lost packets asked for again too soon or over one NACK's cap",
                                   value=retired.nacks_refused + sum(c.nacks_refused for c in consumers))
+        caps = CounterMetricFamily("dockcast_cap_refusals",
+                                   "Requests refused by a node-wide cap (max_rooms...)", labels=["cap"])
+        for cap, count in self.refusals.counts.items():
+            caps.add_metric([cap], count)
+        yield caps
         messaging = self.messaging()
         if messaging is not None:
             yield from _message_metrics(messaging)

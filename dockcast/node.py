@@ -82,12 +82,18 @@ class Node:
         self.bus.subscribe(Event, EventFanout(self.membership).deliver, name="fanout", inline=True)
         self.messaging: Messaging | None = None
         self.retired = Retired()
-        self.rooms = Rooms(MediaSettings(ice_servers=config.ice_servers), self.membership, self.bus,
+        self.rooms = Rooms(MediaSettings(ice_servers=config.ice_servers,
+                                         max_mlines_per_offer=config.max_mlines_per_offer),
+                           self.membership, self.bus,
                            lambda: self.hooks, lambda: self.messaging,
                            auto_create=config.auto_create_rooms, retired=self.retired,
                            empty_timeout_s=config.room_empty_timeout_s,
-                           departure_timeout_s=config.room_departure_timeout_s)
-        self.media = MediaRequests(self.rooms)
+                           departure_timeout_s=config.room_departure_timeout_s,
+                           max_rooms=config.max_rooms,
+                           max_participants_per_room=config.max_participants_per_room)
+        self.media = MediaRequests(
+            self.rooms, max_tracks_per_participant=config.max_tracks_per_participant,
+            max_subscriptions_per_participant=config.max_subscriptions_per_participant)
         self.admin = Admin(self.rooms, self.membership)
         verifier = TokenVerifier(config.keys, max_ttl=config.max_token_ttl_s or None)
         limits = Limits(max_frame_bytes=config.max_frame_bytes,
@@ -97,7 +103,8 @@ class Node:
             verifier, NodeInfo(self.node_id, config.region, __version__), limits,
             registry=self.registry, membership=self.membership)
         self.registry.register(MediaCollector(lambda: self.rooms.media.values(), self.retired,
-                                              self.membership, lambda: self.messaging))
+                                              self.membership, lambda: self.messaging,
+                                              refusals=self.rooms.refusals))
         self.port: int | None = None
         self._tasks: set[asyncio.Task] = set()
         for name, handler in {"join": self.rooms.on_join, "leave": self.rooms.on_leave,

@@ -14,6 +14,10 @@ message delivery and the event bus in step with them:
 - ``join``: the member's message cursor and the plugins' ``joined`` extras are read
   first; then, with no ``await``, the participant joins the media room, the connection
   becomes a member and message delivery starts for it;
+- node-wide caps: a ``join`` or ``room.create`` that would open one room more than
+  ``max_rooms`` is ``unavailable``, a ``join`` into a room with
+  ``max_participants_per_room`` participants is ``forbidden`` (0: no limit); a refused
+  request opens, joins and claims nothing, and is counted in `CapRefusals`;
 - what the media room reports (`sfu.events`) becomes the typed events of
   `signalling.events` through one table, `MEDIA_EVENTS`; the bus sends them to the
   members, the watchers and the plugins;
@@ -38,7 +42,7 @@ from sfu.clock import ASYNCIO_SCHEDULER, Cancellable, Scheduler
 from sfu.participant import MediaSettings, Participant
 from sfu.room import Room
 from signalling import events
-from signalling.errors import BadRequest, Conflict, NotFound
+from signalling.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from signalling.bus import EventBus
 from signalling.hooks import HookRegistry
 from signalling.membership import Membership, RoomRecord
@@ -47,7 +51,7 @@ from signalling.schema import Request
 from signalling.server import Connection
 from signalling.session import require_room
 
-from .metrics import Retired
+from .metrics import CapRefusals, Retired
 
 __all__ = ["Rooms", "MEDIA_EVENTS"]
 
@@ -74,9 +78,15 @@ class Rooms:
                  hooks: Callable[[], HookRegistry], messaging: Callable[[], Messaging],
                  *, auto_create: bool = True, retired: Retired | None = None,
                  empty_timeout_s: float = 300.0, departure_timeout_s: float = 20.0,
-                 scheduler: Scheduler | None = None) -> None:
-        """``scheduler`` runs the empty-room timers (its ``call_later``)."""
+                 scheduler: Scheduler | None = None, max_rooms: int = 0,
+                 max_participants_per_room: int = 0, refusals: CapRefusals | None = None) -> None:
+        """``scheduler`` runs the empty-room timers (its ``call_later``); ``max_rooms``
+        and ``max_participants_per_room`` are caps (0: none), counted in ``refusals``."""
         self.settings = settings
+        self.max_rooms = max_rooms
+        self.max_participants_per_room = max_participants_per_room
+        self.refusals = refusals if refusals is not None else CapRefusals()
+        self._joining: dict[str, int] = {}  # joins past the caps, not in their room yet
         self.empty_timeout_s = empty_timeout_s
         self.departure_timeout_s = departure_timeout_s
         self.scheduler = scheduler or ASYNCIO_SCHEDULER
@@ -129,6 +139,26 @@ class Rooms:
         if participant is None:
             raise NotFound(f"participant {member.participant_id!r} is not in room {room.name!r}")
         return room, participant
+
+    # -- caps ------------------------------------------------------------------------
+
+    def _check_caps(self, name: str, joining: bool) -> None:
+        """Refuse (and count) a request that would open ``name`` over ``max_rooms`` or,
+        ``joining``, add a participant to it over ``max_participants_per_room``."""
+        room = self.media.get(name)
+        # joins on their way count: their rooms as open, themselves as participants
+        opening = {n for n in self._joining if n not in self.media}
+        if room is None and name not in opening:
+            if self.max_rooms and len(self.media) + len(opening) >= self.max_rooms:
+                self.refusals.refused("rooms")
+                raise Unavailable(f"this node has {self.max_rooms} rooms open, its limit "
+                                  f"(max_rooms): try again later")
+        participants = (len(room.participants) if room is not None else 0) + self._joining.get(name, 0)
+        if joining and self.max_participants_per_room and (
+                participants >= self.max_participants_per_room):
+            self.refusals.refused("participants_per_room")
+            raise Forbidden(f"room {name!r} has {self.max_participants_per_room} participants, "
+                            f"the limit of this node (max_participants_per_room)")
 
     # -- open and close --------------------------------------------------------------
 
@@ -226,6 +256,7 @@ class Rooms:
     # -- RoomHost (signalling.admin) ----------------------------------------------------
 
     async def create_room(self, room: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        self._check_caps(room, joining=False)  # before any plugin claims a shipment
         try:
             await self.hooks.room_create_check(room, fields)
         except BaseException:
@@ -236,6 +267,11 @@ class Rooms:
             # A join opened it while the plugins were checking: undo what they claimed.
             await self.bus.publish(events.RoomCreateFailed(room=room))
             raise Conflict(f"room {room!r} is already open")
+        try:
+            self._check_caps(room, joining=False)  # joins opened rooms while plugins checked
+        except BaseException:
+            await self.bus.publish(events.RoomCreateFailed(room=room))
+            raise
         self._open(room, RoomRecord(room, shipment_id=fields.get("shipment_id"),
                                     record=bool(fields.get("record")),
                                     metadata=fields.get("metadata"), hold_open=True,
@@ -276,6 +312,18 @@ class Rooms:
             raise BadRequest(f"already in room {conn.room!r}: leave it first")
         if name not in self.media and not self.auto_create:
             raise NotFound(f"room {name!r} does not exist")
+        self._check_caps(name, joining=True)
+        # The join holds its place against the caps while it waits (below): once it
+        # passed them, it is never refused after the member's cursor was made.
+        self._joining[name] = self._joining.get(name, 0) + 1
+        try:
+            return await self._join(conn, request, name)
+        finally:
+            self._joining[name] -= 1
+            if not self._joining[name]:
+                del self._joining[name]
+
+    async def _join(self, conn: Connection, request: Request, name: str) -> dict[str, Any]:
         logged_last_seq = await self.messaging.prepare_join(name, conn.identity)
         extras = await self.hooks.join_info(name)
         # From here no await: the connection becomes a member in one step.

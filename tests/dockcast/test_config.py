@@ -161,6 +161,22 @@ def test_max_token_ttl():
         load_config({}, environ={"DOCKCAST_MAX_TOKEN_TTL_S": "-1"})
 
 
+def test_node_wide_caps(tmp_path):
+    c = load_config({}, environ={})
+    assert (c.max_rooms, c.max_participants_per_room, c.max_tracks_per_participant,
+            c.max_subscriptions_per_participant, c.max_mlines_per_offer) == (1000, 100, 8, 500, 16)
+    f = tmp_path / "node.toml"
+    f.write_text("max_rooms = 10\nmax_mlines_per_offer = 0\n")
+    c = load_config({}, environ={"DOCKCAST_CONFIG": str(f), "DOCKCAST_MAX_TRACKS_PER_PARTICIPANT": "2"})
+    assert (c.max_rooms, c.max_mlines_per_offer, c.max_tracks_per_participant) == (10, 0, 2)
+    for name in ("max_rooms", "max_participants_per_room", "max_tracks_per_participant",
+                 "max_subscriptions_per_participant", "max_mlines_per_offer"):
+        with pytest.raises(ConfigError, match=name):
+            load_config({}, environ={f"DOCKCAST_{name.upper()}": "-1"})
+        with pytest.raises(ConfigError, match=name):
+            load_config({}, environ={f"DOCKCAST_{name.upper()}": "many"})
+
+
 def test_describe_shows_key_names_never_secrets():
     c = load_config({"api_keys": f"old:{S1},new:{S2}", "api_key": "k", "api_secret": S3}, environ={})
     described = describe(c)

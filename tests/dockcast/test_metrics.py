@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry
 
-from dockcast.metrics import MediaCollector, Retired
+from dockcast.metrics import CAPS, CapRefusals, MediaCollector, Retired
 from signalling.membership import LocalMembership
 
 
@@ -36,3 +36,19 @@ async def test_counters_keep_what_left_and_add_what_is_live():
     assert value("dockcast_watchers") == 1
     assert value("dockcast_open_fds") > 0 and value("dockcast_asyncio_tasks") is not None
     assert value("dockcast_messages_stored_total") is None  # no room log yet
+
+
+def test_cap_refusals_are_one_family_with_every_cap_from_zero():
+    refusals = CapRefusals()
+    registry = CollectorRegistry()
+    registry.register(MediaCollector(lambda: [], Retired(), LocalMembership(), lambda: None,
+                                     refusals=refusals))
+    value = registry.get_sample_value
+    assert [value("dockcast_cap_refusals_total", {"cap": cap}) for cap in CAPS] == [0] * 5
+    refusals.refused("rooms")
+    refusals.refused("rooms")
+    refusals.refused("mlines_per_offer")
+    assert value("dockcast_cap_refusals_total", {"cap": "rooms"}) == 2
+    assert value("dockcast_cap_refusals_total", {"cap": "mlines_per_offer"}) == 1
+    assert set(CAPS) == {"rooms", "participants_per_room", "tracks_per_participant",
+                         "subscriptions_per_participant", "mlines_per_offer"}

@@ -16,7 +16,7 @@ from dockcast.rooms import MEDIA_EVENTS, Rooms
 from sfu import events as media
 from sfu.participant import MediaSettings
 from signalling.bus import EventBus
-from signalling.errors import BadRequest, Conflict, Forbidden, NotFound
+from signalling.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from signalling.events import Event, RoomClosed, RoomCreated, RoomCreateFailed
 from signalling.fanout import EventFanout
 from signalling.hooks import HookRegistry, Plugin
@@ -288,3 +288,126 @@ async def test_closing_all_rooms_cancels_the_waits(node):
     await node.rooms.close_all("node_stopping")
     assert node.rooms.closing == [] and node.timers.pending == []
 
+
+
+# -- caps ----------------------------------------------------------------------------
+
+
+class Gate(Plugin):
+    """Holds every join_info and room_create_check until ``open`` is set."""
+
+    name = "gate"
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+
+    async def start(self, ctx):
+        pass
+
+    async def join_info(self, room):
+        await self.open.wait()
+        return {}
+
+    async def room_create_check(self, room, fields):
+        await self.open.wait()
+
+
+async def test_max_rooms_refuses_one_room_more_and_changes_nothing(node):
+    node.rooms.max_rooms = 2
+    await node.rooms.on_join(node.conn("alice"), join_request("dock-1"))
+    await node.rooms.create_room("dock-2", {"room": "dock-2"})
+    await node.bus.drain()
+    seen = len(node.plugin_events)
+    bob = node.conn("bob")
+    with pytest.raises(Unavailable, match="max_rooms"):
+        await node.rooms.on_join(bob, join_request("dock-3"))
+    with pytest.raises(Unavailable):
+        await node.rooms.create_room("dock-4", {"room": "dock-4", "shipment_id": "S4"})
+    assert node.membership.room_names() == ["dock-1", "dock-2"] and sorted(node.rooms.media) == [
+        "dock-1", "dock-2"]
+    assert node.membership.room_of(bob) is None
+    assert await node.messaging.log.cursor("dock-3", "bob") is None  # no cursor made
+    await node.bus.drain()
+    assert len(node.plugin_events) == seen  # no RoomCreated, no claim to undo
+    assert node.rooms.refusals.counts["rooms"] == 2
+    # rooms that are open take more participants; a closed one frees its place
+    await node.rooms.on_join(bob, join_request("dock-2"))
+    async with node.rooms.lifecycle:
+        await node.rooms.close_room("dock-1", "closed")
+    await node.rooms.on_join(node.conn("carol"), join_request("dock-3"))
+    assert node.rooms.refusals.counts["rooms"] == 2
+
+
+async def test_joins_on_their_way_hold_their_rooms_place(node):
+    gate = Gate()
+    hooks = HookRegistry([gate])
+    node.rooms._hooks = lambda: hooks
+    node.rooms.max_rooms = 1
+    first = asyncio.ensure_future(node.rooms.on_join(node.conn("alice"), join_request("dock-1")))
+    await asyncio.sleep(0)  # alice waits in join_info, her room not open yet
+    bob = node.conn("bob")
+    with pytest.raises(Unavailable):
+        await node.rooms.on_join(bob, join_request("dock-2"))
+    second = asyncio.ensure_future(node.rooms.on_join(node.conn("carol"), join_request("dock-1")))
+    await asyncio.sleep(0)
+    create = asyncio.ensure_future(node.rooms.create_room("dock-3", {"room": "dock-3"}))
+    with pytest.raises(Unavailable):
+        await create
+    gate.open.set()
+    await first
+    await second  # the room alice opens is the one carol joins
+    assert sorted(node.rooms.media) == ["dock-1"] and len(node.rooms.media["dock-1"].participants) == 2
+    assert await node.messaging.log.cursor("dock-2", "bob") is None
+    assert node.rooms.refusals.counts["rooms"] == 2 and node.rooms._joining == {}
+
+
+async def test_a_create_is_refused_when_joins_took_the_last_room_while_plugins_checked(node):
+    gate = Gate()
+    hooks = HookRegistry([gate])
+    node.rooms._hooks = lambda: hooks
+    node.rooms.max_rooms = 1
+    create = asyncio.ensure_future(node.rooms.create_room("dock-3", {"room": "dock-3"}))
+    await asyncio.sleep(0)  # the plugins check
+    node.rooms._hooks = lambda: HookRegistry([])  # joins do not wait
+    await node.rooms.on_join(node.conn("alice"), join_request("dock-1"))
+    gate.open.set()
+    with pytest.raises(Unavailable):
+        await create
+    assert sorted(node.rooms.media) == ["dock-1"]
+    await node.bus.drain()
+    assert [type(e) for e in node.plugin_events if isinstance(e, RoomClosed)] == [RoomCreateFailed]
+
+
+async def test_max_participants_per_room_refuses_one_more_and_changes_nothing(node):
+    node.rooms.max_participants_per_room = 2
+    alice, bob, carol = node.conn("alice"), node.conn("bob"), node.conn("carol")
+    await node.rooms.on_join(alice, join_request("dock-1"))
+    await node.rooms.on_join(bob, join_request("dock-1"))
+    with pytest.raises(Forbidden, match="max_participants_per_room"):
+        await node.rooms.on_join(carol, join_request("dock-1"))
+    assert len(node.rooms.media["dock-1"].participants) == 2 and node.membership.room_of(carol) is None
+    assert await node.messaging.log.cursor("dock-1", "carol") is None
+    assert "participant_joined" not in alice.types()[1:]  # alice saw bob only
+    assert node.rooms.refusals.counts["participants_per_room"] == 1
+    await node.rooms.on_join(node.conn("dave"), join_request("dock-2"))  # other rooms: their own cap
+    await node.rooms.leave(bob)
+    await node.rooms.on_join(carol, join_request("dock-1"))
+    assert node.rooms.refusals.counts == {"rooms": 0, "participants_per_room": 1,
+                                          "tracks_per_participant": 0,
+                                          "subscriptions_per_participant": 0,
+                                          "mlines_per_offer": 0}
+
+
+async def test_joins_on_their_way_hold_their_place_in_the_room(node):
+    gate = Gate()
+    hooks = HookRegistry([gate])
+    node.rooms._hooks = lambda: hooks
+    node.rooms.max_participants_per_room = 1
+    first = asyncio.ensure_future(node.rooms.on_join(node.conn("alice"), join_request("dock-1")))
+    await asyncio.sleep(0)
+    with pytest.raises(Forbidden):
+        await node.rooms.on_join(node.conn("bob"), join_request("dock-1"))
+    gate.open.set()
+    await first
+    assert await node.messaging.log.cursor("dock-1", "bob") is None
+    assert [p.identity for p in node.rooms.media["dock-1"].participants.values()] == ["alice"]
