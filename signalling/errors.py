@@ -7,7 +7,7 @@
     ├── NotFound         not_found          unknown room, track, shipment, recording, session
     ├── Conflict         conflict           e.g. a shipment bound to another open room
     ├── TooLarge         too_large          frame or payload over the configured limit
-    ├── RateLimited      rate_limited       too many requests; the connection stays open
+    ├── RateLimited      rate_limited       too many requests; the connection stays open (retry_after_ms)
     ├── Unavailable      unavailable        draining, or a dependency is down
     ├── Internal         internal           a bug; logged with the request id
     ├── client.ServerError        (the server's code)   an ``error`` the server answered
@@ -130,7 +130,15 @@ class TooLarge(FixedCodeError):
 
 
 class RateLimited(FixedCodeError):
+    """``retry_after_ms``: how long the client should wait before its next request (an
+    integer, at least 1; ``None``: not known). The wire error carries it."""
+
     code = "rate_limited"
+
+    def __init__(self, message: str = "", *, request_id: int | str | None = None,
+                 retry_after_ms: int | None = None):
+        super().__init__(message, request_id=request_id)
+        self.retry_after_ms = None if retry_after_ms is None else max(1, int(retry_after_ms))
 
 
 class Unavailable(FixedCodeError):
@@ -153,7 +161,8 @@ def error_message(exc: BaseException, request_id: int | str | None = None) -> di
 
     ``request_id`` defaults to the error's own ``request_id`` (if any); without one the
     message carries no ``id``. An ``internal`` error never shows the exception's text,
-    which may hold details meant for the log only.
+    which may hold details meant for the log only. A ``rate_limited`` error carries the
+    exception's ``retry_after_ms`` when it has one.
     """
     code = error_code(exc)
     if request_id is None:
@@ -165,4 +174,7 @@ def error_message(exc: BaseException, request_id: int | str | None = None) -> di
     msg: dict[str, Any] = {"type": "error", "code": code, "message": text}
     if request_id is not None:
         msg["id"] = request_id
+    retry_after_ms = getattr(exc, "retry_after_ms", None)
+    if code == "rate_limited" and isinstance(retry_after_ms, int) and not isinstance(retry_after_ms, bool):
+        msg["retry_after_ms"] = max(1, retry_after_ms)
     return msg

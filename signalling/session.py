@@ -16,9 +16,17 @@ and close 4001); the per-connection token bucket (``rate_limited``); validation 
 :mod:`signalling.schema` (``bad_request``); token expiry (``unauthorized``, close 4001);
 ``ping`` (answered ``pong`` here); draining (``unavailable`` except ``leave``/``ping``);
 grants (``forbidden``); joined room (``bad_request``); ``send.payload`` size
-(``too_large``); then :class:`Dispatch`. A rejected message changes no state; every
+(``too_large``); then :class:`Dispatch`. A rejected message changes no state; a
 rejection counts towards the abuse window, and ``abuse_threshold`` of them within
 ``abuse_window`` seconds close the connection with 4008.
+
+``rate_limited`` carries ``retry_after_ms``: when the bucket has a token again (an
+integer, at least 1), and the core remembers that moment (the *advice*). A client that
+waits that long is never closed for it: a ``rate_limited`` rejection counts towards the
+abuse window only when its frame arrived before the advice it was last given had run
+out, and then once per advice (the frames a client had already sent before it could
+read the advice, pipelined requests, count once together). A client that ignores the
+advice is closed after ``abuse_threshold`` ignored advices within ``abuse_window``.
 
 States and their transitions are data (:data:`TRANSITIONS`): ``AWAIT_HELLO`` until a
 ``hello`` with a valid token, then ``READY`` (a later ``hello`` refreshes the token for
@@ -31,6 +39,7 @@ which closes even an idle connection (``unauthorized``, 4001).
 from __future__ import annotations
 
 import enum
+import math
 import secrets
 import time
 from collections import deque
@@ -74,6 +83,10 @@ __all__ = [
 
 _EXPIRED = "token expired; reconnect or send hello with a fresh token"
 
+# Float slack, in seconds (Unix times carry about 0.2 us of rounding): a token due at the
+# advised moment is there at that moment.
+_SLACK_S = 1e-6
+
 #: Requests still served while the node drains.
 DRAIN_ALLOWED = frozenset({"leave", "ping"})
 
@@ -109,9 +122,11 @@ class Limits:
     - ``max_payload_bytes``: the encoded size of ``send.payload``; over it, ``too_large``.
     - ``max_depth``: maps and arrays nested deeper are ``bad_request``.
     - ``rate``, ``burst``: the token bucket of each connection, in frames per second and
-      frames; a frame finding it empty is answered ``rate_limited``.
+      frames; a frame finding it empty is answered ``rate_limited`` with
+      ``retry_after_ms``, the wait until the bucket has a token again.
     - ``abuse_threshold``, ``abuse_window``: that many rejected frames within that many
-      seconds close the connection with 4008.
+      seconds close the connection with 4008 (a ``rate_limited`` one counts only when the
+      client did not wait as it was told: see the module docstring).
     - ``hello_timeout``: seconds a connection may stay without a valid ``hello``
       (then ``unauthorized`` and close 4001).
     - ``max_pending_requests``: requests waiting for the app's handlers, per connection;
@@ -120,6 +135,9 @@ class Limits:
       consumer that lets more pile up is disconnected with 4013.
     - ``close_grace``: seconds a disconnect waits for the connection's running handler
       before cancelling it and calling the disconnect hooks.
+    - ``max_connections``: node-wide, websocket connections open at once (those still
+      in their opening handshake included); one more is refused at the handshake with
+      HTTP 503 (the adapter's job).
     """
 
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
@@ -134,6 +152,7 @@ class Limits:
     max_pending_requests: int = 256
     max_queued_messages: int = 1024
     close_grace: float = 5.0
+    max_connections: int = 10_000
 
     @property
     def hard_frame_bytes(self) -> int:
@@ -204,15 +223,24 @@ class TokenBucket:
         self._tokens = float(burst)
         self._last: float | None = None
 
-    def take(self, now: float) -> bool:
+    def _refill(self, now: float) -> None:
         if self._last is not None and now > self._last:
             self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         if self._last is None or now > self._last:
             self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+
+    def take(self, now: float) -> bool:
+        self._refill(now)
+        if self._tokens >= 1.0 - min(_SLACK_S * self.rate, 0.01):
+            self._tokens = max(0.0, self._tokens - 1.0)
             return True
         return False
+
+    def retry_after(self, now: float) -> float:
+        """Seconds from ``now`` until :meth:`take` succeeds again (0: it would now)."""
+        self._refill(now)
+        wait = (1.0 - self._tokens) / self.rate
+        return 0.0 if wait <= _SLACK_S else wait
 
 
 class AbuseWindow:
@@ -267,6 +295,10 @@ class SessionCore:
         self._opened_at = clock()
         self._bucket = TokenBucket(limits.rate, limits.burst)
         self._abuse = AbuseWindow(limits.abuse_threshold, limits.abuse_window)
+        # The last rate_limited advice: when it runs out, and whether an early frame
+        # under it was counted already.
+        self._advice_until: float | None = None
+        self._advice_counted = False
 
     @property
     def room(self) -> str | None:
@@ -286,7 +318,11 @@ class SessionCore:
             if self.state is State.AWAIT_HELLO and msg["type"] != "hello":
                 return self._refuse(Unauthorized("the first message must be hello"), request_id)
             if not self._bucket.take(now):
-                raise RateLimited("too many requests; slow down", request_id=request_id)
+                raise RateLimited(
+                    "too many requests; slow down",
+                    request_id=request_id,
+                    retry_after_ms=_ceil_ms(self._bucket.retry_after(now)),
+                )
             request = validate(msg)
             return self._handle(request, now)
         except SignallingError as exc:
@@ -313,12 +349,32 @@ class SessionCore:
         return self._refuse(Unauthorized(_EXPIRED), None)
 
     def reject(self, exc: BaseException, now: float | None = None) -> list[Action]:
-        """Answer a bad message with an error, counting it towards the abuse window."""
+        """Answer a bad message with an error, counting it towards the abuse window.
+
+        A :class:`RateLimited` with ``retry_after_ms`` (the adapter's
+        ``max_pending_requests`` overflow too) is advice: it counts only when the frame
+        came before the last advice ran out, once per advice (module docstring)."""
         now = self.clock() if now is None else now
         actions: list[Action] = [Send(error_message(exc))]
-        if self._abuse.record(now):
+        if self._counts_as_abuse(exc, now) and self._abuse.record(now):
             actions.append(self._close(CLOSE_ABUSE, "too many bad messages"))
         return actions
+
+    def _counts_as_abuse(self, exc: BaseException, now: float) -> bool:
+        retry_after_ms = getattr(exc, "retry_after_ms", None)
+        if not isinstance(exc, RateLimited) or retry_after_ms is None:
+            return True
+        until = now + retry_after_ms / 1000.0
+        if self._advice_until is None or now >= self._advice_until - _SLACK_S:
+            # The client waited as told (or was never told): new advice, not abuse.
+            self._advice_until, self._advice_counted = until, False
+            return False
+        # Early: the advice had not run out. It stands (extended if this one is later).
+        self._advice_until = max(self._advice_until, until)
+        if self._advice_counted:
+            return False
+        self._advice_counted = True
+        return True
 
     def connection_lost(self) -> None:
         """The socket closed; nothing more will be processed."""
@@ -421,6 +477,11 @@ def require_room(conn: Any, room: str) -> None:
     if claims.room is not None and claims.room != room:
         raise Forbidden(f"the token does not admit room {room!r}")
 
+
+
+def _ceil_ms(seconds: float) -> int:
+    """Whole milliseconds, rounded up, at least 1 (a ``retry_after_ms``)."""
+    return max(1, math.ceil((seconds - _SLACK_S) * 1000.0))
 
 
 def _without_none_id(msg: dict[str, Any]) -> dict[str, Any]:

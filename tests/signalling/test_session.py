@@ -7,7 +7,7 @@ import json
 import msgpack
 import pytest
 
-from signalling.errors import CLOSE_ABUSE, CLOSE_UNAUTHORIZED, Forbidden, Unauthorized
+from signalling.errors import CLOSE_ABUSE, CLOSE_UNAUTHORIZED, Forbidden, RateLimited, Unauthorized
 from signalling.session import (
     TRANSITIONS,
     AbuseWindow,
@@ -348,12 +348,96 @@ def test_errors_spread_over_time_are_not_abuse():
         assert not any(isinstance(a, Close) for a in core.receive_frame("junk", NOW + 3 * i))
 
 
+def test_rate_limited_says_when_to_retry():
+    core = ready(limits=Limits(rate=10, burst=2))  # hello took one token
+    assert sent(core.receive_frame(frame("ping", 2), NOW))[0]["type"] == "pong"
+    error = only_error(core.receive_frame(frame("ping", 3), NOW), "rate_limited", 3)
+    assert error["retry_after_ms"] == 100  # one token at 10 a second
+    error = only_error(core.receive_frame(frame("ping", 4), NOW + 0.03), "rate_limited", 4)
+    assert error["retry_after_ms"] == 70 and isinstance(error["retry_after_ms"], int)
+    # waiting exactly that long finds a token
+    assert sent(core.receive_frame(frame("ping", 5), NOW + 0.1))[0]["type"] == "pong"
+
+
+def test_retry_after_is_whole_milliseconds_rounded_up_and_at_least_one():
+    core = ready(limits=Limits(rate=3, burst=1))
+    error = only_error(core.receive_frame(frame("ping", 2), NOW), "rate_limited", 2)
+    assert error["retry_after_ms"] == 334  # 333.33... rounded up: the token is there then
+    assert sent(core.receive_frame(frame("ping", 3), NOW + 0.334))[0]["type"] == "pong"
+    core = ready(limits=Limits(rate=1e5, burst=1))
+    error = only_error(core.receive_frame(frame("ping", 2), NOW), "rate_limited", 2)
+    assert error["retry_after_ms"] == 1
+
+
+def test_a_client_that_waits_as_told_is_never_closed():
+    # Before the fix every rate_limited counted: the 20th within 10 s closed with 4008.
+    core = ready(limits=Limits(rate=50, burst=5, abuse_threshold=20, abuse_window=10))
+    now, served, limited = NOW, 0, 0
+    for i in range(2000):
+        msgs = sent(actions := core.receive_frame(frame("ping", i), now))
+        assert not any(isinstance(a, Close) for a in actions)
+        if msgs[0]["type"] == "pong":
+            served += 1
+        else:
+            assert msgs[0]["code"] == "rate_limited"
+            limited += 1
+            now += msgs[0]["retry_after_ms"] / 1000  # wait exactly as told
+    assert core.state is State.READY
+    assert served == 2000 - limited and limited > 900  # it ran at the bucket's rate
+
+
+def test_pipelined_frames_sent_before_the_advice_count_once():
+    core = ready(limits=Limits(rate=10, burst=1, abuse_threshold=3, abuse_window=10))
+    for i in range(50):  # all in flight when the first answer left
+        assert not any(isinstance(a, Close) for a in core.receive_frame(frame("ping", i), NOW))
+    error = sent(core.receive_frame(frame("ping", 99), NOW + 0.1))[0]
+    assert error["type"] == "pong"  # waited as told: served
+    assert core.state is State.READY
+
+
+def test_a_client_that_ignores_the_advice_is_closed_with_4008():
+    core = ready(limits=Limits(rate=10, burst=1, abuse_threshold=3, abuse_window=10))
+    closed = None
+    for i in range(100):  # a frame every 10 ms whatever it is told (a token every 100)
+        actions = core.receive_frame(frame("ping", i), NOW + i * 0.01)
+        if any(isinstance(a, Close) for a in actions):
+            closed = actions[-1]
+            break
+    assert closed == Close(CLOSE_ABUSE, "too many bad messages")
+    assert core.state is State.CLOSED
+
+
+def test_other_rejections_still_count_each():
+    core = ready(limits=Limits(rate=10, burst=1, abuse_threshold=3, abuse_window=10))
+    core.receive_frame(frame("ping", 1), NOW)  # rate_limited: advice, not abuse
+    core.receive_frame("junk", NOW + 1)
+    assert not any(isinstance(a, Close) for a in core.receive_frame("junk", NOW + 1))
+    assert core.receive_frame("junk", NOW + 1)[-1] == Close(CLOSE_ABUSE, "too many bad messages")
+
+
+def test_a_rate_limited_rejection_from_the_adapter_is_advice_too():
+    # the server's max_pending_requests overflow goes through reject()
+    core = ready(limits=Limits(abuse_threshold=2, abuse_window=10))
+    busy = RateLimited("too many requests in flight", request_id=7, retry_after_ms=50)
+    (msg,) = sent(core.reject(busy, NOW))
+    assert (msg["code"], msg["id"], msg["retry_after_ms"]) == ("rate_limited", 7, 50)
+    for i in range(5):  # waited as told each time
+        assert not any(isinstance(a, Close) for a in core.reject(busy, NOW + 0.05 * (i + 1)))
+    assert not any(isinstance(a, Close) for a in core.reject(busy, NOW + 0.26))  # early: one
+    assert not any(isinstance(a, Close) for a in core.reject(busy, NOW + 0.28))  # same advice
+    assert not any(isinstance(a, Close) for a in core.reject(busy, NOW + 0.4))  # waited
+    assert core.reject(busy, NOW + 0.42)[-1] == Close(CLOSE_ABUSE, "too many bad messages")
+
+
 def test_token_bucket():
     bucket = TokenBucket(rate=2, burst=2)
     assert [bucket.take(0), bucket.take(0), bucket.take(0)] == [True, True, False]
     assert bucket.take(0.5) and not bucket.take(0.5)
     assert bucket.take(100) and bucket.take(100) and not bucket.take(100)  # capped at burst
     assert not bucket.take(99)  # time going backwards earns nothing
+    assert bucket.retry_after(100) == 0.5
+    assert bucket.retry_after(100.25) == 0.25 and bucket.take(100.5)
+    assert TokenBucket(rate=2, burst=2).retry_after(0) == 0.0
 
 
 def test_abuse_window():
