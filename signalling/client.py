@@ -15,6 +15,18 @@ request timed out is dropped). When the connection closes, pending and later cal
 :class:`SessionClosed` (a ``websockets`` ``ConnectionClosed``) naming the close code:
 4001 (token refused or expired), 4008 (abuse), 4013 (slow consumer), 1001 (server
 going away)...
+
+Rate limits: a ``rate_limited`` answer carrying ``retry_after_ms`` is advice, and the
+client follows it. It sends nothing more (requests, :meth:`notify`) until that time
+has passed, then sends the same request again (same ``id``, same fields: a rejected
+request changed nothing), at most ``rate_limit_retries`` times (default 5) before
+raising the ``rate_limited`` :class:`ServerError`. From the first such answer until no
+request is waiting any more, the client sends one request at a time (the next only
+once the previous one is answered), so that pipelined requests do not run into the
+empty bucket together. A client that follows the advice is never closed with 4008.
+``rate_limited_seen`` counts the ``rate_limited`` answers received. A rate-limited
+:meth:`notify` is not sent again: its ``error`` arrives as an event (``ack`` is
+cumulative; the next one covers it).
 """
 
 from __future__ import annotations
@@ -36,7 +48,10 @@ from websockets.exceptions import ConnectionClosed
 from .codec import JSON, MSGPACK, Codec, valid_id
 from .errors import CLOSE_ABUSE, CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED, SignallingError
 
-__all__ = ["DockcastClient", "ServerError", "SessionClosed"]
+__all__ = ["DockcastClient", "ServerError", "SessionClosed", "DEFAULT_RATE_LIMIT_RETRIES"]
+
+#: How many times :meth:`DockcastClient.request` sends a rate-limited request again.
+DEFAULT_RATE_LIMIT_RETRIES = 5
 
 logger = logging.getLogger("dockcast.signalling.client")
 
@@ -52,6 +67,13 @@ _CLOSE_MEANINGS = {
 }
 
 
+def _retry_after_ms(msg: dict[str, Any]) -> int | None:
+    value = msg.get("retry_after_ms") if msg.get("code") == "rate_limited" else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        return None
+    return int(value)
+
+
 class ServerError(SignallingError):
     """The server answered ``error``: ``code`` is the wire code, ``message`` its text,
     ``reply`` the whole message."""
@@ -59,6 +81,11 @@ class ServerError(SignallingError):
     def __init__(self, code: str, message: str, reply: dict[str, Any] | None = None):
         super().__init__(code, message, request_id=(reply or {}).get("id"))
         self.reply = reply or {}
+
+    @property
+    def retry_after_ms(self) -> int | None:
+        """A ``rate_limited`` error's advice: milliseconds to wait (``None``: none)."""
+        return _retry_after_ms(self.reply)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -85,9 +112,20 @@ class SessionClosed(ConnectionClosed):
 class DockcastClient:
     """A connected, authenticated session; make one with :meth:`connect`."""
 
-    def __init__(self, ws: ClientConnection, timeout: float = 10.0):
+    def __init__(
+        self, ws: ClientConnection, timeout: float = 10.0, rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES
+    ):
         self.ws = ws
         self.timeout = timeout
+        self.rate_limit_retries = rate_limit_retries
+        #: ``rate_limited`` answers received (to requests and notifications).
+        self.rate_limited_seen = 0
+        # The server's last advice: nothing is sent before this (loop time).
+        self._not_before = 0.0
+        # From an advice until nobody waits in _paced: one request at a time.
+        self._throttled = False
+        self._paced = asyncio.Lock()
+        self._paced_waiting = 0
         # Replies may nest an app's payload a few levels deeper than requests may.
         self.codec = Codec(ws.subprotocol or JSON, max_frame_bytes=1 << 30, max_depth=128)
         self.welcome: dict[str, Any] = {}
@@ -111,19 +149,22 @@ class DockcastClient:
         subprotocol: str | None = "json",
         resume: dict[str, Any] | None = None,
         timeout: float = 10.0,
+        rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
         **ws_kwargs: Any,
     ) -> DockcastClient:
         """Open ``url``, send ``hello`` and wait for ``welcome`` (in ``.welcome``).
 
         ``subprotocol``: ``"json"``, ``"msgpack"`` or ``None`` (offer none: JSON).
-        ``resume``: ``{"session_id", "last_seq"}`` of an earlier session. Raises
+        ``resume``: ``{"session_id", "last_seq"}`` of an earlier session.
+        ``rate_limit_retries``: how often a request answered ``rate_limited`` with
+        ``retry_after_ms`` is sent again after that wait (0: never). Raises
         :class:`ServerError` or :class:`SessionClosed` if the server refuses.
         """
         offered = [_SUBPROTOCOLS[subprotocol]] if subprotocol is not None else None
         ws_kwargs.setdefault("max_size", None)
         ws_kwargs.setdefault("open_timeout", timeout)
         ws = await ws_connect(url, subprotocols=offered, **ws_kwargs)
-        client = cls(ws, timeout)
+        client = cls(ws, timeout, rate_limit_retries)
         try:
             client.welcome = await client.request("hello", token=token, resume=resume)
         except BaseException:
@@ -154,27 +195,50 @@ class DockcastClient:
     # -- requests and events
 
     async def request(self, msg_type: str, /, *, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
-        """Send a request and return its reply; fields that are ``None`` are left out."""
+        """Send a request and return its reply; fields that are ``None`` are left out.
+
+        A ``rate_limited`` answer with ``retry_after_ms`` is waited out and the request
+        sent again, up to ``rate_limit_retries`` times (module docstring). ``timeout``
+        (default: the client's) bounds each wait for an answer; waiting out the advice
+        or behind other requests is not counted."""
         request_id, frame = self._prepare(msg_type, fields)
-        future = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
+        retries = self.rate_limit_retries
+        if not self._throttled:
+            await self._wait_advice()
+            try:
+                return await self._attempt(request_id, frame, timeout)
+            except ServerError as exc:
+                if exc.retry_after_ms is None or retries <= 0:
+                    raise
+                retries -= 1
+        self._paced_waiting += 1
         try:
-            await self._send(frame)
-            async with asyncio.timeout(self.timeout if timeout is None else timeout):
-                return await future
+            async with self._paced:  # one at a time while the server advises waiting
+                while True:
+                    await self._wait_advice()
+                    try:
+                        return await self._attempt(request_id, frame, timeout)
+                    except ServerError as exc:
+                        if exc.retry_after_ms is None or retries <= 0:
+                            raise
+                        retries -= 1
         finally:
-            self._pending.pop(request_id, None)
-            if future.done() and not future.cancelled():
-                future.exception()  # mark it retrieved: raised above, or superseded
-            else:
-                future.cancel()
-                self._abandoned.add(request_id)  # its late reply is dropped
+            self._paced_waiting -= 1
+            if not self._paced_waiting:
+                self._throttled = False
 
     async def notify(self, msg_type: str, /, **fields: Any) -> int:
         """Send a request whose reply nobody waits for (``trickle``, ``ack``); an error
-        answering it arrives as an ``error`` event. Returns the id used."""
+        answering it arrives as an ``error`` event. Returns the id used. It waits out
+        the server's ``retry_after_ms`` advice first, but is not sent again."""
         request_id, frame = self._prepare(msg_type, fields)
-        await self._send(frame)
+        if self._throttled:
+            async with self._paced:
+                await self._wait_advice()
+                await self._send(frame)
+        else:
+            await self._wait_advice()
+            await self._send(frame)
         return request_id
 
     async def send_raw(self, frame: bytes | str) -> None:
@@ -319,6 +383,36 @@ class DockcastClient:
         msg.update((k, v) for k, v in fields.items() if v is not None)
         return request_id, self.codec.encode(msg)
 
+    async def _attempt(self, request_id: int, frame: bytes | str, timeout: float | None) -> dict[str, Any]:
+        future = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self._send(frame)
+            async with asyncio.timeout(self.timeout if timeout is None else timeout):
+                return await future
+        finally:
+            self._pending.pop(request_id, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # mark it retrieved: raised above, or superseded
+            else:
+                future.cancel()
+                self._abandoned.add(request_id)  # its late reply is dropped
+
+    async def _wait_advice(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (wait := self._not_before - loop.time()) > 0:
+            await asyncio.sleep(wait)
+
+    def _advised(self, msg: dict[str, Any]) -> None:
+        # Any rate_limited answer: counted; with retry_after_ms: nothing is sent before
+        # it has passed (measured from now, after the server sent it: never too early).
+        self.rate_limited_seen += 1
+        retry_after_ms = _retry_after_ms(msg)
+        if retry_after_ms is not None:
+            not_before = asyncio.get_running_loop().time() + retry_after_ms / 1000.0
+            self._not_before = max(self._not_before, not_before)
+            self._throttled = True
+
     async def _send(self, frame: bytes | str) -> None:
         try:
             await self.ws.send(frame)
@@ -354,6 +448,8 @@ class DockcastClient:
             self._wake()
 
     def _deliver(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "error" and msg.get("code") == "rate_limited":
+            self._advised(msg)
         request_id = msg.get("id")
         future = self._pending.get(request_id) if valid_id(request_id) else None
         if valid_id(request_id) and request_id in self._abandoned:

@@ -8,7 +8,16 @@ import inspect
 import pytest
 
 from signalling.membership import RoomRecord
-from signalling import CLOSE_ABUSE, SPECS, DockcastClient, ServerError, SessionClosed, validate
+from signalling import (
+    CLOSE_ABUSE,
+    SPECS,
+    DockcastClient,
+    Limits,
+    RateLimited,
+    ServerError,
+    SessionClosed,
+    validate,
+)
 
 ALL_GRANTS = ["publish", "subscribe", "message", "record", "admin"]
 
@@ -174,3 +183,54 @@ async def test_context_manager_and_double_close(served, mint):
         assert client.codec.binary
     await client.close()
     assert client.closed
+
+
+# ---- rate limits: the client follows retry_after_ms --------------------------------------
+
+
+async def test_requests_over_the_rate_are_retried_after_the_advice(make_server, app, connect):
+    # Before: the surplus pings raised rate_limited, and the 20th rejection closed with 4008.
+    _, url = await make_server(Limits(rate=50, burst=2, abuse_threshold=3), app)
+    client = await connect(url, grants=["message"])
+    await client.join("dock-1")
+    replies = await asyncio.gather(*(client.send("t", i, msg_id=f"m{i}") for i in range(40)))
+    assert sorted(r["msg_id"] for r in replies) == sorted(f"m{i}" for i in range(40))
+    assert [h[1] for h in app.handled if h[0] == "send"].count("m7") == 1  # each once
+    assert client.rate_limited_seen >= 1 and not client.closed
+    assert (await client.ping())["type"] == "pong"
+
+
+async def test_rate_limited_retries_are_bounded(make_server, connect):
+    server, url = await make_server()
+    calls = []
+
+    async def busy(conn, request):
+        calls.append(request.id)
+        raise RateLimited("come back later", retry_after_ms=1)
+
+    server.route("room.list", busy)
+    client = await connect(url, grants=["admin"], room=None, rate_limit_retries=3)
+    with pytest.raises(ServerError) as info:
+        await client.room_list()
+    assert (info.value.code, info.value.retry_after_ms) == ("rate_limited", 1)
+    assert len(calls) == 4 and len(set(calls)) == 1  # the same request, sent again 3 times
+    assert client.rate_limited_seen == 4
+    client.rate_limit_retries = 0
+    with pytest.raises(ServerError):
+        await client.room_list()
+    assert len(calls) == 5
+
+
+async def test_a_rate_limited_error_without_advice_is_not_retried(make_server, connect):
+    server, url = await make_server()
+    calls = []
+
+    async def busy(conn, request):
+        calls.append(request.id)
+        raise RateLimited("no advice")
+
+    server.route("room.list", busy)
+    client = await connect(url, grants=["admin"], room=None)
+    with pytest.raises(ServerError) as info:
+        await client.room_list()
+    assert info.value.retry_after_ms is None and calls == [calls[0]]
