@@ -19,7 +19,9 @@ What is relied on:
   ``RTCIceTransport._connection`` (the aioice connection);
 - aioice ``Connection._nominated`` (the pair per component) and ``data_received``
   (the funnel for non-STUN datagrams), and ``aioice.ice.get_host_addresses``;
-- pylibsrtp ``Session._srtp`` (the ``srtp_t`` cdata) and ``pylibsrtp._binding``.
+- pylibsrtp ``Session._srtp`` (the ``srtp_t`` cdata) and ``pylibsrtp._binding``;
+- ``RTCCertificate._create_ssl_context`` (the DTLS context, whose cipher list
+  :func:`accept_rsa_dtls_peers` widens).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 import aioice.ice
 import pylibsrtp
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
-from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
 
 from .errors import AiortcInternalsChanged
@@ -40,7 +42,8 @@ from .errors import AiortcInternalsChanged
 __all__ = ["CHECKED_VERSIONS", "check", "sender_ssrc", "negotiated_codecs",
            "header_extension_ids", "quiet_sender_reports", "stop_decoder_after_receive",
            "peer_connection_cname", "ice_connection", "rx_srtp", "tx_srtp", "nominated_pair",
-           "hook_dtls", "hook_data_received", "srtp_protect_native", "set_host_addresses"]
+           "hook_dtls", "hook_data_received", "srtp_protect_native", "set_host_addresses",
+           "accept_rsa_dtls_peers", "DTLS_CIPHERS"]
 
 CHECKED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
 
@@ -53,6 +56,7 @@ _METHODS = [
     (RTCDtlsTransport, "_send_rtp", "aiortc"),
     (RTCDtlsTransport, "_handle_rtp_data", "aiortc"),
     (RTCDtlsTransport, "_handle_rtcp_data", "aiortc"),
+    (RTCCertificate, "_create_ssl_context", "aiortc"),
     (aioice.ice.Connection, "data_received", "aioice"),
     (aioice.ice, "get_host_addresses", "aioice"),
 ]
@@ -233,3 +237,34 @@ def set_host_addresses(get: Callable[[bool, bool], list[str]] | None) -> None:
     """Make aioice gather host candidates from ``get(use_ipv4, use_ipv6)`` (process-wide,
     aioice has no per-connection setting); None restores aioice's own."""
     aioice.ice.get_host_addresses = get or _original_get_host_addresses
+
+
+# -- DTLS cipher suites ----------------------------------------------------------------
+
+# aiortc's own list is ECDHE-ECDSA only. A TLS 1.2 suite names the key of the *server's*
+# certificate, so when the node is the DTLS client (it answers a publisher's actpass
+# offer with a=setup:active) a peer with an RSA certificate has no suite to pick and the
+# handshake fails: GStreamer's webrtcbin makes an RSA certificate. The same suites with
+# RSA added; as the server the node's certificate stays ECDSA, so it still picks ECDSA.
+DTLS_CIPHERS = (b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                b"ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:"
+                b"ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA")
+
+
+def accept_rsa_dtls_peers() -> None:
+    """Make every aiortc DTLS context offer :data:`DTLS_CIPHERS` (ECDSA and RSA suites),
+    so that the node as DTLS client can reach a server with an RSA certificate
+    (process-wide, as aiortc builds the context per certificate; idempotent)."""
+    original = RTCCertificate._create_ssl_context
+    if getattr(original, "_dockcast_rsa", False):
+        return
+
+    def create_ssl_context(self: RTCCertificate, srtp_profiles: list[Any]) -> Any:
+        ctx = original(self, srtp_profiles)
+        ctx.set_cipher_list(DTLS_CIPHERS)
+        return ctx
+
+    create_ssl_context._dockcast_rsa = True  # type: ignore[attr-defined]
+    create_ssl_context._aiortc_original = original  # type: ignore[attr-defined]
+    RTCCertificate._create_ssl_context = create_ssl_context

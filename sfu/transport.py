@@ -47,6 +47,10 @@ header_extension_ids = internals.header_extension_ids
 
 logger = logging.getLogger(__name__)
 
+# Peers with an RSA DTLS certificate (GStreamer's webrtcbin) can connect when the node
+# is the DTLS client: aiortc alone offers ECDHE-ECDSA suites only (docs/media.md, Interop).
+internals.accept_rsa_dtls_peers()
+
 RtpHandler = Callable[[bytes, float], None]
 RtcpHandler = Callable[[bytes], None]
 
