@@ -16,6 +16,12 @@ if [ "${1:-all}" != build ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   command -v gst-launch-1.0 >/dev/null 2>&1 || need+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice)
+  # tests/e2e/gst_peer.py drives webrtcbin from Debian's own python3 (the venv cannot
+  # import python3-gi): GObject introspection for Gst, GstSdp, GstWebRTC and libnice
+  /usr/bin/python3 -c 'import gi
+for name, version in (("Gst", "1.0"), ("GstSdp", "1.0"), ("GstWebRTC", "1.0"), ("Nice", "0.1")):
+    gi.require_version(name, version)' >/dev/null 2>&1 \
+    || need+=(python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 gir1.2-nice-0.1)
   fc-list >/dev/null 2>&1 || need+=(fontconfig)
 fi
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
