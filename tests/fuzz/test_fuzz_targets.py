@@ -40,17 +40,34 @@ def target_param(name: str):
 
 
 TARGET_PARAMS = [target_param(name) for name in fuzz.TARGETS]
-CRASH_PARAMS = [
-    pytest.param(path, marks=[pytest.mark.twin] if fuzz.TARGETS[path.name.split("-")[0]].twin else [],
-                 id=path.name)
-    for path in fuzz.crash_files()
-]
+#: Crashes whose fix belongs to a module being changed by someone else: reported, xfail
+#: until fixed (strict, so the fix shows up as XPASS and this entry must go).
+OPEN_CRASHES = {
+    "codec-crash-e9d62c03f7fc5c56c0eef542c5306473f8d214f7": "msgpack-empty-ext",
+}
 
 
-def run_all(name: str, inputs) -> None:
+def crash_param(path: Path):
+    marks = [pytest.mark.twin] if fuzz.TARGETS[path.name.split("-")[0]].twin else []
+    if path.name in OPEN_CRASHES:
+        issue = OPEN_CRASHES[path.name]
+        marks.append(pytest.mark.xfail(strict=True, raises=fuzz.KnownIssue,
+                                       reason=f"{issue}: {fuzz.KNOWN_ISSUES[issue]}"))
+    return pytest.param(path, marks=marks, id=path.name)
+
+
+CRASH_PARAMS = [crash_param(path) for path in fuzz.crash_files()]
+
+
+def run_all(name: str, inputs, known_ok: bool = True) -> None:
+    """Run target ``name`` on each input; a known open issue (``fuzz.KNOWN_ISSUES``)
+    is tolerated in the corpus and mutation passes, which test everything else."""
     for data in inputs:
         try:
             fuzz.TARGETS[name].run(data)
+        except fuzz.KnownIssue:
+            if not known_ok:
+                raise
         except Exception as exc:
             raise AssertionError(f"{name} failed on {data[:200]!r}: {exc}") from exc
 
@@ -71,7 +88,7 @@ def test_random_mutations_pass(name):
 @pytest.mark.parametrize("path", CRASH_PARAMS)
 def test_recorded_crash_is_fixed(path):
     """Every input a campaign found crashing replays without a contract violation."""
-    run_all(path.name.split("-")[0], [path.read_bytes()])
+    run_all(path.name.split("-")[0], [path.read_bytes()], known_ok=False)
 
 
 def test_seed_corpus_stays_small():
