@@ -818,10 +818,16 @@ def campaign(target_name: str, runs: int | None, seconds: int | None, pure: bool
     return figures
 
 
+#: At most this many committed files per target, and this many bytes of min-* files.
+MAX_CORPUS_FILES = 40
+MIN_BYTES = 24_000
+
+
 def minimize(target_name: str, pure: bool = True) -> list[Path]:
     """Merge the target's corpus (seeds and a campaign's growth) into the smallest set
-    with the same coverage (libFuzzer ``-merge=1``); keep it as ``min-<sha1>`` files
-    beside the seeds and drop the rest. Returns the ``min-`` files."""
+    with the same coverage (libFuzzer ``-merge=1``); keep the smallest of it, within
+    ``MAX_CORPUS_FILES`` and ``MIN_BYTES``, as ``min-<sha1>`` files beside the seeds and
+    drop the rest (a campaign's growth is not committed). Returns the ``min-`` files."""
     corpus = CORPORA / target_name
     with tempfile.TemporaryDirectory() as tmp:
         merged = Path(tmp) / "merged"
@@ -833,11 +839,16 @@ def minimize(target_name: str, pure: bool = True) -> list[Path]:
     for path in corpus_files(target_name):
         if not path.name.startswith("seed-"):
             path.unlink()
-    written = []
-    for data in sorted(keep - seeds):
+    written: list[Path] = []
+    budget = MIN_BYTES
+    # Smallest first, within the committed corpus's budget (the suite checks it).
+    for data in sorted(keep - seeds, key=lambda d: (len(d), d)):
+        if len(written) + len(seeds) >= MAX_CORPUS_FILES or len(data) > budget:
+            break
         path = corpus / f"min-{hashlib.sha1(data).hexdigest()[:16]}"
         path.write_bytes(data)
         written.append(path)
+        budget -= len(data)
     return written
 
 
