@@ -4,7 +4,7 @@ documented error code, changes nothing, and counts in ``dockcast_cap_refusals_to
 from __future__ import annotations
 
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
 
 from .peer import CountingVideoTrack, Participant, ProtocolError
 
@@ -35,7 +35,10 @@ async def _refused(code, coro):
 
 async def test_tiny_caps_refuse_with_their_codes_and_count(node_factory):
     node = node_factory.start(env=CAPS)
-    cap = lambda name: node.metrics()[f'dockcast_cap_refusals_total{{cap="{name}"}}']  # noqa: E731
+
+    def cap(name):
+        return node.metrics()[f'dockcast_cap_refusals_total{{cap="{name}"}}']
+
     assert [cap(n) for n in ("rooms", "participants_per_room", "tracks_per_participant",
                              "subscriptions_per_participant", "mlines_per_offer")] == [0] * 5
     peers = []
