@@ -75,6 +75,7 @@ class NodeConfig:
     max_tracks_per_participant: int = 8     # tracks one participant publishes (more: forbidden)
     max_subscriptions_per_participant: int = 500  # tracks one participant subscribes to (forbidden)
     max_mlines_per_offer: int = 16          # m-lines in one publish offer (more: bad_request)
+    max_connections: int = 10_000           # websocket connections open at once (more: HTTP 503)
 
     @property
     def keys(self) -> dict[str, str]:
@@ -211,7 +212,7 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
     for name in ("message_max_age_s", "message_max_count", "message_max_bytes", "message_member_idle_s",
                  "room_empty_timeout_s", "room_departure_timeout_s", "max_token_ttl_s",
                  "max_rooms", "max_participants_per_room", "max_tracks_per_participant",
-                 "max_subscriptions_per_participant", "max_mlines_per_offer"):
+                 "max_subscriptions_per_participant", "max_mlines_per_offer", "max_connections"):
         if not getattr(config, name) >= 0:
             raise ConfigError(f"{name}: {getattr(config, name)} must be 0 (no limit) or more")
     if (config.api_key is None) != (config.api_secret is None):

@@ -98,7 +98,8 @@ class Node:
         verifier = TokenVerifier(config.keys, max_ttl=config.max_token_ttl_s or None)
         limits = Limits(max_frame_bytes=config.max_frame_bytes,
                         max_payload_bytes=config.max_payload_bytes,
-                        rate=config.request_rate, burst=config.request_burst)
+                        rate=config.request_rate, burst=config.request_burst,
+                        max_connections=config.max_connections)
         self.server = SignallingServer(
             verifier, NodeInfo(self.node_id, config.region, __version__), limits,
             registry=self.registry, membership=self.membership)

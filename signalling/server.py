@@ -22,7 +22,11 @@ request's fields, which may hold tokens).
 
 Frames over ``Limits.max_frame_bytes`` are answered ``too_large``; websockets itself
 reads frames up to ``Limits.hard_frame_bytes`` and closes the connection with 1009 on
-anything larger.
+anything larger. A request finding ``Limits.max_pending_requests`` already waiting is
+answered ``rate_limited`` with ``retry_after_ms``, the connection's average handler time
+(when a place is likely free). With ``Limits.max_connections`` open (or in their
+handshake), a new websocket handshake is answered HTTP 503 with ``Retry-After: 1`` and
+counted in ``dockcast_signalling_refused_total{reason="connections"}``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import asyncio
 import email.utils
 import http
 import logging
+import math
 import pathlib
 import secrets
 import time
@@ -42,6 +47,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, NegotiationError
+from websockets.protocol import State as WsState
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
@@ -84,6 +90,11 @@ _STOP = object()
 # Types the core answers itself; the app cannot route them.
 _CORE_TYPES = frozenset({"hello", "ping"})
 
+# A connection's average handler time before it has run one, and the weight of each
+# new one in the average.
+_FIRST_HANDLER_S = 0.01
+_HANDLER_WEIGHT = 0.2
+
 
 class SignallingMetrics:
     """Prometheus counters of the signalling layer, in ``registry`` (default: a private
@@ -102,6 +113,12 @@ class SignallingMetrics:
         )
         self.errors = Counter(
             "dockcast_signalling_errors", "Error messages sent, by code", ["code"], registry=self.registry
+        )
+        self.refused = Counter(
+            "dockcast_signalling_refused",
+            "Websocket connections refused at the handshake, by the cap that refused them",
+            ["reason"],
+            registry=self.registry,
         )
 
 
@@ -131,6 +148,8 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        # Seconds a handler takes, on average (for the retry_after_ms of a full queue).
+        self._handler_s = _FIRST_HANDLER_S
 
     def __repr__(self) -> str:
         return f"<Connection {self.connection_id} identity={self.identity!r} room={self.room!r}>"
@@ -279,6 +298,8 @@ class SignallingServer:
         self.ws_path = ws_path
         self.metrics = SignallingMetrics(registry)
         self.connections: set[Connection] = set()
+        # Handshakes admitted under max_connections that have not reached _serve yet.
+        self._admitting: set[ServerConnection] = set()
         self._routes: dict[str, Handler] = {}
         self._on_connect: list[Hook] = []
         self._on_disconnect: list[Hook] = []
@@ -358,6 +379,7 @@ class SignallingServer:
         core = SessionCore(self.verifier, self.node_info, self.limits, self.clock, subprotocol=ws.subprotocol)
         core.draining = self._draining
         conn = Connection(self, ws, core)
+        self._admitting.discard(ws)
         core.room_of = lambda: self.membership.room_of(conn)
         self.connections.add(conn)
         self.metrics.connections.inc()
@@ -393,7 +415,11 @@ class SignallingServer:
 
     def _submit(self, conn: Connection, request: Request) -> None:
         if conn._requests.qsize() >= self.limits.max_pending_requests:
-            busy = RateLimited("too many requests in flight", request_id=request.id)
+            busy = RateLimited(
+                "too many requests in flight",
+                request_id=request.id,
+                retry_after_ms=max(1, math.ceil(conn._handler_s * 1000)),
+            )
             self._apply(conn, conn._core.reject(busy, self.clock()))
             return
         conn._requests.put_nowait(request)
@@ -423,7 +449,10 @@ class SignallingServer:
                 conn._connected = True
                 await self._run_hooks(self._on_connect, conn, "on_connect")
             else:
+                started = time.monotonic()
                 await self._handle(conn, item)
+                took = time.monotonic() - started
+                conn._handler_s += _HANDLER_WEIGHT * (took - conn._handler_s)
 
     async def _handle(self, conn: Connection, request: Request) -> None:
         self.metrics.requests.labels(request.type).inc()
@@ -489,8 +518,20 @@ class SignallingServer:
     async def _process_request(self, ws: ServerConnection, request: HttpRequest) -> HttpResponse | None:
         path = urlsplit(request.path).path
         if path == self.ws_path:
-            return None
+            return self._admit(ws)
         return _http_response(*await self.http.respond(path))
+
+    def _admit(self, ws: ServerConnection) -> HttpResponse | None:
+        """``None`` (go on with the handshake) under ``max_connections``, else 503."""
+        self._admitting = {w for w in self._admitting if w.state is WsState.CONNECTING}
+        cap = self.limits.max_connections
+        if cap and len(self.connections) + len(self._admitting) >= cap:
+            self.metrics.refused.labels("connections").inc()
+            response = _http_response(503, "text/plain; charset=utf-8", b"too many connections; retry later\n")
+            response.headers["Retry-After"] = "1"
+            return response
+        self._admitting.add(ws)
+        return None
 
 
 def _select_subprotocol(ws: ServerConnection, offered: Any) -> str | None:

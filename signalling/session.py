@@ -137,7 +137,7 @@ class Limits:
       before cancelling it and calling the disconnect hooks.
     - ``max_connections``: node-wide, websocket connections open at once (those still
       in their opening handshake included); one more is refused at the handshake with
-      HTTP 503 (the adapter's job).
+      HTTP 503 (the adapter's job); ``0``: no limit.
     """
 
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES

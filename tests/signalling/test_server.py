@@ -117,12 +117,51 @@ async def test_frames_over_the_hard_cap_close_with_1009(make_server, app, mint):
 async def test_rate_limited_keeps_the_connection(make_server, app, connect):
     now = [time.time()]
     _, url = await make_server(Limits(rate=1, burst=5), app, clock=lambda: now[0])
-    client = await connect(url)
+    client = await connect(url, rate_limit_retries=0)
     results = await asyncio.gather(*(client.ping() for _ in range(8)), return_exceptions=True)
     limited = [r for r in results if isinstance(r, ServerError)]
     assert len(limited) == 4 and all(r.code == "rate_limited" for r in limited)  # hello took one
+    assert {r.retry_after_ms for r in limited} == {1000}
     now[0] += 1.5
     assert (await client.ping())["type"] == "pong"
+
+
+async def test_pipelined_requests_over_the_rate_are_advised_not_closed(make_server, app, mint):
+    # Before: each rate_limited counted as abuse, and 20 of them closed with 4008.
+    now = [time.time()]
+    _, url = await make_server(Limits(rate=10, burst=5), app, clock=lambda: now[0])
+    ws = await raw_hello(url, mint)
+    for i in range(60):  # all sent before the first answer is read
+        await ws.send(json.dumps({"type": "ping", "id": i}))
+    answers = [await recv_msg(ws) for _ in range(60)]
+    limited = [a for a in answers if a["type"] == "error"]
+    assert [a["type"] for a in answers[:4]] == ["pong"] * 4  # hello took one token
+    assert len(limited) == 56 and {a["code"] for a in limited} == {"rate_limited"}
+    assert {a["retry_after_ms"] for a in limited} == {100}
+    now[0] += 0.1  # waited as told
+    await ws.send(json.dumps({"type": "ping", "id": 99}))
+    assert (await recv_msg(ws))["type"] == "pong"
+    assert ws.protocol.close_rcvd is None
+
+
+async def test_requests_over_max_pending_are_rate_limited_with_retry_after(make_server, app, mint):
+    _, url = await make_server(Limits(max_pending_requests=2, abuse_threshold=3), app)
+    ws = await raw_hello(url, mint, grants=["publish"])
+    await ws.send(json.dumps({"type": "join", "id": 1, "room": "dock-1"}))
+    assert (await recv_msg(ws))["type"] == "joined"
+    publish = {"type": "publish", "sdp": "v=0", "tracks": []}
+    await ws.send(json.dumps({**publish, "id": 2}))  # its handler waits for the test
+    await ws.send(json.dumps({"type": "ping", "id": 0}))  # answered once the handler runs
+    assert (await recv_msg(ws))["type"] == "pong"
+    for i in range(3, 12):  # two may wait behind the running one
+        await ws.send(json.dumps({**publish, "id": i}))
+    busy = [await recv_msg(ws) for _ in range(7)]
+    assert {(m["code"], m["message"]) for m in busy} == {("rate_limited", "too many requests in flight")}
+    assert all(isinstance(m["retry_after_ms"], int) and m["retry_after_ms"] >= 1 for m in busy)
+    assert [m["id"] for m in busy] == list(range(5, 12))
+    app.release_publish.set()
+    assert [(await recv_msg(ws))["id"] for _ in range(3)] == [2, 3, 4]
+    assert ws.protocol.close_rcvd is None  # 7 rejections, one advice ignored: not abuse
 
 
 async def test_unavailable_while_draining(served, connect):
@@ -232,6 +271,28 @@ async def test_first_message_not_hello_closes_with_4001(served):
     error = await recv_msg(ws)
     assert (error["code"], error["id"]) == ("unauthorized", 1)
     assert await closed_with(ws) == CLOSE_UNAUTHORIZED
+
+
+async def test_connections_over_max_connections_are_refused_with_503(make_server, app, connect):
+    registry = CollectorRegistry()
+    server, url = await make_server(Limits(max_connections=2), app, registry=registry)
+    first = await connect(url, identity="a")
+    ws = await ws_connect(url)  # not authenticated yet: it holds a place all the same
+    with pytest.raises(InvalidStatus) as info:
+        await ws_connect(url)
+    assert info.value.response.status_code == 503
+    assert info.value.response.headers["Retry-After"] == "1"
+    assert registry.get_sample_value("dockcast_signalling_refused_total", {"reason": "connections"}) == 1
+    assert (await first.ping())["type"] == "pong"  # the others are served
+    await ws.close()
+    await ws.wait_closed()
+    for _ in range(200):  # until the server let go of it
+        if len(server.connections) < 2:
+            break
+        await asyncio.sleep(0.01)
+    second = await connect(url, identity="b")
+    assert (await second.ping())["type"] == "pong"
+    assert registry.get_sample_value("dockcast_signalling_refused_total", {"reason": "connections"}) == 1
 
 
 async def test_sustained_abuse_closes_with_4008(make_server, app, connect):
