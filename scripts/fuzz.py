@@ -82,33 +82,64 @@ def check(condition: bool, message: str) -> None:
 
 # ---- the modules under test, loaded on first use -------------------------------------
 
-_loaded: SimpleNamespace | None = None
+def _compiled(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _load_media() -> dict[str, Any]:
+    from sfu import _rtcp_py, _rtp_py, _vp8_py, errors, h264, rtcp, rtp, vp8
+
+    return dict(errors=errors, h264=h264, rtp=rtp, rtcp=rtcp, vp8=vp8,
+                rtp_pure=_rtp_py, rtcp_pure=_rtcp_py, vp8_pure=_vp8_py,
+                rtp_compiled=_compiled("sfu._rtp"), rtcp_compiled=_compiled("sfu._rtcp"),
+                vp8_compiled=_compiled("sfu._vp8"))
+
+
+def _load_participant() -> dict[str, Any]:
+    from sfu.participant import Participant
+
+    return dict(Participant=Participant)
+
+
+def _load_signalling() -> dict[str, Any]:
+    from signalling import codec, schema, session, tokens
+    from signalling import errors as sig_errors
+
+    return dict(codec=codec, sig_errors=sig_errors, schema=schema, session=session, tokens=tokens)
+
+
+#: The modules each group imports, by the attribute names ``modules()`` gives them.
+GROUPS: dict[str, Callable[[], dict[str, Any]]] = {
+    "media": _load_media, "participant": _load_participant, "signalling": _load_signalling}
+
+
+class _Modules(SimpleNamespace):
+    def __getattr__(self, name: str) -> Any:
+        for group in GROUPS:
+            load(group)
+            if name in self.__dict__:
+                return self.__dict__[name]
+        raise AttributeError(name)
+
+
+_loaded = _Modules()
+_groups_loaded: set[str] = set()
+
+
+def load(group: str) -> None:
+    """Import one group of modules (the fuzzer does it inside ``instrument_imports``)."""
+    if group not in _groups_loaded:
+        _groups_loaded.add(group)
+        _loaded.__dict__.update(GROUPS[group]())
 
 
 def modules() -> SimpleNamespace:
-    """Every module the targets call. Imported lazily, so that the fuzzer can import
-    them inside ``atheris.instrument_imports``; ``*_compiled`` is None when not built."""
-    global _loaded
-    if _loaded is None:
-        def compiled(name: str):
-            try:
-                return importlib.import_module(name)
-            except ImportError:
-                return None
-
-        from sfu import errors, h264, rtcp, rtp, vp8
-        from sfu import _rtcp_py, _rtp_py, _vp8_py
-        from sfu.participant import Participant
-        from signalling import codec, errors as sig_errors, schema, session, tokens
-
-        _loaded = SimpleNamespace(
-            errors=errors, h264=h264, rtp=rtp, rtcp=rtcp, vp8=vp8,
-            rtp_pure=_rtp_py, rtcp_pure=_rtcp_py, vp8_pure=_vp8_py,
-            rtp_compiled=compiled("sfu._rtp"), rtcp_compiled=compiled("sfu._rtcp"),
-            vp8_compiled=compiled("sfu._vp8"),
-            Participant=Participant,
-            codec=codec, sig_errors=sig_errors, schema=schema, session=session, tokens=tokens,
-        )
+    """Every module the targets call, imported on first use, so that the fuzzer can
+    import them inside ``atheris.instrument_imports``; ``*_compiled`` is None when not
+    built."""
     return _loaded
 
 
@@ -464,6 +495,8 @@ class Target:
     twin: bool
     #: libFuzzer's -max_len for this target
     max_len: int
+    #: the module groups (``GROUPS``) it calls
+    groups: tuple[str, ...] = ("media",)
 
 
 TARGETS = {t.name: t for t in (
@@ -471,9 +504,9 @@ TARGETS = {t.name: t for t in (
     Target("rtcp", fuzz_rtcp, True, 1500),
     Target("vp8", fuzz_vp8, True, 64),
     Target("h264", fuzz_h264, False, 1500),
-    Target("sdp_offer", fuzz_sdp_offer, False, 4096),
-    Target("codec", fuzz_codec, False, 4096),
-    Target("session", fuzz_session, False, 4096),
+    Target("sdp_offer", fuzz_sdp_offer, False, 4096, ("media", "participant")),
+    Target("codec", fuzz_codec, False, 4096, ("signalling",)),
+    Target("session", fuzz_session, False, 4096, ("signalling",)),
 )}
 
 
@@ -723,7 +756,8 @@ def _child(libfuzzer_args: list[str]) -> None:
 
     (target_name,) = [a.split("=", 1)[1] for a in libfuzzer_args if a.startswith("--fuzz-target=")]
     with atheris.instrument_imports(include=list(INSTRUMENTED)):
-        modules()
+        for group in TARGETS[target_name].groups:
+            load(group)
     run = TARGETS[target_name].run
     skip_known = os.environ.get("DOCKCAST_FUZZ_SKIP_KNOWN") == "1"
     known: dict[str, int] = {}
