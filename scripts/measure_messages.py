@@ -13,12 +13,23 @@ all. All clients run in this process (uvloop), so send and receipt times share a
 Reports messages per second (first send to last receipt at every member), the
 ``send`` -> ``sent`` latency, and the delivery delay (``send`` -> ``message`` at each
 member) p50/p99/max. The node's per-connection rate limit is raised for the run.
+
+``--limited``: the node keeps its per-connection rate limit (default 50 requests/s,
+burst 100; ``--node-rate``/``--node-burst`` set others), and one client sends
+``--count`` messages as fast as it may, ``--window`` requests in flight, following the
+``rate_limited`` errors' ``retry_after_ms`` (``signalling.client``). Reports the
+messages, the duration, the ``rate_limited`` answers seen, the closes and the messages
+lost (not answered ``sent``, a ``seq`` twice, or not received exactly once by another
+member); the exit status is 1 unless closes and lost are 0.
+
+    .venv/bin/python scripts/measure_messages.py --limited              # 10,000: ~200 s
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import pathlib
 import socket
@@ -46,9 +57,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_node(data_dir: str) -> tuple[subprocess.Popen, str]:
+def start_node(data_dir: str, rate: str = "1000000", burst: str = "1000000") -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    env = dict(os.environ, DOCKCAST_REQUEST_RATE="1000000", DOCKCAST_REQUEST_BURST="1000000")
+    env = dict(os.environ, DOCKCAST_REQUEST_RATE=rate, DOCKCAST_REQUEST_BURST=burst)
     proc = subprocess.Popen(
         [sys.executable, "-m", "dockcast.cli", "serve", "--port", str(port), "--data-dir", data_dir,
          "--api-key", KEY, "--api-secret", SECRET, "--log-level", "warning"],
@@ -136,6 +147,67 @@ async def measure(url: str, args: argparse.Namespace) -> None:
           f"max {max(ms):.2f} ms  (mean {statistics.fmean(ms):.2f})")
 
 
+async def measure_limited(url: str, args: argparse.Namespace) -> bool:
+    """One sender under the node's rate limit, following retry_after_ms; True if no
+    message was lost and no connection closed."""
+    sender_token = mint_token(KEY, SECRET, "sender", room="measure", grants=["message"])
+    member_token = mint_token(KEY, SECRET, "member", room="measure", grants=["message"])
+    member = await DockcastClient.connect(url, member_token, subprotocol=args.subprotocol)
+    sender = await DockcastClient.connect(url, sender_token, subprotocol=args.subprotocol)
+    received: dict[str, int] = {}
+    done = asyncio.Event()
+
+    def on_message(event: dict) -> None:
+        received[event["msg_id"]] = received.get(event["msg_id"], 0) + 1
+        if len(received) >= args.count:
+            done.set()
+
+    member.on("message", on_message)
+    for client in (member, sender):
+        for kind in ("participant_joined", "participant_left"):
+            client.on(kind, lambda event: None)
+    sender.on("message", lambda event: None)
+    await member.join("measure")
+    await sender.join("measure")
+    seqs: dict[str, int] = {}
+    failures: list[str] = []
+    queue = iter(range(args.count))
+
+    async def worker() -> None:
+        for n in queue:
+            msg_id = f"m-{n}"
+            try:
+                reply = await sender.send("load", {"n": n, "body": "x" * args.size}, msg_id)
+            except Exception as exc:  # reported as lost
+                failures.append(f"{msg_id}: {exc}")
+                if sender.closed:
+                    return
+                continue
+            seqs[msg_id] = reply["seq"]
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(args.window)))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), timeout=60)
+    elapsed = time.monotonic() - started
+    closes = sum(client.closed for client in (member, sender))
+    expected = {f"m-{n}" for n in range(args.count)}
+    lost = (len(expected - set(seqs)) + (len(seqs) - len(set(seqs.values())))
+            + sum(1 for m in expected if received.get(m) != 1))
+    for client in (member, sender):
+        await client.close()
+    print(f"{args.count} messages from one client under the node's rate limit "
+          f"({args.node_rate}/s, burst {args.node_burst}), window {args.window}, {args.subprotocol}")
+    print(f"  duration: {elapsed:.1f} s ({args.count / elapsed:.1f} messages/s)")
+    print(f"  rate_limited answers seen: {sender.rate_limited_seen}")
+    print(f"  closes: {closes}")
+    print(f"  lost: {lost} (sent answered: {len(seqs)}, distinct seqs: {len(set(seqs.values()))}, "
+          f"received once by the other member: {sum(1 for m in expected if received.get(m) == 1)})")
+    for failure in failures[:5]:
+        print(f"  failed: {failure}")
+    return closes == 0 and lost == 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--members", type=int, default=3)
@@ -145,14 +217,26 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=32, help="requests in flight per sender at saturation")
     parser.add_argument("--size", type=int, default=100, help="payload body characters")
     parser.add_argument("--subprotocol", default="msgpack", choices=("msgpack", "json"))
+    parser.add_argument("--limited", action="store_true",
+                        help="keep the node's rate limit; one sender follows retry_after_ms")
+    parser.add_argument("--node-rate", default="50", help="with --limited: the node's request_rate")
+    parser.add_argument("--node-burst", default="100", help="with --limited: the node's request_burst")
     args = parser.parse_args()
+    ok = True
     with tempfile.TemporaryDirectory(prefix="dockcast-measure-") as data_dir:
-        proc, url = start_node(data_dir)
+        if args.limited:
+            proc, url = start_node(data_dir, args.node_rate, args.node_burst)
+        else:
+            proc, url = start_node(data_dir)
         try:
-            uvloop.run(measure(url, args))
+            if args.limited:
+                ok = uvloop.run(measure_limited(url, args))
+            else:
+                uvloop.run(measure(url, args))
         finally:
             proc.terminate()
             proc.wait(timeout=20)
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
