@@ -94,7 +94,9 @@ class MediaRequests:
 
         async def subscribe() -> None:
             try:
-                await room.subscribe(participant, track_ids)
+                for consumer in await room.subscribe(participant, track_ids):
+                    # before it forwards anything: activation waits for the answer
+                    consumer.on_close.append(self.rooms.retired.retire_consumer)
             finally:
                 left = self._subscribing.get(participant, set())
                 left.difference_update(new)

@@ -1,8 +1,9 @@
 """The node's Prometheus metrics, read from the live objects at scrape time.
 
 Nothing here costs anything per packet: `MediaCollector.collect` walks the open rooms
-when ``/metrics`` is scraped. Counters of participants that left are kept in `Retired`
-so that totals never go down.
+when ``/metrics`` is scraped. Each producer and consumer hands its counts to `Retired`
+when it closes (unpublished, unsubscribed, its participant gone, its room closed), so
+that a ``_total`` never goes down; per-room values are gauges.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from sfu.participant import Participant
+from sfu.consumer import Consumer
+from sfu.producer import Producer
 from sfu.room import Room
 from signalling.membership import Membership
 from signalling.messages.delivery import Messaging
@@ -37,7 +39,7 @@ def open_fds() -> int:
 
 @dataclass(slots=True)
 class Retired:
-    """The packet counters of participants that have left."""
+    """The packet counters of producers and consumers that have closed."""
 
     packets_in: int = 0
     packets_out: int = 0
@@ -45,14 +47,16 @@ class Retired:
     retransmitted: int = 0
     nacks_refused: int = 0
 
-    def retire(self, participant: Participant) -> None:
-        for producer in participant.producers.values():
-            self.packets_in += producer.packets
-        for consumer in participant.consumers.values():
-            self.packets_out += consumer.state.packets
-            self.bytes_out += consumer.state.octets
-            self.retransmitted += consumer.retransmitted
-            self.nacks_refused += consumer.nacks_refused
+    def retire_producer(self, producer: Producer) -> None:
+        """A producer closed: keep what it received (its ``on_close``)."""
+        self.packets_in += producer.packets
+
+    def retire_consumer(self, consumer: Consumer) -> None:
+        """A consumer closed: keep what it forwarded (its ``on_close``)."""
+        self.packets_out += consumer.state.packets
+        self.bytes_out += consumer.state.octets
+        self.retransmitted += consumer.retransmitted
+        self.nacks_refused += consumer.nacks_refused
 
 
 class CapRefusals:

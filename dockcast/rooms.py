@@ -179,8 +179,8 @@ class Rooms:
         return room
 
     def _media_event(self, record: RoomRecord, event: media.RoomEvent) -> None:
-        if isinstance(event, media.ParticipantLeft):
-            self.retired.retire(event.participant)
+        if isinstance(event, media.TrackPublished):
+            event.producer.on_close.append(self.retired.retire_producer)
         typed = MEDIA_EVENTS[type(event)](event)
         if typed is not None:
             # The record of this room, even while it closes (it left the membership).
