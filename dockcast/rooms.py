@@ -62,7 +62,7 @@ MEDIA_EVENTS: Mapping[type, Callable[[Any], events.Event | None]] = {
     media.ParticipantJoined: lambda e: events.ParticipantJoined(
         room=e.room, participant=e.participant.describe()),
     media.ParticipantLeft: lambda e: events.ParticipantLeft(
-        room=e.room, participant_id=e.participant.id),
+        room=e.room, participant_id=e.participant.id, identity=e.participant.identity),
     media.TrackPublished: lambda e: events.TrackPublished(room=e.room, track=e.producer.describe()),
     media.TrackUnpublished: lambda e: events.TrackUnpublished(
         room=e.room, track_id=e.producer.id, participant_id=e.producer.participant_id),

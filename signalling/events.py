@@ -148,13 +148,18 @@ class ParticipantLeft(Event):
     type: ClassVar[str] = "participant_left"
     room: str
     participant_id: str
+    identity: str | None = None
+    """Who it was (an addition to the contract's ``participant_left``)."""
 
     @property
     def origin(self) -> str | None:
         return self.participant_id
 
     def fields(self) -> dict[str, Any]:
-        return {"participant_id": self.participant_id}
+        out: dict[str, Any] = {"participant_id": self.participant_id}
+        if self.identity is not None:
+            out["identity"] = self.identity
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

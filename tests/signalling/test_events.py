@@ -31,6 +31,8 @@ def test_wire_forms_are_the_protocol_events():
     assert joined.origin == "PA_1"
     assert ParticipantLeft(room="dock", participant_id="PA_1").to_wire() == {
         "type": "participant_left", "participant_id": "PA_1"}
+    assert ParticipantLeft(room="dock", participant_id="PA_1", identity="cam").to_wire() == {
+        "type": "participant_left", "participant_id": "PA_1", "identity": "cam"}
     track = TrackPublished(room="dock", track={"track_id": "TR_1", "participant_id": "PA_1"})
     assert track.to_wire()["track"]["track_id"] == "TR_1" and track.origin == "PA_1"
     assert TrackUnpublished(room="dock", track_id="TR_1", participant_id="PA_1").to_wire() == {
