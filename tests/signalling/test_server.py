@@ -145,7 +145,7 @@ async def test_pipelined_requests_over_the_rate_are_advised_not_closed(make_serv
 
 
 async def test_requests_over_max_pending_are_rate_limited_with_retry_after(make_server, app, mint):
-    _, url = await make_server(Limits(max_pending_requests=2, abuse_threshold=3), app)
+    _, url = await make_server(Limits(max_pending_requests=2, abuse_threshold=5), app)
     ws = await raw_hello(url, mint, grants=["publish"])
     await ws.send(json.dumps({"type": "join", "id": 1, "room": "dock-1"}))
     assert (await recv_msg(ws))["type"] == "joined"
