@@ -867,7 +867,7 @@ def minimize(target_name: str, pure: bool = True) -> list[Path]:
         merged = Path(tmp) / "merged"
         merged.mkdir()
         campaign(target_name, None, None, pure, quiet=True,
-                 extra=["-merge=1", str(merged)], corpus=corpus)
+                 extra=["-merge=1", str(merged)], corpus=corpus, skip_known=True)
         keep = {p.read_bytes() for p in merged.iterdir() if p.is_file()}
     seeds = {p.read_bytes() for p in corpus_files(target_name) if p.name.startswith("seed-")}
     for path in corpus_files(target_name):
