@@ -3,19 +3,27 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
 PYX := $(wildcard sfu/*.pyx sfu/*.pxd)
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast build build-deps venv system-deps bench fuzz clean
+.PHONY: serve test test-fast build build-deps venv dev-venv system-deps bench fuzz clean
 
-$(STAMP): requirements.txt requirements-dev.txt setup.py
+# What the server needs: its runtime packages and the Cython build.
+$(STAMP): requirements.txt requirements-build.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements.txt -r requirements-build.txt
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 
+# What the tests, benchmarks and fuzzing add (pytest, hypothesis, playwright, plots...).
+$(DEVSTAMP): $(STAMP) requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
 venv: $(STAMP)
+dev-venv: $(DEVSTAMP)
 
 # The C compiler and Python headers the Cython build needs (installed when missing).
 build-deps:
@@ -35,23 +43,23 @@ system-deps:
 	PYTHON=$(PYTHON) bash scripts/system-deps.sh
 
 # The whole suite in compiled mode, then every module with a Cython twin in pure mode.
-test: build system-deps
+test: build $(DEVSTAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 	DOCKCAST_PUREPYTHON=1 $(PY) -m pytest -m twin $(PYTEST_ARGS)
 
-test-fast: build
+test-fast: build $(DEVSTAMP)
 	$(PY) -m pytest -x -q -m "not browser" $(PYTEST_ARGS)
 
 # Coverage-guided fuzzing, one target at a time (docs/fuzzing.md):
 # `make fuzz FUZZ_TARGETS=rtcp FUZZ_SECONDS=600`.
 FUZZ_TARGETS ?= rtp rtcp vp8 h264 sdp_offer codec session
 FUZZ_SECONDS ?= 300
-fuzz: build
+fuzz: build $(DEVSTAMP)
 	for target in $(FUZZ_TARGETS); do \
 		$(PY) scripts/fuzz.py $$target --seconds $(FUZZ_SECONDS) --pure --quiet || exit 1; \
 	done
 
-bench: build
+bench: build $(DEVSTAMP)
 	$(VENV)/bin/dockcast bench $(ARGS)
 
 clean:

@@ -150,8 +150,12 @@ def _run_serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:  # the harness has its own parser: `dockcast bench --help`
-        from bench.cli import main as bench_main
-
+        try:
+            from bench.cli import main as bench_main
+        except ImportError as exc:  # `make serve` installs the server only
+            print(f"dockcast bench needs the benchmark tools ({exc.name} is missing): run "
+                  "`make bench`, or `make dev-venv` first", file=sys.stderr)
+            return 2
         return bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="dockcast", description="Dockcast media server")
     sub = parser.add_subparsers(dest="command", required=True)
