@@ -892,6 +892,7 @@ def main(argv: list[str] | None = None) -> int:
         _child(argv[1:])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="More libFuzzer options may follow a --.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", nargs="?", choices=sorted(TARGETS))
     parser.add_argument("--runs", type=int, help="stop after this many inputs (libFuzzer -runs)")
@@ -908,8 +909,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the targets")
     parser.add_argument("--write-seeds", action="store_true",
                         help="write the hand-written seeds into tests/data/fuzz/TARGET/")
-    parser.add_argument("libfuzzer", nargs="*", help="more libFuzzer options, after --")
-    options = parser.parse_args(argv)
+    # more libFuzzer options come after "--" (e.g. -- -dict=FILE -seed=1)
+    libfuzzer = argv[argv.index("--") + 1:] if "--" in argv else []
+    options = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    options.libfuzzer = libfuzzer
     if options.list:
         for target in TARGETS.values():
             print(f"{target.name:10} {'twin' if target.twin else '    '}  {target.run.__doc__.split(chr(10))[0]}")
