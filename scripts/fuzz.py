@@ -34,8 +34,8 @@ import json
 import os
 import random
 import re
-import struct
 import shlex
+import struct
 import subprocess
 import sys
 import tempfile
