@@ -131,6 +131,7 @@ class Codec:
                 max_array_len=limit,
                 max_map_len=limit,
                 max_ext_len=0,
+                ext_hook=_refuse_ext,  # max_ext_len=0 still lets an ext with no body through
             )
         except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
             # ValueError covers ExtraData, FormatError, StackError and bad UTF-8.
@@ -222,3 +223,8 @@ def _short(exc: BaseException) -> str:
 def wire_ts(seconds: float) -> int:
     """A time for the wire: every ``ts`` field is Unix time in whole milliseconds."""
     return int(math.floor(seconds * 1000))
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack ext type {code} is not accepted")
+

@@ -42,9 +42,7 @@ def target_param(name: str):
 TARGET_PARAMS = [target_param(name) for name in fuzz.TARGETS]
 #: Crashes whose fix belongs to a module being changed by someone else: reported, xfail
 #: until fixed (strict, so the fix shows up as XPASS and this entry must go).
-OPEN_CRASHES = {
-    "codec-crash-e9d62c03f7fc5c56c0eef542c5306473f8d214f7": "msgpack-empty-ext",
-}
+OPEN_CRASHES: dict[str, str] = {}
 
 
 def crash_param(path: Path):
