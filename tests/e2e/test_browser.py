@@ -68,8 +68,9 @@ async def test_chromium_publishes_to_chromium_and_aiortc(node, browser):
             await asyncio.sleep(0.1)
         assert stats["framesDecoded"] > 30
         assert stats["keyFramesDecoded"] >= 1 and stats["audioPackets"] > 50
-        for _ in range(200):
-            if aio.video() and aio.video()[0].frames > 15:
+        for _ in range(200):  # wait for both kinds: audio may start a little later
+            if (aio.video() and aio.video()[0].frames > 15
+                    and aio.audio() and aio.audio()[0].frames > 50):
                 break
             await asyncio.sleep(0.1)
         video = aio.video()[0]
