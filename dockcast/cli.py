@@ -43,13 +43,14 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _token_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("token", help="print a signed access token")
-    p.add_argument("--api-key", required=True)
-    p.add_argument("--api-secret", required=True)
-    p.add_argument("--identity", required=True)
-    p.add_argument("--room")
-    p.add_argument("--name")
-    p.add_argument("--shipment")
+    p = sub.add_parser("token", help="print a signed access token",
+                       description="Print an HS256 access token (PROTOCOL.md, Access tokens).")
+    p.add_argument("--api-key", required=True, help="the API key: the token's iss")
+    p.add_argument("--api-secret", required=True, help="that key's secret, as the node knows it")
+    p.add_argument("--identity", required=True, help="who holds the token: its sub")
+    p.add_argument("--room", help="the room the token admits (none: every room, for admin tokens)")
+    p.add_argument("--name", help="a display name for the participant")
+    p.add_argument("--shipment", help="the shipment the holder acts for (scopes shipment requests)")
     p.add_argument("--grants", default="", help="comma-separated: publish,subscribe,message,record,admin")
     p.add_argument("--ttl", type=float, default=3600.0, help="seconds (default 3600)")
 

@@ -136,3 +136,18 @@ def test_dev_credentials_are_printed_once_on_a_terminal_never_in_logs(tmp_path):
     piped = _serve_on_a_terminal(tmp_path / "e", tty=False)
     other = json.loads((tmp_path / "e" / "dev-credentials.json").read_text())["api_secret"]
     assert other not in piped and "dev-credentials.json" in piped
+
+
+def test_every_option_has_a_help_text():
+    import argparse
+
+    from dockcast import cli
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    cli._serve_parser(sub)
+    cli._token_parser(sub)
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"dockcast {name} {action.option_strings[0]} has no help"
