@@ -25,3 +25,5 @@ async def test_health_metrics_and_web_pages():
     assert body == (WEB_DIR / "dockcast.js").read_bytes()
     assert (await http.respond("/web/../dockcast/node.py"))[0] in (403, 404)
     assert (await http.respond("/nothing"))[0] == 404
+    status, content_type, body = await http.respond("/favicon.ico")
+    assert (status, content_type) == (200, "image/x-icon") and body[:4] == b"\x00\x00\x01\x00"
