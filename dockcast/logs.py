@@ -100,5 +100,7 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     # aiortc/aioice are chatty at debug level and log per packet
     for noisy in ("aioice", "aiortc", "websockets"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    # websockets dumps every frame at debug level, tokens in hello included: never
-    logging.getLogger("dockcast.signalling.websockets").setLevel(max(logging.INFO, root.level))
+    # websockets dumps every frame at debug level, tokens in hello included: never; and its
+    # own "connection open websocket=<object at 0x...>" says nothing a person can use:
+    # signalling.server logs each connection with its address, path and subprotocol
+    logging.getLogger("dockcast.signalling.websockets").setLevel(max(logging.WARNING, root.level))

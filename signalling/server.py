@@ -256,6 +256,11 @@ class Connection:
     def _send_msg(self, msg: dict[str, Any]) -> None:
         if msg.get("type") == "error":
             self._server.metrics.errors.labels(msg.get("code", "internal")).inc()
+            # one line per refusal, for whoever reads the log at 3 a.m. (never the token)
+            logger.info("refused: %s", msg.get("message", ""), extra={
+                "connection": self.connection_id, "code": msg.get("code"),
+                "request_id": msg.get("id"), "identity": self.identity, "room": self.room,
+                "remote": _address(self._ws.remote_address)})
         if not self._closing:
             self._enqueue(self._core.codec.encode(msg))
 
@@ -387,6 +392,12 @@ class SignallingServer:
         conn._writer = asyncio.create_task(conn._write_loop())
         conn._worker = asyncio.create_task(self._work_loop(conn))
         self._arm_timer(conn)
+        request = getattr(ws, "request", None)
+        logger.info("connection open", extra={
+            "connection": conn.connection_id, "remote": _address(ws.remote_address),
+            # the path without its query string, which a browser client may put a token in
+            "path": urlsplit(request.path).path if request is not None else None,
+            "subprotocol": ws.subprotocol or "json"})
         try:
             async for frame in ws:
                 try:
@@ -399,6 +410,9 @@ class SignallingServer:
         finally:
             core.connection_lost()
             await self._disconnect(conn)
+            logger.info("connection closed", extra={
+                "connection": conn.connection_id, "identity": conn.identity,
+                "code": ws.close_code, "remote": _address(ws.remote_address)})
 
     def _apply(self, conn: Connection, actions: list[Any]) -> None:
         for action in actions:
@@ -555,3 +569,12 @@ def _http_response(status: int, content_type: str, body: bytes) -> HttpResponse:
         ]
     )
     return HttpResponse(status.value, status.phrase, headers, body)
+
+
+def _address(address: Any) -> str | None:
+    """``host:port`` of a peer address tuple (IPv6 in brackets)."""
+    if not address:
+        return None
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+

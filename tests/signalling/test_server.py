@@ -194,6 +194,31 @@ async def test_internal_is_logged_with_the_request_id_never_the_token(served, co
     assert token not in caplog.text and API_SECRET not in caplog.text
 
 
+async def test_each_connection_and_each_refusal_is_one_log_line_without_the_token(
+        served, connect, mint, caplog):
+    token = mint(room="dock-1", grants=["message"])
+    with caplog.at_level(logging.INFO, logger="dockcast.signalling"):
+        client = await connect(served[1], token=token)
+        with pytest.raises(ServerError) as refused:
+            await client.join("dock-2")  # the token admits dock-1 only
+        await client.close()
+        for _ in range(500):
+            if any(r.getMessage() == "connection closed" and r.name == "dockcast.signalling"
+                   for r in caplog.records):
+                break
+            await asyncio.sleep(0.01)
+    ours = [r for r in caplog.records if r.name == "dockcast.signalling"]
+    [opened] = [r for r in ours if r.getMessage() == "connection open"]
+    assert opened.remote.startswith("127.0.0.1:") and opened.path == "/ws"
+    assert opened.subprotocol in ("json", "dockcast.v1.json", "dockcast.v1.msgpack")
+    [line] = [r for r in ours if r.getMessage().startswith("refused")]
+    assert (line.code, line.request_id, line.identity) == ("forbidden", refused.value.reply["id"], "alice")
+    assert line.remote == opened.remote and line.connection == opened.connection
+    [closed] = [r for r in ours if r.getMessage() == "connection closed"]
+    assert closed.connection == opened.connection
+    assert token not in caplog.text and API_SECRET not in caplog.text
+
+
 async def test_a_handler_without_reply_is_internal(served, connect):
     client = await connect(served[1], grants=["subscribe"])
     await client.join("dock-1")
