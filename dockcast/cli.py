@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -85,20 +86,60 @@ async def serve(config: NodeConfig, ready: asyncio.Event | None = None) -> None:
     await node.stop()
 
 
+def dockcast_command() -> str:
+    """How to run this same ``dockcast`` from a shell (it may not be on PATH)."""
+    if os.path.basename(sys.argv[0]) == "dockcast":
+        return sys.argv[0]
+    return f"{sys.executable} -m dockcast.cli"
+
+
+DEV_ROOM = "dock-7"
+"""The room the development URLs open (the README's)."""
+
+
+def dev_urls(config: NodeConfig, ttl: float = 12 * 3600.0) -> dict[str, str]:
+    """The test page's URLs for two browser tabs in `DEV_ROOM` of a node on development
+    credentials: one publishing its camera, one watching (tokens valid ``ttl`` s)."""
+    from urllib.parse import urlencode
+
+    from signalling.tokens import mint_token
+
+    secure = config.tls_cert is not None
+    host = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    base = f"{'https' if secure else 'http'}://{host}:{config.port}"
+    ws = f"{'wss' if secure else 'ws'}://{host}:{config.port}/ws"
+    urls = {}
+    for mode, identity, grants in (("publish", "warehouse-cam-1", ("publish", "message")),
+                                   ("subscribe", "seller-1", ("subscribe", "message"))):
+        token = mint_token(config.api_key, config.api_secret, identity, room=DEV_ROOM,
+                           grants=grants, ttl=ttl)
+        urls[mode] = f"{base}/web/test.html?" + urlencode(
+            {"url": ws, "room": DEV_ROOM, "mode": mode, "token": token})
+    return urls
+
+
 def _print_dev_credentials(config: NodeConfig, created: bool) -> None:
     """The development pair, printed once: at the first start, and only on a terminal
-    (stdout may be a log file); afterwards, where it is kept."""
+    (stdout may be a log file); afterwards, where it is kept. On a terminal, every start
+    also prints two browser URLs (publish, watch) with tokens for them."""
     path = config.data_path / "dev-credentials.json"
+    command = dockcast_command()
     if created and sys.stdout.isatty():
         print(f"development credentials (kept in {path}, mode 0600; shown this once):\n"
               f"  api key:    {config.api_key}\n  api secret: {config.api_secret}\n"
-              f"  mint a token: dockcast token --api-key {config.api_key} --api-secret "
-              f"{config.api_secret} --identity alice --room demo --grants publish,subscribe,message",
+              f"  mint a token: {command} token --api-key {config.api_key} "
+              f"--api-secret={config.api_secret} --identity alice --room {DEV_ROOM} "
+              "--grants publish,subscribe,message", flush=True)
+    else:
+        why = "stdout is not a terminal" if created else "shown at the first start only"
+        print(f"development credentials: api key {config.api_key}; its secret is in {path} "
+              f"(mode 0600), not printed ({why})", flush=True)
+    if sys.stdout.isatty():
+        urls = dev_urls(config)
+        print(f"open in two browser tabs (room {DEV_ROOM}, tokens valid 12 h):\n"
+              f"  publish your camera: {urls['publish']}\n  watch it:            {urls['subscribe']}",
               flush=True)
-        return
-    why = "stdout is not a terminal" if created else "shown at the first start only"
-    print(f"development credentials: api key {config.api_key}; its secret is in {path} "
-          f"(mode 0600), not printed ({why})", flush=True)
 
 
 def _run_serve(args: argparse.Namespace) -> int:

@@ -256,7 +256,8 @@ def dev_credentials(config: NodeConfig) -> tuple[NodeConfig, bool]:
         key, secret = creds["api_key"], creds["api_secret"]
         created = False
     except (OSError, ValueError, KeyError):
-        key, secret = "devkey", secrets.token_urlsafe(32)
+        # hex: never starts with "-", which a shell would hand to argparse as a flag
+        key, secret = "devkey", secrets.token_hex(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump({"api_key": key, "api_secret": secret}, f)

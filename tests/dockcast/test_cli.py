@@ -130,12 +130,15 @@ def test_dev_credentials_are_printed_once_on_a_terminal_never_in_logs(tmp_path):
     secret = json.loads((tmp_path / "d" / "dev-credentials.json").read_text())["api_secret"]
     assert secret in first and "dev-credentials.json" in first
     assert first.count(secret) == 2  # the secret and the token command, once
+    assert "open in two browser tabs" in first and "mode=publish" in first
     again = _serve_on_a_terminal(tmp_path / "d", tty=True)
     assert secret not in again and "dev-credentials.json" in again
+    assert "mode=subscribe" in again  # the URLs every time, on a terminal
     # stdout not a terminal (a service, a log file): the secret is never written there
     piped = _serve_on_a_terminal(tmp_path / "e", tty=False)
     other = json.loads((tmp_path / "e" / "dev-credentials.json").read_text())["api_secret"]
     assert other not in piped and "dev-credentials.json" in piped
+    assert "token=" not in piped
 
 
 def test_every_option_has_a_help_text():
@@ -151,3 +154,35 @@ def test_every_option_has_a_help_text():
         for action in command._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help, f"dockcast {name} {action.option_strings[0]} has no help"
+
+
+def test_dev_urls_open_the_readme_room_with_working_tokens():
+    from urllib.parse import parse_qs, urlsplit
+
+    from dockcast import cli
+    from dockcast.config import NodeConfig
+    from signalling.tokens import TokenVerifier
+
+    config = NodeConfig(api_key="devkey", api_secret="s" * 43, host="0.0.0.0", port=9000)
+    urls = cli.dev_urls(config)
+    verifier = TokenVerifier({"devkey": "s" * 43})
+    for mode, grant in (("publish", "publish"), ("subscribe", "subscribe")):
+        parts = urlsplit(urls[mode])
+        assert (parts.scheme, parts.netloc, parts.path) == ("http", "127.0.0.1:9000", "/web/test.html")
+        q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        assert (q["url"], q["room"], q["mode"]) == ("ws://127.0.0.1:9000/ws", "dock-7", mode)
+        claims = verifier.verify(q["token"])
+        assert claims.room == "dock-7" and claims.grants.allows(grant)
+
+
+def test_the_printed_token_command_runs(tmp_path):
+    import shlex
+
+    from dockcast import cli
+
+    command = shlex.split(cli.dockcast_command())
+    run = subprocess.run([*command, "token", "--api-key", "k", "--api-secret", "s" * 40,
+                          "--identity", "alice", "--room", "dock-7"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.count(".") == 2, run.stderr
+
