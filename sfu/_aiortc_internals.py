@@ -43,7 +43,7 @@ __all__ = ["CHECKED_VERSIONS", "check", "sender_ssrc", "negotiated_codecs",
            "header_extension_ids", "quiet_sender_reports", "stop_decoder_after_receive",
            "peer_connection_cname", "ice_connection", "rx_srtp", "tx_srtp", "nominated_pair",
            "hook_dtls", "hook_data_received", "srtp_protect_native", "set_host_addresses",
-           "accept_rsa_dtls_peers", "DTLS_CIPHERS"]
+           "accept_rsa_dtls_peers", "DTLS_CIPHERS", "connection_diagnostics"]
 
 CHECKED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
 
@@ -172,6 +172,30 @@ def peer_connection_cname(pc: RTCPeerConnection) -> str:
 def ice_connection(dtls: RTCDtlsTransport) -> aioice.ice.Connection:
     """The aioice connection under a DTLS transport."""
     return dtls.transport._connection
+
+
+def connection_diagnostics(dtls: RTCDtlsTransport | None) -> dict[str, Any]:
+    """Why a peer connection failed, for the log: the DTLS and ICE states and every
+    candidate pair ICE checked (local -> remote address, and how far it got)."""
+    if dtls is None:
+        return {"dtls": "none yet"}
+    out: dict[str, Any] = {"dtls": getattr(dtls, "state", "?"),
+                           "ice": getattr(dtls.transport, "state", "?")}
+    connection = getattr(dtls.transport, "_connection", None)
+    pairs = getattr(connection, "_check_list", None) or []
+    out["pairs"] = [
+        f"{_addr(p.local_addr)}->{_addr(p.remote_addr)} {getattr(p.state, 'name', p.state)}"
+        for p in pairs[:16]]
+    if not pairs:
+        out["pairs"] = "none (no remote candidate reached the node, or none was usable)"
+    return out
+
+
+def _addr(address: Any) -> str:
+    try:
+        return f"{address[0]}:{address[1]}"
+    except (TypeError, IndexError):
+        return str(address)
 
 
 def rx_srtp(dtls: RTCDtlsTransport) -> pylibsrtp.Session | None:

@@ -145,8 +145,9 @@ class Participant:
         its tracks are unpublished, its consumers paused and cut from its socket."""
         if state not in ("failed", "closed") or self.closed:
             return
+        why = transport.diagnostics() if state == "failed" else {}
         logger.warning("%s peer connection %s", transport.role, state,
-                       extra={"participant": self.id, "identity": self.identity})
+                       extra={"participant": self.id, "identity": self.identity, **why})
         if transport is self.pub:
             for producer in list(self.producers.values()):
                 producer.close()

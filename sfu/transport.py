@@ -213,6 +213,17 @@ class WebRtcTransport:
         parsed.sdpMLineIndex = sdp_mline_index
         await self.pc.addIceCandidate(parsed)
 
+    def diagnostics(self) -> dict[str, Any]:
+        """The DTLS and ICE states and the candidate pairs tried (for a failure's log line)."""
+        dtls = self._dtls
+        if dtls is None:
+            transceivers = self.pc.getTransceivers()
+            dtls = transceivers[0].receiver.transport if transceivers else None
+        try:
+            return internals.connection_diagnostics(dtls)
+        except Exception as exc:  # noqa: BLE001 - a log helper must never break a close
+            return {"diagnostics": f"unavailable ({type(exc).__name__})"}
+
     def _check_open(self) -> None:
         if self.closed:
             raise Closed(f"{self.role} peer connection is closed")

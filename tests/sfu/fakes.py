@@ -35,6 +35,9 @@ class FakeTransport:
         self.cname = "cname-of-the-sub"
         self.closed = False
 
+    def diagnostics(self) -> dict:
+        return {"dtls": "failed", "ice": "failed", "pairs": ["127.0.0.1:1->127.0.0.1:2 FAILED"]}
+
     def send_rtcp(self, packet: bytes) -> bool:
         self.rtcp.append(packet)
         return True

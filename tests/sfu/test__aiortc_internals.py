@@ -88,3 +88,16 @@ def test_host_addresses_are_patched_and_restored():
         assert aioice.ice.get_host_addresses is internals._original_get_host_addresses
     finally:
         internals.set_host_addresses(before)
+
+
+async def test_connection_diagnostics_name_the_states_and_pairs():
+    from sfu.transport import WebRtcTransport
+
+    assert internals.connection_diagnostics(None) == {"dtls": "none yet"}
+    transport = WebRtcTransport("pub")
+    transport.pc.addTransceiver("video", direction="recvonly")
+    found = transport.diagnostics()
+    assert found["dtls"] == "new" and found["ice"] == "new"
+    assert "none" in found["pairs"]  # nothing was checked yet
+    await transport.close()
+

@@ -118,9 +118,12 @@ def test_aiortcs_own_sender_reports_never_leave(participant):
     assert participant._filter_outgoing_rtcp(b"junk") is None
 
 
-def test_failed_peer_connections(clock, participant, published):
+def test_failed_peer_connections(clock, participant, published, caplog):
     consumer = consume(participant, published, clock)
-    participant._transport_state(participant.sub, "failed")
+    with caplog.at_level("WARNING", logger="sfu.participant"):
+        participant._transport_state(participant.sub, "failed")
+    [line] = [r for r in caplog.records if "peer connection failed" in r.getMessage()]
+    assert (line.dtls, line.ice) == ("failed", "failed") and line.pairs  # why, for the log
     consumer.state.paused = False  # even if something resumed it: no socket to write to
     Route(participant, published).publisher.send(VP8_KEY)
     assert participant.sub.rtp == [] and published.packets == 1
