@@ -131,7 +131,11 @@ class WebhookDispatcher:
         keep_done_s: float = 7 * 24 * 3600.0,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        metrics_registry: Any = None,
     ) -> None:
+        """``metrics_registry`` (a ``prometheus_client.CollectorRegistry``) gets
+        ``dockcast_webhook_attempts_total{endpoint,outcome}`` (delivered, retry, failed)
+        and ``dockcast_webhook_delivery_seconds{endpoint}`` (event logged to 2xx)."""
         self.endpoints: dict[str, WebhookEndpoint] = {}
         for endpoint in endpoints:
             if endpoint.name in self.endpoints:
@@ -148,6 +152,16 @@ class WebhookDispatcher:
         self._inflight: dict[int, asyncio.Task] = {}
         self._worker: asyncio.Task | None = None
         self._last_cleanup = 0.0
+        self._attempts = self._latency = None
+        if metrics_registry is not None:
+            from prometheus_client import Counter, Histogram
+
+            self._attempts = Counter("dockcast_webhook_attempts", "Webhook POSTs, by outcome",
+                                     ["endpoint", "outcome"], registry=metrics_registry)
+            self._latency = Histogram(
+                "dockcast_webhook_delivery_seconds", "From an event logged to its 2xx answer",
+                ["endpoint"], registry=metrics_registry,
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200))
 
     async def start(self) -> None:
         if self._worker is None:
@@ -317,16 +331,25 @@ class WebhookDispatcher:
         now = self.clock()
         if error is None:
             await self._record(delivery.id, "delivered", attempts, None, None, delivered_at=now)
+            self._count(endpoint.name, "delivered", now - delivery.created_at)
             return
         if attempts >= self.retry.max_attempts:
             await self._record(delivery.id, "failed", attempts, error, None)
+            self._count(endpoint.name, "failed")
             log.error("webhook %s: giving up on event %s after %d attempts: %s",
                       endpoint.name, delivery.event_id, attempts, error)
             return
         delay = self.retry.delay(attempts, self._rng)
         await self._record(delivery.id, "pending", attempts, error, now + delay)
+        self._count(endpoint.name, "retry")
         log.warning("webhook %s: attempt %d for event %s failed (%s); retry in %.1fs",
                     endpoint.name, attempts, delivery.event_id, error, delay)
+
+    def _count(self, endpoint: str, outcome: str, latency: float | None = None) -> None:
+        if self._attempts is not None:
+            self._attempts.labels(endpoint, outcome).inc()
+        if self._latency is not None and latency is not None:
+            self._latency.labels(endpoint).observe(max(latency, 0.0))
 
     async def _record(self, delivery_id, state, attempts, error, next_at, delivered_at=None):
         def job(conn):

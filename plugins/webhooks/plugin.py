@@ -57,7 +57,8 @@ class WebhooksPlugin(Plugin):
             return
         path = self.db_path or Path(ctx.data_dir) / "webhooks.db"
         self.dispatcher = WebhookDispatcher(
-            path, self.endpoints, self.retry, max_concurrency=self.max_concurrency
+            path, self.endpoints, self.retry, max_concurrency=self.max_concurrency,
+            metrics_registry=getattr(ctx, "metrics_registry", None),
         )
         await self.dispatcher.start()
         ctx.events.subscribe(Event, self.on_event, name=self.name, exclude=(MessageStored,))

@@ -58,8 +58,12 @@ async def test_filters_select_endpoints_and_bytes_become_base64(tmp_path, receiv
 
 
 async def test_retries_until_the_receiver_recovers(tmp_path, receiver):
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
     receiver.statuses = [500, 503, 302]
-    dispatcher = WebhookDispatcher(tmp_path / "webhooks.db", [endpoint(receiver.url)], FAST)
+    dispatcher = WebhookDispatcher(tmp_path / "webhooks.db", [endpoint(receiver.url)], FAST,
+                                   metrics_registry=registry)
     await dispatcher.start()
     [queued] = await dispatcher.enqueue(ALERT, room="dock-1")
     seen = [await receiver.next() for _ in range(4)]
@@ -70,6 +74,14 @@ async def test_retries_until_the_receiver_recovers(tmp_path, receiver):
     [done] = await wait_state(dispatcher, "delivered")
     assert done.attempts == 4
     assert receiver.requests.empty()
+    value = registry.get_sample_value
+    for _ in range(100):  # the counter follows the log update
+        if value("dockcast_webhook_attempts_total", {"endpoint": "wms", "outcome": "delivered"}):
+            break
+        await asyncio.sleep(0.01)
+    assert value("dockcast_webhook_attempts_total", {"endpoint": "wms", "outcome": "retry"}) == 3
+    assert value("dockcast_webhook_attempts_total", {"endpoint": "wms", "outcome": "delivered"}) == 1
+    assert value("dockcast_webhook_delivery_seconds_count", {"endpoint": "wms"}) == 1
     await dispatcher.close()
 
 
