@@ -93,7 +93,9 @@ class Consumer:
         mime = self.producer.codec.mime_type.lower()
         payload_type = next((pt for m, pt in codecs.items() if m.lower() == mime), None)
         if payload_type is None:
-            logger.warning("consumer %s: subscriber refused %s; not forwarding", self.id, mime)
+            if codecs:  # negotiated without it: a real refusal (an empty map: not in this answer yet)
+                logger.warning("consumer %s: the subscriber's answer has no %s (it offered %s); "
+                               "not forwarding", self.id, mime, ", ".join(codecs))
             return False
         ext_map = bytearray(256)
         ast_id = 0

@@ -299,3 +299,16 @@ def test_one_nack_resends_at_most_the_cap(clock, make_producer, make_consumer):
     resent = consumer.transport.headers()[before:]
     assert len(resent) == NACK_MAX_PER_REQUEST
     assert [h[2] for h in resent] == seqs[-NACK_MAX_PER_REQUEST:]  # the newest
+
+
+def test_only_a_real_refusal_warns(clock, make_producer, make_consumer, caplog):
+    producer = make_producer()
+    consumer = make_consumer(producer, start=False)
+    with caplog.at_level("WARNING", logger="sfu.consumer"):
+        assert not consumer.negotiate({}, {})  # its m-line is not in this answer yet
+        assert caplog.records == []
+        assert not consumer.negotiate({"video/H264": 102}, {})
+    [line] = caplog.records
+    assert "has no video/vp8" in line.getMessage() and "video/H264" in line.getMessage()
+    assert consumer.negotiate(SUBSCRIBER_PAYLOAD_TYPES, SUBSCRIBER_EXT_IDS)  # a later answer
+
