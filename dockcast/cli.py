@@ -171,7 +171,12 @@ def _run_serve(args: argparse.Namespace) -> int:
     register_secrets(secrets_of(config))  # no log line will show them, whatever logs it
     if using_dev:
         _print_dev_credentials(config, created)
-    logger.info("configuration", extra=describe(config))
+    from .node import BUILTIN_PLUGINS
+
+    described = describe(config)
+    # the plugins that will load: the built-in ones, then those configured
+    described["plugins"] = [*BUILTIN_PLUGINS, *(p for p in config.plugins if p not in BUILTIN_PLUGINS)]
+    logger.info("configuration", extra=described)
     if config.redis:
         logger.warning("--redis is set but this version runs one node only: the embedded "
                        "stores are used and the Redis URL is ignored")
