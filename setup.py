@@ -10,7 +10,7 @@ import glob
 import os
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 from setuptools.command.build_ext import build_ext
 
 
@@ -70,8 +70,10 @@ setup(
     version="0.1.0",
     description="Self-hosted SFU media server for cross-border logistics",
     python_requires=">=3.11",
-    packages=find_packages(include=["sfu*", "signalling*", "plugins*", "bench*", "dockcast*"]),
-    package_data={"signalling": ["web/*", "web/**/*"], "sfu": ["*.pyx", "*.pxd", "*.pyi"]},
+    # namespace packages too: signalling/web holds the browser files (data, no __init__)
+    packages=find_namespace_packages(include=["sfu*", "signalling*", "plugins*", "bench*", "dockcast*"],
+                                     exclude=["*.__pycache__"]),
+    package_data={"signalling.web": ["*", "**/*"], "sfu": ["*.pyx", "*.pxd", "*.pyi"]},
     include_package_data=True,
     ext_modules=extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
