@@ -1,7 +1,8 @@
 """A participant written only from PROTOCOL.md: plain websockets (JSON) and aiortc.
 
-Nothing here imports the server's code, so the tests that use it show that a client
-built from the wire contract alone works. The media is real: an aiortc encoder
+Nothing here imports the server's code but its documented loopback option
+(``sfu.ice.use_host_addresses``, `docs/python-client.md`), so the tests that use it show
+that a client built from the wire contract alone works. The media is real: an aiortc encoder
 publishes VP8 and Opus, aiortc decoders count the frames each subscriber decodes.
 """
 
@@ -27,9 +28,9 @@ VIDEO_CLOCK = 90000
 
 # aioice never offers 127.0.0.1 as a host candidate; these peers run on loopback only
 # (the node announces 127.0.0.1 and pairs only with loopback candidates).
-import aioice.ice  # noqa: E402
+from sfu.ice import use_host_addresses  # noqa: E402
 
-aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else []
+use_host_addresses(["127.0.0.1"])
 
 
 class ProtocolError(Exception):
