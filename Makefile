@@ -14,7 +14,8 @@ $(STAMP): requirements.txt requirements-build.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -r requirements.txt -r requirements-build.txt
-	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	# setuptools' "Editable installation" notice is information, not a problem: not shown
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 
 # What the tests, benchmarks and fuzzing add (pytest, hypothesis, playwright, plots...).
