@@ -154,10 +154,16 @@ async def test_join_leave_cycles_leak_nothing(node):
     before = node.metrics()
     for i in range(1, 21):
         await cycle(i)
-    await asyncio.sleep(2)  # closed peer connections finish their tasks
+    resources = ("dockcast_asyncio_tasks", "dockcast_threads", "dockcast_open_fds")
+
+    def given_back() -> bool:  # closed peer connections finish their tasks in a moment
+        now = node.metrics()
+        return all(now[r] <= before[r] for r in resources)
+
+    assert await _wait(given_back, timeout=15, step=0.25)
     after = node.metrics()
     assert after["dockcast_participants"] == 1 and after["dockcast_consumers"] == 0
-    for resource in ("dockcast_asyncio_tasks", "dockcast_threads", "dockcast_open_fds"):
+    for resource in resources:
         assert after[resource] <= before[resource], (resource, before[resource], after[resource])
     await pub.close()
 
