@@ -204,28 +204,34 @@ class DockcastClient:
         request_id, frame = self._prepare(msg_type, fields)
         retries = self.rate_limit_retries
         if not self._throttled:
-            await self._wait_advice()
-            try:
-                return await self._attempt(request_id, frame, timeout)
-            except ServerError as exc:
-                if exc.retry_after_ms is None or retries <= 0:
-                    raise
-                retries -= 1
+            reply = await self._advised_attempt(request_id, frame, timeout, retries)
+            if reply is not None:
+                return reply
+            retries -= 1
         self._paced_waiting += 1
         try:
             async with self._paced:  # one at a time while the server advises waiting
                 while True:
-                    await self._wait_advice()
-                    try:
-                        return await self._attempt(request_id, frame, timeout)
-                    except ServerError as exc:
-                        if exc.retry_after_ms is None or retries <= 0:
-                            raise
-                        retries -= 1
+                    reply = await self._advised_attempt(request_id, frame, timeout, retries)
+                    if reply is not None:
+                        return reply
+                    retries -= 1
         finally:
             self._paced_waiting -= 1
             if not self._paced_waiting:
                 self._throttled = False
+
+    async def _advised_attempt(self, request_id: int, frame: bytes | str, timeout: float | None,
+                               retries: int) -> dict[str, Any] | None:
+        """One attempt once any advice ran out: the reply, or ``None`` when it was
+        ``rate_limited`` with advice and ``retries`` allow another one."""
+        await self._wait_advice()
+        try:
+            return await self._attempt(request_id, frame, timeout)
+        except ServerError as exc:
+            if exc.retry_after_ms is None or retries <= 0:
+                raise
+            return None
 
     async def notify(self, msg_type: str, /, **fields: Any) -> int:
         """Send a request whose reply nobody waits for (``trickle``, ``ack``); an error
