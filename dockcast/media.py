@@ -20,8 +20,8 @@ import asyncio
 import logging
 from typing import Any
 
-from sfu.errors import NegotiationError
-from sfu.participant import Participant, mline_count
+from sfu.errors import OfferTooLarge
+from sfu.participant import Participant
 from signalling.errors import BadRequest, Forbidden, NotFound
 from signalling.schema import Request
 from signalling.server import Connection
@@ -63,10 +63,8 @@ class MediaRequests:
                             f"(max_tracks_per_participant): unpublish first")
         try:
             answer, producers = await room.publish(participant, request["sdp"], tracks)
-        except NegotiationError:
-            cap = room.settings.max_mlines_per_offer
-            if cap and mline_count(request["sdp"]) > cap:
-                self.rooms.refusals.refused("mlines_per_offer")
+        except OfferTooLarge:
+            self.rooms.refusals.refused("mlines_per_offer")
             raise
         logger.info("published", extra={"room": room.name, "participant": participant.id,
                                         "tracks": [p.id for p in producers]})

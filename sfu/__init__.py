@@ -31,7 +31,7 @@ __all__ = [
     "Clock", "Scheduler", "Cancellable", "SystemClock", "AsyncioScheduler", "ManualClock",
     "ManualTimer", "ManualTask", "SYSTEM_CLOCK", "ASYNCIO_SCHEDULER",
     # errors
-    "SfuError", "MalformedPacket", "NegotiationError", "NotFound", "Closed",
+    "SfuError", "MalformedPacket", "NegotiationError", "OfferTooLarge", "NotFound", "Closed",
     "AiortcInternalsChanged",
 ]
 
@@ -45,7 +45,7 @@ _ORIGINS = {
     **dict.fromkeys(["Clock", "Scheduler", "Cancellable", "SystemClock", "AsyncioScheduler",
                      "ManualClock", "ManualTimer", "ManualTask", "SYSTEM_CLOCK",
                      "ASYNCIO_SCHEDULER"], "clock"),
-    **dict.fromkeys(["SfuError", "MalformedPacket", "NegotiationError", "NotFound", "Closed",
+    **dict.fromkeys(["SfuError", "MalformedPacket", "NegotiationError", "OfferTooLarge", "NotFound", "Closed",
                      "AiortcInternalsChanged"], "errors"),
 }
 
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .clock import (ASYNCIO_SCHEDULER, SYSTEM_CLOCK, AsyncioScheduler, Cancellable, Clock,
                         ManualClock, ManualTask, ManualTimer, Scheduler, SystemClock)
     from .consumer import Consumer
-    from .errors import (AiortcInternalsChanged, Closed, MalformedPacket, NegotiationError,
+    from .errors import (AiortcInternalsChanged, Closed, MalformedPacket, NegotiationError, OfferTooLarge,
                          NotFound, SfuError)
     from .events import (ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent,
                          TrackPublished, TrackUnpublished)

@@ -23,7 +23,7 @@ from .bandwidth import LossBasedEstimate
 from .clock import ASYNCIO_SCHEDULER, SYSTEM_CLOCK, Cancellable, Clock, Scheduler
 from .consumer import Consumer
 from .demux import RtpDemuxer
-from .errors import Closed, NegotiationError, NotFound
+from .errors import Closed, NegotiationError, NotFound, OfferTooLarge
 from .extensions import EXT_MID
 from .producer import CodecInfo, Producer
 from .rtcp import ReceiverReport, Remb, Sdes, SenderReport, parse_rtcp, serialize_rtcp
@@ -192,8 +192,9 @@ class Participant:
 
     def _check_offer(self, sdp: str, tracks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         cap = self.settings.max_mlines_per_offer
-        if cap and mline_count(sdp) > cap:  # before aiortc parses it
-            raise NegotiationError(f"the offer has {mline_count(sdp)} m-lines; this node takes at "
+        count = mline_count(sdp) if cap else 0
+        if count > cap:  # before aiortc parses it
+            raise OfferTooLarge(f"the offer has {count} m-lines; this node takes at "
                                    f"most {cap} (max_mlines_per_offer)")
         try:
             offer = SessionDescription.parse(sdp)

@@ -10,8 +10,8 @@ import pytest
 
 from dockcast.media import MediaRequests
 from dockcast.metrics import CapRefusals
-from sfu.errors import NegotiationError
-from sfu.participant import MediaSettings
+from sfu.errors import NegotiationError, OfferTooLarge
+from sfu.participant import MediaSettings, mline_count
 from signalling.errors import Forbidden
 
 
@@ -41,6 +41,9 @@ class StandInRoom:
             participant.consumers.setdefault(track_id, object())
 
     async def publish(self, participant, sdp, tracks):
+        cap = self.settings.max_mlines_per_offer
+        if cap and mline_count(sdp) > cap:  # as the media plane refuses it
+            raise OfferTooLarge(f"the offer has {mline_count(sdp)} m-lines")
         if self.publish_error is not None:
             raise self.publish_error
         self.published.append([t["mid"] for t in tracks])
