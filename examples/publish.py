@@ -24,7 +24,7 @@ import av  # noqa: E402 - after the path set-up
 from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack  # noqa: E402
 from aiortc.contrib.media import MediaPlayer  # noqa: E402
 
-from sfu.ice import rtc_configuration, use_host_addresses  # noqa: E402
+from _media_options import add_common, rtc_configuration_for  # noqa: E402 - beside this file
 from signalling.client import DockcastClient  # noqa: E402
 
 
@@ -62,10 +62,8 @@ def media(args: argparse.Namespace) -> tuple[object | None, object | None]:
 
 
 async def publish(args: argparse.Namespace) -> int:
-    if args.loopback:
-        use_host_addresses(["127.0.0.1"])
     video, audio = media(args)
-    pc = RTCPeerConnection(rtc_configuration(args.ice_server or ()))
+    pc = RTCPeerConnection(rtc_configuration_for(args))
     client = await DockcastClient.connect(args.url, args.token)
     try:
         joined = await client.join(args.room, name=args.name)
@@ -95,17 +93,10 @@ async def publish(args: argparse.Namespace) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description="Publish a camera, a file or a test pattern.")
-    p.add_argument("--url", default=os.environ.get("DOCKCAST_URL", "ws://127.0.0.1:8765/ws"),
-                   help="the node's websocket URL (DOCKCAST_URL)")
-    p.add_argument("--token", required=True, help="an access token with the publish grant")
-    p.add_argument("--room", default="dock-7", help="the room (the token must admit it)")
-    p.add_argument("--name", default="warehouse camera", help="display name")
+    add_common(p, "publish", "warehouse camera")
     p.add_argument("--file", help="a media file to publish (looped)")
     p.add_argument("--camera", help="a V4L2 device, e.g. /dev/video0")
     p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
-    p.add_argument("--loopback", action="store_true",
-                   help="the node is on 127.0.0.1: offer the loopback address as a candidate")
-    p.add_argument("--ice-server", action="append", help="a STUN/TURN URL (none by default)")
     args = p.parse_args()
     try:
         return asyncio.run(publish(args))

@@ -24,7 +24,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402 - afte
 from aiortc.contrib.media import MediaRecorder, MediaRelay  # noqa: E402
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
-from sfu.ice import rtc_configuration, use_host_addresses  # noqa: E402
+from _media_options import add_common, rtc_configuration_for  # noqa: E402 - beside this file
 from signalling.client import DockcastClient  # noqa: E402
 
 
@@ -76,9 +76,7 @@ class Watcher:
 
 
 async def watch(args: argparse.Namespace) -> int:
-    if args.loopback:
-        use_host_addresses(["127.0.0.1"])
-    pc = RTCPeerConnection(rtc_configuration(args.ice_server or ()))
+    pc = RTCPeerConnection(rtc_configuration_for(args))
     recorder = MediaRecorder(args.save) if args.save else None
     client = await DockcastClient.connect(args.url, args.token)
     watcher = Watcher(client, pc, args.frames, recorder)
@@ -106,17 +104,10 @@ async def watch(args: argparse.Namespace) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description="Subscribe to a room's tracks and decode them.")
-    p.add_argument("--url", default=os.environ.get("DOCKCAST_URL", "ws://127.0.0.1:8765/ws"),
-                   help="the node's websocket URL (DOCKCAST_URL)")
-    p.add_argument("--token", required=True, help="an access token with the subscribe grant")
-    p.add_argument("--room", default="dock-7", help="the room (the token must admit it)")
-    p.add_argument("--name", default="seller", help="display name")
+    add_common(p, "subscribe", "seller")
     p.add_argument("--frames", type=int, default=0, help="stop after this many video frames")
     p.add_argument("--timeout", type=float, default=0, help="give up after this long (0: never)")
     p.add_argument("--save", help="record what arrives to this file (.webm, .mp4)")
-    p.add_argument("--loopback", action="store_true",
-                   help="the node is on 127.0.0.1: offer the loopback address as a candidate")
-    p.add_argument("--ice-server", action="append", help="a STUN/TURN URL (none by default)")
     args = p.parse_args()
     try:
         return asyncio.run(watch(args))
