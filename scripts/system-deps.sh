@@ -15,6 +15,10 @@ fi
 if [ "${1:-all}" != build ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  # the JS client's unit tests run under Node (node --test)
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  # janus-pp-rec: an independent reader of the recorder's MJR segments
+  command -v janus-pp-rec >/dev/null 2>&1 || need+=(janus-tools)
   command -v gst-launch-1.0 >/dev/null 2>&1 || need+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice)
   # tests/e2e/gst_peer.py drives webrtcbin from Debian's own python3 (the venv cannot
   # import python3-gi): GObject introspection for Gst, GstSdp, GstWebRTC and libnice
