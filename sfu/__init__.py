@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     # rooms and what they own
-    "Room", "Participant", "MediaSettings", "Producer", "CodecInfo", "Consumer",
+    "Room", "Participant", "MediaSettings", "Producer", "ProducerTap", "CodecInfo", "Consumer",
     "WebRtcTransport",
     # events
     "RoomEvent", "ParticipantJoined", "ParticipantLeft", "TrackPublished", "TrackUnpublished",
@@ -38,7 +38,7 @@ __all__ = [
 # public name -> the module that defines it
 _ORIGINS = {
     "Room": "room", "Participant": "participant", "MediaSettings": "participant",
-    "Producer": "producer", "CodecInfo": "producer", "Consumer": "consumer",
+    "Producer": "producer", "ProducerTap": "producer", "CodecInfo": "producer", "Consumer": "consumer",
     "WebRtcTransport": "transport",
     **dict.fromkeys(["RoomEvent", "ParticipantJoined", "ParticipantLeft", "TrackPublished",
                      "TrackUnpublished", "RoomClosed"], "events"),
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from .events import (ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent,
                          TrackPublished, TrackUnpublished)
     from .participant import MediaSettings, Participant
-    from .producer import CodecInfo, Producer
+    from .producer import CodecInfo, Producer, ProducerTap
     from .room import Room
     from .transport import WebRtcTransport
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .clock import ASYNCIO_SCHEDULER, SYSTEM_CLOCK, Cancellable, Clock, Scheduler
-from .errors import MalformedPacket
+from .errors import Closed, MalformedPacket
 from .extensions import EXT_ABS_SEND_TIME
 from .forward import NackCache, fan_out
 from .h264 import h264_is_keyframe
@@ -27,7 +27,7 @@ from .vp8 import vp8_is_keyframe
 if TYPE_CHECKING:
     from .consumer import Consumer
 
-__all__ = ["CodecInfo", "Producer", "SenderReportInfo", "RtcpSink"]
+__all__ = ["CodecInfo", "Producer", "ProducerTap", "SenderReportInfo", "RtcpSink"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,25 @@ class RtcpSink(Protocol):
     """Where a producer writes its RTCP to the publisher (a :class:`WebRtcTransport`)."""
 
     def send_rtcp(self, packet: bytes) -> bool: ...
+
+
+class ProducerTap(Protocol):
+    """A sink beside the consumers that sees every packet of a producer as it arrived
+    (a recorder). ``rtp`` runs on the packet path, once per packet: it must not block,
+    do I/O or await (queue the bytes and return). Added with `Producer.add_tap`."""
+
+    def rtp(self, data: bytes, arrival: float, keyframe: bool) -> None:
+        """One decrypted RTP packet as the publisher sent it (RTX already restored);
+        ``arrival`` is wall-clock seconds, ``keyframe`` whether it starts a keyframe."""
+
+    def sender_report(self, ntp: int, rtp_ts: int, arrival: float) -> None:
+        """The publisher's RTCP sender report of this track (a wall-clock anchor)."""
+
+    def stream_changed(self, ssrc: int) -> None:
+        """The publisher restarted the track under a new SSRC (new seq and timestamps)."""
+
+    def producer_closed(self) -> None:
+        """The producer closed: no more packets."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,7 @@ class Producer:
         self.name = name
         self.consumers: list[Consumer] = []
         self._states: list[Any] = []
+        self._taps: list[ProducerTap] = []
         self.video = kind == "video"
         self._is_keyframe = _keyframe_detector(codec) if self.video else None
         self.cache = NackCache(nack_cache_size) if self.video else None
@@ -158,6 +178,28 @@ class Producer:
             self.consumers.remove(consumer)
             self._states.remove(consumer.state)
 
+    # -- taps ------------------------------------------------------------------------
+
+    def add_tap(self, tap: ProducerTap) -> None:
+        """Give ``tap`` every packet from now on (see `ProducerTap`)."""
+        if self.closed:
+            raise Closed(f"track {self.id} is closed")
+        if tap not in self._taps:
+            self._taps.append(tap)
+
+    def remove_tap(self, tap: ProducerTap) -> None:
+        if tap in self._taps:
+            self._taps.remove(tap)
+
+    def _tell_taps(self, method: str, *args: Any) -> None:
+        """Call ``method`` of every tap (not on the per-packet path: `receive_rtp` calls
+        ``rtp`` itself)."""
+        for tap in list(self._taps):
+            try:
+                getattr(tap, method)(*args)
+            except Exception:  # a tap's bug must not stop the forwarding
+                logger.exception("track %s: tap %r failed in %s", self.id, tap, method)
+
     # -- packet path -----------------------------------------------------------------
 
     def receive_rtp(self, data: bytes, payload_type: int, seq: int, ts: int, ssrc: int,
@@ -190,6 +232,13 @@ class Producer:
                 self.last_keyframe_at = self.clock.monotonic()
         self.packets += 1
         self.octets += payload_end - payload_offset
+        if self._taps:
+            arrival = self.clock.wall()
+            for tap in self._taps:
+                try:
+                    tap.rtp(data, arrival, keyframe)
+                except Exception:  # a tap's bug must not stop the forwarding
+                    logger.exception("track %s: tap %r failed", self.id, tap)
         if self._states:
             stamp = abs_send_time(self.clock.wall()) if self.stamps_abs_send_time else 0
             try:
@@ -204,6 +253,8 @@ class Producer:
         self.ssrcs.add(ssrc)
         for state in self._states:
             state.restart()
+        if self._taps:
+            self._tell_taps("stream_changed", ssrc)
         if self.video:
             self.cache.clear()
             self.last_keyframe_seq = -1
@@ -233,6 +284,9 @@ class Producer:
         self.last_sr = SenderReportInfo(report.ntp_timestamp, report.rtp_timestamp, arrival)
         if self.reception is not None and self.reception.ssrc == report.ssrc:
             self.reception.sender_report(report.ntp_timestamp, arrival)
+        if self._taps:
+            self._tell_taps("sender_report", report.ntp_timestamp, report.rtp_timestamp,
+                            self.clock.wall())
 
     # -- keyframes -----------------------------------------------------------------
 
@@ -299,5 +353,7 @@ class Producer:
             consumer.close()
         if self.cache is not None:
             self.cache.clear()
+        self._tell_taps("producer_closed")
+        self._taps.clear()
         for callback in self.on_close:
             callback(self)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from fakes import PUBLISHER_SSRC, VP8_DELTA, VP8_KEY, FakeTransport, Publisher
+from sfu.errors import Closed
 from sfu.forward import ConsumerState
 from sfu.rtcp import Nack, Pli, SenderReport
 from sfu.rtp import RtpPacket, abs_send_time, parse_header
@@ -165,3 +166,71 @@ def test_sender_reports_are_kept_for_the_consumers(clock, make_producer):
     producer.receive_sender_report(report, clock.monotonic())
     assert (producer.last_sr.ntp_timestamp, producer.last_sr.rtp_timestamp) == (0xE0000000_80000000, 1234)
     assert producer.last_sr.arrival == clock.now
+
+
+class RecordingTap:
+    """A ProducerTap that keeps what it was told, in order."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple] = []
+        self.fail = fail
+
+    def rtp(self, data, arrival, keyframe):
+        self.calls.append(("rtp", data, arrival, keyframe))
+        if self.fail:
+            raise RuntimeError("a broken tap")
+
+    def sender_report(self, ntp, rtp_ts, arrival):
+        self.calls.append(("sr", ntp, rtp_ts, arrival))
+
+    def stream_changed(self, ssrc):
+        self.calls.append(("stream", ssrc))
+
+    def producer_closed(self):
+        self.calls.append(("closed",))
+
+
+def test_a_tap_sees_every_packet_with_its_wall_time_and_keyframe_flag(clock, make_producer, make_consumer):
+    producer = make_producer()
+    consumer = make_consumer(producer)
+    tap = RecordingTap()
+    producer.add_tap(tap)
+    pub = Publisher(producer)
+    clock.advance(3.0)
+    delta = pub.send(VP8_DELTA)
+    key = pub.send(VP8_KEY)
+    assert tap.calls == [("rtp", delta, clock.wall(), False), ("rtp", key, clock.wall(), True)]
+    assert len(consumer.transport.rtp) == 1  # the consumer got its keyframe as before
+    producer.remove_tap(tap)
+    pub.send(VP8_DELTA)
+    assert len(tap.calls) == 2
+
+
+def test_a_tap_hears_sender_reports_ssrc_changes_and_the_close(clock, make_producer):
+    producer = make_producer()
+    tap = RecordingTap()
+    producer.add_tap(tap)
+    Publisher(producer).send(VP8_KEY)
+    report = SenderReport(ssrc=PUBLISHER_SSRC, ntp_timestamp=0xE0000000_80000000,
+                          rtp_timestamp=1234, packet_count=1, octet_count=45)
+    producer.receive_sender_report(report, clock.monotonic())
+    Publisher(producer, ssrc=0x1234).send(VP8_KEY)
+    producer.close()
+    kinds = [c[0] for c in tap.calls]
+    assert kinds == ["rtp", "sr", "stream", "rtp", "closed"]
+    assert tap.calls[1] == ("sr", 0xE0000000_80000000, 1234, clock.wall())
+    assert tap.calls[2] == ("stream", 0x1234)
+    Publisher(producer).send(VP8_KEY)  # closed: nothing more
+    assert len(tap.calls) == 5
+    with pytest.raises(Closed):
+        producer.add_tap(RecordingTap())
+
+
+def test_a_failing_tap_does_not_stop_forwarding(make_producer, make_consumer):
+    producer = make_producer()
+    consumer = make_consumer(producer)
+    producer.add_tap(RecordingTap(fail=True))
+    pub = Publisher(producer)
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA)
+    assert len(consumer.transport.rtp) == 2
