@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sfu.producer import Producer, ProducerTap
 from signalling.bus import EventBus
+from signalling.errors import NotFound
 from signalling.hooks import MessageHandler, RouteHandler
 
 if TYPE_CHECKING:
     from .node import Node
 
-__all__ = ["NodePluginContext"]
+__all__ = ["NodePluginContext", "ProducerTapHandle"]
+
+
+@dataclass
+class ProducerTapHandle:
+    """A `signalling.hooks.TrackTap` on an `sfu.Producer`."""
+
+    producer: Producer
+    sink: ProducerTap
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def request_keyframe(self) -> None:
+        self.producer.request_keyframe()
+
+    def remove(self) -> None:
+        self.producer.remove_tap(self.sink)
 
 
 class NodePluginContext:
@@ -35,3 +54,20 @@ class NodePluginContext:
 
     def room_info(self, room: str) -> dict | None:
         return self._node.rooms.room_info(room)
+
+    def room_tracks(self, room: str) -> list[dict]:
+        media_room = self._node.rooms.media.get(room)
+        return media_room.tracks() if media_room is not None else []
+
+    def tap_track(self, room: str, track_id: str, sink: Any) -> ProducerTapHandle:
+        media_room = self._node.rooms.media.get(room)
+        producer = media_room.producers.get(track_id) if media_room is not None else None
+        if producer is None or producer.closed:
+            raise NotFound(f"track {track_id!r} is not published in room {room!r}")
+        participant = media_room.participants.get(producer.participant_id)
+        codec = producer.codec
+        info = {**producer.describe(), "identity": participant.identity if participant else None,
+                "clock_rate": codec.clock_rate, "payload_type": codec.payload_type,
+                "channels": codec.channels}
+        producer.add_tap(sink)
+        return ProducerTapHandle(producer, sink, info)

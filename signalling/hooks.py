@@ -40,6 +40,7 @@ __all__ = [
     "PluginError",
     "RouteHandler",
     "MessageHandler",
+    "TrackTap",
     "load_plugins",
     "plugin_name",
     "ENTRY_POINT_GROUP",
@@ -63,6 +64,20 @@ class PluginError(FixedCodeError, ValueError):
     """A plugin cannot be loaded, registered or started; the message names it."""
 
     code = "internal"
+
+
+class TrackTap(Protocol):
+    """A plugin's tap on one published track (`PluginContext.tap_track`)."""
+
+    info: Mapping[str, Any]
+    """The track: ``track_id``, ``participant_id``, ``identity``, ``kind``, ``source``,
+    ``codec`` (mime type), ``clock_rate``, ``payload_type``, ``channels``."""
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe (throttled with the subscribers' requests)."""
+
+    def remove(self) -> None:
+        """Stop tapping (idempotent; a closed track stops by itself)."""
 
 
 @runtime_checkable
@@ -89,6 +104,15 @@ class PluginContext(Protocol):
 
     def room_info(self, room: str) -> dict | None:
         """The ``room`` reply fields of an open room; ``None`` when it is not open."""
+
+    def room_tracks(self, room: str) -> list[dict]:
+        """The tracks published in an open room (as ``joined.tracks``); ``[]`` when it
+        is not open."""
+
+    def tap_track(self, room: str, track_id: str, sink: Any) -> TrackTap:
+        """Give ``sink`` every packet of a published track from now on, as it arrived:
+        ``sink`` has the methods of ``sfu.ProducerTap`` (``rtp`` runs on the packet path
+        and must only queue). Raises ``NotFound`` for a room or track that is not open."""
 
 
 class Plugin:

@@ -80,6 +80,12 @@ class Context:
     def room_info(self, room):
         return None
 
+    def room_tracks(self, room):
+        return []
+
+    def tap_track(self, room, track_id, sink):
+        raise NotImplementedError
+
 
 def test_context_protocol_is_checkable():
     assert isinstance(Context(), PluginContext)
