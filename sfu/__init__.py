@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     # rooms and what they own
     "Room", "Participant", "MediaSettings", "Producer", "ProducerTap", "CodecInfo", "Consumer",
-    "WebRtcTransport",
+    "WebRtcTransport", "LocalPublisher", "LocalTrack",
     # events
     "RoomEvent", "ParticipantJoined", "ParticipantLeft", "TrackPublished", "TrackUnpublished",
     "RoomClosed",
@@ -39,7 +39,7 @@ __all__ = [
 _ORIGINS = {
     "Room": "room", "Participant": "participant", "MediaSettings": "participant",
     "Producer": "producer", "ProducerTap": "producer", "CodecInfo": "producer", "Consumer": "consumer",
-    "WebRtcTransport": "transport",
+    "WebRtcTransport": "transport", "LocalPublisher": "local", "LocalTrack": "local",
     **dict.fromkeys(["RoomEvent", "ParticipantJoined", "ParticipantLeft", "TrackPublished",
                      "TrackUnpublished", "RoomClosed"], "events"),
     **dict.fromkeys(["Clock", "Scheduler", "Cancellable", "SystemClock", "AsyncioScheduler",
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .clock import (ASYNCIO_SCHEDULER, SYSTEM_CLOCK, AsyncioScheduler, Cancellable, Clock,
                         ManualClock, ManualTask, ManualTimer, Scheduler, SystemClock)
     from .consumer import Consumer
+    from .local import LocalPublisher, LocalTrack
     from .errors import (AiortcInternalsChanged, Closed, MalformedPacket, NegotiationError, OfferTooLarge,
                          NotFound, SfuError)
     from .events import (ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent,

@@ -291,7 +291,7 @@ class Participant:
         self._feedback = self.scheduler.call_later(self.settings.feedback_interval,
                                                    self._publisher_feedback_due)
         packet = self.publisher_feedback(self.clock.monotonic())
-        if packet:
+        if packet and self.pub is not None:  # a local publisher (sfu.local) has no peer
             self.pub.send_rtcp(packet)
 
     def publisher_feedback(self, now: float) -> bytes | None:

@@ -115,10 +115,20 @@ class Room:
         self._check_open()
         answer, producers = await participant.publish(sdp, tracks)
         for producer in producers:
-            self.producers[producer.id] = producer
-            producer.on_close.append(self._producer_closed)
-            self._emit(TrackPublished(self.name, producer))
+            self._published(producer)
         return answer, producers
+
+    def publish_local(self, participant: Participant, producer: Producer) -> Producer:
+        """Publish a producer fed from inside the node (`sfu.local`), as ``participant``'s."""
+        self._check_open()
+        participant.add_producer(producer)
+        self._published(producer)
+        return producer
+
+    def _published(self, producer: Producer) -> None:
+        self.producers[producer.id] = producer
+        producer.on_close.append(self._producer_closed)
+        self._emit(TrackPublished(self.name, producer))
 
     def _producer_closed(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
