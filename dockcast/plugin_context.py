@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sfu.producer import Producer, ProducerTap
+from sfu.local import LocalPublisher, LocalTrack
+from sfu.producer import CodecInfo, Producer, ProducerTap
 from signalling.bus import EventBus
 from signalling.errors import NotFound
 from signalling.hooks import MessageHandler, RouteHandler
@@ -15,7 +16,7 @@ from signalling.hooks import MessageHandler, RouteHandler
 if TYPE_CHECKING:
     from .node import Node
 
-__all__ = ["NodePluginContext", "ProducerTapHandle"]
+__all__ = ["NodePluginContext", "ProducerTapHandle", "LocalPublicationHandle"]
 
 
 @dataclass
@@ -31,6 +32,27 @@ class ProducerTapHandle:
 
     def remove(self) -> None:
         self.producer.remove_tap(self.sink)
+
+
+class LocalPublicationHandle:
+    """A `signalling.hooks.LocalPublication` over an `sfu.local.LocalPublisher`."""
+
+    def __init__(self, node: Node, room: str, publisher: LocalPublisher) -> None:
+        self._node = node
+        self._room = room
+        self.publisher = publisher
+        self.participant_id = publisher.participant.id
+
+    def add_track(self, kind: str, codec: str, clock_rate: int, payload_type: int, *,
+                  channels: int | None = None, name: str | None = None) -> LocalTrack:
+        return self.publisher.publish(kind, CodecInfo(codec, clock_rate, payload_type, channels),
+                                      source="playback", name=name)
+
+    async def close(self) -> None:
+        await self.publisher.close()
+        media_room = self._node.rooms.media.get(self._room)
+        if media_room is self.publisher.room:  # the last one out starts the room's wait
+            await self._node.rooms.close_if_empty(media_room)
 
 
 class NodePluginContext:
@@ -58,6 +80,12 @@ class NodePluginContext:
     def room_tracks(self, room: str) -> list[dict]:
         media_room = self._node.rooms.media.get(room)
         return media_room.tracks() if media_room is not None else []
+
+    def publish_local(self, room: str, identity: str, name: str | None = None) -> LocalPublicationHandle:
+        media_room = self._node.rooms.media.get(room)
+        if media_room is None or media_room.closed:
+            raise NotFound(f"room {room!r} is not open")
+        return LocalPublicationHandle(self._node, room, LocalPublisher(media_room, identity, name))
 
     def tap_track(self, room: str, track_id: str, sink: Any) -> ProducerTapHandle:
         media_room = self._node.rooms.media.get(room)

@@ -40,6 +40,10 @@ class LocalTrack:
     def id(self) -> str:
         return self.producer.id
 
+    @property
+    def closed(self) -> bool:
+        return self.producer.closed
+
     def send(self, data: bytes) -> bool:
         """Forward one RTP packet of this track (its own SSRC, seq and timestamps: an
         SSRC change restarts the consumers at the next keyframe). ``False`` when it is

@@ -41,6 +41,7 @@ __all__ = [
     "RouteHandler",
     "MessageHandler",
     "TrackTap",
+    "LocalPublication",
     "load_plugins",
     "plugin_name",
     "ENTRY_POINT_GROUP",
@@ -80,6 +81,21 @@ class TrackTap(Protocol):
         """Stop tapping (idempotent; a closed track stops by itself)."""
 
 
+class LocalPublication(Protocol):
+    """A participant a plugin publishes tracks as, fed from inside the node
+    (`PluginContext.publish_local`)."""
+
+    participant_id: str
+
+    def add_track(self, kind: str, codec: str, clock_rate: int, payload_type: int, *,
+                  channels: int | None = None, name: str | None = None) -> Any:
+        """Publish a track of source ``playback`` (``track_published`` goes out); returns
+        it: ``.id``, ``.closed``, and ``.send(rtp: bytes) -> bool`` to forward one packet."""
+
+    async def close(self) -> None:
+        """Unpublish every track and leave the room."""
+
+
 @runtime_checkable
 class PluginContext(Protocol):
     """What the node offers plugins (`Plugin.start` receives it)."""
@@ -108,6 +124,10 @@ class PluginContext(Protocol):
     def room_tracks(self, room: str) -> list[dict]:
         """The tracks published in an open room (as ``joined.tracks``); ``[]`` when it
         is not open."""
+
+    def publish_local(self, room: str, identity: str, name: str | None = None) -> LocalPublication:
+        """Join an open room as ``identity`` with no peer connection, to publish tracks
+        the plugin feeds (a recording played back). Raises ``NotFound``."""
 
     def tap_track(self, room: str, track_id: str, sink: Any) -> TrackTap:
         """Give ``sink`` every packet of a published track from now on, as it arrived:

@@ -86,6 +86,9 @@ class Context:
     def tap_track(self, room, track_id, sink):
         raise NotImplementedError
 
+    def publish_local(self, room, identity, name=None):
+        raise NotImplementedError
+
 
 def test_context_protocol_is_checkable():
     assert isinstance(Context(), PluginContext)
