@@ -30,8 +30,24 @@ from .manifest import (
     TrackRecord,
     ntp_to_unix,
 )
-from .mjr import MjrError, MjrInfo, MjrPacket, MjrSegment, encode_frame, encode_header, parse_mjr, read_mjr
-from .writer import RecorderError, RecordingWriter, TrackInfo, TrackSink, WriterStats, safe_name
+from .mjr import (
+    MjrError,
+    MjrInfo,
+    MjrPacket,
+    MjrSegment,
+    encode_frame,
+    encode_header,
+    parse_mjr,
+    read_mjr,
+)
+from .writer import (
+    RecorderError,
+    RecordingWriter,
+    TrackInfo,
+    TrackSink,
+    WriterStats,
+    safe_name,
+)
 
 __all__ = [
     # the writer

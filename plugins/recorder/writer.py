@@ -35,9 +35,16 @@ from typing import Any
 
 from signalling.errors import FixedCodeError
 
-from .manifest import (MANIFEST_NAME, Anchor, Gap, Manifest, SegmentClosed, SegmentRecord,
-                       TrackRecord)
-from .mjr import JANUS_CODECS, MjrError, MjrInfo, encode_header, encode_frame
+from .manifest import (
+    MANIFEST_NAME,
+    Anchor,
+    Gap,
+    Manifest,
+    SegmentClosed,
+    SegmentRecord,
+    TrackRecord,
+)
+from .mjr import JANUS_CODECS, MjrError, MjrInfo, encode_frame, encode_header
 
 __all__ = ["RecordingWriter", "TrackSink", "TrackInfo", "WriterStats", "RecorderError",
            "ANCHOR_INTERVAL", "safe_name"]
@@ -369,7 +376,7 @@ class RecordingWriter:
             segment = self._open_segment(state, arrival, keyframe or not video)
         if video and keyframe:
             state.sink._written = state.stream
-        offset = max(0, min(int((arrival - segment.started_at) * 1000), 0xFFFFFFFF))
+        offset = max(0, min(round((arrival - segment.started_at) * 1000), 0xFFFFFFFF))
         try:
             segment.buffer += encode_frame(offset, data)
         except MjrError:
@@ -405,7 +412,7 @@ class RecordingWriter:
         state.next_n += 1
         name = f"{state.name}-{n:04d}.mjr"
         info = state.sink.info
-        first_us = int(arrival * 1_000_000)
+        first_us = round(arrival * 1_000_000)
         tag = {"recording_id": self.recording_id, "key": state.sink.key, "n": n,
                "track_id": state.track_id, "keyframe_first": keyframe_first,
                "mime": info.codec, "clock_rate": info.clock_rate,

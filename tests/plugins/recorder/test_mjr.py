@@ -10,7 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugins.recorder import MjrError, MjrInfo, MjrPacket, encode_frame, encode_header, parse_mjr, read_mjr
+from plugins.recorder import (
+    MjrError,
+    MjrInfo,
+    MjrPacket,
+    encode_frame,
+    encode_header,
+    parse_mjr,
+    read_mjr,
+)
 from plugins.recorder.mjr import MAX_HEADER_BYTES
 
 from .media import opus_packets, vp8_packets
