@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
-import pathlib
-import shutil
 
 import pytest
 
@@ -237,50 +234,3 @@ async def test_a_rate_limited_error_without_advice_is_not_retried(make_server, c
     with pytest.raises(ServerError) as info:
         await client.room_list()
     assert info.value.retry_after_ms is None and calls == [calls[0]]
-
-
-# ---- the browser SDK (signalling/web/dockcast.js) follows it too, run by Node ---------------
-
-WEB_SDK = pathlib.Path(__file__).resolve().parents[2] / "signalling" / "web" / "dockcast.js"
-NODE = shutil.which("node")
-JS_SENDS = """
-const { DockcastClient, DockcastError } = await import(process.argv[2]);
-const [url, token, count] = [process.argv[3], process.argv[4], Number(process.argv[5])];
-const client = new DockcastClient(url, token);
-let closed = null;
-client.on("disconnected", (ev) => { closed = ev.code; });
-await client.connect();
-await client.join("dock-1");
-const replies = await Promise.all(
-  Array.from({ length: count }, (_, i) => client.request("send", { topic: "t", payload: i, msg_id: `m${i}` })));
-await client.request("ping");
-
-client.rateLimitRetries = 0;
-const burst = await Promise.allSettled(Array.from({ length: 10 }, () => client.request("ping")));
-const refused = burst.filter((r) => r.status === "rejected").map((r) => r.reason);
-const bounded = refused.length > 0 && refused.every((e) => e instanceof DockcastError
-  && e.code === "rate_limited" && Number.isInteger(e.retryAfterMs) && e.retryAfterMs >= 1);
-console.log(JSON.stringify({ ids: replies.map((r) => r.msg_id), seen: client.rateLimitedSeen, closed, bounded }));
-client.ws.close();
-"""
-
-
-@pytest.mark.skipif(NODE is None, reason="needs Node.js")
-async def test_the_browser_sdk_retries_after_the_advice(make_server, app, mint, tmp_path):
-    # Before: request() rejected with rate_limited at once, and the retries of an app
-    # closed the connection with 4008.
-    _, url = await make_server(Limits(rate=50, burst=2, abuse_threshold=10), app)
-    script = tmp_path / "sends.mjs"
-    script.write_text(JS_SENDS)
-    proc = await asyncio.create_subprocess_exec(
-        NODE, "--experimental-websocket", "--no-warnings", str(script), WEB_SDK.as_uri(), url,
-        mint(grants=["message"]), "40", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    if b"WebSocket is not defined" in err:
-        pytest.skip("this Node.js has no WebSocket")
-    assert proc.returncode == 0, err.decode() + out.decode()
-    result = json.loads(out.decode().strip().splitlines()[-1])
-    assert sorted(result["ids"]) == sorted(f"m{i}" for i in range(40))
-    assert [h[1] for h in app.handled if h[0] == "send"].count("m7") == 1
-    assert result["seen"] >= 1 and result["closed"] is None
-    assert result["bounded"] is True  # with rateLimitRetries = 0 it rejects, with the advice
