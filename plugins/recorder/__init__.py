@@ -7,8 +7,8 @@ MJR00002 format so that ``janus-pp-rec`` converts them too. A recording is a dir
 ``docs/recording.md`` describes the format and what survives a crash.
 
 The parts: ``mjr`` (the file format and a reader that says where a torn file stops),
-``writer`` (`RecordingWriter`: a packet-path sink per track, a thread that writes and
-rolls segments) and ``manifest`` (``recording.json``, crash recovery).
+``sink`` (`TrackSink`: the packet path's side of a track, which only queues),
+``writer`` (`RecordingWriter`: a thread that writes and rolls segments) and ``manifest`` (``recording.json``, crash recovery).
 
     signalling.errors.SignallingError
     ├── MjrError (also ValueError)          internal    not an MJR00002 file, or a header or frame that cannot be encoded
@@ -40,13 +40,13 @@ from .mjr import (
     parse_mjr,
     read_mjr,
 )
+from .sink import TrackInfo, TrackSink
 from .writer import (
     RecorderError,
     RecordingWriter,
-    TrackInfo,
-    TrackSink,
     WriterStats,
     safe_name,
+    vp9_starts_keyframe,
 )
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "WriterStats",
     "SegmentClosed",
     "safe_name",
+    "vp9_starts_keyframe",
     # the manifest
     "Manifest",
     "TrackRecord",

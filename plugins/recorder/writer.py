@@ -28,11 +28,12 @@ import os
 import pathlib
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sfu import MalformedPacket
+from sfu.rtp import parse_header
 from signalling.errors import FixedCodeError
 
 from .manifest import (
@@ -45,15 +46,15 @@ from .manifest import (
     TrackRecord,
 )
 from .mjr import JANUS_CODECS, MjrError, MjrInfo, encode_frame, encode_header
+from .sink import _NEW, _RTP, _SR, TrackInfo, TrackSink
 
-__all__ = ["RecordingWriter", "TrackSink", "TrackInfo", "WriterStats", "RecorderError",
-           "ANCHOR_INTERVAL", "safe_name"]
+__all__ = ["RecordingWriter", "WriterStats", "RecorderError", "ANCHOR_INTERVAL", "safe_name",
+           "vp9_starts_keyframe"]
 
 logger = logging.getLogger(__name__)
 
 #: After a segment's first sender report, keep at most one per this many seconds.
 ANCHOR_INTERVAL = 5.0
-_RTP, _SR, _NEW, _CLOSE = range(4)  # the first item of each queued tuple
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 
 
@@ -79,24 +80,26 @@ def safe_name(key: str) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True)
-class TrackInfo:
-    """What the writer needs to know of a recorded producer. ``codec`` is the mime type
-    (``video/VP8``, ``video/VP9``, ``video/H264``, ``audio/opus``)."""
-
-    kind: str
-    codec: str
-    clock_rate: int
-    payload_type: int
-    channels: int | None = None
-    track_id: str = ""
-    participant_id: str = ""
-    identity: str = ""
-    source: str = ""
-
-    @property
-    def janus_codec(self) -> str:
-        return self.codec.partition("/")[2].lower()
+def vp9_starts_keyframe(data: bytes) -> bool:
+    """Whether an RTP packet starts a VP9 keyframe (the node detects VP8 and H.264
+    keyframes; VP9's is found here, off the packet path): the payload descriptor's B
+    bit set, P (inter-picture predicted) clear, and spatial layer 0 when layers are
+    signalled."""
+    try:
+        pos, end = parse_header(data)[5:7]
+    except MalformedPacket:
+        return False
+    if pos >= end:
+        return False
+    first = data[pos]
+    if first & 0x40 or not first & 0x08:
+        return False
+    if not first & 0x20:
+        return True
+    pos += 1
+    if first & 0x80:  # I: a 7- or 15-bit picture id
+        pos += 2 if pos < end and data[pos] & 0x80 else 1
+    return pos < end and (data[pos] >> 1) & 0x07 == 0
 
 
 @dataclass
@@ -108,57 +111,6 @@ class WriterStats:
     dropped_after_close: int = 0
     overflowed: int = 0
     errors: int = 0
-
-
-class TrackSink:
-    """The packet path's side of one recording track. Every method only queues: call
-    them from one thread (the node's event loop). ``data`` must not change afterwards."""
-
-    def __init__(self, key: str, info: TrackInfo, max_pending: int) -> None:
-        self.key = key
-        self.info = info
-        self._queue: deque[tuple] = deque()
-        self._max_pending = max_pending
-        self._video = info.kind == "video"
-        self._stream = 0  # written by the caller's thread only
-        self._written = -1  # the stream whose keyframe was written; the writer's thread only
-        self._closed_at: float | None = None
-        self.overflowed = 0
-
-    def rtp(self, data: bytes, arrival: float, keyframe: bool = False) -> None:
-        """One RTP packet; ``arrival`` in wall-clock seconds, ``keyframe`` whether it
-        starts a keyframe (video). Beyond ``max_pending`` queued items (a stalled disk)
-        packets are counted in ``overflowed`` and dropped."""
-        queue = self._queue
-        if len(queue) < self._max_pending:
-            queue.append((_RTP, data, arrival, keyframe))
-        else:
-            self.overflowed += 1
-
-    def sender_report(self, ntp: int, rtp_ts: int, arrival: float) -> None:
-        """An RTCP sender report of this track: RTP time ``rtp_ts`` is NTP time ``ntp``."""
-        self._queue.append((_SR, ntp, rtp_ts, arrival))
-
-    def new_stream(self, track_id: str, reason: str, at: float) -> None:
-        """Another producer (or SSRC) continues this track: the current segment closes,
-        and a gap ``{from, to, reason}`` is recorded when the next packet is written."""
-        self._stream += 1
-        self._closed_at = None
-        self._queue.append((_NEW, track_id, reason, at))
-
-    def close(self, at: float) -> None:
-        """The track ends (the publisher left); its segment closes."""
-        self._closed_at = at
-        self._queue.append((_CLOSE, at))
-
-    @property
-    def waiting_for_keyframe(self) -> bool:
-        """Video: true until the current stream's first keyframe was written."""
-        return self._video and self._written != self._stream
-
-    @property
-    def closed(self) -> bool:
-        return self._closed_at is not None
 
 
 class _OpenSegment:
@@ -191,6 +143,7 @@ class _TrackState:
         self.last_at: float | None = None
         self.pending_gap: tuple[float, str] | None = None
         self.pending_sr: tuple[int, int, float] | None = None
+        self.vp9 = sink.info.janus_codec == "vp9"
         self.listed = False  # in the manifest's tracks
         self.overflow_seen = 0
 
@@ -210,7 +163,7 @@ class RecordingWriter:
                  flush_interval: float = 0.25,
                  on_segment_closed: Callable[[SegmentClosed], Any] | None = None,
                  manifest_fields: dict[str, Any] | None = None,
-                 max_pending: int = 100_000, started_at: float | None = None) -> None:
+                 max_pending: int = 50_000, started_at: float | None = None) -> None:
         if not 0 < segment_seconds <= max_segment_seconds:
             raise RecorderError(f"segment_seconds {segment_seconds} must be positive and at "
                                 f"most max_segment_seconds {max_segment_seconds}")
@@ -288,6 +241,8 @@ class RecordingWriter:
             if self._stopped:
                 return
             self._stopped = True
+        for state in self._tracks.values():
+            state.sink._max_pending = 0  # packets still tapped after this are dropped
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
@@ -307,6 +262,8 @@ class RecordingWriter:
         """One drain in the caller's thread: what the writer thread does in a loop."""
         closed: list[SegmentClosed] = []
         with self._lock:
+            if self._stopped:
+                return  # stop() drained for the last time
             self._drain(closed)
             if self._dirty:
                 self.manifest.save(self.directory)
@@ -362,6 +319,8 @@ class RecordingWriter:
             self.stats.dropped_after_close += 1
             return
         video = state.record.kind == "video"
+        if state.vp9 and not keyframe:
+            keyframe = vp9_starts_keyframe(data)
         if video and state.sink._written != state.stream and not keyframe:
             self.stats.dropped_before_keyframe += 1
             return

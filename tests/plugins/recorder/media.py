@@ -20,6 +20,9 @@ OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2,
 VIDEO_INFO = TrackInfo("video", "video/VP8", 90000, 96, None, "TR_v1", "PA_1", "alice", "camera")
 AUDIO_INFO = TrackInfo("audio", "audio/opus", 48000, 111, 2, "TR_a1", "PA_1", "alice", "microphone")
 WIDTH, HEIGHT = 160, 120
+T0 = 1_700_000_000.0  # the tests' wall clock
+VIDEO = "alice/camera/video"
+AUDIO = "alice/microphone/audio"
 
 
 @dataclass(frozen=True)
@@ -72,3 +75,8 @@ def opus_packets(frames: int, *, ssrc: int = 0x5678, first_seq: int = 2000) -> l
                             timestamp=timestamp & 0xFFFFFFFF, ssrc=ssrc, payload=payload)
             packets.append(Packet(rtp.serialize(), i, False, False))
     return packets
+
+
+def feed(sink, packets, fps=30.0, start=T0):
+    for p in packets:
+        sink.rtp(p.data, start + p.frame / fps, p.keyframe)

@@ -13,12 +13,11 @@ import pytest
 
 from plugins.recorder import RecordingWriter, read_mjr
 
-from .media import AUDIO_INFO, VIDEO_INFO, opus_packets, vp8_packets
+from .media import AUDIO_INFO, T0, VIDEO_INFO, opus_packets, vp8_packets
 
 JANUS_PP_REC = shutil.which("janus-pp-rec")
 pytestmark = pytest.mark.skipif(JANUS_PP_REC is None,
                                 reason="janus-pp-rec missing (Debian package janus-tools)")
-T0 = 1_700_000_000.0
 
 
 def convert(source, target) -> subprocess.CompletedProcess:

@@ -32,11 +32,8 @@ from plugins.recorder import (
 )
 from plugins.recorder.manifest import write_atomically
 
-from .media import AUDIO_INFO, VIDEO_INFO, opus_packets, vp8_packets
+from .media import AUDIO, AUDIO_INFO, T0, VIDEO, VIDEO_INFO, opus_packets, vp8_packets
 
-T0 = 1_700_000_000.0
-VIDEO = "alice/camera/video"
-AUDIO = "alice/microphone/audio"
 REPO = pathlib.Path(__file__).resolve().parents[3]
 
 

@@ -10,8 +10,6 @@ import hashlib
 import json
 import os
 import stat
-import sys
-import threading
 
 import pytest
 from aiortc.rtp import RtpPacket
@@ -23,39 +21,20 @@ from plugins.recorder import (
     TrackInfo,
     read_mjr,
     safe_name,
+    vp9_starts_keyframe,
 )
 from sfu.vp8 import vp8_is_keyframe
 
-from .media import AUDIO_INFO, VIDEO_INFO, opus_packets, vp8_packets
-
-T0 = 1_700_000_000.0
-VIDEO = "alice/camera/video"
-AUDIO = "alice/microphone/audio"
-
-
-@pytest.fixture
-def closed():
-    return []
-
-
-@pytest.fixture
-def make_writer(tmp_path, closed):
-    writers = []
-
-    def make(**options) -> RecordingWriter:
-        options.setdefault("on_segment_closed", closed.append)
-        writer = RecordingWriter(tmp_path / "rec-1", "rec-1", started_at=T0, **options)
-        writers.append(writer)
-        return writer
-
-    yield make
-    for writer in writers:
-        writer.stop(at=T0 + 1000)
-
-
-def feed(sink, packets, fps=30.0, start=T0):
-    for p in packets:
-        sink.rtp(p.data, start + p.frame / fps, p.keyframe)
+from .media import (
+    AUDIO,
+    AUDIO_INFO,
+    T0,
+    VIDEO,
+    VIDEO_INFO,
+    feed,
+    opus_packets,
+    vp8_packets,
+)
 
 
 def payload(rtp: bytes) -> bytes:
@@ -312,49 +291,32 @@ def test_safe_names_are_one_to_one():
     assert all("/" not in n and not n.startswith(".") for n in names)
 
 
-def test_overflow_is_counted_not_queued(make_writer):
-    writer = make_writer(max_pending=5)
-    sink = writer.track(AUDIO, AUDIO_INFO)
-    feed(sink, opus_packets(8), fps=50)
-    assert sink.overflowed == 3
+
+
+def vp9_rtp(seq: int, descriptor: bytes) -> bytes:
+    return RtpPacket(payload_type=98, sequence_number=seq, timestamp=seq * 3000, ssrc=9,
+                     payload=descriptor + b"\x00" * 20).serialize()
+
+
+@pytest.mark.parametrize("descriptor, keyframe", [
+    (bytes([0x08]), True),  # B: a frame starts, P clear: no inter prediction
+    (bytes([0x48]), False),  # P set: predicted from an earlier frame
+    (bytes([0x00]), False),  # not the start of a frame
+    (bytes([0xA8, 0x81, 0x23, 0x00]), True),  # I (15-bit id), L: spatial layer 0
+    (bytes([0xA8, 0x05, 0x02]), False),  # I (7-bit id), L: spatial layer 1
+])
+def test_vp9_keyframes_are_found_by_the_writer(descriptor, keyframe):
+    assert vp9_starts_keyframe(vp9_rtp(1, descriptor)) is keyframe
+
+
+def test_a_vp9_track_starts_on_the_keyframe_the_writer_finds(make_writer):
+    writer = make_writer()
+    info = TrackInfo("video", "video/VP9", 90000, 98, None, "TR_9")
+    sink = writer.track("bob/camera/video", info)
+    packets = [vp9_rtp(1, bytes([0x48])), vp9_rtp(2, bytes([0x08])), vp9_rtp(3, bytes([0x48]))]
+    for i, data in enumerate(packets):
+        sink.rtp(data, T0 + i / 30, False)  # the node cannot tell VP9 keyframes
     writer.drain_once()
-    assert writer.stats.overflowed == 3 and segments(writer, AUDIO)[0].packets == 5
-
-
-def test_the_packet_path_does_no_io_while_the_writer_thread_is_blocked(make_writer):
-    """The writer's thread is held inside a drain (in ``on_segment_closed``) while the
-    test thread sends packets: every call returns, no file changes, nothing is opened."""
-    blocked, release = threading.Event(), threading.Event()
-
-    def hold(event):
-        blocked.set()
-        assert release.wait(30)
-
-    writer = make_writer(segment_seconds=0.2, max_segment_seconds=0.2, flush_interval=0.01,
-                         on_segment_closed=hold)
-    sink = writer.track(AUDIO, AUDIO_INFO)
-    packets = opus_packets(40)
-    feed(sink, packets[:15], fps=50)  # 0.3 s: the first segment closes
-    writer.start()
-    assert blocked.wait(30)
-    sizes = {name: os.stat(writer.directory / name).st_size for name in os.listdir(writer.directory)}
-    opened = []
-    watching = threading.get_ident()
-
-    def audit(event, args):
-        if event == "open" and threading.get_ident() == watching:
-            opened.append(args)
-
-    sys.addaudithook(audit)
-    try:
-        feed(sink, packets[15:], fps=50)  # returns although the writer cannot drain
-        assert opened == []
-        open(os.devnull).close()  # the hook does see this thread's opens
-    finally:
-        watching = None
-    assert [args[0] for args in opened] == [os.devnull]
-    assert {name: os.stat(writer.directory / name).st_size
-            for name in os.listdir(writer.directory)} == sizes
-    release.set()
-    writer.stop(at=T0 + 5)
-    assert sum(s.packets for s in segments(writer, AUDIO)) == 40
+    [segment] = segments(writer, "bob/camera/video")
+    assert [p.rtp for p in read_mjr(writer.directory / segment.file).packets] == packets[1:]
+    assert read_mjr(writer.directory / segment.file).info.codec == "vp9"
