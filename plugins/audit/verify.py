@@ -462,9 +462,9 @@ class _Check:
                 raise _Found(Difference("entry", f"missing: checkpoint {number} covers {cp.size} "
                                         f"entries and the log ends after {len(lines)} (truncated)",
                                         len(lines), cp.size - 1))
-            if cp.session_id != self.session_id:
-                raise _Found(Difference("checkpoint", f"it is for session {cp.session_id!r}, the "
-                                        f"log for {self.session_id!r}", number))
+            if cp.session_id != self.session_id:  # the signature holds: entry 0 is what changed
+                raise _Found(Difference("entry", f"its session_id {self.session_id!r} is not the "
+                                        f"session checkpoint {number} signs ({cp.session_id!r})", 0))
             if self.stack.root() != cp.root:
                 raise _Found(Difference("entry", f"the Merkle root of the first {cp.size} entries does "
                                         f"not match checkpoint {number} (size {cp.size}): an entry "
