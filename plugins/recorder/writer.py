@@ -207,7 +207,8 @@ class RecordingWriter:
 
         The same key again (the publisher came back, or another producer continues the
         stream) returns the same sink: if its producer changed or it was closed, a new
-        stream starts (reason ``republished``), with a gap marker before it.
+        stream starts (reason ``republished``), with a gap marker before it. A key keeps
+        its codec: another codec under the same key is a `RecorderError`.
         """
         if self._stopped:
             raise RecorderError(f"recording {self.recording_id} is stopped")
@@ -216,6 +217,10 @@ class RecordingWriter:
         state = self._tracks.get(key)
         if state is not None:
             sink = state.sink
+            if info.codec.lower() != sink.info.codec.lower() or info.kind != sink.info.kind:
+                # a track's segments share one codec: exports and players rely on it
+                raise RecorderError(f"track {key} was recorded as {sink.info.codec}, not "
+                                    f"{info.codec}: record this one under another key")
             if sink.closed or info.track_id != sink.info.track_id:
                 at = sink._closed_at if sink._closed_at is not None else time.time()
                 sink.info = info

@@ -174,6 +174,16 @@ def test_the_same_key_after_close_continues_the_track(make_writer):
     assert [(g.start, g.end, g.reason) for g in track.gaps] == [(T0 + 0.18, T0 + 3, "republished")]
 
 
+def test_a_key_keeps_its_codec(make_writer):
+    writer = make_writer()
+    writer.track(VIDEO, VIDEO_INFO)
+    h264 = TrackInfo("video", "video/H264", 90000, 102, None, "TR_v2")
+    with pytest.raises(RecorderError, match="recorded as video/VP8, not video/H264"):
+        writer.track(VIDEO, h264)
+    republished = TrackInfo(**{**VIDEO_INFO.__dict__, "payload_type": 98, "track_id": "TR_v3"})
+    assert writer.track(VIDEO, republished).info.payload_type == 98  # another payload type is fine
+
+
 def test_packets_after_close_are_dropped(make_writer):
     writer = make_writer()
     sink = writer.track(AUDIO, AUDIO_INFO)
