@@ -101,3 +101,14 @@ def test_parse_of_a_real_checkpoint_with_one_field_replaced(name, value):
         return
     # whatever parses either is the original or no longer verifies
     assert cp.verify(KEY.public_key()) == (cp == Checkpoint.sign("s-1", 12, ROOT, 1.0, KEY))
+
+
+def test_the_documented_example_message_is_what_the_test_session_signs(session):
+    """docs/audit.md shows the signed message of this session's checkpoint 2, byte for byte."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "audit.md").read_text()
+    example = doc.split("```\ndockcast-audit-checkpoint/v1\n", 1)[1].split("```", 1)[0]
+    cp = Checkpoint.parse(json.loads(session.checkpoints.read_bytes().split(b"\n")[1]))
+    assert cp.signed_message() == b"dockcast-audit-checkpoint/v1\n" + example.encode()
+    assert cp.verify(session.public_key)
