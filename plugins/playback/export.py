@@ -66,8 +66,8 @@ _OPUS_PRE_SKIP = 312
 
 @dataclass(frozen=True)
 class ExportedStream:
-    """One stream of the output: the recording track it holds, how many frames were
-    written (``silent_frames`` of them filled audio holes), how many were dropped
+    """One stream of the output: the recording track it holds, how many of its frames
+    were written (and ``silent_frames`` besides, filling audio holes), how many were dropped
     (incomplete, malformed, or waiting for a key frame), and when it starts and ends
     in the file (seconds)."""
 
@@ -85,8 +85,8 @@ class ExportedStream:
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What `export_recording` wrote. ``frames``: track key -> frames written (silence
-    fill included); ``problems``: what was skipped (unreadable segments, tracks with no
+    """What `export_recording` wrote. ``frames``: track key -> frames written from the
+    recording (silent fill not counted: see `ExportedStream`); ``problems``: what was skipped (unreadable segments, tracks with no
     frame), one line each."""
 
     path: pathlib.Path
@@ -189,8 +189,14 @@ def _add_stream(output: av.container.OutputContainer, container: Container, trac
         if first.size is None:
             raise ExportError(f"track {record.key}: its first frame gives no picture size")
         width, height = track.size = first.size
-        stream = output.add_mux_stream(name, width=width, height=height,
+        if name == "vp9":
+            # MP4's vpcC box needs the pixel format, which only a codec context carries:
+            # the libvpx-vp9 encoder is opened for it, never fed (VP9 profile 0, 8 bits)
+            stream = output.add_stream("libvpx-vp9", width=width, height=height,
                                        time_base=Fraction(1, _VIDEO_RATE))
+        else:
+            stream = output.add_mux_stream(name, width=width, height=height,
+                                           time_base=Fraction(1, _VIDEO_RATE))
     stream.metadata["title"] = record.key
     track.stream = stream
 
