@@ -128,7 +128,10 @@ function clientFrames(buffer) {
  */
 export async function fakeServer(script) {
   const server = http.createServer();
+  const sockets = new Set();
   server.on("upgrade", (req, socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
     const accept = createHash("sha1").update(req.headers["sec-websocket-key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64");
     socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       + `Sec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: dockcast.v1.json\r\n\r\n`);
@@ -142,5 +145,6 @@ export async function fakeServer(script) {
     socket.on("error", () => {});
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `ws://127.0.0.1:${server.address().port}/ws`, close: () => server.close() };
+  const close = () => { for (const socket of sockets) socket.destroy(); server.close(); };
+  return { url: `ws://127.0.0.1:${server.address().port}/ws`, close };
 }

@@ -104,7 +104,14 @@ export class Channel {
         this._closed(ev.code, ev.reason || "");
         if (!opened) reject(new DockcastError("unreachable", `cannot connect to ${this.url} (close ${ev.code})`));
       };
-      ws.onerror = () => {}; // a close event follows and says more
+      ws.onerror = () => {
+        // after an open, a close event follows and says more; before, Node's WebSocket
+        // may never send one
+        if (opened) return;
+        clearTimeout(timer);
+        this._closed(1006, "connection failed");
+        reject(new DockcastError("unreachable", `cannot connect to ${this.url}`));
+      };
     });
   }
 
