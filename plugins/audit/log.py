@@ -34,6 +34,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .checkpoint import Checkpoint
+from .keys import public_key_text
 from .merkle import MerkleTree
 from .verify import AuditError, InvalidEntryLine, canonical_json, parse_entry, split_lines
 
@@ -186,6 +187,9 @@ class AuditLog:
         log._attach(exclusive=False, truncate_to=(log._offsets[-1], log._checkpoints_end))
         if log.recovery.lost_anything:
             logger.warning("audit log %s reopened: %s", log.directory, log.recovery)
+        if log._checkpoints and log._checkpoints[-1].key != public_key_text(signer):
+            logger.warning("audit log %s was signed with another key (%s); its new checkpoints "
+                           "will not verify with the old key", log.directory, log._checkpoints[-1].key)
         if log.recovery.was_closed:
             log._closed = True
             log.checkpoint(now)  # a close that crashed before its checkpoint ends here
@@ -242,12 +246,12 @@ class AuditLog:
         if self._checkpoints and self._checkpoints[-1].size == self.size:
             return self._checkpoints[-1]
         entries_fd, checkpoints_fd = self._fds
-        os.fsync(entries_fd)
         cp = Checkpoint.sign(self.session_id, self.size, self._tree.root(), now, self._signer)
         line = canonical_json(cp.to_json()) + b"\n"
+        self._fsync(entries_fd, ENTRIES_FILE)
         self._write(checkpoints_fd, line, self._checkpoints_end, CHECKPOINTS_FILE)
-        os.fsync(checkpoints_fd)
         self._checkpoints_end += len(line)
+        self._fsync(checkpoints_fd, CHECKPOINTS_FILE)
         self._checkpoints.append(cp)
         return cp
 
@@ -349,6 +353,15 @@ class AuditLog:
             except OSError as again:
                 self._broken = f"{name} could not be cut back after a failed write ({again})"
             raise AuditLogError(f"{self.directory / name}: write failed ({exc})") from exc
+
+    def _fsync(self, fd: int, name: str) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            # After a failed fsync the kernel may have dropped the dirty pages: what is on
+            # disk is unknown, so nothing more is written until the log is reopened.
+            self._broken = f"fsync of {name} failed ({exc})"
+            raise AuditLogError(f"{self.directory / name}: {self._broken}") from exc
 
     def _check_attached(self) -> None:
         if self._broken:

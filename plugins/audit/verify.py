@@ -565,7 +565,7 @@ def verify_path(path: str, public_key: str, *, recordings: Optional[str] = None,
     every difference is in the returned Report."""
     public_key_bytes(public_key)  # a bad key is a usage error, before any file is read
     path = os.fspath(path)
-    source = (_ZipSource if path.endswith(".zip") else _Source)(path, recordings)
+    source = (_ZipSource if path.lower().endswith(".zip") else _Source)(path, recordings)
     check = _Check(source, public_key, allow_uncovered_tail)
     try:
         return check.run()

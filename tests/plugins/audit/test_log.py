@@ -216,3 +216,14 @@ def test_a_changed_entry_is_not_reopened(session, signer):
 def test_open_without_a_log_says_so(tmp_path, signer):
     with pytest.raises(AuditLogError, match="cannot read the audit log"):
         AuditLog.open(tmp_path, signer, T0)
+
+
+def test_reopening_with_another_key_warns_and_the_verifier_names_the_checkpoint(data_dir, signer, caplog):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    session = make_session(data_dir, signer, close=False)
+    with caplog.at_level("WARNING", logger="plugins.audit.log"):
+        AuditLog.open(session.path, Ed25519PrivateKey.generate(), T0 + 30).close(T0 + 31)
+    assert "was signed with another key" in caplog.text
+    report = verify_path(session.path, session.public_key)
+    assert str(report.difference).startswith("checkpoint 3: signed by another key")
