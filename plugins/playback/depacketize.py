@@ -330,9 +330,10 @@ def payload_format(codec: str) -> PayloadFormat:
 
 @dataclass
 class AssemblerStats:
-    """What a `FrameAssembler` saw: packets in, duplicates and too-late ones dropped,
-    packets missing, frames out, frames dropped (with a hole, malformed, or waiting
-    for a key frame)."""
+    """What a `FrameAssembler` saw: packets in, duplicates of a waiting packet, packets
+    arriving after their place was passed (late, or duplicates of one already used),
+    packets missing, frames out, frames dropped (with a hole, malformed, or waiting for a
+    key frame)."""
 
     packets: int = 0
     duplicates: int = 0
@@ -424,8 +425,7 @@ class FrameAssembler:
             self._need_keyframe = True  # whatever was lost, the references are broken
         if self._frame is None:
             if ts == self._last_done and not self.format.one_packet_per_frame:
-                self.stats.dropped_incomplete += 1  # a stray packet of a finished frame
-                return
+                return  # the rest of a frame already finished (dropped, or ended early)
             self._frame = _Pending(ts, arrival, seq)
         self._frame.payloads.append(packet.payload)
         if packet.marker or self.format.one_packet_per_frame:
