@@ -18,7 +18,13 @@ timestamps to wall clock) and ``export`` (containers and muxing).
                                                         container cannot hold
 """
 
-from .errors import DepacketizeError, ExportError, PlaybackError, RecordingNotFound, UnsupportedContainer
+from .errors import (
+    DepacketizeError,
+    ExportError,
+    PlaybackError,
+    RecordingNotFound,
+    UnsupportedContainer,
+)
 from .export import CONTAINERS, ExportedStream, ExportResult, export_recording
 
 __all__ = [

@@ -19,7 +19,6 @@ and renamed into place when complete, so a failed export leaves no partial file.
 from __future__ import annotations
 
 import heapq
-import itertools
 import os
 import pathlib
 from collections.abc import Callable, Iterator
@@ -283,11 +282,13 @@ def export_recording(recording_dir: pathlib.Path, out: pathlib.Path, *,
         raise ExportError(f"recording in {directory} cannot be read: {exc}") from None
     _check_codecs(manifest, out, container)
     total = 2 * sum(len(t.segments) for t in manifest.tracks)
-    done = itertools.count(1)
+    done = 0
 
     def tick(_segment) -> None:
+        nonlocal done
+        done += 1
         if progress is not None:
-            progress(next(done), total)
+            progress(done, total)
 
     timelines = build_timelines(directory, manifest, on_segment=tick)
     problems = [p for t in timelines for p in t.problems]
@@ -309,7 +310,10 @@ def export_recording(recording_dir: pathlib.Path, out: pathlib.Path, *,
         raise ExportError(f"recording {manifest.recording_id} has no frame to export"
                           + (f" ({'; '.join(problems)})" if problems else ""))
     zero = min(first[0] for _, first in heads)
-    tmp, sink = _open_output(out)
+    try:
+        tmp, sink = _open_output(out)
+    except OSError as exc:
+        raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from None
     try:
         with sink, av.open(sink, "w", format=container.name) as output:
             output.metadata["title"] = f"Dockcast recording {manifest.recording_id}"
@@ -339,6 +343,8 @@ def export_recording(recording_dir: pathlib.Path, out: pathlib.Path, *,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if progress is not None and done < total:
+        progress(total, total)  # segments of tracks with nothing to export were read once
     return _result(out, container, tracks, problems)
 
 

@@ -28,7 +28,14 @@ import pathlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from plugins.recorder import Manifest, MjrError, SegmentRecord, TrackRecord, ntp_to_unix, read_mjr
+from plugins.recorder import (
+    Manifest,
+    MjrError,
+    SegmentRecord,
+    TrackRecord,
+    ntp_to_unix,
+    read_mjr,
+)
 
 from .depacketize import DepacketizeError, RtpView, Unwrapper
 

@@ -10,9 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugins.playback.codecs import (CodecDataError, annexb_access_unit, h264_sps_size,
-                                     opus_packet_samples, opus_silence, vp8_keyframe_size,
-                                     vp9_keyframe_size)
+from plugins.playback.codecs import (
+    CodecDataError,
+    annexb_access_unit,
+    h264_sps_size,
+    opus_packet_samples,
+    opus_silence,
+    vp8_keyframe_size,
+    vp9_keyframe_size,
+)
 
 
 def _first_packet(codec: str, width: int, height: int, **options) -> bytes:

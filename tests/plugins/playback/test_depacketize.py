@@ -13,9 +13,17 @@ from aiortc.codecs import get_encoder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugins.playback.depacketize import (DepacketizeError, FrameAssembler, H264Format,
-                                          OpusFormat, RtpView, Unwrapper, Vp8Format, Vp9Format,
-                                          payload_format)
+from plugins.playback.depacketize import (
+    DepacketizeError,
+    FrameAssembler,
+    H264Format,
+    OpusFormat,
+    RtpView,
+    Unwrapper,
+    Vp8Format,
+    Vp9Format,
+    payload_format,
+)
 
 from .media import CODECS, _rtp
 

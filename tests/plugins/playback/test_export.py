@@ -10,8 +10,13 @@ import stat
 import av
 import pytest
 
-from plugins.playback import (CONTAINERS, ExportError, RecordingNotFound, UnsupportedContainer,
-                              export_recording)
+from plugins.playback import (
+    CONTAINERS,
+    ExportError,
+    RecordingNotFound,
+    UnsupportedContainer,
+    export_recording,
+)
 
 from . import media
 
@@ -42,7 +47,7 @@ def av_recording(tmp_path_factory):
 
 
 def test_webm_has_every_frame_and_flashes_meet_their_beeps(av_recording, tmp_path):
-    directory, marks, video, audio = av_recording
+    directory, marks, video, _ = av_recording
     result = export_recording(directory, tmp_path / "out.webm")
     decoded = media.decode_marks(tmp_path / "out.webm")
     assert decoded["streams"] == [("video", "vp8"), ("audio", "opus")]
@@ -196,6 +201,12 @@ def test_a_codec_the_container_cannot_hold_is_refused_by_name(tmp_path, codec, e
     for name in names:
         assert name in str(info.value)
     assert not (tmp_path / f"out{extension}").exists()
+
+
+def test_an_output_that_cannot_be_written_is_an_export_error(av_recording, tmp_path):
+    directory, *_ = av_recording
+    with pytest.raises(ExportError, match="cannot write .*missing/out.webm"):
+        export_recording(directory, tmp_path / "missing" / "out.webm")
 
 
 def test_unknown_extension_and_missing_recording(tmp_path, av_recording):

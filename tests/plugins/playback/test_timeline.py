@@ -72,8 +72,7 @@ def test_an_ssrc_change_inside_a_segment_starts_a_stream(tmp_path):
     from plugins.recorder import encode_frame
     (segment,) = directory.glob("*.mjr")
     with open(segment, "ab") as f:
-        for p in second.packets:
-            f.write(encode_frame(int((p.arrival - first.packets[0].arrival) * 1000), p.data))
+        f.writelines(encode_frame(int((p.arrival - first.packets[0].arrival) * 1000), p.data) for p in second.packets)
     manifest = Manifest.load(directory)
     items = list(track_packets(directory, manifest.tracks[0]))
     assert {(i.stream, i.packet.ssrc) for i in items} == {(0, 0x2222), (1, 0x7777)}
