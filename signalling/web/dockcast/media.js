@@ -188,11 +188,27 @@ export class MediaSession {
     const dropped = wanted.filter((id) => !inRoom.has(id));
     this.subscriptions = new Set();
     let republished = [];
+    const lost = (error) => { // the socket closed again: the next attempt starts over
+      this.publications = live.map((p) => ({ ...p, trackId: null, transceiver: null }));
+      this.subscriptions = new Set(wanted);
+      return error;
+    };
+    // a refusal here (a cap reached meanwhile) is told, and the reconnect goes on
     if (live.length) {
-      const published = await this._serially("_publishing", () => this._publish(live.map((p) => ({ ...p, trackId: null, transceiver: null }))));
-      republished = (published.tracks || []).map((t) => t.track_id);
+      try {
+        const published = await this._serially("_publishing", () => this._publish(live.map((p) => ({ ...p, trackId: null, transceiver: null }))));
+        republished = (published.tracks || []).map((t) => t.track_id);
+      } catch (error) {
+        if (error.code === "closed") throw lost(error);
+        this.emit({ type: "media_error", operation: "republish", error });
+      }
     }
-    if (resubscribe.length) await this.subscribe(resubscribe);
+    if (resubscribe.length) {
+      try { await this.subscribe(resubscribe); } catch (error) {
+        if (error.code === "closed") throw lost(error);
+        this.emit({ type: "media_error", operation: "resubscribe", error, trackIds: resubscribe });
+      }
+    }
     return { republished, resubscribed: resubscribe, dropped };
   }
 }
