@@ -57,6 +57,35 @@ class Stream:
     frames: int = 0
 
 
+@dataclass
+class _Sender:
+    """Packetizes one track: sequence numbers, timestamps, a sender report a second."""
+
+    out: Stream
+    pt: int
+    ssrc: int
+    seq: int
+    ts: int
+    start: float
+    clock_skew: float
+    report_every: float
+    next_report: float = 0.0
+
+    def frame(self, t: float, arrival: float, payloads: list[bytes], stamp: int, *,
+              video: bool, codec: str = "") -> None:
+        for n, payload in enumerate(payloads):
+            marker = video and n == len(payloads) - 1
+            self.out.packets.append(Packet(
+                arrival + n * 1e-4, _rtp(self.pt, marker, self.seq, self.ts + stamp, self.ssrc, payload),
+                video and _keyframe(codec, payload)))
+            self.seq += 1
+        self.out.frames += 1
+        if t >= self.next_report:
+            self.out.reports.append((arrival, ntp(self.start + t + self.clock_skew),
+                                     (self.ts + stamp) & 0xFFFFFFFF))
+            self.next_report += self.report_every
+
+
 def ntp(unix: float) -> int:
     seconds = unix + _NTP_UNIX
     return (int(seconds) << 32) | int((seconds % 1) * 2**32)
@@ -129,20 +158,12 @@ def video(seconds: float, marks: list[float], *, codec: str = "VP8", start: floa
     flashes = {round(m * FPS) for m in marks}
     out = Stream(TrackInfo("video", params.mimeType, 90000, params.payloadType, None,
                            track_id, "PA_" + identity, identity, "camera"))
-    next_report = 0.0
+    sender = _Sender(out, params.payloadType, ssrc, seq, ts, start, clock_skew, report_every)
     for i in range(round(seconds * FPS)):
         t = i / FPS
         payloads, stamp = encoder.encode(_picture(i, flashes, texture), force_keyframe=i in keyframes)
         arrival = start + t + delay + rnd.uniform(0, 0.004)
-        for n, payload in enumerate(payloads):
-            out.packets.append(Packet(arrival + n * 1e-4, _rtp(
-                params.payloadType, n == len(payloads) - 1, seq, ts + stamp, ssrc, payload),
-                _keyframe(codec, payload)))
-            seq += 1
-        out.frames += 1
-        if t >= next_report:
-            out.reports.append((arrival, ntp(start + t + clock_skew), (ts + stamp) & 0xFFFFFFFF))
-            next_report += report_every
+        sender.frame(t, arrival, payloads, stamp, video=True, codec=codec)
     return out
 
 
@@ -158,7 +179,7 @@ def audio(seconds: float, marks: list[float], *, start: float = START, delay: fl
     beeps = [round(m * 48000) for m in marks]
     out = Stream(TrackInfo("audio", params.mimeType, 48000, params.payloadType, 2,
                            track_id, "PA_" + identity, identity, "microphone"))
-    next_report = 0.0
+    sender = _Sender(out, params.payloadType, ssrc, seq, ts, start, clock_skew, report_every)
     for i in range(round(seconds * 50)):
         n = np.arange(i * 960, (i + 1) * 960)
         on = np.zeros(960, bool)
@@ -171,16 +192,8 @@ def audio(seconds: float, marks: list[float], *, start: float = START, delay: fl
         frame.time_base = fractions.Fraction(1, 48000)
         payloads, stamp = encoder.encode(frame)
         t = i * 0.02
-        if not payloads or any(a <= t < b for a, b in dtx):
-            continue
-        arrival = start + t + delay + rnd.uniform(0, 0.004)
-        out.packets.append(Packet(arrival, _rtp(params.payloadType, False, seq, ts + stamp,
-                                                ssrc, payloads[0])))
-        seq += 1
-        out.frames += 1
-        if t >= next_report:
-            out.reports.append((arrival, ntp(start + t + clock_skew), (ts + stamp) & 0xFFFFFFFF))
-            next_report += report_every
+        if payloads and not any(a <= t < b for a, b in dtx):
+            sender.frame(t, start + t + delay + rnd.uniform(0, 0.004), payloads[:1], stamp, video=False)
     return out
 
 
