@@ -57,7 +57,7 @@ export class MessageInbox {
   /** A new connection: its server-side cursor may lag what this one acknowledged. */
   reconnected() { this.acked = 0; }
 
-  /** The last seq delivered in the joined room (the `last_seq` to resume from). */
+  /** @returns {number} the last seq delivered in the joined room (the `last_seq` to resume from) */
   get lastSeq() { return this.room === null ? 0 : (this.last.get(this.room) ?? 0); }
 
   /**
@@ -87,6 +87,6 @@ export class MessageInbox {
   /** @returns {boolean} enough messages wait for an ack to send it without waiting */
   get ackDue() { return this.unacked >= this.ackEvery; }
 
-  /** `seq` was acknowledged to the server. */
+  /** `seq` was acknowledged to the server. @param {number} seq */
   sentAck(seq) { this.acked = Math.max(this.acked, seq); this.unacked = 0; }
 }

@@ -133,7 +133,7 @@ export class MediaSession {
     return reply;
   }
 
-  /** A track left the room: it is no longer subscribed to, nor published by us. */
+  /** A track left the room: it is no longer subscribed to. @param {string} trackId */
   trackGone(trackId) {
     this.subscriptions.delete(trackId);
   }
