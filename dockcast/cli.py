@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -194,6 +195,11 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The offline tools: ``dockcast NAME ...`` is ``dockcast.<module>``'s ``add_parser(sub)``
+#: and ``run(args)``. They need none of the node's dependencies (no media stack loads).
+OFFLINE_TOOLS = {"audit": "audit_cli", "export": "export_cli"}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:  # the harness has its own parser: `dockcast bench --help`
@@ -209,11 +215,17 @@ def main(argv: list[str] | None = None) -> int:
     _serve_parser(sub)
     _token_parser(sub)
     sub.add_parser("bench", help="run a benchmark scenario (see `dockcast bench --help`)")
+    tools = {name: importlib.import_module(f".{module}", __package__)
+             for name, module in OFFLINE_TOOLS.items()}
+    for tool in tools.values():
+        tool.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _run_serve(args)
     if args.command == "token":
         return _run_token(args)
+    if args.command in tools:
+        return tools[args.command].run(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

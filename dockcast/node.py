@@ -62,6 +62,7 @@ logger = logging.getLogger("dockcast.node")
 BUILTIN_PLUGINS = {
     "shipments": "plugins.shipments:ShipmentsPlugin",
     "webhooks": "plugins.webhooks:WebhooksPlugin",
+    "inspection": "plugins.inspection:InspectionPlugin",
 }
 PRUNE_INTERVAL_S = 60.0
 FOLLOWER_DRAIN_S = 5.0

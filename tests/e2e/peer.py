@@ -173,14 +173,17 @@ class Participant:
     def _pc() -> RTCPeerConnection:
         return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
-    async def publish(self, video: bool = True, audio: bool = True) -> dict:
+    async def publish(self, video: bool = True, audio: bool = True,
+                      video_track: MediaStreamTrack | None = None,
+                      audio_track: MediaStreamTrack | None = None) -> dict:
+        """Publish a test pattern and a tone (or the tracks given)."""
         self.pub = self._pc()
         tracks = []
         if audio:
-            self.audio_track = AudioStreamTrack()
+            self.audio_track = audio_track or AudioStreamTrack()
             self.pub.addTransceiver(self.audio_track, direction="sendonly")
         if video:
-            self.video_track = CountingVideoTrack()
+            self.video_track = video_track or CountingVideoTrack()
             self.pub.addTransceiver(self.video_track, direction="sendonly")
         await self.pub.setLocalDescription(await self.pub.createOffer())
         for t in self.pub.getTransceivers():
