@@ -53,7 +53,7 @@ def _wan_or_none(text: str) -> str:
 
 def _baselines(text: str) -> tuple[str, ...]:
     names = tuple(x.strip() for x in text.split(",") if x.strip() and x.strip() != "none")
-    unknown = set(names) - {"naive", "janus"}
+    unknown = set(names) - {"naive", "janus", "recording"}
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown baseline(s): {', '.join(sorted(unknown))}")
     return names
@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which clients sit across the WAN")
     g.add_argument("--out", type=pathlib.Path, help="results folder (default bench/results/TIME-SCENARIO)")
     g.add_argument("--baselines", type=_baselines, default=("naive", "janus"),
-                   help="comma-separated: naive, janus, or none")
+                   help="comma-separated: naive, janus, recording (Dockcast again, recording "
+                        "every room), or none")
     g.add_argument("--naive-max", type=int, default=50,
                    help="run the naive relay only up to this many subscribers (it collapses early)")
     g.add_argument("--settle", type=float, default=1.0,

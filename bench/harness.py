@@ -122,8 +122,12 @@ class DockcastSystem(System):
     label = "Dockcast"
 
     def __init__(self, url: str | None = None, api_key: str | None = None,
-                 api_secret: str | None = None, pid: int | None = None) -> None:
+                 api_secret: str | None = None, pid: int | None = None,
+                 recording: bool = False) -> None:
         super().__init__()
+        self.recording = recording
+        if recording:  # the same node recording every room: the recorder's cost
+            self.name, self.label = "dockcast-recording", "Dockcast, recording"
         self.attached = url is not None
         if url is not None:
             self.url = url
@@ -136,12 +140,17 @@ class DockcastSystem(System):
             return
         port = free_port()
         self.url = f"ws://127.0.0.1:{port}/ws"
+        extra: list[str] = []
+        if self.recording:
+            config = run.out / f"{self.name}.toml"
+            config.write_text("[plugins.inspection]\nrecord_all = true\n")
+            extra = ["--config", str(config)]
         await self._launch(
             [sys.executable, "-m", "dockcast.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--data-dir", str(run.out / "dockcast-data"),
+             "--port", str(port), "--data-dir", str(run.out / f"{self.name}-data"),
              "--api-key", self.api_key, "--api-secret", self.api_secret,
-             "--ice-address", self.ice_address, "--log-level", "warning"],
-            run.logs / "dockcast-server.log", "127.0.0.1", port,
+             "--ice-address", self.ice_address, "--log-level", "warning", *extra],
+            run.logs / f"{self.name}-server.log", "127.0.0.1", port,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
@@ -418,9 +427,13 @@ class Run:
         self.corpus_summary = corpus.summary()
 
     def systems(self) -> list[System]:
-        """Dockcast, then each requested baseline (Janus only when installed)."""
+        """Dockcast, then each requested baseline (Janus only when installed); with
+        ``recording``, Dockcast a second time recording every room (not when attached to
+        a running node)."""
         o = self.options
         systems: list[System] = [DockcastSystem(o.url, o.api_key, o.api_secret, o.server_pid)]
+        if "recording" in o.baselines and o.url is None:
+            systems.append(DockcastSystem(recording=True))
         if "naive" in o.baselines:
             systems.append(NaiveSystem())
         if "janus" in o.baselines:
