@@ -56,8 +56,11 @@ def _progress_bar():
     """A rich progress bar on stderr, or None when stderr is not a terminal."""
     if not sys.stderr.isatty():
         return None, None
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    try:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    except ImportError:  # an install without it still exports, silently
+        return None, None
 
     bar = Progress(TextColumn("exporting"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                    TimeRemainingColumn(), console=Console(stderr=True), transient=True)
