@@ -4,9 +4,10 @@
 ``recording.json``) and writes WebM (VP8/VP9 + Opus), MP4 (H.264/VP9 + Opus) or Ogg
 (Opus only) with PyAV: each RTP stream is depacketized back into codec frames, each
 frame placed on the recording's wall clock, audio and video in sync
-(``docs/export.md``). The parts: ``depacketize`` (RTP payloads to frames, loss
-handling), ``codecs`` (the bitstream facts a muxer needs), ``timeline`` (RTP
-timestamps to wall clock) and ``export`` (containers and muxing).
+(``docs/export.md``). The parts: ``assembler`` (a stream's packets into frames:
+order, loss, key frames), ``depacketize`` (each codec's payloads into its frame),
+``codecs`` (the bitstream facts a muxer needs), ``timeline`` (RTP timestamps to wall
+clock) and ``export`` (containers and muxing).
 
     signalling.errors.SignallingError
     └── PlaybackError (also ValueError)   internal      base of the errors below

@@ -31,7 +31,8 @@ from plugins.recorder import Manifest, ManifestError
 from plugins.recorder import RecordingNotFound as _NoManifest
 
 from . import codecs
-from .depacketize import AssemblerStats, Frame, FrameAssembler, payload_format
+from .assembler import AssemblerStats, Frame, FrameAssembler
+from .depacketize import payload_format
 from .errors import ExportError, RecordingNotFound, UnsupportedContainer
 from .timeline import TrackTimeline, build_timelines, track_packets
 

@@ -37,7 +37,8 @@ from plugins.recorder import (
     read_mjr,
 )
 
-from .depacketize import DepacketizeError, RtpView, Unwrapper
+from .assembler import RtpView, Unwrapper
+from .depacketize import DepacketizeError
 
 __all__ = [
     "SYNC_CLUSTER_SECONDS",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fractions
 import pathlib
 import random
+import re
 from dataclasses import dataclass, field
 
 import av
@@ -21,6 +22,7 @@ from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
+from plugins.playback.assembler import FrameAssembler, RtpView
 from plugins.recorder import RecordingWriter, TrackInfo
 from sfu.h264 import h264_is_keyframe
 from sfu.vp8 import vp8_is_keyframe
@@ -76,7 +78,7 @@ class _Sender:
         for n, payload in enumerate(payloads):
             marker = video and n == len(payloads) - 1
             self.out.packets.append(Packet(
-                arrival + n * 1e-4, _rtp(self.pt, marker, self.seq, self.ts + stamp, self.ssrc, payload),
+                arrival + n * 1e-4, rtp(self.pt, marker, self.seq, self.ts + stamp, self.ssrc, payload),
                 video and _keyframe(codec, payload)))
             self.seq += 1
         self.out.frames += 1
@@ -91,7 +93,7 @@ def ntp(unix: float) -> int:
     return (int(seconds) << 32) | int((seconds % 1) * 2**32)
 
 
-def _rtp(pt: int, marker: bool, seq: int, ts: int, ssrc: int, payload: bytes) -> bytes:
+def rtp(pt: int, marker: bool, seq: int, ts: int, ssrc: int, payload: bytes) -> bytes:
     return RtpPacket(payload_type=pt, marker=int(marker), sequence_number=seq & 0xFFFF,
                      timestamp=ts & 0xFFFFFFFF, ssrc=ssrc, payload=payload).serialize()
 
@@ -195,6 +197,51 @@ def audio(seconds: float, marks: list[float], *, start: float = START, delay: fl
         if payloads and not any(a <= t < b for a, b in dtx):
             sender.frame(t, start + t + delay + rnd.uniform(0, 0.004), payloads[:1], stamp, video=False)
     return out
+
+
+def encoded_video(codec: str, frames: int = 12, keyframes=(0,)) -> list[av.Packet]:
+    """Frames of noise encoded by PyAV (libvpx / libx264), as the encoder wrote them."""
+    ctx = av.CodecContext.create({"VP8": "libvpx", "H264": "libx264"}[codec], "w")
+    ctx.width, ctx.height, ctx.pix_fmt = 320, 240, "yuv420p"
+    ctx.time_base = fractions.Fraction(1, 30)
+    ctx.options = {"tune": "zerolatency"} if codec == "H264" else {"deadline": "realtime"}
+    packets = []
+    for i in range(frames):
+        pixels = np.random.default_rng(i).integers(0, 255, (240, 320, 3), np.uint8)
+        frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        if i in keyframes:
+            frame.pict_type = av.video.frame.PictureType.I
+        packets += ctx.encode(frame)
+    return packets + list(ctx.encode(None))
+
+
+def rtp_frames(codec: str, encoded: list[av.Packet], *, seq: int = 100, ts: int = 0,
+               ssrc: int = 7) -> list[list[RtpView]]:
+    """Each encoded frame packetized by aiortc's own packetizer: RTP packets per frame."""
+    packer = get_encoder(CODECS[codec])
+    frames = []
+    for n, packet in enumerate(encoded):
+        payloads, _ = packer.pack(packet)
+        packets = []
+        for i, payload in enumerate(payloads):
+            packets.append(RtpView.parse(rtp(96, i == len(payloads) - 1, seq, ts + 3000 * n, ssrc, payload)))
+            seq += 1
+        frames.append(packets)
+    return frames
+
+
+def feed(assembler: FrameAssembler, packets: list[RtpView]) -> list:
+    """Every frame the assembler makes of these packets, flushed at the end."""
+    out = []
+    for p in packets:
+        out += assembler.push(p, 0.0)
+    return out + assembler.flush()
+
+
+def nals(annexb: bytes) -> list[bytes]:
+    """The NAL units of an Annex B byte stream (3- or 4-byte start codes)."""
+    return [n for n in re.split(b"\x00\x00\x00\x01|\x00\x00\x01", annexb) if n]
 
 
 def record(directory: pathlib.Path, tracks: dict[str, list[Stream]], *,
