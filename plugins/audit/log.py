@@ -17,6 +17,11 @@ line, rebuilds the tree, checks every checkpoint against it (a log whose survivi
 entries contradict a signed checkpoint is refused, not repaired), then appends
 ``session_recovered`` unless the session had been closed, and checkpoints. What it cut
 off is in `AuditLog.recovery`.
+
+Checkpoints may carry an RFC 3161 time-stamp (``tst``) from a `TimestampAuthority`
+passed to `checkpoint`, `close` or `open`. Evidence first: when the authority fails, the
+checkpoint is written without ``tst``, a warning names the authority's URL, and
+`AuditLog.timestamp_error` holds the error.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from .checkpoint import Checkpoint
 from .keys import public_key_text
 from .merkle import MerkleTree
+from .timestamp import TimestampAuthority, stamp_checkpoint
 from .verify import AuditError, InvalidEntryLine, canonical_json, parse_entry, split_lines
 
 __all__ = [
@@ -119,6 +125,8 @@ class AuditLog:
         self.directory = Path(directory)
         self.session_id = ""
         self.recovery: Recovery | None = None
+        #: Why the last checkpoint asked to be time-stamped has no ``tst`` (None: it has).
+        self.timestamp_error: Exception | None = None
         self._signer = signer
         self._tree = MerkleTree()
         self._offsets = [0]  # where each entry line starts, then where the file ends
@@ -158,8 +166,10 @@ class AuditLog:
         return log
 
     @classmethod
-    def open(cls, directory: str | os.PathLike, signer: Ed25519PrivateKey, now: float) -> AuditLog:
-        """Reopen a session's log after a stop or a crash (see the module docstring).
+    def open(cls, directory: str | os.PathLike, signer: Ed25519PrivateKey, now: float,
+             tsa: TimestampAuthority | None = None) -> AuditLog:
+        """Reopen a session's log after a stop or a crash (see the module docstring); its
+        new checkpoint is time-stamped by ``tsa`` when given.
 
         A session that was closed comes back closed (readable, no appends). Otherwise
         ``session_recovered {entries_lost_tail}`` is appended (``entries_lost_tail``: the
@@ -192,12 +202,12 @@ class AuditLog:
                            "will not verify with the old key", log.directory, log._checkpoints[-1].key)
         if log.recovery.was_closed:
             log._closed = True
-            log.checkpoint(now)  # a close that crashed before its checkpoint ends here
+            log.checkpoint(now, tsa)  # a close that crashed before its checkpoint ends here
             log.release()
         else:
             log._write_entry(log._encode("session_recovered",
                                          {"entries_lost_tail": 1 if torn else 0}, now))
-            log.checkpoint(now)
+            log.checkpoint(now, tsa)
         return log
 
     def _rebuild(self, path: Path, lines: list[bytes]) -> str:
@@ -239,30 +249,37 @@ class AuditLog:
             raise InvalidEntry(f"{type} entries are written by the log itself")
         return self._write_entry(self._encode(type, fields, now))
 
-    def checkpoint(self, now: float) -> Checkpoint:
+    def checkpoint(self, now: float, tsa: TimestampAuthority | None = None) -> Checkpoint:
         """Sign the current size and root; returns the last checkpoint when nothing was
-        added since. The entries are fsynced before the checkpoint is written."""
+        added since. The entries are fsynced before the checkpoint is written.
+
+        With ``tsa``, the checkpoint carries its token (``tst``) when the authority gives
+        one (this blocks for the HTTP round trip); when it fails, the checkpoint is
+        written all the same without ``tst``, a warning names the authority's URL, and
+        `timestamp_error` says why."""
         self._check_attached()
         if self._checkpoints and self._checkpoints[-1].size == self.size:
             return self._checkpoints[-1]
         entries_fd, checkpoints_fd = self._fds
         cp = Checkpoint.sign(self.session_id, self.size, self._tree.root(), now, self._signer)
-        line = canonical_json(cp.to_json()) + b"\n"
         self._fsync(entries_fd, ENTRIES_FILE)
+        if tsa is not None:
+            cp, self.timestamp_error = stamp_checkpoint(cp, tsa, self.directory)
+        line = canonical_json(cp.to_json()) + b"\n"
         self._write(checkpoints_fd, line, self._checkpoints_end, CHECKPOINTS_FILE)
         self._checkpoints_end += len(line)
         self._fsync(checkpoints_fd, CHECKPOINTS_FILE)
         self._checkpoints.append(cp)
         return cp
 
-    def close(self, now: float) -> Checkpoint:
-        """End the session: append ``session_closed {}``, checkpoint, release the files.
-        Reading (entries, proofs) still works afterwards. Closing twice returns the
-        last checkpoint."""
+    def close(self, now: float, tsa: TimestampAuthority | None = None) -> Checkpoint:
+        """End the session: append ``session_closed {}``, checkpoint (time-stamped by
+        ``tsa`` when given, as `checkpoint` does), release the files. Reading (entries,
+        proofs) still works afterwards. Closing twice returns the last checkpoint."""
         if not self._closed:
             self._write_entry(self._encode("session_closed", {}, now))
             self._closed = True
-        cp = self.checkpoint(now) if self._fds else self._checkpoints[-1]
+        cp = self.checkpoint(now, tsa) if self._fds else self._checkpoints[-1]
         self.release()
         return cp
 

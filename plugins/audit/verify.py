@@ -11,12 +11,16 @@ and a third party can read it whole. ``docs/audit.md`` describes what it checks;
   one's, and its root is the RFC 6962 Merkle root of the first ``size`` entries
   (recomputed here from the entries' bytes, so consecutive checkpoints are consistent);
 - every ``segment`` entry's file still has its size and SHA-256;
+- a checkpoint's optional RFC 3161 time-stamp token (``tst``) is over that checkpoint's
+  signed message, and, with ``--tsa-cert``, signed by the pinned authority (this needs
+  ``pip install rfc3161-client``, imported only when a checkpoint carries a token);
 - entries after the last checkpoint are reported as not covered (normal after a crash).
 
 PATH is a session's audit directory (``<data-dir>/audit/<session_id>``) or an evidence
 bundle (a ``.zip`` with ``audit/entries.jsonl``, ``audit/checkpoints.jsonl`` and
 ``segments/<recording_id>/<file>``). Exit status: 0 everything verifies, 1 something
-differs (the first difference is named on stderr), 2 usage or unreadable input.
+differs (the first difference is named on stderr), 2 usage or unreadable input (or a
+time-stamp token to check and no ``rfc3161-client``).
 
 Entries are named by their index ``i`` (from 0), checkpoints by their line number in
 ``checkpoints.jsonl`` (from 1). The Dockcast package imports its hashing, canonical
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import datetime
 import hashlib
 import json
 import math
@@ -45,6 +50,9 @@ __all__ = [
     "InvalidPublicKey",
     "InvalidCheckpoint",
     "InvalidEntryLine",
+    "InvalidTimestamp",
+    "InvalidTsaCertificate",
+    "TimestampUnavailable",
     "EMPTY_ROOT",
     "CHECKPOINT_CONTEXT",
     "leaf_hash",
@@ -58,6 +66,9 @@ __all__ = [
     "parse_public_key",
     "checkpoint_message",
     "SignedCheckpoint",
+    "load_tsa_certificates",
+    "TimestampInfo",
+    "check_timestamp",
     "Difference",
     "Report",
     "verify_path",
@@ -99,6 +110,24 @@ class InvalidCheckpoint(AuditError, ValueError):
 
 class InvalidEntryLine(AuditError, ValueError):
     """An entry line that is not what the log writes; the message says why."""
+
+    code = "bad_request"
+
+
+class TimestampUnavailable(AuditError):
+    """A time-stamp token must be checked or made and ``rfc3161-client`` is not
+    installed (exit 2: ``pip install rfc3161-client``)."""
+
+
+class InvalidTsaCertificate(AuditError, ValueError):
+    """The authority's certificates (``--tsa-cert``) are not PEM X.509 certificates."""
+
+    code = "bad_request"
+
+
+class InvalidTimestamp(AuditError, ValueError):
+    """A time-stamp token that does not prove its checkpoint's time: not a token, over
+    another message, or not signed by the pinned authority. The message says which."""
 
     code = "bad_request"
 
@@ -309,6 +338,157 @@ class SignedCheckpoint:
         return cls(session_id, size, bytes.fromhex(root), float(ts), signature, obj["key"], tst)
 
 
+# --- RFC 3161 time-stamp tokens (only when a checkpoint carries one) -------------------
+
+_SHA256_OID = "2.16.840.1.101.3.4.2.1"
+# The SignerInfo's signatureAlgorithm is outside what the token's signature covers, and
+# OpenSSL's check ignores it for ECDSA: so that no byte of a token can change unnoticed,
+# it must be one that the digest algorithm implies (DER value bytes of the OIDs).
+_DIGESTS = {bytes.fromhex("608648016503040201"): "sha256",
+            bytes.fromhex("608648016503040202"): "sha384",
+            bytes.fromhex("608648016503040203"): "sha512"}
+_SIGNATURES = {bytes.fromhex("2a8648ce3d040302"): "sha256", bytes.fromhex("2a8648ce3d040303"): "sha384",
+               bytes.fromhex("2a8648ce3d040304"): "sha512",
+               bytes.fromhex("2a864886f70d01010b"): "sha256", bytes.fromhex("2a864886f70d01010c"): "sha384",
+               bytes.fromhex("2a864886f70d01010d"): "sha512",
+               bytes.fromhex("2a864886f70d010101"): None,  # rsaEncryption: any digest
+               bytes.fromhex("2a864886f70d01010a"): None,  # RSASSA-PSS
+               bytes.fromhex("2b6570"): None}  # Ed25519
+
+
+def _rfc3161():
+    try:
+        import rfc3161_client
+    except ImportError:
+        raise TimestampUnavailable("checking RFC 3161 time-stamp tokens needs the rfc3161-client "
+                                   "package: pip install rfc3161-client") from None
+    return rfc3161_client
+
+
+def load_tsa_certificates(pem: bytes) -> list:
+    """The X.509 certificates of a PEM text: the authority's root CA (self-signed), with
+    any intermediates, or a self-signed authority certificate itself."""
+    from cryptography import x509
+
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        raise InvalidTsaCertificate(f"not PEM X.509 certificates ({exc})") from None
+    if not any(c.issuer == c.subject for c in certificates):
+        raise InvalidTsaCertificate("no self-signed (root) certificate among them: give the "
+                                    "authority's root CA, alone or with its chain")
+    return certificates
+
+
+@dataclass(frozen=True)
+class TimestampInfo:
+    """What a checked token says: ``gen_time`` (when the authority signed it, UTC),
+    ``serial``, ``nonce``, ``signer`` (the signing certificate's issuer and serial) and
+    whether its signature was checked against a pinned authority (``pinned``)."""
+
+    gen_time: datetime.datetime
+    serial: int
+    nonce: Optional[int]
+    signer: str
+    pinned: bool
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _der_children(data: bytes, start: int, end: int) -> list:
+    """The (tag, value start, value end) of each DER element in data[start:end]."""
+    found = []
+    while start < end:
+        tag, length, start = data[start], data[start + 1], start + 2
+        if length & 0x80:
+            count = length & 0x7F
+            length, start = int.from_bytes(data[start:start + count], "big"), start + count
+        found.append((tag, start, start + length))
+        start += length
+    return found
+
+
+def _signature_algorithm_fits(token: bytes) -> bool:
+    """Whether the SignerInfo's signatureAlgorithm is one its digestAlgorithm implies
+    (ContentInfo > [0] > SignedData > signerInfos > SignerInfo)."""
+    try:
+        _, start, end = _der_children(token, 0, len(token))[0]
+        _, start, end = _der_children(token, start, end)[1]  # [0] EXPLICIT content
+        _, start, end = _der_children(token, start, end)[0]  # SignedData
+        _, start, end = _der_children(token, start, end)[-1]  # signerInfos SET
+        _, start, end = _der_children(token, start, end)[0]  # the SignerInfo
+        fields = _der_children(token, start, end)
+        digest_seq = fields[2]
+        signature_seq = next(f for f in fields[3:] if f[0] == 0x30)
+        oid = [_der_children(token, s, e)[0] for _, s, e in (digest_seq, signature_seq)]
+        digest = _DIGESTS.get(token[oid[0][1]:oid[0][2]])
+        signature = token[oid[1][1]:oid[1][2]]
+    except (IndexError, StopIteration):
+        return False
+    return digest is not None and signature in _SIGNATURES and _SIGNATURES[signature] in (None, digest)
+
+
+def _signer_name(certificates: Iterable[bytes], signer) -> str:
+    """The signing certificate's subject (and issuer), as the token names it."""
+    from cryptography import x509
+
+    issuer = signer.issuer.rfc4514_string()
+    for der in certificates:
+        cert = x509.load_der_x509_certificate(der)
+        if cert.issuer == signer.issuer and cert.serial_number == signer.serial_number:
+            return f"{cert.subject.rfc4514_string()} (issued by {issuer})"
+    return f"certificate {signer.serial_number:x} of {issuer}"
+
+
+def check_timestamp(token: bytes, message: bytes, trusted: Optional[Sequence] = None) -> TimestampInfo:
+    """Check an RFC 3161 time-stamp token (DER) over ``message``: its imprint is the
+    SHA-256 of ``message`` and, when ``trusted`` certificates are given (see
+    `load_tsa_certificates`), its signature verifies with a certificate that chains to
+    them and is meant for time-stamping. Without ``trusted`` the signature is not
+    checked: the time is only the token's claim. InvalidTimestamp says what is wrong;
+    TimestampUnavailable when rfc3161-client is not installed."""
+    rfc3161 = _rfc3161()
+    # rfc3161-client reads responses, not bare tokens: wrap it in a granted response.
+    body = b"\x30\x03\x02\x01\x00" + token
+    try:
+        response = rfc3161.decode_timestamp_response(b"\x30" + _der_length(len(body)) + body)
+        info = response.tst_info
+        imprint = info.message_imprint
+        algorithm, digest = imprint.hash_algorithm.dotted_string, imprint.message
+        signer = next(iter(response.signed_data.signer_infos))
+        versions = (response.signed_data.version, signer.version)
+        identity = _signer_name(response.signed_data.certificates, signer)
+        gen_time, serial, nonce = info.gen_time, info.serial_number, info.nonce
+    except (ValueError, StopIteration) as exc:
+        raise InvalidTimestamp(f"not an RFC 3161 time-stamp token ({exc})") from None
+    expected = hashlib.sha256(message).digest()
+    if algorithm != _SHA256_OID:
+        raise InvalidTimestamp(f"its message imprint uses {algorithm}, not SHA-256")
+    if digest != expected:
+        raise InvalidTimestamp(f"it time-stamps another message (its imprint is {digest.hex()}; "
+                               f"this checkpoint's signed message hashes to {expected.hex()})")
+    if versions != (3, 1) or not _signature_algorithm_fits(token):
+        raise InvalidTimestamp("its CMS encoding was changed (a version or the signature "
+                               "algorithm is not what the signed content implies)")
+    if trusted:
+        roots = [c for c in trusted if c.issuer == c.subject]
+        builder = rfc3161.VerifierBuilder(roots=roots,
+                                          intermediates=[c for c in trusted if c not in roots])
+        try:
+            builder.build().verify(response, expected)
+        except (rfc3161.VerificationError, ValueError) as exc:
+            raise InvalidTimestamp(f"its signature does not verify against the pinned "
+                                   f"authority ({exc})") from None
+    if gen_time.tzinfo is None:
+        gen_time = gen_time.replace(tzinfo=datetime.timezone.utc)
+    return TimestampInfo(gen_time, serial, nonce, identity, bool(trusted))
+
+
 # --- the report -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -340,19 +520,23 @@ class Difference:
 @dataclass
 class Report:
     """What `verify_path` found: ``ok`` is true when nothing differs. ``covered`` is the
-    last checkpoint's size; ``segments`` the segment files re-hashed and found equal."""
+    last checkpoint's size; ``segments`` the segment files re-hashed and found equal;
+    ``timestamps`` the time-stamp tokens checked (their times are in ``notes``)."""
 
     ok: bool
     entries: int = 0
     checkpoints: int = 0
     covered: int = 0
     segments: int = 0
+    timestamps: int = 0
     difference: Optional[Difference] = None
     notes: list = field(default_factory=list)
 
     def summary(self) -> str:
+        stamped = f", {self.timestamps} time-stamp tokens checked" if self.timestamps else ""
         return (f"verified: {self.entries} entries, {self.covered} covered by "
-                f"{self.checkpoints} signed checkpoints, {self.segments} segment files re-hashed")
+                f"{self.checkpoints} signed checkpoints, {self.segments} segment files re-hashed"
+                f"{stamped}")
 
 
 class _Found(Exception):
@@ -438,8 +622,9 @@ class _ZipSource(_Source):
 # --- the check ------------------------------------------------------------------------
 
 class _Check:
-    def __init__(self, source: _Source, key: str, allow_uncovered_tail: bool) -> None:
-        self.source, self.allow_tail = source, allow_uncovered_tail
+    def __init__(self, source: _Source, key: str, allow_uncovered_tail: bool,
+                 tsa_certs: Optional[list]) -> None:
+        self.source, self.allow_tail, self.tsa_certs = source, allow_uncovered_tail, tsa_certs
         self.key, self.public_key = public_key_bytes(key), parse_public_key(key)
         self.report = Report(ok=False)
         self.stack = RootStack()
@@ -495,9 +680,25 @@ class _Check:
             raise _Found(Difference("checkpoint", f"its size {cp.size} does not grow past the "
                                     f"previous checkpoint's {done} (checkpoints reordered?)", number))
         if cp.tst is not None:
-            self.report.notes.append(f"checkpoint {number} carries an RFC 3161 time-stamp token; "
-                                     "this verifier does not check time-stamp tokens")
+            self._timestamp(number, cp)
+        elif self.tsa_certs:
+            self.report.notes.append(f"checkpoint {number} carries no time-stamp token (the "
+                                     "authority was unreachable when it was written?)")
         return cp
+
+    def _timestamp(self, number: int, cp: SignedCheckpoint) -> None:
+        try:
+            info = check_timestamp(cp.tst, cp.signed_message(), self.tsa_certs)
+        except InvalidTimestamp as exc:
+            raise _Found(Difference("checkpoint", f"its time-stamp token: {exc}", number)) from None
+        when = info.gen_time.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        late = info.gen_time.timestamp() - cp.ts
+        how = ("its signature verifies against --tsa-cert" if info.pinned else
+               "the authority was not pinned (no --tsa-cert): its signature was not checked, "
+               "the time is only the token's claim")
+        self.report.notes.append(f"checkpoint {number}: time-stamped at {when} ({late:+.1f} s "
+                                 f"from its ts) by {info.signer}; {how}")
+        self.report.timestamps += 1
 
     def _entry(self, index: int, line: bytes) -> None:
         try:
@@ -559,14 +760,17 @@ class _Check:
 
 
 def verify_path(path: str, public_key: str, *, recordings: Optional[str] = None,
-                allow_uncovered_tail: bool = False) -> Report:
+                allow_uncovered_tail: bool = False, tsa_cert: Optional[bytes] = None) -> Report:
     """Verify a session's audit directory or an evidence bundle (``.zip``) against the
-    node's public key text. Raises InvalidPublicKey or UnreadableInput (exit status 2);
-    every difference is in the returned Report."""
+    node's public key text; ``tsa_cert``: PEM certificates pinning the time-stamping
+    authority (`load_tsa_certificates`). Raises InvalidPublicKey, InvalidTsaCertificate,
+    UnreadableInput or TimestampUnavailable (exit status 2); every difference is in the
+    returned Report."""
     public_key_bytes(public_key)  # a bad key is a usage error, before any file is read
+    tsa_certs = load_tsa_certificates(tsa_cert) if tsa_cert is not None else None
     path = os.fspath(path)
     source = (_ZipSource if path.lower().endswith(".zip") else _Source)(path, recordings)
-    check = _Check(source, public_key, allow_uncovered_tail)
+    check = _Check(source, public_key, allow_uncovered_tail, tsa_certs)
     try:
         return check.run()
     except _Found as found:
@@ -592,16 +796,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-uncovered-tail", action="store_true",
                         help="accept entries written after the last checkpoint (normal after a "
                              "crash) instead of exiting with status 1")
+    parser.add_argument("--tsa-cert", metavar="PEM",
+                        help="the time-stamping authority's root CA certificate (PEM, with any "
+                             "intermediates): checkpoints' RFC 3161 tokens must be signed by it "
+                             "(without it their times are reported, their signatures not checked)")
+
+
+def _read_tsa_cert(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise InvalidTsaCertificate(f"cannot read it ({exc.strerror or exc})") from None
 
 
 def run(args: argparse.Namespace, prog: str = "verify.py", out=None, err=None) -> int:
     """Verify as the parsed arguments say; print the outcome; return the exit status."""
     out, err = out or sys.stdout, err or sys.stderr
     try:
+        tsa_cert = None
+        if getattr(args, "tsa_cert", None):
+            tsa_cert = _read_tsa_cert(args.tsa_cert)
         report = verify_path(args.path, args.public_key, recordings=args.recordings,
-                             allow_uncovered_tail=args.allow_uncovered_tail)
-    except (InvalidPublicKey, UnreadableInput) as exc:
+                             allow_uncovered_tail=args.allow_uncovered_tail, tsa_cert=tsa_cert)
+    except (InvalidPublicKey, UnreadableInput, TimestampUnavailable) as exc:
         print(f"{prog}: {exc}", file=err)
+        return 2
+    except InvalidTsaCertificate as exc:
+        print(f"{prog}: --tsa-cert {args.tsa_cert}: {exc}", file=err)
         return 2
     for note in report.notes:
         print(f"note: {note}", file=out if report.ok else err)
@@ -615,7 +837,8 @@ def run(args: argparse.Namespace, prog: str = "verify.py", out=None, err=None) -
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="verify.py", description="Verify a Dockcast audit log and its recording segments "
-        "offline. Exit 0: everything verifies; 1: something differs; 2: usage or unreadable input.")
+        "offline. Exit 0: everything verifies; 1: something differs; 2: usage or unreadable input, "
+        "or a time-stamp token to check without the rfc3161-client package.")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
