@@ -66,6 +66,7 @@ class NodeConfig:
     drain_seconds: float = 5.0              # how long a stop waits for clients to leave
     room_empty_timeout_s: float = 300.0     # a room.create room nobody joined closes after this
     room_departure_timeout_s: float = 20.0  # a room whose last participant left closes after this
+    participant_grace_s: float = 15.0       # a dropped connection's participant waits this long to resume
     # more API keys at once (key -> secret), for rotation: "k1:s1,k2:s2" or a TOML table [api_keys]
     api_keys: Mapping[str, str] = field(default_factory=dict)
     max_token_ttl_s: float = 24 * 3600.0    # tokens living longer (exp - iat/nbf) are refused (0: no limit)
@@ -210,7 +211,8 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
         if not getattr(config, name) > 0:
             raise ConfigError(f"{name}: {getattr(config, name)} must be more than 0")
     for name in ("message_max_age_s", "message_max_count", "message_max_bytes", "message_member_idle_s",
-                 "room_empty_timeout_s", "room_departure_timeout_s", "max_token_ttl_s",
+                 "room_empty_timeout_s", "room_departure_timeout_s", "participant_grace_s",
+                 "max_token_ttl_s",
                  "max_rooms", "max_participants_per_room", "max_tracks_per_participant",
                  "max_subscriptions_per_participant", "max_mlines_per_offer", "max_connections"):
         if not getattr(config, name) >= 0:

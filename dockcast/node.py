@@ -90,6 +90,7 @@ class Node:
                            auto_create=config.auto_create_rooms, retired=self.retired,
                            empty_timeout_s=config.room_empty_timeout_s,
                            departure_timeout_s=config.room_departure_timeout_s,
+                           participant_grace_s=config.participant_grace_s,
                            max_rooms=config.max_rooms,
                            max_participants_per_room=config.max_participants_per_room)
         self.media = MediaRequests(

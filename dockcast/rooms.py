@@ -79,9 +79,12 @@ class Rooms:
                  *, auto_create: bool = True, retired: Retired | None = None,
                  empty_timeout_s: float = 300.0, departure_timeout_s: float = 20.0,
                  scheduler: Scheduler | None = None, max_rooms: int = 0,
-                 max_participants_per_room: int = 0, refusals: CapRefusals | None = None) -> None:
-        """``scheduler`` runs the empty-room timers (its ``call_later``); ``max_rooms``
-        and ``max_participants_per_room`` are caps (0: none), counted in ``refusals``."""
+                 max_participants_per_room: int = 0, refusals: CapRefusals | None = None,
+                 participant_grace_s: float = 15.0) -> None:
+        """``scheduler`` runs the empty-room and grace timers (its ``call_later``);
+        ``max_rooms`` and ``max_participants_per_room`` are caps (0: none), counted in
+        ``refusals``; ``participant_grace_s`` is how long a member whose connection
+        dropped keeps its participant (0: it leaves at once)."""
         self.settings = settings
         self.max_rooms = max_rooms
         self.max_participants_per_room = max_participants_per_room
@@ -91,6 +94,8 @@ class Rooms:
         self.departure_timeout_s = departure_timeout_s
         self.scheduler = scheduler or ASYNCIO_SCHEDULER
         self._closing: dict[str, Cancellable] = {}  # empty rooms waiting to close
+        self.participant_grace_s = participant_grace_s
+        self._detached: dict[str, _Detached] = {}  # by the dropped connection's session id
         self._closers: set[asyncio.Task] = set()  # their close tasks, once due
         self.membership = membership
         self.bus = bus
@@ -247,6 +252,9 @@ class Rooms:
     async def close_all(self, reason: str) -> None:
         for name in list(self._closing):
             self._keep(name)
+        for detached in self._detached.values():
+            detached.timer.cancel()
+        self._detached.clear()
         if self._closers:
             await asyncio.gather(*self._closers, return_exceptions=True)
         for room in list(self.media.values()):
@@ -333,18 +341,26 @@ class Rooms:
             raise BadRequest(f"already in room {conn.room!r}: leave it first")
         room = self._open(name)
         self._keep(name)
-        participant = room.join(conn.identity, request.get("name") or conn.claims.name,
-                                request.get("metadata"))
+        participant = self._reattach(conn, room)
+        resumed = participant is not None
+        if participant is None:
+            participant = room.join(conn.identity, request.get("name") or conn.claims.name,
+                                    request.get("metadata"))
         self.membership.room(name).hold_open = False
         self.membership.join(conn, name, participant.id, conn.identity)
         last_seq = self.messaging.joined(conn, name, logged_last_seq)
 
         async def send_offer(sdp: str) -> None:
-            conn.send_event({"type": "offer", "pc": "sub", "sdp": sdp})
+            conn.send_event({"type": "offer", "pc": "sub", "sdp": sdp,
+                             "tracks": participant.offered_tracks()})
 
         participant.send_offer = send_offer
-        logger.info("joined", extra={"room": name, "participant": participant.id,
-                                     "identity": conn.identity})
+        pending = participant.pending_offer() if resumed else None
+        if pending is not None:  # the offer the dropped connection may never have seen
+            conn.send_event({"type": "offer", "pc": "sub", "sdp": pending,
+                             "tracks": participant.offered_tracks()})
+        logger.info("joined" if not resumed else "joined again (resumed)",
+                    extra={"room": name, "participant": participant.id, "identity": conn.identity})
         return {
             **extras,
             "type": "joined", "room": name, "participant_id": participant.id,
@@ -366,8 +382,63 @@ class Rooms:
             await self.close_if_empty(room)
 
     async def disconnected(self, conn: Connection) -> None:
+        """A connection closed without ``leave``: its participant stays in the room
+        (peer connections up, tracks published) for ``participant_grace_s``, so that a
+        client whose signalling dropped for a moment resumes it with ``hello.resume``
+        and ``join`` and its media never stops; then it leaves."""
         self.membership.unwatch(conn)
-        await self.leave(conn)
+        member = self.membership.member(conn)
+        room = self.media.get(member.room) if member is not None else None
+        if (room is None or self.participant_grace_s <= 0
+                or member.participant_id not in room.participants):
+            await self.leave(conn)
+            return
+        self.membership.leave(conn)
+        self.messaging.left(conn)
+        participant = room.participants[member.participant_id]
+        participant.send_offer = None  # an offer now would go nowhere: sent again on resume
+        timer = self.scheduler.call_later(self.participant_grace_s,
+                                          lambda: self._grace_over(conn.session_id))
+        self._detached[conn.session_id] = _Detached(room, participant.id, conn.identity, timer)
+        logger.info("connection dropped; participant kept", extra={
+            "room": room.name, "participant": participant.id, "grace_s": self.participant_grace_s})
+
+    def _reattach(self, conn: Connection, room: Room) -> Participant | None:
+        """The participant a resumed connection left behind in ``room``, if it waits."""
+        resume = conn.resume or {}
+        detached = self._detached.get(resume.get("session_id")) if isinstance(resume, dict) else None
+        if (detached is None or detached.room is not room or detached.identity != conn.identity
+                or detached.participant_id not in room.participants):
+            return None
+        del self._detached[resume["session_id"]]
+        detached.timer.cancel()
+        return room.participants[detached.participant_id]
+
+    def _grace_over(self, session_id: str) -> None:
+        detached = self._detached.pop(session_id, None)
+        if detached is None or detached.room.closed:
+            return
+        room, participant_id = detached.room, detached.participant_id
+
+        async def leave() -> None:
+            await room.leave(participant_id)
+            logger.info("left (did not come back)", extra={"room": room.name,
+                                                          "participant": participant_id})
+            await self.close_if_empty(room)
+
+        task = asyncio.ensure_future(leave())
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
+
+
+@dataclasses.dataclass
+class _Detached:
+    """A participant whose connection dropped, waiting for it to come back."""
+
+    room: Room
+    participant_id: str
+    identity: str
+    timer: Cancellable
 
 
 def _with_shipment(event: events.Event, record: RoomRecord) -> events.Event:

@@ -40,7 +40,7 @@ from aiortc.rtcicetransport import RTCIceTransport
 from .errors import AiortcInternalsChanged
 
 __all__ = ["CHECKED_VERSIONS", "check", "sender_ssrc", "negotiated_codecs",
-           "header_extension_ids", "quiet_sender_reports", "stop_decoder_after_receive",
+           "header_extension_ids", "quiet_sender_reports", "set_stream_id", "stop_decoder_after_receive",
            "peer_connection_cname", "ice_connection", "rx_srtp", "tx_srtp", "nominated_pair",
            "hook_dtls", "hook_data_received", "srtp_protect_native", "set_host_addresses",
            "accept_rsa_dtls_peers", "DTLS_CIPHERS", "connection_diagnostics"]
@@ -62,6 +62,7 @@ _METHODS = [
 ]
 _INSTANCE_ATTRIBUTES = [
     (RTCRtpSender, "_ssrc", "aiortc"),
+    (RTCRtpSender, "_stream_id", "aiortc"),
     (RTCRtpSender, "_RTCRtpSender__rtcp_started", "aiortc"),
     (RTCRtpSender, "_RTCRtpSender__rtcp_exited", "aiortc"),
     (RTCRtpTransceiver, "_codecs", "aiortc"),
@@ -115,6 +116,11 @@ check()
 def sender_ssrc(sender: RTCRtpSender) -> int:
     """The SSRC a sender announces in SDP (``a=ssrc``) and must send with."""
     return sender._ssrc
+
+
+def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
+    """The stream part of the sender's ``a=msid`` (aiortc makes a random one)."""
+    sender._stream_id = stream_id
 
 
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:

@@ -332,7 +332,11 @@ class Participant:
         for producer in producers:
             if producer.id in self.consumers or producer.closed:
                 continue
-            transceiver = self.sub.pc.addTransceiver(IdleTrack(producer.kind), direction="sendonly")
+            # msid "<publisher's participant id> <track id>": a browser groups a
+            # participant's audio and video in one stream (and plays them in sync)
+            transceiver = self.sub.pc.addTransceiver(IdleTrack(producer.kind, producer.id),
+                                                     direction="sendonly")
+            internals.set_stream_id(transceiver.sender, producer.participant_id)
             internals.quiet_sender_reports(transceiver.sender)
             transceiver.setCodecPreferences(
                 [c for c in _preferred(transceiver, (producer.codec.mime_type,))
@@ -406,6 +410,26 @@ class Participant:
             return  # the participant is leaving: nobody to offer to
         if self.send_offer is not None:
             await self.send_offer(sdp)
+
+    def pending_offer(self) -> str | None:
+        """The offer the subscriber has not answered yet (to send again to a participant
+        whose signalling connection came back), or ``None``."""
+        if not self._offer_out or self.sub is None or self.sub.closed:
+            return None
+        description = self.sub.pc.localDescription
+        return description.sdp if description is not None else None
+
+    def offered_tracks(self) -> list[dict[str, Any]]:
+        """What each m-line of the subscriber's peer connection carries: ``{mid, track_id,
+        participant_id, kind}`` (the m-lines of closed consumers are left out)."""
+        out = []
+        for consumer in self.consumers.values():
+            transceiver = self._transceivers.get(consumer.id)
+            if transceiver is not None and transceiver.mid is not None:
+                producer = consumer.producer
+                out.append({"mid": transceiver.mid, "track_id": producer.id,
+                            "participant_id": producer.participant_id, "kind": producer.kind})
+        return out
 
     async def answer(self, sdp: str) -> None:
         """The subscriber's answer to our offer."""

@@ -87,9 +87,15 @@ class IdleTrack(MediaStreamTrack):
     """A sendonly track with no encoder: ``recv()`` waits forever, so aiortc's sender
     task sleeps at no cost while the SFU writes the packets itself."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, track_id: str | None = None) -> None:
         super().__init__()
         self.kind = kind
+        self._track_id = track_id
+
+    @property
+    def id(self) -> str:
+        """``track_id`` when given (the msid's track part), else a random id."""
+        return self._track_id or super().id
 
     async def recv(self) -> Any:
         await asyncio.Event().wait()

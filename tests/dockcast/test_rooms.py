@@ -30,6 +30,7 @@ class Conn:
     def __init__(self, identity: str, room_claim: str | None = None, name: str | None = None) -> None:
         self.identity = identity
         self.claims = SimpleNamespace(room=room_claim, name=name)
+        self.session_id = f"session-{identity}-{id(self):x}"
         self.resume = None
         self.data: dict = {}
         self.events: list[dict] = []
@@ -109,7 +110,7 @@ async def node():
     messaging = Messaging(MemoryRoomLog(), membership, bus=bus)
     timers = Timers()
     rooms = Rooms(MediaSettings(), membership, bus, lambda: hooks, lambda: messaging,
-                  departure_timeout_s=0, scheduler=timers)
+                  departure_timeout_s=0, scheduler=timers, participant_grace_s=0)
     ns = SimpleNamespace(rooms=rooms, timers=timers, membership=membership, bus=bus, plugin_events=plugin_events,
                          messaging=messaging)
 
@@ -411,3 +412,50 @@ async def test_joins_on_their_way_hold_their_place_in_the_room(node):
     await first
     assert await node.messaging.log.cursor("dock-1", "bob") is None
     assert [p.identity for p in node.rooms.media["dock-1"].participants.values()] == ["alice"]
+
+
+async def test_a_dropped_connection_keeps_its_participant_and_a_resume_takes_it_back(node):
+    node.rooms.participant_grace_s = 15
+    node.rooms.departure_timeout_s = 20
+    seller = node.conn("seller")
+    await node.rooms.on_join(seller, join_request("dock-7"))
+    worker = node.conn("worker")
+    first = await node.rooms.on_join(worker, join_request("dock-7"))
+    await node.rooms.disconnected(worker)  # the websocket dropped; the peer connections did not
+    room = node.rooms.media["dock-7"]
+    assert first["participant_id"] in room.participants
+    assert node.timers.pending == [15.0] and node.rooms.closing == []
+    assert "participant_left" not in seller.types()
+
+    stranger = node.conn("intruder")  # the session id alone is not enough
+    stranger.resume = {"session_id": worker.session_id, "last_seq": 0}
+    other = await node.rooms.on_join(stranger, join_request("dock-7"))
+    assert other["participant_id"] != first["participant_id"]
+
+    again = node.conn("worker")
+    again.resume = {"session_id": worker.session_id, "last_seq": 0}
+    joined = await node.rooms.on_join(again, join_request("dock-7"))
+    assert joined["participant_id"] == first["participant_id"]
+    await node.timers.advance(60)  # the grace timer was cancelled
+    assert first["participant_id"] in room.participants
+    assert "participant_left" not in seller.types()
+
+
+async def test_a_participant_whose_connection_does_not_come_back_leaves_after_the_grace(node):
+    node.rooms.participant_grace_s = 15
+    node.rooms.departure_timeout_s = 20
+    seller = node.conn("seller")
+    await node.rooms.on_join(seller, join_request("dock-7"))
+    worker = node.conn("worker")
+    first = await node.rooms.on_join(worker, join_request("dock-7"))
+    await node.rooms.disconnected(worker)
+    await node.timers.advance(14)
+    assert "participant_left" not in seller.types()
+    await node.timers.advance(1)
+    await asyncio.sleep(0)
+    assert first["participant_id"] not in node.rooms.media["dock-7"].participants
+    assert "participant_left" in seller.types()
+    again = node.conn("worker")  # too late to resume: a new participant
+    again.resume = {"session_id": worker.session_id, "last_seq": 0}
+    joined = await node.rooms.on_join(again, join_request("dock-7"))
+    assert joined["participant_id"] != first["participant_id"]

@@ -294,3 +294,20 @@ async def test_unpublishing_renegotiates_in_the_background(caplog, clock, make_p
     assert offers == ["seller"]
     assert "observer failed" in caplog.text and "background task failed" in caplog.text
     assert room._tasks == set()
+
+
+async def test_the_subscriber_offer_names_each_tracks_publisher_and_id(room):
+    pub, publisher, producers = await publish(room)
+    viewer, sub = await subscribed(room, "seller", [p.id for p in producers.values()])
+    sdp = viewer.sub.pc.localDescription.sdp
+    for producer in producers.values():
+        # one stream per publisher (a browser plays its audio and video in sync)
+        assert f"a=msid:{publisher.id} {producer.id}" in sdp
+    offered = viewer.offered_tracks()
+    assert sorted((t["track_id"], t["participant_id"], t["kind"]) for t in offered) == sorted(
+        (p.id, publisher.id, p.kind) for p in producers.values())
+    assert sorted(t["mid"] for t in offered) == sorted(
+        t.mid for t in viewer.sub.pc.getTransceivers())
+    assert viewer.pending_offer() is None  # answered
+    await sub.t.close()
+    await pub.t.close()
