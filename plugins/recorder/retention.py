@@ -56,12 +56,14 @@ def expired(recordings_dir: pathlib.Path, now: float, max_age_s: float, *,
     seconds before ``now``, oldest first, but none in ``keep`` (a legal hold, one being
     exported) and none whose manifest says ``recording``. ``max_age_s`` of 0 (or less)
     means no age limit: nothing expires. Directories without a readable manifest are
-    skipped (and logged)."""
-    if max_age_s <= 0:
+    skipped (and logged); a recordings directory not made yet holds nothing."""
+    recordings_dir = pathlib.Path(recordings_dir)
+    if max_age_s <= 0 or not recordings_dir.is_dir():
         return []
     found = []
-    for directory in pathlib.Path(recordings_dir).iterdir():
-        if directory.name in keep or directory.name.startswith(".") or not directory.is_dir():
+    for directory in recordings_dir.iterdir():
+        if (directory.name in keep or directory.name.startswith(".") or directory.is_symlink()
+                or not directory.is_dir()):
             continue
         try:
             manifest = Manifest.read(directory)

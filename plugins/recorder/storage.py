@@ -39,7 +39,7 @@ from typing import Any
 
 from signalling.errors import FixedCodeError
 
-from .manifest import MANIFEST_NAME, Manifest, hash_file
+from .manifest import Manifest, hash_file
 
 __all__ = [
     "SegmentStore",
@@ -167,8 +167,8 @@ class LocalStore(SegmentStore):
 
     def upload(self, recording_id: str, path: pathlib.Path, *, sha256: str | None = None) -> str:
         check_name(recording_id)
-        if sha256 is not None:
-            _check_sha(path, sha256)
+        if sha256 is not None and hash_file(path)[0] != sha256.lower():
+            raise IntegrityError(f"{path}: SHA-256 {hash_file(path)[0]} is not the writer's {sha256}")
         return str(path)
 
     def upload_manifest(self, recording_id: str, path: pathlib.Path) -> str:
@@ -215,6 +215,11 @@ class S3Store(SegmentStore):
         if (access_key is None) != (secret_key is None):
             raise StorageConfigError("s3: give access_key and secret_key together, or neither "
                                      "(then boto3's own credentials are used)")
+        url = urllib.parse.urlsplit(endpoint_url or "https://aws")
+        if url.scheme not in ("http", "https") or not url.hostname or url.username or url.query:
+            raise StorageConfigError("s3: endpoint_url must be an http:// or https:// URL with "
+                                     "a host, and no credentials or query (those go in "
+                                     "access_key and secret_key)")
         if addressing_style not in ("path", "virtual", "auto"):
             raise StorageConfigError(f"s3: addressing_style {addressing_style!r} is not path, "
                                      "virtual or auto")
@@ -222,7 +227,7 @@ class S3Store(SegmentStore):
             raise StorageConfigError(f"s3: max_attempts {max_attempts!r} must be at least 1 and "
                                      f"timeout_s {timeout_s!r} positive")
         self.endpoint_url = endpoint_url
-        self.endpoint = _describe_url(endpoint_url) if endpoint_url else f"AWS S3 ({region})"
+        self.endpoint = endpoint_url.rstrip("/") if endpoint_url else f"AWS S3 ({region})"
         self.bucket = bucket
         self.prefix = _normal_prefix(prefix)
         self.region = region
@@ -278,34 +283,36 @@ class S3Store(SegmentStore):
         key = self.key(recording_id, file)
         dest = pathlib.Path(dest)
         dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-        target = dest / file
         part = dest / (file + ".part")
-        for attempt in self._attempts(f"get {key}"):
-            with attempt:
-                body = self._get_object(key)
-                digest = hashlib.sha256()
-                fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-                try:
-                    os.fchmod(fd, 0o600)
-                    for chunk in body.iter_chunks(_CHUNK):
-                        digest.update(chunk)
-                        view = memoryview(chunk)
-                        while view:
-                            view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                except BaseException:
-                    part.unlink(missing_ok=True)
-                    raise
-                finally:
-                    os.close(fd)
-                    body.close()
-        if digest.hexdigest() != sha256.lower():
+
+        def download() -> str:
+            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            digest = hashlib.sha256()
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+                for chunk in body.iter_chunks(_CHUNK):
+                    digest.update(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+            finally:
+                os.close(fd)
+                body.close()
+            return digest.hexdigest()
+
+        actual = self._retry(f"get {key}", download)
+        if actual != sha256.lower():
             part.unlink()
-            raise IntegrityError(f"{self._where(key)}: SHA-256 {digest.hexdigest()} is not the "
-                                 f"expected {sha256}: the stored object differs; nothing kept")
-        os.replace(part, target)
+            raise IntegrityError(f"{self._where(key)}: SHA-256 {actual} is not the expected "
+                                 f"{sha256}: the stored object differs; nothing kept")
+        os.replace(part, dest / file)
         _fsync_dir(dest)
-        return target
+        return dest / file
 
     def delete(self, recording_id: str) -> list[str]:
         keys = [o.key for o in self.list(recording_id)]
@@ -314,27 +321,22 @@ class S3Store(SegmentStore):
             reply = self._call("delete_objects", f"{recording_id}/ ({len(batch)} objects)",
                                Bucket=self.bucket,
                                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
-            errors = reply.get("Errors") or []
-            if errors:
-                first = errors[0]
-                raise StorageError(f"{self._where(first.get('Key', '?'))}: delete refused "
-                                   f"({first.get('Code')}: {first.get('Message')}), "
+            if errors := reply.get("Errors"):
+                raise StorageError(f"{self._where(errors[0].get('Key', '?'))}: delete refused "
+                                   f"({errors[0].get('Code')}: {errors[0].get('Message')}), "
                                    f"{len(errors)} of {len(batch)} objects not deleted")
         return keys
 
     def list(self, recording_id: str) -> list[StoredObject]:
         folder = f"{self.prefix}{check_name(recording_id)}/"
-        found = []
-        token = None
+        found, more = [], {}
         while True:
-            extra = {"ContinuationToken": token} if token else {}
-            reply = self._call("list_objects_v2", folder, Bucket=self.bucket, Prefix=folder, **extra)
-            for item in reply.get("Contents", []):
-                found.append(StoredObject(item["Key"][len(folder):], item["Key"], item["Size"]))
+            reply = self._call("list_objects_v2", folder, Bucket=self.bucket, Prefix=folder, **more)
+            found.extend(StoredObject(item["Key"][len(folder):], item["Key"], item["Size"])
+                         for item in reply.get("Contents", []))
             if not reply.get("IsTruncated"):
-                break
-            token = reply["NextContinuationToken"]
-        return sorted(found, key=lambda o: o.file)
+                return sorted(found, key=lambda o: o.file)
+            more = {"ContinuationToken": reply["NextContinuationToken"]}
 
     # -- inside --------------------------------------------------------------------
 
@@ -345,58 +347,51 @@ class S3Store(SegmentStore):
             raise IntegrityError(f"{path}: SHA-256 {sha.hex()} is not the writer's {sha256}: "
                                  "the file changed since it was closed; not uploaded")
         sha_b64 = base64.b64encode(sha).decode()
-        for attempt in self._attempts(f"put {key}"):
-            with attempt, open(path, "rb") as body:
+
+        def put() -> None:
+            with open(path, "rb") as body:
                 self._client.put_object(
                     Bucket=self.bucket, Key=key, Body=body, ContentLength=size,
                     ContentType=content_type, ContentMD5=base64.b64encode(md5).decode(),
                     ChecksumAlgorithm="SHA256", ChecksumSHA256=sha_b64,
                     Metadata={"sha256": sha.hex()})
+
+        self._retry(f"put {key}", put)
+        # read back: the store checked the bytes it received; this checks it kept them
         head = self._call("head_object", key, Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
-        stored_sha = head.get("ChecksumSHA256")
-        if (head.get("ContentLength") != size or head.get("Metadata", {}).get("sha256") != sha.hex()
-                or (stored_sha is not None and stored_sha != sha_b64)):
-            raise IntegrityError(
-                f"{self._where(key)}: the stored object is not what was uploaded (size "
-                f"{head.get('ContentLength')} for {size}, sha256 "
-                f"{head.get('Metadata', {}).get('sha256')} for {sha.hex()}); local file kept")
+        stored = (head.get("ContentLength"), head.get("Metadata", {}).get("sha256"))
+        if stored != (size, sha.hex()) or head.get("ChecksumSHA256") not in (None, sha_b64):
+            raise IntegrityError(f"{self._where(key)}: the stored object is not what was uploaded "
+                                 f"(size {stored[0]} for {size}, sha256 {stored[1]} for "
+                                 f"{sha.hex()}); local file kept")
         return key
 
-    def _get_object(self, key: str) -> Any:
-        from botocore.exceptions import ClientError
-
-        try:
-            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                raise ObjectNotFound(f"{self._where(key)}: no such object") from None
-            raise
-
     def _call(self, operation: str, what: str, **params: Any) -> Any:
-        for attempt in self._attempts(f"{operation} {what}"):
-            with attempt:
-                return getattr(self._client, operation)(**params)
-        raise AssertionError("unreachable")  # _attempts raises when it gives up
+        return self._retry(f"{operation} {what}", lambda: getattr(self._client, operation)(**params))
 
-    def _attempts(self, what: str):
-        """Yields one context manager per attempt; a transient error inside it is kept
-        and the next attempt comes after a backoff; the last one, or any other error,
-        raises `StorageError` naming ``what`` and the endpoint."""
+    def _retry(self, what: str, call: Callable[[], Any]) -> Any:
+        """``call()``, tried again after a backoff while it fails transiently; then, or
+        on any other error, a `StorageError` naming ``what`` and the endpoint."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         delay = self.backoff_s
         for n in range(1, self.max_attempts + 1):
-            attempt = _Attempt(self)
-            yield attempt
-            if attempt.error is None:
-                return
-            message = self._clean(str(attempt.error))
-            if not attempt.transient or n == self.max_attempts:
-                tries = f"{n} attempt{'s' if n > 1 else ''}{'' if attempt.transient else ', not retried'}"
-                raise StorageError(f"S3 {what} at {self.endpoint} bucket {self.bucket} failed "
-                                   f"({tries}): {message}") from None
-            logger.warning("S3 %s at %s failed (attempt %d of %d), retrying in %.1f s: %s",
-                           what, self.endpoint, n, self.max_attempts, delay, message)
-            self._sleep(delay * random.uniform(0.8, 1.0))  # jitter: many nodes, one store
-            delay = min(delay * 2, 30.0)
+            try:
+                return call()
+            except (BotoCoreError, ClientError) as exc:
+                message, transient = self._clean(str(exc)), _transient(exc)
+                if isinstance(exc, ClientError) and _error_code(exc) in ("NoSuchKey", "NotFound", "404"):
+                    raise ObjectNotFound(f"S3 {what} at {self.endpoint} bucket {self.bucket}: "
+                                         "no such object") from None
+                if not transient or n == self.max_attempts:
+                    tries = f"{n} attempt{'s' if n > 1 else ''}{'' if transient else ', not retried'}"
+                    raise StorageError(f"S3 {what} at {self.endpoint} bucket {self.bucket} "
+                                       f"failed ({tries}): {message}") from None
+                logger.warning("S3 %s at %s failed (attempt %d of %d), retrying in %.1f s: %s",
+                               what, self.endpoint, n, self.max_attempts, delay, message)
+                self._sleep(delay * random.uniform(0.8, 1.0))  # jitter: many nodes, one store
+                delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
 
     def _where(self, key: str) -> str:
         return f"s3 {self.endpoint} bucket {self.bucket} key {key}"
@@ -406,30 +401,18 @@ class S3Store(SegmentStore):
         return text.replace(self._secret, "<redacted>") if self._secret else text
 
 
-class _Attempt:
-    """One try of an S3 call: catches botocore's errors and says if they are transient."""
+def _error_code(exc: Any) -> str | None:
+    return exc.response.get("Error", {}).get("Code")
 
-    def __init__(self, store: S3Store) -> None:
-        self.store = store
-        self.error: Exception | None = None
-        self.transient = False
 
-    def __enter__(self) -> _Attempt:
-        return self
+def _transient(exc: Exception) -> bool:
+    """Worth another attempt: no connection, a time-out, a 5xx, throttling."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
-    def __exit__(self, kind: Any, error: Any, tb: Any) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
-
-        if error is None or not isinstance(error, (BotoCoreError, ClientError)):
-            return False  # success, or one of ours (ObjectNotFound...): not swallowed
-        self.error = error
-        if isinstance(error, ClientError):
-            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            code = error.response.get("Error", {}).get("Code")
-            self.transient = status >= 500 or status == 429 or code in _TRANSIENT_CODES
-        else:
-            self.transient = isinstance(error, (ConnectionError, HTTPClientError))
-        return True
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or status == 429 or _error_code(exc) in _TRANSIENT_CODES
+    return isinstance(exc, (ConnectionError, HTTPClientError))
 
 
 def store_from_options(options: Mapping[str, Any], environ: Mapping[str, str] | None = None,
@@ -461,11 +444,6 @@ def store_from_options(options: Mapping[str, Any], environ: Mapping[str, str] | 
         kind = _OPTION_TYPES.get(name, str)
         if not isinstance(value, kind) or (kind is bool) != isinstance(value, bool):
             raise StorageConfigError(f"s3: {name} must be {_TYPE_NAMES[kind]}")
-    url = urllib.parse.urlsplit(values.get("endpoint_url", "https://aws"))
-    if url.scheme not in ("http", "https") or not url.hostname or url.username or url.query:
-        raise StorageConfigError(f"s3: endpoint_url {_describe_url(url.geturl())!r} must be an "
-                                 "http:// or https:// URL with a host and no credentials or query "
-                                 "(those go in access_key and secret_key)")
     return S3Store(values.pop("endpoint_url", None), values.pop("bucket"), **values, **overrides)
 
 
@@ -482,12 +460,6 @@ def fetch_missing(directory: pathlib.Path, store: SegmentStore) -> list[str]:
                 store.fetch(manifest.recording_id, segment.file, directory, sha256=segment.sha256)
                 fetched.append(segment.file)
     return fetched
-
-
-def _check_sha(path: pathlib.Path, sha256: str) -> None:
-    actual, _ = hash_file(path)
-    if actual != sha256.lower():
-        raise IntegrityError(f"{path}: SHA-256 {actual} is not the writer's {sha256}")
 
 
 def _digests(path: pathlib.Path) -> tuple[bytes, bytes, int]:
@@ -508,19 +480,6 @@ def _normal_prefix(prefix: str) -> str:
         except InvalidName as exc:
             raise StorageConfigError(f"s3: {exc}") from None
     return "".join(p + "/" for p in parts)
-
-
-def _describe_url(url: str) -> str:
-    """A URL without user info, query or fragment: safe to log."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _fsync_dir(directory: pathlib.Path) -> None:

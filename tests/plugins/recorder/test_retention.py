@@ -13,7 +13,12 @@ import stat
 import pytest
 
 from plugins.recorder import Manifest, RecordingNotFound
-from plugins.recorder.retention import Deleted, RecordingInProgress, delete_recording, expired
+from plugins.recorder.retention import (
+    Deleted,
+    RecordingInProgress,
+    delete_recording,
+    expired,
+)
 from plugins.recorder.storage import InvalidName, LocalStore, S3Store, StorageError
 
 from .media import T0
@@ -50,11 +55,13 @@ def test_expired_picks_exactly_the_old_stopped_recordings(tmp_path):
     moved, _ = record(tmp_path, "copied-from", T0, T0 + 60)
     shutil.copytree(moved, tmp_path / "copied-to")  # its manifest names another id
     shutil.rmtree(moved)
+    (tmp_path / "link-to-old").symlink_to(tmp_path / "old-a")  # not a recording of its own
 
     found = expired(tmp_path, NOW, 7 * DAY, keep={"held"})
     assert found == ["old-a", "crashed", "old-b"]  # oldest first
     assert expired(tmp_path, NOW, 7 * DAY - 1, keep={"held"}) == [*found, "on-the-edge"]
     assert expired(tmp_path, NOW, 0) == []  # 0: no age limit
+    assert expired(tmp_path / "not-made-yet", NOW, DAY) == []
 
 
 def test_delete_removes_everything_and_says_what(tmp_path, s3_endpoint, bucket):

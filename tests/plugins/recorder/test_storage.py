@@ -8,8 +8,8 @@ and Opus RTP written by the `RecordingWriter`.
 from __future__ import annotations
 
 import base64
-import json
 import hashlib
+import json
 import logging
 import os
 import re
@@ -34,7 +34,15 @@ from plugins.recorder.storage import (
 )
 
 from .media import T0
-from .stores import ACCESS_KEY, SECRET_KEY, bucket, record, s3_client, s3_endpoint, start_moto
+from .stores import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    bucket,
+    record,
+    s3_client,
+    s3_endpoint,
+    start_moto,
+)
 
 __all__ = ["bucket", "s3_endpoint"]  # fixtures, imported for pytest
 
