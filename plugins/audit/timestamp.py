@@ -25,7 +25,7 @@ import logging
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 from .verify import (
     AuditError,
@@ -64,7 +64,7 @@ class TimestampAuthority:
     ``rfc3161-client`` is not installed; ValueError for a URL that is not http(s).
     """
 
-    def __init__(self, url: str, *, timeout_s: float = 10, ca_certs: Optional[bytes] = None) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 10, ca_certs: bytes | None = None) -> None:
         self._rfc3161 = _rfc3161()  # fail at configuration, not at the first checkpoint
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -134,7 +134,7 @@ class TimestampAuthority:
         return body
 
 
-def stamp_checkpoint(checkpoint: C, tsa: Any, where: object) -> tuple[C, Optional[Exception]]:
+def stamp_checkpoint(checkpoint: C, tsa: Any, where: object) -> tuple[C, Exception | None]:
     """``checkpoint`` with the token of its signed message as ``tst``, and None; or, when
     the authority fails, ``checkpoint`` unchanged and the error, logged as a warning that
     names the log (``where``) and the authority's URL. Evidence first: nothing the
@@ -145,7 +145,7 @@ def stamp_checkpoint(checkpoint: C, tsa: Any, where: object) -> tuple[C, Optiona
         logger.warning("audit log %s: checkpoint of %d entries written without a time-stamp: %s",
                        where, checkpoint.size, exc)
         return checkpoint, exc
-    except Exception as exc:  # noqa: BLE001 - a bug in the client must not lose the checkpoint
+    except Exception as exc:  # a bug in the client must not lose the checkpoint
         logger.exception("audit log %s: checkpoint of %d entries written without a time-stamp: "
                          "time-stamping authority %s failed unexpectedly", where, checkpoint.size,
                          getattr(tsa, "url", "?"))

@@ -341,9 +341,10 @@ class SignedCheckpoint:
 # --- RFC 3161 time-stamp tokens (only when a checkpoint carries one) -------------------
 
 _SHA256_OID = "2.16.840.1.101.3.4.2.1"
-# The SignerInfo's signatureAlgorithm is outside what the token's signature covers, and
-# OpenSSL's check ignores it for ECDSA: so that no byte of a token can change unnoticed,
-# it must be one that the digest algorithm implies (DER value bytes of the OIDs).
+# A few parts of a token are outside what its signature covers, and OpenSSL's check does
+# not look at them all (the signatureAlgorithm, for ECDSA): so that no byte of a token
+# can change unnoticed, they must be what the signed parts imply (DER value bytes of the
+# OIDs below).
 _DIGESTS = {bytes.fromhex("608648016503040201"): "sha256",
             bytes.fromhex("608648016503040202"): "sha384",
             bytes.fromhex("608648016503040203"): "sha512"}
@@ -400,37 +401,48 @@ def _der_length(n: int) -> bytes:
     return bytes([0x80 | len(raw)]) + raw
 
 
-def _der_children(data: bytes, start: int, end: int) -> list:
-    """The (tag, value start, value end) of each DER element in data[start:end]."""
+def _der(data: bytes, start: int, end: int) -> list:
+    """The DER elements in data[start:end], each as (tag, start, value start, end)."""
     found = []
     while start < end:
-        tag, length, start = data[start], data[start + 1], start + 2
+        head, tag, length, at = start, data[start], data[start + 1], start + 2
         if length & 0x80:
             count = length & 0x7F
-            length, start = int.from_bytes(data[start:start + count], "big"), start + count
-        found.append((tag, start, start + length))
-        start += length
+            length, at = int.from_bytes(data[at:at + count], "big"), at + count
+        found.append((tag, head, at, at + length))
+        start = at + length
     return found
 
 
-def _signature_algorithm_fits(token: bytes) -> bool:
-    """Whether the SignerInfo's signatureAlgorithm is one its digestAlgorithm implies
-    (ContentInfo > [0] > SignedData > signerInfos > SignerInfo)."""
+def _unsigned_parts_differ(token: bytes, certificates: Iterable[bytes]) -> Optional[str]:
+    """Why the parts of a token its signature does not cover are not what its signed
+    parts imply, or None: the SignerInfo's signatureAlgorithm must fit its digest
+    algorithm, and its issuer and serial must be byte for byte its certificate's
+    (OpenSSL compares names in a canonical form, so another string type would pass)."""
     try:
-        _, start, end = _der_children(token, 0, len(token))[0]
-        _, start, end = _der_children(token, start, end)[1]  # [0] EXPLICIT content
-        _, start, end = _der_children(token, start, end)[0]  # SignedData
-        _, start, end = _der_children(token, start, end)[-1]  # signerInfos SET
-        _, start, end = _der_children(token, start, end)[0]  # the SignerInfo
-        fields = _der_children(token, start, end)
-        digest_seq = fields[2]
-        signature_seq = next(f for f in fields[3:] if f[0] == 0x30)
-        oid = [_der_children(token, s, e)[0] for _, s, e in (digest_seq, signature_seq)]
-        digest = _DIGESTS.get(token[oid[0][1]:oid[0][2]])
-        signature = token[oid[1][1]:oid[1][2]]
+        content_info = _der(token, 0, len(token))[0]
+        content = _der(token, *content_info[2:])[1]  # [0] EXPLICIT
+        signed_data = _der(token, *content[2:])[0]
+        signer_info = _der(token, *_der(token, *signed_data[2:])[-1][2:])[0]
+        fields = _der(token, *signer_info[2:])
+        sid, digest_algorithm = fields[1], fields[2]
+        signature_algorithm = next(f for f in fields[3:] if f[0] == 0x30)
+        digest_oid, signature_oid = (_der(token, *f[2:])[0] for f in (digest_algorithm, signature_algorithm))
+        digest = _DIGESTS.get(token[digest_oid[2]:digest_oid[3]])
+        signature = token[signature_oid[2]:signature_oid[3]]
+        if digest is None or signature not in _SIGNATURES or _SIGNATURES[signature] not in (None, digest):
+            return "its signature algorithm is not the one its digest algorithm implies"
+        names = []
+        for der in certificates:
+            tbs = _der(der, *_der(der, 0, len(der))[0][2:])[0]
+            parts = _der(der, *tbs[2:])
+            serial, issuer = parts[1:4:2] if parts[0][0] == 0xA0 else parts[0:3:2]
+            names.append(der[issuer[1]:issuer[3]] + der[serial[1]:serial[3]])
     except (IndexError, StopIteration):
-        return False
-    return digest is not None and signature in _SIGNATURES and _SIGNATURES[signature] in (None, digest)
+        return "its CMS structure cannot be read"
+    if names and token[sid[2]:sid[3]] not in names:
+        return "its signer's issuer and serial are not written as its certificate writes them"
+    return None
 
 
 def _signer_name(certificates: Iterable[bytes], signer) -> str:
@@ -462,26 +474,29 @@ def check_timestamp(token: bytes, message: bytes, trusted: Optional[Sequence] = 
         algorithm, digest = imprint.hash_algorithm.dotted_string, imprint.message
         signer = next(iter(response.signed_data.signer_infos))
         versions = (response.signed_data.version, signer.version)
-        identity = _signer_name(response.signed_data.certificates, signer)
+        certificates = response.signed_data.certificates
+        identity = _signer_name(certificates, signer)
         gen_time, serial, nonce = info.gen_time, info.serial_number, info.nonce
-    except (ValueError, StopIteration) as exc:
-        raise InvalidTimestamp(f"not an RFC 3161 time-stamp token ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: the parser fails in many ways
+        raise InvalidTimestamp(f"not an RFC 3161 time-stamp token ({type(exc).__name__}: {exc})") \
+            from None
     expected = hashlib.sha256(message).digest()
     if algorithm != _SHA256_OID:
         raise InvalidTimestamp(f"its message imprint uses {algorithm}, not SHA-256")
     if digest != expected:
         raise InvalidTimestamp(f"it time-stamps another message (its imprint is {digest.hex()}; "
                                f"this checkpoint's signed message hashes to {expected.hex()})")
-    if versions != (3, 1) or not _signature_algorithm_fits(token):
-        raise InvalidTimestamp("its CMS encoding was changed (a version or the signature "
-                               "algorithm is not what the signed content implies)")
+    changed = "a version is not 3 and 1" if versions != (3, 1) else \
+        _unsigned_parts_differ(token, certificates)
+    if changed:
+        raise InvalidTimestamp(f"its CMS encoding was changed outside what it signs ({changed})")
     if trusted:
         roots = [c for c in trusted if c.issuer == c.subject]
         builder = rfc3161.VerifierBuilder(roots=roots,
                                           intermediates=[c for c in trusted if c not in roots])
         try:
             builder.build().verify(response, expected)
-        except (rfc3161.VerificationError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - VerificationError, or a parser's error
             raise InvalidTimestamp(f"its signature does not verify against the pinned "
                                    f"authority ({exc})") from None
     if gen_time.tzinfo is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import stat
@@ -14,7 +15,12 @@ from plugins.audit import (
     AuditLogError,
     Checkpoint,
     InvalidEntry,
+    TimestampAuthority,
+    TimestampError,
+    check_timestamp,
     leaf_hash,
+    load_tsa_certificates,
+    public_key_text,
     root_of,
     verify_consistency,
     verify_inclusion,
@@ -22,6 +28,7 @@ from plugins.audit import (
 )
 
 from .conftest import T0, make_session
+from .local_tsa import LocalTSA, local_tsa, tsa_authority  # noqa: F401 - fixtures
 
 
 def _mode(path) -> int:
@@ -227,3 +234,47 @@ def test_reopening_with_another_key_warns_and_the_verifier_names_the_checkpoint(
     assert "was signed with another key" in caplog.text
     report = verify_path(session.path, session.public_key)
     assert str(report.difference).startswith("checkpoint 3: signed by another key")
+
+
+# --- RFC 3161 time-stamps on checkpoints (plugins.audit.timestamp) --------------------
+
+def test_checkpoints_carry_the_authority_s_token_when_one_is_given(
+        data_dir, signer, local_tsa, tsa_authority):  # noqa: F811 - imported fixtures
+    tsa = TimestampAuthority(local_tsa.url, ca_certs=tsa_authority.ca_pem)
+    log = AuditLog.create(data_dir / "audit", "insp-1", signer, T0, room="dock-7")
+    log.append("participant_joined", {"participant_id": "p1", "identity": "la"}, T0 + 1)
+    cp = log.checkpoint(T0 + 2, tsa)
+    assert cp.tst is not None and log.timestamp_error is None
+    assert log.checkpoint(T0 + 3, tsa) is cp and local_tsa.queries == 1  # nothing new: no stamp
+    log.append("participant_left", {"participant_id": "p1", "identity": "la"}, T0 + 4)
+    assert log.checkpoint(T0 + 5).tst is None  # no authority given: none asked
+    last = log.close(T0 + 6, tsa)
+    trusted = load_tsa_certificates(tsa_authority.ca_pem)
+    for c in (cp, last):
+        check_timestamp(c.tst, c.signed_message(), trusted)
+    on_disk = [Checkpoint.parse(json.loads(line)) for line in _lines(log.directory / "checkpoints.jsonl")]
+    assert on_disk == log.checkpoints() and [c.tst is not None for c in on_disk] == [True, False, True]
+    report = verify_path(log.directory, public_key_text(signer), tsa_cert=tsa_authority.ca_pem)
+    assert report.ok and report.timestamps == 2, report.difference
+
+
+def test_an_authority_that_is_down_does_not_cost_the_checkpoint(
+        data_dir, signer, tsa_authority, caplog):  # noqa: F811 - an imported fixture
+    server = LocalTSA(tsa_authority)
+    server.stop()  # down: the port refuses connections
+    tsa = TimestampAuthority(server.url.replace("http://", "http://user:pw@"), timeout_s=5)
+    log = AuditLog.create(data_dir / "audit", "insp-1", signer, T0)
+    log.append("participant_joined", {"participant_id": "p1", "identity": "la"}, T0 + 1)
+    with caplog.at_level(logging.WARNING, logger="plugins.audit"):
+        cp = log.checkpoint(T0 + 2, tsa)
+    assert cp.tst is None and cp.size == 2 and log.checkpoints() == [cp]
+    assert isinstance(log.timestamp_error, TimestampError)
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage().startswith(
+        f"audit log {log.directory}: checkpoint of 2 entries written without a time-stamp: "
+        f"time-stamping authority {server.url}: unreachable")
+    assert "pw" not in warning.getMessage().replace(str(log.directory), "")
+    log.release()
+    reopened = AuditLog.open(log.directory, signer, T0 + 3, tsa)  # the reopen's checkpoint too
+    assert reopened.checkpoints()[-1].tst is None and reopened.size == 3
+    assert verify_path(log.directory, public_key_text(signer)).ok
