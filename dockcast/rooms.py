@@ -382,14 +382,15 @@ class Rooms:
             await self.close_if_empty(room)
 
     async def disconnected(self, conn: Connection) -> None:
-        """A connection closed without ``leave``: its participant stays in the room
-        (peer connections up, tracks published) for ``participant_grace_s``, so that a
-        client whose signalling dropped for a moment resumes it with ``hello.resume``
-        and ``join`` and its media never stops; then it leaves."""
+        """A connection closed. One that was lost (no close frame from the client:
+        its network dropped) keeps its participant in the room (peer connections up,
+        tracks published) for ``participant_grace_s``, so that a client whose
+        signalling dropped for a moment resumes it with ``hello.resume`` and ``join``
+        and its media never stops; then it leaves. One the client closed leaves now."""
         self.membership.unwatch(conn)
         member = self.membership.member(conn)
         room = self.media.get(member.room) if member is not None else None
-        if (room is None or self.participant_grace_s <= 0
+        if (room is None or self.participant_grace_s <= 0 or not getattr(conn, "lost", False)
                 or member.participant_id not in room.participants):
             await self.leave(conn)
             return

@@ -53,7 +53,7 @@ from websockets.http11 import Response as HttpResponse
 
 from .codec import SUBPROTOCOLS
 from .errors import CLOSE_SLOW_CONSUMER, BadRequest, Internal, RateLimited, error_code, error_message
-from .http import HttpHandler, HttpRoutes
+from .http import HttpHandler, HttpRequest, HttpRoutes
 from .membership import LocalMembership, Membership
 from .schema import SPECS, Request
 from .session import (
@@ -183,6 +183,12 @@ class Connection:
         return self._ws.remote_address
 
     @property
+    def lost(self) -> bool:
+        """The connection ended without a close frame from the client: its network
+        dropped (or stopped answering pings), it did not choose to go."""
+        return self._ws.protocol.close_rcvd is None
+
+    @property
     def subprotocol(self) -> str | None:
         return self._ws.subprotocol
 
@@ -293,7 +299,7 @@ class SignallingServer:
     ):
         """``clock`` gives the Unix time that tokens and limits are checked against
         (tests move it). ``membership`` says which room each connection is in (the
-        node's; a private one by default); ``http_routes`` answers plain ``GET``s."""
+        node's; a private one by default); ``http_routes`` answers plain HTTP requests."""
         self.membership = membership if membership is not None else LocalMembership()
         self.http = http_routes if http_routes is not None else HttpRoutes()
         self.verifier = verifier
@@ -533,7 +539,11 @@ class SignallingServer:
         path = urlsplit(request.path).path
         if path == self.ws_path:
             return self._admit(ws)
-        return _http_response(*await self.http.respond(path))
+        reply = await self.http.reply(HttpRequest.parse(request.method, request.path, request.headers.raw_items()))
+        response = _http_response(reply.status, reply.content_type, reply.body)
+        for name, value in reply.headers:
+            response.headers[name] = value
+        return response
 
     def _admit(self, ws: ServerConnection) -> HttpResponse | None:
         """``None`` (go on with the handshake) under ``max_connections``, else 503."""

@@ -31,6 +31,7 @@ class Conn:
         self.identity = identity
         self.claims = SimpleNamespace(room=room_claim, name=name)
         self.session_id = f"session-{identity}-{id(self):x}"
+        self.lost = True  # the connection ends without a close frame: a network drop
         self.resume = None
         self.data: dict = {}
         self.events: list[dict] = []
@@ -459,3 +460,15 @@ async def test_a_participant_whose_connection_does_not_come_back_leaves_after_th
     again.resume = {"session_id": worker.session_id, "last_seq": 0}
     joined = await node.rooms.on_join(again, join_request("dock-7"))
     assert joined["participant_id"] != first["participant_id"]
+
+
+async def test_a_connection_the_client_closed_leaves_at_once(node):
+    node.rooms.participant_grace_s = 15
+    seller = node.conn("seller")
+    await node.rooms.on_join(seller, join_request("dock-7"))
+    worker = node.conn("worker")
+    first = await node.rooms.on_join(worker, join_request("dock-7"))
+    worker.lost = False  # it sent a close frame: it chose to go
+    await node.rooms.disconnected(worker)
+    assert first["participant_id"] not in node.rooms.media["dock-7"].participants
+    assert "participant_left" in seller.types()
