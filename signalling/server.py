@@ -53,7 +53,8 @@ from websockets.http11 import Response as HttpResponse
 
 from .codec import SUBPROTOCOLS
 from .errors import CLOSE_SLOW_CONSUMER, BadRequest, Internal, RateLimited, error_code, error_message
-from .http import HttpHandler, HttpRequest, HttpRoutes
+from .http import HttpHandler, HttpRoutes
+from .http import HttpRequest as PlainRequest
 from .membership import LocalMembership, Membership
 from .schema import SPECS, Request
 from .session import (
@@ -539,7 +540,7 @@ class SignallingServer:
         path = urlsplit(request.path).path
         if path == self.ws_path:
             return self._admit(ws)
-        reply = await self.http.reply(HttpRequest.parse(request.method, request.path, request.headers.raw_items()))
+        reply = await self.http.reply(PlainRequest.parse(request.method, request.path, request.headers.raw_items()))
         response = _http_response(reply.status, reply.content_type, reply.body)
         for name, value in reply.headers:
             response.headers[name] = value
