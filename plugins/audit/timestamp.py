@@ -6,6 +6,11 @@ as ``tst``. The request carries a nonce and asks for the authority's certificate
 (certReq), so that a verifier needs only the authority's root CA. Requests are built and
 replies read with ``rfc3161-client``; the transport is ``urllib`` (no other HTTP client).
 
+Some authorities send their certificate chain in the order they were given, not in
+DER's order for a SET OF (``openssl ts`` with ``certs=``), and rfc3161-client refuses
+such a reply; the token's signature does not cover that set, so the client puts it in
+DER order first (`sorted_certificates`), which changes nothing the token proves.
+
 A reply is accepted only when its status grants it, its nonce is ours and its token is
 over our message (`plugins.audit.verify.check_timestamp`, the verifier's own check); with
 ``ca_certs`` its signature must also chain to them. Anything else is a `TimestampError`
@@ -30,12 +35,14 @@ from typing import Any, TypeVar
 from .verify import (
     AuditError,
     InvalidTimestamp,
+    _der,
     _rfc3161,
     check_timestamp,
     load_tsa_certificates,
 )
 
-__all__ = ["TimestampAuthority", "TimestampError", "stamp_checkpoint", "MAX_REPLY_BYTES"]
+__all__ = ["TimestampAuthority", "TimestampError", "stamp_checkpoint", "sorted_certificates",
+           "MAX_REPLY_BYTES"]
 
 logger = logging.getLogger(__name__)
 C = TypeVar("C")
@@ -96,7 +103,7 @@ class TimestampAuthority:
         request = (rfc3161.TimestampRequestBuilder().data(message)
                    .hash_algorithm(rfc3161.HashAlgorithm.SHA256)
                    .nonce(nonce=True).cert_request(cert_request=True).build())
-        reply = self._post(request.as_bytes())
+        reply = sorted_certificates(self._post(request.as_bytes()))
         try:
             response = rfc3161.decode_timestamp_response(reply)
             status, texts = response.status, response.status_string
@@ -132,6 +139,22 @@ class TimestampAuthority:
         if len(body) > MAX_REPLY_BYTES:
             raise TimestampError(self.url, f"the reply is larger than {MAX_REPLY_BYTES} bytes")
         return body
+
+
+def sorted_certificates(reply: bytes) -> bytes:
+    """An RFC 3161 response (TimeStampResp) whose token's certificates are in DER's
+    SET OF order (ascending bytes), the rest unchanged; bytes that are not a response
+    with a token come back as they are."""
+    try:
+        outer = _der(reply, 0, len(reply))[0]
+        token = _der(reply, *outer[2:])[1]  # after the PKIStatusInfo
+        content = _der(reply, *_der(reply, *token[2:])[1][2:])  # ContentInfo's [0]
+        signed_data = _der(reply, *content[0][2:])
+        certificates = next(f for f in signed_data if f[0] == 0xA0)  # [0] IMPLICIT SET OF
+        items = sorted(reply[head:end] for _, head, _, end in _der(reply, *certificates[2:]))
+    except (IndexError, StopIteration, ValueError):
+        return reply
+    return reply[:certificates[2]] + b"".join(items) + reply[certificates[3]:]
 
 
 def stamp_checkpoint(checkpoint: C, tsa: Any, where: object) -> tuple[C, Exception | None]:

@@ -4,8 +4,9 @@
 critical extendedKeyUsage timeStamping, as RFC 3161 section 2.3 requires) and the
 ``openssl ts`` configuration, in a directory. `LocalTSA` serves it on 127.0.0.1 (a free
 port, one thread): each POSTed query is answered by running ``openssl ts -reply
--queryfile Q -config C -inkey K -signer S``. The configuration has no ``certs=`` line:
-with the chain in the reply, rfc3161-client cannot parse it (DESIGN.md).
+-queryfile Q -config C -inkey K -signer S``. With ``chain`` the configuration has a
+``certs=`` line, and the CA's certificate follows the TSA's in the reply, in that order,
+not always DER's: rfc3161-client cannot read such a reply as it is (DESIGN.md).
 
 ``mode`` makes it misbehave: ``"http-503"`` (an HTTP error), ``"garbage"`` (a reply
 that is not RFC 3161), ``"rejection"`` (a reply with status rejection), ``"replay"``
@@ -75,9 +76,10 @@ def _certificate(subject: str, key, issuer: str, issuer_key, *, ca: bool) -> x50
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def make_authority(directory: Path, name: str = "Test TSA") -> Authority:
+def make_authority(directory: Path, name: str = "Test TSA", *, chain: bool = False) -> Authority:
     """A root CA and a TSA certificate it issued, and the ``openssl ts`` config, in
-    ``directory`` (made mode 0700; the keys 0600)."""
+    ``directory`` (made mode 0700; the keys 0600). ``chain``: replies carry the CA's
+    certificate too (``certs=``), after the TSA's, in the order openssl was given."""
     directory.mkdir(mode=0o700, parents=True)
     ca_key, tsa_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = _certificate(f"{name} Root CA", ca_key, f"{name} Root CA", ca_key, ca=True)
@@ -88,6 +90,8 @@ def make_authority(directory: Path, name: str = "Test TSA") -> Authority:
                                               serialization.NoEncryption()))
     signer.write_bytes(tsa.public_bytes(serialization.Encoding.PEM))
     (directory / "serial").write_text("01\n")
+    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    certs = f"certs = {directory / 'ca.pem'}\n" if chain else ""
     config.write_text(f"""[ tsa ]
 default_tsa = tsa_config
 
@@ -103,7 +107,7 @@ ordering = no
 tsa_name = yes
 ess_cert_id_chain = no
 ess_cert_id_alg = sha256
-""")
+{certs}""")
     return Authority(directory, ca.public_bytes(serialization.Encoding.PEM),
                      signer.read_bytes(), config, key, signer)
 

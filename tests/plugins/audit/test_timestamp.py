@@ -14,6 +14,10 @@ import subprocess
 import sys
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plugins.audit import (
     Checkpoint,
@@ -23,7 +27,7 @@ from plugins.audit import (
     check_timestamp,
     load_tsa_certificates,
 )
-from plugins.audit.timestamp import stamp_checkpoint
+from plugins.audit.timestamp import sorted_certificates, stamp_checkpoint
 
 from .conftest import T0
 from .local_tsa import LocalTSA, local_tsa, make_authority, tsa_authority  # noqa: F401 - fixtures
@@ -166,3 +170,43 @@ def test_stamp_checkpoint_survives_a_broken_client(caplog):
     same, error = stamp_checkpoint(cp, Broken(), "the log")
     assert same is cp and isinstance(error, KeyError)
     assert "time-stamping authority http://tsa.example/ failed unexpectedly" in caplog.text
+
+
+def test_a_reply_with_the_chain_is_read_in_either_certificate_order(tmp_path):
+    """openssl ts with certs= writes the TSA's certificate, then the CA's: one of the two
+    orders is not DER's, and rfc3161-client refuses that one as it came."""
+    import rfc3161_client
+
+    authority = make_authority(tmp_path / "chain", chain=True)
+    with LocalTSA(authority) as server:
+        token = TimestampAuthority(server.url, ca_certs=authority.ca_pem).stamp(MESSAGE)
+        reply = server.reply(  # a raw reply, for the same query the client sent
+            (authority.directory / "query-1.tsq").read_bytes())
+    trusted = load_tsa_certificates(authority.ca_pem)
+    assert len(rfc3161_client.decode_timestamp_response(sorted_certificates(reply))
+               .signed_data.certificates) == 2
+    check_timestamp(token, MESSAGE, trusted)
+    # both orders of the two certificates: exactly one parses as it is; sorted, both do
+    ca_der, tsa_der = (x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+                       for pem in (authority.ca_pem, authority.tsa_pem))
+    first, second = reply.index(tsa_der), reply.index(ca_der)
+    assert first + len(tsa_der) == second  # TSA's, then CA's, side by side
+    swapped = reply[:first] + ca_der + tsa_der + reply[second + len(ca_der):]
+    parsed = []
+    for order in (reply, swapped):
+        try:
+            rfc3161_client.decode_timestamp_response(order)
+            parsed.append(True)
+        except ValueError as exc:
+            assert "InvalidSetOrdering" in str(exc)
+            parsed.append(False)
+        assert sorted_certificates(order) == sorted_certificates(reply)
+        response = rfc3161_client.decode_timestamp_response(sorted_certificates(order))
+        check_timestamp(response.time_stamp_token(), MESSAGE, trusted)
+    assert sorted(parsed) == [False, True]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600))
+def test_sorting_certificates_never_fails_on_any_bytes(data):
+    assert isinstance(sorted_certificates(data), bytes)
