@@ -19,6 +19,8 @@ if [ "${1:-all}" != build ]; then
   command -v node >/dev/null 2>&1 || need+=(nodejs)
   # janus-pp-rec: an independent reader of the recorder's MJR segments
   command -v janus-pp-rec >/dev/null 2>&1 || need+=(janus-tools)
+  # openssl ts: the local RFC 3161 time-stamping authority of the audit tests
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v gst-launch-1.0 >/dev/null 2>&1 || need+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice)
   # tests/e2e/gst_peer.py drives webrtcbin from Debian's own python3 (the venv cannot
   # import python3-gi): GObject introspection for Gst, GstSdp, GstWebRTC and libnice
@@ -27,6 +29,8 @@ for name, version in (("Gst", "1.0"), ("GstSdp", "1.0"), ("GstWebRTC", "1.0"), (
     gi.require_version(name, version)' >/dev/null 2>&1 \
     || need+=(python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 gir1.2-nice-0.1)
   fc-list >/dev/null 2>&1 || need+=(fontconfig)
+  # a Chinese face: the console's zh interface (and its screenshots) need one
+  fc-list :lang=zh 2>/dev/null | grep -q . || need+=(fonts-wqy-microhei)
 fi
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
