@@ -1,4 +1,5 @@
-"""``dockcast export``: exit statuses, where recordings are looked for, the progress bar."""
+"""``dockcast export``: exit statuses, where recordings are looked for, the progress bar,
+C2PA on MP4 exports and ``--bundle``."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import pathlib
 import pty
 import subprocess
 import sys
+import zipfile
 
+import c2pa
 import pytest
 
 from dockcast import cli, export_cli
-from tests.plugins.playback import media
+from plugins.audit import load_or_create_signing_key
+from plugins.playback import node_credentials
+from tests.plugins.playback import evidence, media
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -104,3 +109,110 @@ def test_progress_bar_only_on_a_terminal(data_dir, tmp_path):
         assert proc.wait(timeout=60) == 0
     os.close(master)
     assert b"exporting" in shown
+
+
+# --- C2PA on MP4, --bundle --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def h264_data(tmp_path_factory) -> evidence.Evidence:
+    """A data directory with an H.264 + Opus recording REC_1 and its session's audit log."""
+    return evidence.make(tmp_path_factory.mktemp("data"), "H264")
+
+
+def _manifest(path: pathlib.Path) -> dict:
+    with open(path, "rb") as f:
+        return c2pa.Reader("video/mp4", f).get_active_manifest()
+
+
+def test_an_mp4_export_is_c2pa_signed_with_the_node_certificate(h264_data, tmp_path, capsys):
+    out = tmp_path / "rec.mp4"
+    assert export_cli.main(["REC_1", "--out", str(out), "--data-dir", str(h264_data.data)]) == 0
+    printed = capsys.readouterr().out
+    assert ("C2PA manifest urn:c2pa:" in printed and "session SE_1, the checkpoint of 6 entries; "
+            "signed by Dockcast node C2PA signer" in printed)
+    assert _manifest(out)["signature_info"]["common_name"] == "Dockcast node C2PA signer"
+    assert (h264_data.data / "keys" / "c2pa-signing.pem").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.mp4"]
+
+
+def test_c2pa_credentials_from_the_command_line(h264_data, tmp_path, capsys):
+    deployment = node_credentials(tmp_path / "their-ca")  # a chain and key of someone else's
+    (tmp_path / "chain.pem").write_bytes(deployment.chain_pem)
+    (tmp_path / "signer.key").write_bytes(deployment.key_pem)
+    out = tmp_path / "rec.mp4"
+    assert export_cli.main(["REC_1", "--out", str(out), "--data-dir", str(h264_data.data),
+                            "--c2pa-cert", str(tmp_path / "chain.pem"),
+                            "--c2pa-key", str(tmp_path / "signer.key")]) == 0
+    signed = _manifest(out)["signature_info"]["cert_serial_number"]
+    assert signed == str(deployment.certificate.serial_number)
+    (tmp_path / "signer.key").write_bytes(node_credentials(tmp_path / "other").key_pem)
+    assert export_cli.main(["REC_1", "--out", str(tmp_path / "no.mp4"), "--data-dir",
+                            str(h264_data.data), "--c2pa-cert", str(tmp_path / "chain.pem"),
+                            "--c2pa-key", str(tmp_path / "signer.key")]) == 1
+    assert "the private key is not the first certificate's" in capsys.readouterr().err
+    assert not (tmp_path / "no.mp4").exists()
+
+
+def test_no_c2pa_and_webm_exports_carry_no_manifest(h264_data, data_dir, tmp_path, capsys):
+    out = tmp_path / "plain.mp4"
+    assert export_cli.main(["REC_1", "--out", str(out), "--data-dir", str(h264_data.data),
+                            "--no-c2pa"]) == 0
+    with pytest.raises(c2pa.C2paError):
+        _manifest(out)
+    assert "C2PA" not in capsys.readouterr().out
+    assert export_cli.main(["REC_1", "--out", str(tmp_path / "x.webm"), "--data-dir",
+                            str(data_dir)]) == 0
+    assert "no C2PA manifest: C2PA signs MP4 exports only" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--out", "x.zip"], "a .zip is an evidence bundle; add --bundle"),
+    (["--out", "x.webm", "--bundle"], "an evidence bundle (--bundle) is a .zip"),
+    (["--out", "x.mp4", "--c2pa-cert", "c.pem"], "--c2pa-cert and --c2pa-key go together"),
+])
+def test_bundle_and_c2pa_usage_errors_exit_2(h264_data, tmp_path, capsys, argv, message):
+    argv = [str(tmp_path / a) if a.startswith("x.") else a for a in argv]
+    assert export_cli.main(["REC_1", *argv, "--data-dir", str(h264_data.data)]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bundle_writes_a_verified_zip_and_says_what_is_in_it(h264_data, tmp_path, capsys):
+    out = tmp_path / "evidence.zip"
+    assert cli.main(["export", "REC_1", "--out", str(out), "--bundle",
+                     "--data-dir", str(h264_data.data)]) == 0
+    printed = capsys.readouterr()
+    assert f"{out}: evidence bundle of recording REC_1, session SE_1, 9 files" in printed.out
+    assert "REC_1.mp4: mp4, 2.0" in printed.out and "C2PA manifest urn:c2pa:" in printed.out
+    assert "verified: 6 entries, 6 covered by 2 signed checkpoints, 2 segment files re-hashed" \
+        in printed.out
+    assert printed.err == ""
+    with zipfile.ZipFile(out) as zf:
+        assert zf.read("public-key.txt").decode().strip() == h264_data.public_key
+
+
+def test_bundle_without_the_nodes_key_or_audit_log_exits_1(data_dir, tmp_path, capsys):
+    argv = ["REC_1", "--out", str(tmp_path / "b.zip"), "--bundle"]
+    assert export_cli.main([*argv, "--data-dir", str(data_dir)]) == 1
+    assert "no audit signing key at" in capsys.readouterr().err
+    assert not (data_dir / "keys" / "audit-ed25519.pem").exists()  # not made by a bundle
+    keyed = tmp_path / "keyed"
+    load_or_create_signing_key(keyed)
+    assert export_cli.main([*argv, "--data-dir", str(keyed),
+                            "--recordings-dir", str(data_dir / "recordings")]) == 1
+    assert "no audit log of session SE_1 (recording REC_1)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keyed"]
+
+
+def test_bundle_of_a_live_session_warns_that_it_does_not_verify_yet(tmp_path, capsys):
+    data = tmp_path / "data"
+    recording = evidence.record(data)
+    log = evidence.log_session(data, [recording], close=False)
+    log.append("participant_left", {"participant_id": "p1", "identity": "alice"}, 1_700_000_099.0)
+    try:
+        assert export_cli.main(["REC_1", "--out", str(tmp_path / "b.zip"), "--bundle",
+                                "--data-dir", str(data)]) == 0
+    finally:
+        log.release()
+    err = capsys.readouterr().err
+    assert "warning: the bundle does not verify: entry 5: not covered by a checkpoint" in err
