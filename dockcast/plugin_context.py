@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sfu.local import LocalPublisher, LocalTrack
 from sfu.producer import CodecInfo, Producer, ProducerTap
+from sfu.room import Room
 from signalling.bus import EventBus
 from signalling.errors import NotFound
 from signalling.hooks import MessageHandler, RouteHandler
@@ -16,7 +17,7 @@ from signalling.hooks import MessageHandler, RouteHandler
 if TYPE_CHECKING:
     from .node import Node
 
-__all__ = ["NodePluginContext", "ProducerTapHandle", "LocalPublicationHandle"]
+__all__ = ["NodePluginContext", "ProducerTapHandle", "LocalPublicationHandle", "tap_producer"]
 
 
 @dataclass
@@ -32,6 +33,20 @@ class ProducerTapHandle:
 
     def remove(self) -> None:
         self.producer.remove_tap(self.sink)
+
+
+def tap_producer(media_room: Room | None, room: str, track_id: str, sink: Any) -> ProducerTapHandle:
+    """`PluginContext.tap_track` on a media room (``None``: the room is not open)."""
+    producer = media_room.producers.get(track_id) if media_room is not None else None
+    if producer is None or producer.closed:
+        raise NotFound(f"track {track_id!r} is not published in room {room!r}")
+    participant = media_room.participants.get(producer.participant_id)
+    codec = producer.codec
+    info = {**producer.describe(), "identity": participant.identity if participant else None,
+            "clock_rate": codec.clock_rate, "payload_type": codec.payload_type,
+            "channels": codec.channels}
+    producer.add_tap(sink)
+    return ProducerTapHandle(producer, sink, info)
 
 
 class LocalPublicationHandle:
@@ -88,14 +103,4 @@ class NodePluginContext:
         return LocalPublicationHandle(self._node, room, LocalPublisher(media_room, identity, name))
 
     def tap_track(self, room: str, track_id: str, sink: Any) -> ProducerTapHandle:
-        media_room = self._node.rooms.media.get(room)
-        producer = media_room.producers.get(track_id) if media_room is not None else None
-        if producer is None or producer.closed:
-            raise NotFound(f"track {track_id!r} is not published in room {room!r}")
-        participant = media_room.participants.get(producer.participant_id)
-        codec = producer.codec
-        info = {**producer.describe(), "identity": participant.identity if participant else None,
-                "clock_rate": codec.clock_rate, "payload_type": codec.payload_type,
-                "channels": codec.channels}
-        producer.add_tap(sink)
-        return ProducerTapHandle(producer, sink, info)
+        return tap_producer(self._node.rooms.media.get(room), room, track_id, sink)

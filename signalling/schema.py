@@ -289,6 +289,7 @@ SPECS: Mapping[str, MessageSpec] = MappingProxyType(
                 reply="recordings",
             ),
             _spec("recording.playback", [_req("recording_id", NAME), _req("room", NAME)], RECORD),
+            _spec("recording.delete", [_req("recording_id", NAME)], ADMIN),
             _spec(
                 "inspection.verdict",
                 [

@@ -15,7 +15,13 @@
 Options (``[plugins.inspection]``): ``recordings_dir`` (default
 ``<data-dir>/recordings``), ``segment_seconds`` (30), ``max_segment_seconds`` (60),
 ``checkpoint_interval_s`` (10), ``record_all`` (false: every room records from the
-moment it opens, as if created with ``record: true``).
+moment it opens, as if created with ``record: true``), ``retention_days`` (0: keep
+recordings forever), ``sweep_interval_s`` (600) and an ``s3`` table
+(``[plugins.inspection.s3]``: closed segments also go to S3-compatible storage,
+``docs/storage.md``); ``tsa_url``, ``tsa_ca_file``, ``tsa_timeout_s`` (10): an RFC 3161
+time-stamping authority whose tokens the checkpoints carry (``docs/audit.md``). ``recording.delete {recording_id}`` (admin) deletes a recording
+here and in the store; every deletion, by request or by retention, is an entry
+``recording_deleted`` in the node's operations session of the audit log.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from plugins.audit import load_or_create_signing_key
+from plugins.audit import TimestampAuthority, load_or_create_signing_key
 from plugins.playback.player import RecordingPlayer
 from plugins.recorder import Manifest, SegmentClosed
+from plugins.recorder.storage import fetch_missing, store_from_options
 from signalling.errors import BadRequest, Conflict, Forbidden, NotFound
 from signalling.events import (MessageStored, ParticipantJoined, ParticipantLeft, RecordingStarted,
                                RecordingStopped, RoomClosed, RoomCreated, ShipmentStatus,
@@ -39,6 +46,7 @@ from signalling.events import (MessageStored, ParticipantJoined, ParticipantLeft
 from signalling.hooks import Plugin, PluginContext
 from signalling.session import require_room
 
+from .archive import Archive
 from .recorder import RoomRecording
 from .sessions import AuditSessions
 
@@ -58,7 +66,10 @@ class InspectionPlugin(Plugin):
 
     def __init__(self, recordings_dir: str | None = None, segment_seconds: float = 30.0,
                  max_segment_seconds: float = 60.0, checkpoint_interval_s: float = 10.0,
-                 record_all: bool = False, clock: Callable[[], float] = time.time) -> None:
+                 record_all: bool = False, retention_days: float = 0.0,
+                 sweep_interval_s: float = 600.0, s3: dict | None = None,
+                 tsa_url: str | None = None, tsa_ca_file: str | None = None,
+                 tsa_timeout_s: float = 10.0, clock: Callable[[], float] = time.time) -> None:
         if not 1.0 <= float(segment_seconds) <= float(max_segment_seconds):
             raise ValueError("segment_seconds must be at least 1 and at most max_segment_seconds")
         self.recordings_option = recordings_dir
@@ -66,6 +77,16 @@ class InspectionPlugin(Plugin):
         self.max_segment_seconds = float(max_segment_seconds)
         self.checkpoint_interval_s = float(checkpoint_interval_s)
         self.record_all = bool(record_all)
+        if float(retention_days) < 0 or float(sweep_interval_s) <= 0:
+            raise ValueError("retention_days must be 0 (forever) or more, sweep_interval_s above 0")
+        self.max_age_s = float(retention_days) * 86400.0
+        self.sweep_interval_s = float(sweep_interval_s)
+        self.store = store_from_options({"s3": s3} if s3 is not None else {})
+        self.archive: Archive | None = None
+        self.tsa = None
+        if tsa_url is not None:  # a bad URL, CA file or a missing client: refused at start
+            ca = pathlib.Path(tsa_ca_file).read_bytes() if tsa_ca_file else None
+            self.tsa = TimestampAuthority(tsa_url, timeout_s=float(tsa_timeout_s), ca_certs=ca)
         self.clock = clock
         self.ctx: PluginContext | None = None
         self.sessions: AuditSessions | None = None
@@ -84,12 +105,18 @@ class InspectionPlugin(Plugin):
         signer = await asyncio.to_thread(load_or_create_signing_key, data_dir)
         self.sessions = AuditSessions(data_dir / "audit", signer, ctx.events.publish,
                                       checkpoint_interval_s=self.checkpoint_interval_s,
-                                      clock=self.clock)
+                                      clock=self.clock, tsa=self.tsa)
         pending = await asyncio.to_thread(self._recover_recordings)
         await self.sessions.start(pending)
+        self.archive = Archive(self.store, self.recordings_dir, max_age_s=self.max_age_s,
+                               sweep_interval_s=self.sweep_interval_s,
+                               on_deleted=self._deleted, clock=self.clock,
+                               keep=lambda: {r.recording_id for r in self.recording.values()})
+        self.archive.start()
         for route, handler in (("recording.start", self.on_start), ("recording.stop", self.on_stop),
                                ("recording.list", self.on_list),
                                ("recording.playback", self.on_playback),
+                               ("recording.delete", self.on_delete),
                                ("inspection.verdict", self.on_verdict),
                                ("audit.get", self.on_audit_get)):
             ctx.route(route, handler)
@@ -107,6 +134,8 @@ class InspectionPlugin(Plugin):
         await asyncio.gather(*self.players, return_exceptions=True)
         for room in list(self.recording):
             await self._stop_recording(room, "node_stopping")
+        if self.archive is not None:
+            await self.archive.stop()
         if self.sessions is not None:
             await self.sessions.stop()
 
@@ -149,6 +178,8 @@ class InspectionPlugin(Plugin):
             raise NotFound(f"recording {recording_id!r} does not exist")
         if recording["state"] != "stopped":
             raise Conflict(f"recording {recording_id!r} is still recording")
+        if self.archive.remote:  # segments kept only in the store come back first
+            await asyncio.to_thread(fetch_missing, self.recordings_dir / recording_id, self.store)
         publication = self.ctx.publish_local(room, f"playback:{recording_id}")
         try:
             player = RecordingPlayer(self.recordings_dir / recording_id, publication)
@@ -167,6 +198,27 @@ class InspectionPlugin(Plugin):
         self.players.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("playback failed", exc_info=task.exception())
+
+    async def on_delete(self, conn: Any, request: Any) -> dict:
+        recording_id = request["recording_id"]
+        recording = self.catalog.get(recording_id)
+        scope = getattr(getattr(conn, "claims", None), "room", None)
+        if recording is None or (scope is not None and recording["room"] != scope):
+            raise NotFound(f"recording {recording_id!r} does not exist")
+        if recording["state"] != "stopped":
+            raise Conflict(f"recording {recording_id!r} is still recording: stop it first")
+        deleted = await self.archive.delete(recording_id, f"requested by {conn.identity}")
+        return {"type": "ok", "files": len(deleted.files), "bytes": deleted.bytes}
+
+    async def _deleted(self, deleted: Any, reason: str) -> None:
+        """A recording is gone: out of the catalog, and an entry in the audit log."""
+        recording = self.catalog.pop(deleted.recording_id, None) or {}
+        session = await self.sessions.open("", None, purpose="node operations")
+        await self.sessions.append_to(session, "recording_deleted", {
+            "recording_id": deleted.recording_id, "session_id": recording.get("session_id"),
+            "reason": reason, "files": len(deleted.files), "bytes": deleted.bytes,
+            "objects": len(deleted.objects)})
+        await self.sessions.checkpoint(session)
 
     async def on_verdict(self, conn: Any, request: Any) -> dict:
         room = request["room"]
@@ -267,6 +319,7 @@ class InspectionPlugin(Plugin):
     async def _stop_recording(self, room: str, reason: str) -> RoomRecording:
         recording = self.recording.pop(room)
         await recording.stop()
+        await self.archive.recording_stopped(recording.recording_id)
         await self.sessions.append(room, "recording_stopped",
                                    {"recording_id": recording.recording_id, "reason": reason})
         self.catalog[recording.recording_id] = recording.describe()
@@ -284,6 +337,7 @@ class InspectionPlugin(Plugin):
             return
         await self.sessions.append_to(session, "segment", _segment_fields(closed))
         await self.sessions.checkpoint(session)
+        await self.archive.segment_closed(closed)
 
     def _recover_recordings(self) -> dict[str, list[tuple[str, dict]]]:
         """Read every recording's manifest into the catalog; close those a crash left

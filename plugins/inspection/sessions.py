@@ -6,7 +6,9 @@ and closes when the room closes (``session_closed``, a last checkpoint). Every e
 appended in the order the node saw it; the file work (a write per entry, an fsync per
 checkpoint) runs in a worker thread, one operation at a time per session.
 
-Checkpoints are signed with the node's key and published as `AuditCheckpoint` events
+Checkpoints are signed with the node's key (and, with a time-stamping authority
+configured, carry its RFC 3161 token: a TSA that fails leaves the checkpoint without
+one, never without the checkpoint) and published as `AuditCheckpoint` events
 (members, watchers, webhooks): after a segment closes, when a session closes, and every
 ``checkpoint_interval_s`` while entries wait. At start, sessions a crash left open are
 reopened (the log drops a torn tail and says so in ``session_recovered``) and closed.
@@ -53,9 +55,11 @@ class AuditSessions:
     """
 
     def __init__(self, root: pathlib.Path, signer: Any, publish: Callable[[Any], Any], *,
-                 checkpoint_interval_s: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+                 checkpoint_interval_s: float = 10.0, clock: Callable[[], float] = time.time,
+                 tsa: Any = None) -> None:
         self.root = pathlib.Path(root)
         self.signer = signer
+        self.tsa = tsa  # a plugins.audit.TimestampAuthority: checkpoints get RFC 3161 tokens
         self.publish = publish
         self.checkpoint_interval_s = checkpoint_interval_s
         self.clock = clock
@@ -91,13 +95,13 @@ class AuditSessions:
     def _recover(self, directory: pathlib.Path, entries: Any) -> Checkpoint | None:
         """Close a session left open (worker thread); its last checkpoint, or ``None``
         when it was closed already."""
-        audit = AuditLog.open(directory, self.signer, self.clock())
+        audit = AuditLog.open(directory, self.signer, self.clock(), tsa=self.tsa)
         try:
             if audit.closed:
                 return None
             for type, fields in entries:
                 audit.append(type, fields, self.clock())
-            audit.close(self.clock())
+            audit.close(self.clock(), tsa=self.tsa)
             return audit.checkpoints()[-1]
         finally:
             audit.release()
@@ -152,7 +156,7 @@ class AuditSessions:
         async with session.lock:
             if session.pending == 0:
                 return None
-            checkpoint = await asyncio.to_thread(session.audit.checkpoint, self.clock())
+            checkpoint = await asyncio.to_thread(session.audit.checkpoint, self.clock(), self.tsa)
             session.pending = 0
         self._checkpoint_published(session.session_id, session.room, checkpoint)
         return checkpoint
@@ -164,7 +168,7 @@ class AuditSessions:
             return None
         self._by_id.pop(session.session_id, None)
         async with session.lock:
-            await asyncio.to_thread(session.audit.close, self.clock())
+            await asyncio.to_thread(session.audit.close, self.clock(), self.tsa)
             checkpoint = session.audit.checkpoints()[-1]
             session.audit.release()
         self._checkpoint_published(session.session_id, room, checkpoint)

@@ -6,60 +6,10 @@ carry real ``Grants``, so a handler sees what it will see in the node.
 
 from __future__ import annotations
 
-import pathlib
-from dataclasses import dataclass, field
-from typing import Any
-
 import pytest
-from prometheus_client import CollectorRegistry
 
-from signalling.bus import EventBus
-from signalling.events import Event
-from signalling.schema import validate
+from plugin_support import ADMIN, Conn, RecordingContext  # noqa: F401 - ADMIN, Conn for the tests
 from signalling.tokens import Grants
-
-
-@dataclass
-class Conn:
-    identity: str = "wms"
-    grants: Grants = field(default_factory=lambda: Grants(admin=True))
-
-
-ADMIN = Conn()
-
-
-class RecordingContext:
-    """What the node offers plugins: a real event bus, with every event published on it
-    kept in ``published``, and the message followers plugins register."""
-
-    def __init__(self, data_dir: pathlib.Path) -> None:
-        self.data_dir = data_dir
-        self.metrics_registry = CollectorRegistry()
-        self.routes: dict[str, Any] = {}
-        self.events = EventBus()
-        self.published: list[Event] = []
-        self.events.subscribe(Event, self.published.append, inline=True, name="recorder")
-        self.followers: dict[str, Any] = {}
-        self.rooms: dict[str, dict] = {}
-
-    def route(self, type: str, handler) -> None:
-        assert type not in self.routes, f"{type} routed twice"
-        self.routes[type] = handler
-
-    def follow_messages(self, name: str, handler) -> None:
-        assert name not in self.followers, f"{name} follows twice"
-        self.followers[name] = handler
-
-    def room_names(self) -> list[str]:
-        return list(self.rooms)
-
-    def room_info(self, room: str) -> dict | None:
-        return self.rooms.get(room)
-
-    async def request(self, msg_type: str, conn: Conn = ADMIN, **fields: Any) -> dict:
-        """Validate like the server does, then call the plugin's handler."""
-        request = validate({"type": msg_type, "id": 1, **fields})
-        return await self.routes[msg_type](conn, request)
 
 
 @pytest.fixture
