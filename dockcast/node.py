@@ -52,7 +52,7 @@ from .media import MediaRequests
 from .metrics import MediaCollector, Retired
 from .plugin_context import NodePluginContext
 from .rooms import Rooms
-from .routes import install_routes
+from .routes import development_key, install_routes
 
 __all__ = ["Node", "BUILTIN_PLUGINS"]
 
@@ -114,7 +114,9 @@ class Node:
                               **self.media.handlers(), **self.admin.handlers()}.items():
             self.server.route(name, handler)
         self.server.on_disconnect(self.rooms.disconnected)
-        install_routes(self.server.http, self.registry, lambda: self.server.draining)
+        # /dev mints demo tokens only on the development key `dockcast serve` made
+        install_routes(self.server.http, self.registry, lambda: self.server.draining,
+                       dev_key=development_key(config.data_path, config.api_key, config.api_secret))
 
     # -- lifecycle -------------------------------------------------------------------
 
