@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import textwrap
 
 from plugins.recorder import Manifest
 
@@ -15,29 +16,38 @@ def _utc(ts: float | None) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _value(value) -> str:
+    return "—" if value is None else f"`{value}`"
+
+
 def _media_section(media: str | None, signed: bool) -> str:
+    """The "Watching" section, as wrapped paragraphs."""
+    return "\n\n".join(textwrap.fill(p, 88, break_on_hyphens=False, break_long_words=False) for p in _media_paragraphs(media, signed)) + "\n"
+
+
+def _media_paragraphs(media: str | None, signed: bool) -> list[str]:
     if media is None:
-        return ("There is no media file in this bundle (see \"Problems\" below). The segments "
-                "can still be converted and played: see \"The segments\".\n")
-    text = (f"`{media}` plays in any common player (VLC, mpv, a web browser: drag it onto "
+        return ["There is no media file in this bundle (see \"Problems\" below). The segments "
+                "can still be converted and played: see \"The segments\"."]
+    text = [f"`{media}` plays in any common player (VLC, mpv, a web browser: drag it onto "
             "a tab). It was made from the segments by copying the encoded frames into the "
             "container, without decoding or re-encoding anything: what you see is what the "
-            "cameras sent.\n")
+            "cameras sent."]
     if media.endswith(".mp4"):
-        text += ("\nIt carries C2PA Content Credentials: any C2PA reader (for example "
-                 "`c2patool " + media + "`, or https://contentcredentials.org/verify) checks "
-                 "that the file was not changed since it was exported, and shows the "
-                 "assertion `com.dockcast.evidence` (recording id, session id and the audit "
-                 "log's last signed checkpoint). The certificate was issued by the node "
-                 "itself, not by a public authority, so readers report it as untrusted "
-                 "(`signingCredential.untrusted`) unless you add the node's C2PA CA "
-                 "certificate (ask the sender for it) to their trust list; a hash mismatch "
-                 "(`assertion.bmffHash.mismatch`) means the file was changed.\n"
-                 if signed else
-                 "\nIt carries no C2PA manifest (it was exported without one).\n")
+        text.append("It carries C2PA Content Credentials: any C2PA reader (for example "
+                    "`c2patool " + media + "`, or https://contentcredentials.org/verify) checks "
+                    "that the file was not changed since it was exported, and shows the "
+                    "assertion `com.dockcast.evidence` (recording id, session id and the audit "
+                    "log's last signed checkpoint). When the certificate was issued by the "
+                    "node itself (the default) rather than by a certificate authority, readers "
+                    "report it as untrusted (`signingCredential.untrusted`) unless you add the "
+                    "node's C2PA CA certificate (ask the sender for it) to their trust list. A "
+                    "hash mismatch (`assertion.bmffHash.mismatch`) means the file was changed."
+                    if signed else
+                    "It carries no C2PA manifest (it was exported without one).")
     else:
-        text += ("\nWebM files carry no C2PA manifest. Their check is the audit log: the "
-                 "segments they were made from are verified below.\n")
+        text.append("WebM files carry no C2PA manifest. Their check is the audit log: the "
+                    "segments they were made from are verified above.")
     return text
 
 
@@ -58,8 +68,8 @@ checking a returned item). Everything in it can be checked without Dockcast.
 |---|---|
 | recording | `{rid}` |
 | inspection session | `{session_id}` |
-| room | `{f.get("room")}` |
-| shipment | `{f.get("shipment_id")}` |
+| room | {_value(f.get("room"))} |
+| shipment | {_value(f.get("shipment_id"))} |
 | recorded | {_utc(manifest.started_at)} to {_utc(manifest.stopped_at)} |
 | exported by | {tool.get("name")} {tool.get("version")} |
 
@@ -115,7 +125,8 @@ or, for an MP4, check its C2PA manifest.
 
 Each `.mjr` file holds the RTP packets of one track (camera or microphone) for up to a
 minute, as the node received them. `janus-pp-rec` (from the Janus WebRTC server,
-Debian package `janus-tools`) converts one into a playable file:
+Debian package `janus-tools`) converts one into a playable file, `.webm` for VP8 and
+VP9, `.mp4` for H.264, `.opus` for Opus (`recording.json` gives each track's codec):
 
 ```
 janus-pp-rec segments/{rid}/<file>.mjr out.webm
