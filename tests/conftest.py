@@ -29,3 +29,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A redis-server of this session (``tests/redis_server.py``: free port, AOF with
+    ``appendfsync always``, no eviction). Tests share it: each uses a key prefix of its own
+    (``redis_server.unique_prefix``) rather than flushing what another test wrote."""
+    from redis_server import RedisServer
+
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server

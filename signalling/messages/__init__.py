@@ -8,12 +8,16 @@ What lives where (each module imports only the ones above it):
   `StoredMessage`, `AppendResult`, the errors, the payload encoding;
 - :mod:`.memory`: `MemoryRoomLog`, in this process (tests, embedded use);
 - :mod:`.sqlite`: `SqliteRoomLog`, one SQLite file over `signalling.durable.DurableDb`;
+- :mod:`.redis`: `RedisRoomLog`, Redis Streams shared by the nodes of a cluster (loaded
+  on first use, so that importing this package does not import the redis client);
 - delivery (``delivery.py``: send, ack and delivery to members; ``follower.py``: slow
   consumers that follow a room from their own cursor) build on `RoomLog`.
 
-A cluster backend (Redis Streams) subclasses `RoomLog`, implements its underscore
-methods and calls `retention_cut`, and runs the same test suite.
+Every backend subclasses `RoomLog`, implements its underscore methods, calls
+`retention_cut`, and runs the same test suite.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .log import (
     MAX_NAME_CHARS,
@@ -32,6 +36,9 @@ from .memory import MemoryRoomLog
 from .retention import RetentionPolicy, retention_cut
 from .sqlite import SqliteRoomLog
 
+if TYPE_CHECKING:
+    from .redis import RedisRoomLog
+
 __all__ = [
     "AckBeyondEnd",
     "AppendResult",
@@ -40,6 +47,7 @@ __all__ = [
     "MAX_NAME_CHARS",
     "MAX_READ",
     "MemoryRoomLog",
+    "RedisRoomLog",
     "RetentionPolicy",
     "RoomLog",
     "RoomLogError",
@@ -49,3 +57,11 @@ __all__ = [
     "StoredMessage",
     "retention_cut",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisRoomLog":
+        from .redis import RedisRoomLog
+
+        return RedisRoomLog
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

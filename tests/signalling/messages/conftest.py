@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from . import support
 from .support import KINDS, make_log
 
 
 @pytest.fixture(params=KINDS)
 def kind(request) -> str:
+    if request.param == "redis":
+        support.redis_url = request.getfixturevalue("redis_server").url
     return request.param
 
 

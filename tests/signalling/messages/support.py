@@ -1,4 +1,4 @@
-"""Helpers shared by the room log tests: build a log of either backend, send, fill, and
+"""Helpers shared by the room log tests: build a log of any backend, send, fill, and
 a model of seq and dedupe that any backend must match."""
 
 from __future__ import annotations
@@ -7,18 +7,32 @@ from pathlib import Path
 
 import pytest
 from hypothesis import strategies as st
+from redis_server import unique_prefix
 
-from signalling.messages import AckBeyondEnd, MemoryRoomLog, RetentionPolicy, RoomLog, SqliteRoomLog
+from signalling.messages import (
+    AckBeyondEnd,
+    MemoryRoomLog,
+    RedisRoomLog,
+    RetentionPolicy,
+    RoomLog,
+    SqliteRoomLog,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = Path(__file__).resolve().parent / "data"
-KINDS = ("memory", "sqlite")
+KINDS = ("memory", "sqlite", "redis")
+# The session's redis-server (tests/redis_server.py), set by the ``kind`` fixture the
+# first time a test runs on Redis; each log gets a key prefix of its own.
+redis_url: str | None = None
 NO_RETENTION = RetentionPolicy(max_age_s=None, max_messages=None, max_bytes=None)
 
 
 def make_log(kind: str, directory: Path, retention: RetentionPolicy | None = None) -> RoomLog:
     if kind == "memory":
         return MemoryRoomLog(retention)
+    if kind == "redis":
+        assert redis_url is not None, "the kind fixture sets redis_url"
+        return RedisRoomLog(redis_url, retention, key_prefix=unique_prefix("roomlog"))
     return SqliteRoomLog(directory / "data" / "messages.db", retention)
 
 
