@@ -33,6 +33,7 @@ import os
 import pathlib
 import re
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -154,7 +155,7 @@ def load_credentials(cert: str | os.PathLike, key: str | os.PathLike, *,
         except OSError as exc:
             raise ContentCredentialsError(f"{path}: cannot read ({exc.strerror})") from None
     return _parse(parts[0], parts[1], f"{cert} and {key}",
-                  datetime.datetime.now().timestamp() if now is None else now)
+                  time.time() if now is None else now)
 
 
 def _name(common: str) -> x509.Name:
@@ -239,7 +240,7 @@ def node_credentials(data_dir: str | os.PathLike, *, now: float | None = None) -
     """The node's own C2PA credentials, made at first use (and again once the
     certificate has expired) in ``<data-dir>/keys/`` (directory 0700, files 0600). A
     ``keys/`` directory or key file others may read is refused, as for the audit key."""
-    now = datetime.datetime.now().timestamp() if now is None else now
+    now = time.time() if now is None else now
     path = pathlib.Path(data_dir) / SIGNING_FILE
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     _private(path.parent, 0o700)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import pathlib
 import stat
 import subprocess
@@ -219,3 +220,24 @@ def test_an_unwritable_output_leaves_nothing(vp8, tmp_path):
     with pytest.raises(ExportError, match="cannot write"):
         bundle(vp8, tmp_path / "missing-dir" / "b.zip")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("rid", "file"), [
+    ("..", "keys/audit-ed25519.pem"),
+    ("REC_1", "../../keys/audit-ed25519.pem"),
+    ("REC_1", "/etc/passwd"),
+])
+def test_a_log_naming_files_outside_the_recordings_never_brings_them_in(tmp_path, rid, file):
+    """A changed log cannot make the export copy the node's private key into a bundle."""
+    data = tmp_path / "data"
+    recording = evidence.record(data)
+    evidence.log_session(data, [recording])
+    entries = data / "audit" / evidence.SESSION / "entries.jsonl"
+    line = json.dumps({"file": file, "i": 6, "packets": 1, "recording_id": rid, "sha256": "0" * 64,
+                       "size": 1, "track": "x", "ts": 1.0, "type": "segment"},
+                      sort_keys=True, separators=(",", ":"))
+    entries.write_bytes(entries.read_bytes() + line.encode() + b"\n")
+    result = bundle(evidence.of(data, recording), tmp_path / "b.zip")
+    assert not any("keys" in m or "passwd" in m for m in result.members)
+    assert any(f"segment {rid}/{file}, named by the audit log, is not in" in p for p in result.problems)
+    assert not result.verification.ok

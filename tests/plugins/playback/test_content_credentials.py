@@ -15,11 +15,15 @@ import struct
 import av
 import c2pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from plugins.audit import Checkpoint
 from plugins.playback import (
     ASSERTION_LABEL,
     ContentCredentialsError,
@@ -237,3 +241,19 @@ def test_last_checkpoint_skips_a_torn_line_and_none_without_a_file(h264, tmp_pat
     assert last_checkpoint(tmp_path) == json.loads(lines.splitlines()[-1])
     (tmp_path / "checkpoints.jsonl").write_bytes(lines.splitlines()[0] + b"\n")
     assert last_checkpoint(tmp_path)["size"] == json.loads(lines.splitlines()[0])["size"]
+
+
+_VALID = Checkpoint.sign("SE_1", 3, bytes(32), 1_700_000_000.0, Ed25519PrivateKey.generate()).to_json()
+_VALID_LINE = json.dumps(_VALID).encode()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.binary(max_size=60),
+                          st.sampled_from([b"{}", b"[]", b"null", b'{"size":1}', _VALID_LINE,
+                                           _VALID_LINE[:-3]])), max_size=6))
+def test_last_checkpoint_of_any_file_is_its_last_whole_checkpoint_or_none(tmp_path, lines):
+    data = b"\n".join(lines)
+    (tmp_path / "checkpoints.jsonl").write_bytes(data)
+    complete = data.split(b"\n")[:-1]  # what follows the last newline is a torn write
+    expected = _VALID if _VALID_LINE in complete else None
+    assert last_checkpoint(tmp_path) == expected
