@@ -390,14 +390,16 @@ class Rooms:
         self.membership.unwatch(conn)
         member = self.membership.member(conn)
         room = self.media.get(member.room) if member is not None else None
-        if (room is None or self.participant_grace_s <= 0 or not getattr(conn, "lost", False)
-                or member.participant_id not in room.participants):
+        participant = room.participants.get(member.participant_id) if room is not None else None
+        if (participant is None or self.participant_grace_s <= 0 or not getattr(conn, "lost", False)
+                or participant.media_lost()):  # nothing to keep: it vanished whole
             await self.leave(conn)
             return
         self.membership.leave(conn)
         self.messaging.left(conn)
-        participant = room.participants[member.participant_id]
         participant.send_offer = None  # an offer now would go nowhere: sent again on resume
+        # its peer connections dying too means it is gone: no need to wait any more
+        participant.on_media_lost = lambda _: self._grace_over(conn.session_id)
         timer = self.scheduler.call_later(self.participant_grace_s,
                                           lambda: self._grace_over(conn.session_id))
         self._detached[conn.session_id] = _Detached(room, participant.id, conn.identity, timer)
@@ -413,7 +415,9 @@ class Rooms:
             return None
         del self._detached[resume["session_id"]]
         detached.timer.cancel()
-        return room.participants[detached.participant_id]
+        participant = room.participants[detached.participant_id]
+        participant.on_media_lost = None
+        return participant
 
     def _grace_over(self, session_id: str) -> None:
         detached = self._detached.pop(session_id, None)

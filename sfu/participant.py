@@ -118,7 +118,16 @@ class Participant:
         self._reports: Cancellable | None = None
         self._transceivers: dict[str, Any] = {}  # consumer id -> its m-line on ``sub``
         self._estimates: dict[str, LossBasedEstimate] = {}
+        self.on_media_lost: Callable[[Participant], None] | None = None
+        """Told when the last of its peer connections failed or closed."""
         self.closed = False
+
+    def media_lost(self) -> bool:
+        """Whether this participant had peer connections and every one of them failed
+        or closed."""
+        transports = [t for t in (self.pub, self.sub) if t is not None]
+        return bool(transports) and all(
+            t.closed or t.pc.connectionState in ("failed", "closed") for t in transports)
 
     def describe(self) -> dict[str, Any]:
         return {"participant_id": self.id, "identity": self.identity, "name": self.name,
@@ -145,6 +154,8 @@ class Participant:
         its tracks are unpublished, its consumers paused and cut from its socket."""
         if state not in ("failed", "closed") or self.closed:
             return
+        if self.on_media_lost is not None and self.media_lost():
+            self.on_media_lost(self)
         why = transport.diagnostics() if state == "failed" else {}
         logger.warning("%s peer connection %s", transport.role, state,
                        extra={"participant": self.id, "identity": self.identity, **why})

@@ -124,7 +124,9 @@ async def test_unsubscribe_unpublish_leave(node):
         await pub.close()
 
 
-async def test_peer_vanishing_without_leave(node):
+async def test_peer_vanishing_without_leave(node_factory):
+    # a vanished peer looks like a signalling blip until the grace is over (1 s here)
+    node = node_factory.start(env={"DOCKCAST_PARTICIPANT_GRACE_S": "1"})
     pub, published = await _publisher(node)
     watcher = Participant(node.url, node.token("watcher"))
     await watcher.connect()

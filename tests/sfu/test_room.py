@@ -241,8 +241,14 @@ async def test_failed_publisher_connection_unpublishes(room):
     sub = ClientSubscriber(viewer)
     await room.subscribe(viewer, [producers["video"].id])
     await asyncio.wait_for(sub.t.connected.wait(), 20)
+    lost = []
+    publisher.on_media_lost = lost.append
+    assert not publisher.media_lost()
     await pub.t.close()  # the camera's network is gone; its websocket may live on
     publisher._transport_state(publisher.pub, "failed")  # what ICE consent expiry reports
+    await publisher.pub.close()
+    # its only peer connection is gone: told (at least once; the node's handler is idempotent)
+    assert publisher.media_lost() and lost and set(lost) == {publisher}
     assert publisher.producers == {} and room.producers == {}
     assert viewer.consumers == {}
     assert [type(e) for e in room.events].count(TrackUnpublished) == 2
