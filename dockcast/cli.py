@@ -98,6 +98,14 @@ DEV_ROOM = "dock-7"
 """The room the development URLs open (the README's)."""
 
 
+def base_url(config: NodeConfig) -> str:
+    """``http://HOST:PORT`` (``https`` with TLS) of a node as a browser on this machine
+    reaches it (a wildcard listen address: 127.0.0.1)."""
+    host = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if config.tls_cert is not None else 'http'}://{host}:{config.port}"
+
+
 def dev_urls(config: NodeConfig, ttl: float = 12 * 3600.0) -> dict[str, str]:
     """The test page's URLs for two browser tabs in `DEV_ROOM` of a node on development
     credentials: one publishing its camera, one watching (tokens valid ``ttl`` s)."""
@@ -105,11 +113,8 @@ def dev_urls(config: NodeConfig, ttl: float = 12 * 3600.0) -> dict[str, str]:
 
     from signalling.tokens import mint_token
 
-    secure = config.tls_cert is not None
-    host = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-    host = f"[{host}]" if ":" in host else host
-    base = f"{'https' if secure else 'http'}://{host}:{config.port}"
-    ws = f"{'wss' if secure else 'ws'}://{host}:{config.port}/ws"
+    base = base_url(config)
+    ws = base.replace("http", "ws", 1) + "/ws"
     urls = {}
     for mode, identity, grants in (("publish", "warehouse-cam-1", ("publish", "message")),
                                    ("subscribe", "seller-1", ("subscribe", "message"))):
@@ -139,7 +144,8 @@ def _print_dev_credentials(config: NodeConfig, created: bool) -> None:
     if sys.stdout.isatty():
         urls = dev_urls(config)
         print(f"open in two browser tabs (room {DEV_ROOM}, tokens valid 12 h):\n"
-              f"  publish your camera: {urls['publish']}\n  watch it:            {urls['subscribe']}",
+              f"  publish your camera: {urls['publish']}\n  watch it:            {urls['subscribe']}\n"
+              f"or the inspection console, with demo tokens for a call in two tabs: {base_url(config)}/dev",
               flush=True)
 
 

@@ -75,6 +75,10 @@ async def test_the_readme_first_steps_work_as_written(dev_node):
     assert "room=dock-7" in url
     with urllib.request.urlopen(as_here(url, port).replace("<token>", token), timeout=10) as page:
         assert page.status == 200 and b"DockcastClient" in page.read()
+    # the developer's page the README names, on this node's development credentials
+    [dev] = re.findall(r"`(http://127\.0\.0\.1:8765/dev)`", README)
+    with urllib.request.urlopen(as_here(dev, port), timeout=10) as page:
+        assert page.status == 200 and b"/web/dev.js" in page.read()
     # a publisher in the room, then the Python snippet as written
     publisher = Participant(f"ws://127.0.0.1:{port}/ws", token)
     await publisher.connect()
