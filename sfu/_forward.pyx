@@ -153,21 +153,30 @@ cdef class ConsumerState:
         cdef int n = <int>PyBytes_GET_SIZE(data)
         cdef const uint8_t* ext_map = NULL
         cdef int rc
-        cdef ssize_t sent
+        cdef ssize_t sent = -1
+        # A packet over the usual MTU (loopback allows 64 KiB) gets a buffer of its own,
+        # with room for the header extension rewrite and the SRTP trailer.
+        cdef uint8_t* buf = self._buf
         if n > 1500:
-            return False
-        if self._ext_map is not None:
-            ext_map = <const uint8_t*>(<char*>self._ext_map)
-        memcpy(self._buf, PyBytes_AS_STRING(data), n)
-        rc = rewrite_into(self._buf, n, self.ssrc, out_seq, out_ts, self.payload_type, ext_map,
-                          self.abs_send_time_id, abs_send_time)
-        if rc < 0:
-            raise_malformed(rc)
-        with nogil:
-            rc = self._srtp_protect(self._srtp_ctx, &self._buf[0], &n)
-            if rc == 0:
-                sent = c_sendto(self._fd, &self._buf[0], n, 0, <const void*>&self._sockaddr[0],
-                                self._sockaddr_len)
+            buf = <uint8_t*>malloc(n + NATIVE_BUFFER - 1500)
+            if buf == NULL:
+                raise MemoryError()
+        try:
+            if self._ext_map is not None:
+                ext_map = <const uint8_t*>(<char*>self._ext_map)
+            memcpy(buf, PyBytes_AS_STRING(data), n)
+            rc = rewrite_into(buf, n, self.ssrc, out_seq, out_ts, self.payload_type, ext_map,
+                              self.abs_send_time_id, abs_send_time)
+            if rc < 0:
+                raise_malformed(rc)
+            with nogil:
+                rc = self._srtp_protect(self._srtp_ctx, buf, &n)
+                if rc == 0:
+                    sent = c_sendto(self._fd, buf, n, 0, <const void*>&self._sockaddr[0],
+                                    self._sockaddr_len)
+        finally:
+            if buf != self._buf:
+                free(buf)
         if rc != 0 or sent < 0:
             self.send_errors += 1
             return False

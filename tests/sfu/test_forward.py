@@ -170,3 +170,45 @@ def test_retransmit_wraps_like_forward(impl, seq, ts):
         assert s.forward(data, seq, ts, 6, False, 0)
         assert s.retransmit(data, 0)
         assert sink.sent[1][0] == sink.sent[0][0]
+
+
+@pytest.mark.skipif(_forward_c is None, reason="the compiled module is not built")
+def test_the_native_send_path_takes_packets_over_1500_bytes():
+    # a publisher on libsrtp (Chromium, GStreamer) may send up to its path's MTU, and
+    # loopback's is 64 KiB: the native path must not drop what fits the socket
+    import socket
+
+    import pylibsrtp
+    from pylibsrtp import _binding
+
+    from sfu import _aiortc_internals as internals
+    from sfu.transport import _sockaddr
+
+    key = bytes(range(30))
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    owner, ctx, fn = internals.srtp_protect_native(tx)
+    out, into = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    into.bind(("127.0.0.1", 0))
+    into.settimeout(5)
+    try:
+        state = _forward_c.ConsumerState(0xABCD, 101, None, 0, True)
+        # the Python path is bound too (the native one is taken whenever it is there)
+        state.bind(lambda p: p, lambda data, addr: None, None,
+                   (owner, ctx, fn, out.fileno(), _sockaddr(socket.AF_INET, into.getsockname())))
+        state.paused = False
+        for size in (1200, 3000, 9000):
+            payload = b"\x10\x00\x9d\x01\x2a" + bytes(size)
+            assert state.forward(packet(size, 90000, payload), size, 90000, len(payload), True, 0)
+            datagram = into.recv(65536)
+            # unprotect with libsrtp itself (pylibsrtp's own buffer stops at 1500 bytes)
+            buf = _binding.ffi.new("char[]", datagram)
+            length = _binding.ffi.new("int *", len(datagram))
+            assert _binding.lib.srtp_unprotect(rx._srtp[0], buf, length) == 0
+            clear = _binding.ffi.buffer(buf, length[0])[:]
+            h = parse_header(clear)
+            assert clear[h[5]:h[6]] == payload and h[4] == 0xABCD and h[0] == 101
+        assert state.dropped == 0 and state.send_errors == 0
+    finally:
+        out.close()
+        into.close()

@@ -317,3 +317,4 @@ async def test_the_subscriber_offer_names_each_tracks_publisher_and_id(room):
     assert viewer.pending_offer() is None  # answered
     await sub.t.close()
     await pub.t.close()
+
