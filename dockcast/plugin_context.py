@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,7 @@ from sfu.room import Room
 from signalling.bus import EventBus
 from signalling.errors import NotFound
 from signalling.hooks import MessageHandler, RouteHandler
+from signalling.http import RequestHandler
 
 if TYPE_CHECKING:
     from .node import Node
@@ -82,6 +83,10 @@ class NodePluginContext:
 
     def route(self, type: str, handler: RouteHandler) -> None:
         self._node.server.route(type, handler)
+
+    def http_route(self, path: str, handler: RequestHandler,
+                   methods: Iterable[str] = ("GET", "HEAD")) -> None:
+        self._node.server.http.add_request(path, handler, methods)
 
     def follow_messages(self, name: str, handler: MessageHandler) -> None:
         self._node.follow_messages(name, handler)

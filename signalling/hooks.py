@@ -32,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 from .errors import FixedCodeError
 from .bus import EventBus
 from .events import MessageStored
+from .http import RequestHandler
 
 __all__ = [
     "Plugin",
@@ -109,6 +110,14 @@ class PluginContext(Protocol):
 
     def route(self, type: str, handler: RouteHandler) -> None:
         """Answer requests of ``type`` (a message type of the schema) with ``handler``."""
+
+    def http_route(self, path: str, handler: RequestHandler,
+                   methods: Iterable[str] = ("GET", "HEAD")) -> None:
+        """Answer plain HTTP requests for the exact ``path`` (``/recordings/media``) asked
+        with one of ``methods`` with ``await handler(request)``: the handler gets a
+        `signalling.http.HttpRequest` (method, path, query, headers; never a body) and
+        returns a `signalling.http.HttpReply`. The path is the plugin's to choose; it
+        should not be one of the node's (``/``, ``/healthz``, ``/metrics``, ``/web/``...)."""
 
     def follow_messages(self, name: str, handler: MessageHandler) -> None:
         """Call ``handler`` for every room message stored from now on, in order per room,

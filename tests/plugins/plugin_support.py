@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from signalling.bus import EventBus
 from signalling.events import Event
+from signalling.http import HttpReply, HttpRequest, HttpRoutes
 from signalling.schema import validate
 from signalling.tokens import Grants
 
@@ -41,10 +42,19 @@ class RecordingContext:
         self.events.subscribe(Event, self.published.append, inline=True, name="recorder")
         self.followers: dict[str, Any] = {}
         self.rooms: dict[str, dict] = {}
+        self.http_routes = HttpRoutes()
 
     def route(self, type: str, handler) -> None:
         assert type not in self.routes, f"{type} routed twice"
         self.routes[type] = handler
+
+    def http_route(self, path: str, handler, methods=("GET", "HEAD")) -> None:
+        self.http_routes.add_request(path, handler, methods)
+
+    async def http(self, method: str, target: str, headers: dict[str, str] | None = None) -> HttpReply:
+        """A plain HTTP request (``target``: path and query) answered by the routes plugins
+        registered, as the node's server would."""
+        return await self.http_routes.reply(HttpRequest.parse(method, target, (headers or {}).items()))
 
     def follow_messages(self, name: str, handler) -> None:
         assert name not in self.followers, f"{name} follows twice"

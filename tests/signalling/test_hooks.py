@@ -71,6 +71,9 @@ class Context:
     def route(self, type, handler):
         pass
 
+    def http_route(self, path, handler, methods=("GET", "HEAD")):
+        pass
+
     def follow_messages(self, name, handler):
         self.followers.append((name, handler))
 
