@@ -150,6 +150,8 @@ class DockcastClient:
         resume: dict[str, Any] | None = None,
         timeout: float = 10.0,
         rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
+        region: str | None = None,
+        follow_redirect: bool = True,
         **ws_kwargs: Any,
     ) -> DockcastClient:
         """Open ``url``, send ``hello`` and wait for ``welcome`` (in ``.welcome``).
@@ -157,19 +159,31 @@ class DockcastClient:
         ``subprotocol``: ``"json"``, ``"msgpack"`` or ``None`` (offer none: JSON).
         ``resume``: ``{"session_id", "last_seq"}`` of an earlier session.
         ``rate_limit_retries``: how often a request answered ``rate_limited`` with
-        ``retry_after_ms`` is sent again after that wait (0: never). Raises
-        :class:`ServerError` or :class:`SessionClosed` if the server refuses.
+        ``retry_after_ms`` is sent again after that wait (0: never). ``region``: the
+        region this client would rather be served in (a cluster's hint). When the
+        ``welcome`` names another node (``redirect``), the client connects there with
+        the same token (once; ``follow_redirect=False`` keeps the first connection and
+        leaves ``welcome["redirect"]`` to the caller). ``.url`` is where it ended up.
+        Raises :class:`ServerError` or :class:`SessionClosed` if the server refuses.
         """
         offered = [_SUBPROTOCOLS[subprotocol]] if subprotocol is not None else None
         ws_kwargs.setdefault("max_size", None)
         ws_kwargs.setdefault("open_timeout", timeout)
-        ws = await ws_connect(url, subprotocols=offered, **ws_kwargs)
-        client = cls(ws, timeout, rate_limit_retries)
-        try:
-            client.welcome = await client.request("hello", token=token, resume=resume)
-        except BaseException:
+        for attempt in range(2):
+            ws = await ws_connect(url, subprotocols=offered, **ws_kwargs)
+            client = cls(ws, timeout, rate_limit_retries)
+            client.url = url
+            try:
+                client.welcome = await client.request("hello", token=token, resume=resume,
+                                                      region=region)
+            except BaseException:
+                await client.close()
+                raise
+            redirect = client.welcome.get("redirect")
+            if not follow_redirect or not redirect or attempt == 1 or redirect == url:
+                return client
             await client.close()
-            raise
+            url = redirect
         return client
 
     async def __aenter__(self) -> DockcastClient:
@@ -366,6 +380,9 @@ class DockcastClient:
 
     async def recording_playback(self, recording_id: str, room: str) -> dict[str, Any]:
         return await self.request("recording.playback", recording_id=recording_id, room=room)
+
+    async def recording_media(self, recording_id: str) -> dict[str, Any]:
+        return await self.request("recording.media", recording_id=recording_id)
 
     async def inspection_verdict(
         self, room: str, verdict: str, refund: Any = None, note: str | None = None

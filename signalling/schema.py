@@ -224,7 +224,8 @@ SPECS: Mapping[str, MessageSpec] = MappingProxyType(
         s.type: s
         for s in (
             # session
-            _spec("hello", [_req("token", NAME), _opt("resume", RESUME)], reply="welcome"),
+            _spec("hello", [_req("token", NAME), _opt("resume", RESUME), _opt("region", NAME)],
+                  reply="welcome"),
             _spec("join", [_req("room", NAME), _opt("name", STR), _opt("metadata", MAP)], reply="joined"),
             _spec("leave", reply="left"),
             _spec("ping", reply="pong"),
@@ -289,6 +290,7 @@ SPECS: Mapping[str, MessageSpec] = MappingProxyType(
                 reply="recordings",
             ),
             _spec("recording.playback", [_req("recording_id", NAME), _req("room", NAME)], RECORD),
+            _spec("recording.media", [_req("recording_id", NAME)], RECORD, reply="media_link"),
             _spec("recording.delete", [_req("recording_id", NAME)], ADMIN),
             _spec(
                 "inspection.verdict",

@@ -44,6 +44,7 @@ HELPER_CALLS = {
     "recording_stop": (("dock-1",), {}, "recording.stop"),
     "recording_list": ((), {"room": "dock-1"}, "recording.list"),
     "recording_playback": (("rec-1", "dock-1"), {}, "recording.playback"),
+    "recording_media": (("rec-1",), {}, "recording.media"),
     "inspection_verdict": (("dock-1", "partial"), {"refund": 12.5, "note": "scratched"}, "inspection.verdict"),
     "audit_get": (("sess-1",), {}, "audit.get"),
     "events_subscribe": ((), {"rooms": ["dock-1"], "shipment_ids": ["SH-1"]}, "events.subscribe"),
@@ -234,3 +235,26 @@ async def test_a_rate_limited_error_without_advice_is_not_retried(make_server, c
     with pytest.raises(ServerError) as info:
         await client.room_list()
     assert info.value.retry_after_ms is None and calls == [calls[0]]
+
+
+async def test_the_client_follows_a_redirect_once_with_the_same_token(make_server, mint):
+    there, there_url = await make_server()
+    here, here_url = await make_server()
+    here.placement = lambda claims, region: there_url if region == "asia" else None
+    token = mint()
+    client = await DockcastClient.connect(here_url, token, region="asia")
+    try:
+        assert client.url == there_url and "redirect" not in client.welcome
+        assert [c.identity for c in there.connections] == ["alice"]
+    finally:
+        await client.close()
+    client = await DockcastClient.connect(here_url, token, region="asia", follow_redirect=False)
+    try:
+        assert client.url == here_url and client.welcome["redirect"] == there_url
+    finally:
+        await client.close()
+    client = await DockcastClient.connect(here_url, token)  # no hint: stays
+    try:
+        assert client.url == here_url
+    finally:
+        await client.close()
