@@ -381,6 +381,9 @@ class DockcastClient:
     async def recording_playback(self, recording_id: str, room: str) -> dict[str, Any]:
         return await self.request("recording.playback", recording_id=recording_id, room=room)
 
+    async def recording_delete(self, recording_id: str) -> dict[str, Any]:
+        return await self.request("recording.delete", recording_id=recording_id)
+
     async def recording_media(self, recording_id: str) -> dict[str, Any]:
         return await self.request("recording.media", recording_id=recording_id)
 

@@ -283,6 +283,10 @@ class Connection:
             pass
 
 
+def _stay(claims: Any, region: str | None) -> str | None:
+    return None
+
+
 class SignallingServer:
     """The websocket endpoint (``/ws``) plus plain HTTP (`signalling.http`)."""
 
@@ -315,6 +319,8 @@ class SignallingServer:
         self._routes: dict[str, Handler] = {}
         self._on_connect: list[Hook] = []
         self._on_disconnect: list[Hook] = []
+        self.placement: Callable[[Any, str | None], str | None] = _stay
+        """Which node should serve a client (``welcome.redirect``): the cluster sets it."""
         self._draining = False
         self._server: Server | None = None
 
@@ -393,6 +399,7 @@ class SignallingServer:
         conn = Connection(self, ws, core)
         self._admitting.discard(ws)
         core.room_of = lambda: self.membership.room_of(conn)
+        core.placement = self.placement
         self.connections.add(conn)
         self.metrics.connections.inc()
         self.metrics.connections_open.inc()

@@ -268,7 +268,8 @@ class SessionCore:
     Public attributes the adapter and app read: ``state``, ``session_id``, ``claims``
     (``None`` until ``hello``), ``resume`` (the ``hello.resume`` map, or ``None``),
     ``codec``, ``room`` (the joined room, or ``None``: the adapter sets ``room_of``,
-    which asks the node's membership); the adapter sets ``draining``.
+    which asks the node's membership); the adapter sets ``draining`` and may set
+    ``placement`` (a cluster's choice of node: ``welcome.redirect``).
     """
 
     def __init__(
@@ -291,6 +292,9 @@ class SessionCore:
         self.claims: Claims | None = None
         self.resume: dict[str, Any] | None = None
         self.room_of: Callable[[], str | None] = lambda: None
+        # which node should serve this client instead (the cluster's placement): given
+        # the token's claims and the hello's region hint, a URL, or None to stay
+        self.placement: Callable[[Claims, str | None], str | None] = lambda claims, region: None
         self.draining = False
         self._opened_at = clock()
         self._bucket = TokenBucket(limits.rate, limits.burst)
@@ -434,6 +438,10 @@ class SessionCore:
             "server_version": self.node_info.server_version,
             "limits": self.limits.to_wire(),
         }
+        if not refreshed:
+            redirect = self.placement(claims, request.get("region"))
+            if redirect is not None:
+                welcome["redirect"] = redirect
         return [Send(_without_none_id(welcome)), Authenticated(claims, refreshed)]
 
     def _check_allowed(self, request: Request) -> None:

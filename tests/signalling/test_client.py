@@ -45,6 +45,7 @@ HELPER_CALLS = {
     "recording_list": ((), {"room": "dock-1"}, "recording.list"),
     "recording_playback": (("rec-1", "dock-1"), {}, "recording.playback"),
     "recording_media": (("rec-1",), {}, "recording.media"),
+    "recording_delete": (("rec-1",), {}, "recording.delete"),
     "inspection_verdict": (("dock-1", "partial"), {"refund": 12.5, "note": "scratched"}, "inspection.verdict"),
     "audit_get": (("sess-1",), {}, "audit.get"),
     "events_subscribe": ((), {"rooms": ["dock-1"], "shipment_ids": ["SH-1"]}, "events.subscribe"),

@@ -88,6 +88,27 @@ def test_hello_is_welcomed():
     assert core.state is State.READY and core.claims.identity == "alice" and core.resume is None
 
 
+def test_the_placement_may_send_the_client_to_another_node():
+    asked = []
+
+    def placement(claims, region):
+        asked.append((claims.identity, region))
+        return "ws://us-west.example:8765/ws" if region == "us-west" else None
+
+    core = new_core()
+    core.placement = placement
+    welcome = sent(core.receive_frame(frame("hello", 1, token=token(), region="us-west"), NOW))[0]
+    assert welcome["redirect"] == "ws://us-west.example:8765/ws"
+    core = new_core()
+    core.placement = placement
+    welcome = sent(core.receive_frame(frame("hello", 1, token=token()), NOW))[0]
+    assert "redirect" not in welcome  # no hint: it stays
+    # a token refresh is not a new placement
+    assert sent(core.receive_frame(frame("hello", 2, token=token(), region="us-west"), NOW))[0].get(
+        "redirect") is None
+    assert asked == [("alice", "us-west"), ("alice", None)]
+
+
 def test_hello_resume_is_kept_for_the_app():
     core = new_core()
     resume = {"session_id": "old", "last_seq": 41}
