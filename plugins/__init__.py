@@ -20,7 +20,11 @@ plugin raises BadRequest, NotFound, Conflict and Forbidden; the webhooks plugin 
     ├── recorder.ManifestError (also ValueError)      internal       recording.json unreadable
     │   └── recorder.RecordingNotFound                not_found      no recording.json there
     ├── recorder.RecorderError (also ValueError)      internal       a writer argument or call refused
-    └── playback.PlaybackError (also ValueError)      internal       (its tree: plugins/playback)
+    ├── playback.PlaybackError (also ValueError)      internal       (its tree: plugins/playback)
+    ├── inspection.media_links.MediaLinkKeyError      internal       the media link key unusable
+    │   (also ValueError)
+    └── inspection.byte_ranges.RangeNotSatisfiable    bad_request    a Range header: HTTP 416
+        (also ValueError)
 
 ``plugins.audit`` imports nothing of ours (its offline verifier must run with the
 standard library and ``cryptography`` alone), so its errors carry a wire ``code``

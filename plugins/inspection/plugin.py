@@ -22,6 +22,9 @@ recordings forever), ``sweep_interval_s`` (600) and an ``s3`` table
 time-stamping authority whose tokens the checkpoints carry (``docs/audit.md``). ``recording.delete {recording_id}`` (admin) deletes a recording
 here and in the store; every deletion, by request or by retention, is an entry
 ``recording_deleted`` in the node's operations session of the audit log.
+``recording.media {recording_id}`` answers a signed, short-lived link to the recording
+exported as one media file, served at ``/recordings/media`` (`media_links`; the playback
+page, ``docs/playback.md``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from signalling.hooks import Plugin, PluginContext
 from signalling.session import require_room
 
 from .archive import Archive
+from .media_links import LINK_PATH, MediaLinks
 from .recorder import RoomRecording
 from .sessions import AuditSessions
 
@@ -94,6 +98,7 @@ class InspectionPlugin(Plugin):
         self.recording: dict[str, RoomRecording] = {}  # by room, while it records
         self.catalog: dict[str, dict[str, Any]] = {}  # recording_id -> its `recording` fields
         self.players: set[asyncio.Task] = set()
+        self.media: MediaLinks | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -108,6 +113,10 @@ class InspectionPlugin(Plugin):
                                       clock=self.clock, tsa=self.tsa)
         pending = await asyncio.to_thread(self._recover_recordings)
         await self.sessions.start(pending)
+        self.media = MediaLinks(data_dir, self.recordings_dir, self.catalog.get,
+                                prepare=self._fetch_missing, clock=self.clock)
+        await self.media.start()
+        ctx.http_route(LINK_PATH, self.media.handle)
         self.archive = Archive(self.store, self.recordings_dir, max_age_s=self.max_age_s,
                                sweep_interval_s=self.sweep_interval_s,
                                on_deleted=self._deleted, clock=self.clock,
@@ -117,6 +126,7 @@ class InspectionPlugin(Plugin):
                                ("recording.list", self.on_list),
                                ("recording.playback", self.on_playback),
                                ("recording.delete", self.on_delete),
+                               ("recording.media", self.on_media),
                                ("inspection.verdict", self.on_verdict),
                                ("audit.get", self.on_audit_get)):
             ctx.route(route, handler)
@@ -134,6 +144,8 @@ class InspectionPlugin(Plugin):
         await asyncio.gather(*self.players, return_exceptions=True)
         for room in list(self.recording):
             await self._stop_recording(room, "node_stopping")
+        if self.media is not None:
+            await self.media.stop()
         if self.archive is not None:
             await self.archive.stop()
         if self.sessions is not None:
@@ -178,8 +190,7 @@ class InspectionPlugin(Plugin):
             raise NotFound(f"recording {recording_id!r} does not exist")
         if recording["state"] != "stopped":
             raise Conflict(f"recording {recording_id!r} is still recording")
-        if self.archive.remote:  # segments kept only in the store come back first
-            await asyncio.to_thread(fetch_missing, self.recordings_dir / recording_id, self.store)
+        await asyncio.to_thread(self._fetch_missing, self.recordings_dir / recording_id)
         publication = self.ctx.publish_local(room, f"playback:{recording_id}")
         try:
             player = RecordingPlayer(self.recordings_dir / recording_id, publication)
@@ -199,6 +210,13 @@ class InspectionPlugin(Plugin):
         if not task.cancelled() and task.exception() is not None:
             log.error("playback failed", exc_info=task.exception())
 
+    async def on_media(self, conn: Any, request: Any) -> dict:
+        return {"type": "media_link", **await self.media.link(conn, request["recording_id"])}
+
+    def _fetch_missing(self, directory: pathlib.Path) -> None:
+        if self.archive.remote:  # segments kept only in the store come back first
+            fetch_missing(directory, self.store)
+
     async def on_delete(self, conn: Any, request: Any) -> dict:
         recording_id = request["recording_id"]
         recording = self.catalog.get(recording_id)
@@ -213,6 +231,7 @@ class InspectionPlugin(Plugin):
     async def _deleted(self, deleted: Any, reason: str) -> None:
         """A recording is gone: out of the catalog, and an entry in the audit log."""
         recording = self.catalog.pop(deleted.recording_id, None) or {}
+        self.media.forget(deleted.recording_id)
         session = await self.sessions.open("", None, purpose="node operations")
         await self.sessions.append_to(session, "recording_deleted", {
             "recording_id": deleted.recording_id, "session_id": recording.get("session_id"),
