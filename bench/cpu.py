@@ -13,7 +13,7 @@ import platform
 import time
 from dataclasses import dataclass
 
-__all__ = ["CpuTimes", "process_cpu", "CpuMeter", "MachineLoad", "machine_facts"]
+__all__ = ["CpuTimes", "process_cpu", "process_tree", "CpuMeter", "MachineLoad", "machine_facts"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -43,6 +43,34 @@ def process_cpu(pid: int) -> CpuTimes:
     return parse_stat(pathlib.Path(f"/proc/{pid}/stat").read_text())
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        text = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(text[text.rindex(")") + 2:].split()[1])
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process descended from it now (its children, theirs, ...).
+
+    A server may do its work in child processes (mediasoup: a ``node`` parent and a
+    ``mediasoup-worker`` child); the CPU to measure is the whole tree's.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            parent = _parent(int(entry))
+            if parent is not None:
+                children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, ()))
+    return tree
+
+
 def _system_ticks() -> tuple[int, int]:
     """(busy, total) jiffies over all CPUs from ``/proc/stat``."""
     with open("/proc/stat") as f:
@@ -53,28 +81,52 @@ def _system_ticks() -> tuple[int, int]:
 
 
 class CpuMeter:
-    """CPU used by a set of pids over a window: ``start()``, then ``stop()``."""
+    """CPU used by a set of pids over a window: ``start()``, then ``stop()``.
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    For the names in ``with_children`` the pid's descendants count too
+    (:func:`process_tree`, looked up at ``start()`` and again at ``stop()``): a child
+    born inside the window counts from zero; one that ended inside it is not counted.
+    """
+
+    def __init__(self, pids: dict[str, int], with_children: tuple[str, ...] = ()) -> None:
         self.pids = dict(pids)
-        self._start: dict[str, CpuTimes] = {}
+        self.with_children = frozenset(with_children)
+        self._start: dict[str, dict[int, CpuTimes]] = {}
         self._t0 = 0.0
+
+    def _sample(self, name: str, pid: int) -> dict[int, CpuTimes]:
+        """CPU so far of ``pid`` (raises OSError if it is gone) and, if asked, its tree."""
+        out = {pid: process_cpu(pid)}
+        if name in self.with_children:
+            for member in process_tree(pid)[1:]:
+                try:
+                    out[member] = process_cpu(member)
+                except OSError:
+                    pass  # ended between the listing and the read
+        return out
 
     def start(self) -> None:
         self._t0 = time.monotonic()
-        self._start = {name: process_cpu(pid) for name, pid in self.pids.items()}
+        self._start = {name: self._sample(name, pid) for name, pid in self.pids.items()}
 
     def stop(self) -> dict[str, dict[str, float]]:
-        """Per name: ``cpu_s`` used in the window, ``wall_s``, ``core_pct`` (of one core)."""
+        """Per name: ``cpu_s`` used in the window, ``wall_s``, ``core_pct`` (of one core),
+        ``processes`` (how many were counted)."""
         wall = time.monotonic() - self._t0
+        zero = CpuTimes(0.0, 0.0)
         out = {}
         for name, pid in self.pids.items():
             try:
-                used = process_cpu(pid) - self._start[name]
+                now = self._sample(name, pid)
             except OSError:
                 continue
+            used = zero
+            for member, times in now.items():
+                delta = times - self._start[name].get(member, zero)
+                used = CpuTimes(used.user + delta.user, used.system + delta.system)
             out[name] = {"cpu_s": used.total, "user_s": used.user, "system_s": used.system,
-                         "wall_s": wall, "core_pct": 100.0 * used.total / wall if wall else 0.0}
+                         "wall_s": wall, "core_pct": 100.0 * used.total / wall if wall else 0.0,
+                         "processes": len(now)}
         return out
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
+import time
 
-from bench.cpu import CpuMeter, MachineLoad, machine_facts, parse_stat, process_cpu
+from bench.cpu import CpuMeter, MachineLoad, machine_facts, parse_stat, process_cpu, process_tree
 
 
 def test_parse_stat_with_a_hostile_command_name():
@@ -33,3 +38,37 @@ def test_machine_facts():
     facts = machine_facts()
     assert facts["cores"] >= 1 and facts["cpu_model"]
     assert "aiortc" in facts["versions"]
+
+
+def test_a_server_with_children_counts_them(tmp_path):
+    # an idle parent whose child spins: mediasoup's node and its worker, in miniature
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import subprocess, sys; subprocess.run([sys.executable, '-c', 'while True: pass'])"])
+    child = None
+    try:
+        deadline = time.monotonic() + 30
+        while len(tree := process_tree(parent.pid)) < 2:
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.02)
+        child = tree[1]
+        meter = CpuMeter({"tree": parent.pid, "alone": parent.pid}, with_children=("tree",))
+        meter.start()
+        before = process_cpu(child).total
+        while process_cpu(child).total - before < 0.1:
+            assert time.monotonic() < deadline, "the child never ran"
+            time.sleep(0.02)
+        used = meter.stop()
+        assert used["tree"]["processes"] == 2 and used["alone"]["processes"] == 1
+        assert used["tree"]["cpu_s"] >= 0.09
+        assert used["alone"]["cpu_s"] < used["tree"]["cpu_s"] - 0.05
+    finally:
+        for pid in (child, parent.pid):
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        parent.wait(10)
+
+
+def test_process_tree_of_a_lone_process_is_itself():
+    tree = process_tree(os.getpid())
+    assert tree[0] == os.getpid() and os.getppid() not in tree
