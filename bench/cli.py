@@ -4,7 +4,8 @@ Scenarios: ``connect``, ``forward``, ``rooms``, ``fanout-limit``, ``messages``, 
 ``all`` (each of them, plus ``connect`` again across the emulated WAN); ``soak`` (not
 part of ``all``: minutes of churn, Dockcast only, whether its resources stay flat). Every run
 measures Dockcast and the baselines (the naive aiortc relay; Janus's VideoRoom when
-``janus`` is installed) with the same load clients, and writes ``results.json``,
+``janus`` is installed; mediasoup when its shared build, node and libraries are here),
+all on loopback, with the same load clients, and writes ``results.json``,
 ``summary.md`` and PNG plots into ``--out`` (default ``bench/results/<time>-<scenario>``).
 
 By default the harness starts its own ``dockcast serve`` on a free loopback port; with
@@ -51,9 +52,13 @@ def _wan_or_none(text: str) -> str:
     return "none" if text.strip().lower() == "none" else _wan(text)
 
 
+BASELINES = ("naive", "janus", "mediasoup", "recording")
+DEFAULT_BASELINES = ("naive", "janus", "mediasoup")
+
+
 def _baselines(text: str) -> tuple[str, ...]:
     names = tuple(x.strip() for x in text.split(",") if x.strip() and x.strip() != "none")
-    unknown = set(names) - {"naive", "janus", "recording"}
+    unknown = set(names) - set(BASELINES)
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown baseline(s): {', '.join(sorted(unknown))}")
     return names
@@ -72,9 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wan-side", choices=("subscribers", "publishers", "all"), default="subscribers",
                    help="which clients sit across the WAN")
     g.add_argument("--out", type=pathlib.Path, help="results folder (default bench/results/TIME-SCENARIO)")
-    g.add_argument("--baselines", type=_baselines, default=("naive", "janus"),
-                   help="comma-separated: naive, janus, recording (Dockcast again, recording "
-                        "every room), or none")
+    g.add_argument("--baselines", type=_baselines, default=DEFAULT_BASELINES,
+                   help="comma-separated: naive, janus, mediasoup, recording (Dockcast again, "
+                        "recording every room), or none")
+    g.add_argument("--janus-netns", action="store_true",
+                   help="run Janus in a network namespace behind a veth pair (root) instead of "
+                        "on loopback like the others (to compare the two paths)")
+    g.add_argument("--mediasoup-dir", type=pathlib.Path,
+                   help="npm cache of mediasoup's node modules (default: beside --out)")
     g.add_argument("--naive-max", type=int, default=50,
                    help="run the naive relay only up to this many subscribers (it collapses early)")
     g.add_argument("--settle", type=float, default=1.0,
@@ -204,12 +214,13 @@ def _print_targets(run: Run, rows: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="Targets")
-    for column in ("target", "Dockcast", "naive", "Janus", "ratio", "result"):
+    for column in ("target", "Dockcast", "naive", "Janus", "mediasoup", "ratio", "result"):
         table.add_column(column)
     for r in rows:
         result = {True: "[green]pass", False: "[red]FAIL", None: "[yellow]not measured"}[r["pass"]]
-        table.add_row(r["target"], r["cells"].get("dockcast", "–"), r["cells"].get("naive", "–"),
-                      r["cells"].get("janus", "–"), r["ratio"], result)
+        table.add_row(r["target"], *(r["cells"].get(name, "–") for name in
+                                     ("dockcast", "naive", "janus", "mediasoup")),
+                      r["ratio"], result)
     run.console.print(table)
 
 
@@ -230,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         out=out, duration=args.duration, wan=args.wan, wan_side=args.wan_side,
         corpus_dir=args.corpus_dir, corpus_seconds=args.corpus_seconds,
         subs_per_worker=args.subs_per_worker, baselines=args.baselines, naive_max=args.naive_max,
+        janus_netns=args.janus_netns, mediasoup_dir=args.mediasoup_dir,
         settle=args.settle, profile=args.profile,
         url=args.url, api_key=args.api_key, api_secret=args.api_secret,
         server_pid=args.server_pid, command="dockcast bench " + shlex.join(argv))

@@ -1,9 +1,10 @@
 """The harness: systems under test, load-client worker processes, and a run's folder.
 
 A :class:`System` is something the load clients can talk to: a ``dockcast serve`` the
-harness starts (or one already running, ``--url``), the naive aiortc relay, or Janus.
-Each gives a websocket URL, the pid whose CPU is measured, and which signalling the
-workers speak. A :class:`WorkerProcess` is one ``python -m bench.loadclient`` process
+harness starts (or one already running, ``--url``), the naive aiortc relay, Janus
+(:mod:`bench.janus`) or mediasoup (:mod:`bench.mediasoup`). Each gives a websocket URL,
+the pid whose CPU is measured (with its child processes), which signalling the workers
+speak, and how it is reached (``how``: every system on loopback unless told otherwise). A :class:`WorkerProcess` is one ``python -m bench.loadclient`` process
 driven by JSON lines. A :class:`Run` owns the results folder, the corpus, the logs and
 the progress display.
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .corpus import CorpusParams, load_or_generate
-from .cpu import CpuMeter, MachineLoad, machine_facts
+from .cpu import CpuMeter, MachineLoad, machine_facts, process_tree
 
 __all__ = ["System", "DockcastSystem", "NaiveSystem", "WorkerProcess", "Workers", "Run",
            "RunOptions", "free_port"]
@@ -74,11 +75,14 @@ async def _stop_process(proc: asyncio.subprocess.Process | None, timeout: float 
 
 
 class System:
-    """A server the load clients talk to. ``signal``: what the workers speak."""
+    """A server the load clients talk to. ``signal``: what the workers speak;
+    ``python``: whether py-spy can profile it; ``how``: its network path, for the report."""
 
     name = "system"
     label = "System"
     signal = "dockcast"
+    python = True
+    how = "on loopback (127.0.0.1)"
 
     def __init__(self) -> None:
         self.url = ""
@@ -111,7 +115,7 @@ class System:
 
     def describe(self) -> dict:
         return {"name": self.name, "label": self.label, "url": self.url, "pid": self.pid,
-                "skipped": self.skipped}
+                "skipped": self.skipped, "how": self.how}
 
 
 class DockcastSystem(System):
@@ -326,8 +330,9 @@ class Workers:
         profiler = await self._profile(duration, label)
         pids = {"server": self.system.pid} if self.system.pid else {}
         pids.update({w.name: w.pid for w in self.all if w.pid})
-        meter = CpuMeter(pids)
-        load = MachineLoad(([self.system.pid] if self.system.pid else []) + self.pids)
+        # the server's children count as the server (mediasoup's worker process)
+        meter = CpuMeter(pids, with_children=("server",))
+        load = MachineLoad((process_tree(self.system.pid) if self.system.pid else []) + self.pids)
         meter.start()
         load.start()
         await self.run.sleep(duration, progress)
@@ -347,7 +352,7 @@ class Workers:
         return result
 
     async def _profile(self, duration: float, label: str) -> tuple[Any, pathlib.Path] | None:
-        if not self.run.options.profile or not self.system.pid or self.system.name == "janus":
+        if not self.run.options.profile or not self.system.pid or not self.system.python:
             return None
         spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).parent / "py-spy")
         if not os.path.exists(spy):
@@ -381,7 +386,9 @@ class RunOptions:
     corpus_dir: pathlib.Path | None = None
     corpus_seconds: float = 10.0
     subs_per_worker: int = 100
-    baselines: tuple[str, ...] = ("naive", "janus")
+    baselines: tuple[str, ...] = ("naive", "janus", "mediasoup")
+    janus_netns: bool = False  # Janus in a network namespace instead of on loopback
+    mediasoup_dir: pathlib.Path | None = None  # npm cache (default: beside ``out``)
     naive_max: int = 50  # the naive relay is not run above this many subscribers
     settle: float = 1.0  # seconds between connecting subscribers and measuring
     profile: bool = False  # py-spy flame graphs of the (Python) server per window
@@ -417,6 +424,7 @@ class Run:
         self.corpus_summary: dict = {}
         self.started = time.time()
         self.facts = machine_facts()
+        self.how: dict[str, str] = {}  # system name -> its network path, for the report
 
     def prepare_corpus(self) -> None:
         cache = self.options.corpus_dir or (self.out.parent / "corpus")
@@ -427,9 +435,9 @@ class Run:
         self.corpus_summary = corpus.summary()
 
     def systems(self) -> list[System]:
-        """Dockcast, then each requested baseline (Janus only when installed); with
-        ``recording``, Dockcast a second time recording every room (not when attached to
-        a running node)."""
+        """Dockcast, then each requested baseline (Janus and mediasoup say why they are
+        skipped when they cannot run here); with ``recording``, Dockcast a second time
+        recording every room (not when attached to a running node)."""
         o = self.options
         systems: list[System] = [DockcastSystem(o.url, o.api_key, o.api_secret, o.server_pid)]
         if "recording" in o.baselines and o.url is None:
@@ -439,7 +447,12 @@ class Run:
         if "janus" in o.baselines:
             from .janus import JanusSystem
 
-            systems.append(JanusSystem())
+            systems.append(JanusSystem(netns=o.janus_netns))
+        if "mediasoup" in o.baselines:
+            from .mediasoup import MediasoupSystem
+
+            systems.append(MediasoupSystem(o.mediasoup_dir or self.out.parent / "mediasoup-npm"))
+        self.how.update({s.name: s.how for s in systems})
         return systems
 
     async def sleep(self, seconds: float, progress: Any = None) -> None:
@@ -477,7 +490,9 @@ class Run:
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started)),
             "machine": self.facts,
             "corpus": self.corpus_summary,
+            "systems": dict(self.how),
             "options": {"duration": o.duration, "wan": o.wan, "wan_side": o.wan_side,
                         "baselines": list(o.baselines), "naive_max": o.naive_max,
+                        "janus_netns": o.janus_netns,
                         "subs_per_worker": o.subs_per_worker, "settle": o.settle, **o.extra},
         }

@@ -1,12 +1,22 @@
 """Janus's VideoRoom as a baseline, measured only when the ``janus`` binary is installed.
 
-Janus never offers loopback candidates, so :class:`JanusSystem` runs it inside a network
-namespace it creates (``ip netns``, needs root) joined to the host by a veth pair with a
-private /30 that exists only between the two ends (``10.233.K.1`` on the host side,
-``10.233.K.2`` in the namespace); nothing is routed anywhere else, and the namespace
-(with its veth) is deleted when the run ends. The harness writes Janus's configuration
-(VideoRoom and the websockets transport only, no STUN, no other plugins), and the load
-clients gather their ICE candidates on the host end of the pair.
+Janus gets the network path Dockcast and mediasoup get: loopback. It never gathers a
+host candidate on an interface flagged ``IFF_LOOPBACK``, so :class:`JanusSystem` builds
+``bench/shim/getifaddrs_noloop.c`` (an ``LD_PRELOAD`` shim that clears that flag on
+``lo``) with the machine's ``cc`` into the run's folder (:func:`build_noloop_shim`),
+starts Janus with it and ``ice_enforce_list = "lo"``, and Janus offers 127.0.0.1 host
+candidates like the others; its websocket listens on a free loopback port.
+
+With ``netns=True`` (``dockcast bench --janus-netns``: the old way, kept to compare)
+Janus runs instead inside a network namespace the harness creates (``ip netns``, needs
+root) joined to the host by a veth pair with a private /30 (``10.233.K.1`` on the host
+side, ``10.233.K.2`` in the namespace); nothing is routed anywhere else, the load clients
+gather their candidates on the host end, and the namespace (with its veth) is deleted
+when the run ends. That path crosses a veth pair and two network stacks where the
+others cross loopback once: it costs Janus more per packet than loopback does.
+
+Either way the harness writes Janus's configuration (VideoRoom and the websockets
+transport only, no STUN, no other plugins).
 
 :class:`JanusSignal` is the load clients' adapter for Janus's websocket API
 (``janus-protocol``): a session and a handle per client; a publisher ``join``\\s as
@@ -29,14 +39,16 @@ import uuid
 import zlib
 from typing import Any
 
-from .harness import Run, System
+from .harness import Run, System, free_port
 
-__all__ = ["JanusSystem", "JanusSignal", "janus_config", "room_number"]
+__all__ = ["JanusSystem", "JanusSignal", "ShimError", "build_noloop_shim", "janus_config",
+           "room_number", "SHIM_SOURCE"]
 
 logger = logging.getLogger("dockcast.bench.janus")
 
 LIB = pathlib.Path("/usr/lib/x86_64-linux-gnu/janus")
-WS_PORT = 8188
+WS_PORT = 8188  # inside the namespace (it has ports of its own)
+SHIM_SOURCE = pathlib.Path(__file__).resolve().parent / "shim" / "getifaddrs_noloop.c"
 NETNS_PREFIX = "dcb-janus-"  # followed by the harness's pid
 KEEP_PLUGIN = "libjanus_videoroom.so"
 KEEP_TRANSPORT = "libjanus_websockets.so"
@@ -53,8 +65,38 @@ def _others(folder: pathlib.Path, keep: str) -> str:
     return ",".join(sorted(p.name for p in folder.glob("*.so") if p.name != keep))
 
 
-def janus_config(folder: pathlib.Path, interface: str, ws_ip: str, lib: pathlib.Path = LIB) -> None:
-    """Write ``janus.jcfg`` and the VideoRoom and websockets configs into ``folder``."""
+class ShimError(RuntimeError):
+    """The getifaddrs shim could not be built (no compiler, or it failed: the message
+    has the compiler's output)."""
+
+
+def build_noloop_shim(folder: pathlib.Path, cc: str | None = None,
+                      source: pathlib.Path = SHIM_SOURCE) -> pathlib.Path:
+    """Compile :data:`SHIM_SOURCE` into ``folder/getifaddrs_noloop.so`` and return its path.
+
+    ``cc``: the compiler (default: ``$CC``, else ``cc`` on the PATH). Raises
+    :class:`ShimError` naming the compiler and its output when it cannot be built.
+    """
+    compiler = cc or os.environ.get("CC") or shutil.which("cc")
+    if not compiler:
+        raise ShimError("no C compiler (cc) to build the getifaddrs shim: apt-get install gcc")
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "getifaddrs_noloop.so"
+    try:
+        done = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(out), str(source), "-ldl"],
+                              capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ShimError(f"{compiler} could not build {source.name}: {exc}") from exc
+    if done.returncode != 0 or not out.exists():
+        raise ShimError(f"{compiler} could not build {source.name} (exit {done.returncode}): "
+                        f"{(done.stderr or done.stdout).strip()[-1500:]}")
+    return out
+
+
+def janus_config(folder: pathlib.Path, interface: str, ws_ip: str, lib: pathlib.Path = LIB,
+                 ws_port: int = WS_PORT) -> None:
+    """Write ``janus.jcfg`` and the VideoRoom and websockets configs into ``folder``:
+    ICE only on ``interface`` (``lo`` on loopback), the websocket on ``ws_ip:ws_port``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "janus.jcfg").write_text(f"""general: {{
 	configs_folder = "{folder}"
@@ -95,7 +137,7 @@ loggers: {{
     (folder / "janus.transport.websockets.jcfg").write_text(f"""general: {{
 	json = "compact"
 	ws = true
-	ws_port = {WS_PORT}
+	ws_port = {ws_port}
 	ws_ip = "{ws_ip}"
 	wss = false
 }}
@@ -114,20 +156,46 @@ def _ip(*args: str) -> None:
 
 
 class JanusSystem(System):
-    """Janus in a network namespace of its own (see the module docstring)."""
+    """Janus on loopback with the getifaddrs shim, or (``netns``) in a network namespace
+    of its own (see the module docstring)."""
 
     name = "janus"
     label = "Janus VideoRoom"
     signal = "janus"
+    python = False
 
-    def __init__(self) -> None:
+    def __init__(self, netns: bool = False) -> None:
         super().__init__()
         self.binary = shutil.which("janus")
+        self.use_netns = netns
         self.netns: str | None = None
+        self.how = ("in a network namespace behind a veth pair (--janus-netns); the load clients "
+                    "on the host end" if netns else
+                    "on loopback (127.0.0.1), its loopback flag hidden by an LD_PRELOAD getifaddrs "
+                    "shim so that it gathers 127.0.0.1")
         if self.binary is None:
             self.skipped = "janus not installed (apt-get install janus)"
-        elif os.geteuid() != 0 or shutil.which("ip") is None:
-            self.skipped = "janus needs root and iproute2 here (it runs in a network namespace)"
+        elif netns and (os.geteuid() != 0 or shutil.which("ip") is None):
+            self.skipped = "janus --janus-netns needs root and iproute2 (it runs in a network namespace)"
+
+    async def start(self, run: Run) -> None:
+        if self.use_netns:
+            await self._start_netns(run)
+            return
+        try:
+            shim = build_noloop_shim(run.out / "janus-shim")
+        except ShimError as exc:
+            self.skipped = f"{exc} (or run it with --janus-netns)"
+            return
+        conf = run.out / "janus-conf"
+        port = free_port()
+        janus_config(conf, "lo", "127.0.0.1", ws_port=port)
+        self.url = f"ws://127.0.0.1:{port}/"
+        preload = " ".join(x for x in (str(shim), os.environ.get("LD_PRELOAD", "")) if x)
+        await self._launch([self.binary, "-C", str(conf / "janus.jcfg"), "-F", str(conf),
+                            "--disable-colors", "--interface", "127.0.0.1"],
+                           run.logs / "janus.log", "127.0.0.1", port,
+                           env=dict(os.environ, LD_PRELOAD=preload))
 
     @staticmethod
     def _remove_stale_namespaces() -> None:
@@ -144,7 +212,7 @@ class JanusSystem(System):
                 with contextlib.suppress(subprocess.CalledProcessError, OSError):
                     _ip("netns", "del", name)
 
-    async def start(self, run: Run) -> None:
+    async def _start_netns(self, run: Run) -> None:
         self._remove_stale_namespaces()
         pid = os.getpid()
         k = 1 + pid % 250

@@ -10,8 +10,16 @@ from bench.cli import build_parser, main
 def test_defaults_follow_the_design():
     args = build_parser().parse_args(["forward"])
     assert args.sizes == (1, 10, 50, 100, 200)
-    assert args.baselines == ("naive", "janus")
+    assert args.baselines == ("naive", "janus", "mediasoup")
+    assert args.janus_netns is False and args.mediasoup_dir is None
     assert args.wan is None and args.cross_region == "75,5,1"
+
+
+def test_mediasoup_and_janus_netns():
+    args = build_parser().parse_args(["forward", "--baselines", "janus,mediasoup", "--janus-netns",
+                                      "--mediasoup-dir", "/tmp/ms"])
+    assert args.baselines == ("janus", "mediasoup") and args.janus_netns
+    assert str(args.mediasoup_dir) == "/tmp/ms"
 
 
 def test_options():
@@ -24,7 +32,7 @@ def test_options():
 @pytest.mark.parametrize("argv", [
     ["nope"],
     ["forward", "--wan", "fast"],
-    ["forward", "--baselines", "mediasoup"],
+    ["forward", "--baselines", "kurento"],
     ["forward", "--sizes", "0"],
 ])
 def test_bad_arguments_are_refused(argv, capsys):
