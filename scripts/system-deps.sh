@@ -2,6 +2,9 @@
 # Install the Debian packages Dockcast needs, when they are missing.
 #   scripts/system-deps.sh build   the C compiler and Python headers the Cython build needs
 #   scripts/system-deps.sh         those, and what the test suite drives (browser, redis, GStreamer)
+#   scripts/system-deps.sh bench   the build's, and the baselines `make bench` measures: Janus,
+#                                  and node, npm and the libraries of the mediasoup worker
+#                                  (../shared/baselines/mediasoup); the suite needs neither
 # PYTHON names the interpreter the extensions are built for (default: python3).
 set -euo pipefail
 python=${PYTHON:-python3}
@@ -12,7 +15,16 @@ command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if ! "$python" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
   need+=(python3-dev)
 fi
-if [ "${1:-all}" != build ]; then
+mode=${1:-all}
+if [ "$mode" = bench ]; then
+  command -v janus >/dev/null 2>&1 || need+=(janus)
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  # Debian ships npm apart from nodejs (NodeSource's nodejs has it inside)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
+  for lib in libuv1 libssl3 libabsl20220623; do
+    dpkg-query -W -f='${Status}' "$lib" 2>/dev/null | grep -q "ok installed" || need+=("$lib")
+  done
+elif [ "$mode" != build ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   # the JS client's unit tests run under Node (node --test)
