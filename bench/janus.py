@@ -41,8 +41,8 @@ from typing import Any
 
 from .harness import Run, System, free_port
 
-__all__ = ["JanusSystem", "JanusSignal", "ShimError", "build_noloop_shim", "janus_config",
-           "room_number", "SHIM_SOURCE"]
+__all__ = ["SHIM_SOURCE", "JanusSignal", "JanusSystem", "ShimError", "build_noloop_shim",
+           "janus_config", "room_number"]
 
 logger = logging.getLogger("dockcast.bench.janus")
 
@@ -84,7 +84,7 @@ def build_noloop_shim(folder: pathlib.Path, cc: str | None = None,
     out = folder / "getifaddrs_noloop.so"
     try:
         done = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(out), str(source), "-ldl"],
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         raise ShimError(f"{compiler} could not build {source.name}: {exc}") from exc
     if done.returncode != 0 or not out.exists():

@@ -32,8 +32,8 @@ import subprocess
 
 from .harness import REPO, Run, System, free_port
 
-__all__ = ["MediasoupSystem", "MediasoupError", "MEDIASOUP_VERSION", "NPM_PACKAGES",
-           "baseline_dir", "missing", "ensure_node_modules", "installed_version"]
+__all__ = ["MEDIASOUP_VERSION", "NPM_PACKAGES", "MediasoupError", "MediasoupSystem",
+           "baseline_dir", "ensure_node_modules", "installed_version", "missing"]
 
 MEDIASOUP_VERSION = "3.27.1"  # the version the shared worker binary was built from
 NPM_PACKAGES = (f"mediasoup@{MEDIASOUP_VERSION}", "ws@8", "sdp-transform@3")
@@ -58,7 +58,8 @@ def _unloadable_libraries(binary: pathlib.Path) -> list[str]:
     if ldd is None:
         return []  # nothing to ask: a missing library shows when the worker starts
     try:
-        listing = subprocess.run([ldd, str(binary)], capture_output=True, text=True, timeout=30).stdout
+        listing = subprocess.run([ldd, str(binary)], capture_output=True, text=True, timeout=30,
+                                 check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.split()[0] for line in listing.splitlines() if "not found" in line]
@@ -113,7 +114,7 @@ def _npm_install(cache: pathlib.Path, log: pathlib.Path) -> None:
                 done = subprocess.run(
                     [npm, "install", "--ignore-scripts", "--save-exact", "--no-audit", "--no-fund",
                      "--prefix", str(cache), *NPM_PACKAGES],
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=NPM_TIMEOUT_S)
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=NPM_TIMEOUT_S, check=False)
             except subprocess.TimeoutExpired:
                 raise MediasoupError(f"npm install took over {NPM_TIMEOUT_S:g} s (log: {log})") from None
         if done.returncode != 0 or installed_version(cache) != MEDIASOUP_VERSION:

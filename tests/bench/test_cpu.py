@@ -9,7 +9,14 @@ import subprocess
 import sys
 import time
 
-from bench.cpu import CpuMeter, MachineLoad, machine_facts, parse_stat, process_cpu, process_tree
+from bench.cpu import (
+    CpuMeter,
+    MachineLoad,
+    machine_facts,
+    parse_stat,
+    process_cpu,
+    process_tree,
+)
 
 
 def test_parse_stat_with_a_hostile_command_name():

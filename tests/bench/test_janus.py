@@ -12,7 +12,13 @@ import sys
 
 import pytest
 
-from bench.janus import SHIM_SOURCE, JanusSystem, ShimError, build_noloop_shim, janus_config
+from bench.janus import (
+    SHIM_SOURCE,
+    JanusSystem,
+    ShimError,
+    build_noloop_shim,
+    janus_config,
+)
 
 CC = shutil.which("cc")
 needs_cc = pytest.mark.skipif(CC is None, reason="no C compiler (cc) to build the shim")

@@ -16,8 +16,15 @@ import pytest
 from bench.cli import main
 from bench.corpus import CorpusParams, load_or_generate
 from bench.janus import JanusSystem
-from bench.mediasoup import (MEDIASOUP_VERSION, MediasoupError, MediasoupSystem, baseline_dir,
-                             ensure_node_modules, installed_version, missing)
+from bench.mediasoup import (
+    MEDIASOUP_VERSION,
+    MediasoupError,
+    MediasoupSystem,
+    baseline_dir,
+    ensure_node_modules,
+    installed_version,
+    missing,
+)
 
 MEDIASOUP_MISSING = missing()
 
