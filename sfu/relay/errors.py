@@ -10,8 +10,11 @@
         │                                      the other node refused (forbidden)
         ├── TrunkClosed                        the trunk closed or was lost (unavailable)
         ├── TrunkTimeout                       the far node did not answer in time (unavailable)
-        └── SubscribeRefused                   the far node answered ``error`` to a subscribe;
-                                               ``code`` is the one it sent (not_found, ...)
+        ├── SubscribeRefused                   the far node answered ``error`` to a subscribe;
+        │                                      ``code`` is the one it sent (not_found, ...)
+        └── QuicInternalsChanged (also ImportError)
+                                               the installed aioquic lacks a private name the
+                                               relay relies on; raised at import (internal)
 
 Each error names the wire error code (``PROTOCOL.md``) it maps to in ``code``.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 from ..errors import MalformedPacket, SfuError
 
 __all__ = ["RelayError", "MalformedFrame", "FrameTooLarge", "TrunkRefused", "TrunkClosed",
-           "TrunkTimeout", "SubscribeRefused"]
+           "TrunkTimeout", "SubscribeRefused", "QuicInternalsChanged"]
 
 
 class RelayError(SfuError):
@@ -55,3 +58,7 @@ class SubscribeRefused(RelayError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class QuicInternalsChanged(RelayError, ImportError):
+    """The installed aioquic lacks a private name the relay relies on (`sfu.relay._quic`)."""
