@@ -37,6 +37,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--region", help="region name reported to clients (default local)")
     p.add_argument("--node-id", help="node name (default: generated)")
     p.add_argument("--redis", help="Redis URL for a cluster (default: single node, no Redis)")
+    p.add_argument("--public-url", help="the ws(s):// URL clients use for this node, given to "
+                                         "other nodes' clients in welcome.redirect (default: from host and port)")
+    p.add_argument("--trunk-port", type=int, help="UDP port for node-to-node media and control "
+                                                   "(QUIC; default: the websocket port + 1)")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve wss:// (default: ws://)")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--config", help="TOML file with any of these settings")
@@ -184,9 +188,6 @@ def _run_serve(args: argparse.Namespace) -> int:
     # the plugins that will load: the built-in ones, then those configured
     described["plugins"] = [*BUILTIN_PLUGINS, *(p for p in config.plugins if p not in BUILTIN_PLUGINS)]
     logger.info("configuration", extra=described)
-    if config.redis:
-        logger.warning("--redis is set but this version runs one node only: the embedded "
-                       "stores are used and the Redis URL is ignored")
     try:
         uvloop.run(serve(config))
     except (PluginError, ConfigError) as exc:  # a plugin, a certificate: configuration errors

@@ -45,6 +45,8 @@ class NodeConfig:
     region: str = "local"                   # region name reported in `welcome`
     node_id: str | None = None              # node name; generated if unset
     redis: str | None = None                # Redis URL: cluster mode (not needed on one node)
+    public_url: str | None = None           # the ws(s):// URL clients use for this node (default: host and port)
+    trunk_port: int | None = None           # UDP port of node-to-node media and control (default: port + 1)
     tls_cert: str | None = None             # PEM certificate chain: serve wss:// and https://
     tls_key: str | None = None              # its PEM private key
     config: str | None = None               # TOML file with any of these fields
@@ -112,7 +114,7 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "api_keys":
         return _api_keys(value)
     try:
-        if kind == "int":
+        if kind in ("int", "int | None"):
             return int(value)
         if kind == "float":
             return float(value)
@@ -205,6 +207,10 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
     config = NodeConfig(**{k: _coerce(k, v) for k, v in values.items()})
     if not 0 < config.port < 65536:
         raise ConfigError(f"port: {config.port} is not a TCP port")
+    if config.trunk_port is not None and not 0 < config.trunk_port < 65536:
+        raise ConfigError(f"trunk_port: {config.trunk_port} is not a UDP port")
+    if config.public_url is not None and urllib.parse.urlsplit(config.public_url).scheme not in ("ws", "wss"):
+        raise ConfigError(f"public_url: {config.public_url!r} is not a ws:// or wss:// URL")
     if config.log_format not in ("text", "json"):
         raise ConfigError(f"log_format: {config.log_format!r} is not text or json")
     for name in ("request_rate", "request_burst"):

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sfu.errors import OfferTooLarge
 from sfu.participant import Participant
+from sfu.room import Room
 from signalling.errors import BadRequest, Forbidden, NotFound
 from signalling.schema import Request
 from signalling.server import Connection
@@ -44,6 +46,8 @@ class MediaRequests:
         self._tasks: set[asyncio.Task] = set()
         # track ids of subscribes answered whose consumers are not made yet
         self._subscribing: dict[Participant, set[str]] = {}
+        # make tracks published on other nodes producers of a room here (a cluster sets it)
+        self.import_tracks: Callable[[Room, list[str]], Awaitable[None]] | None = None
 
     def handlers(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,9 @@ class MediaRequests:
         return {"type": "unpublished", "track_ids": track_ids}
 
     async def on_subscribe(self, conn: Connection, request: Request) -> dict[str, Any]:
+        if self.import_tracks is not None:  # tracks of other nodes come over a trunk first
+            room, _ = self.rooms.participant(conn)
+            await self.import_tracks(room, [t for t in request["track_ids"] if t not in room.producers])
         room, participant, track_ids = self._tracks(conn, request, lambda r, p: r.producers,
                                                     "is not published in room {room}")
         pending = self._subscribing.get(participant, set())

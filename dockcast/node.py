@@ -32,6 +32,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from sfu import ice
+from sfu.errors import SfuError
 from sfu.participant import MediaSettings
 from signalling.admin import Admin
 from signalling.bus import EventBus
@@ -109,6 +110,7 @@ class Node:
                                               self.membership, lambda: self.messaging,
                                               refusals=self.rooms.refusals))
         self.port: int | None = None
+        self.cluster: Any = None  # dockcast.cluster.Cluster with --redis
         self._tasks: set[asyncio.Task] = set()
         for name, handler in {"join": self.rooms.on_join, "leave": self.rooms.on_leave,
                               **self.media.handlers(), **self.admin.handlers()}.items():
@@ -125,10 +127,22 @@ class Node:
         let the followers catch up, serve."""
         tls = tls_context(self.config)  # a bad certificate stops us before anything opened
         ice.use_host_addresses(self.config.announced_ice_addresses)
-        try:
-            log = SqliteRoomLog(self.config.data_path / "messages.db", self._retention())
-        except DurableDbError as exc:  # a corrupt file: the operator must look, not us
-            raise ConfigError(f"room log: {exc}") from exc
+        if self.config.redis:  # a cluster: the room log is shared by every node
+            from signalling.messages import RedisRoomLog
+
+            log = RedisRoomLog(self.config.redis, self._retention())
+            try:
+                problems = await log.config_problems()
+            except DurableDbError as exc:  # Redis unreachable: nothing can work
+                await log.close()
+                raise ConfigError(f"redis: cannot use the cluster's Redis: {exc}") from exc
+            for problem in problems:
+                logger.warning("redis: %s (messages answered `sent` could be lost)", problem)
+        else:
+            try:
+                log = SqliteRoomLog(self.config.data_path / "messages.db", self._retention())
+            except DurableDbError as exc:  # a corrupt file: the operator must look, not us
+                raise ConfigError(f"room log: {exc}") from exc
         self.messaging = Messaging(log, self.membership, bus=self.bus)
         self.server.route("send", self.messaging.on_send)
         self.server.route("ack", self.messaging.on_ack)
@@ -142,6 +156,15 @@ class Node:
             await self.messaging.close()
             raise
         self.port = await self.server.start(self.config.host, self.config.port, ssl=tls)
+        if self.config.redis:
+            from .cluster import Cluster
+
+            self.cluster = Cluster(self)
+            try:
+                await self.cluster.start(self.port)
+            except (SfuError, OSError) as exc:  # the directory or the trunk port
+                await self.server.close()
+                raise ConfigError(f"cluster: cannot join: {exc}") from exc
         self._spawn(self._prune_periodically())
         logger.info("node %s serving on %s://%s:%d/ws", self.node_id, "wss" if tls else "ws",
                     self.config.host, self.port,
@@ -166,6 +189,8 @@ class Node:
         plugins and close the room log."""
         self.server.draining = True
         await self.rooms.close_all("node_stopping")
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.server.close()
         await self.media.stop()
         for task in list(self._tasks):

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sfu import events as media
@@ -105,6 +105,8 @@ class Rooms:
         self.retired = retired if retired is not None else Retired()
         self.media: dict[str, Room] = {}
         self.lifecycle = asyncio.Lock()  # RoomHost: held while a room opens or closes
+        # the tracks of a room published on other nodes (a cluster sets it)
+        self.remote_tracks: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
 
     @property
     def hooks(self) -> HookRegistry:
@@ -334,6 +336,7 @@ class Rooms:
     async def _join(self, conn: Connection, request: Request, name: str) -> dict[str, Any]:
         logged_last_seq = await self.messaging.prepare_join(name, conn.identity)
         extras = await self.hooks.join_info(name)
+        remote = await self.remote_tracks(name) if self.remote_tracks is not None else []
         # From here no await: the connection becomes a member in one step.
         if name not in self.media and not self.auto_create:
             raise NotFound(f"room {name!r} was closed")
@@ -365,7 +368,8 @@ class Rooms:
             **extras,
             "type": "joined", "room": name, "participant_id": participant.id,
             "participants": [p.describe() for p in room.participants.values() if p is not participant],
-            "tracks": room.tracks(), "last_seq": last_seq,
+            "tracks": room.tracks() + [t for t in remote if t["track_id"] not in room.producers],
+            "last_seq": last_seq,
         }
 
     async def on_leave(self, conn: Connection, request: Request) -> dict[str, Any]:

@@ -154,6 +154,9 @@ class Producer:
         self.replays = 0
         self.closed = False
         self.on_close: list[Callable[[Producer], None]] = []
+        self.on_consumers_gone: Callable[[Producer], None] | None = None
+        """Told when its last consumer is removed (a track imported from another node
+        is then given back)."""
 
     def describe(self) -> dict[str, Any]:
         """The track as PROTOCOL.md lists it (``tracks`` in ``joined``, ``track_published``)."""
@@ -177,6 +180,8 @@ class Producer:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
             self._states.remove(consumer.state)
+            if not self.consumers and self.on_consumers_gone is not None:
+                self.on_consumers_gone(self)
 
     # -- taps ------------------------------------------------------------------------
 

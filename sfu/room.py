@@ -130,9 +130,26 @@ class Room:
         producer.on_close.append(self._producer_closed)
         self._emit(TrackPublished(self.name, producer))
 
+    def adopt_producer(self, producer: Producer) -> Producer:
+        """Add a producer of another node (`sfu.relay.RemoteProducer`) for this room's
+        participants to consume. It is announced by no event here (its origin tells the
+        room), and leaves silently when it closes."""
+        self._check_open()
+        self.producers[producer.id] = producer
+        producer.on_close.append(self._adopted_closed)
+        return producer
+
+    def _adopted_closed(self, producer: Producer) -> None:
+        if self.producers.get(producer.id) is producer:
+            del self.producers[producer.id]
+        self._renegotiate_all()
+
     def _producer_closed(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
         self._emit(TrackUnpublished(self.name, producer))
+        self._renegotiate_all()
+
+    def _renegotiate_all(self) -> None:
         if self.closed:
             return
         # subscribers whose consumer just closed get an offer with that m-line inactive
@@ -175,6 +192,8 @@ class Room:
         self.closed = True
         for participant_id in list(self.participants):
             await self.leave(participant_id)
+        for producer in list(self.producers.values()):  # adopted ones: owned by no participant
+            producer.close()
         for task in list(self._tasks):
             task.cancel()
         self._tasks.clear()

@@ -192,6 +192,11 @@ class Messaging:
 
     # -- delivery --------------------------------------------------------------------
 
+    def deliver_stored(self, message: StoredMessage) -> None:
+        """Deliver a message another node stored in the shared log to this node's
+        members of its room (each once, in ``seq`` order, a gap caught up from the log)."""
+        self._deliver(message)
+
     def _deliver(self, message: StoredMessage) -> None:
         if message.seq > self._last.get(message.room, 0):
             self._last[message.room] = message.seq

@@ -1,0 +1,361 @@
+"""A node's part in a cluster: nodes sharing one Redis (``--redis``) serve rooms together.
+
+`Cluster` is wired by the node when ``config.redis`` is set:
+
+- the directory (`sfu.cluster.RedisDirectory`): this node is registered with its region,
+  public URL, trunk address and trunk certificate fingerprint, and heartbeats; every node
+  is watched, so the node knows who is alive (a dead node's trunks close at once);
+- placement: a client whose ``hello.region`` names another region is redirected to the
+  least loaded live node there (``welcome.redirect``);
+- rooms span nodes: a room with members here is joined in the directory, each track
+  published here is announced there (and unannounced), and ``joined.tracks`` lists the
+  tracks published on every node;
+- events: what the members of a room must hear (joins, leaves, publications, messages)
+  is published on the room's Redis channel by the node where it happened, and every
+  other node with members in the room delivers it to them; a room message stored by
+  another node (the room log is shared: `signalling.messages.RedisRoomLog`) is read
+  from the log and delivered in ``seq`` order like a local one;
+- media: subscribing to a track published on another node opens (or reuses) the trunk
+  to that node (`sfu.relay`, QUIC, certificates pinned through the directory) and makes
+  a remote producer here that local consumers consume; one copy of each track crosses,
+  however many subscribe here. The trunk server answers other nodes' subscriptions with
+  this node's own producers only (split horizon).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+from sfu.cluster import NodeDown, NodeInfo, NodeUp, RedisDirectory, UnknownNode
+from sfu.producer import Producer
+from sfu.relay import TrunkRefused, TrunkServer, connect_trunk
+from sfu.relay.certs import load_or_create, same_fingerprint
+from sfu.relay.remote import is_remote
+from sfu.room import Room
+from signalling.events import (Event, MessageStored, ParticipantJoined, ParticipantLeft, RoomClosed,
+                               RoomCreated, TrackPublished, TrackUnpublished)
+from signalling.errors import NotFound, Unavailable
+
+if TYPE_CHECKING:
+    from .node import Node
+
+__all__ = ["Cluster", "TrunkCollector", "HEARTBEAT_S"]
+
+logger = logging.getLogger("dockcast.cluster")
+
+HEARTBEAT_S = 1.0
+_FORWARDED = (ParticipantJoined, ParticipantLeft, TrackPublished, TrackUnpublished)
+
+
+class Cluster:
+    """See the module docstring. ``start`` after the node's server is listening."""
+
+    def __init__(self, node: Node) -> None:
+        config = node.config
+        self.node = node
+        self.node_id = node.node_id
+        self.region = config.region
+        self.prefix = "dockcast:"
+        self.directory = RedisDirectory(config.redis, key_prefix=self.prefix, ttl_s=5.0)
+        self.certificate = load_or_create(config.data_path / "keys" / "trunk")
+        self.nodes: dict[str, NodeInfo] = {}  # the live ones, this one included
+        self.trunks: dict[str, Any] = {}  # open trunks by the other node's id
+        self._trunk_lock = asyncio.Lock()
+        self.server: TrunkServer | None = None
+        self._redis: Any = None
+        self._pubsub: Any = None
+        self._tasks: set[asyncio.Task] = set()
+        self.info: NodeInfo | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self, port: int) -> None:
+        import redis.asyncio as redis
+
+        config = self.node.config
+        trunk_port = config.trunk_port or port + 1
+        self.server = TrunkServer(config.host, trunk_port, self.certificate.certificate,
+                                  self.certificate.private_key, self._accept_peer, node_id=self.node_id,
+                                  find_producer=self._local_producer)
+        await self.server.start()
+        public_url = config.public_url or _default_url(config.host, port, config.tls_cert is not None)
+        self.info = NodeInfo(node_id=self.node_id, region=self.region, public_url=public_url,
+                             trunk_address=f"{config.host}:{self.server.port}",
+                             cert_fingerprint=self.certificate.fingerprint, load=0.0)
+        await self.directory.register(self.info)
+        self.nodes = {n.node_id: n for n in await self.directory.nodes()}
+        self._redis = redis.from_url(config.redis, decode_responses=False)
+        self._pubsub = self._redis.pubsub()
+        await self._pubsub.psubscribe(f"{self.prefix}room-events:*")
+        self.node.server.placement = self.placement
+        self.node.registry.register(TrunkCollector(self))
+        bus = self.node.bus
+        bus.subscribe(_FORWARDED, self._local_event, name="cluster", inline=True)
+        bus.subscribe(MessageStored, self._local_message, name="cluster", inline=True)
+        bus.subscribe((RoomCreated, RoomClosed), self._room_changed, name="cluster")
+        self.node.rooms.remote_tracks = self.remote_tracks
+        self.node.media.import_tracks = self.import_tracks
+        for coro in (self._heartbeats(), self._watch(), self._listen()):
+            self._spawn(coro)
+        logger.info("cluster: node %s in region %s joined (%d live nodes)", self.node_id,
+                    self.region, len(self.nodes), extra={"public_url": public_url,
+                                                         "trunk_port": self.server.port})
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for trunk in list(self.trunks.values()):
+            trunk.close("node stopping")
+        if self.server is not None:
+            self.server.close()
+        try:
+            await self.directory.deregister(self.node_id)
+        except Exception:  # noqa: BLE001 - Redis may be gone: the TTL cleans up
+            logger.warning("cluster: could not deregister (the directory forgets us in 5 s)")
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+        await self.directory.close()
+
+    # -- placement -------------------------------------------------------------------
+
+    def placement(self, claims: Any, region: str | None) -> str | None:
+        """The URL of the least loaded live node of ``region``, when that is not ours."""
+        if region is None or region == self.region:
+            return None
+        there = [n for n in self.nodes.values() if n.region == region]
+        if not there:
+            return None
+        return min(there, key=lambda n: (n.load, n.node_id)).public_url
+
+    # -- rooms and tracks --------------------------------------------------------------
+
+    async def remote_tracks(self, room: str) -> list[dict[str, Any]]:
+        """The tracks of ``room`` published on other nodes (``joined.tracks``)."""
+        try:
+            producers = await self.directory.producers(room)
+        except Exception:  # noqa: BLE001 - the room still works with what is here
+            logger.warning("cluster: the directory did not answer; joined lists local tracks only")
+            return []
+        return [dict(p.info) for p in producers if p.node_id != self.node_id and p.info]
+
+    async def import_tracks(self, room: Room, track_ids: list[str]) -> None:
+        """Make the remote ones of ``track_ids`` producers of ``room`` (through a trunk)."""
+        for track_id in track_ids:
+            if track_id in room.producers:
+                continue
+            origin = await self.directory.origin(track_id)
+            if origin is None or origin == self.node_id:
+                continue  # unknown: the subscribe refuses it as it would any
+            trunk = await self._trunk(origin)
+            producer = await trunk.subscribe(room.name, track_id)
+            if track_id not in room.producers:
+                room.adopt_producer(producer)
+                producer.on_consumers_gone = lambda p, t=trunk: self._drop_import(t, p)
+
+    def _drop_import(self, trunk: Any, producer: Producer) -> None:
+        if not producer.consumers and not producer.closed:
+            trunk.unsubscribe(producer.flow)
+
+    def open_trunks(self) -> list[Any]:
+        """The trunks open now: those this node opened and those it accepted."""
+        accepted = list(self.server.trunks.values()) if self.server is not None else []
+        return [t for t in {*self.trunks.values(), *accepted} if not t.closed]
+
+    async def _trunk(self, node_id: str) -> Any:
+        async with self._trunk_lock:
+            # one trunk per node pair: the one the other node opened serves us too
+            trunk = self.trunks.get(node_id)
+            if trunk is None or trunk.closed:
+                trunk = self.server.trunks.get(node_id) if self.server is not None else None
+            if trunk is not None and not trunk.closed:
+                return trunk
+            info = self.nodes.get(node_id) or await self.directory.node(node_id)
+            if info is None:
+                raise Unavailable(f"node {node_id} of that track is not in the cluster any more")
+            host, _, port = info.trunk_address.rpartition(":")
+            for attempt in range(3):
+                try:
+                    trunk = await connect_trunk(host, int(port), self.certificate.certificate,
+                                                self.certificate.private_key, info.cert_fingerprint,
+                                                node_id=self.node_id, expected_node_id=node_id,
+                                                find_producer=self._local_producer)
+                    break
+                except TrunkRefused:
+                    # a node that joined a moment ago is not in the other's list yet
+                    # (its watch polls the directory twice a second): ask again
+                    if attempt == 2:
+                        raise
+                    await asyncio.sleep(0.6)
+            self.trunks[node_id] = trunk
+            logger.info("cluster: trunk to %s open", node_id, extra={"peer": node_id})
+            return trunk
+
+    def _accept_peer(self, fingerprint: str) -> str | None:
+        """The node whose trunk certificate this is, if it is a live node of ours."""
+        for info in self.nodes.values():
+            if info.node_id != self.node_id and same_fingerprint(info.cert_fingerprint, fingerprint):
+                return info.node_id
+        return None
+
+    def _local_producer(self, room: str, track_id: str) -> Producer | None:
+        media = self.node.rooms.media.get(room)
+        producer = media.producers.get(track_id) if media is not None else None
+        if producer is None or is_remote(producer):
+            return None  # split horizon: what came over a trunk never goes over another
+        return producer
+
+    # -- events across nodes ---------------------------------------------------------------
+
+    def _channel(self, room: str) -> str:
+        return f"{self.prefix}room-events:{room}"
+
+    def _local_event(self, event: Event) -> None:
+        # (a track imported from another node is adopted silently: its events are its
+        # origin's to tell, so none of them comes here)
+        self._publish(event.room, {"node": self.node_id, "event": event.to_wire()})
+        if isinstance(event, TrackPublished):
+            self._spawn(self.directory.publish(event.room, event.track["track_id"], self.node_id,
+                                               dict(event.track)))
+        elif isinstance(event, TrackUnpublished):
+            self._spawn(self.directory.unpublish(event.room, event.track_id, self.node_id))
+
+    def _local_message(self, event: MessageStored) -> None:
+        # stored here (a message another node stored is delivered without this event):
+        # the other nodes read it from the shared log
+        self._publish(event.room, {"node": self.node_id, "seq": event.message.seq})
+
+    def _publish(self, room: str, body: dict) -> None:
+        self._spawn(self._redis.publish(self._channel(room), json.dumps(body)))
+
+    async def _room_changed(self, event: RoomCreated | RoomClosed) -> None:
+        try:
+            if isinstance(event, RoomCreated):
+                await self.directory.join_room(event.room, self.node_id)
+            else:
+                await self.directory.leave_room(event.room, self.node_id)
+        except Exception:  # noqa: BLE001 - the next heartbeat's cleanup copes
+            logger.warning("cluster: room %s not updated in the directory", event.room)
+
+    async def _listen(self) -> None:
+        async for raw in self._pubsub.listen():
+            if raw.get("type") != "pmessage":
+                continue
+            try:
+                body = json.loads(raw["data"])
+                room = raw["channel"].decode().split("room-events:", 1)[1]
+                if body.get("node") == self.node_id or room not in self.node.rooms.media:
+                    continue
+                if "seq" in body:
+                    await self._deliver_message(room, int(body["seq"]))
+                else:
+                    self._deliver_event(room, body["event"])
+            except Exception:  # noqa: BLE001 - one bad message must not stop the listener
+                logger.exception("cluster: an event from another node could not be delivered")
+
+    def _deliver_event(self, room: str, wire: dict) -> None:
+        for member in self.node.membership.members(room):
+            member.conn.send_event(wire)
+
+    async def _deliver_message(self, room: str, seq: int) -> None:
+        messaging = self.node.messaging
+        for message in await messaging.log.read(room, seq - 1, 1):
+            messaging.deliver_stored(message)
+
+    # -- the directory -----------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            load = float(sum(len(r.participants) for r in self.node.rooms.media.values()))
+            try:
+                await self.directory.heartbeat(self.node_id, load)
+            except UnknownNode:  # we were taken for dead (Redis was away): come back
+                logger.warning("cluster: the directory had forgotten this node; registering again")
+                await self._register_again()
+            except Exception:  # noqa: BLE001 - Redis down: keep serving, try again
+                logger.warning("cluster: heartbeat failed (Redis unreachable?)")
+
+    async def _register_again(self) -> None:
+        await self.directory.register(self.info)
+        for name, media in list(self.node.rooms.media.items()):
+            await self.directory.join_room(name, self.node_id)
+            for producer in media.producers.values():
+                if not is_remote(producer):
+                    await self.directory.publish(name, producer.id, self.node_id, producer.describe())
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                async for change in self.directory.watch():
+                    if isinstance(change, NodeUp):
+                        self.nodes[change.node.node_id] = change.node
+                    elif isinstance(change, NodeDown):
+                        self._node_down(change.node.node_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the watch goes on after a Redis outage
+                logger.warning("cluster: watching the directory failed; again in a second")
+            await asyncio.sleep(1.0)
+
+    def _node_down(self, node_id: str) -> None:
+        self.nodes.pop(node_id, None)
+        trunk = self.trunks.pop(node_id, None)
+        if trunk is not None:
+            trunk.close("node down")
+        logger.warning("cluster: node %s is down", node_id, extra={"peer": node_id})
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class TrunkCollector:
+    """Prometheus figures of the node's trunks, by peer node: flows open now, and
+    datagrams, bytes and drops (counted on, across trunks that closed)."""
+
+    _COUNTERS = ("datagrams_in", "datagrams_out", "bytes_in", "bytes_out",
+                 "dropped_oversized", "dropped_congested", "malformed")
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._seen: dict[Any, dict[str, int]] = {}  # trunk -> its last figures
+        self._retired: dict[tuple[str, str], int] = {}
+
+    def collect(self):  # noqa: ANN201 - prometheus collector protocol
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        live = self.cluster.open_trunks()
+        for trunk in [t for t in self._seen if t not in live]:  # closed since: keep its counts
+            for key, value in self._seen.pop(trunk).items():
+                self._retired[(trunk.peer_node_id or "?", key)] = (
+                    self._retired.get((trunk.peer_node_id or "?", key), 0) + value)
+        flows = GaugeMetricFamily("dockcast_trunk_flows", "Tracks carried by the trunk to a node",
+                                  labels=["peer"])
+        counters = {key: CounterMetricFamily(f"dockcast_trunk_{key}", f"Trunk {key.replace('_', ' ')}",
+                                             labels=["peer"]) for key in self._COUNTERS}
+        totals: dict[tuple[str, str], int] = dict(self._retired)
+        for trunk in live:
+            stats = trunk.stats()
+            peer = stats["peer"] or "?"
+            flows.add_metric([peer], stats["flows"])
+            self._seen[trunk] = {key: stats[key] for key in self._COUNTERS}
+            for key in self._COUNTERS:
+                totals[(peer, key)] = totals.get((peer, key), 0) + stats[key]
+        yield flows
+        for (peer, key), value in sorted(totals.items()):
+            counters[key].add_metric([peer], value)
+        yield from counters.values()
+
+
+def _default_url(host: str, port: int, tls: bool) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return urllib.parse.urlunsplit(("wss" if tls else "ws", f"{shown}:{port}", "/ws", "", ""))

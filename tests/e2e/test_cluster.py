@@ -1,0 +1,150 @@
+"""Two nodes, one Redis: a room that spans both (issue 12).
+
+Real processes: a redis-server on a free port (AOF always), two ``dockcast serve
+--redis`` nodes in two regions with their trunk ports. A publisher on node A, subscribers
+on node B: B's subscribers decode A's video over the trunk; room messages sent on one
+node reach members on the other; a client of A asking for B's region is redirected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from signalling.client import DockcastClient
+
+from .peer import Participant
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from redis_server import RedisServer  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _wait(predicate, timeout=20.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return predicate()
+
+
+@pytest.fixture
+def cluster(tmp_path, node_factory):
+    with RedisServer(tmp_path / "redis") as redis:
+        nodes = {}
+        for name, region in (("a", "us-west"), ("b", "asia")):
+            nodes[name] = node_factory.start(
+                f"data-{name}", args=("--redis", redis.url, "--node-id", f"node-{name}",
+                                      "--region", region, "--trunk-port", str(_free_udp_port())))
+        yield nodes
+        for proc in nodes.values():
+            proc.stop()
+
+
+async def test_a_room_spans_two_nodes(cluster):
+    a, b = cluster["a"], cluster["b"]
+    pub = Participant(a.url, a.token("warehouse-cam"))
+    await pub.connect()
+    await pub.join()
+    viewers = []
+    try:
+        published = await pub.publish()
+        track_ids = sorted(t["track_id"] for t in published["tracks"])
+        for i in range(2):
+            viewer = Participant(b.url, b.token(f"seller-{i}"))
+            await viewer.connect()
+            joined = await viewer.join()
+            # the room's tracks, wherever they were published
+            assert sorted(t["track_id"] for t in joined["tracks"]) == track_ids
+            await viewer.request("subscribe", track_ids=track_ids)
+            viewers.append(viewer)
+        for viewer in viewers:
+            assert await _wait(lambda v=viewer: v.video() and v.video()[0].frames > 20)
+            assert viewer.first_video_packet_keyframe is True
+            assert await _wait(lambda v=viewer: v.audio() and v.audio()[0].frames > 20)
+        # one copy of each track crosses, however many subscribe on B: two flows, and
+        # about as many datagrams out of A as its publisher sent (plus sender reports)
+        metrics_a, metrics_b = a.metrics(), b.metrics()
+        assert metrics_a['dockcast_trunk_flows{peer="node-b"}'] == 2
+        assert metrics_b['dockcast_trunk_flows{peer="node-a"}'] == 2
+        received = metrics_a["dockcast_packets_received_total"]
+        sent = metrics_a['dockcast_trunk_datagrams_out_total{peer="node-b"}']
+        assert 0 < sent <= received * 1.1, (sent, received)
+        # and B forwards each to both of its subscribers
+        assert metrics_b["dockcast_packets_forwarded_total"] > 1.5 * sent * 0.8
+        # a subscriber on B two seconds later: the keyframe it needs is asked of A's
+        # publisher across the trunk (PLI upstream)
+        await asyncio.sleep(2)
+        asked_before = len(pub.keyframe_requests)
+        late_viewer = Participant(b.url, b.token("seller-late"))
+        await late_viewer.connect()
+        await late_viewer.join()
+        await late_viewer.request("subscribe", track_ids=track_ids)
+        viewers.append(late_viewer)
+        assert await _wait(lambda: late_viewer.video() and late_viewer.video()[0].frames > 5)
+        assert late_viewer.first_video_packet_keyframe is True
+        assert len(pub.keyframe_requests) > asked_before
+        # a publication after they joined reaches them as an event from the other node
+        late = Participant(a.url, a.token("dock-cam-2"))
+        await late.connect()
+        await late.join()
+        await late.publish(audio=False)
+        event = await viewers[0].next_event("track_published")
+        assert event["track"]["participant_id"] != published["tracks"][0].get("participant_id")
+        await late.close()
+    finally:
+        for p in (*viewers, pub):
+            await p.close()
+
+
+async def test_room_messages_cross_nodes_in_order(cluster):
+    a, b = cluster["a"], cluster["b"]
+    here = await DockcastClient.connect(a.url, a.token("wms-a"))
+    there = await DockcastClient.connect(b.url, b.token("seller-b"))
+    try:
+        await here.join("dock-1")
+        await there.join("dock-1")
+        seqs = [(await here.send("status", {"i": i}))["seq"] for i in range(5)]
+        seqs += [(await there.send("status", {"i": i}))["seq"] for i in range(5, 10)]
+        assert seqs == list(range(1, 11))  # one gap-free log for the room, whichever node
+        for client in (here, there):
+            got = []
+            while len(got) < 10:
+                got.append((await client.next_event("message", timeout=10))["seq"])
+            assert got == seqs
+    finally:
+        await here.close()
+        await there.close()
+
+
+async def test_a_client_asking_for_another_region_is_sent_there(cluster):
+    a, b = cluster["a"], cluster["b"]
+    # node A learns of node B from the directory within a poll (half a second)
+    deadline = time.monotonic() + 10
+    while True:
+        client = await DockcastClient.connect(a.url, a.token("seller"), region="asia",
+                                              follow_redirect=False)
+        redirect = client.welcome.get("redirect")
+        await client.close()
+        if redirect is not None or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert redirect == b.url
+    client = await DockcastClient.connect(a.url, a.token("seller"), region="asia")
+    try:
+        assert client.url == b.url and client.welcome["region"] == "asia"
+    finally:
+        await client.close()
