@@ -4,6 +4,8 @@
   styles under ``/console/``), with `PAGE_HEADERS` (a strict Content-Security-Policy:
   the console has no inline script or style and loads nothing from elsewhere);
 - ``/web/``: the browser SDK and the test page, as before;
+- ``/playback/``: the playback page (``signalling/web/playback/``: a recording beside its
+  audit timeline, ``docs/playback.md``), with the same `PAGE_HEADERS`;
 - ``/dev`` and ``POST /dev/token``: the developer's page, which mints demo tokens with
   the node's development key, only on a node that runs on development credentials
   (`development_key`); on any other node they are 404 like any unknown path.
@@ -23,12 +25,14 @@ from signalling.http import HttpReply, HttpRequest, HttpRoutes, RequestHandler, 
 from signalling.tokens import Grants, mint_token
 
 __all__ = ["install_routes", "development_key", "mint_dev_token", "WEB_DIR", "CONSOLE_DIR",
-           "CONSOLE_CSP", "PAGE_HEADERS", "DEV_TOKEN_TTL_S"]
+           "PLAYBACK_DIR", "CONSOLE_CSP", "PAGE_HEADERS", "DEV_TOKEN_TTL_S"]
 
 WEB_DIR = pathlib.Path(__file__).resolve().parent.parent / "signalling" / "web"
 """The browser SDK and pages, served at ``/web/``."""
 CONSOLE_DIR = WEB_DIR / "console"
 """The inspection console: ``index.html`` at ``/``, the rest at ``/console/``."""
+PLAYBACK_DIR = WEB_DIR / "playback"
+"""The playback page, at ``/playback/``."""
 
 CONSOLE_CSP = ("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; "
                "media-src 'self' blob: mediastream:; style-src 'self'; script-src 'self'; "
@@ -49,8 +53,8 @@ _NO_STORE = (("Cache-Control", "no-store"),)
 def install_routes(http: HttpRoutes, registry: CollectorRegistry, draining: Callable[[], bool],
                    *, dev_key: tuple[str, str] | None = None) -> None:
     """``/healthz`` (503 while draining), ``/metrics`` (Prometheus text), ``/favicon.ico``,
-    ``/web/``, the console at ``/`` and ``/console/``; with ``dev_key`` (the development
-    API key and secret) also ``/dev`` and ``POST /dev/token``."""
+    ``/web/``, the console at ``/`` and ``/console/``, the playback page at ``/playback/``;
+    with ``dev_key`` (the development API key and secret) also ``/dev`` and ``POST /dev/token``."""
 
     async def healthz() -> Response:
         if draining():
@@ -74,6 +78,8 @@ def install_routes(http: HttpRoutes, registry: CollectorRegistry, draining: Call
     if CONSOLE_DIR.is_dir():
         http.add_static("/console/", CONSOLE_DIR, PAGE_HEADERS)
         http.add_request("/", _page(CONSOLE_DIR / "index.html"))
+    if PLAYBACK_DIR.is_dir():
+        http.add_static("/playback/", PLAYBACK_DIR, PAGE_HEADERS)
     if dev_key is not None:
         _install_dev(http, *dev_key)
 

@@ -8,8 +8,8 @@ import json
 import jwt
 from prometheus_client import CollectorRegistry, Counter
 
-from dockcast.routes import (CONSOLE_CSP, CONSOLE_DIR, WEB_DIR, development_key, install_routes,
-                             mint_dev_token)
+from dockcast.routes import (CONSOLE_CSP, CONSOLE_DIR, PLAYBACK_DIR, WEB_DIR, development_key,
+                             install_routes, mint_dev_token)
 from signalling.http import HttpRequest, HttpRoutes
 
 KEY, SECRET = "devkey", "ab" * 32
@@ -56,6 +56,23 @@ async def test_the_console_is_served_with_its_policy():
     # no development key: no /dev
     assert (await http.reply(HttpRequest.parse("GET", "/dev"))).status == 404
     assert (await http.reply(HttpRequest.parse("POST", "/dev/token?identity=a&room=b"))).status == 404
+
+
+async def test_the_playback_page_is_served_with_the_same_policy():
+    http = HttpRoutes()
+    install_routes(http, CollectorRegistry(), lambda: False)
+    for target in ("/playback/", "/playback", "/playback/?recording=RC_1&token=x"):
+        page = await http.reply(HttpRequest.parse("GET", target))
+        assert (page.status, page.content_type) == (200, "text/html; charset=utf-8"), target
+        assert page.body == (PLAYBACK_DIR / "index.html").read_bytes()
+        assert dict(page.headers)["Content-Security-Policy"] == CONSOLE_CSP
+        assert dict(page.headers)["Referrer-Policy"] == "no-referrer"
+    for name in ("playback.js", "playback.css", "timeline.js", "i18n.js", "strings.js", "params.js"):
+        reply = await http.reply(HttpRequest.parse("GET", f"/playback/{name}"))
+        assert reply.status == 200 and dict(reply.headers)["Content-Security-Policy"] == CONSOLE_CSP, name
+    html = page.body.decode()  # no inline script or style, which the policy would refuse
+    assert "<script>" not in html and "style=" not in html and "<style" not in html
+    assert (await http.reply(HttpRequest.parse("POST", "/playback/"))).status == 405
 
 
 async def test_dev_routes_mint_tokens_with_the_development_key():
