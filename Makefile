@@ -60,7 +60,9 @@ fuzz: build $(DEVSTAMP)
 		$(PY) scripts/fuzz.py $$target --seconds $(FUZZ_SECONDS) --pure --quiet || exit 1; \
 	done
 
+# The baselines (Janus, mediasoup's node and libraries) are installed for benchmarks only.
 bench: build $(DEVSTAMP)
+	PYTHON=$(PYTHON) bash scripts/system-deps.sh bench
 	$(VENV)/bin/dockcast bench $(ARGS)
 
 clean:

@@ -14,8 +14,9 @@ from typing import Any
 
 __all__ = ["targets", "write_report", "markdown", "plots"]
 
-SYSTEM_ORDER = ("dockcast", "naive", "janus")
-LABELS = {"dockcast": "Dockcast", "naive": "naive aiortc relay", "janus": "Janus VideoRoom"}
+SYSTEM_ORDER = ("dockcast", "dockcast-recording", "naive", "janus", "mediasoup")
+LABELS = {"dockcast": "Dockcast", "dockcast-recording": "Dockcast, recording",
+          "naive": "naive aiortc relay", "janus": "Janus VideoRoom", "mediasoup": "mediasoup"}
 
 
 def _scenario(results: list[dict], name: str, wan: bool | None = None) -> dict | None:
@@ -111,6 +112,22 @@ def targets(results: list[dict]) -> list[dict]:
         rows.append(_target(f"CPU per forwarded packet at most ¼ of Janus's (N={n})", cpu,
                             systems, " µs", ok,
                             note="" if cpu["janus"] is not None else "needs Janus in the same run"))
+        for size in sorted(dock_sizes & {10, 50, 100}):
+            cpu = {name: (_row_at(systems.get(name), size) or {}).get("cpu_us_per_packet")
+                   for name in SYSTEM_ORDER}
+            ok = None
+            if cpu["dockcast"] is not None and cpu["mediasoup"] is not None:
+                ok = cpu["dockcast"] < cpu["mediasoup"]
+            rows.append(_target(f"CPU per forwarded packet below mediasoup's (N={size})", cpu,
+                                systems, " µs", ok, compare="mediasoup",
+                                note="" if cpu["mediasoup"] is not None else "needs mediasoup in the same run"))
+        recording = systems.get("dockcast-recording")
+        if recording is not None and n:
+            cpu = {name: (_row_at(systems.get(name), n) or {}).get("cpu_us_per_packet")
+                   for name in SYSTEM_ORDER}
+            rows.append(_target(f"What recording every room costs per forwarded packet (N={n})", cpu,
+                                systems, " µs", None, compare="dockcast-recording",
+                                note="Dockcast against itself recording, one run: no target, a figure"))
         at = 100 if 100 in dock_sizes else max(dock_sizes, default=0)
         for pct, limit in (("p50", 0.5), ("p99", 2.0)):
             lat = {name: ((_row_at(systems.get(name), at) or {}).get("latency_ms") or {}).get(pct)
@@ -278,11 +295,15 @@ def markdown(header: dict, results: list[dict], target_rows: list[dict], images:
                + (f" on the {o['wan_side']} side" if o.get("wan") else ""))
     out.append("- this machine is shared: 'others' load' is CPU that neither the server nor "
                "the load clients used during the window (in cores)")
+    for name, how in (header.get("systems") or {}).items():
+        out.append(f"- {LABELS.get(name, name)}: {how}")
     out += ["", "## Targets", ""]
-    out.append(_table(["target", "Dockcast", LABELS["naive"], LABELS["janus"], "ratio", "result", "note"],
-                      [[r["target"], r["cells"].get("dockcast", "–"), r["cells"].get("naive", "–"),
-                        r["cells"].get("janus", "–"), r["ratio"], _pass(r["pass"]), r["note"]]
-                       for r in target_rows]))
+    # a column per system that took part (Dockcast always)
+    present = {name for result in results for name in result.get("systems", {})}
+    shown = [n for n in SYSTEM_ORDER if n == "dockcast" or n in present]
+    out.append(_table(["target", *(LABELS[n] for n in shown), "ratio", "result", "note"],
+                      [[r["target"], *(r["cells"].get(n, "–") for n in shown), r["ratio"],
+                        _pass(r["pass"]), r["note"]] for r in target_rows]))
     for result in results:
         title = result["scenario"] + (f" (WAN {result['wan']})" if result.get("wan") else "")
         out += ["", f"## {title}", "", f"parameters: `{json.dumps(result.get('params', {}))}`", ""]
