@@ -23,7 +23,8 @@ from signalling.client import DockcastClient
 from .marks import BeepAudioTrack, MarkClock
 from .peer import Participant
 from .test_browser import browser  # noqa: F401 - a fixture
-from .test_console import DESKTOP, PHONE, no_overflow, shoot, wait_for
+from .test_console import (DESKTOP, INSPECTOR, PHONE, console_url, media_rising, no_overflow, open_console,
+                           shoot, wait_for)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -208,3 +209,31 @@ async def test_without_the_admin_grant_the_video_plays_and_the_timeline_says_why
         {"token": node.token("desk-9", "dock-9", ("record",)), "recording": started["recording_id"]}))
     await wait_for(other, "window.dockcastPlayback && dockcastPlayback.state === 'error'")
     assert "does not exist" in await other.locator("#problem-text").inner_text()
+
+
+async def test_the_console_links_a_stopped_recording_to_the_playback_page(node, browser):  # noqa: F811
+    admin = await DockcastClient.connect(node.url, node.token("wms", None, ("admin",)))
+    try:
+        await admin.room_create("dock-8")
+        seller = await open_console(browser, console_url(node, "seller-1", "dock-8", INSPECTOR, "Li Wei"))
+        await seller.click("#tab-inspection")
+        assert await seller.locator("#rec-watch").is_hidden()
+        await seller.click("#rec-button")
+        await seller.locator("#rec-button[data-recording=true]").wait_for()
+        await media_rising(seller)  # its own camera is being recorded meanwhile
+        await asyncio.sleep(2)
+        await seller.click("#rec-button")
+        await seller.locator("#rec-button[data-recording=false]").wait_for()
+        [recording] = (await admin.recording_list(room="dock-8"))["recordings"]
+        watch = seller.locator("#rec-watch")
+        await watch.wait_for(state="visible")
+        href = await watch.get_attribute("href")
+        assert href.startswith(f"/playback/?recording={recording['recording_id']}#token=")
+        async with seller.context.expect_page() as opened:
+            await watch.click()
+        page = await opened.value
+        await wait_for(page, "window.dockcastPlayback && dockcastPlayback.state === 'ready'", 60)
+        assert await page.evaluate("dockcastPlayback.video.videoWidth") > 0
+        assert "token=" not in page.url
+    finally:
+        await admin.close()

@@ -28,7 +28,7 @@ export class ConsoleApp {
       this.i18n, (identity) => (this.room ? this.room.nameOf(identity) : identity));
     this.shipment = new ShipmentPanel({ root: byId("panel-shipment"), facts: byId("ship-facts"), alerts: byId("ship-alerts"),
       history: byId("ship-history"), empty: byId("ship-empty") }, this.i18n);
-    this.inspection = new InspectionPanel({ recordBox: byId("rec-box"), recordButton: byId("rec-button"), recordState: byId("rec-state"),
+    this.inspection = new InspectionPanel({ recordBox: byId("rec-box"), recordButton: byId("rec-button"), recordState: byId("rec-state"), watch: byId("rec-watch"),
       badge: byId("rec-badge"), verdictBox: byId("verdict-box"), verdictForm: byId("verdict-form"), refund: byId("refund"),
       note: byId("verdict-note"), verdictResult: byId("verdict-result") }, this.i18n);
     this.local = new LocalMedia();

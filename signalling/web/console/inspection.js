@@ -1,8 +1,10 @@
 // Recording and the inspection's verdict, shown only when the token allows them
 // (`record` or `admin` for recording, `admin` for the verdict: PROTOCOL.md). Everyone
-// sees that the room is being recorded (the REC badge), whatever their grants.
+// sees that the room is being recorded (the REC badge), whatever their grants. A stopped
+// recording can be watched beside its audit timeline on the playback page (a new tab).
 
 import { h, clockTime } from "./dom.js";
+import { playbackLink } from "../playback/params.js";
 
 export const VERDICTS = Object.freeze(["resellable", "not_resellable", "partial"]);
 
@@ -30,6 +32,7 @@ export class InspectionPanel {
    * @param {object} els
    * @param {HTMLElement} els.recordBox @param {HTMLButtonElement} els.recordButton
    * @param {HTMLElement} els.recordState @param {HTMLElement} els.badge
+   * @param {HTMLAnchorElement} [els.watch] the link to the playback page
    * @param {HTMLElement} els.verdictBox @param {HTMLFormElement} els.verdictForm
    * @param {HTMLInputElement} els.refund @param {HTMLTextAreaElement} els.note
    * @param {HTMLElement} els.verdictResult
@@ -38,6 +41,7 @@ export class InspectionPanel {
   constructor(els, i18n) {
     Object.assign(this, els, { i18n });
     /** @type {any} the recording under way */ this.recording = null;
+    /** @type {string | null} the last stopped recording's id */ this.lastStopped = null;
     this.busy = false; this.lastVerdict = null; this.error = null;
     this.client = null; this.room = null;
     this.recordButton.addEventListener("click", () => this.toggleRecording());
@@ -59,6 +63,8 @@ export class InspectionPanel {
       try {
         const { recordings = [] } = await client.request("recording.list", { room });
         this.recording = recordings.find((r) => r.state === "recording") || null;
+        const stopped = recordings.filter((r) => r.state === "stopped");
+        this.lastStopped = stopped.length ? stopped[stopped.length - 1].recording_id : null;
       } catch { this.recording = null; } // the plugin may be absent: the button still tries
     }
     this.render();
@@ -66,7 +72,11 @@ export class InspectionPanel {
 
   /** `recording_started` / `recording_stopped` of the room. */
   started(event) { this.recording = { ...this.recording, ...event, state: "recording", started_at: this.recording?.started_at ?? Date.now() / 1000 }; this.render(); }
-  stopped(event) { if (!this.recording || this.recording.recording_id === event.recording_id) this.recording = null; this.render(); }
+  stopped(event) {
+    if (!this.recording || this.recording.recording_id === event.recording_id) this.recording = null;
+    if (event.recording_id) this.lastStopped = event.recording_id;
+    this.render();
+  }
 
   async toggleRecording() {
     if (this.busy || !this.client) return;
@@ -74,6 +84,7 @@ export class InspectionPanel {
     try {
       const reply = this.recording ? await this.client.stopRecording(this.room) : await this.client.startRecording(this.room);
       this.recording = reply.state === "recording" ? reply : null;
+      if (reply.state === "stopped") this.lastStopped = reply.recording_id;
     } catch (error) {
       this.error = this.i18n.t("rec.error", { reason: error.message || String(error) });
     } finally {
@@ -120,6 +131,11 @@ export class InspectionPanel {
       ? this.i18n.t("rec.since", { time: clockTime(this.recording.started_at || Date.now() / 1000, this.i18n.lang) })
       : this.i18n.t("rec.off"));
     this.recordState.toggleAttribute("data-error", !!this.error);
+    if (this.watch) {
+      const watchable = !on && this.lastStopped && this.client;
+      this.watch.hidden = !watchable;
+      if (watchable) this.watch.setAttribute("href", playbackLink(this.lastStopped, this.client.token));
+    }
     for (const button of this.verdictForm.querySelectorAll("button")) button.disabled = this.busy;
     if (this.lastVerdict && this.verdictResult.getAttribute("data-kind") === "ok") this.verdictResult.textContent = this.verdictText();
   }
