@@ -7,7 +7,7 @@ DEVSTAMP := $(VENV)/.installed-dev
 PYX := $(wildcard sfu/*.pyx sfu/*.pxd)
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast build build-deps venv dev-venv system-deps bench fuzz clean
+.PHONY: serve test test-fast build build-deps venv dev-venv system-deps bench fuzz cluster clean
 
 # What the server needs: its runtime packages and the Cython build.
 $(STAMP): requirements.txt requirements-build.txt setup.py
@@ -64,6 +64,10 @@ fuzz: build $(DEVSTAMP)
 bench: build $(DEVSTAMP)
 	PYTHON=$(PYTHON) bash scripts/system-deps.sh bench
 	$(VENV)/bin/dockcast bench $(ARGS)
+
+# Redis and three nodes in three regions on this machine (scripts/cluster.py).
+cluster: build
+	$(PY) scripts/cluster.py $(ARGS)
 
 clean:
 	rm -rf build $(VENV) sfu/*.so sfu/_*.c

@@ -148,3 +148,33 @@ async def test_a_client_asking_for_another_region_is_sent_there(cluster):
         assert client.url == b.url and client.welcome["region"] == "asia"
     finally:
         await client.close()
+
+
+def test_make_cluster_starts_redis_and_three_nodes(tmp_path):
+    import signal
+    import subprocess
+    import urllib.request
+
+    root = Path(__file__).resolve().parents[2]
+    base = 20000 + (int.from_bytes(__import__("os").urandom(2), "big") % 20000)
+    proc = subprocess.Popen([sys.executable, "scripts/cluster.py", "--base-port", str(base),
+                             "--data", str(tmp_path / "cluster")], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        healthy = set()
+        deadline = time.monotonic() + 60
+        while len(healthy) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            for i in range(3):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{base + 10 * i}/healthz", timeout=1):
+                        healthy.add(i)
+                except OSError:
+                    pass
+            time.sleep(0.3)
+        assert healthy == {0, 1, 2}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert [line.split(":", 1)[0] for line in out.splitlines() if line.startswith("node-")] == [
+        "node-us-west", "node-asia", "node-eu"]

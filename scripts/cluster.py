@@ -1,0 +1,78 @@
+"""Run a cluster on this machine: one redis-server and three nodes in three regions.
+
+    make cluster            # or: .venv/bin/python scripts/cluster.py [--base-port 8765]
+
+Each node gets its own data directory under ``cluster-data/`` and port (base, base+10,
+base+20; each trunk on the next port), all on 127.0.0.1, with the same development
+key; Redis runs with the configuration the cluster needs (AOF with fsync on every
+write, no eviction) on base-1. Ctrl-C stops them all. The URLs and a token command are
+printed. (Between real regions the nodes are on different machines; here the
+benchmark's WAN emulator stands in: ``dockcast bench connect --wan ...``.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+REGIONS = ("us-west", "asia", "eu")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Redis and three Dockcast nodes on this machine.")
+    parser.add_argument("--base-port", type=int, default=8765, help="the first node's port")
+    parser.add_argument("--data", type=pathlib.Path, default=ROOT / "cluster-data",
+                        help="where the nodes and Redis keep their files")
+    args = parser.parse_args(argv)
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        print("redis-server is not installed: apt-get install redis-server", file=sys.stderr)
+        return 2
+    args.data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key_file = args.data / "dev-key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    secret = key_file.read_text().strip()
+    redis_port = args.base_port - 1
+    procs = [subprocess.Popen(
+        [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction",
+         "--dir", str(args.data)], stdout=subprocess.DEVNULL)]
+    time.sleep(0.5)
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    for i, region in enumerate(REGIONS):
+        port = args.base_port + 10 * i
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "dockcast.cli", "serve", "--port", str(port),
+             "--trunk-port", str(port + 1), "--data-dir", str(args.data / region),
+             "--region", region, "--node-id", f"node-{region}", "--redis", redis_url,
+             "--ice-address", "127.0.0.1", "--api-key", "devkey", f"--api-secret={secret}"],
+            cwd=ROOT))
+        print(f"node-{region}: ws://127.0.0.1:{port}/ws", flush=True)
+    print(f"tokens: {sys.executable} -m dockcast.cli token --api-key devkey "
+          f"--api-secret={secret} --identity alice --room dock-7 --grants publish,subscribe,message",
+          flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        print("a process of the cluster exited: stopping the others", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
