@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from signalling.errors import FixedCodeError
 
-__all__ = ["ByteRange", "RangeNotSatisfiable", "byte_range", "MAX_RANGES"]
+__all__ = ["MAX_RANGES", "ByteRange", "RangeNotSatisfiable", "byte_range"]
 
 #: More ranges than this in one header is refused (a request for many small pieces).
 MAX_RANGES = 16

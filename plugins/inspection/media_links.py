@@ -46,16 +46,31 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from plugins.playback import (ExportError, RecordingNotFound, UnsupportedContainer, export_recording,
-                              media_extension)
+from plugins.playback import (
+    ExportError,
+    RecordingNotFound,
+    UnsupportedContainer,
+    export_recording,
+    media_extension,
+)
 from plugins.recorder import Manifest, ManifestError
 from signalling.errors import Conflict, FixedCodeError, NotFound
 from signalling.http import HttpReply, HttpRequest
 
 from .byte_ranges import RangeNotSatisfiable, byte_range
 
-__all__ = ["MediaLinks", "LinkSigner", "MediaLinkKeyError", "load_or_create_link_key",
-           "LINK_PATH", "LINK_TTL_S", "KEY_FILE", "CHUNK_BYTES", "EXPORT_WAIT_S", "MEDIA_TYPES"]
+__all__ = [
+    "CHUNK_BYTES",
+    "EXPORT_WAIT_S",
+    "KEY_FILE",
+    "LINK_PATH",
+    "LINK_TTL_S",
+    "MEDIA_TYPES",
+    "LinkSigner",
+    "MediaLinkKeyError",
+    "MediaLinks",
+    "load_or_create_link_key",
+]
 
 log = logging.getLogger(__name__)
 

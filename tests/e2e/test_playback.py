@@ -23,8 +23,17 @@ from signalling.client import DockcastClient
 from .marks import BeepAudioTrack, MarkClock
 from .peer import Participant
 from .test_browser import browser  # noqa: F401 - a fixture
-from .test_console import (DESKTOP, INSPECTOR, PHONE, console_url, media_rising, no_overflow, open_console,
-                           shoot, wait_for)
+from .test_console import (
+    DESKTOP,
+    INSPECTOR,
+    PHONE,
+    console_url,
+    media_rising,
+    no_overflow,
+    open_console,
+    shoot,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -4,9 +4,15 @@ inside the file or a 416 (hypothesis)."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from plugins.inspection.byte_ranges import MAX_RANGES, ByteRange, RangeNotSatisfiable, byte_range
+from plugins.inspection.byte_ranges import (
+    MAX_RANGES,
+    ByteRange,
+    RangeNotSatisfiable,
+    byte_range,
+)
 
 SIZE = 10000
 

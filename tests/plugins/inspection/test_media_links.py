@@ -13,8 +13,14 @@ import urllib.parse
 import av
 import pytest
 
-from plugins.inspection.media_links import (KEY_FILE, LINK_PATH, LINK_TTL_S, LinkSigner, MediaLinkKeyError,
-                                            load_or_create_link_key)
+from plugins.inspection.media_links import (
+    KEY_FILE,
+    LINK_PATH,
+    LINK_TTL_S,
+    LinkSigner,
+    MediaLinkKeyError,
+    load_or_create_link_key,
+)
 from plugins.recorder import Manifest
 from signalling.errors import Conflict, NotFound
 
@@ -133,7 +139,7 @@ async def test_a_link_serves_the_export_whole_and_in_ranges(ctx, start_plugin, c
 
 
 async def test_a_bad_or_expired_link_is_403_without_details(ctx, start_plugin, clock):
-    plugin, stopped = await recorded(ctx, start_plugin, clock)
+    _, stopped = await recorded(ctx, start_plugin, clock)
     link = await ctx.request("recording.media", recording_id=stopped["recording_id"])
     fields = query(link["url"])
     for changed in ({**fields, "sig": fields["sig"][::-1]}, {**fields, "id": "RC_0000000000000000"},
