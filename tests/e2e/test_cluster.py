@@ -178,3 +178,30 @@ def test_make_cluster_starts_redis_and_three_nodes(tmp_path):
     assert proc.returncode == 0, out
     assert [line.split(":", 1)[0] for line in out.splitlines() if line.startswith("node-")] == [
         "node-us-west", "node-asia", "node-eu"]
+
+
+def test_the_js_client_follows_a_redirect(cluster, tmp_path):
+    import shutil
+    import subprocess
+
+    a, b = cluster["a"], cluster["b"]
+    node = shutil.which("node")
+    assert node is not None, "node is not installed: `make test` installs it"
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "redirect.mjs"
+    script.write_text(f"""
+import {{ DockcastClient }} from "{root}/signalling/web/dockcast.js";
+const [url, token] = process.argv.slice(2);
+for (let i = 0; i < 50; i++) {{  // node A learns of B within a directory poll
+  const client = new DockcastClient(url, token, {{ region: "asia", reconnect: false }});
+  await client.connect();
+  const where = client.url;
+  client.close();
+  if (where !== url) {{ console.log(where); process.exit(0); }}
+  await new Promise((r) => setTimeout(r, 200));
+}}
+console.log("stayed"); process.exit(1);
+""")
+    done = subprocess.run([node, "--experimental-websocket", "--no-warnings", str(script), a.url,
+                           a.token("seller")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == b.url, done.stdout + done.stderr

@@ -64,6 +64,9 @@ export const TRANSITIONS = Object.freeze({
  * @property {number} [pingIntervalMs] a `ping` this often finds a dead connection (0: none; default 15000)
  * @property {number} [pingTimeoutMs] without its `pong` by then, reconnect (default 10000)
  * @property {typeof WebSocket} [WebSocket] the WebSocket constructor (default the global one)
+ * @property {string | null} [region] the region this client would rather be served in: a
+ *   cluster's `welcome.redirect` then names the node to use, and the client moves there
+ *   (once per connect, same token; `url` becomes the new node's)
  */
 
 export class DockcastSession extends Emitter {
@@ -78,10 +81,11 @@ export class DockcastSession extends Emitter {
       iceServers = [], rateLimitRetries = DEFAULT_RATE_LIMIT_RETRIES, reconnect, tokenProvider = null,
       refreshBeforeMs = 60000, ackIntervalMs = 200, ackEvery = 32, autoSubscribe = false,
       connectTimeoutMs = 10000, pingIntervalMs = 15000, pingTimeoutMs = 10000, WebSocket,
+      region = null,
     } = options;
     this.url = url; this.token = token;
     Object.assign(this, { iceServers, rateLimitRetries, tokenProvider, refreshBeforeMs, ackIntervalMs,
-      autoSubscribe, connectTimeoutMs, pingIntervalMs, pingTimeoutMs });
+      autoSubscribe, connectTimeoutMs, pingIntervalMs, pingTimeoutMs, region });
     this.reconnect = reconnectPolicy(reconnect);
     this._WebSocket = WebSocket;
     /** @type {ConnectionState} */ this.state = "idle";
@@ -141,7 +145,7 @@ export class DockcastSession extends Emitter {
     return this.welcome;
   }
 
-  async _open(resume) {
+  async _open(resume, redirected = false) {
     const channel = new Channel(this.url, {
       onEvent: (msg) => this._onEvent(msg),
       onBadFrame: (problem, data) => this._badFrame(problem, data),
@@ -152,10 +156,21 @@ export class DockcastSession extends Emitter {
     this._channel = channel;
     await channel.open(this.connectTimeoutMs);
     try {
-      this.welcome = await this._bounded(channel.request("hello", { token: this.token, resume }), this.connectTimeoutMs, "hello");
+      const hello = { token: this.token, resume };
+      if (this.region) hello.region = this.region;
+      this.welcome = await this._bounded(channel.request("hello", hello), this.connectTimeoutMs, "hello");
     } catch (error) {
       channel.close(1000, "hello failed");
       throw error;
+    }
+    const redirect = this.welcome.redirect;
+    if (redirect && !redirected && redirect !== this.url) {
+      // a cluster says another node should serve us: the same token, there
+      this._channel = null;
+      channel.close(1000, "redirected");
+      this.url = redirect;
+      this.emit({ type: "redirected", url: redirect });
+      return this._open(resume, true);
     }
     this._scheduleRefresh();
     this._startPings(channel);
