@@ -52,7 +52,7 @@ def _wan_or_none(text: str) -> str:
     return "none" if text.strip().lower() == "none" else _wan(text)
 
 
-BASELINES = ("naive", "janus", "mediasoup", "recording")
+BASELINES = ("naive", "janus", "mediasoup", "recording", "cascade")
 DEFAULT_BASELINES = ("naive", "janus", "mediasoup")
 
 
@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=pathlib.Path, help="results folder (default bench/results/TIME-SCENARIO)")
     g.add_argument("--baselines", type=_baselines, default=DEFAULT_BASELINES,
                    help="comma-separated: naive, janus, mediasoup, recording (Dockcast again, "
-                        "recording every room), or none")
+                        "recording every room), cascade (two Dockcast nodes and Redis: publishers "
+                        "on one, subscribers on the other), or none")
+    g.add_argument("--cascade", action="store_true",
+                   help="add the cascade system to the baselines (as --baselines ...,cascade)")
     g.add_argument("--janus-netns", action="store_true",
                    help="run Janus in a network namespace behind a veth pair (root) instead of "
                         "on loopback like the others (to compare the two paths)")
@@ -234,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.url and not (args.api_key and args.api_secret):
         parser.error("--url needs --api-key and --api-secret")
     _positive(parser, args)
+    if args.cascade and "cascade" not in args.baselines:
+        args.baselines = (*args.baselines, "cascade")
     if args.scenario == "soak":
         args.baselines = ()  # the soak measures Dockcast alone
     out = args.out or REPO / "bench" / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.scenario}"

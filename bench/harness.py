@@ -86,6 +86,7 @@ class System:
 
     def __init__(self) -> None:
         self.url = ""
+        self.sub_url: str | None = None  # where subscribers connect, when not ``url``
         self.pid: int | None = None
         self.api_key = "bench"
         self.api_secret = secrets.token_hex(32)
@@ -248,13 +249,16 @@ class Workers:
         self.subscribers: list[WorkerProcess] = []
         self._count = 0
 
-    def _config(self, wan: str | None) -> dict:
-        return {**self.system.worker_config(), "corpus": str(self.run.corpus_path), "wan": wan}
+    def _config(self, wan: str | None, role: str = "pub") -> dict:
+        config = {**self.system.worker_config(), "corpus": str(self.run.corpus_path), "wan": wan}
+        if role == "sub" and self.system.sub_url:  # a cascade: subscribers on another node
+            config["url"] = self.system.sub_url
+        return config
 
     async def _spawn(self, wan: str | None, role: str) -> WorkerProcess:
         self._count += 1
         name = "-".join(x for x in (self.label, self.system.name, f"{role}{self._count}") if x)
-        worker = WorkerProcess(self._config(wan), self.run.logs / f"{name}.log", name)
+        worker = WorkerProcess(self._config(wan, role), self.run.logs / f"{name}.log", name)
         return await worker.start()
 
     async def publisher(self) -> WorkerProcess:
@@ -442,6 +446,10 @@ class Run:
         systems: list[System] = [DockcastSystem(o.url, o.api_key, o.api_secret, o.server_pid)]
         if "recording" in o.baselines and o.url is None:
             systems.append(DockcastSystem(recording=True))
+        if "cascade" in o.baselines and o.url is None:
+            from .cascade import CascadeSystem
+
+            systems.append(CascadeSystem())
         if "naive" in o.baselines:
             systems.append(NaiveSystem())
         if "janus" in o.baselines:

@@ -14,8 +14,9 @@ from typing import Any
 
 __all__ = ["targets", "write_report", "markdown", "plots"]
 
-SYSTEM_ORDER = ("dockcast", "dockcast-recording", "naive", "janus", "mediasoup")
+SYSTEM_ORDER = ("dockcast", "dockcast-recording", "cascade", "naive", "janus", "mediasoup")
 LABELS = {"dockcast": "Dockcast", "dockcast-recording": "Dockcast, recording",
+          "cascade": "Dockcast, 2 nodes cascaded",
           "naive": "naive aiortc relay", "janus": "Janus VideoRoom", "mediasoup": "mediasoup"}
 
 

@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-port", type=int, default=8765, help="the first node's port")
     parser.add_argument("--data", type=pathlib.Path, default=ROOT / "cluster-data",
                         help="where the nodes and Redis keep their files")
+    parser.add_argument("--nodes", type=int, default=3, choices=(1, 2, 3),
+                        help="how many nodes (regions us-west, asia, eu in that order)")
+    parser.add_argument("--api-key", default="devkey", help="the API key every node shares")
+    parser.add_argument("--api-secret", help="its secret (default: one made and kept in --data)")
+    parser.add_argument("--log-level", default="info", help="the nodes' log level")
     args = parser.parse_args(argv)
     redis_server = shutil.which("redis-server")
     if redis_server is None:
@@ -37,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.data.mkdir(mode=0o700, parents=True, exist_ok=True)
     key_file = args.data / "dev-key"
-    if not key_file.exists():
+    if args.api_secret is None and not key_file.exists():
         key_file.write_text(secrets.token_hex(32))
         key_file.chmod(0o600)
-    secret = key_file.read_text().strip()
+    secret = args.api_secret or key_file.read_text().strip()
     redis_port = args.base_port - 1
     procs = [subprocess.Popen(
         [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
@@ -48,16 +53,17 @@ def main(argv: list[str] | None = None) -> int:
          "--dir", str(args.data)], stdout=subprocess.DEVNULL)]
     time.sleep(0.5)
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    for i, region in enumerate(REGIONS):
+    for i, region in enumerate(REGIONS[:args.nodes]):
         port = args.base_port + 10 * i
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "dockcast.cli", "serve", "--port", str(port),
              "--trunk-port", str(port + 1), "--data-dir", str(args.data / region),
              "--region", region, "--node-id", f"node-{region}", "--redis", redis_url,
-             "--ice-address", "127.0.0.1", "--api-key", "devkey", f"--api-secret={secret}"],
+             "--ice-address", "127.0.0.1", "--api-key", args.api_key, f"--api-secret={secret}",
+             "--log-level", args.log_level],
             cwd=ROOT))
         print(f"node-{region}: ws://127.0.0.1:{port}/ws", flush=True)
-    print(f"tokens: {sys.executable} -m dockcast.cli token --api-key devkey "
+    print(f"tokens: {sys.executable} -m dockcast.cli token --api-key {args.api_key} "
           f"--api-secret={secret} --identity alice --room dock-7 --grants publish,subscribe,message",
           flush=True)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

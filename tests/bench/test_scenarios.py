@@ -103,13 +103,18 @@ JANUS = shutil.which("janus") is not None and os.geteuid() == 0
 def test_forward_against_dockcast_and_the_baselines(tmp_path, corpus_dir):
     # the harness starts its own node here; Janus runs when it is installed
     data = _bench(tmp_path, corpus_dir, None, "forward", "--sizes", "1,2", "--duration", "0.5",
-                  "--baselines", "naive,janus,recording")
+                  "--baselines", "naive,janus,recording,cascade")
     dock = _rows(data)
     # the same node recording every room: it forwards as well, and its recording is on disk
     recording = _rows(data, "dockcast-recording")
     assert [r["subscribers"] for r in recording] == [1, 2]
     assert all(r["forwarded_packets"] > 0 for r in recording)
     assert list(tmp_path.glob("**/dockcast-recording-data/recordings/RC_*/*.mjr"))
+    # two nodes cascaded: publishers on one, subscribers on the other, every packet over
+    # the trunk between them
+    cascade = _rows(data, "cascade")
+    assert [r["subscribers"] for r in cascade] == [1, 2]
+    assert all(r["forwarded_packets"] > 0 and r["receiving"] == r["subscribers"] for r in cascade)
     assert [r["subscribers"] for r in dock] == [1, 2]
     assert all(r["forwarded_packets"] > 0 and r["receiving"] == r["subscribers"] for r in dock)
     assert dock[-1]["latency_ms"]["p50"] is not None and dock[-1]["cpu_us_per_packet"] is not None

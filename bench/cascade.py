@@ -1,0 +1,56 @@
+"""Two Dockcast nodes that cascade, as one system under test (issue 12).
+
+`CascadeSystem` runs ``scripts/cluster.py --nodes 2``: a redis-server and two nodes
+(regions us-west and asia) on 127.0.0.1 with the run's API key. Publishers connect to
+the first node and subscribers to the second, so every packet crosses the trunk between
+them (QUIC on loopback) once and is fanned out on the far side. The CPU measured is
+the whole tree (both nodes and Redis: the script's children), so "per forwarded
+packet" is what a cascaded delivery costs; the latency is publisher to subscriber
+through both nodes. Set beside plain Dockcast in the same run, the difference is what
+one trunk hop adds. (Across an emulated WAN between the nodes: not yet; ``--wan`` puts
+the WAN between the clients and the nodes.)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .harness import REPO, Run, System, free_port
+
+__all__ = ["CascadeSystem"]
+
+
+class CascadeSystem(System):
+    name = "cascade"
+    label = "Dockcast, 2 nodes cascaded"
+
+    @property
+    def how(self) -> str:
+        return ("two dockcast nodes and redis-server on 127.0.0.1 (scripts/cluster.py --nodes 2); "
+                "publishers on the first, subscribers on the second, a QUIC trunk between them")
+
+    async def start(self, run: Run) -> None:
+        base = free_port()
+        while not all(_free(base + k) for k in (-1, 1, 10, 11)):
+            base = free_port()
+        self.url = f"ws://127.0.0.1:{base}/ws"
+        self.sub_url = f"ws://127.0.0.1:{base + 10}/ws"
+        await self._launch(
+            [sys.executable, str(REPO / "scripts" / "cluster.py"), "--nodes", "2",
+             "--base-port", str(base), "--data", str(run.out / "cascade-data"),
+             "--api-key", self.api_key, "--api-secret", self.api_secret, "--log-level", "warning"],
+            run.logs / "cascade.log", "127.0.0.1", base + 10,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
