@@ -91,6 +91,13 @@ class NodePluginContext:
     def follow_messages(self, name: str, handler: MessageHandler) -> None:
         self._node.follow_messages(name, handler)
 
+    async def send_message(self, room: str, topic: str, payload: Any, *, sender: str,
+                           msg_id: str) -> int:
+        if self._node.messaging is None:
+            raise RuntimeError("the room log is not open yet")
+        message = await self._node.messaging.send(room, sender, topic, payload, msg_id)
+        return message.seq
+
     def room_names(self) -> list[str]:
         return self._node.rooms.room_names()
 

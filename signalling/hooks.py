@@ -5,7 +5,8 @@ the `PluginContext`: request types (`PluginContext.route`), the typed events it 
 (``ctx.events.subscribe(RoomClosed, self.on_room_closed, name=self.name)``: see
 `signalling.events`; `signalling.bus` runs them in the room's lane, isolated and timed), and the room
 messages it must see every one of, even across a crash (`PluginContext.follow_messages`:
-from a durable cursor of its own, never delaying ``sent``). It publishes events with
+from a durable cursor of its own, never delaying ``sent``). It sends room messages of its
+own with `PluginContext.send_message` and publishes events with
 ``ctx.events.publish(ShipmentStatus(...))``: the members of the event's room, the
 watchers and the other plugins get them.
 
@@ -123,6 +124,15 @@ class PluginContext(Protocol):
         """Call ``handler`` for every room message stored from now on, in order per room,
         from a durable cursor named ``name`` (the messages it has not finished when the
         node stops are handed to it again at the next start)."""
+
+    async def send_message(self, room: str, topic: str, payload: Any, *, sender: str,
+                           msg_id: str) -> int:
+        """Store a room message from ``sender`` (a name of the plugin's choosing, the
+        message's ``from``) and deliver it like a member's ``send``: to every member, the
+        watchers, the other plugins and the followers. Returns its ``seq``; the same
+        ``sender`` and ``msg_id`` again is stored once and answered the first ``seq``
+        (so a handler that is retried may send again). Raises the room log's errors
+        (``bad_request`` for a name or payload it refuses, ``unavailable``)."""
 
     def room_names(self) -> list[str]:
         """The open rooms."""

@@ -17,6 +17,8 @@ message's path, top to bottom:
 5. ``sent {seq, msg_id}`` is answered. A ``msg_id`` the same identity sent before is
    answered its first ``seq`` and delivered again to nobody (another identity's
    message with the same ``msg_id`` is its own message).
+- A message from inside the node (a plugin's, `Messaging.send`) takes steps 2-4 the
+  same way, with no connection: its sender is the name the plugin gives.
 - Each member connection has a ``delivered`` mark (the highest ``seq`` sent to it). A
   live message at or below it is skipped; one above ``delivered + 1`` (a gap, which
   should not happen) makes the connection catch up from the log instead.
@@ -153,8 +155,18 @@ class Messaging:
         room = self.membership.room_of(conn)
         if room is None or conn not in self._members:
             raise BadRequest("send needs a joined room; send join first")
-        result = await self.log.append(room, request["msg_id"], conn.identity or "",
-                                       request["topic"], request["payload"], self.clock())
+        message = await self.send(room, conn.identity or "", request["topic"],
+                                  request["payload"], request["msg_id"])
+        return {"type": "sent", "seq": message.seq, "msg_id": message.msg_id}
+
+    async def send(self, room: str, sender: str, topic: str, payload: Any,
+                   msg_id: str) -> StoredMessage:
+        """Store a room message from ``sender`` and deliver it like a member's ``send``
+        (steps 2-4 of the module docstring): to every member, on the bus, to the
+        followers. Returns the stored message; for a ``msg_id`` ``sender`` stored
+        already, the first one (delivered again to nobody). Errors are the log's
+        (`InvalidMessage`, `DurableDbError`)."""
+        result = await self.log.append(room, msg_id, sender, topic, payload, self.clock())
         if result.duplicate:
             self.duplicates += 1
         else:
@@ -165,7 +177,7 @@ class Messaging:
                 self.bus.publish(MessageStored(room=room, message=result.message))
             for follower in self.followers:
                 follower.notify(room)
-        return {"type": "sent", "seq": result.seq, "msg_id": result.message.msg_id}
+        return result.message
 
     async def on_ack(self, conn: Any, request: Request) -> None:
         room = self.membership.room_of(conn)

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from signalling.bus import EventBus
 from signalling.events import Event
 from signalling.http import HttpReply, HttpRequest, HttpRoutes
+from signalling.messages import MemoryRoomLog, StoredMessage
 from signalling.schema import validate
 from signalling.tokens import Grants
 
@@ -31,7 +32,8 @@ ADMIN = Conn()
 
 class RecordingContext:
     """What the node offers plugins: a real event bus, with every event published on it
-    kept in ``published``, and the message followers plugins register."""
+    kept in ``published``, the message followers plugins register, and the room
+    messages they send (``messages``)."""
 
     def __init__(self, data_dir: pathlib.Path) -> None:
         self.data_dir = data_dir
@@ -43,6 +45,8 @@ class RecordingContext:
         self.followers: dict[str, Any] = {}
         self.rooms: dict[str, dict] = {}
         self.http_routes = HttpRoutes()
+        self.room_log = MemoryRoomLog()
+        self.messages: list[StoredMessage] = []
 
     def route(self, type: str, handler) -> None:
         assert type not in self.routes, f"{type} routed twice"
@@ -59,6 +63,15 @@ class RecordingContext:
     def follow_messages(self, name: str, handler) -> None:
         assert name not in self.followers, f"{name} follows twice"
         self.followers[name] = handler
+
+    async def send_message(self, room: str, topic: str, payload: Any, *, sender: str,
+                           msg_id: str) -> int:
+        """Stored in a real `MemoryRoomLog` (seq per room, deduped per sender and
+        msg_id); each new message is kept in ``messages``."""
+        result = await self.room_log.append(room, msg_id, sender, topic, payload, 0.0)
+        if not result.duplicate:
+            self.messages.append(result.message)
+        return result.seq
 
     def room_names(self) -> list[str]:
         return list(self.rooms)

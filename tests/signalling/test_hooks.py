@@ -77,6 +77,9 @@ class Context:
     def follow_messages(self, name, handler):
         self.followers.append((name, handler))
 
+    async def send_message(self, room, topic, payload, *, sender, msg_id):
+        raise NotImplementedError
+
     def room_names(self):
         return []
 

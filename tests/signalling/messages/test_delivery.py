@@ -285,3 +285,16 @@ async def test_a_failed_replay_closes_the_connection(m):
             break
         await asyncio.sleep(0.005)
     assert bob.closed  # it resumes again rather than stalling
+
+
+async def test_a_plugin_message_is_stored_and_delivered_like_a_members(m, stored):
+    alice = Conn("alice")
+    await join(m, alice)
+    await m.on_send(alice, send_request("q-1", {"text": "where is it?"}, "assistant.ask"))
+    answer = await m.send(ROOM, "assistant", "assistant.answer", {"text": "here"}, "answer-1")
+    again = await m.send(ROOM, "assistant", "assistant.answer", {"text": "here"}, "answer-1")
+    assert (answer.seq, answer.sender, answer.topic) == (2, "assistant", "assistant.answer")
+    assert again == answer  # a retried plugin send is stored and delivered once
+    assert alice.seqs() == [1, 2] and stored == [1, 2]
+    assert (alice.events[1]["from"], alice.events[1]["payload"]) == ("assistant", {"text": "here"})
+    assert (m.stored, m.duplicates) == (2, 1)
