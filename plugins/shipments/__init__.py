@@ -2,10 +2,14 @@
 
 Load it with ``plugins.shipments:ShipmentsPlugin`` (``docs/shipments.md``). The parts:
 ``vocabulary`` (statuses and severities), ``store`` (SQLite), ``service`` (the rules,
-sans IO) and ``plugin`` (routes and hooks).
+sans IO), ``plugin`` (routes and hooks) and ``reader`` (`ShipmentsReader`: other
+plugins read records through it).
 """
 
 from .plugin import ShipmentsPlugin
+from .reader import SHIPMENTS_DB, ShipmentsReader
+from .store import HistoryEntry, Shipment, ShipmentDetails
 from .vocabulary import STATUSES, Severity
 
-__all__ = ["ShipmentsPlugin", "STATUSES", "Severity"]
+__all__ = ["ShipmentsPlugin", "ShipmentsReader", "SHIPMENTS_DB", "Shipment", "ShipmentDetails",
+           "HistoryEntry", "STATUSES", "Severity"]

@@ -30,6 +30,7 @@ from signalling.errors import Forbidden
 from signalling.events import RecordingStarted, RecordingStopped, RoomClosed
 from signalling.hooks import Plugin, PluginContext
 
+from .reader import SHIPMENTS_DB
 from .service import ShipmentService
 from .store import ShipmentStore
 
@@ -63,7 +64,7 @@ class ShipmentsPlugin(Plugin):
 
     async def start(self, ctx: PluginContext) -> None:
         self.ctx = ctx
-        path = self.db_path or Path(ctx.data_dir) / "shipments.db"
+        path = self.db_path or Path(ctx.data_dir) / SHIPMENTS_DB
         self.service = ShipmentService(ShipmentStore(path))
         # Rooms live in the node's memory: after a crash no bound room is open any more,
         # and its shipment must be free to get a new one.

@@ -28,6 +28,7 @@ __all__ = [
     "Recording",
     "ShipmentDetails",
     "SHIPMENT_FIELDS",
+    "read_details",
 ]
 
 #: The fields `ShipmentStore.upsert` may change.
@@ -383,34 +384,36 @@ class ShipmentStore:
 
     async def details(self, shipment_id: str) -> ShipmentDetails | None:
         """The shipment with its history, rooms and recordings (one snapshot)."""
+        return await self._db.read(lambda conn: read_details(conn, shipment_id))
 
-        def job(conn):
-            shipment = _shipment(conn, shipment_id)
-            if shipment is None:
-                return None
-            history = tuple(
-                HistoryEntry(shipment_id, seq, status, severity, _unpack(detail), ts)
-                for seq, status, severity, detail, ts in conn.execute(
-                    "SELECT seq, status, severity, detail, ts FROM history"
-                    " WHERE shipment_id = ? ORDER BY seq",
-                    (shipment_id,),
-                )
-            )
-            rooms = tuple(
-                RoomBinding(*row)
-                for row in conn.execute(
-                    f"SELECT {_BINDING_COLUMNS} FROM room_bindings WHERE shipment_id = ? ORDER BY id",
-                    (shipment_id,),
-                )
-            )
-            recordings = tuple(
-                Recording(*row)
-                for row in conn.execute(
-                    f"SELECT {_RECORDING_COLUMNS} FROM recordings WHERE shipment_id = ?"
-                    " ORDER BY started_at, recording_id",
-                    (shipment_id,),
-                )
-            )
-            return ShipmentDetails(shipment, history, rooms, recordings)
 
-        return await self._db.read(job)
+def read_details(conn: sqlite3.Connection, shipment_id: str) -> ShipmentDetails | None:
+    """The shipment with its history, rooms and recordings, read on ``conn`` (inside one
+    read transaction for a consistent snapshot); ``None`` if it does not exist."""
+    shipment = _shipment(conn, shipment_id)
+    if shipment is None:
+        return None
+    history = tuple(
+        HistoryEntry(shipment_id, seq, status, severity, _unpack(detail), ts)
+        for seq, status, severity, detail, ts in conn.execute(
+            "SELECT seq, status, severity, detail, ts FROM history"
+            " WHERE shipment_id = ? ORDER BY seq",
+            (shipment_id,),
+        )
+    )
+    rooms = tuple(
+        RoomBinding(*row)
+        for row in conn.execute(
+            f"SELECT {_BINDING_COLUMNS} FROM room_bindings WHERE shipment_id = ? ORDER BY id",
+            (shipment_id,),
+        )
+    )
+    recordings = tuple(
+        Recording(*row)
+        for row in conn.execute(
+            f"SELECT {_RECORDING_COLUMNS} FROM recordings WHERE shipment_id = ?"
+            " ORDER BY started_at, recording_id",
+            (shipment_id,),
+        )
+    )
+    return ShipmentDetails(shipment, history, rooms, recordings)
