@@ -66,6 +66,7 @@ MEDIA_EVENTS: Mapping[type, Callable[[Any], events.Event | None]] = {
     media.TrackPublished: lambda e: events.TrackPublished(room=e.room, track=e.producer.describe()),
     media.TrackUnpublished: lambda e: events.TrackUnpublished(
         room=e.room, track_id=e.producer.id, participant_id=e.producer.participant_id),
+    media.ActiveSpeakers: lambda e: events.ActiveSpeakers(room=e.room, speakers=e.speakers),
     # The room's close is told by Rooms.close itself, once the media room closed.
     media.RoomClosed: lambda e: None,
 }

@@ -26,7 +26,7 @@ __all__ = [
     "WebRtcTransport", "LocalPublisher", "LocalTrack",
     # events
     "RoomEvent", "ParticipantJoined", "ParticipantLeft", "TrackPublished", "TrackUnpublished",
-    "RoomClosed",
+    "ActiveSpeakers", "RoomClosed",
     # time
     "Clock", "Scheduler", "Cancellable", "SystemClock", "AsyncioScheduler", "ManualClock",
     "ManualTimer", "ManualTask", "SYSTEM_CLOCK", "ASYNCIO_SCHEDULER",
@@ -41,7 +41,7 @@ _ORIGINS = {
     "Producer": "producer", "ProducerTap": "producer", "CodecInfo": "producer", "Consumer": "consumer",
     "WebRtcTransport": "transport", "LocalPublisher": "local", "LocalTrack": "local",
     **dict.fromkeys(["RoomEvent", "ParticipantJoined", "ParticipantLeft", "TrackPublished",
-                     "TrackUnpublished", "RoomClosed"], "events"),
+                     "TrackUnpublished", "ActiveSpeakers", "RoomClosed"], "events"),
     **dict.fromkeys(["Clock", "Scheduler", "Cancellable", "SystemClock", "AsyncioScheduler",
                      "ManualClock", "ManualTimer", "ManualTask", "SYSTEM_CLOCK",
                      "ASYNCIO_SCHEDULER"], "clock"),
@@ -56,8 +56,8 @@ if TYPE_CHECKING:
     from .local import LocalPublisher, LocalTrack
     from .errors import (AiortcInternalsChanged, Closed, MalformedPacket, NegotiationError, OfferTooLarge,
                          NotFound, SfuError)
-    from .events import (ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent,
-                         TrackPublished, TrackUnpublished)
+    from .events import (ActiveSpeakers, ParticipantJoined, ParticipantLeft, RoomClosed,
+                         RoomEvent, TrackPublished, TrackUnpublished)
     from .participant import MediaSettings, Participant
     from .producer import CodecInfo, Producer, ProducerTap
     from .room import Room

@@ -9,6 +9,7 @@ never strings in an if-chain).
     ├── ParticipantLeft(room, participant)     after its tracks and peers closed
     ├── TrackPublished(room, producer)
     ├── TrackUnpublished(room, producer)       unpublished, or its peer connection failed
+    ├── ActiveSpeakers(room, speakers)         who speaks, loudest first (rate-limited)
     └── RoomClosed(room, reason)               the last event of a room
 """
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from .producer import Producer
 
 __all__ = ["RoomEvent", "ParticipantJoined", "ParticipantLeft", "TrackPublished",
-           "TrackUnpublished", "RoomClosed"]
+           "TrackUnpublished", "ActiveSpeakers", "RoomClosed"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,16 @@ class TrackPublished(RoomEvent):
 @dataclass(frozen=True)
 class TrackUnpublished(RoomEvent):
     producer: Producer
+
+
+@dataclass(frozen=True)
+class ActiveSpeakers(RoomEvent):
+    """The room's speakers changed (or, while someone speaks, a periodic refresh):
+    ``(participant_id, level)`` pairs, the first speaker first, then by level; levels
+    are linear 0..1 (RFC 6464 amplitude, smoothed). Empty: nobody speaks any more.
+    See `sfu.audio_level.SpeakerDetector` for when it is sent."""
+
+    speakers: tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True)

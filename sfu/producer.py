@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .audio_level import SAMPLE_EVERY, AudioLevelMeter
 from .clock import ASYNCIO_SCHEDULER, SYSTEM_CLOCK, Cancellable, Clock, Scheduler
 from .errors import Closed, MalformedPacket
-from .extensions import EXT_ABS_SEND_TIME
+from .extensions import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL
 from .forward import NackCache, fan_out
 from .h264 import h264_is_keyframe
 from .keyframe import KeyframeRequestThrottle
@@ -141,6 +142,10 @@ class Producer:
         self.keyframe_replay_age = keyframe_replay_age
         self._keyframe_timer: Cancellable | None = None
         self.stamps_abs_send_time = EXT_ABS_SEND_TIME in self.ext_ids
+        self.audio_level: AudioLevelMeter | None = (
+            AudioLevelMeter(self.ext_ids[EXT_AUDIO_LEVEL])
+            if kind == "audio" and EXT_AUDIO_LEVEL in self.ext_ids else None)
+        """The track's RFC 6464 level, if the publisher sends it (the room's speakers)."""
         self.last_sr: SenderReportInfo | None = None
         self.reception: ReceptionStats | None = None
         self.nacks_sent = 0
@@ -237,6 +242,8 @@ class Producer:
                 self.last_keyframe_at = self.clock.monotonic()
         self.packets += 1
         self.octets += payload_end - payload_offset
+        if self.audio_level is not None and not self.packets % SAMPLE_EVERY:
+            self.audio_level.observe_packet(data)
         if self._taps:
             arrival = self.clock.wall()
             for tap in self._taps:

@@ -4,8 +4,9 @@ Ownership runs top-down and ``close()`` cascades: a room closes its participants
 participant its producers, consumers and peer connections, a producer its consumers.
 The room reports what happened through ``on_event(event)``, one typed event of
 :mod:`sfu.events` per call (``ParticipantJoined``, ``ParticipantLeft``,
-``TrackPublished``, ``TrackUnpublished``, ``RoomClosed``); the node turns those into
-protocol events and plugin hooks.
+``TrackPublished``, ``TrackUnpublished``, ``ActiveSpeakers``, ``RoomClosed``); the node
+turns those into protocol events and plugin hooks. While a track with audio levels is
+published, a timer samples them and a `SpeakerDetector` says when to tell who speaks.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .audio_level import SpeakerDetector, SpeakerSettings
 from .clock import ASYNCIO_SCHEDULER, SYSTEM_CLOCK, Cancellable, Clock, Scheduler
 from .consumer import Consumer
 from .errors import Closed, NotFound
-from .events import (ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent, TrackPublished,
-                     TrackUnpublished)
+from .events import (ActiveSpeakers, ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent,
+                     TrackPublished, TrackUnpublished)
 from .participant import MediaSettings, Participant
 from .producer import Producer
 
@@ -34,11 +36,12 @@ def _ignore(event: RoomEvent) -> None:
 class Room:
     """A room named ``name``. ``on_event(event)`` is told what happens in it; ``clock``
     and ``scheduler`` (the machine's and the running asyncio loop's by default) are
-    passed to its participants."""
+    passed to its participants and time the speaker detection (``speakers``)."""
 
     def __init__(self, name: str, settings: MediaSettings | None = None,
                  metadata: Any = None, *, clock: Clock | None = None,
-                 scheduler: Scheduler | None = None) -> None:
+                 scheduler: Scheduler | None = None,
+                 speakers: SpeakerSettings | None = None) -> None:
         self.name = name
         self.settings = settings or MediaSettings()
         self.metadata = metadata
@@ -50,6 +53,8 @@ class Room:
         self.on_event: Callable[[RoomEvent], None] = _ignore
         self.closed = False
         self._tasks: set[Cancellable] = set()
+        self.speakers = SpeakerDetector(speakers)
+        self._speaker_timer: Cancellable | None = None
 
     def _emit(self, event: RoomEvent) -> None:
         try:
@@ -129,6 +134,9 @@ class Room:
         self.producers[producer.id] = producer
         producer.on_close.append(self._producer_closed)
         self._emit(TrackPublished(self.name, producer))
+        if producer.audio_level is not None and self._speaker_timer is None:
+            self._speaker_timer = self.scheduler.call_later(self.speakers.settings.tick_s,
+                                                            self._speaker_tick)
 
     def adopt_producer(self, producer: Producer) -> Producer:
         """Add a producer of another node (`sfu.relay.RemoteProducer`) for this room's
@@ -156,6 +164,27 @@ class Room:
         for participant in self.participants.values():
             if participant.sub is not None and not participant.closed:
                 self._spawn(participant.renegotiate)
+
+    def _speaker_tick(self) -> None:
+        """Sample the levels of the participants' own tracks (a track of another node is
+        that node's to report), tell who speaks if it is time, and tick again while
+        there is a level to sample or a speaker still listed."""
+        self._speaker_timer = None
+        if self.closed:
+            return
+        now = self.clock.monotonic()
+        levels: dict[str, float] = {}
+        for participant in self.participants.values():
+            for producer in participant.producers.values():
+                if producer.audio_level is not None and not producer.closed:
+                    level = producer.audio_level.sample(now)
+                    levels[participant.id] = max(levels.get(participant.id, 0.0), level)
+        speakers = self.speakers.update(levels, now)
+        if speakers is not None:
+            self._emit(ActiveSpeakers(self.name, tuple(speakers)))
+        if levels or self.speakers.sent:
+            self._speaker_timer = self.scheduler.call_later(self.speakers.settings.tick_s,
+                                                            self._speaker_tick)
 
     def unpublish(self, participant: Participant, track_ids: list[str]) -> list[str]:
         for track_id in track_ids:
@@ -197,4 +226,7 @@ class Room:
         for task in list(self._tasks):
             task.cancel()
         self._tasks.clear()
+        if self._speaker_timer is not None:
+            self._speaker_timer.cancel()
+            self._speaker_timer = None
         self._emit(RoomClosed(self.name, reason))

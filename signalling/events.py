@@ -15,6 +15,7 @@ dispatched through one registry, `signalling.bus.EventBus`.
     ├── ParticipantLeft
     ├── TrackPublished       members (but the publisher), watchers, plugins
     ├── TrackUnpublished
+    ├── ActiveSpeakers       members only (frequent: not for watchers or webhooks)
     ├── MessageStored        watchers, plugins (members get it from the message delivery)
     ├── ShipmentStatus       the bound room's members, watchers, plugins
     ├── Alert
@@ -44,6 +45,7 @@ __all__ = [
     "ParticipantLeft",
     "TrackPublished",
     "TrackUnpublished",
+    "ActiveSpeakers",
     "MessageStored",
     "ShipmentStatus",
     "Alert",
@@ -190,6 +192,24 @@ class TrackUnpublished(Event):
 
     def fields(self) -> dict[str, Any]:
         return {"track_id": self.track_id}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActiveSpeakers(Event):
+    """Who speaks in the room, the first speaker first (``active_speakers``, an addition):
+    sent at most twice a second, when the list or its order changes, and every ~2 s
+    while someone speaks; an empty list when the room fell silent. For the members
+    (a console's speaker ring and level bars), not for watchers or webhooks."""
+
+    type: ClassVar[str] = "active_speakers"
+    audience: ClassVar[Audience] = Audience.MEMBERS
+    room: str
+    speakers: tuple[tuple[str, float], ...]
+    """``(participant_id, level)`` pairs; ``level`` linear 0..1."""
+
+    def fields(self) -> dict[str, Any]:
+        return {"speakers": [{"participant_id": participant_id, "level": level}
+                             for participant_id, level in self.speakers]}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,9 +14,11 @@ import pytest
 from sfu import _aiortc_internals as internals, forward
 from sfu.errors import NegotiationError, NotFound
 from sfu.participant import MediaSettings, Participant, mline_count
-from fakes import FakeTransport
+from fakes import PUBLISHER_EXT_IDS, FakeTransport, Publisher
 from sfu.clock import ManualClock
-from sfu.events import ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent, TrackUnpublished
+from sfu.events import (ActiveSpeakers, ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent,
+                        TrackUnpublished)
+from sfu.extensions import EXT_AUDIO_LEVEL
 from sfu.rtcp import SenderReport, parse_rtcp
 from sfu.room import Room
 from sfu.rtp import parse_header
@@ -318,3 +320,42 @@ async def test_the_subscriber_offer_names_each_tracks_publisher_and_id(room):
     await sub.t.close()
     await pub.t.close()
 
+
+
+async def test_the_room_tells_who_speaks_loudest_first_from_the_audio_levels(clock, make_producer):
+    room = Room("dock-9", clock=clock, scheduler=clock)
+    events = []
+    room.on_event = events.append
+    loud, quiet = room.join("loud"), room.join("quiet")
+    video = room.publish_local(loud, make_producer("video"))
+    publishers = {p.id: Publisher(room.publish_local(p, make_producer("audio")), step=960)
+                  for p in (loud, quiet)}
+    level_id = PUBLISHER_EXT_IDS[EXT_AUDIO_LEVEL]
+
+    def talk(seconds, levels):
+        """20 ms Opus packets from each publisher at -``level`` dBov."""
+        for _ in range(round(seconds / 0.02)):
+            for participant_id, level in levels.items():
+                publishers[participant_id].send(b"\xfcopus", extensions=[(level_id, bytes([level]))])
+            clock.advance(0.02)
+
+    def speakers():
+        return [e.speakers for e in events if isinstance(e, ActiveSpeakers)]
+
+    talk(1.0, {loud.id: 10, quiet.id: 127})
+    assert speakers() and all(e.room == "dock-9" for e in events)
+    (first, level), = speakers()[0]  # the silent one is not listed
+    assert first == loud.id and 0.2 < level <= 0.32  # -10 dBov, smoothed: about 0.316
+    talk(1.0, {loud.id: 10, quiet.id: 30})
+    assert [p for p, _ in speakers()[-1]] == [loud.id, quiet.id]
+    talk(3.0, {loud.id: 127, quiet.id: 127})
+    assert speakers()[-1] == ()  # the room fell silent: said once
+    assert video.audio_level is None and room._speaker_timer is not None
+    for publisher in publishers.values():
+        publisher.producer.close()
+    clock.advance(1.0)
+    assert room._speaker_timer is None  # no level left to sample: the timer stopped
+    count = len(speakers())
+    clock.advance(5.0)
+    assert len(speakers()) == count
+    await room.close()
