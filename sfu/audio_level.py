@@ -28,9 +28,10 @@ from .rtp import find_extension
 __all__ = ["SAMPLE_EVERY", "AudioLevelMeter", "SpeakerDetector", "SpeakerSettings",
            "parse_audio_level", "read_audio_level", "dbov_to_linear"]
 
-SAMPLE_EVERY = 2
-"""A producer hands its meter one packet in this many (a level every 40 ms of 20 ms
-Opus frames is plenty for speech, at half the cost on the packet path)."""
+SAMPLE_EVERY = 4
+"""A producer hands its meter one packet in this many: a level every 80 ms of 20 ms
+Opus frames is plenty to tell speech (smoothed over 0.3 s anyway), and reading one
+costs about 0.4 µs compiled, 2.5 µs pure, so the packet path pays a quarter of it."""
 
 # -dBov 0..127 -> linear amplitude 0..1 (20 log10: RFC 6465's level is an RMS amplitude)
 _LINEAR = tuple(10.0 ** (-level / 20.0) for level in range(128))
@@ -98,13 +99,20 @@ class AudioLevelMeter:
         self.voice = voice
 
     def observe_packet(self, packet: bytes) -> None:
-        """Read the level of one RTP packet of the track (junk is counted and ignored)."""
-        found = read_audio_level(packet, self.ext_id)
+        """Read the level of one RTP packet of the track (junk is counted and ignored).
+        On the packet path: `read_audio_level` and `observe` inlined (a third of the cost)."""
         self.packets += 1
-        if found is None:
+        try:
+            value = find_extension(packet, self.ext_id)
+        except MalformedPacket:
+            value = None
+        if value is None or len(value) != 1:
             self.ignored += 1
-        else:
-            self.observe(found[1], found[0])
+            return
+        byte = value[0]
+        self._sum += _LINEAR[byte & 0x7F]
+        self._count += 1
+        self.voice = byte > 0x7F
 
     def sample(self, now: float) -> float:
         """Fold in what was observed since the last call and return `level`."""

@@ -68,6 +68,10 @@ def test_malformed_levels_are_ignored():
 def test_any_bytes_give_a_level_or_none(data, ext_id):
     found = read_audio_level(data, ext_id)
     assert found is None or (isinstance(found[0], bool) and 0 <= found[1] <= 127)
+    meter = AudioLevelMeter(ext_id)  # the packet path's inlined reading agrees
+    meter.observe_packet(data)
+    assert meter.ignored == (found is None)
+    assert meter.sample(0.0) == (0.0 if found is None else dbov_to_linear(found[1]))
 
 
 @given(st.booleans(), st.integers(0, 127), st.sampled_from([1, 4, 14, 15, 200]),
@@ -106,10 +110,10 @@ def test_an_audio_producer_meters_every_nth_packet(make_producer):
     assert producer.audio_level.ext_id == LEVEL_ID
     assert make_producer("video").audio_level is None
     publisher = Publisher(producer, step=960)
-    for level in (10, 70, 10, 70):
+    for level in (10, 70) * 4:
         publisher.send(b"\xfcopus", extensions=[(LEVEL_ID, bytes([level]))])
-    assert producer.audio_level.packets == 4 // SAMPLE_EVERY
-    assert producer.packets == 4  # and the forwarding counts every one
+    assert producer.audio_level.packets == 8 // SAMPLE_EVERY
+    assert producer.packets == 8  # and the forwarding counts every one
 
 
 # -- the detector -----------------------------------------------------------------------------
