@@ -13,8 +13,8 @@
   ``<data-dir>/messages.db``: ``send``, ``ack``, resume; `LogFollower`s for plugins
   that follow the log (`dockcast.plugin_context`);
 - `signalling.admin.Admin`: ``room.*``, ``participant.remove``, ``events.subscribe``;
-- plugins (the built-in shipments and webhooks, plus ``config.plugins``) in a
-  `signalling.hooks.HookRegistry`;
+- plugins (the built-in shipments, webhooks, inspection and assistant, plus
+  ``config.plugins``) in a `signalling.hooks.HookRegistry`;
 - `dockcast.metrics`: Prometheus collectors read at scrape time.
 
 Stopping drains: new requests are refused, rooms close, the server stops, queued events
@@ -64,6 +64,7 @@ BUILTIN_PLUGINS = {
     "shipments": "plugins.shipments:ShipmentsPlugin",
     "webhooks": "plugins.webhooks:WebhooksPlugin",
     "inspection": "plugins.inspection:InspectionPlugin",
+    "assistant": "plugins.assistant:AssistantPlugin",
 }
 PRUNE_INTERVAL_S = 60.0
 FOLLOWER_DRAIN_S = 5.0

@@ -131,7 +131,7 @@ def test_dev_credentials_are_printed_once_on_a_terminal_never_in_logs(tmp_path):
     assert secret in first and "dev-credentials.json" in first
     assert first.count(secret) == 2  # the secret and the token command, once
     assert "open in two browser tabs" in first and "mode=publish" in first
-    assert "plugins=['shipments', 'webhooks', 'inspection']" in first  # what will load, not just what was added
+    assert "plugins=['shipments', 'webhooks', 'inspection', 'assistant']" in first  # what will load, not just what was added
     again = _serve_on_a_terminal(tmp_path / "d", tty=True)
     assert secret not in again and "dev-credentials.json" in again
     assert "mode=subscribe" in again  # the URLs every time, on a terminal

@@ -1,0 +1,27 @@
+"""The errors of ``plugins.assistant`` (the tree is drawn in the package docstring)."""
+
+from __future__ import annotations
+
+from signalling.errors import FixedCodeError
+
+__all__ = ["AssistantError", "IntentsError", "EncoderUnavailable", "BadAsk"]
+
+
+class AssistantError(FixedCodeError, ValueError):
+    """Base of this package's errors; the message names the file, option or field."""
+
+    code = "internal"
+
+
+class IntentsError(AssistantError):
+    """An intents file that cannot be used: unreadable, not JSON, a bad shape or name."""
+
+
+class EncoderUnavailable(AssistantError):
+    """The sentence encoder cannot be loaded (its package is not installed, or broken)."""
+
+
+class BadAsk(AssistantError):
+    """An ``assistant.ask`` payload without usable ``text`` or with a bad ``shipment_id``."""
+
+    code = "bad_request"
