@@ -75,6 +75,17 @@ class TrunkSettings:
     early_datagrams: int = 256
     """Datagrams of a flow kept while its ``subscribed`` is on its way (DATAGRAM frames
     go out ahead of stream data, so the first media often arrives first)."""
+    ack_delay: float = 0.02
+    """Acknowledge packets this long after the first unacknowledged one (aioquic's own
+    1 ms made an ACK per media packet; at most 25 ms)."""
+
+    def __post_init__(self) -> None:
+        if self.max_datagram_size < 1200:
+            raise ValueError(f"max_datagram_size is at least 1200 (QUIC), not {self.max_datagram_size}")
+        if not 0 < self.keepalive_interval < self.idle_timeout:
+            raise ValueError("keepalive_interval must be positive and under idle_timeout")
+        if not 0 < self.ack_delay <= _quic.MAX_ACK_DELAY:
+            raise ValueError(f"ack_delay is over 0 and at most {_quic.MAX_ACK_DELAY} s")
 
     def quic(self, *, is_client: bool, certificate: x509.Certificate, key: Any) -> QuicConfiguration:
         configuration = QuicConfiguration(
@@ -132,6 +143,7 @@ class Trunk:
         self._protocol = protocol
         self._quic = protocol.quic
         self._queued = _quic.pending_datagrams(self._quic)
+        _quic.set_ack_delay(self._quic, settings.ack_delay)
         self._check_peer = check_peer
         self._expected_node: str | None = None
         self._reader = ControlReader()
