@@ -41,6 +41,8 @@ def read_cache(path: Path = CACHE_FILE) -> tuple[str, dict[str, np.ndarray]]:
 async def example_vectors(texts: Sequence[str], encoder: Encoder,
                           path: Path = CACHE_FILE) -> np.ndarray:
     """The vectors of ``texts``, from the cache where it was made by this encoder."""
+    if not texts:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
     made_by, cached = read_cache(path)
     if made_by != encoder_id(encoder):
         cached = {}
