@@ -25,8 +25,15 @@ from dataclasses import dataclass
 from .errors import MalformedPacket
 from .rtp import find_extension
 
-__all__ = ["SAMPLE_EVERY", "AudioLevelMeter", "SpeakerDetector", "SpeakerSettings",
-           "parse_audio_level", "read_audio_level", "dbov_to_linear"]
+__all__ = [
+    "SAMPLE_EVERY",
+    "AudioLevelMeter",
+    "SpeakerDetector",
+    "SpeakerSettings",
+    "dbov_to_linear",
+    "parse_audio_level",
+    "read_audio_level",
+]
 
 SAMPLE_EVERY = 4
 """A producer hands its meter one packet in this many: a level every 80 ms of 20 ms
@@ -72,8 +79,19 @@ class AudioLevelMeter:
     counts as silent; a tick without a packet before then keeps the level (jitter).
     """
 
-    __slots__ = ("ext_id", "smoothing_s", "silence_after_s", "level", "voice", "packets",
-                 "ignored", "_sum", "_count", "_sampled_at", "_heard_at")
+    __slots__ = (
+        "_count",
+        "_heard_at",
+        "_sampled_at",
+        "_sum",
+        "ext_id",
+        "ignored",
+        "level",
+        "packets",
+        "silence_after_s",
+        "smoothing_s",
+        "voice",
+    )
 
     def __init__(self, ext_id: int, *, smoothing_s: float = 0.3,
                  silence_after_s: float = 0.5) -> None:

@@ -11,6 +11,8 @@ import pytest
 from aiortc.mediastreams import AudioStreamTrack
 
 from .peer import Participant
+from .test_browser import browser  # noqa: F401 - a fixture
+from .test_console import CAMERA, console_url, open_console, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -70,3 +72,24 @@ async def test_members_hear_the_loud_publisher_named_first_and_then_silence(node
     finally:
         for member in people.values():
             await member.close()
+
+
+@pytest.mark.browser
+async def test_the_console_shows_the_speaker_the_node_names(node, browser):  # noqa: F811
+    """Chromium's fake microphone beeps: the node reads the levels Chromium writes and the
+    console takes its speaker from the node's event rather than from getStats."""
+    pages = [await open_console(browser, console_url(node, identity, "dock-1", CAMERA))
+             for identity in ("warehouse-cam-1", "seller-1")]
+    try:
+        for page in pages:
+            await wait_for(page, "dockcastConsole.monitor && dockcastConsole.monitor.fromNode"
+                                 " && dockcastConsole.monitor.fromNode.size > 0", timeout=40)
+        first = await pages[1].evaluate("[...dockcastConsole.monitor.fromNode.keys()][0]")
+        theirs = await pages[1].evaluate("dockcastConsole.client.participantId")
+        assert first == "self" or first.startswith("PA_") and first != theirs  # our id becomes our tile
+        await wait_for(pages[1], "dockcastConsole.grid.speaker !== null"
+                                 " && dockcastConsole.monitor.fromNode.has(dockcastConsole.grid.speaker)")
+        assert all(page.problems == [] for page in pages), [page.problems for page in pages]
+    finally:
+        for page in pages:
+            await page.context.close()

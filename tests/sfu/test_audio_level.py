@@ -7,12 +7,21 @@ from __future__ import annotations
 import math
 
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket as AiortcPacket
-from hypothesis import given, strategies as st
-
+from aiortc.rtp import HeaderExtensionsMap
+from aiortc.rtp import RtpPacket as AiortcPacket
 from fakes import PUBLISHER_EXT_IDS, Publisher
-from sfu.audio_level import (SAMPLE_EVERY, AudioLevelMeter, SpeakerDetector, SpeakerSettings,
-                             dbov_to_linear, parse_audio_level, read_audio_level)
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sfu.audio_level import (
+    SAMPLE_EVERY,
+    AudioLevelMeter,
+    SpeakerDetector,
+    SpeakerSettings,
+    dbov_to_linear,
+    parse_audio_level,
+    read_audio_level,
+)
 from sfu.clock import ManualClock
 from sfu.extensions import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID
 from sfu.rtp import RtpPacket

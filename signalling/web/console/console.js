@@ -163,6 +163,7 @@ export class ConsoleApp {
     client.on("alert", (e) => this.shipment.alert(e));
     client.on("recording_started", (e) => this.inspection.started(e));
     client.on("recording_stopped", (e) => this.inspection.stopped(e));
+    client.on("active_speakers", (e) => this.monitor?.heard(e));
     client.on("room_closed", () => this._ended("room.closed"));
     client.on("room_lost", () => this._ended("room.lost"));
   }

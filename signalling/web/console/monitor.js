@@ -2,9 +2,10 @@
 // (the sub pc, by m-line, hence by track, hence by participant) gives each remote
 // participant's loss, jitter, stalls and audio level; what the node reports about our
 // own sending (remote-inbound-rtp on the pub pc) gives ours. quality.js turns that into
-// "good", "poor" or "reconnecting", and picks the active speaker.
+// "good", "poor" or "reconnecting", and picks the active speaker. The node's
+// `active_speakers` events, when it sends them, name the speaker instead (`heard`).
 
-import { classify, ReceiveMeter, LevelMeter, SpeakerDetector } from "./quality.js";
+import { classify, ReceiveMeter, LevelMeter, SpeakerDetector, nodeSpeakers, chooseSpeaker } from "./quality.js";
 
 /** The round-trip time (ms) of a peer connection's selected candidate pair, or null. */
 export function selectedRttMs(report) {
@@ -34,6 +35,10 @@ export class Monitor {
     this.receive = new ReceiveMeter(); this.levels = new LevelMeter(); this.speakers = new SpeakerDetector();
     /** @type {Record<string, any>} the last numbers per participant (tests and the tooltips read them) */
     this.last = {};
+    /** @type {Map<string, number> | null} the node's latest speakers (tile key -> level), null before any */
+    this.fromNode = null;
+    /** @type {string | null} the speaker guessed from getStats */
+    this.fromStats = null;
     this._timer = null; this._running = false;
   }
 
@@ -69,7 +74,9 @@ export class Monitor {
         this.grid.setLink(selfId, { ...classify(sent), details: sent });
         last[selfId] = { ...sent, level: levels.get(selfId) ?? 0 };
       }
-      this.grid.setSpeaker(this.speakers.update(levels, now));
+      this.fromStats = this.speakers.update(levels, now);
+      this.grid.setSpeaker(chooseSpeaker(this.fromNode, this.fromStats));
+      for (const [id, entry] of Object.entries(last)) entry.nodeLevel = this.fromNode?.get(id) ?? null;
       this.last = last;
     } finally {
       this._running = false;
@@ -116,6 +123,12 @@ export class Monitor {
     }
     if (sample.rttMs === null) sample.rttMs = selectedRttMs(report);
     return sample;
+  }
+
+  /** The node's `active_speakers` event: its first speaker is shown at once. */
+  heard(event) {
+    this.fromNode = nodeSpeakers(event, this.client.participantId ?? null, this.selfId());
+    this.grid.setSpeaker(chooseSpeaker(this.fromNode, this.fromStats));
   }
 
   /** A participant left. */

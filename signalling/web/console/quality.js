@@ -136,3 +136,33 @@ export class SpeakerDetector {
     return this.current;
   }
 }
+
+/**
+ * The node's `active_speakers` list (`docs/protocol.md`: measured at the node from each
+ * publisher's RFC 6464 audio levels, first speaker first) as tile keys: participant ->
+ * level, in the node's order; our own participant id becomes `selfKey` (our tile's key).
+ * @param {{speakers?: {participant_id: string, level: number}[]}} event
+ * @param {string | null} selfParticipantId
+ * @param {string} selfKey
+ * @returns {Map<string, number>}
+ */
+export function nodeSpeakers(event, selfParticipantId, selfKey) {
+  const out = new Map();
+  for (const s of event.speakers || []) {
+    if (s && typeof s.participant_id === "string") out.set(s.participant_id === selfParticipantId ? selfKey : s.participant_id, Number(s.level) || 0);
+  }
+  return out;
+}
+
+/**
+ * The speaker to show: the node's first, once the node has said anything and while it
+ * lists someone; otherwise the one guessed from getStats (a node without the event, or
+ * a publisher that sends no audio levels).
+ * @param {Map<string, number> | null} fromNode the latest `nodeSpeakers`, or null
+ * @param {string | null} fromStats
+ * @returns {string | null}
+ */
+export function chooseSpeaker(fromNode, fromStats) {
+  if (fromNode && fromNode.size) return fromNode.keys().next().value;
+  return fromStats;
+}
