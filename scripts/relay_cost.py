@@ -43,9 +43,9 @@ def packets(args) -> list[bytes]:
 
 def run_a(args, pipe) -> None:
     async def main() -> None:
-        from sfu.rtp import parse_header
         from sfu.relay import TrunkServer
         from sfu.relay.certs import TrunkCertificate
+        from sfu.rtp import parse_header
         a, b_fingerprint = TrunkCertificate.generate("A"), pipe.recv()
         track = producer()
         server = await TrunkServer("127.0.0.1", 0, a.certificate, a.private_key,
@@ -114,7 +114,7 @@ def run_udp_receiver(args, pipe) -> None:
         pipe.send(udp.get_extra_info("sockname")[1])
         try:
             await asyncio.wait_for(done.wait(), args.packets * args.interval / args.burst / 1000 + 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         pipe.send((time.process_time() - started[0], count[0]))
         udp.close()

@@ -16,9 +16,16 @@ to node id) and ``find_producer`` (room, track id to producer) as callbacks.
 from __future__ import annotations
 
 from .certs import TrunkCertificate, fingerprint, load_or_create, normalize_fingerprint
-from .errors import (FrameTooLarge, MalformedFrame, RelayError, SubscribeRefused, TrunkClosed,
-                     TrunkRefused, TrunkTimeout)
 from .endpoints import TrunkServer, connect_trunk
+from .errors import (
+                     FrameTooLarge,
+                     MalformedFrame,
+                     RelayError,
+                     SubscribeRefused,
+                     TrunkClosed,
+                     TrunkRefused,
+                     TrunkTimeout,
+)
 from .export import ProducerExport
 from .remote import RemoteProducer, is_remote
 from .trunk import Trunk, TrunkMetrics, TrunkSettings, TrunkState

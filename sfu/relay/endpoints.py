@@ -89,7 +89,7 @@ class TrunkServer:
     def _check_peer(self, peer_fingerprint: str) -> str | None:
         try:
             node = self._accept_peer(peer_fingerprint)
-        except Exception:  # noqa: BLE001 - a failing lookup refuses, it does not crash
+        except Exception:
             logger.exception("trunk server: accept_peer failed for %s", peer_fingerprint)
             node = None
         if node is None:

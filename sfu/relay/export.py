@@ -20,8 +20,17 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Closed, MalformedPacket
 from ..producer import Producer
 from ..rtcp import Fir, Nack, Pli, SenderReport, parse_rtcp, serialize_rtcp
-from .framing import (ControlMessage, ErrorMessage, FlowClosed, Keyframe, Subscribe, Subscribed,
-                      TrackInfo, Unsubscribe, datagram_prefix)
+from .framing import (
+    ControlMessage,
+    ErrorMessage,
+    FlowClosed,
+    Keyframe,
+    Subscribe,
+    Subscribed,
+    TrackInfo,
+    Unsubscribe,
+    datagram_prefix,
+)
 from .remote import is_remote
 
 if TYPE_CHECKING:
@@ -181,8 +190,8 @@ class ExportTable:
         if problem is None:
             producer, problem = self._lookup(message.room, message.track_id, where)
         if problem is None and (message.room, producer.id) in self._by_track:
-            problem = ("conflict", f"{where} is already sent on this trunk as flow "
-                                   f"{self._by_track[message.room, producer.id].flow}")
+            flow_in_use = self._by_track[message.room, producer.id].flow
+            problem = ("conflict", f"{where} is already sent on this trunk as flow {flow_in_use}")
         if problem is not None:
             self.trunk.send_control(ErrorMessage(flow, *problem))
             return
@@ -200,7 +209,7 @@ class ExportTable:
                 ) -> tuple[Producer | None, tuple[str, str] | None]:
         try:
             producer = self._find(room, track_id) if self._find is not None else None
-        except Exception:  # noqa: BLE001 - the node's lookup failed: tell the far node
+        except Exception:
             logger.exception("trunk to %s: looking up %s failed", self.trunk.peer_node_id, where)
             return None, ("internal", f"looking up {where} failed")
         if producer is None or producer.closed:

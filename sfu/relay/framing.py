@@ -271,7 +271,7 @@ class ControlMessage:
     def parse(body: bytes) -> ControlMessage:
         try:
             data = msgpack.unpackb(body, raw=False, strict_map_key=True)
-        except Exception as exc:  # msgpack raises a handful of unrelated types
+        except Exception as exc:  # noqa: BLE001 - msgpack raises a handful of unrelated types
             raise MalformedFrame(f"a control frame that is not msgpack: {exc}") from None
         if not isinstance(data, dict):
             raise MalformedFrame("a control frame that is not a map")

@@ -25,8 +25,17 @@ from ..producer import CodecInfo, Producer
 from ..rtcp import Fir, Nack, Pli, SenderReport, parse_rtcp, serialize_rtcp
 from ..rtp import parse_header
 from .errors import SubscribeRefused, TrunkTimeout
-from .framing import (ControlMessage, ErrorMessage, FlowClosed, Keyframe, Subscribe, Subscribed,
-                      TrackInfo, Unsubscribe, datagram_prefix)
+from .framing import (
+    ControlMessage,
+    ErrorMessage,
+    FlowClosed,
+    Keyframe,
+    Subscribe,
+    Subscribed,
+    TrackInfo,
+    Unsubscribe,
+    datagram_prefix,
+)
 
 if TYPE_CHECKING:
     from .trunk import Trunk
@@ -152,7 +161,7 @@ class ImportTable:
         timeout = self.trunk.settings.answer_timeout
         try:
             return await asyncio.wait_for(asyncio.shield(pending.future), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if self._pending.get(flow) is pending:
                 self._forget(flow, pending)
                 self.trunk.send_control(Unsubscribe(flow))  # in case the answer is only late

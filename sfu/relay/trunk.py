@@ -38,8 +38,15 @@ from . import _quic
 from .certs import fingerprint
 from .errors import MalformedFrame, RelayError, TrunkClosed, TrunkRefused, TrunkTimeout
 from .export import ExportTable
-from .framing import (VERSION, ControlMessage, ControlReader, ErrorMessage, Hello, decode_varint,
-                      encode_control)
+from .framing import (
+    VERSION,
+    ControlMessage,
+    ControlReader,
+    ErrorMessage,
+    Hello,
+    decode_varint,
+    encode_control,
+)
 from .remote import ImportTable, RemoteProducer
 
 __all__ = ["Trunk", "TrunkSettings", "TrunkMetrics", "TrunkState", "FindProducer", "ALPN",

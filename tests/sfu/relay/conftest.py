@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import pytest
+from trunks import LossyRelay, close_nodes, open_nodes
 
 from sfu.relay import TrunkCertificate, TrunkSettings
-from trunks import LossyRelay, close_nodes, open_nodes
 
 
 @pytest.fixture(scope="session")

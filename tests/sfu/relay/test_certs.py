@@ -10,8 +10,15 @@ import stat
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from sfu.relay.certs import (CERT_FILE, KEY_FILE, TrunkCertificate, fingerprint, load_or_create,
-                             normalize_fingerprint, same_fingerprint)
+from sfu.relay.certs import (
+    CERT_FILE,
+    KEY_FILE,
+    TrunkCertificate,
+    fingerprint,
+    load_or_create,
+    normalize_fingerprint,
+    same_fingerprint,
+)
 
 
 def test_made_at_first_use_with_private_modes(tmp_path):

@@ -8,15 +8,25 @@ import asyncio
 import dataclasses
 
 import pytest
+from fakes import (
+    OPUS,
+    PUBLISHER_EXT_IDS,
+    PUBLISHER_SSRC,
+    SUBSCRIBER_EXT_IDS,
+    SUBSCRIBER_PAYLOAD_TYPES,
+    VP8,
+    VP8_DELTA,
+    VP8_KEY,
+    FakeTransport,
+    Publisher,
+)
+from trunks import until
 
-from fakes import (OPUS, PUBLISHER_EXT_IDS, PUBLISHER_SSRC, SUBSCRIBER_EXT_IDS,
-                   SUBSCRIBER_PAYLOAD_TYPES, VP8, VP8_DELTA, VP8_KEY, FakeTransport, Publisher)
 from sfu.consumer import Consumer
 from sfu.producer import Producer
 from sfu.relay import RemoteProducer, SubscribeRefused, is_remote
 from sfu.relay.export import track_info
 from sfu.rtcp import Nack, Pli, SenderReport, serialize_rtcp
-from trunks import until
 
 
 def produce(nodes, kind="video", room="shop", **options) -> tuple[Producer, Publisher, FakeTransport]:

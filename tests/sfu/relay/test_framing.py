@@ -10,10 +10,27 @@ from hypothesis import strategies as st
 
 from sfu.errors import MalformedPacket
 from sfu.relay.errors import FrameTooLarge, MalformedFrame
-from sfu.relay.framing import (MAX_CONTROL_FRAME, MAX_FLOW, VERSION, ControlMessage, ControlReader,
-                               Datagram, ErrorMessage, FlowClosed, Hello, Keyframe, Subscribe,
-                               Subscribed, TrackInfo, Unsubscribe, datagram_prefix, decode_varint,
-                               encode_control, encode_varint, split_datagram)
+from sfu.relay.framing import (
+    MAX_CONTROL_FRAME,
+    MAX_FLOW,
+    VERSION,
+    ControlMessage,
+    ControlReader,
+    Datagram,
+    ErrorMessage,
+    FlowClosed,
+    Hello,
+    Keyframe,
+    Subscribe,
+    Subscribed,
+    TrackInfo,
+    Unsubscribe,
+    datagram_prefix,
+    decode_varint,
+    encode_control,
+    encode_varint,
+    split_datagram,
+)
 from sfu.rtcp import Pli, serialize_rtcp
 from sfu.rtp import RtpPacket
 

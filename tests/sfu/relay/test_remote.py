@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import pytest
 from aiortc.rtp import RtpPacket
-
 from fakes import VP8
 from loopback import VP8_DELTA, VP8_KEY, subscribed
+from trunks import until
+
 from sfu.local import LocalPublisher
 from sfu.relay import RemoteProducer
 from sfu.room import Room
 from sfu.rtcp import Pli, serialize_rtcp
-from trunks import until
 
 PUBLISHER_SSRC = 0xA0A0A0A0
 
@@ -71,7 +71,7 @@ async def test_a_track_of_a_reaches_two_subscribers_of_b_through_one_flow(nodes,
         origin.send(VP8_DELTA)
     for participant, client in viewers:
         consumer = participant.consumers[origin.track.id]
-        assert await until(lambda: len(client.by_ssrc().get(consumer.ssrc, [])) == 29)
+        assert await until(lambda c=client, s=consumer.ssrc: len(c.by_ssrc().get(s, [])) == 29)
         headers = client.by_ssrc()[consumer.ssrc]
         assert consumer.ssrc != PUBLISHER_SSRC
         assert [(h[2] - headers[0][2]) & 0xFFFF for h in headers] == list(range(29))

@@ -10,14 +10,19 @@ import socket
 import pytest
 from aioquic.quic import events
 from aioquic.quic.connection import QuicConnection
+from trunks import close_nodes, open_nodes
 
-from sfu.relay import (TrunkRefused, TrunkServer, TrunkSettings, TrunkState, TrunkTimeout,
-                       connect_trunk)
-from sfu.relay import _quic
+from sfu.relay import (
+    TrunkRefused,
+    TrunkServer,
+    TrunkSettings,
+    TrunkState,
+    TrunkTimeout,
+    _quic,
+    connect_trunk,
+)
 from sfu.relay.framing import Hello, Subscribe, encode_control
 from sfu.relay.trunk import REFUSED
-
-from trunks import close_nodes, open_nodes
 
 
 async def test_a_trunk_opens_with_each_certificate_pinned(nodes, certs):
