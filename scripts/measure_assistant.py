@@ -33,10 +33,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from measure_messages import KEY, SECRET, pct, start_node  # noqa: E402
-from plugins.assistant.encoder import OFFLINE_ENV  # noqa: E402
-from signalling.client import DockcastClient  # noqa: E402
-from signalling.tokens import mint_token  # noqa: E402
+from measure_messages import KEY, SECRET, pct, start_node
+
+from plugins.assistant.encoder import OFFLINE_ENV
+from signalling.client import DockcastClient
+from signalling.tokens import mint_token
 
 QUESTIONS = ROOT / "tests" / "plugins" / "assistant" / "questions.json"
 ROOM, SHIPMENT = "dock-measure", "S-MEASURE"

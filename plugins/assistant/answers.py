@@ -23,13 +23,13 @@ from plugins.shipments import HistoryEntry, ShipmentDetails
 from .intents import UNKNOWN, Intent
 
 __all__ = [
+    "RECORD_FIELDS",
+    "STATUS_LABELS",
     "Answer",
     "FactSheet",
     "compose",
     "no_shipment",
     "record_facts",
-    "RECORD_FIELDS",
-    "STATUS_LABELS",
 ]
 
 RECORD_FIELDS = ("shipment_id", "tracking_no", "carrier", "origin", "destination", "stage",
@@ -74,7 +74,7 @@ class Answer:
 
 
 def _wire_ms(ts: float) -> int:
-    return int(round(ts * 1000))
+    return round(ts * 1000)
 
 
 def record_facts(details: ShipmentDetails) -> dict[str, Any]:
@@ -117,7 +117,7 @@ class FactSheet:
 
     def when(self, entry: HistoryEntry) -> str:
         ms = self.take(f"history.{entry.seq}.ts")
-        moment = datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
+        moment = datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
         return moment.strftime("%Y-%m-%d %H:%M UTC")
 
     def event(self, entry: HistoryEntry) -> str:

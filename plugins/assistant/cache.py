@@ -21,7 +21,7 @@ import numpy as np
 
 from .encoder import Encoder
 
-__all__ = ["CACHE_FILE", "example_vectors", "encoder_id", "read_cache", "write_cache"]
+__all__ = ["CACHE_FILE", "encoder_id", "example_vectors", "read_cache", "write_cache"]
 
 CACHE_FILE = Path(__file__).with_name("intents.npz")
 

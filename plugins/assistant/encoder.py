@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import EncoderUnavailable
 
-__all__ = ["Encoder", "E5Encoder", "load_encoder", "OFFLINE_ENV"]
+__all__ = ["OFFLINE_ENV", "E5Encoder", "Encoder", "load_encoder"]
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 """Set before loading: no library of the Hugging Face family may reach the network."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from signalling.errors import FixedCodeError
 
-__all__ = ["AssistantError", "IntentsError", "EncoderUnavailable", "BadAsk"]
+__all__ = ["AssistantError", "BadAsk", "EncoderUnavailable", "IntentsError"]
 
 
 class AssistantError(FixedCodeError, ValueError):

@@ -41,13 +41,13 @@ from .errors import IntentsError
 from .lang import LANGS
 
 __all__ = [
-    "Intent",
-    "IntentSet",
-    "IntentClassifier",
-    "Classification",
-    "load_intents",
     "BUILTIN_INTENTS_FILE",
     "UNKNOWN",
+    "Classification",
+    "Intent",
+    "IntentClassifier",
+    "IntentSet",
+    "load_intents",
 ]
 
 BUILTIN_INTENTS_FILE = Path(__file__).with_name("intents.json")

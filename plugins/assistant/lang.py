@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Language", "detect", "answer_lang", "LANGS"]
+__all__ = ["LANGS", "Language", "answer_lang", "detect"]
 
 LANGS = ("zh", "en")
 """The languages answers are written in."""

@@ -23,6 +23,7 @@ plugin's file when it is not ``<data_dir>/shipments.db``), ``threads`` (the enco
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,12 +36,12 @@ from signalling.hooks import Plugin, PluginContext
 
 from .answers import RECORD_FIELDS, Answer, compose, no_shipment
 from .cache import example_vectors
-from .encoder import E5Encoder, load_encoder
+from .encoder import load_encoder
 from .errors import AssistantError, BadAsk, EncoderUnavailable
 from .intents import UNKNOWN, IntentClassifier, IntentSet, load_intents
 from .lang import answer_lang
 
-__all__ = ["AssistantPlugin", "Ask", "TOPIC_ASK", "TOPIC_ANSWER", "MAX_QUESTION_CHARS"]
+__all__ = ["MAX_QUESTION_CHARS", "TOPIC_ANSWER", "TOPIC_ASK", "Ask", "AssistantPlugin"]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class AssistantPlugin(Plugin):
                                                     ("min_confidence", min_confidence))
                            if v is not None}
         self.encoder = encoder
-        self._own_encoder = encoder is None
+        self._own_encoder = False  # closed at stop only if start loaded it
         self.classifier: IntentClassifier | None = None
         self.reader: ShipmentsReader | None = None
         self.ctx: PluginContext | None = None
@@ -107,7 +108,9 @@ class AssistantPlugin(Plugin):
         self.reader = ShipmentsReader(self.shipments_db or Path(ctx.data_dir) / SHIPMENTS_DB)
         try:
             if self.encoder is None:
-                self.encoder = load_encoder(threads=self.threads)
+                # mmap of the weights and the engine's start: off the event loop too
+                self.encoder = await asyncio.to_thread(load_encoder, threads=self.threads)
+                self._own_encoder = True
             texts, labels = self.intents.labelled_phrases()
             vectors = await example_vectors(texts, self.encoder)
             self.classifier = IntentClassifier(vectors, labels, **self.thresholds)
@@ -119,7 +122,7 @@ class AssistantPlugin(Plugin):
     async def stop(self) -> None:
         if self.reader is not None:
             await self.reader.close()
-        if self._own_encoder and isinstance(self.encoder, E5Encoder):
+        if self._own_encoder:
             self.encoder.close()
 
     async def on_message(self, event: MessageStored) -> None:

@@ -11,5 +11,13 @@ from .reader import SHIPMENTS_DB, ShipmentsReader
 from .store import HistoryEntry, Shipment, ShipmentDetails
 from .vocabulary import STATUSES, Severity
 
-__all__ = ["ShipmentsPlugin", "ShipmentsReader", "SHIPMENTS_DB", "Shipment", "ShipmentDetails",
-           "HistoryEntry", "STATUSES", "Severity"]
+__all__ = [
+    "SHIPMENTS_DB",
+    "STATUSES",
+    "HistoryEntry",
+    "Severity",
+    "Shipment",
+    "ShipmentDetails",
+    "ShipmentsPlugin",
+    "ShipmentsReader",
+]

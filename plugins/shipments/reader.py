@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .store import ShipmentDetails, read_details
 
-__all__ = ["ShipmentsReader", "SHIPMENTS_DB"]
+__all__ = ["SHIPMENTS_DB", "ShipmentsReader"]
 
 SHIPMENTS_DB = "shipments.db"
 """The file's name in the node's data directory (the shipments plugin's default)."""

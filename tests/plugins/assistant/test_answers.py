@@ -15,9 +15,9 @@ INTENTS = ["where_is_it", "eta", "customs_status", "exception_meaning", "return_
 
 
 def details(history=(), **fields) -> ShipmentDetails:
-    base = dict(shipment_id="S1", tracking_no=None, carrier=None, origin=None, destination=None,
-                stage=None, eta=None, status=history[-1][0] if history else None,
-                created_at=1.0, updated_at=2.0)
+    base = {"shipment_id": "S1", "tracking_no": None, "carrier": None, "origin": None, "destination": None,
+                "stage": None, "eta": None, "status": history[-1][0] if history else None,
+                "created_at": 1.0, "updated_at": 2.0}
     base.update(fields)
     entries = tuple(HistoryEntry("S1", i + 1, status, severity, detail, 1_778_000_000.0 + i * 3600)
                     for i, (status, severity, detail) in enumerate(history))

@@ -14,7 +14,7 @@ from plugins.shipments import ShipmentsPlugin
 from signalling.events import MessageStored
 from signalling.hooks import HookRegistry, load_plugins
 
-from .support import UNBOUND_ROOM, assistant_alerts, ask, make_records, room_of
+from .support import UNBOUND_ROOM, ask, assistant_alerts, make_records, room_of
 
 
 @pytest.fixture

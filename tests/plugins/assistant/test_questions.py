@@ -18,7 +18,7 @@ import pytest
 from plugins.assistant import record_facts
 from plugins.shipments import ShipmentsReader
 
-from .support import RECORDS, assistant_alerts, ask, make_records
+from .support import RECORDS, ask, assistant_alerts, make_records
 
 QUESTIONS = json.loads((pathlib.Path(__file__).with_name("questions.json")).read_text("utf-8"))["questions"]
 ACCURACY_FLOOR = 0.85
