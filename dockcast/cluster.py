@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from sfu.cluster import NodeDown, NodeInfo, NodeUp, RedisDirectory, UnknownNode
 from sfu.producer import Producer
-from sfu.relay import TrunkRefused, TrunkServer, connect_trunk
+from sfu.relay import TrunkRefused, TrunkServer, TrunkSettings, connect_trunk
 from sfu.relay.certs import load_or_create, same_fingerprint
 from sfu.relay.remote import is_remote
 from sfu.room import Room
@@ -48,6 +48,11 @@ __all__ = ["Cluster", "TrunkCollector", "HEARTBEAT_S"]
 logger = logging.getLogger("dockcast.cluster")
 
 HEARTBEAT_S = 1.0
+TRUNK_SETTINGS = TrunkSettings(idle_timeout=1.5, keepalive_interval=0.4)
+"""A dead peer node is noticed by its trunk in 1.5 s (before the directory's TTL): the
+failover clock starts there."""
+ORPHAN_TIMEOUT_S = 15.0
+"""How long subscribers of a track whose node died wait for its publisher to come back."""
 _FORWARDED = (ParticipantJoined, ParticipantLeft, TrackPublished, TrackUnpublished)
 
 
@@ -80,7 +85,7 @@ class Cluster:
         trunk_port = config.trunk_port or port + 1
         self.server = TrunkServer(config.host, trunk_port, self.certificate.certificate,
                                   self.certificate.private_key, self._accept_peer, node_id=self.node_id,
-                                  find_producer=self._local_producer)
+                                  find_producer=self._local_producer, settings=TRUNK_SETTINGS)
         await self.server.start()
         public_url = config.public_url or _default_url(config.host, port, config.tls_cert is not None)
         self.info = NodeInfo(node_id=self.node_id, region=self.region, public_url=public_url,
@@ -147,16 +152,20 @@ class Cluster:
 
     async def import_tracks(self, room: Room, track_ids: list[str]) -> None:
         """Make the remote ones of ``track_ids`` producers of ``room`` (through a trunk)."""
-        for track_id in track_ids:
-            if track_id in room.producers:
-                continue
-            origin = await self.directory.origin(track_id)
-            if origin is None or origin == self.node_id:
+        wanted = [t for t in track_ids if t not in room.producers]
+        infos = {p.track_id: p for p in await self.directory.producers(room.name)} if wanted else {}
+        for track_id in wanted:
+            found = infos.get(track_id)
+            if found is None or found.node_id == self.node_id:
                 continue  # unknown: the subscribe refuses it as it would any
-            trunk = await self._trunk(origin)
+            trunk = await self._trunk(found.node_id)
             producer = await trunk.subscribe(room.name, track_id)
             if track_id not in room.producers:
-                room.adopt_producer(producer)
+                # its publisher's identity: if its node dies, its consumers here wait for
+                # the same publisher's track from wherever it comes back
+                producer.identity = (found.info or {}).get("identity")
+                room.adopt_producer(producer, orphan_timeout_s=ORPHAN_TIMEOUT_S)
+                room.on_orphaned = lambda key, r=room: self._spawn(self._remote_successor(r, key))
                 producer.on_consumers_gone = lambda p, t=trunk: self._drop_import(t, p)
 
     def _drop_import(self, trunk: Any, producer: Producer) -> None:
@@ -185,7 +194,8 @@ class Cluster:
                     trunk = await connect_trunk(host, int(port), self.certificate.certificate,
                                                 self.certificate.private_key, info.cert_fingerprint,
                                                 node_id=self.node_id, expected_node_id=node_id,
-                                                find_producer=self._local_producer)
+                                                find_producer=self._local_producer,
+                                                settings=TRUNK_SETTINGS)
                     break
                 except TrunkRefused:
                     # a node that joined a moment ago is not in the other's list yet
@@ -219,12 +229,26 @@ class Cluster:
     def _local_event(self, event: Event) -> None:
         # (a track imported from another node is adopted silently: its events are its
         # origin's to tell, so none of them comes here)
-        self._publish(event.room, {"node": self.node_id, "event": event.to_wire()})
+        body = {"node": self.node_id, "event": event.to_wire()}
         if isinstance(event, TrackPublished):
+            identity = self._identity_of(event.room, event.track.get("participant_id"))
+            body["identity"] = identity
+            media = self.node.rooms.media.get(event.room)
+            key = (identity, event.track.get("source"), event.track.get("kind"))
+            if media is not None and key in media.orphans:  # back here, where it was watched
+                producer = media.producers.get(event.track["track_id"])
+                if producer is not None:
+                    media.successor(producer)
             self._spawn(self.directory.publish(event.room, event.track["track_id"], self.node_id,
-                                               dict(event.track)))
-        elif isinstance(event, TrackUnpublished):
+                                               {**event.track, "identity": identity}))
+        self._publish(event.room, body)
+        if isinstance(event, TrackUnpublished):
             self._spawn(self.directory.unpublish(event.room, event.track_id, self.node_id))
+
+    def _identity_of(self, room: str | None, participant_id: str | None) -> str | None:
+        media = self.node.rooms.media.get(room) if room is not None else None
+        participant = media.participants.get(participant_id) if media is not None else None
+        return participant.identity if participant is not None else None
 
     def _local_message(self, event: MessageStored) -> None:
         # stored here (a message another node stored is delivered without this event):
@@ -256,8 +280,35 @@ class Cluster:
                     await self._deliver_message(room, int(body["seq"]))
                 else:
                     self._deliver_event(room, body["event"])
+                    if body["event"].get("type") == "track_published" and body.get("identity"):
+                        await self._take_over(room, body["identity"], body["event"]["track"])
             except Exception:  # noqa: BLE001 - one bad message must not stop the listener
                 logger.exception("cluster: an event from another node could not be delivered")
+
+    async def _remote_successor(self, room: Room, key: tuple) -> None:
+        """Consumers of a dead node's track wait: is its publisher back on another node
+        already (it may have been quicker than the node's death was known)?"""
+        identity, source, kind = key
+        for found in await self.directory.producers(room.name):
+            info = found.info or {}
+            if (found.node_id != self.node_id and info.get("identity") == identity
+                    and info.get("source") == source and info.get("kind") == kind):
+                await self._take_over(room.name, identity, info)
+                return
+
+    async def _take_over(self, room: str, identity: str, track: dict) -> None:
+        """A publisher whose node died is back (elsewhere): consumers here that wait for
+        its stream forward the new track, with no renegotiation (failover)."""
+        media = self.node.rooms.media.get(room)
+        if media is None or (identity, track.get("source"), track.get("kind")) not in media.orphans:
+            return
+        await self.import_tracks(media, [track["track_id"]])
+        producer = media.producers.get(track["track_id"])
+        if producer is not None:
+            moved = media.successor(producer)
+            logger.info("cluster: %d consumer(s) of %s's %s moved to its new track %s",
+                        len(moved), identity, track.get("kind"), track["track_id"],
+                        extra={"room": room})
 
     def _deliver_event(self, room: str, wire: dict) -> None:
         for member in self.node.membership.members(room):

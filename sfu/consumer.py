@@ -76,6 +76,7 @@ class Consumer:
         self.nacks_refused = 0  # asked again too soon, or over the cap of one NACK
         self._resent_at: dict[int, float] = {}  # output seq -> when last resent
         self.keyframe_requests = 0
+        self._ext_ids: dict[str, int] = {}  # the subscriber's, once negotiated
         self.on_close: list[Callable[[Consumer], None]] = []
         self._activation: Cancellable | None = None
         producer.add_consumer(self)
@@ -97,20 +98,41 @@ class Consumer:
                 logger.warning("consumer %s: the subscriber's answer has no %s (it offered %s); "
                                "not forwarding", self.id, mime, ", ".join(codecs))
             return False
+        self._ext_ids = dict(ext_ids)
+        self._map_extensions()
+        self.state.payload_type = payload_type
+        self.negotiated = True
+        self._activation = self.scheduler.spawn(self._activate())
+        return True
+
+    def _map_extensions(self) -> None:
+        """The producer's extension ids -> the subscriber's, for the ones forwarded."""
         ext_map = bytearray(256)
         ast_id = 0
-        for uri, ext_id in ext_ids.items():
+        for uri, ext_id in self._ext_ids.items():
             if uri in FORWARDED_EXTENSIONS and uri in self.producer.ext_ids:
                 ext_map[self.producer.ext_ids[uri]] = ext_id
                 if uri == EXT_ABS_SEND_TIME:
                     ast_id = ext_id
-        state = self.state
-        state.payload_type = payload_type
-        state.ext_map = bytes(ext_map)
-        state.abs_send_time_id = ast_id
-        self.negotiated = True
-        self._activation = self.scheduler.spawn(self._activate())
-        return True
+        self.state.ext_map = bytes(ext_map)
+        self.state.abs_send_time_id = ast_id
+
+    def repoint(self, producer: Producer) -> None:
+        """Forward ``producer`` instead, on the same stream: the subscriber keeps its
+        m-line, SSRC, sequence numbers and timestamps (they continue from the next
+        keyframe of the new producer) and renegotiates nothing. For a publisher back on
+        another node after its node died. The codec must be the same."""
+        if self.closed:
+            return
+        if producer.codec.mime_type.lower() != self.producer.codec.mime_type.lower():
+            raise ValueError(f"cannot forward {producer.codec.mime_type} on a "
+                             f"{self.producer.codec.mime_type} stream")
+        old, self.producer = self.producer, producer
+        old.remove_consumer(self)
+        producer.add_consumer(self)
+        self._map_extensions()
+        if self.state.started or not self.state.paused:
+            self.resume()  # restart the rewriting at the new stream's keyframe
 
     async def _activate(self) -> None:
         await self.transport.connected.wait()

@@ -267,6 +267,8 @@ class Participant:
         to it and report on its reception to the publisher every ``feedback_interval``."""
         if EXT_MID in producer.ext_ids:
             self.demux.mid_ext_id = producer.ext_ids[EXT_MID]
+        if producer.identity is None:
+            producer.identity = self.identity
         self.producers[producer.id] = producer
         self.demux.add(producer, ssrcs, rtx_ssrcs)
         producer.on_close.append(self._producer_closed)
@@ -441,6 +443,13 @@ class Participant:
                 out.append({"mid": transceiver.mid, "track_id": producer.id,
                             "participant_id": producer.participant_id, "kind": producer.kind})
         return out
+
+    def repoint(self, consumer: Consumer, producer: Producer) -> None:
+        """Let ``consumer`` forward ``producer`` (a successor of its producer) on the
+        same m-line: nothing to renegotiate."""
+        self.consumers.pop(consumer.producer.id, None)
+        consumer.repoint(producer)
+        self.consumers[producer.id] = consumer
 
     async def answer(self, sdp: str) -> None:
         """The subscriber's answer to our offer."""

@@ -162,6 +162,11 @@ class Producer:
         self.on_consumers_gone: Callable[[Producer], None] | None = None
         """Told when its last consumer is removed (a track imported from another node
         is then given back)."""
+        self.on_orphans: Callable[[Producer, list[Consumer]], bool] | None = None
+        """Asked, as it closes, whether someone takes over its consumers (paused, to be
+        repointed at a successor) instead of closing them."""
+        self.identity: str | None = None
+        """Whose track this is (the publisher's identity), when known."""
 
     def describe(self) -> dict[str, Any]:
         """The track as PROTOCOL.md lists it (``tracks`` in ``joined``, ``track_published``)."""
@@ -361,8 +366,14 @@ class Producer:
         if self._keyframe_timer is not None:
             self._keyframe_timer.cancel()
             self._keyframe_timer = None
-        for consumer in list(self.consumers):
-            consumer.close()
+        consumers = list(self.consumers)
+        if consumers and self.on_orphans is not None and self.on_orphans(self, consumers):
+            for consumer in consumers:  # taken over (paused) rather than closed
+                consumer.pause()
+                self.remove_consumer(consumer)
+        else:
+            for consumer in consumers:
+                consumer.close()
         if self.cache is not None:
             self.cache.clear()
         self._tell_taps("producer_closed")

@@ -33,6 +33,11 @@ def _ignore(event: RoomEvent) -> None:
     pass
 
 
+def _stream_key(producer: Producer) -> tuple:
+    """A publisher's stream, whichever producer carries it now."""
+    return (producer.identity, producer.source, producer.kind)
+
+
 class Room:
     """A room named ``name``. ``on_event(event)`` is told what happens in it; ``clock``
     and ``scheduler`` (the machine's and the running asyncio loop's by default) are
@@ -51,6 +56,10 @@ class Room:
         self.participants: dict[str, Participant] = {}
         self.producers: dict[str, Producer] = {}
         self.on_event: Callable[[RoomEvent], None] = _ignore
+        # consumers whose producer went away, waiting for a successor: by stream key
+        self.orphans: dict[tuple, tuple[list[Consumer], Cancellable]] = {}
+        # told of a stream key whose consumers wait and have no successor in this room
+        self.on_orphaned: Callable[[tuple], None] | None = None
         self.closed = False
         self._tasks: set[Cancellable] = set()
         self.speakers = SpeakerDetector(speakers)
@@ -138,19 +147,72 @@ class Room:
             self._speaker_timer = self.scheduler.call_later(self.speakers.settings.tick_s,
                                                             self._speaker_tick)
 
-    def adopt_producer(self, producer: Producer) -> Producer:
+    def adopt_producer(self, producer: Producer, *, orphan_timeout_s: float = 0.0) -> Producer:
         """Add a producer of another node (`sfu.relay.RemoteProducer`) for this room's
         participants to consume. It is announced by no event here (its origin tells the
-        room), and leaves silently when it closes."""
+        room), and leaves silently when it closes. With ``orphan_timeout_s`` its
+        consumers outlive it that long (paused, their m-lines kept) when it closes with a
+        known ``identity``: a successor track of the same publisher, source and kind
+        (`successor`) takes them over with no renegotiation."""
         self._check_open()
         self.producers[producer.id] = producer
         producer.on_close.append(self._adopted_closed)
+        if orphan_timeout_s > 0 and producer.identity is not None:
+            producer.on_orphans = lambda p, consumers: self._keep_orphans(p, consumers, orphan_timeout_s)
         return producer
 
     def _adopted_closed(self, producer: Producer) -> None:
         if self.producers.get(producer.id) is producer:
             del self.producers[producer.id]
+        if _stream_key(producer) not in self.orphans:
+            self._renegotiate_all()
+
+    def _keep_orphans(self, producer: Producer, consumers: list[Consumer], timeout_s: float) -> bool:
+        if self.closed:
+            return False
+        key = _stream_key(producer)
+        waiting, timer = self.orphans.get(key, ([], None))
+        if timer is not None:
+            timer.cancel()
+        timer = self.scheduler.call_later(timeout_s, lambda: self._orphans_expired(key))
+        self.orphans[key] = (waiting + consumers, timer)
+        logger.info("room %s: %d consumer(s) of %s wait %.0f s for its publisher to come back",
+                    self.name, len(consumers), producer.id, timeout_s)
+        # the publisher may be back already (before its old node was known dead): once
+        # the consumers have left the closing producer, look for its successor
+        self.scheduler.call_later(0, lambda: self._find_successor(key, producer))
+        return True
+
+    def _find_successor(self, key: tuple, gone: Producer) -> None:
+        if key not in self.orphans:
+            return
+        for candidate in list(self.producers.values()):
+            if candidate is not gone and not candidate.closed and _stream_key(candidate) == key:
+                self.successor(candidate)
+                return
+        if self.on_orphaned is not None:  # elsewhere, maybe (another node): ask the owner
+            self.on_orphaned(key)
+
+    def _orphans_expired(self, key: tuple) -> None:
+        consumers, _ = self.orphans.pop(key, ([], None))
+        for consumer in consumers:
+            consumer.close()
         self._renegotiate_all()
+
+    def successor(self, producer: Producer) -> list[Consumer]:
+        """``producer`` continues a stream whose consumers wait (same identity, source
+        and kind): they forward it from its next keyframe, on their own streams."""
+        consumers, timer = self.orphans.pop(_stream_key(producer), ([], None))
+        if timer is not None:
+            timer.cancel()
+        moved = []
+        for consumer in consumers:
+            participant = self.participants.get(consumer.subscriber_id)
+            if consumer.closed or participant is None or participant.closed:
+                continue
+            participant.repoint(consumer, producer)
+            moved.append(consumer)
+        return moved
 
     def _producer_closed(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
@@ -223,6 +285,9 @@ class Room:
             await self.leave(participant_id)
         for producer in list(self.producers.values()):  # adopted ones: owned by no participant
             producer.close()
+        for consumers, timer in self.orphans.values():
+            timer.cancel()
+        self.orphans.clear()
         for task in list(self._tasks):
             task.cancel()
         self._tasks.clear()

@@ -205,3 +205,34 @@ console.log("stayed"); process.exit(1);
     done = subprocess.run([node, "--experimental-websocket", "--no-warnings", str(script), a.url,
                            a.token("seller")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == b.url, done.stdout + done.stderr
+
+
+async def test_a_publisher_whose_node_dies_comes_back_on_another_with_no_renegotiation(cluster):
+    a, b = cluster["a"], cluster["b"]
+    pub = Participant(a.url, a.token("warehouse-cam"))
+    await pub.connect()
+    await pub.join()
+    viewer = Participant(b.url, b.token("seller"))
+    try:
+        published = await pub.publish(audio=False)
+        await viewer.connect()
+        await viewer.join()
+        await viewer.request("subscribe", track_ids=[published["tracks"][0]["track_id"]])
+        assert await _wait(lambda: viewer.video() and viewer.video()[0].frames > 20)
+        offers = len([e for e in viewer.all_events if e["type"] == "offer"])
+        killed_at = time.monotonic()
+        a.kill()  # node A dies with the publisher's connection
+        await pub.close(abrupt=True)
+        # the warehouse phone reconnects to the node that is left and publishes again
+        pub = Participant(b.url, b.token("warehouse-cam"))
+        await pub.connect()
+        await pub.join()
+        await pub.publish(audio=False)
+        frames = viewer.video()[0].frames
+        assert await _wait(lambda: viewer.video()[0].frames > frames + 30, timeout=30)
+        print(f"failover: media again {time.monotonic() - killed_at:.2f} s after the SIGKILL")
+        # the same m-line, the same decoder: no new offer reached the subscriber
+        assert len([e for e in viewer.all_events if e["type"] == "offer"]) == offers
+    finally:
+        await viewer.close()
+        await pub.close()

@@ -56,3 +56,56 @@ async def test_closing_the_publisher_unpublishes_and_leaves(room):
     assert [type(e) for e in room.events][-2:] == [TrackUnpublished, ParticipantLeft]
     assert track.producer.closed and not track.send(rtp(VP8_KEY, 1, 0))
     assert room.tracks() == []
+
+
+def _producer(identity: str, name: str) -> "Producer":
+    from sfu.local import NullRtcpSink
+    from sfu.producer import Producer
+
+    producer = Producer(participant_id=f"PA_{name}", kind="video", mid="0", codec=VP8, ext_ids={},
+                        transport=NullRtcpSink(), rtcp_ssrc=1, source="camera", producer_id=f"TR_{name}")
+    producer.identity = identity
+    return producer
+
+
+async def test_a_successor_takes_over_orphaned_consumers_without_renegotiation(room):
+    from sfu.local import LocalTrack
+
+    first = room.adopt_producer(_producer("warehouse-cam", "one"), orphan_timeout_s=10)
+    viewer, client = await subscribed(room, "seller", [first.id])
+    consumer = viewer.consumers[first.id]
+    offers = []
+    viewer.send_offer = lambda sdp: offers.append(sdp)  # any offer from now on is counted
+    LocalTrack(first).send(rtp(VP8_KEY, 100, 1000, ssrc=0x1))
+    LocalTrack(first).send(rtp(VP8_DELTA, 101, 4000, ssrc=0x1))
+    assert await until(lambda: len(client.by_ssrc().get(consumer.ssrc, [])) == 2)
+
+    first.close()  # its node died: the consumer waits, paused, its m-line kept
+    assert not consumer.closed and room.orphans and first.id not in room.producers
+    second = room.adopt_producer(_producer("warehouse-cam", "two"), orphan_timeout_s=10)
+    assert room.successor(second) == [consumer]
+    assert viewer.consumers == {second.id: consumer} and consumer.producer is second
+    track = LocalTrack(second)
+    track.send(rtp(VP8_DELTA, 7000, 900000, ssrc=0x2))  # not a keyframe: held back
+    track.send(rtp(VP8_KEY, 7001, 903000, ssrc=0x2))
+    track.send(rtp(VP8_DELTA, 7002, 906000, ssrc=0x2))
+    assert await until(lambda: len(client.by_ssrc().get(consumer.ssrc, [])) == 4)
+    seqs = [h[2] for h in client.by_ssrc()[consumer.ssrc]]
+    assert [(s - seqs[0]) & 0xFFFF for s in seqs] == [0, 1, 2, 3]  # one stream, no gap
+    assert offers == [] and viewer.pending_offer() is None
+    await client.t.close()
+
+
+async def test_orphans_nobody_takes_over_close_after_the_timeout(room):
+    from sfu.clock import ManualClock
+
+    first = room.adopt_producer(_producer("warehouse-cam", "one"), orphan_timeout_s=5)
+    viewer, client = await subscribed(room, "seller", [first.id])
+    consumer = viewer.consumers[first.id]
+    clock = ManualClock()
+    room.scheduler = clock  # the orphans' wait on a manual clock
+    first.close()
+    assert not consumer.closed
+    clock.advance(5)
+    assert consumer.closed and not room.orphans
+    await client.t.close()
