@@ -73,7 +73,8 @@ setup(
     # namespace packages too: signalling/web holds the browser files (data, no __init__)
     packages=find_namespace_packages(include=["sfu*", "signalling*", "plugins*", "bench*", "dockcast*"],
                                      exclude=["*.__pycache__"]),
-    package_data={"signalling.web": ["*", "**/*"], "sfu": ["*.pyx", "*.pxd", "*.pyi"]},
+    package_data={"signalling.web": ["*", "**/*"], "sfu": ["*.pyx", "*.pxd", "*.pyi"],
+                  "plugins.assistant": ["intents.json", "intents.npz"]},
     include_package_data=True,
     ext_modules=extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
@@ -84,6 +85,8 @@ setup(
         "dockcast.plugins": [
             "shipments = plugins.shipments:ShipmentsPlugin",
             "webhooks = plugins.webhooks:WebhooksPlugin",
+            "inspection = plugins.inspection:InspectionPlugin",
+            "assistant = plugins.assistant:AssistantPlugin",
         ],
     },
 )

@@ -7,6 +7,8 @@
   written off the packet path, ``recording.json``, crash recovery), ``plugins.audit``
   (RFC 6962 log, Ed25519 checkpoints, the offline verifier) and ``plugins.playback``
   (export by remuxing, a recording played back into a room).
+- ``plugins.assistant:AssistantPlugin``: answers ``assistant.ask`` room messages about
+  the room's shipment in Chinese or English, every fact from the shipment's record.
 
 Plugins see the node only through `signalling.hooks.PluginContext` and the typed events
 of `signalling.events`, and use only the public names of ``sfu`` and ``signalling``.
