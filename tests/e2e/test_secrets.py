@@ -3,12 +3,18 @@ longest token lifetime, and no secret in any line a node logs in its life."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from signalling.client import DockcastClient, ServerError
 from signalling.tokens import mint_token
 
 from .conftest import API_KEY, API_SECRET
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from redis_server import RedisServer  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -50,14 +56,19 @@ HOOK_SECRET = "whsec-inline-R4t8y1u3i5o7p9"
 ROTATED_SECRET = "rotated-secret-" + "r" * 32
 
 
-async def test_no_secret_in_any_log_line_of_a_nodes_life(node_factory, tmp_path):
+async def test_no_secret_in_any_log_line_of_a_nodes_life(node_factory, tmp_path, request):
     config = tmp_path / "node.toml"
     config.write_text(
         "[[plugins.webhooks.endpoints]]\n"
         f'url = "http://{HOOK_USER}:{HOOK_PASSWORD}@127.0.0.1:1/hook?token={HOOK_TOKEN}&x=1"\n'
         f'secret = "{HOOK_SECRET}"\n')  # port 1 on 127.0.0.1: closed, every attempt fails
+    # a real Redis that asks for its password: the node uses it (cluster mode) and logs
+    # about it, never the password
+    redis = RedisServer(tmp_path / "redis", "--requirepass", REDIS_PASSWORD)
+    redis.start()
+    request.addfinalizer(redis.stop)
     node = node_factory.start(args=(
-        "--config", str(config), "--redis", f"redis://:{REDIS_PASSWORD}@127.0.0.1:6399/0",
+        "--config", str(config), "--redis", f"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis.port}/0",
         "--api-keys", f"rotated:{ROTATED_SECRET}", "--log-level", "debug"))
     token = node.token("alice", grants=("publish", "subscribe", "message"))
     rotated = mint_token("rotated", ROTATED_SECRET, "bob", room="dock-1", grants=["message"])
