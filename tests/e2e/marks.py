@@ -137,3 +137,30 @@ def pair_offsets(video: list[float], audio: list[float], tolerance: float = 0.5)
         if nearest is not None and abs(nearest - v) <= tolerance:
             offsets.append(v - nearest)
     return offsets
+
+
+def write_capture_files(directory, seconds: int = 4, fps: int = 30, width: int = 320,
+                        height: int = 240) -> tuple[str, str]:
+    """A Y4M video and a WAV audio file with the same marks (a white frame, a beep) for
+    Chromium's fake capture (``--use-file-for-fake-video-capture`` and
+    ``--use-file-for-fake-audio-capture``), which loops both from the capture's start."""
+    import pathlib
+    import wave
+
+    directory = pathlib.Path(directory)
+    video, audio = directory / "marks.y4m", directory / "marks.wav"
+    with open(video, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        chroma = bytes([128]) * (width * height // 2)
+        for i in range(seconds * fps):
+            luma = 235 if _is_mark(i / fps, 1.0 / fps) else 16
+            out.write(b"FRAME\n" + bytes([luma]) * (width * height) + chroma)
+    t = numpy.arange(seconds * AUDIO_RATE) / AUDIO_RATE
+    beeping = numpy.array([_is_mark(x, BEEP_S) for x in t])
+    samples = (numpy.sin(2 * numpy.pi * 1000 * t) * 16000 * beeping).astype("<i2")
+    with wave.open(str(audio), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(AUDIO_RATE)
+        out.writeframes(samples.tobytes())
+    return str(video), str(audio)
