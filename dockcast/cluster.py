@@ -233,12 +233,6 @@ class Cluster:
         if isinstance(event, TrackPublished):
             identity = self._identity_of(event.room, event.track.get("participant_id"))
             body["identity"] = identity
-            media = self.node.rooms.media.get(event.room)
-            key = (identity, event.track.get("source"), event.track.get("kind"))
-            if media is not None and key in media.orphans:  # back here, where it was watched
-                producer = media.producers.get(event.track["track_id"])
-                if producer is not None:
-                    media.successor(producer)
             self._spawn(self.directory.publish(event.room, event.track["track_id"], self.node_id,
                                                {**event.track, "identity": identity}))
         self._publish(event.room, body)
@@ -302,13 +296,9 @@ class Cluster:
         media = self.node.rooms.media.get(room)
         if media is None or (identity, track.get("source"), track.get("kind")) not in media.orphans:
             return
-        await self.import_tracks(media, [track["track_id"]])
-        producer = media.producers.get(track["track_id"])
-        if producer is not None:
-            moved = media.successor(producer)
-            logger.info("cluster: %d consumer(s) of %s's %s moved to its new track %s",
-                        len(moved), identity, track.get("kind"), track["track_id"],
-                        extra={"room": room})
+        await self.import_tracks(media, [track["track_id"]])  # adopted: the waiting take it
+        logger.info("cluster: %s's %s is back as %s; its consumers here moved to it", identity,
+                    track.get("kind"), track["track_id"], extra={"room": room})
 
     def _deliver_event(self, room: str, wire: dict) -> None:
         for member in self.node.membership.members(room):

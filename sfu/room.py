@@ -143,6 +143,12 @@ class Room:
         self.producers[producer.id] = producer
         producer.on_close.append(self._producer_closed)
         self._emit(TrackPublished(self.name, producer))
+        self._continue_orphans(producer)
+
+    def _continue_orphans(self, producer: Producer) -> None:
+        """A new producer continues a stream whose consumers wait: they take it."""
+        if self.orphans and _stream_key(producer) in self.orphans:
+            self.successor(producer)
         if producer.audio_level is not None and self._speaker_timer is None:
             self._speaker_timer = self.scheduler.call_later(self.speakers.settings.tick_s,
                                                             self._speaker_tick)
@@ -159,6 +165,7 @@ class Room:
         producer.on_close.append(self._adopted_closed)
         if orphan_timeout_s > 0 and producer.identity is not None:
             producer.on_orphans = lambda p, consumers: self._keep_orphans(p, consumers, orphan_timeout_s)
+        self._continue_orphans(producer)
         return producer
 
     def _adopted_closed(self, producer: Producer) -> None:
@@ -212,6 +219,9 @@ class Room:
                 continue
             participant.repoint(consumer, producer)
             moved.append(consumer)
+        if moved:
+            logger.info("room %s: %d consumer(s) continue on %s (no renegotiation)", self.name,
+                        len(moved), producer.id)
         return moved
 
     def _producer_closed(self, producer: Producer) -> None:

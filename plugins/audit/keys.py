@@ -20,6 +20,7 @@ from .verify import AuditError, InvalidPublicKey, parse_public_key
 
 __all__ = [
     "KEY_FILE",
+    "write_private",
     "KeyFileError",
     "InvalidPublicKey",
     "key_path",
@@ -81,19 +82,27 @@ def _create(path: Path) -> None:
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption())
-    # Written whole under a temporary name, then linked into place: a crash never leaves
-    # a half-written key, and of two processes starting at once, one key wins for both.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    write_private(path, pem)
+
+
+def write_private(path: Path, data: bytes, *, replace: bool = False) -> None:
+    """Write ``data`` (a key) whole under a temporary name, mode 0600, then put it in
+    place: a crash never leaves half a key. ``replace=False``: of two processes making
+    one at once, the first one's stays (the file is linked, never overwritten)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(pem)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
     finally:
         tmp.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)

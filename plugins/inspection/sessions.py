@@ -95,6 +95,8 @@ class AuditSessions:
     def _recover(self, directory: pathlib.Path, entries: Any) -> Checkpoint | None:
         """Close a session left open (worker thread); its last checkpoint, or ``None``
         when it was closed already."""
+        if not entries and _closed_cleanly(directory):
+            return None  # the common case, checked without reading the whole log
         audit = AuditLog.open(directory, self.signer, self.clock(), tsa=self.tsa)
         try:
             if audit.closed:
@@ -204,6 +206,26 @@ class AuditSessions:
                     await self.checkpoint(session)
                 except Exception:  # noqa: BLE001 - try again at the next tick
                     log.exception("checkpoint of audit session %s failed", session.session_id)
+
+
+def _closed_cleanly(directory: pathlib.Path) -> bool:
+    """Whether the session's last entry is ``session_closed`` (read from the file's end)."""
+    path = directory / "entries.jsonl"
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 4096))
+            tail = f.read()
+    except OSError:
+        return False
+    if not tail.endswith(b"\n"):
+        return False  # a torn last line: the log must look at it
+    last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    try:
+        return json.loads(last).get("type") == "session_closed"
+    except ValueError:
+        return False
 
 
 def _is_session_id(value: str) -> bool:

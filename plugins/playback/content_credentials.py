@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from plugins.audit import Checkpoint, InvalidCheckpoint
+from plugins.audit.keys import write_private
 from plugins.recorder import Manifest
 
 from .errors import ExportError
@@ -200,27 +201,6 @@ def _make(now: float) -> bytes:
             + ca.public_bytes(serialization.Encoding.PEM))
 
 
-def _write_private(path: pathlib.Path, data: bytes, *, replace: bool) -> None:
-    """Write ``data`` whole under a temporary name (mode 0600) and put it in place: a
-    crash never leaves half a key; of two processes making one at once, one wins."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _private(path: pathlib.Path, mode: int) -> None:
     st = path.stat()
     if st.st_mode & 0o077:
@@ -245,18 +225,18 @@ def node_credentials(data_dir: str | os.PathLike, *, now: float | None = None) -
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     _private(path.parent, 0o700)
     if not path.exists():
-        _write_private(path, _make(now), replace=False)
+        write_private(path, _make(now), replace=False)
     _private(path, 0o600)
     pem = path.read_bytes()
     if _expired(pem, now):
-        _write_private(path, _make(now), replace=True)
+        write_private(path, _make(now), replace=True)
         pem = path.read_bytes()
     credentials = _parse(pem, pem, str(path), now)
     # The CA certificate alone, for readers' trust lists: the last one of the chain.
     ca_pem = x509.load_pem_x509_certificates(pem)[-1].public_bytes(serialization.Encoding.PEM)
     ca_path = path.parent / CA_FILE.name
     if not ca_path.exists() or ca_path.read_bytes() != ca_pem:
-        _write_private(ca_path, ca_pem, replace=True)
+        write_private(ca_path, ca_pem, replace=True)
     return credentials
 
 

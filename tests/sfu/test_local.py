@@ -82,9 +82,10 @@ async def test_a_successor_takes_over_orphaned_consumers_without_renegotiation(r
 
     first.close()  # its node died: the consumer waits, paused, its m-line kept
     assert not consumer.closed and room.orphans and first.id not in room.producers
+    # the same publisher's stream again (its new node's track): the consumer takes it
     second = room.adopt_producer(_producer("warehouse-cam", "two"), orphan_timeout_s=10)
-    assert room.successor(second) == [consumer]
     assert viewer.consumers == {second.id: consumer} and consumer.producer is second
+    assert not room.orphans
     track = LocalTrack(second)
     track.send(rtp(VP8_DELTA, 7000, 900000, ssrc=0x2))  # not a keyframe: held back
     track.send(rtp(VP8_KEY, 7001, 903000, ssrc=0x2))
@@ -108,4 +109,17 @@ async def test_orphans_nobody_takes_over_close_after_the_timeout(room):
     assert not consumer.closed
     clock.advance(5)
     assert consumer.closed and not room.orphans
+    await client.t.close()
+
+
+async def test_orphans_take_the_publishers_new_track_published_here(room):
+    first = room.adopt_producer(_producer("warehouse-cam", "one"), orphan_timeout_s=10)
+    viewer, client = await subscribed(room, "seller", [first.id])
+    consumer = viewer.consumers[first.id]
+    first.close()
+    assert room.orphans
+    # the phone comes back to this very node and publishes again
+    track = LocalPublisher(room, "warehouse-cam").publish("video", VP8, source="camera")
+    assert consumer.producer is track.producer and viewer.consumers == {track.id: consumer}
+    assert not room.orphans
     await client.t.close()
