@@ -3,7 +3,7 @@ a real node: an aiortc publisher (a parcel moving along a belt, and beeps), a se
 who writes, shipment events and a verdict. The page must play the export (time
 advancing, a picture of the publisher's size), list the audit timeline (the joins, the
 verdict, signed checkpoints) and seek the video to an entry when it is clicked.
-Screenshots of the desktop and phone layouts go to ``docs/screenshots/``.
+Screenshots of the desktop and phone layouts (into ``docs/screenshots/`` with DOCKCAST_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
