@@ -19,6 +19,7 @@ import pytest
 from signalling.client import DockcastClient
 
 from .peer import Participant
+from .waiting import wait_until as _wait
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from redis_server import RedisServer  # noqa: E402
@@ -32,13 +33,6 @@ def _free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-async def _wait(predicate, timeout=20.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(step)
-    return predicate()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ into it with ``page.evaluate`` and keep the page's state in ``window.t``.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -67,6 +68,7 @@ class CuttableProxy:
         self.transports: list = []
         self.server = None
         self.port = 0
+        self.down_until = 0.0  # while the network is "down", new connections are dropped
 
     async def start(self) -> CuttableProxy:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
@@ -74,6 +76,9 @@ class CuttableProxy:
         return self
 
     async def _relay(self, reader, writer) -> None:
+        if time.monotonic() < self.down_until:
+            writer.transport.abort()
+            return
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         self.transports += [writer.transport, up_writer.transport]
 
@@ -89,7 +94,9 @@ class CuttableProxy:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
-    def cut(self) -> None:
+    def cut(self, down_for: float = 0.0) -> None:
+        """Drop every connection now, and refuse new ones for ``down_for`` seconds."""
+        self.down_until = time.monotonic() + down_for
         for transport in self.transports:
             transport.abort()
         self.transports.clear()
@@ -212,6 +219,65 @@ async def test_a_network_blip_leaves_the_peer_connections_decoding(node, browser
         assert await page.evaluate("window.t.client.sub === window.t.first")
         assert await page.evaluate("window.t.restored.length") == 0
         await frames_rising(page, "window.t.first", before + 30, timeout=10)
+    finally:
+        await sender.close()
+        await page.close()
+        await proxy.close()
+        await aio.close()
+
+
+
+class LoopbackUdpCut:
+    """Every UDP datagram on loopback dropped (nftables, a table of its own): the page's
+    and the node's peer connections lose their path as a phone's Wi-Fi would."""
+
+    TABLE = "dockcast_test_cut"
+
+    def __enter__(self) -> LoopbackUdpCut:
+        import subprocess
+
+        rules = (f"table inet {self.TABLE} {{\n  chain output {{\n"
+                 "    type filter hook output priority 0;\n"
+                 '    oif "lo" meta l4proto udp drop\n  }\n}\n')
+        subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import subprocess
+
+        subprocess.run(["nft", "delete", "table", "inet", self.TABLE], check=False)
+
+
+async def test_a_page_whose_network_is_cut_for_ten_seconds_comes_back_by_itself(node, browser):  # noqa: F811
+    import shutil
+
+    if shutil.which("nft") is None:
+        pytest.fail("nft is not installed: `make test` installs it (scripts/system-deps.sh)")
+    room = "dock-js-5"
+    aio = Participant(node.url, node.token("dock-cam", room=room))
+    await aio.connect()
+    await aio.join(room)
+    await aio.publish()
+    proxy = await CuttableProxy(node.port).start()
+    page = await open_page(browser, node, "phone", room, url=f"ws://127.0.0.1:{proxy.port}/ws")
+    sender = await DockcastClient.connect(node.url, node.token("wms", room=room))
+    try:
+        await sender.join(room)
+        before = await frames_rising(page, "window.t.client.sub", 10)
+        participant = await page.evaluate("window.t.client.participantId")
+        seqs = [(await sender.send("status", {"i": i}))["seq"] for i in range(5)]
+        with LoopbackUdpCut():  # media and signalling both gone for ten seconds
+            proxy.cut(down_for=10)
+            seqs += [(await sender.send("status", {"i": i}))["seq"] for i in range(5, 10)]
+            await asyncio.sleep(10)
+        # back: the page reconnects by itself, to the same room, and misses no message
+        await wait_for(page, "window.t.states.at(-1) === 'connected' && window.t.states.includes('reconnecting')", 30)
+        await wait_for(page, "window.t.seqs.length >= 10", 30)
+        assert await page.evaluate("window.t.seqs") == seqs
+        assert await page.evaluate("window.t.client.room") == room
+        # within the node's grace: the same participant, and media flows again
+        assert await page.evaluate("window.t.client.participantId") == participant
+        await frames_rising(page, "window.t.client.sub", before + 30, timeout=30)
     finally:
         await sender.close()
         await page.close()

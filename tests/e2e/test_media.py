@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from .peer import VIDEO_CLOCK, Participant, ProtocolError
+from .waiting import wait_until as _wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -31,13 +31,6 @@ async def _subscriber(node, identity, track_ids):
     return sub
 
 
-async def _wait(predicate, timeout=15.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(step)
-    return predicate()
 
 
 @pytest.mark.twin  # run again with DOCKCAST_PUREPYTHON=1: the node forwards with the twins

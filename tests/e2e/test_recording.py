@@ -14,25 +14,18 @@ import json
 import pathlib
 import subprocess
 import sys
-import time
 
 import pytest
 
 from .marks import BeepAudioTrack, FlashVideoTrack, MarkClock, beeps, flashes, pair_offsets
 from .peer import Participant, ProtocolError
+from .waiting import wait_until as _wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-async def _wait(predicate, timeout=20.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(step)
-    return predicate()
 
 
 def _dockcast(*args: str) -> subprocess.CompletedProcess:
