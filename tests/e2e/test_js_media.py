@@ -7,6 +7,7 @@ into it with ``page.evaluate`` and keep the page's state in ``window.t``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -193,8 +194,10 @@ async def test_a_websocket_cut_reconnects_by_itself_with_no_message_lost(node, b
         await aio.close()
 
 
-async def test_a_network_blip_leaves_the_peer_connections_decoding(node, browser):  # noqa: F811
-    room = "dock-js-4"
+@contextlib.asynccontextmanager
+async def relayed_page(node, browser, room):  # noqa: F811
+    """An aiortc publisher in ``room``, a page whose signalling goes through a
+    `CuttableProxy`, and a Python client joined to send room messages."""
     aio = Participant(node.url, node.token("dock-cam", room=room))
     await aio.connect()
     await aio.join(room)
@@ -204,6 +207,16 @@ async def test_a_network_blip_leaves_the_peer_connections_decoding(node, browser
     sender = await DockcastClient.connect(node.url, node.token("wms", room=room))
     try:
         await sender.join(room)
+        yield page, proxy, sender
+    finally:
+        await sender.close()
+        await page.close()
+        await proxy.close()
+        await aio.close()
+
+
+async def test_a_network_blip_leaves_the_peer_connections_decoding(node, browser):  # noqa: F811
+    async with relayed_page(node, browser, "dock-js-4") as (page, proxy, sender):
         before = await frames_rising(page, "window.t.client.sub", 10)
         await page.evaluate("window.t.first = window.t.client.sub")
         participant = await page.evaluate("window.t.client.participantId")
@@ -219,12 +232,6 @@ async def test_a_network_blip_leaves_the_peer_connections_decoding(node, browser
         assert await page.evaluate("window.t.client.sub === window.t.first")
         assert await page.evaluate("window.t.restored.length") == 0
         await frames_rising(page, "window.t.first", before + 30, timeout=10)
-    finally:
-        await sender.close()
-        await page.close()
-        await proxy.close()
-        await aio.close()
-
 
 
 class LoopbackUdpCut:
@@ -254,15 +261,7 @@ async def test_a_page_whose_network_is_cut_for_ten_seconds_comes_back_by_itself(
     if shutil.which("nft") is None:
         pytest.fail("nft is not installed: `make test` installs it (scripts/system-deps.sh)")
     room = "dock-js-5"
-    aio = Participant(node.url, node.token("dock-cam", room=room))
-    await aio.connect()
-    await aio.join(room)
-    await aio.publish()
-    proxy = await CuttableProxy(node.port).start()
-    page = await open_page(browser, node, "phone", room, url=f"ws://127.0.0.1:{proxy.port}/ws")
-    sender = await DockcastClient.connect(node.url, node.token("wms", room=room))
-    try:
-        await sender.join(room)
+    async with relayed_page(node, browser, room) as (page, proxy, sender):
         before = await frames_rising(page, "window.t.client.sub", 10)
         participant = await page.evaluate("window.t.client.participantId")
         seqs = [(await sender.send("status", {"i": i}))["seq"] for i in range(5)]
@@ -278,8 +277,3 @@ async def test_a_page_whose_network_is_cut_for_ten_seconds_comes_back_by_itself(
         # within the node's grace: the same participant, and media flows again
         assert await page.evaluate("window.t.client.participantId") == participant
         await frames_rising(page, "window.t.client.sub", before + 30, timeout=30)
-    finally:
-        await sender.close()
-        await page.close()
-        await proxy.close()
-        await aio.close()
