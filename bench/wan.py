@@ -26,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import random
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-__all__ = ["WanProfile", "WanLink", "LinkStats", "UdpRelay", "TcpDelayProxy", "rewrite_candidates",
-           "sdp_candidate_address"]
+__all__ = ["WanProfile", "WanLink", "LinkStats", "DuplexLink", "UdpRelay", "UdpProxy", "TcpDelayProxy",
+           "rewrite_candidates", "sdp_candidate_address"]
 
 
 @dataclass(frozen=True)
@@ -193,70 +195,33 @@ def sdp_candidate_address(sdp: str) -> tuple[str, int] | None:
     return None
 
 
-class _Side(asyncio.DatagramProtocol):
-    def __init__(self, relay: UdpRelay, inbound: bool) -> None:
-        self.relay = relay
-        self.inbound = inbound  # datagrams from the server
-        self.transport: asyncio.DatagramTransport | None = None
+class DuplexLink:
+    """Both directions of one emulated path, pumped on the running loop.
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        self.relay._received(data, addr, self.inbound)
-
-
-class UdpRelay:
-    """A per-peer-connection UDP relay on ``host`` through two :class:`WanLink`\\ s.
-
-    ``client_port``: what the client is shown as the server's address;
-    ``server_port``: what the server is shown as the client's. Call
-    :meth:`set_server` with the server's address once it is known (from its SDP).
+    ``send_up`` / ``send_down`` put a datagram on the wire once its link releases it
+    (toward the server / toward the client). One timer at a time, armed for the earliest
+    datagram due in either direction. Used by `UdpRelay` and by each client of `UdpProxy`.
     """
 
-    def __init__(self, up: WanProfile, down: WanProfile | None = None, *,
-                 host: str = "127.0.0.1", seed: int | None = None) -> None:
-        rng = random.Random(seed)
-        self.host = host
+    def __init__(self, up: WanProfile, down: WanProfile, rng: random.Random,
+                 send_up: Callable[[bytes], None], send_down: Callable[[bytes], None]) -> None:
         self.up = WanLink(up, random.Random(rng.random()))
-        self.down = WanLink(down or up, random.Random(rng.random()))
-        self.server_addr: tuple | None = None
-        self.client_addr: tuple | None = None
-        self._client_side: _Side | None = None
-        self._server_side: _Side | None = None
+        self.down = WanLink(down, random.Random(rng.random()))
+        self.send_up = send_up
+        self.send_down = send_down
+        self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
 
-    async def start(self) -> UdpRelay:
-        loop = self._loop = asyncio.get_running_loop()
-        _, self._client_side = await loop.create_datagram_endpoint(
-            lambda: _Side(self, inbound=False), local_addr=(self.host, 0))
-        _, self._server_side = await loop.create_datagram_endpoint(
-            lambda: _Side(self, inbound=True), local_addr=(self.host, 0))
-        return self
-
-    @property
-    def client_port(self) -> int:
-        return self._client_side.transport.get_extra_info("sockname")[1]
-
-    @property
-    def server_port(self) -> int:
-        return self._server_side.transport.get_extra_info("sockname")[1]
-
-    def set_server(self, addr: tuple) -> None:
-        self.server_addr = (addr[0], int(addr[1]))
-
-    def _received(self, data: bytes, addr: tuple, inbound: bool) -> None:
+    def from_client(self, data: bytes) -> None:
         now = self._loop.time()
-        if inbound:
-            if addr != self.server_addr:
-                return  # only the server this relay stands for
-            self.down.receive(data, now)
-        else:
-            self.client_addr = addr
-            self.up.receive(data, now)
+        self.up.receive(data, now)
+        self._arm(now)
+
+    def from_server(self, data: bytes) -> None:
+        now = self._loop.time()
+        self.down.receive(data, now)
         self._arm(now)
 
     def _arm(self, now: float) -> None:
@@ -274,14 +239,10 @@ class UdpRelay:
     def _fire(self) -> None:
         self._timer = self._timer_at = None
         now = self._loop.time()
-        if self.server_addr is not None:
-            send = self._server_side.transport.sendto
-            for data in self.up.datagrams_to_send(now):
-                send(data, self.server_addr)
-        if self.client_addr is not None:
-            send = self._client_side.transport.sendto
-            for data in self.down.datagrams_to_send(now):
-                send(data, self.client_addr)
+        for data in self.up.datagrams_to_send(now):
+            self.send_up(data)
+        for data in self.down.datagrams_to_send(now):
+            self.send_down(data)
         self._arm(now)
 
     def stats(self) -> dict[str, dict[str, int]]:
@@ -291,9 +252,216 @@ class UdpRelay:
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    """A UDP socket whose datagrams go to ``on_datagram(data, addr)``."""
+
+    def __init__(self, on_datagram: Callable[[bytes, tuple], None]) -> None:
+        self.on_datagram = on_datagram
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.on_datagram(data, addr)
+
+
+async def _udp_socket(host: str, port: int, on_datagram: Callable[[bytes, tuple], None]) -> _Datagrams:
+    loop = asyncio.get_running_loop()
+    _, side = await loop.create_datagram_endpoint(lambda: _Datagrams(on_datagram),
+                                                  local_addr=(host, port))
+    return side
+
+
+class UdpRelay:
+    """A per-peer-connection UDP relay on ``host`` through two :class:`WanLink`\\ s.
+
+    ``client_port``: what the client is shown as the server's address;
+    ``server_port``: what the server is shown as the client's. Call
+    :meth:`set_server` with the server's address once it is known (from its SDP).
+    """
+
+    def __init__(self, up: WanProfile, down: WanProfile | None = None, *,
+                 host: str = "127.0.0.1", seed: int | None = None) -> None:
+        self.host = host
+        self._profiles = (up, down or up)
+        self._seed = seed
+        self.server_addr: tuple | None = None
+        self.client_addr: tuple | None = None
+        self._client_side: _Datagrams | None = None
+        self._server_side: _Datagrams | None = None
+        self.link: DuplexLink | None = None
+        self.closed = False
+
+    async def start(self) -> UdpRelay:
+        self.link = DuplexLink(*self._profiles, random.Random(self._seed),
+                               self._to_server, self._to_client)
+        self._client_side = await _udp_socket(self.host, 0, self._from_client)
+        self._server_side = await _udp_socket(self.host, 0, self._from_server)
+        return self
+
+    @property
+    def up(self) -> WanLink:
+        return self.link.up
+
+    @property
+    def down(self) -> WanLink:
+        return self.link.down
+
+    @property
+    def client_port(self) -> int:
+        return self._client_side.transport.get_extra_info("sockname")[1]
+
+    @property
+    def server_port(self) -> int:
+        return self._server_side.transport.get_extra_info("sockname")[1]
+
+    def set_server(self, addr: tuple) -> None:
+        self.server_addr = (addr[0], int(addr[1]))
+
+    def _from_client(self, data: bytes, addr: tuple) -> None:
+        self.client_addr = addr
+        self.link.from_client(data)
+
+    def _from_server(self, data: bytes, addr: tuple) -> None:
+        if addr == self.server_addr:  # only the server this relay stands for
+            self.link.from_server(data)
+
+    def _to_server(self, data: bytes) -> None:
+        if self.server_addr is not None:
+            self._server_side.transport.sendto(data, self.server_addr)
+
+    def _to_client(self, data: bytes) -> None:
+        if self.client_addr is not None:
+            self._client_side.transport.sendto(data, self.client_addr)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return self.link.stats()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.link is not None:
+            self.link.close()
         for side in (self._client_side, self._server_side):
             if side is not None and side.transport is not None:
                 side.transport.close()
+
+
+class UdpProxy:
+    """A standing UDP relay in front of one server, for any number of clients.
+
+    Unlike `UdpRelay` (one peer connection whose addresses are rewritten in its SDP),
+    this one stands at a fixed address that the clients are given as the server's:
+    ``host``:``port`` (``port`` 0: any free one). Each client address gets its own upstream socket (the
+    server sees one distinct address per client, as behind a NAT) and its own
+    `DuplexLink`; a client silent for ``idle_s`` is forgotten. Used between cluster
+    nodes: a node advertises its proxy as its trunk address (``--trunk-address``).
+    """
+
+    def __init__(self, target: tuple[str, int], up: WanProfile, down: WanProfile | None = None, *,
+                 host: str = "127.0.0.1", port: int = 0, seed: int | None = None,
+                 idle_s: float = 60.0) -> None:
+        self.target = (target[0], int(target[1]))
+        self.host, self._port = host, port
+        self._profiles = (up, down or up)
+        self._rng = random.Random(seed)
+        self.idle_s = idle_s
+        self._listen: _Datagrams | None = None
+        self._clients: dict[tuple, tuple[DuplexLink, socket.socket, list[float]]] = {}
+        self._retired = {"up": LinkStats(), "down": LinkStats()}
+        self._sweeper: asyncio.Task | None = None
+
+    async def start(self) -> UdpProxy:
+        self._listen = await _udp_socket(self.host, self._port, self._from_client)
+        self._sweeper = asyncio.ensure_future(self._sweep())
+        return self
+
+    @property
+    def port(self) -> int:
+        return self._listen.transport.get_extra_info("sockname")[1]
+
+    @property
+    def clients(self) -> int:
+        return len(self._clients)
+
+    def _from_client(self, data: bytes, addr: tuple) -> None:
+        entry = self._clients.get(addr)
+        if entry is None:
+            entry = self._clients[addr] = self._open(addr)
+        link, _, seen = entry
+        seen[0] = asyncio.get_running_loop().time()
+        link.from_client(data)
+
+    def _open(self, addr: tuple) -> tuple[DuplexLink, socket.socket, list[float]]:
+        """A client's own upstream socket (plain, non-blocking: ready at once, so its
+        first datagram is not held back) and its link."""
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET,
+                             socket.SOCK_DGRAM)
+        sock.bind((self.host, 0))
+        sock.setblocking(False)
+
+        def to_server(data: bytes) -> None:
+            try:
+                sock.sendto(data, self.target)
+            except OSError:
+                pass  # a full buffer or a server that is gone: the datagram is lost, as on a WAN
+
+        link = DuplexLink(*self._profiles, random.Random(self._rng.random()), to_server,
+                          lambda data: self._listen.transport.sendto(data, addr))
+
+        def readable() -> None:
+            while True:
+                try:
+                    data, source = sock.recvfrom(65536)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    return  # e.g. ICMP port unreachable reported on the next read
+                if source[:2] == self.target:
+                    link.from_server(data)
+
+        loop.add_reader(sock.fileno(), readable)
+        return link, sock, [loop.time()]
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(5.0, self.idle_s / 2))
+            now = loop.time()
+            for addr, (_, _, seen) in list(self._clients.items()):
+                if now - seen[0] > self.idle_s:
+                    self._forget(addr)
+
+    def _forget(self, addr: tuple) -> None:
+        link, sock, _ = self._clients.pop(addr)
+        for name, one in (("up", link.up), ("down", link.down)):
+            for key, value in one.stats.as_dict().items():
+                setattr(self._retired[name], key, getattr(self._retired[name], key) + value)
+        link.close()
+        asyncio.get_running_loop().remove_reader(sock.fileno())
+        sock.close()
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Datagrams offered, delivered and dropped each way, over every client so far."""
+        out = {}
+        for name in ("up", "down"):
+            total = dict(self._retired[name].as_dict())
+            for link, _, _ in self._clients.values():
+                for key, value in getattr(link, name).stats.as_dict().items():
+                    total[key] += value
+            out[name] = total
+        return out
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for addr in list(self._clients):
+            self._forget(addr)
+        if self._listen is not None and self._listen.transport is not None:
+            self._listen.transport.close()
 
 
 class TcpDelayProxy:

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from bench.wan import (TcpDelayProxy, UdpRelay, WanLink, WanProfile, rewrite_candidates,
+from bench.wan import (TcpDelayProxy, UdpProxy, UdpRelay, WanLink, WanProfile, rewrite_candidates,
                        sdp_candidate_address)
+from bench.wanrelay import parse_address
 
 
 def test_profile_parse():
@@ -144,6 +145,102 @@ async def test_udp_relay_ignores_strangers_on_the_server_side():
     finally:
         relay.close()
         stranger.close()
+
+
+class _Recorder(asyncio.DatagramProtocol):
+    """A server that answers each datagram with the address it came from."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.seen = []
+
+    def datagram_received(self, data, addr):
+        self.seen.append(addr)
+        self.transport.sendto(data + b"|" + repr(addr).encode(), addr)
+
+
+async def test_udp_proxy_serves_many_clients_each_through_its_own_link():
+    loop = asyncio.get_running_loop()
+    server, recorder = await loop.create_datagram_endpoint(_Recorder, local_addr=("127.0.0.1", 0))
+    proxy = await UdpProxy(server.get_extra_info("sockname"), WanProfile(delay_ms=20), seed=3).start()
+    clients = [await loop.create_datagram_endpoint(_Client, local_addr=("127.0.0.1", 0))
+               for _ in range(3)]
+    try:
+        t0 = time.monotonic()
+        for i, (transport, _) in enumerate(clients):
+            transport.sendto(b"hello-%d" % i, ("127.0.0.1", proxy.port))
+        answers = [await asyncio.wait_for(proto.got.get(), 2) for _, proto in clients]
+        # each client gets its own answer back, after the delay both ways
+        for i, (data, at) in enumerate(answers):
+            assert data.startswith(b"hello-%d|" % i)
+            assert at - t0 >= 0.038
+        # the server saw three distinct sources, none of them a client's own address
+        client_addrs = {t.get_extra_info("sockname") for t, _ in clients}
+        assert len(set(recorder.seen)) == 3 and not set(recorder.seen) & client_addrs
+        assert proxy.clients == 3
+        assert proxy.stats()["up"]["delivered"] == 3 and proxy.stats()["down"]["delivered"] == 3
+    finally:
+        proxy.close()
+        for transport, _ in clients:
+            transport.close()
+        server.close()
+
+
+async def test_udp_proxy_drops_what_its_profile_loses():
+    loop = asyncio.get_running_loop()
+    server, recorder = await loop.create_datagram_endpoint(_Recorder, local_addr=("127.0.0.1", 0))
+    proxy = await UdpProxy(server.get_extra_info("sockname"), WanProfile(loss_pct=100), seed=3).start()
+    client, proto = await loop.create_datagram_endpoint(_Client, local_addr=("127.0.0.1", 0))
+    try:
+        for _ in range(20):
+            client.sendto(b"x", ("127.0.0.1", proxy.port))
+        await asyncio.sleep(0.1)
+        assert recorder.seen == [] and proto.got.empty()
+        assert proxy.stats()["up"] == {"received": 20, "delivered": 0, "dropped_loss": 20,
+                                       "dropped_queue": 0}
+    finally:
+        proxy.close()
+        client.close()
+        server.close()
+
+
+async def test_wanrelay_process_relays_and_writes_its_counts(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    loop = asyncio.get_running_loop()
+    server, recorder = await loop.create_datagram_endpoint(_Recorder, local_addr=("127.0.0.1", 0))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    target = server.get_extra_info("sockname")
+    stats = tmp_path / "relay.json"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.wanrelay", "--listen", f"127.0.0.1:{port}",
+                             "--target", f"{target[0]}:{target[1]}", "--wan", "5,0,0",
+                             "--stats", str(stats)], stdout=subprocess.PIPE, text=True)
+    client, proto = await loop.create_datagram_endpoint(_Client, local_addr=("127.0.0.1", 0))
+    try:
+        assert "wanrelay:" in await asyncio.to_thread(proc.stdout.readline)
+        client.sendto(b"through", ("127.0.0.1", port))
+        data, _ = await asyncio.wait_for(proto.got.get(), 5)
+        assert data.startswith(b"through|")
+    finally:
+        proc.terminate()
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+        client.close()
+        server.close()
+    counts = json.loads(stats.read_text())
+    assert counts["up"]["delivered"] == 1 and counts["down"]["delivered"] == 1
+
+
+def test_wanrelay_addresses():
+    assert parse_address("127.0.0.1:9001") == ("127.0.0.1", 9001)
+    assert parse_address("[::1]:9001") == ("::1", 9001)
+    for bad in ("127.0.0.1", ":80", "host:port", "h:70000", ""):
+        with pytest.raises(ValueError, match="HOST:PORT"):
+            parse_address(bad)
 
 
 async def test_tcp_delay_proxy_round_trip():
