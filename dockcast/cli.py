@@ -41,6 +41,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                                          "other nodes' clients in welcome.redirect (default: from host and port)")
     p.add_argument("--trunk-port", type=int, help="UDP port for node-to-node media and control "
                                                    "(QUIC; default: the websocket port + 1)")
+    p.add_argument("--trunk-address", help="HOST:PORT other nodes send trunk datagrams to, when that is "
+                                           "not this node's host and trunk port (a NAT or relay in "
+                                           "between; default: host:trunk-port)")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve wss:// (default: ws://)")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--config", help="TOML file with any of these settings")

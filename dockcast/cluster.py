@@ -89,7 +89,7 @@ class Cluster:
         await self.server.start()
         public_url = config.public_url or _default_url(config.host, port, config.tls_cert is not None)
         self.info = NodeInfo(node_id=self.node_id, region=self.region, public_url=public_url,
-                             trunk_address=f"{config.host}:{self.server.port}",
+                             trunk_address=config.trunk_address or f"{config.host}:{self.server.port}",
                              cert_fingerprint=self.certificate.fingerprint, load=0.0)
         await self.directory.register(self.info)
         self.nodes = {n.node_id: n for n in await self.directory.nodes()}

@@ -47,6 +47,7 @@ class NodeConfig:
     redis: str | None = None                # Redis URL: cluster mode (not needed on one node)
     public_url: str | None = None           # the ws(s):// URL clients use for this node (default: host and port)
     trunk_port: int | None = None           # UDP port of node-to-node media and control (default: port + 1)
+    trunk_address: str | None = None        # HOST:PORT other nodes send to for it (NAT, relay; default: host:trunk_port)
     tls_cert: str | None = None             # PEM certificate chain: serve wss:// and https://
     tls_key: str | None = None              # its PEM private key
     config: str | None = None               # TOML file with any of these fields
@@ -209,6 +210,10 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
         raise ConfigError(f"port: {config.port} is not a TCP port")
     if config.trunk_port is not None and not 0 < config.trunk_port < 65536:
         raise ConfigError(f"trunk_port: {config.trunk_port} is not a UDP port")
+    if config.trunk_address is not None:
+        host, sep, port = config.trunk_address.rpartition(":")
+        if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"trunk_address: {config.trunk_address!r} is not HOST:PORT")
     if config.public_url is not None and urllib.parse.urlsplit(config.public_url).scheme not in ("ws", "wss"):
         raise ConfigError(f"public_url: {config.public_url!r} is not a ws:// or wss:// URL")
     if config.log_format not in ("text", "json"):

@@ -28,10 +28,19 @@ def test_precedence_file_env_flags(tmp_path):
     ({"api_key": "k"}, {}, "api_key and api_secret"),
     ({"log_format": "xml"}, {}, "log_format"),
     ({}, {"DOCKCAST_AUTO_CREATE_ROOMS": "maybe"}, "auto_create_rooms"),
+    ({"trunk_address": "127.0.0.1"}, {}, "trunk_address"),
+    ({}, {"DOCKCAST_TRUNK_ADDRESS": "relay:port"}, "trunk_address"),
+    ({"trunk_address": "127.0.0.1:0"}, {}, "trunk_address"),
 ])
 def test_bad_values_are_named(flags, env, message):
     with pytest.raises(ConfigError, match=message):
         load_config(flags, environ=env)
+
+
+def test_trunk_address_names_where_other_nodes_send():
+    assert load_config({}, environ={}).trunk_address is None
+    assert load_config({"trunk_address": "[::1]:9002"}, environ={}).trunk_address == "[::1]:9002"
+    assert load_config({}, environ={"DOCKCAST_TRUNK_ADDRESS": "10.0.0.5:4001"}).trunk_address == "10.0.0.5:4001"
 
 
 def test_unknown_file_setting_refused(tmp_path):
