@@ -363,7 +363,8 @@ class TrunkCollector:
     datagrams, bytes and drops (counted on, across trunks that closed)."""
 
     _COUNTERS = ("datagrams_in", "datagrams_out", "bytes_in", "bytes_out",
-                 "dropped_oversized", "dropped_congested", "malformed")
+                 "dropped_oversized", "dropped_congested", "malformed", "nacked", "retransmitted",
+                 "keyframe_requests")
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster

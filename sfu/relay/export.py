@@ -124,6 +124,7 @@ class ProducerExport:
 
     def request_keyframe(self) -> None:
         self.keyframe_requests += 1
+        self.trunk.metrics.keyframe_requests += 1
         self.producer.request_keyframe()
 
     def rtcp(self, packet: bytes, now: float) -> None:
@@ -153,6 +154,7 @@ class ProducerExport:
             data = cache.get(seq)
             if data is not None and self._send(self._rtp + data):
                 self.retransmitted += 1
+                self.trunk.metrics.retransmitted += 1
 
     def close(self) -> None:
         """Stop sending (idempotent); the far node is not told (see `producer_closed`)."""

@@ -68,7 +68,10 @@ class TrunkRtcpSink:
         nacks = [p for p in packets if isinstance(p, Nack)]
         if any(isinstance(p, (Pli, Fir)) for p in packets):
             self.keyframe()
-        return bool(nacks) and self.trunk.send_datagram(self._rtcp + serialize_rtcp(nacks))
+        if not nacks or not self.trunk.send_datagram(self._rtcp + serialize_rtcp(nacks)):
+            return False
+        self.trunk.metrics.nacked += sum(len(n.lost) for n in nacks)
+        return True
 
     def keyframe(self) -> None:
         self.trunk.send_control(Keyframe(self.flow))

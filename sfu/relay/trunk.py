@@ -115,6 +115,9 @@ class TrunkMetrics:
     dropped_congested: int = 0
     malformed: int = 0
     pings_sent: int = 0
+    nacked: int = 0              # packets asked again of the origin (lost on the way in)
+    retransmitted: int = 0       # packets sent again to the far node, answering its NACKs
+    keyframe_requests: int = 0   # keyframes the far node asked of this node's publishers
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

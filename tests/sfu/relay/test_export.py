@@ -131,6 +131,8 @@ async def test_a_gap_makes_the_remote_producer_nack_over_the_trunk(relayed):
     assert await until(lambda: export.retransmitted == 1)
     assert await until(lambda: remote.cache.get(lost) is not None)
     assert remote.nacks_sent == 1
+    # counted on both trunks, for the nodes' metrics
+    assert relayed.b.metrics.nacked == 1 and relayed.a.metrics.retransmitted == 1
 
 
 async def test_sender_reports_cross_as_rtcp(nodes):
