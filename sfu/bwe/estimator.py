@@ -1,0 +1,103 @@
+"""One subscriber transport's bandwidth estimate: delay-based, capped by loss, raised
+by probes; fed by transport-cc results or by the subscriber's own REMB.
+
+    estimator = Estimator(start=300_000)
+    # per packet sent: seq = log.send(now, size)  (sfu.bwe.sendlog)
+    # per transport-cc feedback: estimator.on_feedback(now, reader.results(feedback))
+    # per REMB (a subscriber without transport-cc): estimator.on_remb(now, remb.bitrate)
+    # per receiver report: estimator.on_receiver_report(now, fraction_lost, packets)
+    # now and then: probe = estimator.probe(now, want=selector.desired_bitrate)
+
+``estimator.bitrate`` is what the subscriber's video may use (bit/s). Sans-IO: ``now``
+is seconds on the caller's monotonic clock, the same clock as the send log's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .aimd import Usage
+from .delay import DelayBasedEstimate
+from .loss import LossBasedControl
+from .probe import Probe, ProbeController, ProbeResults
+from .twcc import PacketResult
+
+__all__ = ["Estimator"]
+
+
+class Estimator:
+    """``bitrate`` = min(delay-based or REMB, loss-based ceiling), within
+    [``minimum``, ``maximum``]. ``acked_bitrate`` is the rate the receiver
+    acknowledged (transport-cc only), ``rtt`` a round-trip estimate in seconds
+    (send to feedback, so including the feedback interval), ``mode`` ``"twcc"`` or
+    ``"remb"`` once the first input arrived (None before)."""
+
+    def __init__(self, start: int = 300_000, minimum: int = 50_000, maximum: int = 5_000_000,
+                 probe_interval: float = 3.0) -> None:
+        if not 0 < minimum <= maximum:
+            raise ValueError(f"Estimator needs 0 < minimum <= maximum, not {minimum}, {maximum}")
+        self.minimum = minimum
+        self.maximum = maximum
+        self.delay = DelayBasedEstimate(start, minimum, maximum)
+        self.loss = LossBasedControl(minimum, maximum)
+        self.probes = ProbeController(maximum, interval=probe_interval)
+        self._probe_results = ProbeResults()
+        self.bitrate = min(max(start, minimum), maximum)
+        self.remb: int | None = None
+        self.rtt: float | None = None
+        self.mode: str | None = None
+
+    @property
+    def acked_bitrate(self) -> int | None:
+        acked = self.delay.acked.bitrate
+        return None if acked is None else int(acked)
+
+    @property
+    def usage(self) -> Usage:
+        """The delay detector's last verdict (transport-cc only)."""
+        return self.delay.usage
+
+    def on_feedback(self, now: float, results: Sequence[PacketResult]) -> int:
+        """Results of one transport-cc feedback (``FeedbackReader.results``); the new
+        estimate."""
+        self.mode = "twcc"
+        if not results:
+            return self.bitrate
+        received = [r for r in results if r.arrival is not None]
+        if received:
+            sample = max(0.0, now - max(r.send_time for r in received))
+            self.rtt = sample if self.rtt is None else 0.875 * self.rtt + 0.125 * sample
+            self.delay.rate.rtt = self.rtt
+        self.delay.on_results(now, list(results))
+        for cluster, rate in sorted(self._probe_results.add(received).items()):
+            self.probes.on_result(now, cluster, rate)
+            self.loss.raise_to(rate)  # that much got through, whatever was lost before
+            if rate > self.delay.bitrate and self.delay.usage is not Usage.OVERUSE:
+                self.delay.rate.set_estimate(now, rate)
+        self.loss.on_loss(now, len(results) - len(received), len(results), self.bitrate)
+        return self._combine(self.delay.bitrate)
+
+    def on_remb(self, now: float, bitrate: int) -> int:
+        """A REMB from the subscriber (its receive-side estimate, bit/s); the new estimate."""
+        if self.mode != "twcc":
+            self.mode = "remb"
+        self.remb = max(0, int(bitrate))
+        return self._combine(self.remb if self.mode == "remb" else self.delay.bitrate)
+
+    def on_receiver_report(self, now: float, fraction_lost: int, packets: int) -> int:
+        """Loss from an RTCP receiver report (fraction 0..255 over ``packets`` expected)
+        when there is no transport-cc; ignored with it (its own loss is finer)."""
+        if self.mode == "twcc":
+            return self.bitrate
+        lost = round(fraction_lost / 256 * packets)
+        self.loss.on_loss(now, lost, packets, self.bitrate)
+        return self._combine(self.remb if self.remb is not None else self.bitrate)
+
+    def probe(self, now: float, want: int | None) -> Probe | None:
+        """A probe to send now if the caller ``want``s more than the estimate (the next
+        layer's bitrate with its margin: ``LayerSelector.desired_bitrate``)."""
+        return self.probes.request(now, self.bitrate, want)
+
+    def _combine(self, base: int) -> int:
+        self.bitrate = int(min(max(min(base, self.loss.bitrate), self.minimum), self.maximum))
+        return self.bitrate

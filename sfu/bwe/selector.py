@@ -1,0 +1,199 @@
+"""Which simulcast layer a subscriber gets: ``LayerSelector``, and what the publisher
+must send for all of them: ``needed_layers`` and ``publisher_remb``.
+
+The choice is a (spatial, temporal) pair from the layers the producer has, within the
+subscriber's ``max_height`` and ``max_fps``, for the subscriber's bandwidth estimate,
+with hysteresis so that a noisy estimate does not flap between layers:
+
+- down at once when the estimate falls under ``down_ratio`` (0.9) x the current
+  option's bitrate, to the best option the estimate covers;
+- up only after the estimate has stayed above ``up_ratio`` (1.15) x a better option's
+  bitrate for ``hold`` seconds (2.5), then to the best such option;
+- paused (reason ``"bandwidth"``) when even the lowest option does not fit; resumed by
+  the same rule as going up. ``desired_bitrate`` is what the estimate would have to
+  reach for the best option: the consumer asks the estimator to probe for it.
+
+Video only: audio is never paused for bandwidth. Sans-IO: ``now`` in seconds, bitrates
+in bit/s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["Layer", "Choice", "LayerSelector", "needed_layers", "publisher_remb", "PAUSED_REASON"]
+
+PAUSED_REASON = "bandwidth"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One spatial layer as the producer measures it. ``bitrate`` is the whole layer
+    (every temporal layer) in bit/s; ``temporal_bitrates``, if known, the cumulative
+    bit/s up to each temporal id (T0, T0+T1, ..., the last equal to ``bitrate``), each
+    halving the frame rate below it. Without it the layer is one option."""
+
+    spatial: int
+    bitrate: int
+    width: int = 0
+    height: int = 0
+    fps: float = 30.0
+    temporal_bitrates: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What to forward: ``spatial`` and ``temporal`` (None = every temporal layer), its
+    ``bitrate``; ``spatial`` None means nothing (``reason`` ``"bandwidth"`` when paused
+    because even the lowest option does not fit, None when there are no layers)."""
+
+    spatial: int | None = None
+    temporal: int | None = None
+    bitrate: int = 0
+    reason: str | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.spatial is None
+
+
+@dataclass(frozen=True)
+class _Option:
+    spatial: int
+    temporal: int | None
+    bitrate: int
+
+    def choice(self) -> Choice:
+        return Choice(self.spatial, self.temporal, self.bitrate)
+
+
+class LayerSelector:
+    """A subscriber's layer choice for one video track. ``update(now, estimate,
+    layers)`` -> the :class:`Choice` in force (also ``choice``); ``switches`` counts
+    changes. Limits (``max_height``, ``max_fps``, None = none) can change any time."""
+
+    def __init__(self, *, max_height: int | None = None, max_fps: float | None = None,
+                 down_ratio: float = 0.9, up_ratio: float = 1.15, hold: float = 2.5) -> None:
+        self.max_height = max_height
+        self.max_fps = max_fps
+        self.down_ratio = down_ratio
+        self.up_ratio = up_ratio
+        self.hold = hold
+        self.choice = Choice()
+        self.switches = 0
+        self._ladder: list[_Option] = []
+        self._up_since: float | None = None
+        self._up_to: _Option | None = None
+
+    @property
+    def desired_bitrate(self) -> int | None:
+        """The estimate the best allowed option needs (its bitrate x ``up_ratio``), or
+        None when it is already chosen (nothing to probe for)."""
+        if not self._ladder or self._current() == len(self._ladder) - 1:
+            return None
+        return int(self._ladder[-1].bitrate * self.up_ratio)
+
+    @property
+    def pending_spatial(self) -> int | None:
+        """The spatial layer an up-switch waits for (keep it flowing), if any."""
+        return None if self._up_to is None else self._up_to.spatial
+
+    @property
+    def lowest_spatial(self) -> int | None:
+        """The spatial layer a paused subscriber would resume with."""
+        return self._ladder[0].spatial if self._ladder else None
+
+    def update(self, now: float, estimate: float, layers: Sequence[Layer]) -> Choice:
+        self._ladder = ladder = self._options(layers)
+        if not ladder:
+            return self._set(Choice(), now)
+        i = self._current()
+        fits = [j for j, o in enumerate(ladder) if o.bitrate <= estimate]
+        best_fit = fits[-1] if fits else None
+        if i is None and self.choice.reason != PAUSED_REASON:
+            # first choice, or the chosen layer is gone: the best that fits, at once
+            return self._set(ladder[best_fit].choice() if best_fit is not None else self._paused(), now)
+        current_bitrate = ladder[i].bitrate if i is not None else 0
+        if i is not None and estimate < self.down_ratio * current_bitrate:
+            lower = best_fit if best_fit is not None and best_fit < i else None
+            return self._set(ladder[lower].choice() if lower is not None else self._paused(), now)
+        better = [j for j, o in enumerate(ladder)
+                  if (i is None or j > i) and estimate >= self.up_ratio * o.bitrate]
+        if not better:
+            self._up_since = self._up_to = None
+            return self.choice
+        target = ladder[better[-1]]
+        if self._up_since is None:
+            self._up_since = now
+        self._up_to = target
+        if now - self._up_since >= self.hold:
+            return self._set(target.choice(), now)
+        return self.choice
+
+    def _paused(self) -> Choice:
+        return Choice(reason=PAUSED_REASON)
+
+    def _set(self, choice: Choice, now: float) -> Choice:
+        if (choice.spatial, choice.temporal, choice.reason) != \
+                (self.choice.spatial, self.choice.temporal, self.choice.reason):
+            self.switches += 1
+        self.choice = choice
+        self._up_since = self._up_to = None
+        return choice
+
+    def _current(self) -> int | None:
+        for j, option in enumerate(self._ladder):
+            if option.spatial == self.choice.spatial and option.temporal == self.choice.temporal:
+                return j
+        return None
+
+    def _options(self, layers: Sequence[Layer]) -> list[_Option]:
+        layers = sorted((layer for layer in layers if layer.bitrate > 0), key=lambda layer: layer.spatial)
+        if self.max_height is not None:
+            small = [layer for layer in layers if layer.height <= self.max_height]
+            layers = small or layers[:1]
+        options = []
+        for layer in layers:
+            temporal = list(layer.temporal_bitrates)
+            if not temporal:
+                candidates = [_Option(layer.spatial, None, layer.bitrate)]
+            else:
+                top = len(temporal) - 1
+                candidates = [_Option(layer.spatial, None if t == top else t, bitrate)
+                              for t, bitrate in enumerate(temporal)
+                              if self.max_fps is None or layer.fps / 2 ** (top - t) <= self.max_fps * 1.01]
+                candidates = candidates or [_Option(layer.spatial, 0, temporal[0])]
+            options.extend(candidates)
+        options.sort(key=lambda o: o.bitrate)
+        # a ladder only climbs: drop an option that a cheaper one of a higher layer beats
+        ladder: list[_Option] = []
+        for option in options:
+            if not ladder or option.spatial >= ladder[-1].spatial:
+                ladder.append(option)
+        return ladder
+
+
+def needed_layers(selectors: Iterable[LayerSelector]) -> frozenset[int]:
+    """The spatial layers some subscriber needs flowing: the ones chosen, the ones an
+    up-switch waits for, and, for a paused subscriber, the one it would resume with."""
+    needed = set()
+    for selector in selectors:
+        for spatial in (selector.choice.spatial, selector.pending_spatial,
+                        selector.lowest_spatial if selector.choice.reason == PAUSED_REASON else None):
+            if spatial is not None:
+                needed.add(spatial)
+    return frozenset(needed)
+
+
+def publisher_remb(needed: Iterable[int], layers: Sequence[Layer], headroom: float = 1.15) -> int:
+    """A REMB (bit/s) under which the publisher keeps every needed layer flowing and
+    stops the layers above them. A simulcast encoder gives bitrate to its layers from
+    the lowest up, so that is every layer up to the highest needed (the lowest alone
+    when none is), plus ``headroom``. ``layers`` must carry a bitrate for layers the
+    publisher has stopped (the last one measured, or a nominal one)."""
+    if not layers:
+        return 0
+    needed = set(needed)
+    top = max(needed) if needed else min(layer.spatial for layer in layers)
+    return int(headroom * sum(layer.bitrate for layer in layers if layer.spatial <= top))
