@@ -65,9 +65,10 @@ bench: build $(DEVSTAMP)
 	PYTHON=$(PYTHON) bash scripts/system-deps.sh bench
 	$(VENV)/bin/dockcast bench $(ARGS)
 
-# Redis and three nodes in three regions on this machine (scripts/cluster.py).
+# Redis and three nodes in three regions on this machine (scripts/cluster.py);
+# WAN=75,5,1 puts the WAN emulator between the nodes (150 ms RTT, jitter, 1% loss).
 cluster: build
-	$(PY) scripts/cluster.py $(ARGS)
+	$(PY) scripts/cluster.py $(if $(WAN),--wan $(WAN)) $(ARGS)
 
 clean:
 	rm -rf build $(VENV) sfu/*.so sfu/_*.c

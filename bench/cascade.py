@@ -18,7 +18,7 @@ import sys
 
 from .harness import REPO, Run, System, free_port
 
-__all__ = ["CascadeSystem"]
+__all__ = ["CascadeSystem", "free_base_port"]
 
 
 class CascadeSystem(System):
@@ -31,9 +31,7 @@ class CascadeSystem(System):
                 "publishers on the first, subscribers on the second, a QUIC trunk between them")
 
     async def start(self, run: Run) -> None:
-        base = free_port()
-        while not all(_free(base + k) for k in (-1, 1, 10, 11)):
-            base = free_port()
+        base = free_base_port()
         self.url = f"ws://127.0.0.1:{base}/ws"
         self.sub_url = f"ws://127.0.0.1:{base + 10}/ws"
         await self._launch(
@@ -42,6 +40,16 @@ class CascadeSystem(System):
              "--api-key", self.api_key, "--api-secret", self.api_secret, "--log-level", "warning"],
             run.logs / "cascade.log", "127.0.0.1", base + 10,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def free_base_port(nodes: int = 2, wan: bool = False) -> int:
+    """A base port for ``scripts/cluster.py``: Redis on base-1, node i on base+10i, its
+    trunk on the next port and (``wan``) its WAN relay on the one after, all free."""
+    offsets = [-1] + [10 * i + k for i in range(nodes) for k in range(3 if wan else 2)]
+    while True:
+        base = free_port()
+        if all(_free(base + k) for k in offsets):
+            return base
 
 
 def _free(port: int) -> bool:

@@ -6,8 +6,14 @@ Each node gets its own data directory under ``cluster-data/`` and port (base, ba
 base+20; each trunk on the next port), all on 127.0.0.1, with the same development
 key; Redis runs with the configuration the cluster needs (AOF with fsync on every
 write, no eviction) on base-1. Ctrl-C stops them all. The URLs and a token command are
-printed. (Between real regions the nodes are on different machines; here the
-benchmark's WAN emulator stands in: ``dockcast bench connect --wan ...``.)
+printed.
+
+Between real regions the nodes are on different machines. Here ``--wan 75,5,1`` (``make
+cluster WAN=75,5,1``) stands the benchmark's WAN emulator between them: a relay process
+(``bench.wanrelay``) in front of each node's trunk port, on the port after it, which the
+node advertises as its ``--trunk-address``; every trunk then crosses one emulated WAN
+(75 ms each way, ±5 ms jitter, 1% loss: a 150 ms round trip), and the clients reach
+their own node directly.
 """
 
 from __future__ import annotations
@@ -35,7 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", default="devkey", help="the API key every node shares")
     parser.add_argument("--api-secret", help="its secret (default: one made and kept in --data)")
     parser.add_argument("--log-level", default="info", help="the nodes' log level")
+    parser.add_argument("--wan", help="the WAN between the nodes: delay_ms,jitter_ms,loss_pct[,rate_kbps] "
+                                      "one way (75,5,1: 150 ms RTT); default none (plain loopback)")
+    parser.add_argument("--wan-seed", type=int, help="random seed of the relays' loss and jitter")
     args = parser.parse_args(argv)
+    if args.wan:
+        sys.path.insert(0, str(ROOT))
+        from bench.wan import WanProfile
+
+        try:
+            WanProfile.parse(args.wan)
+        except ValueError as exc:
+            parser.error(str(exc))
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         print("redis-server is not installed: apt-get install redis-server", file=sys.stderr)
@@ -55,14 +72,24 @@ def main(argv: list[str] | None = None) -> int:
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     for i, region in enumerate(REGIONS[:args.nodes]):
         port = args.base_port + 10 * i
+        trunk = []
+        if args.wan:
+            seed = [] if args.wan_seed is None else ["--seed", str(args.wan_seed + i)]
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "bench.wanrelay", "--listen", f"127.0.0.1:{port + 2}",
+                 "--target", f"127.0.0.1:{port + 1}", "--wan", args.wan, *seed,
+                 "--stats", str(args.data / f"wan-{region}.json")], cwd=ROOT))
+            trunk = ["--trunk-address", f"127.0.0.1:{port + 2}"]
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "dockcast.cli", "serve", "--port", str(port),
-             "--trunk-port", str(port + 1), "--data-dir", str(args.data / region),
+             "--trunk-port", str(port + 1), *trunk, "--data-dir", str(args.data / region),
              "--region", region, "--node-id", f"node-{region}", "--redis", redis_url,
              "--ice-address", "127.0.0.1", "--api-key", args.api_key, f"--api-secret={secret}",
              "--log-level", args.log_level],
             cwd=ROOT))
-        print(f"node-{region}: ws://127.0.0.1:{port}/ws", flush=True)
+        print(f"node-{region}: ws://127.0.0.1:{port}/ws"
+              + (f" (trunks through the WAN emulator at 127.0.0.1:{port + 2})" if args.wan else ""),
+              flush=True)
     print(f"tokens: {sys.executable} -m dockcast.cli token --api-key {args.api_key} "
           f"--api-secret={secret} --identity alice --room dock-7 --grants publish,subscribe,message",
           flush=True)
