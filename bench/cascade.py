@@ -7,8 +7,14 @@ them (QUIC on loopback) once and is fanned out on the far side. The CPU measured
 the whole tree (both nodes and Redis: the script's children), so "per forwarded
 packet" is what a cascaded delivery costs; the latency is publisher to subscriber
 through both nodes. Set beside plain Dockcast in the same run, the difference is what
-one trunk hop adds. (Across an emulated WAN between the nodes: not yet; ``--wan`` puts
-the WAN between the clients and the nodes.)
+one trunk hop adds.
+
+``--trunk-wan 75,5,1`` puts the WAN emulator between the two nodes (``scripts/cluster.py
+--wan``: a ``bench.wanrelay`` in front of each trunk port); the clients stay on loopback
+beside their node. The latency a trunk hop adds beyond the emulated WAN is then the
+cascade's latency less plain Dockcast's less the emulated one-way delay. The relays are
+the network: their CPU is not counted (``bench.cpu.NOT_THE_SERVER``). (``--wan`` puts a
+WAN between the clients and the nodes instead, for every system.)
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 import sys
 
 from .harness import REPO, Run, System, free_port
+from .wan import WanProfile
 
 __all__ = ["CascadeSystem", "free_base_port"]
 
@@ -25,17 +32,25 @@ class CascadeSystem(System):
     name = "cascade"
     label = "Dockcast, 2 nodes cascaded"
 
+    def __init__(self, trunk_wan: str | None = None) -> None:
+        super().__init__()
+        self.trunk_wan = trunk_wan
+
     @property
     def how(self) -> str:
-        return ("two dockcast nodes and redis-server on 127.0.0.1 (scripts/cluster.py --nodes 2); "
-                "publishers on the first, subscribers on the second, a QUIC trunk between them")
+        how = ("two dockcast nodes and redis-server on 127.0.0.1 (scripts/cluster.py --nodes 2); "
+               "publishers on the first, subscribers on the second, a QUIC trunk between them")
+        if self.trunk_wan:
+            how += f", across the WAN emulator ({WanProfile.parse(self.trunk_wan).describe()})"
+        return how
 
     async def start(self, run: Run) -> None:
-        base = free_base_port()
+        base = free_base_port(wan=bool(self.trunk_wan))
         self.url = f"ws://127.0.0.1:{base}/ws"
         self.sub_url = f"ws://127.0.0.1:{base + 10}/ws"
+        wan = ["--wan", self.trunk_wan, "--wan-seed", "1"] if self.trunk_wan else []
         await self._launch(
-            [sys.executable, str(REPO / "scripts" / "cluster.py"), "--nodes", "2",
+            [sys.executable, str(REPO / "scripts" / "cluster.py"), "--nodes", "2", *wan,
              "--base-port", str(base), "--data", str(run.out / "cascade-data"),
              "--api-key", self.api_key, "--api-secret", self.api_secret, "--log-level", "warning"],
             run.logs / "cascade.log", "127.0.0.1", base + 10,

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "on one, subscribers on the other), or none")
     g.add_argument("--cascade", action="store_true",
                    help="add the cascade system to the baselines (as --baselines ...,cascade)")
+    g.add_argument("--trunk-wan", type=_wan_or_none, default="none",
+                   help="with cascade: the WAN emulated between its two nodes (delay_ms,jitter_ms,"
+                        "loss_pct[,rate_kbps] one way; 75,5,1 = 150 ms RTT, 1%% loss), or none")
     g.add_argument("--janus-netns", action="store_true",
                    help="run Janus in a network namespace behind a veth pair (root) instead of "
                         "on loopback like the others (to compare the two paths)")
@@ -186,6 +189,8 @@ async def _scenario(run: Run, name: str, args: argparse.Namespace) -> dict:
     else:
         raise ValueError(name)
     result["wan"] = run.options.wan
+    if "cascade" in run.options.baselines:
+        result["trunk_wan"] = run.options.trunk_wan
     return result
 
 
@@ -244,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or REPO / "bench" / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.scenario}"
     options = RunOptions(
         out=out, duration=args.duration, wan=args.wan, wan_side=args.wan_side,
+        trunk_wan=None if args.trunk_wan == "none" else args.trunk_wan,
         corpus_dir=args.corpus_dir, corpus_seconds=args.corpus_seconds,
         subs_per_worker=args.subs_per_worker, baselines=args.baselines, naive_max=args.naive_max,
         janus_netns=args.janus_netns, mediasoup_dir=args.mediasoup_dir,

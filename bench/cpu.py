@@ -51,8 +51,23 @@ def _parent(pid: int) -> int | None:
     return int(text[text.rindex(")") + 2:].split()[1])
 
 
+NOT_THE_SERVER = (b"bench.wanrelay",)
+"""Command-line words of processes that may run under a server's process but are not
+the server: the WAN emulator a cascade's launcher stands between its nodes is the
+network, and its CPU is not the system's."""
+
+
+def _is_network(pid: int) -> bool:
+    try:
+        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return any(word in cmdline for word in NOT_THE_SERVER)
+
+
 def process_tree(pid: int) -> list[int]:
-    """``pid`` and every process descended from it now (its children, theirs, ...).
+    """``pid`` and every process descended from it now (its children, theirs, ...),
+    less the emulated network (`NOT_THE_SERVER`) and what it started.
 
     A server may do its work in child processes (mediasoup: a ``node`` parent and a
     ``mediasoup-worker`` child); the CPU to measure is the whole tree's.
@@ -66,6 +81,8 @@ def process_tree(pid: int) -> list[int]:
     tree, todo = [], [pid]
     while todo:
         current = todo.pop()
+        if current != pid and _is_network(current):
+            continue
         tree.append(current)
         todo.extend(children.get(current, ()))
     return tree

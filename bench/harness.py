@@ -387,6 +387,7 @@ class RunOptions:
     duration: float = 10.0
     wan: str | None = None
     wan_side: str = "subscribers"  # which clients sit across the emulated WAN
+    trunk_wan: str | None = None  # the WAN emulated between a cascade's nodes
     corpus_dir: pathlib.Path | None = None
     corpus_seconds: float = 10.0
     subs_per_worker: int = 100
@@ -449,7 +450,7 @@ class Run:
         if "cascade" in o.baselines and o.url is None:
             from .cascade import CascadeSystem
 
-            systems.append(CascadeSystem())
+            systems.append(CascadeSystem(trunk_wan=o.trunk_wan))
         if "naive" in o.baselines:
             systems.append(NaiveSystem())
         if "janus" in o.baselines:
@@ -500,6 +501,7 @@ class Run:
             "corpus": self.corpus_summary,
             "systems": dict(self.how),
             "options": {"duration": o.duration, "wan": o.wan, "wan_side": o.wan_side,
+                        "trunk_wan": o.trunk_wan,
                         "baselines": list(o.baselines), "naive_max": o.naive_max,
                         "janus_netns": o.janus_netns,
                         "subs_per_worker": o.subs_per_worker, "settle": o.settle, **o.extra},

@@ -201,11 +201,59 @@ def targets(results: list[dict]) -> list[dict]:
                 f"fds, threads, tasks: see the soak section") if analysis else ""
         rows.append(_target("Soak: RSS, fds, threads and asyncio tasks stay flat under churn "
                             "(RSS MiB/h)", vals, systems, " MiB/h", ok, compare=None, note=note))
-    if results:
-        rows.append({"target": "Relay: one copy crosses, added latency under 5 ms over the WAN",
-                     "pass": None, "note": "no relay scenario yet (needs the cluster)",
-                     "values": {}, "cells": {n: "–" for n in SYSTEM_ORDER}, "ratio": "–"})
+    rows.extend(_cascade_targets(results))
     return rows
+
+
+def _cascade_targets(results: list[dict]) -> list[dict]:
+    """What a trunk hop adds (the cascade against plain Dockcast, one run): latency
+    beyond the emulated WAN between the nodes, CPU per packet, and the join across it."""
+    rows = []
+    forward = _scenario(results, "forward", wan=False) or _scenario(results, "forward")
+    systems = (forward or {}).get("systems", {})
+    if forward is not None and "cascade" in systems:
+        delay = _one_way_ms(forward.get("trunk_wan"))
+        where = f" over the emulated WAN ({forward['trunk_wan']})" if forward.get("trunk_wan") else " on loopback"
+        sizes = sorted({r["subscribers"] for r in systems.get("dockcast", {}).get("rows", [])}
+                       & {r["subscribers"] for r in systems["cascade"].get("rows", [])})
+        for n in [s for s in sizes if s in (10, 100)] or sizes[-1:]:
+            dock, casc = _row_at(systems.get("dockcast"), n), _row_at(systems.get("cascade"), n)
+            dock_p50 = ((dock or {}).get("latency_ms") or {}).get("p50")
+            casc_p50 = ((casc or {}).get("latency_ms") or {}).get("p50")
+            added = None if dock_p50 is None or casc_p50 is None else casc_p50 - dock_p50 - delay
+            vals = {"dockcast": dock_p50, "cascade": casc_p50}
+            rows.append(_target(f"A trunk hop adds under 5 ms p50 beyond the WAN{where} (N={n})",
+                                vals, systems, " ms", None if added is None else added < 5,
+                                compare=None, note="" if added is None else
+                                f"added {added:.2f} ms = cascade − Dockcast − {delay:g} ms emulated"))
+            rows[-1]["ratio"] = "–" if added is None else f"+{added:.2f} ms"
+            cpu = {name: (_row_at(systems.get(name), n) or {}).get("cpu_us_per_packet")
+                   for name in ("dockcast", "cascade")}
+            extra = None if None in cpu.values() else cpu["cascade"] - cpu["dockcast"]
+            rows.append(_target(f"CPU per forwarded packet through a trunk (N={n})", cpu, systems,
+                                " µs", None, compare=None,
+                                note="both nodes and Redis, per packet a subscriber received: "
+                                     "no target, a figure"))
+            rows[-1]["ratio"] = "–" if extra is None else f"+{extra:.1f} µs"
+    for connect in [r for r in results if r.get("scenario") == "connect"
+                    and "cascade" in r.get("systems", {})]:
+        systems = connect["systems"]
+        vals = {name: ((systems.get(name) or {}).get("summary_ms", {})
+                       .get("first_keyframe", {}).get("p50")) for name in ("dockcast", "cascade")}
+        across = connect.get("trunk_wan") or connect.get("wan")
+        ok = None if vals["cascade"] is None or not across else vals["cascade"] < 600
+        rows.append(_target(f"Join to first keyframe p50 under 600 ms through a trunk"
+                            + (f" across the WAN ({across})" if across else " (loopback)"),
+                            vals, systems, " ms", ok, compare=None,
+                            note="the subscriber on the second node, the publisher on the first"))
+    return rows
+
+
+def _one_way_ms(profile: str | None) -> float:
+    """The emulated one-way delay of a ``delay,jitter,loss`` profile (0: none)."""
+    if not profile:
+        return 0.0
+    return float(profile.split(",")[0])
 
 
 # -- markdown -------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -79,3 +80,40 @@ def test_a_server_with_children_counts_them(tmp_path):
 def test_process_tree_of_a_lone_process_is_itself():
     tree = process_tree(os.getpid())
     assert tree[0] == os.getpid() and os.getppid() not in tree
+
+
+def test_the_emulated_network_under_a_server_is_not_the_server():
+    # a cascade's launcher starts WAN relays beside its nodes: they are the network
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import subprocess, sys; "
+                               "a = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+                               "b = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', "
+                               "'bench.wanrelay']); a.wait()"])
+    try:
+        deadline = time.monotonic() + 30
+        while not any(b"bench.wanrelay" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+                      for pid in _children(parent.pid)):
+            assert time.monotonic() < deadline, "the children never started"
+            time.sleep(0.02)
+        assert len(_children(parent.pid)) == 2
+        tree = process_tree(parent.pid)
+        assert len(tree) == 2 and tree[0] == parent.pid
+        assert b"bench.wanrelay" not in pathlib.Path(f"/proc/{tree[1]}/cmdline").read_bytes()
+    finally:
+        for pid in [*_children(parent.pid), parent.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        parent.wait(10)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = pathlib.Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                out.append(int(entry))
+    return out

@@ -62,8 +62,24 @@ def test_targets_pass_fail_and_ratios():
     assert wan["pass"] is False
     msgs = next(r for t, r in rows.items() if t.startswith("Messages"))
     assert msgs["pass"] is None and msgs["cells"]["dockcast"].startswith("skipped: server does not")
-    relay = next(r for t, r in rows.items() if t.startswith("Relay"))
-    assert relay["pass"] is None
+    assert not any(t.startswith("A trunk hop") for t in rows)  # no cascade in this run
+
+
+def test_cascade_targets_take_the_emulated_wan_out_of_the_trunk_hop():
+    forward = {"scenario": "forward", "wan": None, "trunk_wan": "75,5,1", "params": {}, "systems": {
+        "dockcast": {"rows": [_row(10, 20.0, 0.5, 1.0), _row(100, 10.0, 0.6, 1.5)]},
+        "cascade": {"rows": [_row(10, 35.0, 78.5, 90.0), _row(100, 13.0, 82.6, 95.0)]}}}
+    connect = {"scenario": "connect", "wan": None, "trunk_wan": "75,5,1", "params": {}, "systems": {
+        "dockcast": _connect(40.0, 90.0), "cascade": _connect(520.0, 700.0)}}
+    rows = targets([forward, connect])
+    hops = [r for r in rows if r["target"].startswith("A trunk hop")]
+    assert [r["pass"] for r in hops] == [True, False]  # 78.5-0.5-75 = 3 ms; 82.6-0.6-75 = 7 ms
+    assert hops[0]["ratio"] == "+3.00 ms" and "75 ms emulated" in hops[0]["note"]
+    cpu = [r for r in rows if r["target"].startswith("CPU per forwarded packet through a trunk")]
+    assert [r["ratio"] for r in cpu] == ["+15.0 µs", "+3.0 µs"] and cpu[0]["pass"] is None
+    join = next(r for r in rows if r["target"].startswith("Join to first keyframe p50 under 600 ms through"))
+    assert join["pass"] is True and join["values"]["cascade"] == 520.0
+    assert "(75,5,1)" in join["target"]
 
 
 def test_a_target_without_janus_is_not_measured():
