@@ -105,8 +105,8 @@ class ProbeResults:
         if receive_rate > _MAX_VALID_RATIO * send_rate:
             return None
         if receive_rate < _UNSATURATED * send_rate:
-            return int(_UTILISATION * receive_rate)
-        return int(min(send_rate, receive_rate))
+            return round(_UTILISATION * receive_rate)
+        return round(min(send_rate, receive_rate))
 
 
 class ProbeController:
@@ -114,7 +114,7 @@ class ProbeController:
     ``on_result(cluster, bitrate)`` with what the cluster measured.
 
     A probe is worth sending only when the caller wants more than the estimate. It goes
-    at up to twice the estimate (``want`` if less); a success (the result reaches 70 %
+    at up to twice the estimate (1.25 x ``want`` if less); a success (the result reaches 70 %
     of the probe's rate) is followed by the next probe at once, so the estimate doubles
     per round trip up to what the path takes; otherwise the next is ``interval`` s later.
     A probe with no result after ``timeout`` s counts as failed.
@@ -140,7 +140,8 @@ class ProbeController:
             self._next_at = now + self.interval
         if now < self._next_at:
             return None
-        bitrate = int(min(max(want, 1.5 * estimate), 2 * estimate, self.maximum))
+        # aim past ``want``: a probe measures a little under its own rate
+        bitrate = int(min(max(1.25 * want, 1.5 * estimate), 2 * estimate, self.maximum))
         probe = Probe(self._next_cluster, bitrate)
         self._next_cluster += 1
         self._pending, self._pending_since = probe, now

@@ -19,6 +19,7 @@ in bit/s.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -92,7 +93,7 @@ class LayerSelector:
         None when it is already chosen (nothing to probe for)."""
         if not self._ladder or self._current() == len(self._ladder) - 1:
             return None
-        return int(self._ladder[-1].bitrate * self.up_ratio)
+        return math.ceil(self._ladder[-1].bitrate * self.up_ratio)
 
     @property
     def pending_spatial(self) -> int | None:
