@@ -95,6 +95,9 @@ class MediaRequests:
             raise Forbidden(f"this participant subscribes to {len(have)} tracks; {len(new)} more "
                             f"would pass this node's limit of {self.max_subscriptions} "
                             f"(max_subscriptions_per_participant): unsubscribe first")
+        limits = _layer_limits(request)
+        for track_id in set(track_ids) & set(participant.consumers):  # a change of limits
+            participant.consumers[track_id].set_layers(**limits)
         self._subscribing.setdefault(participant, set()).update(new)
 
         async def subscribe() -> None:
@@ -102,6 +105,7 @@ class MediaRequests:
                 for consumer in await room.subscribe(participant, track_ids):
                     # before it forwards anything: activation waits for the answer
                     consumer.on_close.append(self.rooms.retired.retire_consumer)
+                    consumer.set_layers(**limits)
             finally:
                 left = self._subscribing.get(participant, set())
                 left.difference_update(new)
@@ -167,3 +171,16 @@ class MediaRequests:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _layer_limits(request: Request) -> dict[str, Any]:
+    """``subscribe``'s ``max_height`` (pixels) and ``max_fps`` (frames a second): the
+    most of a simulcast track this subscriber wants (absent: no limit). They apply to
+    every track named, also to one already subscribed (no new offer then)."""
+    limits: dict[str, Any] = {}
+    for name, kind in (("max_height", int), ("max_fps", (int, float))):
+        value = request.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind) or value <= 0):
+            raise BadRequest(f"field '{name}' must be a positive number")
+        limits[name] = value
+    return limits

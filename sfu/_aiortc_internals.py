@@ -40,7 +40,7 @@ from aiortc.rtcicetransport import RTCIceTransport
 from .errors import AiortcInternalsChanged
 
 __all__ = ["CHECKED_VERSIONS", "check", "sender_ssrc", "negotiated_codecs",
-           "header_extension_ids", "quiet_sender_reports", "set_stream_id", "stop_decoder_after_receive",
+           "header_extension_ids", "add_header_extensions", "quiet_sender_reports", "set_stream_id", "stop_decoder_after_receive",
            "peer_connection_cname", "ice_connection", "rx_srtp", "tx_srtp", "nominated_pair",
            "hook_dtls", "hook_data_received", "srtp_protect_native", "set_host_addresses",
            "accept_rsa_dtls_peers", "DTLS_CIPHERS", "connection_diagnostics"]
@@ -131,6 +131,18 @@ def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
 def header_extension_ids(transceiver: RTCRtpTransceiver) -> dict[str, int]:
     """The transceiver's negotiated header extensions: URI -> id."""
     return {e.uri: e.id for e in transceiver._headerExtensions}
+
+
+def add_header_extensions(transceiver: RTCRtpTransceiver, extensions: dict[str, int]) -> None:
+    """Accept header extensions aiortc does not know (URI -> the id the remote offered),
+    between setRemoteDescription and createAnswer: the answer then lists them. aiortc
+    keeps only the extensions of its own table (the simulcast rid ones are not in it)."""
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
+
+    have = {e.uri for e in transceiver._headerExtensions}
+    for uri, ext_id in extensions.items():
+        if uri not in have:
+            transceiver._headerExtensions.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri))
 
 
 def quiet_sender_reports(sender: RTCRtpSender) -> None:

@@ -1,10 +1,29 @@
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t
 
 ctypedef int (*srtp_protect_fn)(void* ctx, void* rtp_hdr, int* len_ptr) noexcept nogil
 
 cdef enum:
     # room for a full-size packet and libsrtp's largest trailer (auth tag + MKI)
     NATIVE_BUFFER = 1500 + 16 + 128 + 64
+
+# vp8 mode: one slot of a sequence-number ring (see the pure twin)
+ctypedef struct SeqEntry:
+    int32_t key            # the sequence number this slot holds, -1: empty
+    int32_t other          # the number it maps to, -1: dropped
+    uint16_t pic_offset    # the PictureID offset it was sent with
+
+# the VP8 payload descriptor of one inbound packet, read once for every consumer
+ctypedef struct Vp8Info:
+    int pic                # PictureID, -1 if absent
+    Py_ssize_t pic_pos     # its position in the packet
+    int pic_size           # 0, 1 or 2 bytes
+    int tl0                # TL0PICIDX, -1 if absent
+    Py_ssize_t tl0_pos
+    int tid                # temporal layer id, -1 if absent
+    bint begins            # the first packet of a picture (S=1, PID=0)
+
+cdef void read_vp8_info(const uint8_t* d, Py_ssize_t n, Py_ssize_t offset, long payload_len,
+                        Vp8Info* info) noexcept nogil
 
 cdef class NackCache:
     cdef readonly int size
@@ -43,7 +62,28 @@ cdef class ConsumerState:
     cdef int _sockaddr_len
     cdef uint8_t _buf[NATIVE_BUFFER]
     cdef public long long send_errors
+    # simulcast and vp8 mode
+    cdef public int layer
+    cdef public bint vp8
+    cdef public int temporal_limit
+    cdef public int temporal
+    cdef public uint16_t pic_offset
+    cdef public uint8_t tl0_offset
+    cdef public uint16_t next_pic
+    cdef public uint8_t next_tl0
+    cdef public int last_pic
+    cdef public int last_tl0
+    cdef public long long temporal_dropped
+    cdef uint16_t _newest_in
+    cdef int _last_in_pic
+    cdef SeqEntry* _in_ring
+    cdef SeqEntry* _out_ring
     cdef bint send_native(self, bytes data, uint16_t out_seq, uint32_t out_ts,
-                          uint32_t abs_send_time) except -1
+                          uint32_t abs_send_time, const Vp8Info* info, int out_pic,
+                          int out_tl0) except -1
+    cdef bint send_packet(self, bytes data, uint16_t out_seq, uint32_t out_ts,
+                          uint32_t abs_send_time, const Vp8Info* info, int out_pic, int out_tl0)
     cdef bint forward_c(self, bytes data, uint16_t seq, uint32_t ts, long payload_len,
                         bint keyframe, uint32_t abs_send_time)
+    cdef bint forward_vp8_c(self, bytes data, uint16_t seq, uint32_t ts, long payload_len,
+                            bint keyframe, uint32_t abs_send_time, const Vp8Info* info)

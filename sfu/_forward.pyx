@@ -11,9 +11,10 @@ import random
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uintptr_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
-from sfu._rtp cimport raise_malformed, rewrite_c, rewrite_into
+from sfu._rtp cimport parse_header_c, raise_malformed, rewrite_c, rewrite_into, RtpHeader
+from sfu._vp8 cimport Vp8Layout, locate
 
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -24,14 +25,73 @@ cdef extern from "<sys/socket.h>" nogil:
 cdef extern from "<errno.h>" nogil:
     int errno
 
-__all__ = ["ConsumerState", "NackCache", "fan_out", "MAX_SEQ_JUMP", "MAX_SEQ_AGE"]
+__all__ = ["ConsumerState", "NackCache", "fan_out", "vp8_info", "MAX_SEQ_JUMP", "MAX_SEQ_AGE",
+           "SEQ_RING", "MAX_RESERVED_GAP", "ALL_TEMPORAL"]
 
-# See the pure twin: keeps the output sequence sane for the subscriber's SRTP.
+# See the pure twin: keeps the output sequence sane for the subscriber's SRTP, and the
+# vp8 mode's rings.
 cdef enum:
     C_MAX_SEQ_JUMP = 1000
     C_MAX_SEQ_AGE = 1000
+    C_SEQ_RING = 1024
+    C_MAX_RESERVED_GAP = 64
+    C_ALL_TEMPORAL = 3
 MAX_SEQ_JUMP = C_MAX_SEQ_JUMP
 MAX_SEQ_AGE = C_MAX_SEQ_AGE
+SEQ_RING = C_SEQ_RING
+MAX_RESERVED_GAP = C_MAX_RESERVED_GAP
+ALL_TEMPORAL = C_ALL_TEMPORAL
+
+
+cdef void read_vp8_info(const uint8_t* d, Py_ssize_t n, Py_ssize_t offset, long payload_len,
+                        Vp8Info* info) noexcept nogil:
+    cdef Vp8Layout at
+    cdef const uint8_t* p
+    info.pic = -1
+    info.pic_pos = -1
+    info.pic_size = 0
+    info.tl0 = -1
+    info.tl0_pos = -1
+    info.tid = -1
+    info.begins = False
+    if offset < 0 or payload_len < 1 or offset + payload_len > n:
+        return
+    p = d + offset
+    if locate(p, payload_len, &at) < 0:
+        return
+    if at.picture_id_size == 2:
+        info.pic = ((p[at.picture_id_offset] & 0x7F) << 8) | p[at.picture_id_offset + 1]
+    elif at.picture_id_size == 1:
+        info.pic = p[at.picture_id_offset] & 0x7F
+    if at.picture_id_offset >= 0:
+        info.pic_pos = offset + at.picture_id_offset
+        info.pic_size = <int>at.picture_id_size
+    if at.tl0_offset >= 0:
+        info.tl0 = p[at.tl0_offset]
+        info.tl0_pos = offset + at.tl0_offset
+    if at.tk_offset >= 0 and p[1] & 0x20:
+        info.tid = p[at.tk_offset] >> 6
+    info.begins = (p[0] & 0x10) != 0 and (p[0] & 0x07) == 0
+
+
+cdef inline void patch_vp8(uint8_t* buf, const Vp8Info* info, int pic, int tl0) noexcept nogil:
+    if pic >= 0 and info.pic_size == 2:
+        buf[info.pic_pos] = 0x80 | ((pic >> 8) & 0x7F)
+        buf[info.pic_pos + 1] = pic & 0xFF
+    elif pic >= 0 and info.pic_size == 1:
+        buf[info.pic_pos] = pic & 0x7F
+    if tl0 >= 0 and info.tl0_pos >= 0:
+        buf[info.tl0_pos] = tl0
+
+
+def vp8_info(bytes data not None, Py_ssize_t vp8_offset, long payload_len):
+    """``(picture_id, picture_id_pos, picture_id_size, tl0picidx, tl0_pos, tid, begins)``
+    of the VP8 payload descriptor at ``vp8_offset`` (see the pure twin)."""
+    cdef Vp8Info info
+    read_vp8_info(<const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), vp8_offset,
+                  payload_len, &info)
+    return (info.pic, info.pic_pos, info.pic_size, info.tl0, info.tl0_pos, info.tid,
+            bool(info.begins))
 
 
 cdef class NackCache:
@@ -76,6 +136,10 @@ cdef class NackCache:
 cdef class ConsumerState:
     """Rewriting state and send path of one consumer (see the pure twin's docstring)."""
 
+    def __cinit__(self, *args, **kwargs):
+        self._in_ring = NULL
+        self._out_ring = NULL
+
     def __init__(self, ssrc, int payload_type, ext_map, int abs_send_time_id, bint video):
         self.ssrc = ssrc
         self.payload_type = payload_type
@@ -102,6 +166,25 @@ cdef class ConsumerState:
         self._fd = -1
         self._sockaddr_len = 0
         self.send_errors = 0
+        self.layer = 0
+        self.vp8 = False
+        self.temporal_limit = C_ALL_TEMPORAL
+        self.temporal = C_ALL_TEMPORAL
+        self.pic_offset = 0
+        self.tl0_offset = 0
+        self.next_pic = random.getrandbits(15)
+        self.next_tl0 = random.getrandbits(8)
+        self.last_pic = -1
+        self.last_tl0 = -1
+        self.temporal_dropped = 0
+        self._newest_in = 0
+        self._last_in_pic = -1
+
+    def __dealloc__(self):
+        if self._in_ring != NULL:
+            free(self._in_ring)
+        if self._out_ring != NULL:
+            free(self._out_ring)
 
     @property
     def native(self):
@@ -149,7 +232,8 @@ cdef class ConsumerState:
         self._fd = -1
 
     cdef bint send_native(self, bytes data, uint16_t out_seq, uint32_t out_ts,
-                          uint32_t abs_send_time) except -1:
+                          uint32_t abs_send_time, const Vp8Info* info, int out_pic,
+                          int out_tl0) except -1:
         cdef int n = <int>PyBytes_GET_SIZE(data)
         cdef const uint8_t* ext_map = NULL
         cdef int rc
@@ -169,6 +253,8 @@ cdef class ConsumerState:
                               self.abs_send_time_id, abs_send_time)
             if rc < 0:
                 raise_malformed(rc)
+            if info != NULL:
+                patch_vp8(buf, info, out_pic, out_tl0)
             with nogil:
                 rc = self._srtp_protect(self._srtp_ctx, buf, &n)
                 if rc == 0:
@@ -182,10 +268,32 @@ cdef class ConsumerState:
             return False
         return True
 
+    cdef bint send_packet(self, bytes data, uint16_t out_seq, uint32_t out_ts,
+                          uint32_t abs_send_time, const Vp8Info* info, int out_pic, int out_tl0):
+        """Rewrite and send (natively if bound so); False if it could not be sent."""
+        cdef const uint8_t* ext_map = NULL
+        if self._srtp_ctx != NULL:
+            return self.send_native(data, out_seq, out_ts, abs_send_time, info, out_pic, out_tl0)
+        if self._ext_map is not None:
+            ext_map = <const uint8_t*>(<char*>self._ext_map)
+        packet = rewrite_c(data, self.ssrc, out_seq, out_ts, self.payload_type, ext_map,
+                           self.abs_send_time_id, abs_send_time)
+        if info != NULL:  # a new object nobody else holds yet
+            patch_vp8(<uint8_t*>PyBytes_AS_STRING(packet), info, out_pic, out_tl0)
+        try:
+            self._sendto(self._protect(packet), self._addr)
+        except Exception:
+            return False
+        return True
+
     def restart(self):
         if self.started:
             self.next_seq = <uint16_t>(self.last_seq + 1)
             self.next_ts = <uint32_t>(self.last_ts + 1)
+            if self.last_pic >= 0:
+                self.next_pic = (self.last_pic + 1) & 0x7FFF
+            if self.last_tl0 >= 0:
+                self.next_tl0 = <uint8_t>(self.last_tl0 + 1)
         self.started = False
 
     cdef bint forward_c(self, bytes data, uint16_t seq, uint32_t ts, long payload_len,
@@ -193,7 +301,6 @@ cdef class ConsumerState:
         cdef uint16_t out_seq
         cdef uint16_t ahead
         cdef uint32_t out_ts
-        cdef const uint8_t* ext_map = NULL
         if self.paused or self._sendto is None:
             return False
         if not self.started:
@@ -213,20 +320,9 @@ cdef class ConsumerState:
                 self.seq_offset = <uint16_t>(<uint16_t>self.last_seq + 1 - seq)
                 out_seq = <uint16_t>(self.last_seq + 1)
         out_ts = <uint32_t>(ts + self.ts_offset)
-        if self._srtp_ctx != NULL:
-            if not self.send_native(data, out_seq, out_ts, abs_send_time):
-                self.dropped += 1
-                return False
-        else:
-            if self._ext_map is not None:
-                ext_map = <const uint8_t*>(<char*>self._ext_map)
-            packet = rewrite_c(data, self.ssrc, out_seq, out_ts, self.payload_type, ext_map,
-                               self.abs_send_time_id, abs_send_time)
-            try:
-                self._sendto(self._protect(packet), self._addr)
-            except Exception:
-                self.dropped += 1
-                return False
+        if not self.send_packet(data, out_seq, out_ts, abs_send_time, NULL, -1, -1):
+            self.dropped += 1
+            return False
         if self.last_seq < 0 or <uint16_t>(out_seq - <uint16_t>self.last_seq) < 0x8000:
             self.last_seq = out_seq
             self.last_ts = out_ts
@@ -234,45 +330,187 @@ cdef class ConsumerState:
         self.octets += payload_len
         return True
 
-    def forward(self, bytes data, seq, ts, long payload_len, bint keyframe, abs_send_time):
-        """Rewrite and send one packet of the producer; True if it was sent."""
+    cdef bint forward_vp8_c(self, bytes data, uint16_t seq, uint32_t ts, long payload_len,
+                            bint keyframe, uint32_t abs_send_time, const Vp8Info* info):
+        cdef uint16_t ahead, out_seq, pic_offset, missing, back, limit
+        cdef uint32_t out_ts
+        cdef int pic_mask, out_pic = -1, out_tl0 = -1, diff
+        cdef bint new_picture, newest
+        cdef SeqEntry* entry
+        if self.paused or self._sendto is None:
+            return False
+        if not self.started:
+            if self.video and not keyframe:
+                self.dropped += 1
+                return False
+            if self._in_ring == NULL:
+                self._in_ring = <SeqEntry*>malloc(C_SEQ_RING * sizeof(SeqEntry))
+                self._out_ring = <SeqEntry*>malloc(C_SEQ_RING * sizeof(SeqEntry))
+                if self._in_ring == NULL or self._out_ring == NULL:
+                    raise MemoryError()
+            self.seq_offset = <uint16_t>(self.next_seq - seq)
+            self.ts_offset = <uint32_t>(self.next_ts - ts)
+            self.started = True
+            self.pic_offset = (self.next_pic - info.pic) & 0x7FFF if info.pic >= 0 else 0
+            self.tl0_offset = <uint8_t>(self.next_tl0 - info.tl0) if info.tl0 >= 0 else 0
+            self.temporal = self.temporal_limit
+            self._newest_in = <uint16_t>(seq - 1)
+            self._last_in_pic = -1
+            memset(self._in_ring, 0xFF, C_SEQ_RING * sizeof(SeqEntry))
+            memset(self._out_ring, 0xFF, C_SEQ_RING * sizeof(SeqEntry))
+        ahead = <uint16_t>(seq - self._newest_in)
+        if 0 < ahead < 0x8000:  # the newest so far (perhaps after a gap)
+            if ahead > C_MAX_SEQ_JUMP:  # a discontinuity: the output continues gap-free
+                self.seq_offset = <uint16_t>(<uint16_t>self.last_seq + 1 - seq)
+                memset(self._in_ring, 0xFF, C_SEQ_RING * sizeof(SeqEntry))
+            else:  # what is missing keeps its number, should it arrive late
+                limit = ahead if ahead < C_MAX_RESERVED_GAP + 1 else C_MAX_RESERVED_GAP + 1
+                for back in range(1, limit):
+                    missing = <uint16_t>(seq - back)
+                    entry = &self._in_ring[missing & (C_SEQ_RING - 1)]
+                    entry.key = missing
+                    entry.other = <uint16_t>(missing + self.seq_offset)
+                    entry.pic_offset = self.pic_offset
+            self._newest_in = seq
+            pic_mask = 0x7F if info.pic_size == 1 else 0x7FFF
+            new_picture = False
+            if info.pic >= 0:
+                diff = (info.pic - self._last_in_pic) & pic_mask
+                new_picture = self._last_in_pic < 0 or 0 < diff <= (pic_mask >> 1)
+            if new_picture:
+                self._last_in_pic = info.pic
+            if info.tid >= 0:
+                if info.begins and info.tid == 0:  # a TL0 picture: the place to change the limit
+                    self.temporal = self.temporal_limit
+                if info.tid > self.temporal:  # dropped; the numbers after it close the gap
+                    self.seq_offset = <uint16_t>(self.seq_offset - 1)
+                    if new_picture:
+                        self.pic_offset = (self.pic_offset - 1) & 0x7FFF
+                    entry = &self._in_ring[seq & (C_SEQ_RING - 1)]
+                    entry.key = seq
+                    entry.other = -1
+                    entry.pic_offset = 0
+                    self.temporal_dropped += 1
+                    return False
+            out_seq = <uint16_t>(seq + self.seq_offset)
+            pic_offset = self.pic_offset
+            entry = &self._in_ring[seq & (C_SEQ_RING - 1)]
+            entry.key = seq
+            entry.other = out_seq
+            entry.pic_offset = pic_offset
+            newest = True
+        else:  # late or repeated: the number it was given, if it has one
+            entry = &self._in_ring[seq & (C_SEQ_RING - 1)]
+            if entry.key != seq or entry.other < 0 or info.tid > self.temporal:
+                self.dropped += 1
+                return False
+            out_seq = <uint16_t>entry.other
+            pic_offset = entry.pic_offset
+            newest = False
+        out_ts = <uint32_t>(ts + self.ts_offset)
+        if info.pic >= 0:
+            out_pic = (info.pic + pic_offset) & 0x7FFF
+        if info.tl0 >= 0:
+            out_tl0 = (info.tl0 + self.tl0_offset) & 0xFF
+        if not self.send_packet(data, out_seq, out_ts, abs_send_time, info, out_pic, out_tl0):
+            self.dropped += 1
+            return False
+        if newest:
+            self.last_seq = out_seq
+            self.last_ts = out_ts
+            if out_pic >= 0:
+                self.last_pic = out_pic
+            if out_tl0 >= 0:
+                self.last_tl0 = out_tl0
+        entry = &self._out_ring[out_seq & (C_SEQ_RING - 1)]
+        entry.key = out_seq
+        entry.other = seq
+        entry.pic_offset = pic_offset
+        self.packets += 1
+        self.octets += payload_len
+        return True
+
+    def forward(self, bytes data, seq, ts, long payload_len, bint keyframe, abs_send_time,
+                int layer=0, Py_ssize_t vp8_offset=-1):
+        """Rewrite and send one packet of the producer's spatial ``layer``; True if it
+        was sent. ``vp8_offset`` locates the VP8 payload (vp8 mode)."""
+        cdef Vp8Info info
+        if layer != self.layer:
+            return False
+        if self.vp8:
+            read_vp8_info(<const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                          vp8_offset, payload_len, &info)
+            return self.forward_vp8_c(data, seq, ts, payload_len, keyframe, abs_send_time, &info)
         return self.forward_c(data, seq, ts, payload_len, keyframe, abs_send_time)
 
-    def retransmit(self, bytes data, abs_send_time):
-        """Send a cached producer packet again with this consumer's current mapping."""
-        cdef const uint8_t* ext_map = NULL
+    def retransmit(self, bytes data, abs_send_time, int out_seq=-1):
+        """Send a cached producer packet again with this consumer's mapping (in vp8
+        mode: as the output packet ``out_seq`` it was, which `producer_seq` found)."""
         cdef const uint8_t* d
         cdef uint16_t seq
         cdef uint32_t ts
+        cdef RtpHeader h
+        cdef Vp8Info info
+        cdef SeqEntry* entry
+        cdef int out_pic = -1, out_tl0 = -1
         if not self.started or self._sendto is None or len(data) < 12:
             return False
         d = <const uint8_t*>(<char*>data)
         seq = (<uint16_t>d[2] << 8) | d[3]
         ts = (<uint32_t>d[4] << 24) | (<uint32_t>d[5] << 16) | (<uint32_t>d[6] << 8) | d[7]
-        if self._ext_map is not None:
-            ext_map = <const uint8_t*>(<char*>self._ext_map)
-        packet = rewrite_c(data, self.ssrc, <uint16_t>(seq + self.seq_offset),
-                           <uint32_t>(ts + self.ts_offset), self.payload_type, ext_map,
-                           self.abs_send_time_id, abs_send_time)
-        try:
-            self._sendto(self._protect(packet), self._addr)
-        except Exception:
+        if not self.vp8:
+            return self.send_packet(data, <uint16_t>(seq + self.seq_offset),
+                                    <uint32_t>(ts + self.ts_offset), abs_send_time, NULL, -1, -1)
+        if out_seq < 0 or self._out_ring == NULL:
             return False
-        return True
+        entry = &self._out_ring[out_seq & (C_SEQ_RING - 1)]
+        if entry.key != out_seq or entry.other != seq:
+            return False
+        if parse_header_c(d, PyBytes_GET_SIZE(data), &h) < 0:
+            return False
+        read_vp8_info(d, PyBytes_GET_SIZE(data), h.payload_offset,
+                      h.payload_end - h.payload_offset, &info)
+        if info.pic >= 0:
+            out_pic = (info.pic + entry.pic_offset) & 0x7FFF
+        if info.tl0 >= 0:
+            out_tl0 = (info.tl0 + self.tl0_offset) & 0xFF
+        return self.send_packet(data, <uint16_t>out_seq, <uint32_t>(ts + self.ts_offset),
+                                abs_send_time, &info, out_pic, out_tl0)
 
     def producer_seq(self, int out_seq):
-        """The producer's sequence number for an output sequence number."""
+        """The producer's sequence number for an output sequence number (vp8 mode: -1
+        if this consumer sent no such packet since it last started)."""
+        cdef SeqEntry* entry
+        if self.vp8:
+            if self._out_ring == NULL:
+                return -1
+            entry = &self._out_ring[out_seq & (C_SEQ_RING - 1)]
+            return entry.other if entry.key == out_seq else -1
         return (out_seq - self.seq_offset) & 0xFFFF
 
 
-def fan_out(list states, bytes data, seq, ts, long payload_len, bint keyframe, abs_send_time):
-    """Forward one inbound packet to every consumer state; return how many sent."""
+def fan_out(list states, bytes data, seq, ts, long payload_len, bint keyframe, abs_send_time,
+            int layer=0, Py_ssize_t vp8_offset=-1):
+    """Forward one inbound packet of spatial ``layer`` to every consumer state (those
+    of another layer skip it); return how many sent. The VP8 descriptor (vp8 mode) is
+    read once, for all of them."""
     cdef ConsumerState state
     cdef int sent = 0
     cdef uint16_t c_seq = seq
     cdef uint32_t c_ts = ts
     cdef uint32_t c_ast = abs_send_time
+    cdef Vp8Info info
+    cdef bint have_info = False
     for state in states:
-        if state.forward_c(data, c_seq, c_ts, payload_len, keyframe, c_ast):
+        if state.layer != layer:
+            continue
+        if state.vp8:
+            if not have_info:
+                read_vp8_info(<const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                              vp8_offset, payload_len, &info)
+                have_info = True
+            if state.forward_vp8_c(data, c_seq, c_ts, payload_len, keyframe, c_ast, &info):
+                sent += 1
+        elif state.forward_c(data, c_seq, c_ts, payload_len, keyframe, c_ast):
             sent += 1
     return sent

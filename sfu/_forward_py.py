@@ -4,15 +4,26 @@
 timestamp offsets, payload type, header-extension map) and its send path;
 ``fan_out`` forwards one inbound packet to every consumer of a producer;
 ``NackCache`` keeps a producer's recent packets for retransmission.
+
+Simulcast (see ``sfu/simulcast.py``): every inbound packet comes with the index of the
+spatial ``layer`` it belongs to, and a state forwards only the packets of its own
+``layer`` (the others are skipped at once). A state in ``vp8`` mode also keeps the
+VP8 PictureID and TL0PICIDX continuous across layer switches, drops the temporal
+layers above ``temporal_limit`` (read from the payload descriptor at ``vp8_offset``)
+with its output sequence kept gap-free, and maps sequence numbers through two rings
+(input to output for late packets, output to input for NACKs) that survive the drops.
 """
 
 from __future__ import annotations
 
 import random
 
-from .rtp import rewrite
+from ._vp8_py import _layout
+from .errors import MalformedPacket
+from .rtp import parse_header, rewrite
 
-__all__ = ["ConsumerState", "NackCache", "fan_out", "MAX_SEQ_JUMP", "MAX_SEQ_AGE"]
+__all__ = ["ConsumerState", "NackCache", "fan_out", "vp8_info", "MAX_SEQ_JUMP", "MAX_SEQ_AGE",
+           "SEQ_RING", "MAX_RESERVED_GAP", "ALL_TEMPORAL"]
 
 # The output sequence must stay sane whatever the publisher sends: a subscriber's SRTP
 # derives its rollover counter from it, and a jump of half the sequence space makes it
@@ -21,6 +32,36 @@ __all__ = ["ConsumerState", "NackCache", "fan_out", "MAX_SEQ_JUMP", "MAX_SEQ_AGE
 # than MAX_SEQ_AGE is stale and dropped.
 MAX_SEQ_JUMP = 1000
 MAX_SEQ_AGE = 1000
+# vp8 mode: how many sequence numbers each mapping ring remembers, and the longest gap
+# in the input whose missing numbers keep their output numbers for a late arrival.
+SEQ_RING = 1024
+MAX_RESERVED_GAP = 64
+ALL_TEMPORAL = 3  # VP8's highest temporal layer id: a limit of 3 drops nothing
+_NO_VP8 = (-1, -1, 0, -1, -1, -1, False)
+
+
+def vp8_info(data, vp8_offset: int, payload_len: int) -> tuple:
+    """``(picture_id, picture_id_pos, picture_id_size, tl0picidx, tl0_pos, tid, begins)``
+    of the VP8 payload descriptor at ``vp8_offset`` (positions in ``data``; -1 where a
+    field is absent or the descriptor is malformed; ``begins``: the first packet of a
+    picture, S=1 and PID=0). The fan-out reads it once per inbound packet."""
+    if vp8_offset < 0 or payload_len < 1 or vp8_offset + payload_len > len(data):
+        return _NO_VP8
+    payload = memoryview(data)[vp8_offset:vp8_offset + payload_len]
+    try:
+        size, pic_at, pic_size, tl0_at = _layout(payload)
+    except MalformedPacket:
+        return _NO_VP8
+    b0 = payload[0]
+    pic = -1
+    if pic_size == 2:
+        pic = (payload[pic_at] & 0x7F) << 8 | payload[pic_at + 1]
+    elif pic_size == 1:
+        pic = payload[pic_at] & 0x7F
+    tl0 = payload[tl0_at] if tl0_at >= 0 else -1
+    tid = payload[size - 1] >> 6 if b0 & 0x80 and payload[1] & 0x20 else -1
+    return (pic, vp8_offset + pic_at if pic_at >= 0 else -1, pic_size, tl0,
+            vp8_offset + tl0_at if tl0_at >= 0 else -1, tid, bool(b0 & 0x10) and not b0 & 0x07)
 
 
 class NackCache:
@@ -55,6 +96,8 @@ class ConsumerState:
 
     A consumer forwards nothing until it is bound to a send path and not paused; a
     video consumer then waits for a keyframe and starts its output sequence there.
+    ``layer`` is the spatial layer it forwards (0 unless the producer is simulcast);
+    ``vp8`` turns on the VP8 rewriting described in the module's docstring.
     """
 
     def __init__(self, ssrc: int, payload_type: int, ext_map: bytes | None,
@@ -76,6 +119,21 @@ class ConsumerState:
         self.octets = 0
         self.dropped = 0
         self.send_errors = 0
+        self.layer = 0
+        self.vp8 = False
+        self.temporal_limit = ALL_TEMPORAL  # wanted: the highest temporal layer forwarded
+        self.temporal = ALL_TEMPORAL        # in force (changes at the start of a TL0 picture)
+        self.pic_offset = 0
+        self.tl0_offset = 0
+        self.next_pic = random.getrandbits(15)
+        self.next_tl0 = random.getrandbits(8)
+        self.last_pic = -1
+        self.last_tl0 = -1
+        self.temporal_dropped = 0
+        self._newest_in = 0
+        self._last_in_pic = -1
+        self._in_ring: list = [None] * SEQ_RING   # input seq -> (seq, output seq or -1, pic offset)
+        self._out_ring: list = [None] * SEQ_RING  # output seq -> (out seq, input seq, pic offset)
         self._protect = None
         self._sendto = None
         self._addr = None
@@ -94,10 +152,15 @@ class ConsumerState:
 
     def restart(self) -> None:
         """Start again at the next keyframe (video) or packet, continuing the output
-        sequence and timestamps (after a pause or a change of source)."""
+        sequence, timestamps and (vp8) picture ids (after a pause, a change of source
+        or of simulcast layer). ``next_ts`` may be set after this to leave a gap."""
         if self.started:
             self.next_seq = (self.last_seq + 1) & 0xFFFF
             self.next_ts = (self.last_ts + 1) & 0xFFFFFFFF
+            if self.last_pic >= 0:
+                self.next_pic = (self.last_pic + 1) & 0x7FFF
+            if self.last_tl0 >= 0:
+                self.next_tl0 = (self.last_tl0 + 1) & 0xFF
         self.started = False
 
     def _start(self, seq: int, ts: int) -> None:
@@ -106,8 +169,15 @@ class ConsumerState:
         self.started = True
 
     def forward(self, data: bytes, seq: int, ts: int, payload_len: int,
-                keyframe: bool, abs_send_time: int) -> bool:
-        """Rewrite and send one packet of the producer; True if it was sent."""
+                keyframe: bool, abs_send_time: int, layer: int = 0,
+                vp8_offset: int = -1) -> bool:
+        """Rewrite and send one packet of the producer's spatial ``layer``; True if it
+        was sent. ``vp8_offset`` locates the VP8 payload (vp8 mode)."""
+        if layer != self.layer:
+            return False
+        if self.vp8:
+            return self._forward_vp8(data, seq, ts, payload_len, keyframe, abs_send_time,
+                                     vp8_info(data, vp8_offset, payload_len))
         if self.paused or self._sendto is None:
             return False
         if not self.started:
@@ -139,15 +209,106 @@ class ConsumerState:
         self.octets += payload_len
         return True
 
-    def retransmit(self, data: bytes, abs_send_time: int) -> bool:
-        """Send a cached producer packet again with this consumer's current mapping."""
+    def _forward_vp8(self, data: bytes, seq: int, ts: int, payload_len: int, keyframe: bool,
+                     abs_send_time: int, info: tuple) -> bool:
+        if self.paused or self._sendto is None:
+            return False
+        pic, pic_pos, pic_size, tl0, tl0_pos, tid, begins = info
+        if not self.started:
+            if self.video and not keyframe:
+                self.dropped += 1
+                return False
+            self._start(seq, ts)
+            self.pic_offset = (self.next_pic - pic) & 0x7FFF if pic >= 0 else 0
+            self.tl0_offset = (self.next_tl0 - tl0) & 0xFF if tl0 >= 0 else 0
+            self.temporal = self.temporal_limit
+            self._newest_in = (seq - 1) & 0xFFFF
+            self._last_in_pic = -1
+            self._in_ring = [None] * SEQ_RING
+            self._out_ring = [None] * SEQ_RING
+        mask = SEQ_RING - 1
+        ahead = (seq - self._newest_in) & 0xFFFF
+        if 0 < ahead < 0x8000:  # the newest so far (perhaps after a gap)
+            if ahead > MAX_SEQ_JUMP:  # a discontinuity: the output continues gap-free
+                self.seq_offset = (self.last_seq + 1 - seq) & 0xFFFF
+                self._in_ring = [None] * SEQ_RING
+            else:  # what is missing keeps its number, should it arrive late
+                for back in range(1, min(ahead, MAX_RESERVED_GAP + 1)):
+                    missing = (seq - back) & 0xFFFF
+                    self._in_ring[missing & mask] = (missing, (missing + self.seq_offset) & 0xFFFF,
+                                                     self.pic_offset)
+            self._newest_in = seq
+            pic_mask = 0x7F if pic_size == 1 else 0x7FFF
+            new_picture = pic >= 0 and (self._last_in_pic < 0 or 0 < (
+                (pic - self._last_in_pic) & pic_mask) <= pic_mask >> 1)
+            if new_picture:
+                self._last_in_pic = pic
+            if tid >= 0:
+                if begins and tid == 0:  # a TL0 picture: the place to change the limit
+                    self.temporal = self.temporal_limit
+                if tid > self.temporal:  # dropped; the numbers after it close the gap
+                    self.seq_offset = (self.seq_offset - 1) & 0xFFFF
+                    if new_picture:
+                        self.pic_offset = (self.pic_offset - 1) & 0x7FFF
+                    self._in_ring[seq & mask] = (seq, -1, 0)
+                    self.temporal_dropped += 1
+                    return False
+            out_seq = (seq + self.seq_offset) & 0xFFFF
+            pic_offset = self.pic_offset
+            self._in_ring[seq & mask] = (seq, out_seq, pic_offset)
+            newest = True
+        else:  # late or repeated: the number it was given, if it has one
+            entry = self._in_ring[seq & mask]
+            if entry is None or entry[0] != seq or entry[1] < 0 or tid > self.temporal:
+                self.dropped += 1
+                return False
+            out_seq, pic_offset = entry[1], entry[2]
+            newest = False
+        out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
+        packet = rewrite(data, self.ssrc, out_seq, out_ts, self.payload_type,
+                         self.ext_map, self.abs_send_time_id, abs_send_time)
+        out_pic = (pic + pic_offset) & 0x7FFF if pic >= 0 else -1
+        out_tl0 = (tl0 + self.tl0_offset) & 0xFF if tl0 >= 0 else -1
+        if out_pic >= 0 or out_tl0 >= 0:
+            packet = _patch_vp8(packet, pic_pos, pic_size, out_pic, tl0_pos, out_tl0)
+        try:
+            self._sendto(self._protect(packet), self._addr)
+        except Exception:  # noqa: BLE001 - SRTP or socket error: count, keep serving
+            self.dropped += 1
+            return False
+        if newest:
+            self.last_seq = out_seq
+            self.last_ts = out_ts
+            if out_pic >= 0:
+                self.last_pic = out_pic
+            if out_tl0 >= 0:
+                self.last_tl0 = out_tl0
+        self._out_ring[out_seq & mask] = (out_seq, seq, pic_offset)
+        self.packets += 1
+        self.octets += payload_len
+        return True
+
+    def retransmit(self, data: bytes, abs_send_time: int, out_seq: int = -1) -> bool:
+        """Send a cached producer packet again with this consumer's mapping (in vp8
+        mode: as the output packet ``out_seq`` it was, which `producer_seq` found)."""
         if not self.started or self._sendto is None:
             return False
         seq = (data[2] << 8) | data[3]
         ts = int.from_bytes(data[4:8], "big")
-        packet = rewrite(data, self.ssrc, (seq + self.seq_offset) & 0xFFFF,
-                         (ts + self.ts_offset) & 0xFFFFFFFF, self.payload_type,
-                         self.ext_map, self.abs_send_time_id, abs_send_time)
+        if not self.vp8:
+            out_seq, pic_offset = (seq + self.seq_offset) & 0xFFFF, -1
+        else:
+            entry = self._out_ring[out_seq & (SEQ_RING - 1)] if out_seq >= 0 else None
+            if entry is None or entry[0] != out_seq or entry[1] != seq:
+                return False
+            pic_offset = entry[2]
+        packet = rewrite(data, self.ssrc, out_seq, (ts + self.ts_offset) & 0xFFFFFFFF,
+                         self.payload_type, self.ext_map, self.abs_send_time_id, abs_send_time)
+        if pic_offset >= 0:
+            _, _, _, _, _, offset, end, *_ = parse_header(data)
+            pic, pic_pos, pic_size, tl0, tl0_pos, _, _ = vp8_info(data, offset, end - offset)
+            packet = _patch_vp8(packet, pic_pos, pic_size, (pic + pic_offset) & 0x7FFF if pic >= 0 else -1,
+                                tl0_pos, (tl0 + self.tl0_offset) & 0xFF if tl0 >= 0 else -1)
         try:
             self._sendto(self._protect(packet), self._addr)
         except Exception:  # noqa: BLE001
@@ -155,15 +316,42 @@ class ConsumerState:
         return True
 
     def producer_seq(self, out_seq: int) -> int:
-        """The producer's sequence number for an output sequence number."""
+        """The producer's sequence number for an output sequence number (vp8 mode: -1
+        if this consumer sent no such packet since it last started)."""
+        if self.vp8:
+            entry = self._out_ring[out_seq & (SEQ_RING - 1)]
+            return entry[1] if entry is not None and entry[0] == out_seq else -1
         return (out_seq - self.seq_offset) & 0xFFFF
 
 
+def _patch_vp8(packet: bytes, pic_pos: int, pic_size: int, pic: int, tl0_pos: int, tl0: int) -> bytes:
+    """``packet`` with the descriptor's PictureID and TL0PICIDX set (where present)."""
+    out = bytearray(packet)
+    if pic >= 0 and pic_size == 2:
+        out[pic_pos] = 0x80 | (pic >> 8 & 0x7F)
+        out[pic_pos + 1] = pic & 0xFF
+    elif pic >= 0 and pic_size == 1:
+        out[pic_pos] = pic & 0x7F
+    if tl0 >= 0 and tl0_pos >= 0:
+        out[tl0_pos] = tl0
+    return bytes(out)
+
+
 def fan_out(states: list, data: bytes, seq: int, ts: int, payload_len: int,
-            keyframe: bool, abs_send_time: int) -> int:
-    """Forward one inbound packet to every consumer state; return how many sent."""
+            keyframe: bool, abs_send_time: int, layer: int = 0, vp8_offset: int = -1) -> int:
+    """Forward one inbound packet of spatial ``layer`` to every consumer state (those
+    of another layer skip it); return how many sent. The VP8 descriptor (vp8 mode) is
+    read once, for all of them."""
     sent = 0
+    info = None
     for state in states:
-        if state.forward(data, seq, ts, payload_len, keyframe, abs_send_time):
+        if state.layer != layer:
+            continue
+        if state.vp8:
+            if info is None:
+                info = vp8_info(data, vp8_offset, payload_len)
+            if state._forward_vp8(data, seq, ts, payload_len, keyframe, abs_send_time, info):
+                sent += 1
+        elif state.forward(data, seq, ts, payload_len, keyframe, abs_send_time, layer):
             sent += 1
     return sent

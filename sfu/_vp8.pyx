@@ -11,19 +11,12 @@ from libc.string cimport memcpy
 
 from .errors import MalformedPacket
 
-__all__ = ["Vp8Descriptor", "vp8_is_keyframe", "vp8_rewrite_picture_id"]
-
-
-ctypedef struct Vp8Layout:
-    Py_ssize_t size                 # descriptor length
-    Py_ssize_t picture_id_offset    # -1 if absent
-    Py_ssize_t picture_id_size      # 0, 1 or 2
-    Py_ssize_t tl0_offset           # -1 if absent
-    Py_ssize_t tk_offset            # -1 if absent
+__all__ = ["Vp8Descriptor", "vp8_frame_size", "vp8_is_keyframe", "vp8_rewrite_picture_id",
+           "vp8_temporal_id"]
 
 
 cdef int locate(const uint8_t* p, Py_ssize_t n, Vp8Layout* out) noexcept nogil:
-    """0, or -1 if the descriptor is empty or truncated."""
+    """0, or -1 if the descriptor is empty or truncated (declared in _vp8.pxd)."""
     cdef Py_ssize_t pos = 1
     cdef uint8_t x
     out.picture_id_offset = -1
@@ -53,10 +46,6 @@ cdef int locate(const uint8_t* p, Py_ssize_t n, Vp8Layout* out) noexcept nogil:
             return -1
     out.size = pos
     return 0
-
-
-cdef inline bint keyframe_after(const uint8_t* p, Py_ssize_t n, Py_ssize_t size) noexcept nogil:
-    return (p[0] & 0x10) != 0 and (p[0] & 0x07) == 0 and size < n and (p[size] & 1) == 0
 
 
 @dataclass
@@ -180,3 +169,31 @@ def vp8_rewrite_picture_id(bytes payload not None, int picture_id, int tl0picidx
     if tl0picidx >= 0 and at.tl0_offset >= 0:
         o[at.tl0_offset] = tl0picidx & 0xFF
     return out
+
+
+def vp8_temporal_id(bytes data not None, Py_ssize_t offset) -> int:
+    """The temporal layer id (TID) of the VP8 payload at ``offset`` of ``data`` (an RTP
+    packet), or -1 if the descriptor carries none or is malformed."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef const uint8_t* p
+    cdef Vp8Layout at
+    if offset < 0 or offset >= n:
+        return -1
+    p = <const uint8_t*>PyBytes_AS_STRING(data) + offset
+    if locate(p, n - offset, &at) < 0 or at.tk_offset < 0 or not p[1] & 0x20:
+        return -1
+    return p[at.tk_offset] >> 6
+
+
+def vp8_frame_size(bytes payload not None):
+    """``(width, height)`` of the key frame a VP8 RTP payload starts, or None (not the
+    start of a key frame, or too short to say)."""
+    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(payload)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
+    cdef Vp8Layout at
+    if locate(p, n, &at) < 0 or not keyframe_after(p, n, at.size) or at.size + 10 > n:
+        return None
+    p += at.size
+    if p[3] != 0x9D or p[4] != 0x01 or p[5] != 0x2A:
+        return None
+    return ((p[6] | (p[7] << 8)) & 0x3FFF, (p[8] | (p[9] << 8)) & 0x3FFF)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from .errors import MalformedPacket
 
-__all__ = ["Vp8Descriptor", "vp8_is_keyframe", "vp8_rewrite_picture_id"]
+__all__ = ["Vp8Descriptor", "vp8_frame_size", "vp8_is_keyframe", "vp8_rewrite_picture_id",
+           "vp8_temporal_id"]
 
 
 def _layout(payload) -> tuple[int, int, int, int]:
@@ -161,3 +162,30 @@ def vp8_rewrite_picture_id(payload: bytes, picture_id: int, tl0picidx: int) -> b
     if tl0picidx >= 0 and tl0_offset >= 0:
         out[tl0_offset] = tl0picidx & 0xFF
     return bytes(out)
+
+
+def vp8_temporal_id(data: bytes, offset: int) -> int:
+    """The temporal layer id (TID) of the VP8 payload at ``offset`` of ``data`` (an RTP
+    packet), or -1 if the descriptor carries none or is malformed."""
+    if offset < 0 or offset >= len(data):
+        return -1
+    payload = memoryview(data)[offset:]
+    try:
+        size = _layout(payload)[0]
+    except MalformedPacket:
+        return -1
+    if not payload[0] & 0x80 or not payload[1] & 0x20:
+        return -1
+    return payload[size - 1] >> 6
+
+
+def vp8_frame_size(payload: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of the key frame a VP8 RTP payload starts, or None (not the
+    start of a key frame, or too short to say)."""
+    if not vp8_is_keyframe(payload):
+        return None
+    size = _layout(payload)[0]
+    header = payload[size:size + 10]
+    if len(header) < 10 or header[3:6] != b"\x9d\x01\x2a":
+        return None
+    return ((header[6] | header[7] << 8) & 0x3FFF, (header[8] | header[9] << 8) & 0x3FFF)

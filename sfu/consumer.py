@@ -10,6 +10,12 @@ its sender reports as translations of the publisher's.
 
 It knows nothing of aiortc: the participant passes the SSRC its m-line announces and,
 once the subscriber answered, the negotiated payload types and extension ids.
+
+Of a simulcast producer (`sfu.simulcast`) it forwards one spatial layer, by default
+the highest the publisher sends; `set_layers` narrows the choice (a layer index, a
+temporal layer, a ``max_height``, a ``max_fps``). A new layer is asked for (PLI on its
+SSRC) and taken at its next keyframe; the subscriber sees one continuous stream
+(one SSRC; sequence numbers, timestamps and VP8 picture ids continuing).
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from typing import Any, Protocol
 from .clock import Cancellable, Clock, Scheduler
 from .errors import MalformedPacket
 from .extensions import EXT_ABS_SEND_TIME, FORWARDED_EXTENSIONS
-from .forward import ConsumerState
+from .forward import ALL_TEMPORAL, ConsumerState
 from .producer import Producer
 from .rtcp import Fir, Nack, Pli, ReceiverReport, Remb, SenderReport
 from .rtp import abs_send_time
+from .simulcast import choose_temporal
 
 __all__ = ["Consumer", "SendTransport"]
 
@@ -79,7 +86,21 @@ class Consumer:
         self._ext_ids: dict[str, int] = {}  # the subscriber's, once negotiated
         self.on_close: list[Callable[[Consumer], None]] = []
         self._activation: Cancellable | None = None
+        self.target_layer: int | None = None
+        """The highest spatial layer wanted (None: the top one); see `set_layers`."""
+        self.target_temporal: int | None = None
+        self.max_height: int | None = None
+        self.max_fps: float | None = None
+        self.pending_layer: int | None = None
+        """The layer it moves to at that layer's next keyframe, if any."""
+        self.layer_switches = 0
+        self._simulcast_mode(producer)
         producer.add_consumer(self)
+
+    def _simulcast_mode(self, producer: Producer) -> None:
+        self.state.vp8 = producer.simulcast and producer.codec.name == "VP8"
+        self.state.layer = 0
+        self.pending_layer = None
 
     # -- negotiation ---------------------------------------------------------------
 
@@ -129,6 +150,9 @@ class Consumer:
                              f"{self.producer.codec.mime_type} stream")
         old, self.producer = self.producer, producer
         old.remove_consumer(self)
+        if self.state.started:
+            self.state.restart()  # before the rings of vp8 mode change meaning
+        self._simulcast_mode(producer)
         producer.add_consumer(self)
         self._map_extensions()
         if self.state.started or not self.state.paused:
@@ -154,13 +178,72 @@ class Consumer:
         self.state.restart()
         self.state.paused = False
         producer = self.producer
+        if producer.simulcast:
+            self.pending_layer = None
+            self._choose()
         fresh = producer.video and producer.replay_from_keyframe(self.state)
-        if not fresh or producer.keyframe_age() > producer.keyframe_replay_age / 2:
+        if not fresh or producer.keyframe_age(self.state.layer) > producer.keyframe_replay_age / 2:
             self.request_keyframe()
 
     def request_keyframe(self) -> None:
         self.keyframe_requests += 1
-        self.producer.request_keyframe()
+        self.producer.request_keyframe(self.pending_layer if self.pending_layer is not None
+                                       else self.state.layer)
+
+    # -- simulcast layers ----------------------------------------------------------
+
+    def set_layers(self, *, spatial: int | None = None, temporal: int | None = None,
+                   max_height: int | None = None, max_fps: float | None = None) -> None:
+        """What this subscriber wants of a simulcast producer: at most spatial layer
+        ``spatial`` (0 the lowest), temporal layer ``temporal``, ``max_height`` pixels
+        high and ``max_fps`` frames a second (None: no limit; the defaults take the
+        top). The layer changes at its next keyframe; the temporal limit at the next
+        base-layer picture. Nothing changes for a producer without simulcast."""
+        self.target_layer, self.target_temporal = spatial, temporal
+        self.max_height, self.max_fps = max_height, max_fps
+        self.update_layer()
+
+    def _choose(self) -> int | None:
+        """Set the temporal limit now; return the spatial layer wanted (None: no layer
+        is active). Before the state starts, the layer is taken at once."""
+        producer = self.producer
+        now = self.clock.monotonic()
+        layer = producer.best_layer(now, spatial=self.target_layer, max_height=self.max_height)
+        if layer is None:
+            return None
+        self.state.temporal_limit = (ALL_TEMPORAL if not self.state.vp8 else choose_temporal(
+            producer.layers[layer], self.max_fps, self.target_temporal))
+        if not self.state.started:
+            self.state.layer = layer
+        return layer
+
+    def update_layer(self) -> None:
+        """Follow the wanted layer: called on `set_layers` and by the producer's tick
+        (a layer stopped or came back). A change of spatial layer asks for its keyframe."""
+        if self.closed or not self.producer.simulcast:
+            return
+        layer = self._choose()
+        if layer is None or layer == self.state.layer:
+            self.pending_layer = None
+            return
+        if layer != self.pending_layer:
+            self.pending_layer = layer
+            self.request_keyframe()
+
+    def switch_layer(self, layer: int, ts: int) -> None:
+        """Called by the producer as a keyframe (RTP timestamp ``ts``) of ``layer``
+        arrives, before it is fanned out: forward ``layer`` from that keyframe on,
+        continuing the output stream. Its timestamp follows the last one sent by the
+        time between them (from the layers' sender reports, else arrival times)."""
+        state = self.state
+        self.pending_layer = None
+        if state.started:
+            gap = self.producer.timestamp_gap(state.layer, (state.last_ts - state.ts_offset)
+                                              & 0xFFFFFFFF, layer, ts)
+            state.restart()
+            state.next_ts = (state.last_ts + gap) & 0xFFFFFFFF
+        state.layer = layer
+        self.layer_switches += 1
 
     # -- RTCP from the subscriber ----------------------------------------------------
 
@@ -182,7 +265,7 @@ class Consumer:
         the subscriber writes: each seq is resent at most once per `NACK_RESEND_INTERVAL_S`
         and at most `NACK_MAX_PER_REQUEST` per NACK, so a small hostile NACK (one seq
         listed thousands of times) costs one packet, not thousands."""
-        cache = self.producer.cache
+        cache = self.producer.cache_for(self.state.layer)
         self.nacks += len(lost)
         if cache is None:
             return
@@ -202,9 +285,10 @@ class Consumer:
         stamp = abs_send_time(self.clock.wall()) if self.state.abs_send_time_id else 0
         for out_seq in wanted:
             self._resent_at[out_seq] = now
-            data = cache.get(self.state.producer_seq(out_seq))
+            seq = self.state.producer_seq(out_seq)
+            data = cache.get(seq) if seq >= 0 else None
             try:
-                if data is not None and self.state.retransmit(data, stamp):
+                if data is not None and self.state.retransmit(data, stamp, out_seq):
                     self.retransmitted += 1
             except MalformedPacket:  # it was forwarded once, so this cannot happen; be safe
                 continue
@@ -212,8 +296,8 @@ class Consumer:
     def sender_report(self, reports: list | None = None) -> SenderReport | None:
         """Our sender report for the subscriber: the publisher's latest one, translated
         (NTP kept, RTP timestamp shifted by our offset, our own counts)."""
-        sr = self.producer.last_sr
         state = self.state
+        sr = self.producer.sender_report_for(state.layer)
         if sr is None or not state.started:
             return None
         return SenderReport(
@@ -234,6 +318,8 @@ class Consumer:
             "packets": s.packets, "octets": s.octets, "dropped": s.dropped,
             "nacks": self.nacks, "retransmitted": self.retransmitted,
             "remb_bitrate": self.remb_bitrate, "fraction_lost": self.fraction_lost,
+            **({"layer": s.layer, "temporal": s.temporal_limit, "layer_switches": self.layer_switches,
+                "temporal_dropped": s.temporal_dropped} if self.producer.simulcast else {}),
         }
 
     def close(self) -> None:

@@ -4,6 +4,11 @@ Offers differ by stack: Chromium declares SSRCs (except when simulcasting) and s
 the mid header extension on early packets; GStreamer's webrtcbin sends no mid
 extension, so its tracks are told apart by payload type. The demuxer learns an SSRC
 the first time a packet is matched by mid or payload type, then routes by SSRC.
+
+A simulcast producer (`sfu.simulcast`) has a stream per layer, all on one mid: its
+``learn_stream`` names the layer from the packet's rid (or, for RTX, repaired-rid)
+header extension, which rides only on each stream's first packets; a packet of an
+unknown SSRC without it is unroutable.
 """
 
 from __future__ import annotations
@@ -55,6 +60,12 @@ class RtpDemuxer:
         if producer is None:
             self.unroutable += 1
             return None
+        if getattr(producer, "simulcast", False):
+            if not producer.learn_stream(data, ssrc, payload_type):
+                self.unroutable += 1
+                return None
+            self.by_ssrc[ssrc] = producer
+            return producer
         if payload_type == producer.codec.payload_type:  # not its rtx stream
             self.by_ssrc[ssrc] = producer
             producer.ssrcs.add(ssrc)

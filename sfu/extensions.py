@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-__all__ = ["EXT_MID", "EXT_ABS_SEND_TIME", "EXT_AUDIO_LEVEL", "FORWARDED_EXTENSIONS"]
+__all__ = ["EXT_MID", "EXT_ABS_SEND_TIME", "EXT_AUDIO_LEVEL", "EXT_RID", "EXT_REPAIRED_RID",
+           "SIMULCAST_EXTENSIONS", "FORWARDED_EXTENSIONS"]
 
 EXT_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 EXT_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 EXT_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+# RFC 8852: which simulcast encoding (rid) a packet, or the packet an RTX packet
+# repairs, belongs to. aiortc does not offer them; the node accepts them on a simulcast
+# publisher's m-line (sfu.simulcast).
+EXT_RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+EXT_REPAIRED_RID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+SIMULCAST_EXTENSIONS = (EXT_RID, EXT_REPAIRED_RID)
 
 # Header extensions a consumer passes on (remapped to the subscriber's ids); every
 # other extension (mid, rid, transport-cc, ...) describes the publisher's leg and is

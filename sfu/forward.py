@@ -15,6 +15,10 @@ NackCache = _impl.NackCache
 fan_out = _impl.fan_out
 MAX_SEQ_JUMP = _impl.MAX_SEQ_JUMP
 MAX_SEQ_AGE = _impl.MAX_SEQ_AGE
+vp8_info = _impl.vp8_info
+SEQ_RING = _impl.SEQ_RING
+MAX_RESERVED_GAP = _impl.MAX_RESERVED_GAP
+ALL_TEMPORAL = _impl.ALL_TEMPORAL
 IMPLEMENTATION = _speedups.implementation(_impl)
 
 __all__ = ["IMPLEMENTATION", *_impl.__all__]

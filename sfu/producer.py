@@ -97,7 +97,12 @@ class Producer:
     ``transport`` is where RTCP to the publisher goes (NACK, PLI); ``clock`` and
     ``scheduler`` (the machine's and the running asyncio loop's by default) time the
     keyframe cache and the keyframe-request throttle.
+
+    A plain producer is one stream, spatial layer 0; `sfu.simulcast.SimulcastProducer`
+    has several. The methods that take a ``layer`` ignore it here.
     """
+
+    simulcast = False
 
     def __init__(
         self,
@@ -278,18 +283,22 @@ class Producer:
             self.last_keyframe_at = float("-inf")
             self.request_keyframe()
 
-    def _receive_rtx(self, data: bytes, ts: int, payload_offset: int, payload_end: int) -> None:
-        """A retransmission (RFC 4588): restore the original packet and forward it."""
-        if payload_end - payload_offset < 2 or self.reception is None:
+    def _receive_rtx(self, data: bytes, ts: int, payload_offset: int, payload_end: int,
+                     media_ssrc: int | None = None) -> None:
+        """A retransmission (RFC 4588): restore the original packet of ``media_ssrc``
+        (by default the stream received) and forward it."""
+        if media_ssrc is None:
+            media_ssrc = self.reception.ssrc if self.reception is not None else None
+        if payload_end - payload_offset < 2 or media_ssrc is None:
             return  # padding-only probe
         self.rtx_received += 1
         original_seq = (data[payload_offset] << 8) | data[payload_offset + 1]
         restored = bytearray(data[:payload_offset])
         restored[0] &= 0xDF  # the padding (if any) stays behind
         restored += data[payload_offset + 2:payload_end]
-        packet = rewrite(bytes(restored), self.reception.ssrc, original_seq, ts,
+        packet = rewrite(bytes(restored), media_ssrc, original_seq, ts,
                          self.codec.payload_type, None, 0, 0)
-        self.receive_rtp(packet, self.codec.payload_type, original_seq, ts, self.reception.ssrc,
+        self.receive_rtp(packet, self.codec.payload_type, original_seq, ts, media_ssrc,
                          payload_offset, payload_end - 2)
 
     def _nack_upstream(self, ssrc: int, lost: list[int]) -> None:
@@ -307,9 +316,24 @@ class Producer:
 
     # -- keyframes -----------------------------------------------------------------
 
-    def keyframe_age(self) -> float:
+    def keyframe_age(self, layer: int | None = None) -> float:
         """Seconds since the latest keyframe arrived (infinite before the first)."""
         return self.clock.monotonic() - self.last_keyframe_at
+
+    def cache_for(self, layer: int) -> NackCache | None:
+        """The packet cache of spatial ``layer`` (None for audio)."""
+        return self.cache
+
+    def sender_report_for(self, layer: int) -> SenderReportInfo | None:
+        """The publisher's latest sender report of spatial ``layer``'s stream."""
+        return self.last_sr
+
+    def report_blocks(self, now: float) -> list:
+        """A receiver-report block per stream received (for the publisher's feedback)."""
+        return [self.reception.report_block(now)] if self.reception is not None else []
+
+    def tick(self, now: float) -> None:
+        """Once a second (the publisher's feedback timer): nothing to do for one stream."""
 
     def replay_from_keyframe(self, state: Any) -> bool:
         """Start a new consumer at once: forward to ``state`` every cached packet from
@@ -317,25 +341,37 @@ class Producer:
         seconds old and no packet since is missing. The consumer then continues live,
         gap-free. (Otherwise it waits for a new keyframe, which the once-a-second
         request limit may delay by up to a second.)"""
-        if (self.cache is None or self.reception is None or self.last_keyframe_seq < 0
-                or self.keyframe_age() > self.keyframe_replay_age):
+        return self._replay(state, self.cache, self.reception, self.last_keyframe_seq,
+                            self.last_keyframe_at)
+
+    def _replay(self, state: Any, cache: NackCache | None, reception: ReceptionStats | None,
+                keyframe_seq: int, keyframe_at: float, layer: int | None = None,
+                vp8: bool = False) -> bool:
+        """`replay_from_keyframe` from one stream's cache (``layer`` given: the packets
+        are forwarded as that spatial layer's, with their VP8 descriptor if ``vp8``)."""
+        if (cache is None or reception is None or keyframe_seq < 0
+                or self.clock.monotonic() - keyframe_at > self.keyframe_replay_age):
             return False
-        first, last = self.last_keyframe_seq, self.reception.extended_max & 0xFFFF
+        first, last = keyframe_seq, reception.extended_max & 0xFFFF
         count = ((last - first) & 0xFFFF) + 1
-        packets = [self.cache.get((first + i) & 0xFFFF) for i in range(min(count, self.cache.size))]
-        if count > self.cache.size or any(p is None for p in packets):
+        packets = [cache.get((first + i) & 0xFFFF) for i in range(min(count, cache.size))]
+        if count > cache.size or any(p is None for p in packets):
             return False
         stamp = abs_send_time(self.clock.wall()) if self.stamps_abs_send_time else 0
         for i, data in enumerate(packets):
             try:
                 _, _, seq, ts, _, offset, end, *_ = parse_header(data)
-                state.forward(data, seq, ts, end - offset, i == 0, stamp)
+                if layer is None:
+                    state.forward(data, seq, ts, end - offset, i == 0, stamp)
+                else:
+                    state.forward(data, seq, ts, end - offset, i == 0, stamp, layer,
+                                  offset if vp8 else -1)
             except MalformedPacket:
                 return False
         self.replays += 1
         return True
 
-    def request_keyframe(self) -> None:
+    def request_keyframe(self, layer: int | None = None) -> None:
         """Ask the publisher for a keyframe (PLI), at most once per interval."""
         if not self.video or self.closed:
             return

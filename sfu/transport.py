@@ -34,7 +34,9 @@ from . import _aiortc_internals as internals
 from . import ice
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import Closed, NegotiationError
+from .extensions import SIMULCAST_EXTENSIONS
 from .rtp import is_rtcp
+from .simulcast import SimulcastOffer, amend_answer, parse_simulcast
 
 __all__ = ["WebRtcTransport", "TransportStats", "IdleTrack", "sender_ssrc", "negotiated_codecs",
            "header_extension_ids"]
@@ -148,6 +150,8 @@ class WebRtcTransport:
         self._sendto: Callable[[bytes, Any], None] | None = None
         self._remote_addr: Any = None
         self._negotiation_lock = asyncio.Lock()
+        self.simulcast: dict[str, SimulcastOffer] = {}
+        """The m-lines (by mid) of the last remote offer that simulcast, and their rids."""
         self.pc.on("connectionstatechange", self._on_connection_state)
 
     # -- negotiation ---------------------------------------------------------------
@@ -161,18 +165,37 @@ class WebRtcTransport:
         """Apply a remote offer and return the local answer's SDP.
 
         ``prepare`` runs between setRemoteDescription and createAnswer (to set codec
-        preferences and directions on the new transceivers).
+        preferences and directions on the new transceivers). An m-line that offers
+        simulcast (`sfu.simulcast`) gets the rid header extensions and ``a=rid``/
+        ``a=simulcast`` in the answer; `simulcast` lists them.
         """
         self._check_open()
         if "\nm=" not in "\n" + sdp.replace("\r\n", "\n"):
             raise NegotiationError("the offer has no media section")
+        simulcast = parse_simulcast(sdp)
         await self._set_remote(sdp, "offer")
+        if simulcast:
+            self._accept_simulcast(simulcast)
         if prepare is not None:
             prepare()
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self._attach()
-        return self.pc.localDescription.sdp
+        self.simulcast = simulcast
+        return amend_answer(self.pc.localDescription.sdp, simulcast) if simulcast \
+            else self.pc.localDescription.sdp
+
+    def _accept_simulcast(self, offers: dict[str, SimulcastOffer]) -> None:
+        """Register the rid header extensions, with the offer's ids, on each simulcast
+        m-line before the answer is made (aiortc alone would drop them)."""
+        from aiortc.sdp import SessionDescription
+
+        remote = SessionDescription.parse(self.pc.remoteDescription.sdp)
+        ids = {m.rtp.muxId: {e.uri: e.id for e in m.rtp.headerExtensions
+                             if e.uri in SIMULCAST_EXTENSIONS} for m in remote.media}
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.mid in offers and ids.get(transceiver.mid):
+                internals.add_header_extensions(transceiver, ids[transceiver.mid])
 
     async def create_offer(self) -> str:
         """Create and apply a local offer; return its SDP (candidates included)."""

@@ -14,6 +14,8 @@ _impl = _speedups.load("sfu._vp8", "sfu._vp8_py")
 Vp8Descriptor = _impl.Vp8Descriptor
 vp8_is_keyframe = _impl.vp8_is_keyframe
 vp8_rewrite_picture_id = _impl.vp8_rewrite_picture_id
+vp8_temporal_id = _impl.vp8_temporal_id
+vp8_frame_size = _impl.vp8_frame_size
 
 IMPLEMENTATION = _speedups.implementation(_impl)
 

@@ -1,0 +1,506 @@
+"""Simulcast: one publisher track sent as several encodings (spatial layers), each a
+stream of its own, and the per-subscriber choice among them.
+
+SDP (RFC 8853, RFC 8851): a Chromium publisher with ``sendEncodings`` rid q/h/f offers
+``a=rid:q send`` ... and ``a=simulcast:send q;h;f`` and no ``a=ssrc`` lines. aiortc
+drops both attributes and does not know the rid header extensions, so the transport
+registers the extensions on the m-line before the answer is made
+(`parse_simulcast` finds what to accept) and writes ``a=rid:... recv`` and
+``a=simulcast:recv q;h;f`` into the answer the browser gets (`amend_answer`). The
+order of the ``a=simulcast`` list is the order of the spatial layers, lowest first (as
+Chromium's ``sendEncodings`` are written and as mediasoup requires): layer 0 is ``q``.
+
+Packets: the rid header extension rides only on each stream's first packets
+(Chromium: the first 14-47), so `SimulcastProducer.learn_stream` maps the SSRC to its
+layer then (the demuxer routes by SSRC afterwards); RTX streams by repaired-rid. Each
+`Layer` keeps its own reception statistics, NACK cache, keyframes, sender report,
+bitrate, frame rates per temporal layer and picture size (from its keyframes).
+aiortc's jitter buffer never sees these packets (the transport bypasses it).
+
+Consumers forward one layer each (``ConsumerState.layer``, checked first in the
+compiled fan-out loop) and change layer only at a keyframe of the new one
+(`SimulcastProducer.receive_rtp` switches them just before that keyframe is fanned
+out), asking the publisher for it with a PLI on that layer's SSRC. Taps (a recorder,
+a relay export) get the highest layer the publisher sends, changing only at keyframes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .errors import MalformedPacket, NegotiationError
+from .extensions import EXT_REPAIRED_RID, EXT_RID
+from .forward import ALL_TEMPORAL, NackCache, fan_out
+from .keyframe import KeyframeRequestThrottle
+from .producer import Producer, SenderReportInfo
+from .reception import ReceptionStats
+from .rtcp import Pli, SenderReport, serialize_rtcp
+from .rtp import abs_send_time, find_extension
+from .vp8 import vp8_frame_size, vp8_temporal_id
+
+__all__ = ["SimulcastOffer", "parse_simulcast", "amend_answer", "Layer", "SimulcastProducer",
+           "choose_layer", "choose_temporal", "MAX_LAYERS", "LAYER_TIMEOUT"]
+
+logger = logging.getLogger(__name__)
+
+MAX_LAYERS = 4
+"""The most rids one m-line may simulcast (Chromium sends at most 3 for VP8)."""
+LAYER_TIMEOUT = 1.0
+"""A layer that sent nothing for this long is inactive (the publisher dropped it)."""
+_RID = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
+
+
+# -- SDP -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimulcastOffer:
+    """One m-line's simulcast as offered: its ``rids`` lowest layer first, those
+    offered paused (``~q``) in ``paused``."""
+
+    mid: str
+    rids: tuple[str, ...]
+    paused: frozenset[str] = frozenset()
+
+
+def _sections(sdp: str) -> list[list[str]]:
+    """The session part then each media section, as lists of lines."""
+    sections: list[list[str]] = [[]]
+    for line in sdp.replace("\r\n", "\n").split("\n"):
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    return sections
+
+
+def parse_simulcast(sdp: str) -> dict[str, SimulcastOffer]:
+    """Each m-line (by mid) that offers to send simulcast: ``a=simulcast:send`` with
+    rids that ``a=rid:<id> send`` declares (the first alternative of each ``;`` group;
+    RFC 8853). Raises `NegotiationError` for more than `MAX_LAYERS` layers or a rid
+    that is not a token; anything else unknown is ignored."""
+    offers = {}
+    for section in _sections(sdp)[1:]:
+        mid, declared, send = None, set(), None
+        for line in section:
+            if line.startswith("a=mid:"):
+                mid = line[6:].strip()
+            elif line.startswith("a=rid:"):
+                parts = line[6:].split()
+                if len(parts) >= 2 and parts[1] == "send":
+                    declared.add(parts[0])
+            elif line.startswith("a=simulcast:"):
+                words = line[12:].split()
+                for direction, value in zip(words, words[1:]):
+                    if direction == "send":
+                        send = value
+        if mid is None or send is None:
+            continue
+        rids, paused = [], set()
+        for group in send.split(";"):
+            rid = group.split(",")[0].strip()
+            rid = rid[len("rid="):] if rid.startswith("rid=") else rid  # an old draft's form
+            if rid.startswith("~"):
+                rid = rid[1:]
+                paused.add(rid)
+            if not _RID.match(rid):
+                raise NegotiationError(f"mid {mid!r}: simulcast rid {rid[:40]!r} is not a token")
+            if rid in declared and rid not in rids:
+                rids.append(rid)
+        if len(rids) > MAX_LAYERS:
+            raise NegotiationError(f"mid {mid!r} offers {len(rids)} simulcast layers; this node "
+                                   f"takes at most {MAX_LAYERS}")
+        if rids:
+            offers[mid] = SimulcastOffer(mid, tuple(rids), frozenset(paused & set(rids)))
+    return offers
+
+
+def amend_answer(answer: str, offers: Mapping[str, SimulcastOffer]) -> str:
+    """``answer`` with ``a=rid:<id> recv`` and ``a=simulcast:recv ...`` added after the
+    ``a=mid`` line of each m-line in ``offers`` (which aiortc's answer lacks)."""
+    out = []
+    for section in _sections(answer):
+        for line in section:
+            out.append(line)
+            if line.startswith("a=mid:") and line[6:].strip() in offers:
+                offer = offers[line[6:].strip()]
+                out += [f"a=rid:{rid} recv" for rid in offer.rids]
+                out.append("a=simulcast:recv " + ";".join(
+                    ("~" if rid in offer.paused else "") + rid for rid in offer.rids))
+    text = "\r\n".join(out)
+    return text if text.endswith("\r\n") else text.rstrip("\r\n") + "\r\n"
+
+
+# -- layers --------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Layer:
+    """One spatial layer of a simulcast producer: its stream, caches and measures.
+    ``fps`` and ``temporal_fps`` (cumulative frame rates up to each temporal id) and
+    ``bitrate`` are measured over the last second by `SimulcastProducer.tick`."""
+
+    spatial: int
+    rid: str
+    cache: NackCache
+    keyframes: KeyframeRequestThrottle
+    ssrc: int | None = None
+    rtx_ssrc: int | None = None
+    reception: ReceptionStats | None = None
+    last_sr: SenderReportInfo | None = None
+    packets: int = 0
+    octets: int = 0
+    keyframes_seen: int = 0
+    last_keyframe_seq: int = -1
+    last_keyframe_at: float = float("-inf")
+    last_packet_at: float = float("-inf")
+    width: int = 0
+    height: int = 0
+    bitrate: int = 0
+    fps: float = 0.0
+    temporal_fps: tuple[float, ...] = ()
+    _frames: list[int] = field(default_factory=lambda: [0] * (ALL_TEMPORAL + 1))
+    _last_ts: int = -1
+    _window_octets: int = 0
+    _window_start: float | None = None
+
+    def active(self, now: float) -> bool:
+        return now - self.last_packet_at < LAYER_TIMEOUT
+
+    def measure(self, now: float) -> None:
+        """Close the measuring window at ``now``: bitrate and frame rates."""
+        if self._window_start is not None and now > self._window_start:
+            elapsed = now - self._window_start
+            self.bitrate = int(self._window_octets * 8 / elapsed)
+            counts = self._frames
+            top = max((t for t, n in enumerate(counts) if n), default=0)
+            cumulative, total = [], 0
+            for t in range(top + 1):
+                total += counts[t]
+                cumulative.append(total / elapsed)
+            self.temporal_fps = tuple(cumulative)
+            self.fps = cumulative[-1]
+        self._window_start, self._window_octets = now, 0
+        self._frames = [0] * (ALL_TEMPORAL + 1)
+
+    def describe(self, now: float) -> dict:
+        return {"spatial": self.spatial, "rid": self.rid, "ssrc": self.ssrc,
+                "active": self.active(now), "width": self.width, "height": self.height,
+                "bitrate": self.bitrate, "fps": round(self.fps, 1), "packets": self.packets,
+                "keyframes": self.keyframes_seen}
+
+
+def choose_layer(layers: Sequence[Layer], now: float, *, spatial: int | None = None,
+                 max_height: int | None = None) -> int | None:
+    """The spatial layer to forward: the highest active one at most ``spatial`` (None:
+    any) and at most ``max_height`` high (a layer whose height is not known yet is
+    estimated from a known one, halving per step down); if none fits, the lowest active
+    one. None while no layer is active."""
+    active = [layer for layer in layers if layer.active(now)]
+    if not active:
+        return None
+    known = next((layer for layer in reversed(layers) if layer.height), None)
+
+    def height(layer: Layer) -> int:
+        if layer.height or known is None:
+            return layer.height
+        return known.height >> (known.spatial - layer.spatial) if known.spatial > layer.spatial \
+            else known.height << (layer.spatial - known.spatial)
+
+    fits = [layer for layer in active
+            if (spatial is None or layer.spatial <= spatial)
+            and (max_height is None or height(layer) <= max_height)]
+    return (fits[-1] if fits else active[0]).spatial
+
+
+def choose_temporal(layer: Layer, max_fps: float | None = None,
+                    temporal: int | None = None) -> int:
+    """The highest temporal layer id to forward of ``layer``: at most ``temporal`` and,
+    when its frame rates are known, the most frames at or under ``max_fps`` (10%
+    tolerance; the lowest temporal layer at least)."""
+    limit = ALL_TEMPORAL if temporal is None else max(0, min(ALL_TEMPORAL, temporal))
+    if max_fps is None or not layer.temporal_fps:
+        return limit
+    fitting = [t for t, fps in enumerate(layer.temporal_fps) if fps <= max_fps * 1.1]
+    if len(fitting) == len(layer.temporal_fps):
+        return limit
+    return min(limit, fitting[-1] if fitting else 0)
+
+
+def _capture_time(sr: SenderReportInfo, ts: int, rate: int) -> float:
+    """Seconds (NTP) of RTP timestamp ``ts`` of the stream that sent ``sr``."""
+    delta = ((ts - sr.rtp_timestamp + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+    return (sr.ntp_timestamp >> 32) + (sr.ntp_timestamp & 0xFFFFFFFF) / 2**32 + delta / rate
+
+
+# -- the producer --------------------------------------------------------------------
+
+
+class SimulcastProducer(Producer):
+    """A producer whose publisher sends ``rids`` (lowest layer first) as separate
+    streams. Same constructor as `Producer` plus ``rids``. The attributes a plain
+    producer has for its one stream (``reception``, ``cache``, ``last_sr``,
+    ``last_keyframe_*``) follow the *primary* layer: the highest one the publisher
+    sends, changed at its keyframes; taps get that layer's packets."""
+
+    simulcast = True
+
+    def __init__(self, *, rids: Iterable[str], **options) -> None:
+        super().__init__(**options)
+        interval = self.keyframes.interval
+        size = self.cache.size if self.cache is not None else 1024
+        self.layers = [Layer(i, rid, NackCache(size), KeyframeRequestThrottle(interval))
+                       for i, rid in enumerate(rids)]
+        if not self.layers:
+            raise ValueError("a simulcast producer needs at least one rid")
+        self._by_rid = {layer.rid: layer for layer in self.layers}
+        self._by_ssrc: dict[int, Layer] = {}
+        self._by_rtx: dict[int, Layer] = {}
+        self._rid_id = self.ext_ids.get(EXT_RID, 0)
+        self._repaired_id = self.ext_ids.get(EXT_REPAIRED_RID, 0)
+        self._vp8 = self.codec.name == "VP8"
+        self._layer_timers: dict[int, object] = {}
+        self.primary: Layer | None = None
+        self.unlearned = 0  # packets of a stream whose rid never came
+
+    # -- streams -------------------------------------------------------------------
+
+    def learn_stream(self, data: bytes, ssrc: int, payload_type: int) -> bool:
+        """A packet of an SSRC not seen yet: map it to its layer by the rid (media) or
+        repaired-rid (RTX) header extension. False if it names no layer of ours."""
+        rtx = payload_type != self.codec.payload_type
+        if rtx and payload_type != self.codec.rtx_payload_type:
+            return False
+        value = find_extension(data, self._repaired_id if rtx else self._rid_id) \
+            if (self._repaired_id if rtx else self._rid_id) else None
+        layer = self._by_rid.get(value.decode("ascii", "replace")) if value else None
+        if layer is None:
+            self.unlearned += 1
+            return False
+        if rtx:
+            self._by_rtx.pop(layer.rtx_ssrc, None)
+            layer.rtx_ssrc = ssrc
+            self._by_rtx[ssrc] = layer
+            return True
+        if layer.ssrc is not None and layer.ssrc != ssrc:  # the encoder restarted
+            self._by_ssrc.pop(layer.ssrc, None)
+            self._restart_layer(layer)
+        layer.ssrc = ssrc
+        self._by_ssrc[ssrc] = layer
+        self.ssrcs.add(ssrc)
+        return True
+
+    def _restart_layer(self, layer: Layer) -> None:
+        layer.reception = None
+        layer.cache.clear()
+        layer.last_keyframe_seq, layer.last_keyframe_at = -1, float("-inf")
+        for state in self._states:
+            if state.layer == layer.spatial:
+                state.restart()
+        if layer is self.primary and self._taps:
+            self._tell_taps("stream_changed", layer.ssrc)
+        self.request_keyframe(layer.spatial)
+
+    # -- packet path -----------------------------------------------------------------
+
+    def receive_rtp(self, data: bytes, payload_type: int, seq: int, ts: int, ssrc: int,
+                    payload_offset: int, payload_end: int) -> None:
+        if self.closed:
+            return
+        if payload_type != self.codec.payload_type:
+            layer = self._by_rtx.get(ssrc)
+            if layer is not None and layer.ssrc is not None and layer.reception is not None:
+                self._receive_rtx(data, ts, payload_offset, payload_end, layer.ssrc)
+            return
+        layer = self._by_ssrc.get(ssrc)
+        if layer is None:
+            return
+        if layer.reception is None:
+            layer.reception = ReceptionStats(ssrc)
+            if layer is self.primary:
+                self.reception = layer.reception
+        lost = layer.reception.update(seq)
+        if lost:
+            self._nack_upstream(ssrc, lost)
+        layer.cache.put(seq, data)
+        now = self.clock.monotonic()
+        length = payload_end - payload_offset
+        layer.packets += 1
+        layer.octets += length
+        layer._window_octets += length
+        layer.last_packet_at = now
+        self.packets += 1
+        self.octets += length
+        if ts != layer._last_ts:  # a new frame
+            layer._last_ts = ts
+            tid = vp8_temporal_id(data, payload_offset) if self._vp8 else 0
+            layer._frames[tid if tid >= 0 else 0] += 1
+        keyframe = self._is_keyframe is not None and self._is_keyframe(
+            data[payload_offset:payload_offset + 16])
+        if keyframe:
+            self._keyframe(layer, seq, ts, now, data[payload_offset:payload_offset + 20])
+        if self._taps and layer is self.primary:
+            arrival = self.clock.wall()
+            for tap in self._taps:
+                try:
+                    tap.rtp(data, arrival, keyframe)
+                except Exception:  # a tap's bug must not stop the forwarding
+                    logger.exception("track %s: tap %r failed", self.id, tap)
+        if self._states:
+            stamp = abs_send_time(self.clock.wall()) if self.stamps_abs_send_time else 0
+            try:
+                fan_out(self._states, data, seq, ts, length, keyframe, stamp, layer.spatial,
+                        payload_offset if self._vp8 else -1)
+            except MalformedPacket:
+                self.malformed += 1
+
+    def _keyframe(self, layer: Layer, seq: int, ts: int, now: float, head: bytes) -> None:
+        """A keyframe of ``layer`` starts: note it, move the consumers waiting for it
+        and, if it is the highest layer sent, the primary (and taps) onto it."""
+        layer.keyframes_seen += 1
+        self.keyframes_seen += 1
+        layer.keyframes.satisfied()
+        layer.last_keyframe_seq, layer.last_keyframe_at = seq, now
+        if self._vp8:
+            size = vp8_frame_size(head)
+            if size is not None:
+                layer.width, layer.height = size
+        for consumer in self.consumers:
+            if consumer.pending_layer == layer.spatial:
+                consumer.switch_layer(layer.spatial, ts)
+        primary = self.primary
+        if primary is None or layer.spatial > primary.spatial or (
+                primary is not layer and not primary.active(now)):
+            self._set_primary(layer)
+        if layer is self.primary:
+            self.keyframes.satisfied()
+            self.last_keyframe_seq, self.last_keyframe_at = seq, now
+
+    def _set_primary(self, layer: Layer) -> None:
+        changed = self.primary is not None
+        self.primary = layer
+        self.reception, self.cache, self.last_sr = layer.reception, layer.cache, layer.last_sr
+        if changed and self._taps:
+            self._tell_taps("stream_changed", layer.ssrc)
+
+    def receive_sender_report(self, report: SenderReport, arrival: float) -> None:
+        layer = self._by_ssrc.get(report.ssrc)
+        if layer is None:
+            return
+        layer.last_sr = SenderReportInfo(report.ntp_timestamp, report.rtp_timestamp, arrival)
+        if layer.reception is not None:
+            layer.reception.sender_report(report.ntp_timestamp, arrival)
+        if layer is self.primary:
+            self.last_sr = layer.last_sr
+            if self._taps:
+                self._tell_taps("sender_report", report.ntp_timestamp, report.rtp_timestamp,
+                                self.clock.wall())
+
+    # -- per layer -------------------------------------------------------------------
+
+    def _layer(self, layer: int | None) -> Layer | None:
+        if layer is None:
+            return self.primary
+        return self.layers[layer] if 0 <= layer < len(self.layers) else None
+
+    def keyframe_age(self, layer: int | None = None) -> float:
+        chosen = self._layer(layer)
+        at = chosen.last_keyframe_at if chosen is not None else float("-inf")
+        return self.clock.monotonic() - at
+
+    def cache_for(self, layer: int) -> NackCache | None:
+        chosen = self._layer(layer)
+        return chosen.cache if chosen is not None else None
+
+    def sender_report_for(self, layer: int) -> SenderReportInfo | None:
+        chosen = self._layer(layer)
+        return chosen.last_sr if chosen is not None else None
+
+    def report_blocks(self, now: float) -> list:
+        return [layer.reception.report_block(now) for layer in self.layers
+                if layer.reception is not None]
+
+    def replay_from_keyframe(self, state) -> bool:
+        index = getattr(state, "layer", None)  # a tap (relay export) replays the primary
+        layer = self._layer(index)
+        if layer is None:
+            return False
+        return self._replay(state, layer.cache, layer.reception, layer.last_keyframe_seq,
+                            layer.last_keyframe_at, index, self._vp8)
+
+    def request_keyframe(self, layer: int | None = None) -> None:
+        """A PLI on ``layer``'s SSRC (None: the primary's, or every layer's before one
+        is known), at most once per interval per layer."""
+        if self.closed:
+            return
+        chosen = self._layer(layer)
+        for target in [chosen] if chosen is not None else self.layers:
+            self._request_layer_keyframe(target)
+
+    def _request_layer_keyframe(self, layer: Layer) -> None:
+        if self.closed or layer.ssrc is None:
+            return
+        now = self.clock.monotonic()
+        if layer.keyframes.request(now):
+            self.keyframes.sent += 1
+            self.transport.send_rtcp(serialize_rtcp([Pli(sender_ssrc=self.rtcp_ssrc,
+                                                         media_ssrc=layer.ssrc)]))
+        elif layer.spatial not in self._layer_timers:
+            delay = layer.keyframes.due(now)
+            if delay is not None:
+                def due(layer: Layer = layer) -> None:
+                    self._layer_timers.pop(layer.spatial, None)
+                    if layer.keyframes.pending:
+                        self._request_layer_keyframe(layer)
+
+                self._layer_timers[layer.spatial] = self.scheduler.call_later(delay, due)
+
+    def timestamp_gap(self, old: int, old_ts: int, new: int, new_ts: int) -> int:
+        """RTP ticks from the last packet forwarded of layer ``old`` (its timestamp
+        ``old_ts``) to the keyframe ``new_ts`` of layer ``new``. The layers' own
+        timestamps are unrelated, their sender reports share one NTP clock; before both
+        layers have one, a frame interval. At least 1, at most 10 seconds."""
+        rate = self.codec.clock_rate
+        a, b = self._layer(old), self._layer(new)
+        if a is None or b is None:
+            return 1
+        if a.last_sr is not None and b.last_sr is not None:
+            seconds = (_capture_time(b.last_sr, new_ts, rate)
+                       - _capture_time(a.last_sr, old_ts, rate))
+            ticks = round(seconds * rate)
+        else:
+            ticks = rate // max(1, round(a.fps or 30))
+        return max(1, min(ticks, 10 * rate))
+
+    def best_layer(self, now: float, *, spatial: int | None = None,
+                   max_height: int | None = None) -> int | None:
+        """`choose_layer` over this producer's layers."""
+        return choose_layer(self.layers, now, spatial=spatial, max_height=max_height)
+
+    def tick(self, now: float) -> None:
+        """Once a second: measure each layer, let consumers follow layers that stop or
+        come back, and move the primary down when its layer stopped."""
+        for layer in self.layers:
+            layer.measure(now)
+        for consumer in list(self.consumers):
+            consumer.update_layer()
+        primary = self.primary
+        if primary is not None and not primary.active(now):
+            best = self.best_layer(now)
+            if best is not None:
+                self.request_keyframe(best)
+
+    def describe_layers(self) -> list[dict]:
+        now = self.clock.monotonic()
+        return [layer.describe(now) for layer in self.layers]
+
+    def close(self) -> None:
+        for timer in self._layer_timers.values():
+            timer.cancel()
+        self._layer_timers.clear()
+        for layer in self.layers:
+            layer.cache.clear()
+        super().close()
+

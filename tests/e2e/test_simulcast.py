@@ -1,0 +1,139 @@
+"""Simulcast from headless Chromium through a node: three VP8 layers (rid q/h/f, L1T3,
+1280x720 fake camera scaled by 4, 2 and 1), two aiortc subscribers on different
+layers, and a subscriber moved between layers mid-stream without a freeze."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from .peer import Participant, Subscription
+from .test_browser import browser  # noqa: F401 - a fixture
+from .waiting import wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
+
+# The page publishes its camera as three simulcast encodings on a peer connection of
+# its own, through dockcast.js's request (the client's publish() sends one encoding).
+PUBLISH_SIMULCAST = """
+async ({url, token, room}) => {
+  const { DockcastClient } = await import("/web/dockcast.js");
+  const client = new DockcastClient(url, token, {});
+  await client.connect();
+  await client.join(room);
+  const stream = await navigator.mediaDevices.getUserMedia(
+    { video: { width: 1280, height: 720, frameRate: 30 } });
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const transceiver = pc.addTransceiver(stream.getVideoTracks()[0], {
+    direction: "sendonly",
+    sendEncodings: [
+      { rid: "q", scaleResolutionDownBy: 4, scalabilityMode: "L1T3" },
+      { rid: "h", scaleResolutionDownBy: 2, scalabilityMode: "L1T3" },
+      { rid: "f", scaleResolutionDownBy: 1, scalabilityMode: "L1T3" },
+    ],
+  });
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === "complete") return done();
+    pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && done());
+  });
+  const published = await client.request("publish", {
+    sdp: pc.localDescription.sdp,
+    tracks: [{ mid: transceiver.mid, kind: "video", source: "camera" }],
+  });
+  await pc.setRemoteDescription({ type: "answer", sdp: published.sdp });
+  window.t = { client, pc, published };
+  window.t.layers = async () => {
+    const out = {};
+    for (const r of (await pc.getStats()).values())
+      if (r.type === "outbound-rtp") out[r.rid] = { width: r.frameWidth || 0, fps: r.framesPerSecond || 0 };
+    return out;
+  };
+  return { offer: pc.localDescription.sdp, answer: published.sdp, track_id: published.tracks[0].track_id };
+}
+"""
+
+
+class Sized(Subscription):
+    """A subscription that keeps each decoded frame's size and arrival time."""
+
+    def __init__(self, track) -> None:
+        self.sizes: list[tuple[float, int, int]] = []
+        super().__init__(track)
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                frame = await self.track.recv()
+                self.frames += 1
+                self.sizes.append((time.monotonic(), frame.width, frame.height))
+        except Exception:  # MediaStreamError when the track ends
+            pass
+
+    def size(self) -> tuple[int, int] | None:
+        return self.sizes[-1][1:] if self.sizes else None
+
+    def longest_gap(self, since: float) -> float:
+        """The longest time between two decoded frames after ``since`` (a freeze)."""
+        times = [t for t, _, _ in self.sizes if t >= since]
+        return max((b - a for a, b in zip(times, times[1:])), default=float("inf"))
+
+
+class Viewer(Participant):
+    def _on_track(self, track) -> None:
+        self.subscriptions[f"{track.kind}:{len(self.subscriptions)}"] = Sized(track)
+
+    def sized(self) -> Sized | None:
+        video = self.video()
+        return video[0] if video else None
+
+
+async def test_chromium_simulcast_two_layers_and_a_switch(node, browser):  # noqa: F811
+    page = await browser.new_page()
+    await page.goto(f"{node.http}/healthz")  # the node's origin, for /web/dockcast.js
+    published = await page.evaluate(PUBLISH_SIMULCAST, {
+        "url": node.url, "token": node.token("cam-simulcast"), "room": "dock-1"})
+    assert "a=simulcast:send q;h;f" in published["offer"]
+    assert "a=simulcast:recv q;h;f" in published["answer"]
+    assert "rtp-stream-id" in published["answer"]
+    track = published["track_id"]
+
+    # Chromium sends its top layer once its own estimate (REMB-bounded) allows it
+    async def sending():
+        return await page.evaluate("window.t.layers()")
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        layers = await sending()
+        if all(layers.get(rid, {}).get("fps", 0) > 0 for rid in "qhf"):
+            break
+        await asyncio.sleep(0.5)
+    assert all(layers.get(rid, {}).get("fps", 0) > 0 for rid in "qhf"), layers
+    assert layers["f"]["width"] == 1280 and layers["q"]["width"] == 320
+
+    low, high = Viewer(node.url, node.token("seller-low")), Viewer(node.url, node.token("seller-high"))
+    try:
+        for viewer in (low, high):
+            await viewer.connect()
+            await viewer.join()
+        await low.request("subscribe", track_ids=[track], max_height=180)
+        await high.request("subscribe", track_ids=[track])
+        assert await wait_until(lambda: low.sized() and low.sized().size() == (320, 180)
+                                and high.sized() and high.sized().size() == (1280, 720), 30), (
+            low.sized() and low.sized().size(), high.sized() and high.sized().size())
+
+        # the low one is moved up to the middle layer mid-stream: no freeze over 1 s
+        switched_at = time.monotonic()
+        await low.request("subscribe", track_ids=[track], max_height=360)
+        assert await wait_until(lambda: low.sized().size() == (640, 360), 20), low.sized().size()
+        await asyncio.sleep(2)  # frames keep coming after the switch
+        assert low.sized().longest_gap(switched_at) < 1.0
+        assert high.sized().longest_gap(switched_at) < 1.0
+        assert high.sized().size() == (1280, 720)
+    finally:
+        await low.close()
+        await high.close()
+        await page.close()
+    assert "Traceback" not in node.log()
