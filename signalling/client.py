@@ -38,12 +38,12 @@ import itertools
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from .codec import JSON, MSGPACK, Codec, valid_id
 from .errors import CLOSE_ABUSE, CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED, SignallingError
@@ -143,7 +143,7 @@ class DockcastClient:
     @classmethod
     async def connect(
         cls,
-        url: str,
+        url: str | Sequence[str],
         token: str,
         *,
         subprotocol: str | None = "json",
@@ -156,6 +156,11 @@ class DockcastClient:
     ) -> DockcastClient:
         """Open ``url``, send ``hello`` and wait for ``welcome`` (in ``.welcome``).
 
+        ``url`` may be a list: the nodes of a cluster, tried in order until one answers
+        (a node that cannot be reached or closes before its ``welcome`` is skipped; the
+        last one's error is raised). Coming back after a node died: the old client's
+        ``[old.url, *old.alternate_urls]`` and ``resume`` reach a surviving node, which
+        replays the room's messages from the shared log.
         ``subprotocol``: ``"json"``, ``"msgpack"`` or ``None`` (offer none: JSON).
         ``resume``: ``{"session_id", "last_seq"}`` of an earlier session.
         ``rate_limit_retries``: how often a request answered ``rate_limited`` with
@@ -166,9 +171,25 @@ class DockcastClient:
         leaves ``welcome["redirect"]`` to the caller). ``.url`` is where it ended up.
         Raises :class:`ServerError` or :class:`SessionClosed` if the server refuses.
         """
+        urls = [url] if isinstance(url, str) else list(dict.fromkeys(url))
+        if not urls:
+            raise ValueError("connect needs at least one URL")
+        for i, candidate in enumerate(urls):
+            try:
+                return await cls._connect_one(candidate, token, subprotocol, resume, timeout,
+                                              rate_limit_retries, region, follow_redirect, ws_kwargs)
+            except (OSError, asyncio.TimeoutError, ConnectionClosed, InvalidHandshake):
+                if i == len(urls) - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    async def _connect_one(cls, url: str, token: str, subprotocol: str | None,
+                           resume: dict[str, Any] | None, timeout: float, rate_limit_retries: int,
+                           region: str | None, follow_redirect: bool,
+                           ws_kwargs: dict[str, Any]) -> DockcastClient:
         offered = [_SUBPROTOCOLS[subprotocol]] if subprotocol is not None else None
-        ws_kwargs.setdefault("max_size", None)
-        ws_kwargs.setdefault("open_timeout", timeout)
+        ws_kwargs = {"max_size": None, "open_timeout": timeout, **ws_kwargs}
         for attempt in range(2):
             ws = await ws_connect(url, subprotocols=offered, **ws_kwargs)
             client = cls(ws, timeout, rate_limit_retries)
@@ -201,6 +222,12 @@ class DockcastClient:
     @property
     def identity(self) -> str | None:
         return self.welcome.get("identity")
+
+    @property
+    def alternate_urls(self) -> list[str]:
+        """The cluster's other nodes this node named in its ``welcome`` (``nodes``),
+        nearest first: where to go, with ``resume``, if this node stops answering."""
+        return [n["url"] for n in self.welcome.get("nodes", ()) if isinstance(n, dict) and n.get("url")]
 
     @property
     def closed(self) -> bool:

@@ -321,6 +321,9 @@ class SignallingServer:
         self._on_disconnect: list[Hook] = []
         self.placement: Callable[[Any, str | None], str | None] = _stay
         """Which node should serve a client (``welcome.redirect``): the cluster sets it."""
+        self.alternates: Callable[[], list[dict[str, Any]]] = list
+        """The cluster's other live nodes, nearest first (``welcome.nodes``: ``[{node_id,
+        region, url}]``), where a client goes when this node stops answering."""
         self._draining = False
         self._server: Server | None = None
 
@@ -400,6 +403,7 @@ class SignallingServer:
         self._admitting.discard(ws)
         core.room_of = lambda: self.membership.room_of(conn)
         core.placement = self.placement
+        core.alternates = self.alternates
         self.connections.add(conn)
         self.metrics.connections.inc()
         self.metrics.connections_open.inc()

@@ -269,7 +269,8 @@ class SessionCore:
     (``None`` until ``hello``), ``resume`` (the ``hello.resume`` map, or ``None``),
     ``codec``, ``room`` (the joined room, or ``None``: the adapter sets ``room_of``,
     which asks the node's membership); the adapter sets ``draining`` and may set
-    ``placement`` (a cluster's choice of node: ``welcome.redirect``).
+    ``placement`` (a cluster's choice of node: ``welcome.redirect``), ``alternates``
+    (the cluster's other nodes: ``welcome.nodes``).
     """
 
     def __init__(
@@ -295,6 +296,9 @@ class SessionCore:
         # which node should serve this client instead (the cluster's placement): given
         # the token's claims and the hello's region hint, a URL, or None to stay
         self.placement: Callable[[Claims, str | None], str | None] = lambda claims, region: None
+        # the cluster's other live nodes, nearest first (``welcome.nodes``): where a
+        # client goes when this node stops answering
+        self.alternates: Callable[[], list[dict[str, Any]]] = list
         self.draining = False
         self._opened_at = clock()
         self._bucket = TokenBucket(limits.rate, limits.burst)
@@ -442,6 +446,9 @@ class SessionCore:
             redirect = self.placement(claims, request.get("region"))
             if redirect is not None:
                 welcome["redirect"] = redirect
+            nodes = self.alternates()
+            if nodes:
+                welcome["nodes"] = nodes
         return [Send(_without_none_id(welcome)), Authenticated(claims, refreshed)]
 
     def _check_allowed(self, request: Request) -> None:

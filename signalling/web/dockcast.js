@@ -14,7 +14,7 @@
 // connections), backoff.js, events.js, token.js.
 
 export { DockcastClient } from "./dockcast/client.js";
-export { DockcastSession, DEFAULT_RATE_LIMIT_RETRIES, TRANSITIONS } from "./dockcast/session.js";
+export { DockcastSession, DEFAULT_RATE_LIMIT_RETRIES, TRANSITIONS, failoverUrl } from "./dockcast/session.js";
 export { DockcastError, SUBPROTOCOL } from "./dockcast/wire.js";
 export { RECONNECT_DEFAULTS, reconnectPolicy, reconnectDelay } from "./dockcast/backoff.js";
 export { MessageInbox } from "./dockcast/inbox.js";

@@ -238,6 +238,31 @@ async def test_a_rate_limited_error_without_advice_is_not_retried(make_server, c
     assert info.value.retry_after_ms is None and calls == [calls[0]]
 
 
+async def test_the_client_tries_a_clusters_nodes_in_order_and_resumes_on_another(make_server, mint):
+    import socket
+
+    with socket.socket() as s:  # a node that is gone: nothing listens there any more
+        s.bind(("127.0.0.1", 0))
+        dead_url = f"ws://127.0.0.1:{s.getsockname()[1]}/ws"
+    there, there_url = await make_server()
+    here, here_url = await make_server()
+    here.alternates = lambda: [{"node_id": "node-b", "region": "asia", "url": there_url}]
+    first = await DockcastClient.connect(here_url, mint())
+    try:
+        assert first.alternate_urls == [there_url]
+    finally:
+        await first.close()
+    resume = {"session_id": first.session_id, "last_seq": 7}
+    client = await DockcastClient.connect([dead_url, *first.alternate_urls], mint(), resume=resume)
+    try:
+        assert client.url == there_url and client.alternate_urls == []
+        assert [c.resume for c in there.connections] == [resume]
+    finally:
+        await client.close()
+    with pytest.raises(OSError):  # none answers: the last one's error
+        await DockcastClient.connect([dead_url], mint(), timeout=2)
+
+
 async def test_the_client_follows_a_redirect_once_with_the_same_token(make_server, mint):
     there, there_url = await make_server()
     here, here_url = await make_server()

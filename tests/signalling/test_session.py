@@ -109,6 +109,18 @@ def test_the_placement_may_send_the_client_to_another_node():
     assert asked == [("alice", "us-west"), ("alice", None)]
 
 
+def test_a_cluster_names_its_other_nodes_in_the_welcome():
+    nodes = [{"node_id": "node-b", "region": "asia", "url": "ws://b.example:8765/ws"}]
+    core = new_core()
+    core.alternates = lambda: nodes
+    welcome = sent(core.receive_frame(frame("hello", 1, token=token()), NOW))[0]
+    assert welcome["nodes"] == nodes
+    # a token refresh says nothing new about the cluster
+    assert "nodes" not in sent(core.receive_frame(frame("hello", 2, token=token()), NOW))[0]
+    core = new_core()  # one node alone: no field
+    assert "nodes" not in sent(core.receive_frame(frame("hello", 1, token=token()), NOW))[0]
+
+
 def test_hello_resume_is_kept_for_the_app():
     core = new_core()
     resume = {"session_id": "old", "last_seq": 41}

@@ -101,3 +101,11 @@ test("a client that never connected refuses requests, naming its state", async (
   await assert.rejects(client.request("ping"), { code: "disconnected" });
   assert.equal(client.state, "idle");
 });
+
+test("failoverUrl: the node it had twice, then each other node of the cluster in turn", async () => {
+  const { failoverUrl } = await import("../../signalling/web/dockcast.js");
+  const urls = ["ws://a/ws", "ws://b/ws", "ws://c/ws"];
+  assert.deepEqual([1, 2, 3, 4, 5, 6].map((n) => failoverUrl(urls, n)),
+    ["ws://a/ws", "ws://a/ws", "ws://b/ws", "ws://c/ws", "ws://a/ws", "ws://b/ws"]);
+  assert.deepEqual([1, 5, 9].map((n) => failoverUrl(["ws://a/ws"], n)), ["ws://a/ws", "ws://a/ws", "ws://a/ws"]);
+});

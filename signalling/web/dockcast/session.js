@@ -67,7 +67,24 @@ export const TRANSITIONS = Object.freeze({
  * @property {string | null} [region] the region this client would rather be served in: a
  *   cluster's `welcome.redirect` then names the node to use, and the client moves there
  *   (once per connect, same token; `url` becomes the new node's)
+ *
+ * In a cluster the `welcome` also names the other live nodes (`nodes`, nearest first).
+ * A reconnect tries the node it had twice (a blip), then those others in turn with the
+ * same `hello.resume` (the room's messages are in the shared log, so nothing is lost);
+ * landing on another node emits `{type: "moved", from, url}` and rebuilds the media
+ * there (`media_restored`).
  */
+
+/**
+ * The node a reconnect attempt goes to: the one it had (`urls[0]`) for the first two
+ * attempts, then each of the cluster's others in turn, the first one among them again.
+ * @param {string[]} urls
+ * @param {number} attempt from 1
+ */
+export function failoverUrl(urls, attempt) {
+  if (urls.length < 2 || attempt <= 2) return urls[0];
+  return urls[(attempt - 2) % urls.length];
+}
 
 export class DockcastSession extends Emitter {
   /**
@@ -96,6 +113,8 @@ export class DockcastSession extends Emitter {
     this.ontrack = null;
     this.inbox = new MessageInbox({ ackEvery });
     this.media = new MediaSession({ iceServers, request: (t, f) => this._request(t, f), emit: (e) => this._mediaEvent(e) });
+    /** @type {string[]} the cluster's other nodes, nearest first (`welcome.nodes`) */
+    this.alternates = [];
     this._channel = null; this._room = null; this._watches = []; this._timers = {};
     this._closedByUser = false; this._wake = null; this._joinedChannel = null; this._pingTimedOut = false;
     this._onOnline = () => { if (this._wake) this._wake(); };
@@ -163,6 +182,8 @@ export class DockcastSession extends Emitter {
       channel.close(1000, "hello failed");
       throw error;
     }
+    this.alternates = (Array.isArray(this.welcome.nodes) ? this.welcome.nodes : [])
+      .map((n) => n && n.url).filter((u) => typeof u === "string" && u !== this.url);
     const redirect = this.welcome.redirect;
     if (redirect && !redirected && redirect !== this.url) {
       // a cluster says another node should serve us: the same token, there
@@ -200,16 +221,20 @@ export class DockcastSession extends Emitter {
     this._pingTimedOut = false;
     this.inbox.reconnected();
     const started = Date.now();
+    const home = this.url;
+    const urls = [home, ...this.alternates.filter((u) => u !== home)];
     let lastError = null;
     for (let attempt = 1; ; attempt++) {
       const delay = reconnectDelay(this.reconnect, attempt, Date.now() - started);
       if (delay === null) { this._shutDown({ reason: "gave_up", attempts: attempt - 1, error: lastError }); return; }
-      this.emit({ type: "reconnect_attempt", attempt, delayMs: delay, error: lastError });
+      this.url = failoverUrl(urls, attempt);
+      this.emit({ type: "reconnect_attempt", attempt, delayMs: delay, error: lastError, url: this.url });
       await this._sleep(delay);
       if (this._closedByUser) return;
       try {
         if (this.tokenProvider) this.token = await this.tokenProvider();
         await this._open(this._resumeFields());
+        if (this.url !== home) this.emit({ type: "moved", from: home, url: this.url });
         await this._restore();
         this._setState("connected", { reason: "reconnected", attempts: attempt });
         return;
