@@ -23,17 +23,43 @@ from .delay import AckedBitrate, DelayBasedEstimate, InterArrival, TrendlineDete
 from .estimator import Estimator
 from .loss import LossBasedControl, LossBasedEstimate
 from .probe import Probe, ProbeController, ProbeResults
-from .selector import PAUSED_REASON, Choice, Layer, LayerSelector, needed_layers, publisher_remb
+from .selector import (
+    PAUSED_REASON,
+    Choice,
+    Layer,
+    LayerSelector,
+    needed_layers,
+    publisher_remb,
+)
 from .sendlog import NOT_PROBE, SendLog, abs_send_time
 from .twcc import REFERENCE_TICK, FeedbackBuilder, FeedbackReader, PacketResult
 
 __all__ = [
-    "SendLog", "abs_send_time", "NOT_PROBE",
-    "FeedbackReader", "FeedbackBuilder", "PacketResult", "REFERENCE_TICK",
-    "InterArrival", "TrendlineDetector", "AckedBitrate", "DelayBasedEstimate",
-    "AimdRateControl", "LinkCapacity", "RateState", "Usage",
-    "LossBasedEstimate", "LossBasedControl",
-    "Probe", "ProbeController", "ProbeResults",
+    "NOT_PROBE",
+    "PAUSED_REASON",
+    "REFERENCE_TICK",
+    "AckedBitrate",
+    "AimdRateControl",
+    "Choice",
+    "DelayBasedEstimate",
     "Estimator",
-    "Layer", "Choice", "LayerSelector", "needed_layers", "publisher_remb", "PAUSED_REASON",
+    "FeedbackBuilder",
+    "FeedbackReader",
+    "InterArrival",
+    "Layer",
+    "LayerSelector",
+    "LinkCapacity",
+    "LossBasedControl",
+    "LossBasedEstimate",
+    "PacketResult",
+    "Probe",
+    "ProbeController",
+    "ProbeResults",
+    "RateState",
+    "SendLog",
+    "TrendlineDetector",
+    "Usage",
+    "abs_send_time",
+    "needed_layers",
+    "publisher_remb",
 ]

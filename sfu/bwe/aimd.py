@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import math
 
-__all__ = ["Usage", "RateState", "AimdRateControl", "LinkCapacity"]
+__all__ = ["AimdRateControl", "LinkCapacity", "RateState", "Usage"]
 
 
 class Usage(enum.Enum):

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from .aimd import AimdRateControl, Usage
 from .twcc import PacketResult
 
-__all__ = ["InterArrival", "TrendlineDetector", "AckedBitrate", "DelayBasedEstimate"]
+__all__ = ["AckedBitrate", "DelayBasedEstimate", "InterArrival", "TrendlineDetector"]
 
 GROUP_LENGTH = 0.005  # packets sent within 5 ms of a group's first are one group
 BURST_DELTA = 0.005  # arrivals closer than this with a shrinking delay: one burst

@@ -11,7 +11,7 @@ random loss on a link (Wi-Fi) does not hold the estimate below the link's rate.
 
 from __future__ import annotations
 
-__all__ = ["LossBasedEstimate", "LossBasedControl", "next_bitrate"]
+__all__ = ["LossBasedControl", "LossBasedEstimate", "next_bitrate"]
 
 HIGH_LOSS = 0.10
 LOW_LOSS = 0.02

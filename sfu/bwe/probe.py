@@ -74,8 +74,7 @@ class ProbeResults:
                 # first_send, last_send, last_send_size, first_arrival, first_size, last_arrival, bytes, n
                 c = self._clusters[r.probe] = [r.send_time, r.send_time, r.size, r.arrival, r.size,
                                                r.arrival, 0, 0]
-            if r.send_time < c[0]:
-                c[0] = r.send_time
+            c[0] = min(c[0], r.send_time)
             if r.send_time >= c[1]:
                 c[1], c[2] = r.send_time, r.size
             if r.arrival < c[3]:

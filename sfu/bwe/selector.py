@@ -8,7 +8,10 @@ with hysteresis so that a noisy estimate does not flap between layers:
 - down at once when the estimate falls under ``down_ratio`` (0.9) x the current
   option's bitrate, to the best option the estimate covers;
 - up only after the estimate has stayed above ``up_ratio`` (1.15) x a better option's
-  bitrate for ``hold`` seconds (2.5), then to the best such option;
+  bitrate for ``hold`` seconds (2.5), then to the best such option; an up-switch
+  undone within ``settle`` seconds (10) doubles the hold for the next one (up to
+  ``max_hold``, 20 s), so a link that cannot keep a layer stops being tried every
+  few seconds; a down-switch later than that resets it;
 - paused (reason ``"bandwidth"``) when even the lowest option does not fit; resumed by
   the same rule as going up. ``desired_bitrate`` is what the estimate would have to
   reach for the best option: the consumer asks the estimator to probe for it.
@@ -23,7 +26,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Layer", "Choice", "LayerSelector", "needed_layers", "publisher_remb", "PAUSED_REASON"]
+__all__ = ["PAUSED_REASON", "Choice", "Layer", "LayerSelector", "needed_layers", "publisher_remb"]
 
 PAUSED_REASON = "bandwidth"
 
@@ -75,12 +78,18 @@ class LayerSelector:
     changes. Limits (``max_height``, ``max_fps``, None = none) can change any time."""
 
     def __init__(self, *, max_height: int | None = None, max_fps: float | None = None,
-                 down_ratio: float = 0.9, up_ratio: float = 1.15, hold: float = 2.5) -> None:
+                 down_ratio: float = 0.9, up_ratio: float = 1.15, hold: float = 2.5,
+                 settle: float = 10.0, max_hold: float = 20.0) -> None:
         self.max_height = max_height
         self.max_fps = max_fps
         self.down_ratio = down_ratio
         self.up_ratio = up_ratio
         self.hold = hold
+        self.settle = settle
+        self.max_hold = max_hold
+        self.current_hold = hold
+        """The hold the next up-switch waits (``hold``, doubled by failed up-switches)."""
+        self._last_up: float | None = None
         self.choice = Choice()
         self.switches = 0
         self._ladder: list[_Option] = []
@@ -118,6 +127,11 @@ class LayerSelector:
         current_bitrate = ladder[i].bitrate if i is not None else 0
         if i is not None and estimate < self.down_ratio * current_bitrate:
             lower = best_fit if best_fit is not None and best_fit < i else None
+            if self._last_up is not None and now - self._last_up < self.settle:
+                self.current_hold = min(2 * self.current_hold, self.max_hold)
+            else:
+                self.current_hold = self.hold
+            self._last_up = None
             return self._set(ladder[lower].choice() if lower is not None else self._paused(), now)
         better = [j for j, o in enumerate(ladder)
                   if (i is None or j > i) and estimate >= self.up_ratio * o.bitrate]
@@ -128,7 +142,8 @@ class LayerSelector:
         if self._up_since is None:
             self._up_since = now
         self._up_to = target
-        if now - self._up_since >= self.hold:
+        if now - self._up_since >= self.current_hold:
+            self._last_up = now
             return self._set(target.choice(), now)
         return self.choice
 

@@ -11,7 +11,7 @@ the REMB flavour of the same idea. Sans-IO: the caller passes ``now``.
 
 from __future__ import annotations
 
-__all__ = ["SendLog", "abs_send_time", "NOT_PROBE"]
+__all__ = ["NOT_PROBE", "SendLog", "abs_send_time"]
 
 NOT_PROBE = -1
 """The probe cluster id of a packet that belongs to no probe (media, RTX, audio)."""
@@ -35,7 +35,7 @@ class SendLog:
     found (a hostile or very late feedback is ignored, not misread).
     """
 
-    __slots__ = ("capacity", "_mask", "_send_time", "_size", "_probe", "_seq", "next_seq")
+    __slots__ = ("_mask", "_probe", "_send_time", "_seq", "_size", "capacity", "next_seq")
 
     def __init__(self, capacity: int = 8192) -> None:
         if capacity <= 0 or capacity & (capacity - 1) or capacity > 32768:

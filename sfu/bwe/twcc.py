@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ..rtcp import TransportFeedback
 from .sendlog import NOT_PROBE, SendLog
 
-__all__ = ["PacketResult", "FeedbackReader", "FeedbackBuilder", "REFERENCE_TICK"]
+__all__ = ["REFERENCE_TICK", "FeedbackBuilder", "FeedbackReader", "PacketResult"]
 
 REFERENCE_TICK = 0.064
 """Seconds per unit of a feedback's 24-bit reference time."""
@@ -59,7 +59,7 @@ class FeedbackReader:
     returns at most one result per listed packet and raises nothing.
     """
 
-    __slots__ = ("log", "_acked", "_reference")
+    __slots__ = ("_acked", "_reference", "log")
 
     def __init__(self, log: SendLog) -> None:
         self.log = log

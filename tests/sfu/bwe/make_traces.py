@@ -18,9 +18,9 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from linksim import Link, Simulation, steps  # noqa: E402
+from linksim import Link, Simulation, steps
 
-from sfu.bwe import Estimator  # noqa: E402
+from sfu.bwe import Estimator
 
 OUT = pathlib.Path(__file__).resolve().parents[2] / "data" / "bwe"
 

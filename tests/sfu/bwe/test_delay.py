@@ -1,6 +1,13 @@
 import pytest
 
-from sfu.bwe import AckedBitrate, DelayBasedEstimate, InterArrival, PacketResult, TrendlineDetector, Usage
+from sfu.bwe import (
+    AckedBitrate,
+    DelayBasedEstimate,
+    InterArrival,
+    PacketResult,
+    TrendlineDetector,
+    Usage,
+)
 
 
 def test_packets_sent_within_5_ms_are_one_group():

@@ -9,8 +9,8 @@ import json
 import pathlib
 
 import pytest
-
 from linksim import Link, Simulation, replay, steps
+
 from sfu.bwe import Estimator, PacketResult, Usage
 
 TRACES = pathlib.Path(__file__).resolve().parents[2] / "data" / "bwe"

@@ -1,0 +1,211 @@
+"""Layer choice (sfu.bwe.selector): the rules on hand-made estimates, then in closed loop
+with the estimator on simulated links (the sender sends the chosen layer and probes for
+the best one), then a noisy estimate that must not make it flap."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+from linksim import Link, Simulation, steps
+
+from sfu.bwe import (
+    PAUSED_REASON,
+    Choice,
+    Estimator,
+    Layer,
+    LayerSelector,
+    needed_layers,
+    publisher_remb,
+)
+
+# Chromium's three VP8 L1T3 layers, roughly; cumulative temporal rates 40/60/100 %
+LAYERS = [Layer(0, 150_000, 320, 180, 30, (60_000, 90_000, 150_000)),
+          Layer(1, 500_000, 640, 360, 30, (200_000, 300_000, 500_000)),
+          Layer(2, 1_700_000, 1280, 720, 30, (680_000, 1_020_000, 1_700_000))]
+PLAIN = [Layer(0, 150_000, 320, 180), Layer(1, 500_000, 640, 360), Layer(2, 1_700_000, 1280, 720)]
+
+
+def test_the_first_choice_is_the_best_that_fits():
+    assert LayerSelector().update(0.0, 600_000, PLAIN) == Choice(1, None, 500_000)
+    assert LayerSelector().update(0.0, 600_000, LAYERS) == Choice(1, None, 500_000)
+    assert LayerSelector().update(0.0, 250_000, LAYERS) == Choice(1, 0, 200_000)
+    assert LayerSelector().update(0.0, 40_000, LAYERS) == Choice(reason=PAUSED_REASON)
+    assert LayerSelector().update(0.0, 1_000_000, []) == Choice()  # nothing published yet
+
+
+def test_down_at_once_below_90_percent_up_after_holding_above_115_percent():
+    selector = LayerSelector(hold=2.5)
+    selector.update(0.0, 2_000_000, PLAIN)
+    assert selector.choice.spatial == 2
+    assert selector.update(1.0, 1_600_000, PLAIN).spatial == 2  # 94 %: stays
+    assert selector.update(1.1, 1_500_000, PLAIN).spatial == 1  # 88 %: down at once
+    assert selector.update(1.2, 2_000_000, PLAIN).spatial == 1  # fits again, but hold
+    assert selector.pending_spatial == 2
+    assert selector.update(3.0, 1_900_000, PLAIN).spatial == 1
+    assert selector.update(3.6, 1_800_000, PLAIN).spatial == 1  # 106 %: the hold restarts
+    assert selector.pending_spatial is None
+    selector.update(4.0, 2_000_000, PLAIN)
+    assert selector.update(6.4, 2_000_000, PLAIN).spatial == 1
+    assert selector.update(6.5, 2_000_000, PLAIN).spatial == 2
+    assert selector.switches == 3  # first choice, down, up
+
+
+def test_up_goes_to_the_best_that_fits_in_one_step():
+    selector = LayerSelector(hold=2.0)
+    selector.update(0.0, 100_000, PLAIN)
+    assert selector.choice.reason == PAUSED_REASON
+    selector.update(1.0, 3_000_000, PLAIN)
+    assert selector.update(3.0, 3_000_000, PLAIN).spatial == 2
+
+
+def test_paused_when_nothing_fits_and_resumed_by_itself():
+    selector = LayerSelector(hold=2.0)
+    selector.update(0.0, 300_000, PLAIN)
+    paused = selector.update(1.0, 120_000, PLAIN)
+    assert paused.paused and paused.reason == "bandwidth" and paused.bitrate == 0
+    assert selector.desired_bitrate == pytest.approx(1.15 * 1_700_000, abs=1)  # probe for the best
+    selector.update(2.0, 180_000, PLAIN)  # 1.2 x the lowest
+    assert selector.update(4.0, 180_000, PLAIN) == Choice(0, None, 150_000)
+
+
+def test_limits_of_size_and_frame_rate():
+    small = LayerSelector(max_height=360)
+    assert small.update(0.0, 5_000_000, LAYERS).spatial == 1
+    assert small.desired_bitrate is None  # the best allowed is chosen: nothing to probe for
+    tiny = LayerSelector(max_height=90)  # smaller than any: the smallest
+    assert tiny.update(0.0, 5_000_000, LAYERS).spatial == 0
+    slow = LayerSelector(max_fps=15)  # T2 doubles 15 to 30 fps: up to T1
+    assert slow.update(0.0, 5_000_000, LAYERS) == Choice(2, 1, 1_020_000)
+    slow.max_fps = 30
+    assert slow.update(3.0, 5_000_000, LAYERS) == Choice(2, 1, 1_020_000)  # hold first
+    assert slow.update(5.6, 5_000_000, LAYERS) == Choice(2, None, 1_700_000)
+
+
+def test_a_layer_that_disappears_is_replaced_at_once():
+    selector = LayerSelector()
+    selector.update(0.0, 5_000_000, PLAIN)
+    assert selector.update(0.1, 5_000_000, PLAIN[:2]).spatial == 1  # the publisher stopped f
+    silent = [Layer(0, 150_000), Layer(1, 0), Layer(2, 0)]  # measured nothing lately
+    assert selector.update(0.2, 5_000_000, silent).spatial == 0
+
+
+def test_needed_layers_and_the_publishers_remb():
+    slow, fast, paused = LayerSelector(), LayerSelector(), LayerSelector()
+    slow.update(0.0, 300_000, PLAIN)
+    fast.update(0.0, 3_000_000, PLAIN)
+    paused.update(0.0, 10_000, PLAIN)
+    assert needed_layers([slow, paused]) == {0}  # the paused one resumes with the lowest
+    assert needed_layers([slow, fast]) == {0, 2}
+    slow.update(1.0, 700_000, PLAIN)  # would go up to h after the hold: keep h flowing
+    assert needed_layers([slow]) == {0, 1}
+    assert needed_layers([]) == frozenset()
+    # a simulcast encoder fills layers from the lowest: all up to the highest needed
+    assert publisher_remb({0, 2}, PLAIN) == int(1.15 * 2_350_000)
+    assert publisher_remb({0}, PLAIN) == int(1.15 * 150_000)
+    assert publisher_remb(set(), PLAIN) == int(1.15 * 150_000)  # the lowest keeps flowing
+    assert publisher_remb({1}, []) == 0
+
+
+def sfu_sender(link: Link, layers=LAYERS, **selector_options):
+    """The consumer's loop in miniature: choose a layer from the estimate each 5 ms, send
+    it, probe for the best one; returns the simulation, the selector and (t, choice)."""
+    estimator = Estimator(start=300_000, maximum=5_000_000)
+    selector = LayerSelector(**selector_options)
+    choices: list[tuple[float, Choice]] = []
+    sim = Simulation(link, estimator, media=lambda t, e: selector.choice.bitrate,
+                     want=lambda t, e: selector.desired_bitrate)
+
+    def step(t, e):
+        choice = selector.update(t, e.bitrate, layers)
+        if not choices or choices[-1][1] != choice:
+            choices.append((t, choice))
+
+    return sim, selector, choices, step
+
+
+def at(choices, t):
+    return [c for when, c in choices if when <= t][-1]
+
+
+def test_a_slow_and_a_fast_subscriber_get_different_layers():
+    outcome = {}
+    for capacity in (300_000, 3_000_000):
+        sim, selector, choices, step = sfu_sender(Link(steps((0, capacity))))
+        sim.run(20.0, step)
+        outcome[capacity] = at(choices, 20.0)
+        assert at(choices, 10.0).spatial == outcome[capacity].spatial  # settled by 10 s
+        assert selector.switches <= 4
+    assert outcome[3_000_000] == Choice(2, None, 1_700_000)  # the top layer within 10 s
+    assert outcome[300_000].spatial in (0, 1) and outcome[300_000].bitrate <= 300_000
+
+
+def test_the_layer_follows_the_link_down_within_2_s_and_up_within_10_s():
+    sim, selector, choices, step = sfu_sender(Link(steps((0, 3e6), (15, 3e5), (25, 3e6))))
+    sim.run(40.0, step)
+    assert at(choices, 14.9).spatial == 2
+    down = next(t for t, c in choices if t >= 15 and c.bitrate <= 300_000)
+    assert down < 17.0
+    assert all(c.bitrate <= 300_000 for t, c in choices if down <= t < 25)
+    up = next(t for t, c in choices if t >= 25 and c.spatial == 2)
+    assert up < 35.0
+    assert selector.switches <= 6
+
+
+def test_below_the_lowest_layer_video_pauses_and_resumes_when_the_link_returns():
+    sim, _selector, choices, step = sfu_sender(Link(steps((0, 1e6), (5, 40_000), (15, 1e6))))
+    sim.run(30.0, step)
+    paused = [t for t, c in choices if c.reason == PAUSED_REASON]
+    assert paused and 5.0 <= paused[0] < 7.0
+    resumed = next(t for t, c in choices if t > paused[0] and not c.paused)
+    assert 15.0 <= resumed < 25.0
+    assert not at(choices, 30.0).paused and at(choices, 30.0).bitrate <= 1e6
+
+
+def noisy_estimate(seed: int, mean: float, spread: float, n: int):
+    rng = random.Random(seed)
+    return [mean * (1 + rng.uniform(-spread, spread)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_noisy_estimate_around_a_layer_does_not_make_it_flap(seed):
+    # an estimate jumping +-35 % around 550 kbit/s every 50 ms for a minute: it crosses
+    # h's down line (450k) and up line (575k) hundreds of times
+    selector = LayerSelector()
+    for k, estimate in enumerate(noisy_estimate(seed, 550_000, 0.35, 1200)):
+        selector.update(k * 0.05, estimate, PLAIN)
+    assert selector.switches <= 3
+
+
+def test_without_hysteresis_the_same_noise_would_flap():
+    naive = [max((layer.spatial for layer in PLAIN if layer.bitrate <= e), default=None)
+             for e in noisy_estimate(1, 550_000, 0.35, 1200)]
+    assert sum(a != b for a, b in itertools.pairwise(naive)) > 100  # the noise is real
+
+
+def test_a_jittery_link_does_not_make_it_flap():
+    # the bottleneck jumps between 1.4 and 2.6 Mbit/s every 0.3 s, around f's line
+    rng = random.Random(11)
+    link = Link(steps(*[(0.3 * k, rng.uniform(1.4e6, 2.6e6)) for k in range(200)]))
+    sim, selector, choices, step = sfu_sender(link, layers=PLAIN)
+    sim.run(60.0, step)
+    assert selector.switches <= 12  # a minute: at most one change per 5 s
+    # each up-switch the link could not keep makes the next one wait twice as long
+    changes = [(t, c.spatial) for t, c in choices]
+    waits = [up - down for (down, a), (up, b) in itertools.pairwise(changes) if b > a and down > 5.0]
+    assert len(waits) >= 2 and waits == sorted(waits) and waits[-1] >= 4 * selector.hold
+
+
+def test_an_up_switch_undone_quickly_doubles_the_next_hold():
+    selector = LayerSelector(hold=2.0, settle=10.0, max_hold=6.0)
+    selector.update(0.0, 600_000, PLAIN)
+    for k, now in enumerate((0.0, 10.0, 20.0, 30.0)):
+        selector.update(now + 0.1, 2_000_000, PLAIN)
+        assert selector.update(now + 0.1 + selector.current_hold, 2_000_000, PLAIN).spatial == 2
+        selector.update(now + 5.0, 1_000_000, PLAIN)  # undone within 10 s
+        assert selector.current_hold == min(2.0 * 2 ** (k + 1), 6.0)
+    selector.update(40.0, 2_000_000, PLAIN)
+    selector.update(46.0, 2_000_000, PLAIN)
+    selector.update(60.0, 1_000_000, PLAIN)  # kept for 14 s: the link can take it
+    assert selector.current_hold == 2.0
