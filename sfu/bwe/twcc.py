@@ -75,7 +75,10 @@ class FeedbackReader:
         log, acked, mask = self.log, self._acked, self.log.capacity - 1
         out: list[PacketResult] = []
         seq = log.unwrap(feedback.base_sequence) if feedback.packets else 0
+        end = log.next_seq  # nothing from here on was sent: a long hostile list stops here
         for _, delta_us in feedback.packets:
+            if seq >= end:
+                break
             if delta_us is not None:
                 arrival_us += delta_us
             sent = log.lookup(seq)
