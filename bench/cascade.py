@@ -19,8 +19,10 @@ WAN between the clients and the nodes instead, for every system.)
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from pathlib import Path
 
 from .harness import REPO, Run, System, free_port
 from .wan import WanProfile
@@ -35,6 +37,7 @@ class CascadeSystem(System):
     def __init__(self, trunk_wan: str | None = None) -> None:
         super().__init__()
         self.trunk_wan = trunk_wan
+        self.data: Path | None = None
 
     @property
     def how(self) -> str:
@@ -44,14 +47,30 @@ class CascadeSystem(System):
             how += f", across the WAN emulator ({WanProfile.parse(self.trunk_wan).describe()})"
         return how
 
+    def network(self) -> dict | None:
+        """The WAN between the nodes as each relay measured it: datagrams each way and
+        how long they were held (``held_ms``). Media crosses the publishers' node's relay
+        downstream (the subscribers' node dials it)."""
+        if not self.trunk_wan or self.data is None:
+            return None
+        out = {}
+        for path in sorted(self.data.glob("wan-*.json")):
+            try:
+                out[path.stem.removeprefix("wan-")] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+        media = (out.get("us-west") or {}).get("held_ms", {}).get("down") or {}
+        return {"profile": self.trunk_wan, "relays": out, "media_held_ms": media or None}
+
     async def start(self, run: Run) -> None:
+        self.data = run.out / "cascade-data"
         base = free_base_port(wan=bool(self.trunk_wan))
         self.url = f"ws://127.0.0.1:{base}/ws"
         self.sub_url = f"ws://127.0.0.1:{base + 10}/ws"
         wan = ["--wan", self.trunk_wan, "--wan-seed", "1"] if self.trunk_wan else []
         await self._launch(
             [sys.executable, str(REPO / "scripts" / "cluster.py"), "--nodes", "2", *wan,
-             "--base-port", str(base), "--data", str(run.out / "cascade-data"),
+             "--base-port", str(base), "--data", str(self.data),
              "--api-key", self.api_key, "--api-secret", self.api_secret, "--log-level", "warning"],
             run.logs / "cascade.log", "127.0.0.1", base + 10,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))

@@ -97,6 +97,11 @@ class System:
     async def start(self, run: Run) -> None:
         raise NotImplementedError
 
+    def network(self) -> dict | None:
+        """What the emulated network inside this system did (a cascade's WAN between its
+        nodes), read after it stopped; ``None``: nothing emulated inside."""
+        return None
+
     async def _launch(self, args: list[str], log: pathlib.Path, host: str, port: int,
                       env: dict | None = None) -> None:
         """Start the server process (output to ``log``) and wait until it listens."""

@@ -212,7 +212,10 @@ def _cascade_targets(results: list[dict]) -> list[dict]:
     forward = _scenario(results, "forward", wan=False) or _scenario(results, "forward")
     systems = (forward or {}).get("systems", {})
     if forward is not None and "cascade" in systems:
-        delay = _one_way_ms(forward.get("trunk_wan"))
+        # the delay the relays really gave the media (jitter kept in order adds to the
+        # nominal delay), else the profile's nominal one
+        held = ((systems["cascade"].get("network") or {}).get("media_held_ms") or {}).get("p50")
+        delay = held if held is not None else _one_way_ms(forward.get("trunk_wan"))
         where = f" over the emulated WAN ({forward['trunk_wan']})" if forward.get("trunk_wan") else " on loopback"
         sizes = sorted({r["subscribers"] for r in systems.get("dockcast", {}).get("rows", [])}
                        & {r["subscribers"] for r in systems["cascade"].get("rows", [])})
@@ -225,7 +228,8 @@ def _cascade_targets(results: list[dict]) -> list[dict]:
             rows.append(_target(f"A trunk hop adds under 5 ms p50 beyond the WAN{where} (N={n})",
                                 vals, systems, " ms", None if added is None else added < 5,
                                 compare=None, note="" if added is None else
-                                f"added {added:.2f} ms = cascade − Dockcast − {delay:g} ms emulated"))
+                                f"added {added:.2f} ms = cascade − Dockcast − {delay:g} ms emulated"
+                                + (" (the relay's p50 hold)" if held is not None else "")))
             rows[-1]["ratio"] = "–" if added is None else f"+{added:.2f} ms"
             cpu = {name: (_row_at(systems.get(name), n) or {}).get("cpu_us_per_packet")
                    for name in ("dockcast", "cascade")}

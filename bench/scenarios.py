@@ -120,6 +120,9 @@ async def _each_system(run: Run, scenario: str,
         finally:
             await workers.close()
             await system.stop()
+            network = system.network()
+            if network and system.name in out:
+                out[system.name]["network"] = network
     return out
 
 

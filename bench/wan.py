@@ -26,11 +26,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import random
+from collections import deque
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-__all__ = ["WanProfile", "WanLink", "LinkStats", "DuplexLink", "UdpRelay", "UdpProxy", "TcpDelayProxy",
+__all__ = ["WanProfile", "WanLink", "LinkStats", "held_percentiles", "DuplexLink", "UdpRelay", "UdpProxy", "TcpDelayProxy",
            "rewrite_candidates", "sdp_candidate_address"]
 
 
@@ -86,6 +87,20 @@ class WanProfile:
         return text
 
 
+HELD_KEPT = 20_000
+"""Datagrams whose holding time a link keeps, for `held_percentiles`."""
+
+
+def held_percentiles(links: list[WanLink]) -> dict[str, float] | None:
+    """p50/p95/p99 of the time the ``links`` held their latest datagrams, in ms: the
+    delay a datagram really got (with jitter kept in order it exceeds the nominal one)."""
+    values = sorted(v for link in links for v in link.held)
+    if not values:
+        return None
+    pick = lambda q: round(1000 * values[min(len(values) - 1, int(q * len(values)))], 3)  # noqa: E731
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99)}
+
+
 @dataclass
 class LinkStats:
     received: int = 0
@@ -120,6 +135,9 @@ class WanLink:
         self._last_due = float("-inf")
         self._heap: list[_Pending] = []
         self._order = 0
+        self.held: deque[float] = deque(maxlen=HELD_KEPT)
+        """How long each of the latest datagrams was held (s): the delay as emulated,
+        jitter, the bottleneck's queue and the no-reorder rule included."""
 
     def receive(self, data: bytes, now: float) -> bool:
         """Offer one datagram to the link at ``now``; False if the link dropped it."""
@@ -141,6 +159,7 @@ class WanLink:
         if not self.profile.reorder:
             due = max(due, self._last_due)
         self._last_due = due
+        self.held.append(due - now)
         self._order += 1
         heapq.heappush(self._heap, _Pending(due, self._order, data))
         return True
@@ -443,6 +462,11 @@ class UdpProxy:
         link.close()
         asyncio.get_running_loop().remove_reader(sock.fileno())
         sock.close()
+
+    def held_ms(self) -> dict[str, dict[str, float] | None]:
+        """How long datagrams were held each way (`held_percentiles`), clients open now."""
+        return {name: held_percentiles([getattr(link, name) for link, _, _ in self._clients.values()])
+                for name in ("up", "down")}
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Datagrams offered, delivered and dropped each way, over every client so far."""

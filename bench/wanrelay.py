@@ -8,7 +8,8 @@ the profile's one-way delay, jitter and loss, and the answers come back the same
 advertise it (``--trunk-address``), so every trunk between two regions crosses exactly one
 emulated WAN. A process of its own keeps the emulated timing off the nodes' and the
 test's event loops. ``--stats FILE`` rewrites FILE (JSON: datagrams offered, delivered
-and dropped each way) every second and at exit; SIGTERM or SIGINT stops it.
+and dropped each way, and ``held_ms``: how long they were really held, p50/p95/p99)
+every second and at exit; SIGTERM or SIGINT stops it.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def _write_stats(path: Path, proxy: UdpProxy) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"clients": proxy.clients, **proxy.stats()}))
+    tmp.write_text(json.dumps({"clients": proxy.clients, **proxy.stats(), "held_ms": proxy.held_ms()}))
     os.replace(tmp, path)
 
 

@@ -80,6 +80,10 @@ def test_cascade_targets_take_the_emulated_wan_out_of_the_trunk_hop():
     join = next(r for r in rows if r["target"].startswith("Join to first keyframe p50 under 600 ms through"))
     assert join["pass"] is True and join["values"]["cascade"] == 520.0
     assert "(75,5,1)" in join["target"]
+    # what the relay measured it held the media, when it says so, instead of the nominal
+    forward["systems"]["cascade"]["network"] = {"media_held_ms": {"p50": 77.5}}
+    hop = next(r for r in targets([forward]) if r["target"].startswith("A trunk hop"))
+    assert hop["ratio"] == "+0.50 ms" and "relay's p50 hold" in hop["note"]
 
 
 def test_a_target_without_janus_is_not_measured():

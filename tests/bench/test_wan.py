@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from bench.wan import (TcpDelayProxy, UdpProxy, UdpRelay, WanLink, WanProfile, rewrite_candidates,
-                       sdp_candidate_address)
+from bench.wan import (TcpDelayProxy, UdpProxy, UdpRelay, WanLink, WanProfile, held_percentiles,
+                       rewrite_candidates, sdp_candidate_address)
 from bench.wanrelay import parse_address
 
 
@@ -233,6 +233,20 @@ async def test_wanrelay_process_relays_and_writes_its_counts(tmp_path):
         server.close()
     counts = json.loads(stats.read_text())
     assert counts["up"]["delivered"] == 1 and counts["down"]["delivered"] == 1
+    assert counts["held_ms"]["down"]["p50"] == 5.0
+
+
+def test_held_percentiles_say_the_delay_a_datagram_really_got():
+    steady = WanLink(WanProfile(delay_ms=75), random.Random(1))
+    jittery = WanLink(WanProfile(delay_ms=75, jitter_ms=5), random.Random(1))
+    for i in range(2000):  # a datagram a millisecond
+        steady.receive(b"x", i / 1000)
+        jittery.receive(b"x", i / 1000)
+    assert held_percentiles([steady]) == {"p50": 75.0, "p95": 75.0, "p99": 75.0}
+    # kept in order, jitter only ever adds: a datagram waits for the one before it
+    held = held_percentiles([jittery])
+    assert 75 < held["p50"] <= 80 and held["p99"] <= 80
+    assert held_percentiles([WanLink(WanProfile())]) is None
 
 
 def test_wanrelay_addresses():
