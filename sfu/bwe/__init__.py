@@ -9,7 +9,7 @@ gets numbers back; nothing here reads a clock, sends a packet or awaits.
     loss       LossBasedEstimate (REMB to publishers), LossBasedControl
     probe      Probe, ProbeController, ProbeResults
     estimator  Estimator: min(delay or REMB, loss), raised by probes
-    selector   Layer, Choice, LayerSelector, needed_layers, publisher_remb
+    selector   Layer, Choice, LayerSelector, needed_layers, publisher_remb, TEMPORAL_SPLIT
 
 Bitrates are bit/s, sizes bytes, times seconds. Errors: bad arguments raise
 ``ValueError``; feedback bytes are parsed by :mod:`sfu.rtcp` (``MalformedPacket``), and
@@ -25,6 +25,7 @@ from .loss import LossBasedControl, LossBasedEstimate
 from .probe import Probe, ProbeController, ProbeResults
 from .selector import (
     PAUSED_REASON,
+    TEMPORAL_SPLIT,
     Choice,
     Layer,
     LayerSelector,
@@ -38,6 +39,7 @@ __all__ = [
     "NOT_PROBE",
     "PAUSED_REASON",
     "REFERENCE_TICK",
+    "TEMPORAL_SPLIT",
     "AckedBitrate",
     "AimdRateControl",
     "Choice",

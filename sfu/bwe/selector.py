@@ -26,17 +26,25 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["PAUSED_REASON", "Choice", "Layer", "LayerSelector", "needed_layers", "publisher_remb"]
+__all__ = ["PAUSED_REASON", "TEMPORAL_SPLIT", "Choice", "Layer", "LayerSelector", "needed_layers",
+           "publisher_remb"]
 
 PAUSED_REASON = "bandwidth"
+
+TEMPORAL_SPLIT = {2: (0.6, 1.0), 3: (0.4, 0.6, 1.0), 4: (0.25, 0.4, 0.6, 1.0)}
+"""Cumulative share of a layer's bitrate up to each temporal id, by how many there are
+(libwebrtc's ``kLayerRateAllocation``)."""
 
 
 @dataclass(frozen=True)
 class Layer:
     """One spatial layer as the producer measures it. ``bitrate`` is the whole layer
-    (every temporal layer) in bit/s; ``temporal_bitrates``, if known, the cumulative
-    bit/s up to each temporal id (T0, T0+T1, ..., the last equal to ``bitrate``), each
-    halving the frame rate below it. Without it the layer is one option."""
+    (every temporal layer) in bit/s, ``fps`` its frame rate. Cumulative per temporal id
+    (T0, T0+T1, ..., the last being the whole layer), if known: ``temporal_bitrates``
+    (bit/s) and ``temporal_fps`` (as ``sfu.simulcast.Layer`` measures them). Without
+    ``temporal_fps`` each temporal layer doubles the frame rate below it; without
+    ``temporal_bitrates`` but with two or more frame rates, the bitrates are split as
+    libwebrtc's encoder does (``TEMPORAL_SPLIT``); with neither, the layer is one option."""
 
     spatial: int
     bitrate: int
@@ -44,6 +52,19 @@ class Layer:
     height: int = 0
     fps: float = 30.0
     temporal_bitrates: tuple[int, ...] = ()
+    temporal_fps: tuple[float, ...] = ()
+
+    def temporal_steps(self) -> list[tuple[int, float]]:
+        """``[(bitrate, fps)]`` up to each temporal id, the last being the whole layer."""
+        bitrates = list(self.temporal_bitrates)
+        if not bitrates and len(self.temporal_fps) in TEMPORAL_SPLIT:
+            bitrates = [round(self.bitrate * share) for share in TEMPORAL_SPLIT[len(self.temporal_fps)]]
+        if not bitrates:
+            return [(self.bitrate, self.fps)]
+        top = len(bitrates) - 1
+        fps = list(self.temporal_fps) if len(self.temporal_fps) == len(bitrates) \
+            else [self.fps / 2 ** (top - t) for t in range(len(bitrates))]
+        return list(zip(bitrates, fps))
 
 
 @dataclass(frozen=True)
@@ -171,16 +192,12 @@ class LayerSelector:
             layers = small or layers[:1]
         options = []
         for layer in layers:
-            temporal = list(layer.temporal_bitrates)
-            if not temporal:
-                candidates = [_Option(layer.spatial, None, layer.bitrate)]
-            else:
-                top = len(temporal) - 1
-                candidates = [_Option(layer.spatial, None if t == top else t, bitrate)
-                              for t, bitrate in enumerate(temporal)
-                              if self.max_fps is None or layer.fps / 2 ** (top - t) <= self.max_fps * 1.01]
-                candidates = candidates or [_Option(layer.spatial, 0, temporal[0])]
-            options.extend(candidates)
+            temporal = layer.temporal_steps()
+            top = len(temporal) - 1
+            candidates = [_Option(layer.spatial, None if t == top else t, bitrate)
+                          for t, (bitrate, fps) in enumerate(temporal)
+                          if self.max_fps is None or fps <= self.max_fps * 1.1]
+            options.extend(candidates or [_Option(layer.spatial, 0 if top else None, temporal[0][0])])
         options.sort(key=lambda o: o.bitrate)
         # a ladder only climbs: drop an option that a cheaper one of a higher layer beats
         ladder: list[_Option] = []

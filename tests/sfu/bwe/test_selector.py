@@ -83,6 +83,16 @@ def test_limits_of_size_and_frame_rate():
     assert slow.update(5.6, 5_000_000, LAYERS) == Choice(2, None, 1_700_000)
 
 
+def test_temporal_steps_from_measured_frame_rates_alone():
+    # as sfu.simulcast measures a layer: cumulative frame rates, no per-temporal bitrate
+    layer = Layer(2, 1_700_000, 1280, 720, 29.0, temporal_fps=(7.5, 14.0, 29.0))
+    assert layer.temporal_steps() == [(680_000, 7.5), (1_020_000, 14.0), (1_700_000, 29.0)]
+    assert LayerSelector(max_fps=15).update(0.0, 5_000_000, [layer]) == Choice(2, 1, 1_020_000)
+    assert LayerSelector(max_fps=5).update(0.0, 5_000_000, [layer]) == Choice(2, 0, 680_000)
+    assert Layer(0, 150_000, fps=30.0).temporal_steps() == [(150_000, 30.0)]  # one option
+    assert LayerSelector(max_fps=5).update(0.0, 5_000_000, [Layer(0, 150_000)]) == Choice(0, None, 150_000)
+
+
 def test_a_layer_that_disappears_is_replaced_at_once():
     selector = LayerSelector()
     selector.update(0.0, 5_000_000, PLAIN)
