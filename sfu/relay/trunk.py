@@ -34,7 +34,7 @@ from cryptography import x509
 
 from ..clock import Clock, Scheduler
 from ..producer import Producer
-from . import _quic
+from . import _quic, congestion
 from .certs import fingerprint
 from .errors import MalformedFrame, RelayError, TrunkClosed, TrunkRefused, TrunkTimeout
 from .export import ExportTable
@@ -85,12 +85,21 @@ class TrunkSettings:
     ack_delay: float = 0.02
     """Acknowledge packets this long after the first unacknowledged one (aioquic's own
     1 ms made an ACK per media packet; at most 25 ms)."""
+    congestion_control: str = "trunk"
+    """``trunk``: `congestion.TrunkCongestionControl` (a window for ``max_bitrate``,
+    not cut by random loss); or one of aioquic's, ``reno`` / ``cubic``."""
+    max_bitrate: int = congestion.DEFAULT_MAX_BITRATE
+    """With the ``trunk`` controller: the most bits per second the trunk sends."""
 
     def __post_init__(self) -> None:
         if self.max_datagram_size < 1200:
             raise ValueError(f"max_datagram_size is at least 1200 (QUIC), not {self.max_datagram_size}")
         if not 0 < self.keepalive_interval < self.idle_timeout:
             raise ValueError("keepalive_interval must be positive and under idle_timeout")
+        if self.congestion_control not in ("trunk", "reno", "cubic"):
+            raise ValueError(f"congestion_control is trunk, reno or cubic, not {self.congestion_control!r}")
+        if self.max_bitrate < 100_000:
+            raise ValueError(f"max_bitrate is at least 100 kbit/s, not {self.max_bitrate}")
         if not 0 < self.ack_delay <= _quic.MAX_ACK_DELAY:
             raise ValueError(f"ack_delay is over 0 and at most {_quic.MAX_ACK_DELAY} s")
 
@@ -98,7 +107,10 @@ class TrunkSettings:
         configuration = QuicConfiguration(
             is_client=is_client, alpn_protocols=[ALPN], certificate=certificate, private_key=key,
             max_datagram_size=self.max_datagram_size, max_datagram_frame_size=65535,
-            idle_timeout=self.idle_timeout)
+            idle_timeout=self.idle_timeout,
+            congestion_control_algorithm=(congestion.register(self.max_bitrate)
+                                          if self.congestion_control == "trunk"
+                                          else self.congestion_control))
         configuration.verify_mode = ssl.CERT_NONE  # no CA: the certificate is pinned instead
         return configuration
 
