@@ -12,7 +12,7 @@ from dockcast.media import MediaRequests
 from dockcast.metrics import CapRefusals
 from sfu.errors import NegotiationError, OfferTooLarge
 from sfu.participant import MediaSettings, mline_count
-from signalling.errors import Forbidden
+from signalling.errors import BadRequest, Forbidden
 
 
 class Member:
@@ -20,6 +20,15 @@ class Member:
         self.id = "PA1"
         self.producers: dict = {}
         self.consumers: dict = {}
+
+
+class StandInConsumer:
+    def __init__(self) -> None:
+        self.limits: dict = {}
+        self.on_close: list = []
+
+    def set_layers(self, **limits) -> None:
+        self.limits = limits
 
 
 class StandInRoom:
@@ -37,8 +46,9 @@ class StandInRoom:
 
     async def subscribe(self, participant, track_ids):
         await self.gate.wait()
-        for track_id in track_ids:
-            participant.consumers.setdefault(track_id, object())
+        made = [participant.consumers.setdefault(track_id, StandInConsumer())
+                for track_id in track_ids if track_id not in participant.consumers]
+        return made
 
     async def publish(self, participant, sdp, tracks):
         cap = self.settings.max_mlines_per_offer
@@ -58,14 +68,15 @@ def media():
     member = Member()
     room = StandInRoom(member)
     rooms = SimpleNamespace(participant=lambda conn: (room, member), refusals=CapRefusals())
+    rooms.retired = SimpleNamespace(retire_consumer=lambda consumer: None)
     requests = MediaRequests(rooms, max_tracks_per_participant=2, max_subscriptions_per_participant=2)
     conn = SimpleNamespace(room="dock-1", participant_id="PA1", send_event=lambda msg: None)
     return SimpleNamespace(requests=requests, room=room, member=member, conn=conn,
                            counts=rooms.refusals.counts)
 
 
-def subscribe(*track_ids):
-    return {"type": "subscribe", "track_ids": list(track_ids)}
+def subscribe(*track_ids, **limits):
+    return {"type": "subscribe", "track_ids": list(track_ids), **limits}
 
 
 def publish(*mids, sdp="v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"):
@@ -109,3 +120,17 @@ async def test_an_offer_over_the_m_line_cap_is_counted_other_bad_offers_not(medi
     with pytest.raises(NegotiationError):
         await media.requests.on_publish(media.conn, publish("0"))
     assert media.counts["mlines_per_offer"] == 1
+
+
+async def test_layer_limits_reach_new_and_existing_consumers(media):
+    on = media.requests.on_subscribe
+    await on(media.conn, subscribe("TR1", max_height=180))
+    media.room.gate.set()
+    for _ in range(5):  # the consumer is made after the reply
+        await asyncio.sleep(0)
+    assert media.member.consumers["TR1"].limits == {"max_height": 180, "max_fps": None}
+    await on(media.conn, subscribe("TR1", max_fps=15))  # again: only the limits change
+    assert media.member.consumers["TR1"].limits == {"max_height": None, "max_fps": 15}
+    for bad in ({"max_height": 0}, {"max_fps": "30"}, {"max_height": True}):
+        with pytest.raises(BadRequest, match=next(iter(bad))):
+            await on(media.conn, subscribe("TR1", **bad))

@@ -212,3 +212,151 @@ def test_the_native_send_path_takes_packets_over_1500_bytes():
     finally:
         out.close()
         into.close()
+
+
+# -- simulcast and vp8 mode --------------------------------------------------------------
+
+from hypothesis import event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from sfu.vp8 import Vp8Descriptor  # noqa: E402
+
+
+def vp8_packet(seq, ts, picture_id, tl0, tid, begins=True, key=False, long=True):
+    descriptor = Vp8Descriptor(start_of_partition=begins, picture_id=picture_id,
+                               picture_id_long=long, tl0picidx=tl0, tid=tid).serialize()
+    return packet(seq, ts, descriptor + (b"\x00\x00\x00\x9d\x01\x2a" if key else b"\x01\x00\x00") + b"x" * 8)
+
+
+def vp8_state(impl, layer=0):
+    s, sink = state(impl)
+    s.vp8, s.layer = True, layer
+    s.next_seq, s.next_ts, s.next_pic, s.next_tl0 = 100, 5000, 7, 200
+    return s, sink
+
+
+def descriptors(sink):
+    out = []
+    for data, _ in sink.sent:
+        h = parse_header(data)
+        out.append((h[2], h[3], Vp8Descriptor.parse(data[h[5]:h[6]])))
+    return out
+
+
+def test_vp8_info_reads_the_descriptor_once(impl):
+    data = vp8_packet(1, 1, 300, 9, 2)
+    assert impl.vp8_info(data, 12, len(data) - 12) == (300, 14, 2, 9, 16, 2, True)
+    short = vp8_packet(1, 1, 5, -1, -1, begins=False, long=False)
+    assert impl.vp8_info(short, 12, len(short) - 12) == (5, 14, 1, -1, -1, -1, False)
+    assert impl.vp8_info(data, -1, 5)[0] == -1 and impl.vp8_info(data, 12, 999)[0] == -1
+    assert impl.vp8_info(bytes(12) + b"\x80", 12, 1) == (-1, -1, 0, -1, -1, -1, False)  # truncated
+
+
+def test_another_layers_packets_are_skipped(impl):
+    s, sink = vp8_state(impl, layer=1)
+    data = vp8_packet(1, 1, 1, 1, 0, key=True)
+    assert impl.fan_out([s], data, 1, 1, len(data) - 12, True, 0, 0, 12) == 0
+    assert s.dropped == 0 and s.packets == 0  # not this consumer's: not even counted
+    assert impl.fan_out([s], data, 1, 1, len(data) - 12, True, 0, 1, 12) == 1
+
+
+def test_picture_ids_and_tl0_continue_across_a_restart(impl):
+    s, sink = vp8_state(impl)
+    for i in range(3):
+        data = vp8_packet(10 + i, 900 * i, (32766 + i) & 0x7FFF, (254 + i) & 0xFF, 0, key=i == 0)
+        assert s.forward(data, 10 + i, 900 * i, 10, i == 0, 0, 0, 12)
+    s.restart()
+    s.layer = 2
+    for i in range(2):  # another layer: unrelated numbers
+        data = vp8_packet(4000 + i, 77 + 900 * i, 40 + i, 3 + i, 0, key=i == 0)
+        assert s.forward(data, 4000 + i, 77 + 900 * i, 10, i == 0, 0, 2, 12)
+    rows = descriptors(sink)
+    assert [r[0] for r in rows] == [100, 101, 102, 103, 104]
+    assert [r[2].picture_id for r in rows] == [7, 8, 9, 10, 11]  # the input wrapped at 32767
+    assert [r[2].tl0picidx for r in rows] == [200, 201, 202, 203, 204]
+    assert [r[1] for r in rows] == [5000, 5900, 6800, 6801, 7701]
+
+
+def test_a_late_packet_keeps_the_number_it_was_left(impl):
+    s, sink = vp8_state(impl)
+    s.forward(vp8_packet(10, 0, 1, 1, 0, key=True), 10, 0, 10, True, 0, 0, 12)
+    s.temporal_limit = 0
+    s.forward(vp8_packet(12, 1, 2, 1, 2, begins=False), 12, 1, 10, False, 0, 0, 12)  # 11 lost, tid 2
+    s.forward(vp8_packet(13, 2, 3, 2, 0), 13, 2, 10, False, 0, 0, 12)  # a TL0 picture: limit 0 now
+    s.forward(vp8_packet(14, 3, 4, 2, 2), 14, 3, 10, False, 0, 0, 12)  # dropped
+    s.forward(vp8_packet(15, 4, 5, 3, 0), 15, 4, 10, False, 0, 0, 12)
+    assert s.forward(vp8_packet(11, 1, 2, 1, 0), 11, 1, 10, False, 0, 0, 12)  # late: its own number
+    assert not s.forward(vp8_packet(14, 3, 4, 2, 2), 14, 3, 10, False, 0, 0, 12)  # dropped stays so
+    assert [r[0] for r in descriptors(sink)] == [100, 102, 103, 104, 101]
+    assert s.producer_seq(104) == 15 and s.producer_seq(101) == 11 and s.producer_seq(105) == -1
+
+
+@pytest.mark.skipif(_forward_c is None, reason="the compiled module is not built")
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=24), st.integers(-2, 26), st.integers(-1, 26))
+def test_vp8_info_twins_agree_on_any_bytes(data, offset, length):
+    assert _forward_py.vp8_info(data, offset, length) == _forward_c.vp8_info(data, offset, length)
+
+
+def _ops():
+    packet_op = st.tuples(st.just("packet"), st.sampled_from([0, 0, 1, 2]),
+                          st.sampled_from([1, 1, 1, 2, 3, 0, -1, -3, 40]), st.sampled_from([0, 0, 1, 2, 3]),
+                          st.sampled_from([True, True, False]), st.sampled_from([True, False, False]))
+    limit_op = st.tuples(st.just("limit"), st.integers(0, 3))
+    switch_op = st.tuples(st.just("switch"), st.integers(0, 2), st.integers(1, 6000))
+    nack_op = st.tuples(st.just("nack"), st.integers(0, 40))
+    first = st.just(("packet", 0, 1, 0, True, True))  # a keyframe of the layer the states start on
+    return st.tuples(first, st.lists(st.integers(0, 12).flatmap(
+        lambda k: packet_op if k < 10 else (limit_op, switch_op, nack_op)[k - 10]),
+                                     min_size=20, max_size=150)).map(lambda t: [t[0], *t[1]])
+
+
+@pytest.mark.skipif(_forward_c is None, reason="the compiled module is not built")
+@settings(max_examples=200, deadline=None)
+@given(_ops(), st.booleans())
+def test_the_twin_and_the_compiled_loop_agree(ops, long_ids):
+    """Random packets of three layers (gaps, repeats, late ones), temporal limits, layer
+    switches and NACKs: both implementations send the same bytes and keep the same state."""
+    pair = [vp8_state(impl) for impl in (_forward_py, _forward_c)]
+    seqs, ts, pics, tl0s = [500, 9000, 30000], [0, 1 << 20, 1 << 30], [32760, 100, 5], [250, 0, 9]
+    cache = {}
+    for op in ops:
+        results = []
+        if op[0] == "packet":
+            _, layer, step, tid, begins, key = op
+            seqs[layer] = (seqs[layer] + step) & 0xFFFF
+            if step > 0:
+                ts[layer] += 3000
+                pics[layer] = (pics[layer] + (1 if begins else 0)) & (0x7FFF if long_ids else 0x7F)
+                tl0s[layer] = (tl0s[layer] + (tid == 0 and begins)) & 0xFF
+            data = vp8_packet(seqs[layer], ts[layer] & 0xFFFFFFFF, pics[layer], tl0s[layer], tid,
+                              begins, key, long_ids)
+            cache[(layer, seqs[layer])] = data
+            for impl, (s, _) in zip((_forward_py, _forward_c), pair):
+                results.append(impl.fan_out([s], data, seqs[layer], ts[layer] & 0xFFFFFFFF, len(data) - 12,
+                                            key and begins, 0x10203, layer, 12))
+        elif op[0] == "limit":
+            for s, _ in pair:
+                s.temporal_limit = op[1]
+        elif op[0] == "switch":
+            for s, _ in pair:
+                if s.layer == op[1]:
+                    continue  # a consumer switches only to another layer
+                if s.started:
+                    s.restart()
+                    s.next_ts = (s.last_ts + op[2]) & 0xFFFFFFFF
+                s.layer = op[1]
+        else:
+            for s, _ in pair:
+                out_seq = (s.last_seq - op[1]) & 0xFFFF
+                seq = s.producer_seq(out_seq)
+                data = cache.get((s.layer, seq))
+                results.append((seq, data is not None and s.retransmit(data, 0x10203, out_seq)))
+        assert len(set(map(repr, results))) <= 1, op
+    (py, py_sink), (c, c_sink) = pair
+    assert py_sink.sent == c_sink.sent
+    event(f"sent {min(len(py_sink.sent), 40) // 10 * 10}+ packets, {len(ops) // 20 * 20}+ ops")
+    for name in ("seq_offset", "ts_offset", "pic_offset", "tl0_offset", "last_seq", "last_ts",
+                 "last_pic", "last_tl0", "temporal", "packets", "octets", "dropped",
+                 "temporal_dropped", "started", "layer"):
+        assert getattr(py, name) == getattr(c, name), name

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import pathlib
 
 import pytest
 
 from aiortc.rtp import RtpPacket
 
 from sfu.errors import Closed, NegotiationError
+from sfu.extensions import EXT_REPAIRED_RID, EXT_RID
 from sfu.rtcp import Pli, parse_rtcp, serialize_rtcp
-from sfu.transport import IdleTrack, WebRtcTransport
+from sfu.transport import IdleTrack, WebRtcTransport, header_extension_ids
 
 
 async def connected_pair():
@@ -154,3 +156,25 @@ async def test_trickled_candidates_are_checked():
     assert str(bad.value) == "the ICE candidate cannot be parsed"  # aiortc's text stays in the log
     await t.add_ice_candidate("", None, None)  # end-of-candidates: fine without a mid
     await t.close()
+
+
+async def test_a_chromium_simulcast_offer_is_answered_with_rids():
+    # Chromium 156's offer for sendEncodings rid q/h/f (no a=ssrc lines)
+    offer = (pathlib.Path(__file__).parents[1] / "data" / "chromium_simulcast_offer.sdp").read_text()
+    t = WebRtcTransport("pub")
+    try:
+        answer = await t.accept_offer(offer.replace("\n", "\r\n"))
+        assert "a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id" in answer
+        assert "a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id" in answer
+        lines = answer.split("\r\n")
+        at = lines.index("a=mid:0")
+        assert lines[at + 1:at + 5] == ["a=rid:q recv", "a=rid:h recv", "a=rid:f recv",
+                                        "a=simulcast:recv q;h;f"]
+        assert list(t.simulcast) == ["0"] and t.simulcast["0"].rids == ("q", "h", "f")
+        transceiver = t.pc.getTransceivers()[0]
+        ids = header_extension_ids(transceiver)
+        assert ids[EXT_RID] == 10 and ids[EXT_REPAIRED_RID] == 11
+        # aiortc's own description keeps none of it: the node sends the amended one
+        assert "a=simulcast" not in t.pc.localDescription.sdp
+    finally:
+        await t.close()

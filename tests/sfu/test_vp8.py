@@ -51,6 +51,16 @@ def test_aiortc_encoder_output(encoded_frames):
     assert vp8.Vp8Descriptor.parse(delta[0]).picture_id == 32767
 
 
+def test_frame_size_and_temporal_id(encoded_frames):
+    key, delta = encoded_frames
+    assert vp8.vp8_frame_size(key[0]) == (320, 240)  # from the key frame's header
+    assert vp8.vp8_frame_size(key[1]) is None and vp8.vp8_frame_size(delta[0]) is None
+    assert vp8.vp8_temporal_id(bytes(12) + key[0], 12) == -1  # aiortc writes no TID
+    layered = vp8.Vp8Descriptor(start_of_partition=True, picture_id=9, tl0picidx=3, tid=2).serialize()
+    assert vp8.vp8_temporal_id(b"R" * 20 + layered + b"\x01", 20) == 2
+    assert vp8.vp8_temporal_id(layered, 99) == -1 and vp8.vp8_temporal_id(layered[:2], 0) == -1
+
+
 @pytest.mark.parametrize("theirs", [
     VpxPayloadDescriptor(partition_start=1, partition_id=0),
     VpxPayloadDescriptor(partition_start=0, partition_id=7, picture_id=300),
@@ -153,7 +163,10 @@ def outcome(call, *args):
 
 def vp8_calls(module, data: bytes) -> list:
     return [outcome(module.Vp8Descriptor.parse, data), outcome(module.vp8_is_keyframe, data),
-            outcome(module.vp8_rewrite_picture_id, data, 0x1234, 77)]
+            outcome(module.vp8_rewrite_picture_id, data, 0x1234, 77),
+            outcome(module.vp8_frame_size, data),
+            outcome(module.vp8_temporal_id, bytes(12) + data, 12),
+            outcome(module.vp8_temporal_id, data, len(data) // 2)]
 
 
 @SETTINGS
