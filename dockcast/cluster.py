@@ -6,7 +6,8 @@
   public URL, trunk address and trunk certificate fingerprint, and heartbeats; every node
   is watched, so the node knows who is alive (a dead node's trunks close at once);
 - placement: a client whose ``hello.region`` names another region is redirected to the
-  least loaded live node there (``welcome.redirect``);
+  least loaded live node there (``welcome.redirect``); every ``welcome`` names the other
+  live nodes (``welcome.nodes``), where the client goes if this node dies;
 - rooms span nodes: a room with members here is joined in the directory, each track
   published here is announced there (and unannounced), and ``joined.tracks`` lists the
   tracks published on every node;
@@ -97,6 +98,7 @@ class Cluster:
         self._pubsub = self._redis.pubsub()
         await self._pubsub.psubscribe(f"{self.prefix}room-events:*")
         self.node.server.placement = self.placement
+        self.node.server.alternates = self.alternates
         self.node.registry.register(TrunkCollector(self))
         bus = self.node.bus
         bus.subscribe(_FORWARDED, self._local_event, name="cluster", inline=True)
@@ -138,6 +140,13 @@ class Cluster:
         if not there:
             return None
         return min(there, key=lambda n: (n.load, n.node_id)).public_url
+
+    def alternates(self) -> list[dict[str, Any]]:
+        """The other live nodes, this node's region first, then the least loaded
+        (``welcome.nodes``): where this node's clients go if it stops answering."""
+        others = sorted((n for n in self.nodes.values() if n.node_id != self.node_id),
+                        key=lambda n: (n.region != self.region, n.load, n.node_id))
+        return [{"node_id": n.node_id, "region": n.region, "url": n.public_url} for n in others]
 
     # -- rooms and tracks --------------------------------------------------------------
 
