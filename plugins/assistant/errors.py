@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from signalling.errors import FixedCodeError
 
-__all__ = ["AssistantError", "BadAsk", "EncoderUnavailable", "IntentsError"]
+__all__ = ["AssistantError", "BadAsk", "BadPhoto", "EncoderUnavailable", "IntentsError",
+           "SpeechUnavailable", "TranslationFailed"]
 
 
 class AssistantError(FixedCodeError, ValueError):
@@ -23,5 +24,24 @@ class EncoderUnavailable(AssistantError):
 
 class BadAsk(AssistantError):
     """An ``assistant.ask`` payload without usable ``text`` or with a bad ``shipment_id``."""
+
+    code = "bad_request"
+
+
+class SpeechUnavailable(AssistantError):
+    """The captions' speech model cannot be loaded (faster-whisper or the packaged
+    Whisper weights missing or broken)."""
+
+    code = "unavailable"
+
+
+class TranslationFailed(AssistantError):
+    """The configured translation endpoint did not answer with a translation."""
+
+    code = "unavailable"
+
+
+class BadPhoto(AssistantError):
+    """A photo or still that cannot be used: not base64, too large, not a picture."""
 
     code = "bad_request"

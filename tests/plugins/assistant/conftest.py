@@ -40,3 +40,22 @@ async def node(ctx, encoder):
     await registry.start(ctx)
     yield registry
     await registry.stop()
+
+
+@pytest.fixture(scope="session")
+def transcriber():
+    """Whisper base from its packages, loaded once per session with the hub offline."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ[key] = value
+    from plugins.assistant.speech import WhisperTranscriber
+
+    return WhisperTranscriber()
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict:
+    """espeak-ng speech: ``{"en": path, "zh": path}`` (see ``media.SPEECH``)."""
+    from .media import speak
+
+    directory = tmp_path_factory.mktemp("speech")
+    return {lang: speak(directory, lang) for lang in ("en", "zh")}
