@@ -150,8 +150,6 @@ class Consumer:
                              f"{self.producer.codec.mime_type} stream")
         old, self.producer = self.producer, producer
         old.remove_consumer(self)
-        if self.state.started:
-            self.state.restart()  # before the rings of vp8 mode change meaning
         self._simulcast_mode(producer)
         producer.add_consumer(self)
         self._map_extensions()

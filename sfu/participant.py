@@ -27,9 +27,9 @@ from .demux import RtpDemuxer
 from .errors import Closed, NegotiationError, NotFound, OfferTooLarge
 from .extensions import EXT_MID
 from .producer import CodecInfo, Producer
-from .simulcast import SimulcastProducer
 from .rtcp import ReceiverReport, Remb, Sdes, SenderReport, parse_rtcp, serialize_rtcp
 from .rtp import parse_header
+from .simulcast import SimulcastProducer
 from .transport import IdleTrack, WebRtcTransport
 
 __all__ = ["Participant", "MediaSettings", "mline_count"]

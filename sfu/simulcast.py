@@ -1,14 +1,9 @@
 """Simulcast: one publisher track sent as several encodings (spatial layers), each a
 stream of its own, and the per-subscriber choice among them.
 
-SDP (RFC 8853, RFC 8851): a Chromium publisher with ``sendEncodings`` rid q/h/f offers
-``a=rid:q send`` ... and ``a=simulcast:send q;h;f`` and no ``a=ssrc`` lines. aiortc
-drops both attributes and does not know the rid header extensions, so the transport
-registers the extensions on the m-line before the answer is made
-(`parse_simulcast` finds what to accept) and writes ``a=rid:... recv`` and
-``a=simulcast:recv q;h;f`` into the answer the browser gets (`amend_answer`). The
-order of the ``a=simulcast`` list is the order of the spatial layers, lowest first (as
-Chromium's ``sendEncodings`` are written and as mediasoup requires): layer 0 is ``q``.
+SDP: `sfu.simulcast_sdp` finds the rids an offer simulcasts (lowest layer first) and
+amends the answer; the transport registers the rid header extensions on the m-line
+before aiortc answers (aiortc knows neither).
 
 Packets: the rid header extension rides only on each stream's first packets
 (Chromium: the first 14-47), so `SimulcastProducer.learn_stream` maps the SSRC to its
@@ -27,11 +22,10 @@ a relay export) get the highest layer the publisher sends, changing only at keyf
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .errors import MalformedPacket, NegotiationError
+from .errors import MalformedPacket
 from .extensions import EXT_REPAIRED_RID, EXT_RID
 from .forward import ALL_TEMPORAL, NackCache, fan_out
 from .keyframe import KeyframeRequestThrottle
@@ -41,96 +35,12 @@ from .rtcp import Pli, SenderReport, serialize_rtcp
 from .rtp import abs_send_time, find_extension
 from .vp8 import vp8_frame_size, vp8_temporal_id
 
-__all__ = ["SimulcastOffer", "parse_simulcast", "amend_answer", "Layer", "SimulcastProducer",
-           "choose_layer", "choose_temporal", "MAX_LAYERS", "LAYER_TIMEOUT"]
+__all__ = ["LAYER_TIMEOUT", "Layer", "SimulcastProducer", "choose_layer", "choose_temporal"]
 
 logger = logging.getLogger(__name__)
 
-MAX_LAYERS = 4
-"""The most rids one m-line may simulcast (Chromium sends at most 3 for VP8)."""
 LAYER_TIMEOUT = 1.0
 """A layer that sent nothing for this long is inactive (the publisher dropped it)."""
-_RID = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
-
-
-# -- SDP -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SimulcastOffer:
-    """One m-line's simulcast as offered: its ``rids`` lowest layer first, those
-    offered paused (``~q``) in ``paused``."""
-
-    mid: str
-    rids: tuple[str, ...]
-    paused: frozenset[str] = frozenset()
-
-
-def _sections(sdp: str) -> list[list[str]]:
-    """The session part then each media section, as lists of lines."""
-    sections: list[list[str]] = [[]]
-    for line in sdp.replace("\r\n", "\n").split("\n"):
-        if line.startswith("m="):
-            sections.append([])
-        sections[-1].append(line)
-    return sections
-
-
-def parse_simulcast(sdp: str) -> dict[str, SimulcastOffer]:
-    """Each m-line (by mid) that offers to send simulcast: ``a=simulcast:send`` with
-    rids that ``a=rid:<id> send`` declares (the first alternative of each ``;`` group;
-    RFC 8853). Raises `NegotiationError` for more than `MAX_LAYERS` layers or a rid
-    that is not a token; anything else unknown is ignored."""
-    offers = {}
-    for section in _sections(sdp)[1:]:
-        mid, declared, send = None, set(), None
-        for line in section:
-            if line.startswith("a=mid:"):
-                mid = line[6:].strip()
-            elif line.startswith("a=rid:"):
-                parts = line[6:].split()
-                if len(parts) >= 2 and parts[1] == "send":
-                    declared.add(parts[0])
-            elif line.startswith("a=simulcast:"):
-                words = line[12:].split()
-                for direction, value in zip(words, words[1:]):
-                    if direction == "send":
-                        send = value
-        if mid is None or send is None:
-            continue
-        rids, paused = [], set()
-        for group in send.split(";"):
-            rid = group.split(",")[0].strip()
-            rid = rid[len("rid="):] if rid.startswith("rid=") else rid  # an old draft's form
-            if rid.startswith("~"):
-                rid = rid[1:]
-                paused.add(rid)
-            if not _RID.match(rid):
-                raise NegotiationError(f"mid {mid!r}: simulcast rid {rid[:40]!r} is not a token")
-            if rid in declared and rid not in rids:
-                rids.append(rid)
-        if len(rids) > MAX_LAYERS:
-            raise NegotiationError(f"mid {mid!r} offers {len(rids)} simulcast layers; this node "
-                                   f"takes at most {MAX_LAYERS}")
-        if rids:
-            offers[mid] = SimulcastOffer(mid, tuple(rids), frozenset(paused & set(rids)))
-    return offers
-
-
-def amend_answer(answer: str, offers: Mapping[str, SimulcastOffer]) -> str:
-    """``answer`` with ``a=rid:<id> recv`` and ``a=simulcast:recv ...`` added after the
-    ``a=mid`` line of each m-line in ``offers`` (which aiortc's answer lacks)."""
-    out = []
-    for section in _sections(answer):
-        for line in section:
-            out.append(line)
-            if line.startswith("a=mid:") and line[6:].strip() in offers:
-                offer = offers[line[6:].strip()]
-                out += [f"a=rid:{rid} recv" for rid in offer.rids]
-                out.append("a=simulcast:recv " + ";".join(
-                    ("~" if rid in offer.paused else "") + rid for rid in offer.rids))
-    text = "\r\n".join(out)
-    return text if text.endswith("\r\n") else text.rstrip("\r\n") + "\r\n"
 
 
 # -- layers --------------------------------------------------------------------------
@@ -336,7 +246,7 @@ class SimulcastProducer(Producer):
         if ts != layer._last_ts:  # a new frame
             layer._last_ts = ts
             tid = vp8_temporal_id(data, payload_offset) if self._vp8 else 0
-            layer._frames[tid if tid >= 0 else 0] += 1
+            layer._frames[max(tid, 0)] += 1
         keyframe = self._is_keyframe is not None and self._is_keyframe(
             data[payload_offset:payload_offset + 16])
         if keyframe:

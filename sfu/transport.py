@@ -36,7 +36,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .errors import Closed, NegotiationError
 from .extensions import SIMULCAST_EXTENSIONS
 from .rtp import is_rtcp
-from .simulcast import SimulcastOffer, amend_answer, parse_simulcast
+from .simulcast_sdp import SimulcastOffer, amend_answer, parse_simulcast
 
 __all__ = ["WebRtcTransport", "TransportStats", "IdleTrack", "sender_ssrc", "negotiated_codecs",
            "header_extension_ids"]

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import pairwise
 
 import pytest
+from aiortc.mediastreams import MediaStreamError
 
 from .peer import Participant, Subscription
 from .test_browser import browser  # noqa: F401 - a fixture
@@ -69,7 +71,7 @@ class Sized(Subscription):
                 frame = await self.track.recv()
                 self.frames += 1
                 self.sizes.append((time.monotonic(), frame.width, frame.height))
-        except Exception:  # MediaStreamError when the track ends
+        except MediaStreamError:  # the track ended
             pass
 
     def size(self) -> tuple[int, int] | None:
@@ -78,7 +80,7 @@ class Sized(Subscription):
     def longest_gap(self, since: float) -> float:
         """The longest time between two decoded frames after ``since`` (a freeze)."""
         times = [t for t, _, _ in self.sizes if t >= since]
-        return max((b - a for a, b in zip(times, times[1:])), default=float("inf"))
+        return max((b - a for a, b in pairwise(times)), default=float("inf"))
 
 
 class Viewer(Participant):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib
 
 import pytest
-
 from aiortc.rtp import RtpPacket
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from sfu import _forward_py
 from sfu.rtp import parse_header
+from sfu.vp8 import Vp8Descriptor
 
 try:
     _forward_c = importlib.import_module("sfu._forward")
@@ -216,11 +218,6 @@ def test_the_native_send_path_takes_packets_over_1500_bytes():
 
 # -- simulcast and vp8 mode --------------------------------------------------------------
 
-from hypothesis import event, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from sfu.vp8 import Vp8Descriptor  # noqa: E402
-
 
 def vp8_packet(seq, ts, picture_id, tl0, tid, begins=True, key=False, long=True):
     descriptor = Vp8Descriptor(start_of_partition=begins, picture_id=picture_id,
@@ -253,7 +250,7 @@ def test_vp8_info_reads_the_descriptor_once(impl):
 
 
 def test_another_layers_packets_are_skipped(impl):
-    s, sink = vp8_state(impl, layer=1)
+    s, _ = vp8_state(impl, layer=1)
     data = vp8_packet(1, 1, 1, 1, 0, key=True)
     assert impl.fan_out([s], data, 1, 1, len(data) - 12, True, 0, 0, 12) == 0
     assert s.dropped == 0 and s.packets == 0  # not this consumer's: not even counted

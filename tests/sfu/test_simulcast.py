@@ -1,25 +1,37 @@
-"""Simulcast on a manual clock, without aiortc: the SDP the node reads and writes, rid
-and repaired-rid learning, per-layer producer state, consumers switching layer only at
+"""Simulcast on a manual clock, without aiortc: rid and repaired-rid learning, per-layer producer state, consumers switching layer only at
 the target layer's keyframe with a continuous output (seq, timestamp, PictureID,
 TL0PICIDX), temporal-layer dropping, NACKs after drops, taps on the top layer and the
 publisher's feedback. Synthetic VP8 packets of three layers (q/h/f, L1T3)."""
 
 from __future__ import annotations
 
-import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from itertools import pairwise
 
-from fakes import OPUS, PUBLISHER_EXT_IDS, SUBSCRIBER_EXT_IDS, SUBSCRIBER_PAYLOAD_TYPES, VP8, FakeTransport
+import pytest
+from fakes import (
+    OPUS,
+    PUBLISHER_EXT_IDS,
+    SUBSCRIBER_EXT_IDS,
+    SUBSCRIBER_PAYLOAD_TYPES,
+    VP8,
+    FakeTransport,
+)
+
 from sfu.consumer import Consumer
 from sfu.demux import RtpDemuxer
-from sfu.errors import NegotiationError
 from sfu.extensions import EXT_MID, EXT_REPAIRED_RID, EXT_RID
 from sfu.participant import MediaSettings, Participant
-from sfu.rtcp import Nack, Pli, ReceiverReport, Remb, SenderReport, parse_rtcp, serialize_rtcp
+from sfu.rtcp import (
+    Nack,
+    Pli,
+    ReceiverReport,
+    Remb,
+    SenderReport,
+    parse_rtcp,
+    serialize_rtcp,
+)
 from sfu.rtp import RtpPacket, parse_header
-from sfu.simulcast import (LAYER_TIMEOUT, SimulcastOffer, SimulcastProducer, amend_answer,
-                           choose_layer, parse_simulcast)
+from sfu.simulcast import LAYER_TIMEOUT, SimulcastProducer, choose_layer
 from sfu.vp8 import Vp8Descriptor, vp8_frame_size
 
 pytestmark = pytest.mark.twin
@@ -29,76 +41,6 @@ EXT_IDS = {**PUBLISHER_EXT_IDS, EXT_RID: 10, EXT_REPAIRED_RID: 11}
 SIZES = [(320, 180), (640, 360), (1280, 720)]
 L1T3 = (0, 2, 1, 2)  # the temporal id of each frame, repeating
 FRAME = 1 / 30
-
-OFFER = """v=0\r
-o=- 7277189017398781140 2 IN IP4 127.0.0.1\r
-s=-\r
-t=0 0\r
-a=group:BUNDLE 0\r
-m=video 9 UDP/TLS/RTP/SAVPF 96 97\r
-a=mid:0\r
-a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid\r
-a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r
-a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id\r
-a=sendonly\r
-a=rtpmap:96 VP8/90000\r
-a=rid:q send\r
-a=rid:h send\r
-a=rid:f send\r
-a=simulcast:send q;h;f\r
-"""
-
-
-# -- SDP ------------------------------------------------------------------------------
-
-
-def test_a_chromium_offer_simulcasts_q_h_f_lowest_first():
-    assert parse_simulcast(OFFER) == {"0": SimulcastOffer("0", ("q", "h", "f"))}
-    assert parse_simulcast(OFFER.replace("a=simulcast", "a=nothing")) == {}
-
-
-def test_paused_alternatives_and_the_old_draft_form():
-    sdp = OFFER.replace("a=simulcast:send q;h;f", "a=simulcast: send rid=~q;h,x;f;zz recv r")
-    offer = parse_simulcast(sdp)["0"]
-    assert offer.rids == ("q", "h", "f")  # zz is declared by no a=rid line
-    assert offer.paused == {"q"}
-
-
-def test_offers_the_node_refuses():
-    five = OFFER.replace("a=simulcast:send q;h;f", "a=simulcast:send a;b;c;d;e") + "".join(
-        f"a=rid:{r} send\r\n" for r in "abcde")
-    with pytest.raises(NegotiationError, match="at most 4"):
-        parse_simulcast(five)
-    with pytest.raises(NegotiationError, match="not a token"):
-        parse_simulcast(OFFER.replace("send q;h;f", "send q;h<script>;f"))
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(
-    st.sampled_from(["m=video 9 x", "a=mid:0", "a=mid:", "a=rid:q send", "a=rid:", "a=rid:h",
-                     "a=simulcast:send", "a=simulcast:send q;h", "a=simulcast:recv q",
-                     "a=simulcast:send ;;~,", "a=simulcast:send ~~q", "a=simulcast:"]),
-    st.text(max_size=40).map(lambda t: "a=simulcast:send " + t),
-    st.text(max_size=40).map(lambda t: "a=rid:" + t)), max_size=12))
-def test_any_offer_text_parses_or_is_refused_by_name(lines):
-    try:
-        offers = parse_simulcast("\r\n".join(lines))
-    except NegotiationError as exc:
-        assert "mid" in str(exc)
-        return
-    for mid, offer in offers.items():
-        assert offer.mid == mid and 1 <= len(offer.rids) <= 4 and offer.paused <= set(offer.rids)
-
-
-def test_the_answer_gets_rid_and_simulcast_recv_after_its_mid():
-    answer = "v=0\r\nm=video 9 X 96\r\na=mid:0\r\na=recvonly\r\nm=audio 9 X 111\r\na=mid:1\r\n"
-    amended = amend_answer(answer, {"0": SimulcastOffer("0", ("q", "h", "f"), frozenset({"q"}))})
-    lines = amended.split("\r\n")
-    at = lines.index("a=mid:0")
-    assert lines[at + 1:at + 5] == ["a=rid:q recv", "a=rid:h recv", "a=rid:f recv",
-                                    "a=simulcast:recv ~q;h;f"]
-    assert amended.count("a=rid:") == 3 and amended.endswith("\r\n")
-
 
 # -- a publisher of three layers --------------------------------------------------------
 
@@ -208,14 +150,14 @@ def out(consumer) -> list[tuple[int, int, int, Vp8Descriptor]]:
 
 def assert_continuous(rows) -> None:
     seqs = [r[0] for r in rows]
-    assert [(b - a) & 0xFFFF for a, b in zip(seqs, seqs[1:])] == [1] * (len(seqs) - 1)
+    assert [(b - a) & 0xFFFF for a, b in pairwise(seqs)] == [1] * (len(seqs) - 1)
     assert len({r[2] for r in rows}) == 1
     pictures = [r[3].picture_id for r in rows if r[3].start_of_partition]
-    assert [(b - a) & 0x7FFF for a, b in zip(pictures, pictures[1:])] == [1] * (len(pictures) - 1)
+    assert [(b - a) & 0x7FFF for a, b in pairwise(pictures)] == [1] * (len(pictures) - 1)
     assert all(0 < (b[1] - a[1]) & 0xFFFFFFFF < 0x80000000 or a[3].picture_id == b[3].picture_id
-               for a, b in zip(rows, rows[1:]))
+               for a, b in pairwise(rows))
     tl0s = [r[3].tl0picidx for r in rows if r[3].start_of_partition and r[3].tid == 0]
-    assert all((b - a) & 0xFF == 1 for a, b in zip(tl0s, tl0s[1:]))
+    assert all((b - a) & 0xFF == 1 for a, b in pairwise(tl0s))
 
 
 def test_streams_are_learned_by_rid_then_routed_by_ssrc(sim):
