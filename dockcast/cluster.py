@@ -159,20 +159,27 @@ class Cluster:
             return []
         return [dict(p.info) for p in producers if p.node_id != self.node_id and p.info]
 
-    async def import_tracks(self, room: Room, track_ids: list[str]) -> None:
-        """Make the remote ones of ``track_ids`` producers of ``room`` (through a trunk)."""
+    async def import_tracks(self, room: Room, track_ids: list[str],
+                            known: dict[str, tuple[str, dict]] | None = None) -> None:
+        """Make the remote ones of ``track_ids`` producers of ``room`` (through a trunk).
+        Where each comes from is asked of the directory, unless ``known`` says it
+        (track id -> (origin node, track info with its publisher's identity))."""
         wanted = [t for t in track_ids if t not in room.producers]
-        infos = {p.track_id: p for p in await self.directory.producers(room.name)} if wanted else {}
+        origins = dict(known or {})
+        if any(t not in origins for t in wanted):
+            origins.update({p.track_id: (p.node_id, p.info or {})
+                            for p in await self.directory.producers(room.name)
+                            if p.track_id not in origins})
         for track_id in wanted:
-            found = infos.get(track_id)
-            if found is None or found.node_id == self.node_id:
+            node_id, info = origins.get(track_id, (None, {}))
+            if node_id is None or node_id == self.node_id:
                 continue  # unknown: the subscribe refuses it as it would any
-            trunk = await self._trunk(found.node_id)
+            trunk = await self._trunk(node_id)
             producer = await trunk.subscribe(room.name, track_id)
             if track_id not in room.producers:
                 # its publisher's identity: if its node dies, its consumers here wait for
                 # the same publisher's track from wherever it comes back
-                producer.identity = (found.info or {}).get("identity")
+                producer.identity = info.get("identity")
                 room.adopt_producer(producer, orphan_timeout_s=ORPHAN_TIMEOUT_S)
                 room.on_orphaned = lambda key, r=room: self._spawn(self._remote_successor(r, key))
                 producer.on_consumers_gone = lambda p, t=trunk: self._drop_import(t, p)
@@ -284,7 +291,7 @@ class Cluster:
                 else:
                     self._deliver_event(room, body["event"])
                     if body["event"].get("type") == "track_published" and body.get("identity"):
-                        await self._take_over(room, body["identity"], body["event"]["track"])
+                        await self._take_over(room, body["identity"], body["event"]["track"], body.get("node"))
             except Exception:  # noqa: BLE001 - one bad message must not stop the listener
                 logger.exception("cluster: an event from another node could not be delivered")
 
@@ -296,16 +303,23 @@ class Cluster:
             info = found.info or {}
             if (found.node_id != self.node_id and info.get("identity") == identity
                     and info.get("source") == source and info.get("kind") == kind):
-                await self._take_over(room.name, identity, info)
+                await self._take_over(room.name, identity, info, found.node_id)
                 return
 
-    async def _take_over(self, room: str, identity: str, track: dict) -> None:
+    async def _take_over(self, room: str, identity: str, track: dict, node_id: str | None) -> None:
         """A publisher whose node died is back (elsewhere): consumers here that wait for
-        its stream forward the new track, with no renegotiation (failover)."""
+        its stream forward the new track, with no renegotiation (failover). Also when
+        they do not wait yet: its old node's death not known here yet, the new track
+        supersedes the one still imported from it (`sfu.room.Room._supersede`)."""
         media = self.node.rooms.media.get(room)
-        if media is None or (identity, track.get("source"), track.get("kind")) not in media.orphans:
+        key = (identity, track.get("source"), track.get("kind"))
+        if media is None or (key not in media.orphans and not any(
+                is_remote(p) and not p.closed and (p.identity, p.source, p.kind) == key
+                for p in media.producers.values())):
             return
-        await self.import_tracks(media, [track["track_id"]])  # adopted: the waiting take it
+        # from the event itself (the origin's directory write may not be in yet)
+        known = {track["track_id"]: (node_id, {**track, "identity": identity})} if node_id else None
+        await self.import_tracks(media, [track["track_id"]], known)  # adopted: the waiting take it
         logger.info("cluster: %s's %s is back as %s; its consumers here moved to it", identity,
                     track.get("kind"), track["track_id"], extra={"room": room})
 
