@@ -58,6 +58,7 @@ class Room:
         self.on_event: Callable[[RoomEvent], None] = _ignore
         # consumers whose producer went away, waiting for a successor: by stream key
         self.orphans: dict[tuple, tuple[list[Consumer], Cancellable]] = {}
+        self._adopted: set[str] = set()  # ids of the producers of other nodes
         # told of a stream key whose consumers wait and have no successor in this room
         self.on_orphaned: Callable[[tuple], None] | None = None
         self.closed = False
@@ -146,7 +147,10 @@ class Room:
         self._continue_orphans(producer)
 
     def _continue_orphans(self, producer: Producer) -> None:
-        """A new producer continues a stream whose consumers wait: they take it."""
+        """A new producer continues a stream whose consumers wait: they take it. One
+        that supersedes an adopted producer still open (`_supersede`) takes its consumers
+        at once."""
+        self._supersede(producer)
         if self.orphans and _stream_key(producer) in self.orphans:
             self.successor(producer)
         if producer.audio_level is not None and self._speaker_timer is None:
@@ -162,13 +166,34 @@ class Room:
         (`successor`) takes them over with no renegotiation."""
         self._check_open()
         self.producers[producer.id] = producer
+        self._adopted.add(producer.id)
         producer.on_close.append(self._adopted_closed)
         if orphan_timeout_s > 0 and producer.identity is not None:
             producer.on_orphans = lambda p, consumers: self._keep_orphans(p, consumers, orphan_timeout_s)
         self._continue_orphans(producer)
         return producer
 
+    def _supersede(self, producer: Producer) -> None:
+        """The same publisher's stream (identity, source, kind) published anew from
+        another origin, while the producer adopted from its old node is still open: the
+        publisher moved (its phone reconnected to another node, or to this one) before
+        its old node's death was known here (a trunk notices in 1.5 s). The old producer
+        closes now; with orphan waiting its consumers then take this one, with no
+        renegotiation, instead of waiting out the trunk's timeout. This is the
+        directory's rule too: the latest node to publish a track is its origin."""
+        key = _stream_key(producer)
+        if key[0] is None or not self._adopted:
+            return
+        origin = getattr(producer, "origin_node", None)
+        for old in [p for p in self.producers.values() if p.id in self._adopted]:
+            if (old is not producer and not old.closed and _stream_key(old) == key
+                    and getattr(old, "origin_node", None) != origin):
+                logger.info("room %s: %s supersedes %s (its publisher moved from node %s)",
+                            self.name, producer.id, old.id, getattr(old, "origin_node", None))
+                old.close()
+
     def _adopted_closed(self, producer: Producer) -> None:
+        self._adopted.discard(producer.id)
         if self.producers.get(producer.id) is producer:
             del self.producers[producer.id]
         if _stream_key(producer) not in self.orphans:

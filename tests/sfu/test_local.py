@@ -123,3 +123,30 @@ async def test_orphans_take_the_publishers_new_track_published_here(room):
     assert consumer.producer is track.producer and viewer.consumers == {track.id: consumer}
     assert not room.orphans
     await client.t.close()
+
+
+async def test_a_publisher_that_moved_supersedes_its_track_of_a_node_not_yet_known_dead(room):
+    first = _producer("warehouse-cam", "one")
+    first.origin_node = "node-a"  # as a RemoteProducer of node A's
+    room.adopt_producer(first, orphan_timeout_s=10)
+    viewer, client = await subscribed(room, "seller", [first.id])
+    consumer = viewer.consumers[first.id]
+    offers = []
+    viewer.send_offer = lambda sdp: offers.append(sdp)
+    # node A died, but its trunk has not timed out yet: the phone is back, here
+    track = LocalPublisher(room, "warehouse-cam").publish("video", VP8, source="camera")
+    assert first.closed and first.id not in room.producers
+    assert consumer.producer is track.producer and viewer.consumers == {track.id: consumer}
+    assert not room.orphans and offers == []
+    await client.t.close()
+
+
+async def test_another_track_of_the_same_node_supersedes_nothing(room):
+    first, second = _producer("warehouse-cam", "one"), _producer("warehouse-cam", "two")
+    first.origin_node = second.origin_node = "node-a"  # two cameras of one publisher there
+    room.adopt_producer(first, orphan_timeout_s=10)
+    room.adopt_producer(second, orphan_timeout_s=10)
+    other = _producer("dock-cam", "three")  # and another publisher's camera, here
+    room.adopt_producer(other, orphan_timeout_s=10)
+    assert not first.closed and not second.closed and not other.closed
+    assert {first.id, second.id, other.id} <= set(room.producers)
