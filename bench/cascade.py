@@ -34,15 +34,38 @@ class CascadeSystem(System):
     name = "cascade"
     label = "Dockcast, 2 nodes cascaded"
 
-    def __init__(self, trunk_wan: str | None = None) -> None:
+    def __init__(self, trunk_wan: str | None = None, *, nodes: int = 2,
+                 extra_args: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.trunk_wan = trunk_wan
+        self.nodes = nodes
+        self.extra_args = extra_args  # more scripts/cluster.py flags (--keep-going)
+        self.base: int | None = None
         self.data: Path | None = None
+
+    def node_url(self, index: int) -> str:
+        """The websocket URL of node ``index`` (0: the publishers', 1: the subscribers')."""
+        return f"ws://127.0.0.1:{self.base + 10 * index}/ws"
+
+    def node_pid(self, index: int) -> int | None:
+        """The pid of node ``index`` (a child of the launcher), or None if it is gone."""
+        from .cpu import process_tree
+
+        port = f"--port\0{self.base + 10 * index}\0".encode()
+        for pid in process_tree(self.pid) if self.pid else []:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"dockcast.cli\0serve" in cmdline and port in cmdline:
+                return pid
+        return None
 
     @property
     def how(self) -> str:
-        how = ("two dockcast nodes and redis-server on 127.0.0.1 (scripts/cluster.py --nodes 2); "
-               "publishers on the first, subscribers on the second, a QUIC trunk between them")
+        how = (f"{self.nodes} dockcast nodes and redis-server on 127.0.0.1 (scripts/cluster.py "
+               f"--nodes {self.nodes}); publishers on the first, subscribers on the second, "
+               "a QUIC trunk between them")
         if self.trunk_wan:
             how += f", across the WAN emulator ({WanProfile.parse(self.trunk_wan).describe()})"
         return how
@@ -63,16 +86,16 @@ class CascadeSystem(System):
         return {"profile": self.trunk_wan, "relays": out, "media_held_ms": media or None}
 
     async def start(self, run: Run) -> None:
-        self.data = run.out / "cascade-data"
-        base = free_base_port(wan=bool(self.trunk_wan))
-        self.url = f"ws://127.0.0.1:{base}/ws"
-        self.sub_url = f"ws://127.0.0.1:{base + 10}/ws"
+        self.data = run.out / f"{self.name}-data"
+        base = self.base = free_base_port(self.nodes, wan=bool(self.trunk_wan))
+        self.url = self.node_url(0)
+        self.sub_url = self.node_url(1)
         wan = ["--wan", self.trunk_wan, "--wan-seed", "1"] if self.trunk_wan else []
         await self._launch(
-            [sys.executable, str(REPO / "scripts" / "cluster.py"), "--nodes", "2", *wan,
-             "--base-port", str(base), "--data", str(self.data),
+            [sys.executable, str(REPO / "scripts" / "cluster.py"), "--nodes", str(self.nodes), *wan,
+             *self.extra_args, "--base-port", str(base), "--data", str(self.data),
              "--api-key", self.api_key, "--api-secret", self.api_secret, "--log-level", "warning"],
-            run.logs / "cascade.log", "127.0.0.1", base + 10,
+            run.logs / f"{self.name}.log", "127.0.0.1", base + 10 * (self.nodes - 1),
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 

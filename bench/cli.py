@@ -26,7 +26,7 @@ from .wan import WanProfile
 
 __all__ = ["main", "build_parser"]
 
-SCENARIO_NAMES = ("connect", "forward", "rooms", "fanout-limit", "messages", "soak", "all")
+SCENARIO_NAMES = ("connect", "forward", "rooms", "fanout-limit", "messages", "soak", "failover", "all")
 IN_ALL = ("connect", "forward", "rooms", "fanout-limit", "messages")
 
 
@@ -146,10 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fds/threads/tasks are flat if the last-quarter mean is within this of the second quarter's")
     g.add_argument("--flat-rss-mib-per-hour", type=float, default=10.0,
                    help="RSS is flat if its slope over the second half is at most this")
+    g = p.add_argument_group("failover (three Dockcast nodes, one killed; also --trunk-wan)")
+    g.add_argument("--trials", type=int, default=3, help="nodes killed (a fresh cluster each)")
+    g.add_argument("--failover-subscribers", type=int, default=10,
+                   help="subscribers on the second node")
     return p
 
 
 def _positive(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.scenario == "failover" and (args.trials < 1 or args.failover_subscribers < 1):
+        parser.error("failover: --trials and --failover-subscribers must be at least 1")
     if args.scenario != "soak":
         return
     if args.minutes <= 0 or args.sample_s <= 0 or args.cycle_s < 0 or args.hold_s < 0:
@@ -186,6 +192,10 @@ async def _scenario(run: Run, name: str, args: argparse.Namespace) -> dict:
                             sample_s=args.sample_s, drain_s=args.drain_s,
                             flat_pct=args.flat_pct,
                             flat_rss_mib_per_hour=args.flat_rss_mib_per_hour)
+    elif name == "failover":
+        from .failover import failover
+
+        result = await failover(run, subscribers=args.failover_subscribers, trials=args.trials)
     else:
         raise ValueError(name)
     result["wan"] = run.options.wan
@@ -244,8 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     _positive(parser, args)
     if args.cascade and "cascade" not in args.baselines:
         args.baselines = (*args.baselines, "cascade")
-    if args.scenario == "soak":
-        args.baselines = ()  # the soak measures Dockcast alone
+    if args.scenario in ("soak", "failover"):
+        args.baselines = ()  # Dockcast alone
     out = args.out or REPO / "bench" / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.scenario}"
     options = RunOptions(
         out=out, duration=args.duration, wan=args.wan, wan_side=args.wan_side,

@@ -55,6 +55,10 @@ def _ns() -> int:
     return time.monotonic_ns()
 
 
+OUTAGE_S = 0.2
+"""A subscriber's video silent this long (seconds) is an outage (`Subscriber.outages`)."""
+
+
 # -- signalling adapters ---------------------------------------------------------------
 
 
@@ -373,6 +377,8 @@ class Subscriber:
         self.bytes = 0
         self.error: str | None = None
         self.offers = 0
+        self._last_video: float | None = None
+        self.outages: list[tuple[float, float]] = []  # (last video before, first after), s
 
     async def start(self, room: str, tracks: list[dict]) -> None:
         self.times["start"] = time.monotonic()
@@ -423,6 +429,9 @@ class Subscriber:
             self.stamped += 1
             self.latency.add((int(arrival * 1e9) - found[0]) / 1000.0)  # µs
         if self.stream_kind[ssrc] == "video":
+            if self._last_video is not None and arrival - self._last_video > OUTAGE_S:
+                self.outages.append((self._last_video, arrival))
+            self._last_video = arrival
             if not self.first_keyframe.is_set() and vp8_is_keyframe(data[offset:end]):
                 self.times["first_keyframe"] = arrival
                 self.first_keyframe.set()
@@ -496,11 +505,14 @@ class Worker:
     def _signal(self) -> Any:
         return make_signal(self.config, self.url)
 
-    async def cmd_publish(self, rooms: list[str], kinds: list[str] | None = None) -> dict:
+    async def cmd_publish(self, rooms: list[str], kinds: list[str] | None = None,
+                          identity: str | None = None) -> dict:
+        """A publisher per room; ``identity`` names it (a publisher coming back after its
+        node died is the same identity), else a fresh name."""
         tracks: dict[str, list[dict]] = {}
         for room in rooms:
             publisher = Publisher(self._signal(), self.corpus, self.wan,
-                                  name=f"pub-{room}-{uuid.uuid4().hex[:6]}",
+                                  name=identity or f"pub-{room}-{uuid.uuid4().hex[:6]}",
                                   kinds=tuple(kinds or ("video", "audio")),
                                   stamp_payloads=self.stamp)
             self.publishers.append(publisher)
@@ -550,6 +562,16 @@ class Worker:
         await sub.close()
         return result
 
+    async def cmd_outages(self, since: float) -> dict:
+        """Each subscriber's video outages that ended after ``since`` (monotonic s, the
+        clock of every process here), and whether its video flows now."""
+        now = time.monotonic()
+        return {"subscribers": [
+            {"outages": [[a, b] for a, b in s.outages if b > since],
+             "last_video": s._last_video,
+             "flowing": s._last_video is not None and now - s._last_video < OUTAGE_S}
+            for s in self.subscribers]}
+
     async def cmd_mark(self) -> dict:
         for sub in self.subscribers:
             sub.mark()
@@ -571,6 +593,7 @@ class Worker:
             "stamped": sum(s.stamped for s in subs),
             "nacked": sum(s.nacked for s in subs),
             "recovered": sum(s.recovered for s in subs),
+            "offers": sum(s.offers for s in self.subscribers),
             "latency_us": [round(v, 1) for v in self.latency.values],
             "latency_count": self.latency.count,
             "publishers": [p.report() for p in self.publishers],

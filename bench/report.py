@@ -202,6 +202,20 @@ def targets(results: list[dict]) -> list[dict]:
         rows.append(_target("Soak: RSS, fds, threads and asyncio tasks stay flat under churn "
                             "(RSS MiB/h)", vals, systems, " MiB/h", ok, compare=None, note=note))
     rows.extend(_cascade_targets(results))
+    fail = _scenario(results, "failover")
+    if fail is not None:
+        dock = fail["systems"].get("dockcast") or {}
+        summary = dock.get("summary") or {}
+        worst = (summary.get("worst_subscriber_ms") or {}).get("p50")
+        clean = all(r.get("never_resumed", 1) == 0 and r.get("renegotiated", 1) == 0
+                    for r in dock.get("rows", [])) and not summary.get("failed")
+        ok = None if worst is None else (worst < summary.get("goal_ms", 3000) and clean)
+        rows.append(_target("Failover: media again at every subscriber under 3 s after the "
+                            "publisher's node is SIGKILLed (p50 of the trials' worst subscriber)",
+                            {"dockcast": worst}, fail["systems"], " ms", ok, compare=None,
+                            note=f"{summary.get('trials', 0)} trials, {summary.get('failed', 0)} failed; "
+                                 "every subscriber back, none renegotiating" if clean else
+                                 "a subscriber never came back, renegotiated, or a trial failed"))
     return rows
 
 
@@ -313,6 +327,21 @@ def _connect_table(result: dict) -> str:
     return _table(header, rows)
 
 
+def _failover_table(result: dict) -> str:
+    dock = result["systems"].get("dockcast") or {}
+    rows = []
+    for r in dock.get("rows", []):
+        if "error" in r:
+            rows.append([str(r["trial"]), "error", _short(r["error"]), "–", "–", "–"])
+            continue
+        back = r.get("resumed_ms") or {}
+        rows.append([str(r["trial"]), _fmt(r["republished_ms"], " ms"),
+                     f"{r['resumed']}/{r['subscribers']}", _fmt(back.get("p50"), " ms"),
+                     _fmt(back.get("max"), " ms"), str(r["renegotiated"])])
+    return _table(["trial", "published again", "video back at", "p50 after the SIGKILL",
+                   "worst subscriber", "new offers"], rows)
+
+
 def _messages_table(result: dict) -> str:
     header = ["system", "sent", "msg/s", "lost", "duplicated", "drops", "resumes", "replayed",
               "live delay p50/p99 ms"]
@@ -368,6 +397,8 @@ def markdown(header: dict, results: list[dict], target_rows: list[dict], images:
             from .soak import soak_markdown
 
             out.append(soak_markdown(result))
+        elif result["scenario"] == "failover":
+            out.append(_failover_table(result))
         else:
             out.append(_rows_table(result))
             rows = [r for s in result["systems"].values() for r in s.get("rows", [])]

@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wan", help="the WAN between the nodes: delay_ms,jitter_ms,loss_pct[,rate_kbps] "
                                       "one way (75,5,1: 150 ms RTT); default none (plain loopback)")
     parser.add_argument("--wan-seed", type=int, help="random seed of the relays' loss and jitter")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="when a node exits (a failover drill: kill one), keep the others "
+                             "running instead of stopping them all")
     args = parser.parse_args(argv)
     if args.wan:
         sys.path.insert(0, str(ROOT))
@@ -95,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        while all(p.poll() is None for p in procs):
+        while True:
+            gone = [p for p in procs if p.poll() is not None]
+            if gone and not (args.keep_going and procs[0].poll() is None
+                             and any(p.poll() is None for p in procs[1:])):
+                break
             time.sleep(0.5)
         print("a process of the cluster exited: stopping the others", file=sys.stderr)
     except KeyboardInterrupt:
