@@ -29,8 +29,16 @@ def test_options():
     assert args.cross_region == "none"
 
 
+def test_failover_and_the_wan_between_a_cascades_nodes():
+    args = build_parser().parse_args(["failover", "--trials", "5", "--failover-subscribers", "20",
+                                      "--trunk-wan", "75,5,1"])
+    assert (args.trials, args.failover_subscribers, args.trunk_wan) == (5, 20, "75,5,1")
+    assert build_parser().parse_args(["forward"]).trunk_wan == "none"
+
+
 @pytest.mark.parametrize("argv", [
     ["nope"],
+    ["forward", "--trunk-wan", "far"],
     ["forward", "--wan", "fast"],
     ["forward", "--baselines", "kurento"],
     ["forward", "--sizes", "0"],

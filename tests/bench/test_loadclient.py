@@ -43,3 +43,23 @@ def test_publisher_packets_carry_the_negotiated_ids_and_pace_their_headers():
     assert second.sequence_number == (first.sequence_number + 1) & 0xFFFF
     assert (second.timestamp - first.timestamp) & 0xFFFFFFFF == 3000
     assert stream.packets == 2
+
+
+def test_a_subscriber_notes_each_video_outage_and_when_it_ended():
+    from bench.loadclient import OUTAGE_S, Subscriber
+    from bench.stats import Reservoir
+    from sfu.rtp import RtpPacket
+
+    sub = Subscriber(None, None, name="s", latency=Reservoir(10), nack=False)
+    sub.kinds = {96: "video", 111: "audio"}
+
+    def arrive(seq: int, at: float, pt: int = 96) -> None:
+        sub._on_rtp(RtpPacket(payload_type=pt, sequence_number=seq, timestamp=seq * 3000,
+                              ssrc=pt, payload=b"\x10\x00\x00").serialize(), at)
+
+    for i in range(5):
+        arrive(i, 10.0 + i * 0.033)
+    arrive(5, 10.2 + OUTAGE_S * 3)  # the node died; video again on another route
+    arrive(6, 10.2 + OUTAGE_S * 3 + 0.033)
+    arrive(1, 11.9, pt=111)  # audio says nothing about the video's outages
+    assert sub.outages == [(10.0 + 4 * 0.033, 10.2 + OUTAGE_S * 3)]

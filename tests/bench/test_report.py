@@ -117,3 +117,21 @@ def test_markdown_without_plots():
               "options": {"duration": 1}, "machine": {}}
     text = markdown(header, RESULTS[:1], targets(RESULTS[:1]), [])
     assert "## Plots" not in text and "## forward" in text
+
+
+def test_the_failover_target_needs_every_subscriber_back_without_renegotiating():
+    def result(rows, failed=0):
+        worst = [r["resumed_ms"]["max"] for r in rows if r.get("resumed_ms")]
+        return [{"scenario": "failover", "wan": None, "params": {}, "systems": {"dockcast": {
+            "rows": rows, "summary": {"trials": len(rows), "failed": failed, "goal_ms": 3000,
+                                      "worst_subscriber_ms": {"p50": sorted(worst)[len(worst) // 2]}}}}}]
+
+    good = [{"trial": i, "subscribers": 10, "resumed": 10, "never_resumed": 0, "renegotiated": 0,
+             "republished_ms": 500.0, "resumed_ms": {"p50": 520.0, "max": 540.0 + i}} for i in range(3)]
+    row = next(r for r in targets(result(good)) if r["target"].startswith("Failover"))
+    assert row["pass"] is True and row["values"]["dockcast"] == 541.0
+    bad = [dict(good[0], renegotiated=2)] + good[1:]
+    assert next(r for r in targets(result(bad)) if r["target"].startswith("Failover"))["pass"] is False
+    text = markdown({"scenario": "failover", "command": "c", "commit": "", "started": "t",
+                     "options": {"duration": 1}, "machine": {}}, result(good), targets(result(good)), [])
+    assert "| trial | published again | video back at |" in text and "| 10/10 |" in text
