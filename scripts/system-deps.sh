@@ -33,6 +33,8 @@ elif [ "$mode" != build ]; then
   command -v janus-pp-rec >/dev/null 2>&1 || need+=(janus-tools)
   # the browser test that cuts a page's network (loopback UDP dropped for ten seconds)
   command -v nft >/dev/null 2>&1 || need+=(nftables)
+  # espeak-ng: the assistant's captions tests speak English and Mandarin (pinyin) to Whisper
+  command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
   # openssl ts: the local RFC 3161 time-stamping authority of the audit tests
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v gst-launch-1.0 >/dev/null 2>&1 || need+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice)

@@ -15,7 +15,8 @@ payload ``{participant_id, track_id, lang, text, start, end, translation,
 translation_unavailable?}`` (`plugins.assistant.captions`, `plugins.assistant.translate`).
 
 The Whisper model (`plugins.assistant.speech`) is loaded at the first captions request
-(1-2 s, in a thread): a node that never captions never holds it. Without faster-whisper
+(1-2 s, in a thread; at start with ``captions_all``): a node that never captions never
+holds it. Without faster-whisper
 or its model the request is answered ``unavailable``.
 """
 
@@ -96,6 +97,8 @@ class CaptionService:
         subscribe(TrackPublished, self.on_track_published, name="assistant-captions")
         subscribe((TrackUnpublished, ParticipantLeft, RoomClosed), self.on_gone,
                   name="assistant-captions")
+        if self.captions_all:  # every track will need it: not the first speaker's seconds
+            await self.ensure_engine()
 
     async def stop(self) -> None:
         if self.engine is not None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,12 +39,13 @@ from plugins.playback.depacketize import DepacketizeError, OpusFormat
 from .segmenter import Segmenter, Utterance
 from .speech import SAMPLE_RATE, Transcript
 
-__all__ = ["TOPIC_CAPTION", "AudioStream", "AudioTap", "Caption", "CaptionEngine"]
+__all__ = ["IDLE_S", "TOPIC_CAPTION", "AudioStream", "AudioTap", "Caption", "CaptionEngine"]
 
 log = logging.getLogger(__name__)
 
 TOPIC_CAPTION = "assistant.caption"
 _PACKET_SECONDS = 0.02  # what a dropped Opus packet is counted as (WebRTC's ptime)
+IDLE_S = 1.0  # a track silent (no packets) this long ends its open utterance
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ class AudioStream:
         self.clock_rate = clock_rate
         self.segmenter_options = dict(segmenter or {})
         self.bad_frames = 0
+        self.last_arrival = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -115,9 +118,14 @@ class AudioStream:
         self.segmenter = Segmenter(SAMPLE_RATE, **self.segmenter_options)
         self.anchor: tuple[float, int] | None = None  # (arrival, unwrapped RTP timestamp)
 
-    def pump(self) -> list[Utterance]:
-        """Decode what the tap queued; the utterances it completes."""
+    def pump(self, now: float | None = None) -> list[Utterance]:
+        """Decode what the tap queued; the utterances it completes. With ``now`` (wall
+        clock), an utterance left open by a track that went quiet for ``IDLE_S`` (the
+        publisher stopped sending: muted, or DTX) ends there."""
         out: list[Utterance] = []
+        if now is not None and not self.tap.packets and self.segmenter.open \
+                and now - self.last_arrival > IDLE_S:
+            out += self.segmenter.flush()
         if self.tap.restarted:
             self.tap.restarted = False
             out += self.segmenter.flush()
@@ -127,6 +135,7 @@ class AudioStream:
                 data, arrival = self.tap.packets.popleft()
             except IndexError:
                 break
+            self.last_arrival = arrival
             try:
                 frames = self.assembler.push(RtpView.parse(data), arrival)
             except DepacketizeError:
@@ -228,7 +237,7 @@ class CaptionEngine:
                 streams = list(self.streams.values())
             for stream in streams:
                 try:
-                    utterances = stream.pump()
+                    utterances = stream.pump(time.time())
                     if stream.tap.closed:
                         utterances += stream.finish()
                         with self._lock:

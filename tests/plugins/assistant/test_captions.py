@@ -144,3 +144,14 @@ def test_utterances_waiting_beyond_max_pending_are_dropped_oldest_first_and_coun
     finally:
         transcriber.gate.set()
         engine.stop()
+
+
+async def test_a_track_that_stops_sending_still_gets_its_last_caption(setup, clips):
+    ctx, publisher, service = setup
+    track = publish_audio(publisher)
+    await service.on_request(Conn(), {"room": "dock-1", "participant_id": publisher.participant.id,
+                                      "on": True, "lang": "en"})
+    for packet in opus_rtp(clips["en"], silence_s=0.0):  # no silence after the speech
+        track.send(packet)
+    await until(lambda: captions(ctx))
+    assert error_rate(captions(ctx)[0].payload["text"], "en") <= 0.2
