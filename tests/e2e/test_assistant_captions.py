@@ -10,6 +10,7 @@ request path runs once the node's schema has that type (``plugins.assistant.acce
 from __future__ import annotations
 
 import subprocess
+import wave
 
 import pytest
 from aiortc.contrib.media import MediaPlayer
@@ -26,10 +27,15 @@ SPEECH = "Where is my parcel? The package is held at customs."
 
 
 def _clip(tmp_path) -> str:
-    """espeak-ng speech with 1 s of silence before it and 1.5 s after (sox), as a 48 kHz WAV."""
+    """espeak-ng speech with 1 s of silence before it and 1.5 s after, as a WAV file."""
     raw, padded = tmp_path / "raw.wav", tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), SPEECH], check=True)
-    subprocess.run(["sox", str(raw), "-r", "48000", str(padded), "pad", "1.0", "1.5"], check=True)
+    with wave.open(str(raw)) as source:
+        params, frames = source.getparams(), source.readframes(source.getnframes())
+    silence = bytes(params.sampwidth * params.nchannels * params.framerate)  # one second
+    with wave.open(str(padded), "wb") as out:
+        out.setparams(params)
+        out.writeframes(silence + frames + silence + silence[:len(silence) // 2])
     return str(padded)
 
 
