@@ -422,6 +422,20 @@ class DockcastClient:
     async def audit_get(self, session_id: str) -> dict[str, Any]:
         return await self.request("audit.get", session_id=session_id)
 
+    async def assistant_captions(self, room: str, participant_id: str, on: bool,
+                                 lang: str | None = None) -> dict[str, Any]:
+        """Live captions of a participant's audio on or off (``assistant.caption`` messages)."""
+        return await self.request("assistant.captions", room=room, participant_id=participant_id,
+                                  on=on, lang=lang)
+
+    async def assistant_triage(self, room: str, *, shipment_id: str | None = None,
+                               track_id: str | None = None, participant_id: str | None = None,
+                               photo: str | None = None) -> dict[str, Any]:
+        """A return-triage suggestion from a live still (``track_id``/``participant_id``)
+        or a base64 ``photo``, compared with the shipment's dispatch photos."""
+        return await self.request("assistant.triage", room=room, shipment_id=shipment_id,
+                                  track_id=track_id, participant_id=participant_id, photo=photo)
+
     async def events_subscribe(
         self, rooms: list[str] | None = None, shipment_ids: list[str] | None = None
     ) -> dict[str, Any]:

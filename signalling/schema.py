@@ -303,6 +303,10 @@ SPECS: Mapping[str, MessageSpec] = MappingProxyType(
                 ADMIN,
             ),
             _spec("audit.get", [_req("session_id", NAME)], ADMIN, reply="audit"),
+            _spec("assistant.captions", [_req("room", NAME), _req("participant_id", NAME),
+                                         _req("on", BOOL), _opt("lang", _enum("zh", "en"))], RECORD),
+            _spec("assistant.triage", [_req("room", NAME), _opt("shipment_id", NAME), _opt("track_id", NAME),
+                                       _opt("participant_id", NAME), _opt("photo", STR)], RECORD),
             _spec("events.subscribe", [_opt("rooms", NAMES), _opt("shipment_ids", NAMES)], ADMIN),
         )
     }

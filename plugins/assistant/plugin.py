@@ -43,7 +43,6 @@ from plugins.shipments import SHIPMENTS_DB, ShipmentsReader
 from signalling.events import Alert, MessageStored
 from signalling.hooks import Plugin, PluginContext
 
-from signalling.schema import SPECS
 
 from .answers import RECORD_FIELDS, Answer, compose, no_shipment
 from .cache import example_vectors
@@ -153,12 +152,8 @@ class AssistantPlugin(Plugin):
         ctx.follow_messages(self.name, self.on_message)
         await self.captions.start(ctx)
         self.triage.start(ctx)
-        for route, handler in (("assistant.captions", self.captions.on_request),
-                               ("assistant.triage", self.triage.on_request)):
-            if route in SPECS:
-                ctx.route(route, handler)
-            else:
-                log.info("assistant: %s is not in this node's schema; it is not served", route)
+        ctx.route("assistant.captions", self.captions.on_request)
+        ctx.route("assistant.triage", self.triage.on_request)
 
     async def stop(self) -> None:
         await self.captions.stop()

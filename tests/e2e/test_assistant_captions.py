@@ -2,9 +2,8 @@
 aiortc's MediaPlayer on a WAV file), and a member of the room receives an
 ``assistant.caption`` room message with the words.
 
-The node runs with ``[plugins.assistant] captions_all = true`` (every audio track
-captioned, no request needed), the hub variables offline. The ``assistant.captions``
-request path runs once the node's schema has that type (``plugins.assistant.access``).
+A holder of the ``admin`` grant turns captions on with ``assistant.captions`` (the hub
+variables offline: nothing is downloaded), and off again.
 """
 
 from __future__ import annotations
@@ -16,8 +15,7 @@ import pytest
 from aiortc.contrib.media import MediaPlayer
 
 from plugins.assistant.encoder import OFFLINE_ENV
-from signalling.client import DockcastClient
-from signalling.schema import SPECS
+from signalling.client import DockcastClient, ServerError
 
 from .peer import Participant
 
@@ -47,9 +45,7 @@ async def _caption(client: DockcastClient) -> dict:
 
 
 async def test_a_published_voice_is_captioned_for_the_room(node_factory, tmp_path):
-    config = tmp_path / "node.toml"
-    config.write_text("[plugins.assistant]\ncaptions_all = true\n")
-    node = node_factory.start(env=dict(OFFLINE_ENV), args=("--config", str(config)))
+    node = node_factory.start(env=dict(OFFLINE_ENV))
     admin = await DockcastClient.connect(node.url, node.token("wms", None, ("admin",)))
     listener = await DockcastClient.connect(node.url, node.token("desk", "dock-cc"))
     speaker = Participant(node.url, node.token("warehouse", "dock-cc", ("publish", "subscribe")))
@@ -59,7 +55,13 @@ async def test_a_published_voice_is_captioned_for_the_room(node_factory, tmp_pat
         await listener.join("dock-cc")
         await speaker.connect()
         joined = await speaker.join("dock-cc")
+        # a member of the room without the record grant may not turn them on
+        with pytest.raises(ServerError) as refused:
+            await listener.assistant_captions("dock-cc", joined["participant_id"], True)
+        assert refused.value.code == "forbidden"
         await speaker.publish(video=False, audio_track=player.audio)
+        on = await admin.assistant_captions("dock-cc", joined["participant_id"], True)
+        assert on["on"] is True and len(on["track_ids"]) == 1
         caption = await _caption(listener)
         payload = caption["payload"]
         assert caption["from"] == "assistant" and caption["room"] == "dock-cc"
@@ -67,10 +69,8 @@ async def test_a_published_voice_is_captioned_for_the_room(node_factory, tmp_pat
         words = payload["text"].lower()  # Opus over the network: stems, two of four
         assert sum(w in words for w in ("parcel", "pack", "held", "custom")) >= 2, payload["text"]
         assert payload["start"] < payload["end"] and payload["translation_unavailable"] is True
-        if "assistant.captions" in SPECS:  # the request path, once the schema has it
-            off = await admin.request("assistant.captions", room="dock-cc",
-                                      participant_id=joined["participant_id"], on=False)
-            assert off["on"] is False and off["track_ids"]
+        off = await admin.assistant_captions("dock-cc", joined["participant_id"], False)
+        assert off["on"] is False and off["track_ids"]
     finally:
         player.audio.stop()
         await speaker.close()

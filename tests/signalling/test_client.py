@@ -48,6 +48,8 @@ HELPER_CALLS = {
     "recording_delete": (("rec-1",), {}, "recording.delete"),
     "inspection_verdict": (("dock-1", "partial"), {"refund": 12.5, "note": "scratched"}, "inspection.verdict"),
     "audit_get": (("sess-1",), {}, "audit.get"),
+    "assistant_captions": (("dock-1", "p-1", True), {"lang": "zh"}, "assistant.captions"),
+    "assistant_triage": (("dock-1",), {"shipment_id": "SH-1", "track_id": "t1"}, "assistant.triage"),
     "events_subscribe": ((), {"rooms": ["dock-1"], "shipment_ids": ["SH-1"]}, "events.subscribe"),
 }
 
