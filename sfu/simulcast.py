@@ -265,21 +265,32 @@ class SimulcastProducer(Producer):
                         payload_offset if self._vp8 else -1)
             except MalformedPacket:
                 self.malformed += 1
+        if keyframe:
+            self._switch_consumers(layer, ts)
+
+    def _switch_consumers(self, layer: Layer, ts: int) -> None:
+        """Move the consumers waiting for ``layer`` onto it from its keyframe: the cached
+        packets from the keyframe on are replayed to them, so a keyframe that came late
+        (recovered by RTX after the packets that follow it) loses them nothing."""
+        for consumer in self.consumers:
+            if consumer.pending_layer == layer.spatial:
+                consumer.switch_layer(layer.spatial, ts)
+                if not self.replay_from_keyframe(consumer.state):
+                    consumer.request_keyframe()  # a packet since is still missing
 
     def _keyframe(self, layer: Layer, seq: int, ts: int, now: float, head: bytes) -> None:
-        """A keyframe of ``layer`` starts: note it, move the consumers waiting for it
-        and, if it is the highest layer sent, the primary (and taps) onto it."""
+        """A keyframe of ``layer`` starts: note it and, if it is the highest layer sent,
+        move the primary (and taps) onto it."""
         layer.keyframes_seen += 1
         self.keyframes_seen += 1
         layer.keyframes.satisfied()
+        if layer.last_keyframe_seq >= 0 and ((seq - layer.last_keyframe_seq) & 0xFFFF) >= 0x8000:
+            return  # an older keyframe resent: the latest one stays the latest
         layer.last_keyframe_seq, layer.last_keyframe_at = seq, now
         if self._vp8:
             size = vp8_frame_size(head)
             if size is not None:
                 layer.width, layer.height = size
-        for consumer in self.consumers:
-            if consumer.pending_layer == layer.spatial:
-                consumer.switch_layer(layer.spatial, ts)
         primary = self.primary
         if primary is None or layer.spatial > primary.spatial or (
                 primary is not layer and not primary.active(now)):

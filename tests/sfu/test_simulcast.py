@@ -240,6 +240,26 @@ def test_a_switch_up_waits_for_the_target_layers_keyframe(sim, clock, upstream):
     assert consumer.stats()["layer"] == 2
 
 
+def test_a_late_keyframe_loses_the_switching_consumer_nothing(sim, clock):
+    sim.frames(2, key=True)
+    consumer = sim.consumer(spatial=0)
+    sim.frames(3)
+    consumer.set_layers(spatial=2)
+    stream, held = sim.layers[2], []
+    stream.route = held.append
+    key = stream.frame(key=True, packets=3)
+    stream.route = sim.route
+    for data in held[1:]:  # the keyframe's first packet is lost on the way...
+        sim.route(data)
+    sim.frames(2, only=(2,))  # ...the frames after it arrive...
+    assert consumer.state.layer == 0
+    before = len(out(consumer))
+    stream.rtx(key[0])  # ...and it comes back by RTX, after them
+    rows = out(consumer)
+    assert consumer.state.layer == 2 and len(rows) == before + 3 + 2  # all of them, in order
+    assert_continuous(rows)
+
+
 def test_a_switch_down_continues_the_stream_too(sim, clock):
     sim.frames(2, key=True)
     consumer = sim.consumer()
