@@ -51,7 +51,7 @@ from .encoder import load_encoder
 from .errors import AssistantError, BadAsk, EncoderUnavailable
 from .intents import UNKNOWN, IntentClassifier, IntentSet, load_intents
 from .lang import answer_lang
-from .translate import translator_from_options
+from .translate import translation_fields, translator_from_options
 from .triage import TriageService
 
 __all__ = ["MAX_QUESTION_CHARS", "TOPIC_ANSWER", "TOPIC_ASK", "Ask", "AssistantPlugin"]
@@ -124,8 +124,8 @@ class AssistantPlugin(Plugin):
         self.classifier: IntentClassifier | None = None
         self.reader: ShipmentsReader | None = None
         self.ctx: PluginContext | None = None
-        translator = translator_from_options(translate_url, translate_key, translate_key_env,
-                                             translate_model, translate_timeout_s)
+        translator = self.translator = translator_from_options(
+            translate_url, translate_key, translate_key_env, translate_model, translate_timeout_s)
         self.captions = CaptionService(
             identity, translator, captions_all=captions_all, transcriber=transcriber,
             speech={"threads": int(captions_threads), "languages": languages(captions_languages),
@@ -168,7 +168,11 @@ class AssistantPlugin(Plugin):
         if message.topic != TOPIC_ASK or message.sender == self.identity:
             return
         answer = await self.answer(message.payload, event.shipment_id)
-        await self.ctx.send_message(message.room, TOPIC_ANSWER, answer.payload(message.seq),
+        payload = answer.payload(message.seq)
+        # for the other side of the border: the answer in the other language, by the
+        # configured endpoint only (off: says it is unavailable, never a guess)
+        payload.update(await translation_fields(self.translator, answer.text, answer.lang))
+        await self.ctx.send_message(message.room, TOPIC_ANSWER, payload,
                                     sender=self.identity, msg_id=f"answer-{message.seq}")
         if answer.handoff:
             question = str(message.payload.get("text", ""))[:_ALERT_QUOTE_CHARS]

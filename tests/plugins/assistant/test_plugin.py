@@ -34,6 +34,8 @@ async def test_a_question_gets_an_answer_message_in_reply_to_it(ctx, shipments):
     assert {"field": "history.4.detail", "value": "commercial invoice missing"} in payload["facts"]
     assert ctx.messages[-1].msg_id == f"answer-{answer['question_seq']}"
     assert assistant_alerts(ctx) == []
+    # no translation endpoint configured: it says so, it does not guess
+    assert payload["translation"] is None and payload["translation_unavailable"] is True
 
 
 async def test_a_handoff_alerts_the_rooms_staff(ctx, shipments):
@@ -101,6 +103,34 @@ async def test_a_sellers_intents_file_through_the_plugin_options(tmp_path, ctx, 
         assert answer["payload"]["text"] == "您的包裹由 UPS 承运。"
     finally:
         await registry.stop()
+
+
+async def test_an_answer_is_translated_for_the_other_side_by_the_configured_endpoint(ctx, encoder):
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from .test_translate import Endpoint  # a small OpenAI-compatible server on loopback
+
+    Endpoint.seen, Endpoint.status = [], 200
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    [plugin] = load_plugins(["plugins.assistant:AssistantPlugin"], {"plugins.assistant:AssistantPlugin": {
+        "translate_url": f"http://127.0.0.1:{server.server_address[1]}/v1", "translate_key": "sk-x"}})
+    plugin.encoder = encoder
+    registry = HookRegistry([ShipmentsPlugin(), plugin])
+    await registry.start(ctx)
+    try:
+        await make_records(ctx, registry)
+        answer = await ask(ctx, "S-HOLD", {"text": "海关为什么扣我的货？"})
+        payload = answer["payload"]
+        assert payload["lang"] == "zh" and "translation_unavailable" not in payload
+        assert payload["translation"] == {"lang": "en", "text": f"<TRANSLATED> {payload['text']}"}
+        [(_, auth, body)] = Endpoint.seen
+        assert auth == "Bearer sk-x" and "into English" in body["messages"][0]["content"]
+    finally:
+        await registry.stop()
+        server.shutdown()
+        server.server_close()
 
 
 class MissingEncoder:
