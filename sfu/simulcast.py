@@ -49,8 +49,10 @@ LAYER_TIMEOUT = 1.0
 @dataclass(eq=False)
 class Layer:
     """One spatial layer of a simulcast producer: its stream, caches and measures.
-    ``fps`` and ``temporal_fps`` (cumulative frame rates up to each temporal id) and
-    ``bitrate`` are measured over the last second by `SimulcastProducer.tick`."""
+    ``bitrate`` and ``fps``, and per temporal id the cumulative ``temporal_fps`` and
+    ``temporal_bitrates`` (up to T0, T1, ...: what dropping the layers above costs) are
+    measured over the last second by `SimulcastProducer.tick` (the names of
+    `sfu.bwe.selector.Layer`)."""
 
     spatial: int
     rid: str
@@ -71,8 +73,11 @@ class Layer:
     bitrate: int = 0
     fps: float = 0.0
     temporal_fps: tuple[float, ...] = ()
+    temporal_bitrates: tuple[int, ...] = ()
     _frames: list[int] = field(default_factory=lambda: [0] * (ALL_TEMPORAL + 1))
+    _tid_octets: list[int] = field(default_factory=lambda: [0] * (ALL_TEMPORAL + 1))
     _last_ts: int = -1
+    _tid: int = 0  # of the frame being received
     _window_octets: int = 0
     _window_start: float | None = None
 
@@ -84,16 +89,18 @@ class Layer:
         if self._window_start is not None and now > self._window_start:
             elapsed = now - self._window_start
             self.bitrate = int(self._window_octets * 8 / elapsed)
-            counts = self._frames
+            counts, octets = self._frames, self._tid_octets
             top = max((t for t, n in enumerate(counts) if n), default=0)
-            cumulative, total = [], 0
+            fps, bitrates, frames, size = [], [], 0, 0
             for t in range(top + 1):
-                total += counts[t]
-                cumulative.append(total / elapsed)
-            self.temporal_fps = tuple(cumulative)
-            self.fps = cumulative[-1]
+                frames, size = frames + counts[t], size + octets[t]
+                fps.append(frames / elapsed)
+                bitrates.append(int(size * 8 / elapsed))
+            self.temporal_fps, self.temporal_bitrates = tuple(fps), tuple(bitrates)
+            self.fps = fps[-1]
         self._window_start, self._window_octets = now, 0
         self._frames = [0] * (ALL_TEMPORAL + 1)
+        self._tid_octets = [0] * (ALL_TEMPORAL + 1)
 
     def describe(self, now: float) -> dict:
         return {"spatial": self.spatial, "rid": self.rid, "ssrc": self.ssrc,
@@ -245,8 +252,9 @@ class SimulcastProducer(Producer):
         self.octets += length
         if ts != layer._last_ts:  # a new frame
             layer._last_ts = ts
-            tid = vp8_temporal_id(data, payload_offset) if self._vp8 else 0
-            layer._frames[max(tid, 0)] += 1
+            layer._tid = max(vp8_temporal_id(data, payload_offset), 0) if self._vp8 else 0
+            layer._frames[layer._tid] += 1
+        layer._tid_octets[layer._tid] += length
         keyframe = self._is_keyframe is not None and self._is_keyframe(
             data[payload_offset:payload_offset + 16])
         if keyframe:

@@ -183,6 +183,8 @@ def test_each_layer_is_measured(sim, clock):
         assert layer.temporal_fps[0] < layer.temporal_fps[1] < layer.temporal_fps[2]
         assert layer.temporal_fps[0] == pytest.approx(29 / 4, abs=0.5)
         assert layer.bitrate > 0 and layer.active(clock.monotonic())
+        assert layer.temporal_bitrates[0] < layer.temporal_bitrates[1] < layer.temporal_bitrates[2]
+        assert layer.temporal_bitrates[-1] == pytest.approx(layer.bitrate, rel=0.01)
     clock.advance(LAYER_TIMEOUT)
     assert not any(layer.active(clock.monotonic()) for layer in sim.producer.layers)
 
