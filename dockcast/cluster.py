@@ -26,20 +26,41 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from sfu.cluster import NodeDown, NodeInfo, NodeUp, RedisDirectory, UnknownNode
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from sfu.cluster import (
+    DirectoryError,
+    NodeDown,
+    NodeInfo,
+    NodeUp,
+    RedisDirectory,
+    UnknownNode,
+)
 from sfu.producer import Producer
 from sfu.relay import TrunkRefused, TrunkServer, TrunkSettings, connect_trunk
 from sfu.relay.certs import load_or_create, same_fingerprint
 from sfu.relay.remote import is_remote
 from sfu.room import Room
-from signalling.events import (Event, MessageStored, ParticipantJoined, ParticipantLeft, RoomClosed,
-                               RoomCreated, TrackPublished, TrackUnpublished)
 from signalling.errors import NotFound, Unavailable
+from signalling.events import (
+    Event,
+    MessageStored,
+    ParticipantJoined,
+    ParticipantLeft,
+    RoomClosed,
+    RoomCreated,
+    TrackPublished,
+    TrackUnpublished,
+)
+from signalling.messages import DurableDbError
 
 if TYPE_CHECKING:
     from .node import Node
@@ -54,6 +75,11 @@ TRUNK_SETTINGS = TrunkSettings(idle_timeout=1.5, keepalive_interval=0.4)
 failover clock starts there."""
 ORPHAN_TIMEOUT_S = 15.0
 """How long subscribers of a track whose node died wait for its publisher to come back."""
+RESUBSCRIBE_S = 0.5
+"""How often the room-event listener tries Redis again after it lost its connection."""
+PUBLISH_TIMEOUT_S = 2.0
+"""The longest a room event waits for Redis to take it (then it is dropped and logged)."""
+_REDIS_DOWN = (RedisError, OSError, DirectoryError, DurableDbError, TimeoutError)
 _FORWARDED = (ParticipantJoined, ParticipantLeft, TrackPublished, TrackUnpublished)
 
 
@@ -76,6 +102,8 @@ class Cluster:
         self._pubsub: Any = None
         self._tasks: set[asyncio.Task] = set()
         self.info: NodeInfo | None = None
+        self._resync = False  # a directory write failed: tell it everything again
+        self._left_rooms: set[str] = set()  # rooms closed here whose leave may have failed
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -94,7 +122,10 @@ class Cluster:
                              cert_fingerprint=self.certificate.fingerprint, load=0.0)
         await self.directory.register(self.info)
         self.nodes = {n.node_id: n for n in await self.directory.nodes()}
-        self._redis = redis.from_url(config.redis, decode_responses=False)
+        # no retries inside the client: the listener and the publishers decide (a
+        # subscription lost with Redis is made again by `_listen`, not given up)
+        self._redis = redis.from_url(config.redis, decode_responses=False, retry=Retry(NoBackoff(), 0),
+                                     socket_connect_timeout=PUBLISH_TIMEOUT_S)
         self._pubsub = self._redis.pubsub()
         await self._pubsub.psubscribe(f"{self.prefix}room-events:*")
         self.node.server.placement = self.placement
@@ -249,11 +280,12 @@ class Cluster:
         if isinstance(event, TrackPublished):
             identity = self._identity_of(event.room, event.track.get("participant_id"))
             body["identity"] = identity
-            self._spawn(self.directory.publish(event.room, event.track["track_id"], self.node_id,
-                                               {**event.track, "identity": identity}))
+            self._spawn(self._directory_write(self.directory.publish(
+                event.room, event.track["track_id"], self.node_id, {**event.track, "identity": identity})))
         self._publish(event.room, body)
         if isinstance(event, TrackUnpublished):
-            self._spawn(self.directory.unpublish(event.room, event.track_id, self.node_id))
+            self._spawn(self._directory_write(
+                self.directory.unpublish(event.room, event.track_id, self.node_id)))
 
     def _identity_of(self, room: str | None, participant_id: str | None) -> str | None:
         media = self.node.rooms.media.get(room) if room is not None else None
@@ -266,34 +298,89 @@ class Cluster:
         self._publish(event.room, {"node": self.node_id, "seq": event.message.seq})
 
     def _publish(self, room: str, body: dict) -> None:
-        self._spawn(self._redis.publish(self._channel(room), json.dumps(body)))
+        self._spawn(self._publish_now(room, json.dumps(body)))
+
+    async def _publish_now(self, room: str, data: str) -> None:
+        # Redis down: the event is lost for the other nodes (a message is not: it is in
+        # the log, and their listener catches up from it when Redis is back)
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                await self._redis.publish(self._channel(room), data)
+        except _REDIS_DOWN as exc:
+            logger.warning("cluster: a room event of %s did not reach the other nodes: %s", room, exc)
+
+    async def _directory_write(self, call: Any) -> bool:
+        """A change of what this node serves, told to the directory (whether it was); if
+        Redis is away, the first heartbeat that gets through tells it everything again."""
+        try:
+            await call
+            return True
+        except _REDIS_DOWN as exc:
+            self._resync = True
+            logger.warning("cluster: the directory missed a change (%s); it is sent again "
+                           "when Redis answers", exc)
+            return False
 
     async def _room_changed(self, event: RoomCreated | RoomClosed) -> None:
-        try:
-            if isinstance(event, RoomCreated):
-                await self.directory.join_room(event.room, self.node_id)
-            else:
-                await self.directory.leave_room(event.room, self.node_id)
-        except Exception:  # noqa: BLE001 - the next heartbeat's cleanup copes
-            logger.warning("cluster: room %s not updated in the directory", event.room)
+        if isinstance(event, RoomCreated):
+            self._left_rooms.discard(event.room)
+            await self._directory_write(self.directory.join_room(event.room, self.node_id))
+        elif not await self._directory_write(self.directory.leave_room(event.room, self.node_id)):
+            self._left_rooms.add(event.room)
 
     async def _listen(self) -> None:
-        async for raw in self._pubsub.listen():
-            if raw.get("type") != "pmessage":
-                continue
+        """Deliver what other nodes tell the rooms with members here. When Redis goes
+        away the subscription goes with it: it is made again as soon as Redis answers,
+        and each room's messages stored meanwhile are caught up from the log (events
+        published while nobody listened are lost: joins and leaves are not replayed)."""
+        interrupted = False
+        while True:
             try:
-                body = json.loads(raw["data"])
-                room = raw["channel"].decode().split("room-events:", 1)[1]
-                if body.get("node") == self.node_id or room not in self.node.rooms.media:
-                    continue
-                if "seq" in body:
-                    await self._deliver_message(room, int(body["seq"]))
-                else:
-                    self._deliver_event(room, body["event"])
-                    if body["event"].get("type") == "track_published" and body.get("identity"):
-                        await self._take_over(room, body["identity"], body["event"]["track"], body.get("node"))
-            except Exception:  # noqa: BLE001 - one bad message must not stop the listener
-                logger.exception("cluster: an event from another node could not be delivered")
+                if self._pubsub is None:
+                    self._pubsub = self._redis.pubsub()
+                    await self._pubsub.psubscribe(f"{self.prefix}room-events:*")
+                if interrupted:
+                    await self._catch_up()
+                    logger.info("cluster: listening to the other nodes again")
+                    interrupted = False
+                async for raw in self._pubsub.listen():
+                    if raw.get("type") == "pmessage":
+                        await self._on_room_event(raw)
+            except _REDIS_DOWN as exc:
+                if not interrupted:
+                    logger.warning("cluster: lost the other nodes' room events (%s); "
+                                   "subscribing again when Redis is back", exc)
+                interrupted = True
+                pubsub, self._pubsub = self._pubsub, None
+                if pubsub is not None:
+                    with contextlib.suppress(*_REDIS_DOWN):
+                        await pubsub.aclose()
+                await asyncio.sleep(RESUBSCRIBE_S)
+
+    async def _on_room_event(self, raw: dict) -> None:
+        try:
+            body = json.loads(raw["data"])
+            room = raw["channel"].decode().split("room-events:", 1)[1]
+            if body.get("node") == self.node_id or room not in self.node.rooms.media:
+                return
+            if "seq" in body:
+                await self._deliver_message(room, int(body["seq"]))
+            else:
+                self._deliver_event(room, body["event"])
+                if body["event"].get("type") == "track_published" and body.get("identity"):
+                    await self._take_over(room, body["identity"], body["event"]["track"], body.get("node"))
+        except _REDIS_DOWN:
+            raise  # the listener subscribes again and catches up
+        except Exception:  # noqa: BLE001 - one bad message must not stop the listener
+            logger.exception("cluster: an event from another node could not be delivered")
+
+    async def _catch_up(self) -> None:
+        """Deliver each room's messages stored while this node was not listening: its
+        last one, which members that are behind take as a gap, caught up from the log."""
+        for room in list(self.node.rooms.media):
+            last = await self.node.messaging.log.last_seq(room)
+            if last:
+                await self._deliver_message(room, last)
 
     async def _remote_successor(self, room: Room, key: tuple) -> None:
         """Consumers of a dead node's track wait: is its publisher back on another node
@@ -339,20 +426,44 @@ class Cluster:
             await asyncio.sleep(HEARTBEAT_S)
             load = float(sum(len(r.participants) for r in self.node.rooms.media.values()))
             try:
-                await self.directory.heartbeat(self.node_id, load)
-            except UnknownNode:  # we were taken for dead (Redis was away): come back
-                logger.warning("cluster: the directory had forgotten this node; registering again")
-                await self._register_again()
-            except Exception:  # noqa: BLE001 - Redis down: keep serving, try again
-                logger.warning("cluster: heartbeat failed (Redis unreachable?)")
+                try:
+                    await self.directory.heartbeat(self.node_id, load)
+                except UnknownNode:  # we were taken for dead (Redis was away): come back
+                    logger.warning("cluster: the directory had forgotten this node; registering again")
+                    await self.directory.register(self.info)
+                    self._resync = True
+                if self._resync:
+                    self._resync = False
+                    await self._announce()
+            except _REDIS_DOWN as exc:  # Redis down: keep serving, try again
+                logger.warning("cluster: heartbeat failed (Redis unreachable?): %s", exc)
 
-    async def _register_again(self) -> None:
-        await self.directory.register(self.info)
-        for name, media in list(self.node.rooms.media.items()):
-            await self.directory.join_room(name, self.node_id)
-            for producer in media.producers.values():
-                if not is_remote(producer):
-                    await self.directory.publish(name, producer.id, self.node_id, producer.describe())
+    async def _announce(self) -> None:
+        """Tell the directory again what this node serves: its rooms, the tracks
+        published here, and the rooms it left while Redis was away."""
+        try:
+            for name in list(self._left_rooms):
+                if name not in self.node.rooms.media:  # (not opened again since)
+                    await self.directory.leave_room(name, self.node_id)
+                self._left_rooms.discard(name)
+            for name, media in list(self.node.rooms.media.items()):
+                await self.directory.join_room(name, self.node_id)
+                for producer in list(media.producers.values()):
+                    if not is_remote(producer):
+                        await self.directory.publish(name, producer.id, self.node_id,
+                                                     self._announced(name, producer))
+                for found in await self.directory.producers(name):
+                    if found.node_id == self.node_id and found.track_id not in media.producers:
+                        await self.directory.unpublish(name, found.track_id, self.node_id)
+        except BaseException:
+            self._resync = True  # the next heartbeat tries again
+            raise
+
+    def _announced(self, room: str, producer: Producer) -> dict[str, Any]:
+        """A local track as `_local_event` announces it (``joined.tracks`` and failover
+        read it: its publisher's identity included)."""
+        info = producer.describe()
+        return {**info, "identity": self._identity_of(room, info.get("participant_id"))}
 
     async def _watch(self) -> None:
         while True:

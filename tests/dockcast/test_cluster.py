@@ -1,0 +1,185 @@
+"""dockcast.cluster when the cluster's Redis goes away and comes back.
+
+A real `Cluster` (its directory, trunk server and room-event listener) on a private
+``redis-server`` that the tests stop and start again, with a real membership, bus and
+message delivery over the shared `RedisRoomLog`; the node around them is a stand-in
+holding those (no media: rooms have neither participants nor producers). "Another node"
+is the test writing to the same log and channels, as a node would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+from types import SimpleNamespace
+
+import pytest
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+from redis_server import RedisServer
+
+from dockcast.cluster import Cluster
+from sfu.cluster import RedisDirectory
+from signalling.bus import EventBus
+from signalling.events import RoomCreated
+from signalling.membership import LocalMembership, RoomRecord
+from signalling.messages import RedisRoomLog
+from signalling.messages.delivery import Messaging
+
+ROOM = "dock-7"
+
+
+class Conn:
+    """A member's connection: records the events it is sent."""
+
+    identity = "seller"
+    resume = None
+    queued_messages = 0
+    closed = False
+
+    def __init__(self) -> None:
+        self.data: dict = {}
+        self.events: list[dict] = []
+
+    def send_event(self, event: dict) -> bool:
+        self.events.append(event)
+        return True
+
+    def seqs(self) -> list[int]:
+        return [e["seq"] for e in self.events if e["type"] == "message"]
+
+
+async def wait_for(predicate, timeout: float = 10.0) -> None:
+    """Until ``predicate()`` (a coroutine function's too) is true; TimeoutError after
+    ``timeout`` s."""
+    async with asyncio.timeout(timeout):
+        while True:
+            found = predicate()
+            if asyncio.iscoroutine(found):
+                found = await found
+            if found:
+                return
+            await asyncio.sleep(0.02)
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis(tmp_path):
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+async def node(redis, tmp_path):
+    """A node of the cluster with one member in ``ROOM`` (``node.member``)."""
+    membership = LocalMembership()
+    bus = EventBus(shipment_of=membership.shipment_of)
+    messaging = Messaging(RedisRoomLog(redis.url), membership, bus=bus)
+    config = SimpleNamespace(redis=redis.url, region="us-west", data_path=tmp_path / "node",
+                             host="127.0.0.1", trunk_port=_free_udp_port(), trunk_address=None,
+                             public_url=None, tls_cert=None)
+    node = SimpleNamespace(
+        config=config, node_id="node-a", membership=membership, bus=bus, messaging=messaging,
+        rooms=SimpleNamespace(media={ROOM: SimpleNamespace(participants={}, producers={})}),
+        media=SimpleNamespace(), server=SimpleNamespace(), registry=CollectorRegistry())
+    node.member = Conn()
+    membership.open_room(RoomRecord(ROOM))
+    membership.join(node.member, ROOM, "PA_1", node.member.identity)
+    messaging.joined(node.member, ROOM, await messaging.prepare_join(ROOM, node.member.identity))
+    node.cluster = Cluster(node)
+    node.cluster.directory = RedisDirectory(redis.url, ttl_s=1.0, timeout_s=0.5)
+    await node.cluster.start(0)
+    yield node
+    async with asyncio.timeout(10):  # (a failed test must not hang the suite)
+        await node.cluster.stop()
+        await messaging.close()
+
+
+class OtherNode:
+    """What another node does with a message: store it in the log, tell the channel."""
+
+    def __init__(self, url: str) -> None:
+        self.log = RedisRoomLog(url)
+        self.redis = aioredis.Redis.from_url(url)
+        self.count = 0
+
+    async def store(self) -> int:
+        self.count += 1
+        return (await self.log.append(ROOM, f"m{self.count}", "wms", "scan", {"i": self.count}, 0.0)).seq
+
+    async def tell(self, seq: int) -> None:
+        await self.redis.publish(f"dockcast:room-events:{ROOM}", json.dumps({"node": "node-x", "seq": seq}))
+
+    async def close(self) -> None:
+        await self.log.close()
+        await self.redis.aclose()
+
+
+@pytest.fixture
+async def other(redis):
+    other = OtherNode(redis.url)
+    yield other
+    await other.close()
+
+
+async def test_messages_of_other_nodes_arrive_again_after_redis_restarted(node, other, redis):
+    await other.tell(await other.store())
+    await wait_for(lambda: node.member.seqs() == [1])
+    await asyncio.to_thread(redis.stop, signal.SIGKILL)  # (the loop sees its connections close)
+    await asyncio.to_thread(redis.start)
+    # told until this node listens again (what was told before is lost with the
+    # subscription: the catch-up or the next message brings it)
+    seq = await other.store()
+    while node.member.seqs() != [1, 2]:
+        await other.tell(seq)
+        await asyncio.sleep(0.05)
+    seq = await other.store()
+    await other.tell(seq)
+    await wait_for(lambda: node.member.seqs() == [1, 2, 3])
+
+
+async def test_messages_stored_while_nobody_listened_are_caught_up_from_the_log(node, other):
+    await other.tell(await other.store())
+    await wait_for(lambda: node.member.seqs() == [1])
+    for _ in range(3):
+        await other.store()  # and nothing told: this node was not listening
+    await node.cluster._catch_up()
+    await wait_for(lambda: node.member.seqs() == [1, 2, 3, 4])
+
+
+async def test_a_room_opened_while_redis_was_down_is_in_the_directory_once_it_is_back(node, redis):
+    directory = RedisDirectory(redis.url)
+    try:
+        await asyncio.to_thread(redis.stop, signal.SIGKILL)
+        node.rooms.media["dock-8"] = SimpleNamespace(participants={}, producers={})
+        await node.bus.publish(RoomCreated(room="dock-8"))  # its join_room fails
+        await asyncio.to_thread(redis.start)
+
+        async def listed() -> bool:
+            return "node-a" in await directory.room_nodes("dock-8")
+
+        await wait_for(listed)
+    finally:
+        await directory.close()
+
+
+async def test_a_node_the_directory_forgot_registers_again_with_its_rooms(node, redis):
+    directory = RedisDirectory(redis.url)
+    try:
+        assert await directory.room_nodes(ROOM) == []  # joined before the cluster started
+        await directory.deregister("node-a")  # as if its registration had expired
+
+        async def back() -> bool:
+            return ([n.node_id for n in await directory.nodes()] == ["node-a"]
+                    and await directory.room_nodes(ROOM) == ["node-a"])
+
+        await wait_for(back)
+    finally:
+        await directory.close()
