@@ -14,7 +14,7 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 from sfu._rtp cimport parse_header_c, raise_malformed, rewrite_c, rewrite_into, RtpHeader
-from sfu._vp8 cimport Vp8Layout, locate
+from sfu._vp8 cimport Vp8Layout, locate, write_ids
 
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -75,13 +75,7 @@ cdef void read_vp8_info(const uint8_t* d, Py_ssize_t n, Py_ssize_t offset, long 
 
 
 cdef inline void patch_vp8(uint8_t* buf, const Vp8Info* info, int pic, int tl0) noexcept nogil:
-    if pic >= 0 and info.pic_size == 2:
-        buf[info.pic_pos] = 0x80 | ((pic >> 8) & 0x7F)
-        buf[info.pic_pos + 1] = pic & 0xFF
-    elif pic >= 0 and info.pic_size == 1:
-        buf[info.pic_pos] = pic & 0x7F
-    if tl0 >= 0 and info.tl0_pos >= 0:
-        buf[info.tl0_pos] = tl0
+    write_ids(buf, info.pic_pos, info.pic_size, pic, info.tl0_pos, tl0)
 
 
 def vp8_info(bytes data not None, Py_ssize_t vp8_offset, long payload_len):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 
-from ._vp8_py import _layout
+from ._vp8_py import _layout, _write_ids
 from .errors import MalformedPacket
 from .rtp import parse_header, rewrite
 
@@ -327,13 +327,7 @@ class ConsumerState:
 def _patch_vp8(packet: bytes, pic_pos: int, pic_size: int, pic: int, tl0_pos: int, tl0: int) -> bytes:
     """``packet`` with the descriptor's PictureID and TL0PICIDX set (where present)."""
     out = bytearray(packet)
-    if pic >= 0 and pic_size == 2:
-        out[pic_pos] = 0x80 | (pic >> 8 & 0x7F)
-        out[pic_pos + 1] = pic & 0xFF
-    elif pic >= 0 and pic_size == 1:
-        out[pic_pos] = pic & 0x7F
-    if tl0 >= 0 and tl0_pos >= 0:
-        out[tl0_pos] = tl0
+    _write_ids(out, pic_pos, pic_size, pic, tl0_pos, tl0)
     return bytes(out)
 
 

@@ -161,13 +161,7 @@ def vp8_rewrite_picture_id(bytes payload not None, int picture_id, int tl0picidx
     cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
     cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
     memcpy(o, PyBytes_AS_STRING(payload), n)
-    if picture_id >= 0 and at.picture_id_size == 2:
-        o[at.picture_id_offset] = 0x80 | ((picture_id >> 8) & 0x7F)
-        o[at.picture_id_offset + 1] = picture_id & 0xFF
-    elif picture_id >= 0 and at.picture_id_size == 1:
-        o[at.picture_id_offset] = picture_id & 0x7F
-    if tl0picidx >= 0 and at.tl0_offset >= 0:
-        o[at.tl0_offset] = tl0picidx & 0xFF
+    write_ids(o, at.picture_id_offset, at.picture_id_size, picture_id, at.tl0_offset, tl0picidx)
     return out
 
 

@@ -154,14 +154,20 @@ def vp8_rewrite_picture_id(payload: bytes, picture_id: int, tl0picidx: int) -> b
     leaves that field alone; an absent field is not added."""
     size, picture_id_offset, picture_id_size, tl0_offset = _layout(payload)
     out = bytearray(payload)
-    if picture_id >= 0 and picture_id_size == 2:
-        out[picture_id_offset] = 0x80 | (picture_id >> 8 & 0x7F)
-        out[picture_id_offset + 1] = picture_id & 0xFF
-    elif picture_id >= 0 and picture_id_size == 1:
-        out[picture_id_offset] = picture_id & 0x7F
-    if tl0picidx >= 0 and tl0_offset >= 0:
-        out[tl0_offset] = tl0picidx & 0xFF
+    _write_ids(out, picture_id_offset, picture_id_size, picture_id, tl0_offset, tl0picidx)
     return bytes(out)
+
+
+def _write_ids(out: bytearray, pic_pos: int, pic_size: int, pic: int, tl0_pos: int, tl0: int) -> None:
+    """Write PictureID (in its 1 or 2 bytes, M bit kept) and TL0PICIDX at their
+    positions in ``out``; a negative value or position leaves that field alone."""
+    if pic >= 0 and pic_size == 2:
+        out[pic_pos] = 0x80 | (pic >> 8 & 0x7F)
+        out[pic_pos + 1] = pic & 0xFF
+    elif pic >= 0 and pic_size == 1:
+        out[pic_pos] = pic & 0x7F
+    if tl0 >= 0 and tl0_pos >= 0:
+        out[tl0_pos] = tl0 & 0xFF
 
 
 def vp8_temporal_id(data: bytes, offset: int) -> int:

@@ -255,18 +255,22 @@ class Producer:
         if self.audio_level is not None and not self.packets % SAMPLE_EVERY:
             self.audio_level.observe_packet(data)
         if self._taps:
-            arrival = self.clock.wall()
-            for tap in self._taps:
-                try:
-                    tap.rtp(data, arrival, keyframe)
-                except Exception:  # a tap's bug must not stop the forwarding
-                    logger.exception("track %s: tap %r failed", self.id, tap)
+            self._tap_rtp(data, keyframe)
         if self._states:
             stamp = abs_send_time(self.clock.wall()) if self.stamps_abs_send_time else 0
             try:
                 fan_out(self._states, data, seq, ts, payload_end - payload_offset, keyframe, stamp)
             except MalformedPacket:  # e.g. a header-extension element past its block
                 self.malformed += 1
+
+    def _tap_rtp(self, data: bytes, keyframe: bool) -> None:
+        """Give every tap one packet (on the packet path)."""
+        arrival = self.clock.wall()
+        for tap in self._taps:
+            try:
+                tap.rtp(data, arrival, keyframe)
+            except Exception:  # a tap's bug must not stop the forwarding
+                logger.exception("track %s: tap %r failed", self.id, tap)
 
     def _stream_changed(self, ssrc: int) -> None:
         """The publisher restarted the track under a new SSRC (new sequence numbers and

@@ -21,7 +21,6 @@ a relay export) get the highest layer the publisher sends, changing only at keyf
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,8 +35,6 @@ from .rtp import abs_send_time, find_extension
 from .vp8 import vp8_frame_size, vp8_temporal_id
 
 __all__ = ["LAYER_TIMEOUT", "Layer", "SimulcastProducer", "choose_layer", "choose_temporal"]
-
-logger = logging.getLogger(__name__)
 
 LAYER_TIMEOUT = 1.0
 """A layer that sent nothing for this long is inactive (the publisher dropped it)."""
@@ -260,12 +257,7 @@ class SimulcastProducer(Producer):
         if keyframe:
             self._keyframe(layer, seq, ts, now, data[payload_offset:payload_offset + 20])
         if self._taps and layer is self.primary:
-            arrival = self.clock.wall()
-            for tap in self._taps:
-                try:
-                    tap.rtp(data, arrival, keyframe)
-                except Exception:  # a tap's bug must not stop the forwarding
-                    logger.exception("track %s: tap %r failed", self.id, tap)
+            self._tap_rtp(data, keyframe)
         if self._states:
             stamp = abs_send_time(self.clock.wall()) if self.stamps_abs_send_time else 0
             try:
