@@ -7,6 +7,11 @@ from typing import Any
 
 MAX_SEQ_JUMP: int
 MAX_SEQ_AGE: int
+SEQ_RING: int
+MAX_RESERVED_GAP: int
+ALL_TEMPORAL: int
+
+def vp8_info(data: bytes, vp8_offset: int, payload_len: int) -> tuple[int, int, int, int, int, int, bool]: ...
 
 class NackCache:
     size: int
@@ -33,6 +38,17 @@ class ConsumerState:
     octets: int
     dropped: int
     send_errors: int
+    layer: int
+    vp8: bool
+    temporal_limit: int
+    temporal: int
+    pic_offset: int
+    tl0_offset: int
+    next_pic: int
+    next_tl0: int
+    last_pic: int
+    last_tl0: int
+    temporal_dropped: int
     @property
     def native(self) -> bool: ...
     def __init__(self, ssrc: int, payload_type: int, ext_map: bytes | None,
@@ -42,9 +58,9 @@ class ConsumerState:
     def unbind(self) -> None: ...
     def restart(self) -> None: ...
     def forward(self, data: bytes, seq: int, ts: int, payload_len: int, keyframe: bool,
-                abs_send_time: int) -> bool: ...
-    def retransmit(self, data: bytes, abs_send_time: int) -> bool: ...
+                abs_send_time: int, layer: int = 0, vp8_offset: int = -1) -> bool: ...
+    def retransmit(self, data: bytes, abs_send_time: int, out_seq: int = -1) -> bool: ...
     def producer_seq(self, out_seq: int) -> int: ...
 
 def fan_out(states: list[ConsumerState], data: bytes, seq: int, ts: int, payload_len: int,
-            keyframe: bool, abs_send_time: int) -> int: ...
+            keyframe: bool, abs_send_time: int, layer: int = 0, vp8_offset: int = -1) -> int: ...
