@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Union
 
+MAX_FEEDBACK_PACKETS: int
+
 class ReportBlock:
     ssrc: int
     fraction_lost: int

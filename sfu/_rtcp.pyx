@@ -14,6 +14,7 @@ from sfu._rtp cimport rd16, rd24, rd32, wr16, wr24, wr32
 from .errors import MalformedPacket
 
 __all__ = [
+    "MAX_FEEDBACK_PACKETS",
     "Bye",
     "Fir",
     "Nack",
@@ -42,6 +43,8 @@ cdef enum:
     FMT_FIR = 4
     FMT_AFB = 15
     TICK_US = 250  # transport-cc receive deltas are multiples of 250 µs
+
+MAX_FEEDBACK_PACKETS = 8192  # the twin's docstring says why
 
 
 cdef inline bytes slice_bytes(const uint8_t* p, Py_ssize_t length):
@@ -299,8 +302,8 @@ cdef class TransportFeedback:
 
     def serialize(self) -> bytes:
         cdef Py_ssize_t count = len(self.packets), i, pos
-        if count > 0xFFFF:
-            raise ValueError("at most 65535 packets per transport feedback")
+        if count > MAX_FEEDBACK_PACKETS:
+            raise ValueError(f"at most {MAX_FEEDBACK_PACKETS} packets per transport feedback")
         cdef uint16_t base = checked(self.base_sequence, 0xFFFF, "base_sequence")
         cdef uint32_t reference = checked_signed24(self.reference_time, "reference_time")
         cdef uint8_t feedback_count = checked(self.feedback_count, 0xFF, "feedback_count")
@@ -525,6 +528,9 @@ cdef TransportFeedback parse_twcc(const uint8_t* b, Py_ssize_t n):
         raise MalformedPacket("transport feedback truncated")
     cdef uint16_t base = rd16(b + 8), chunk
     cdef Py_ssize_t count = rd16(b + 10), have = 0, pos = 16, i, k
+    if count > MAX_FEEDBACK_PACKETS:
+        raise MalformedPacket(f"transport feedback reports {count} packets; at most "
+                              f"{MAX_FEEDBACK_PACKETS} are read")
     cdef bytearray symbols = bytearray(count + 14)  # room for a whole last vector chunk
     cdef uint8_t* s = symbols
     cdef int32_t ticks

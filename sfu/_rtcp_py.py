@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .errors import MalformedPacket
 
 __all__ = [
+    "MAX_FEEDBACK_PACKETS",
     "Bye",
     "Fir",
     "Nack",
@@ -42,6 +43,10 @@ _TWCC = struct.Struct("!IIHH3sB")
 _U32 = struct.Struct("!I")
 
 _TICK_US = 250  # transport-cc receive deltas are multiples of 250 µs
+MAX_FEEDBACK_PACKETS = 8192
+"""Most packets one transport-cc feedback may report (a browser's, every 50-100 ms,
+reports a few hundred at most). More is refused as malformed: a 20-byte feedback could
+otherwise claim 65,535 packets, each read into a result (work out of all proportion)."""
 
 
 def _pack(fmt: struct.Struct | str, *values) -> bytes:
@@ -232,8 +237,8 @@ def _twcc_symbols(base_sequence: int, packets: list) -> tuple[list, bytes]:
 
     Times are rounded to 250 µs ticks on the running total, so rounding errors do
     not add up across packets."""
-    if len(packets) > 0xFFFF:
-        raise ValueError("at most 65535 packets per transport feedback")
+    if len(packets) > MAX_FEEDBACK_PACKETS:
+        raise ValueError(f"at most {MAX_FEEDBACK_PACKETS} packets per transport feedback")
     symbols = []
     deltas = bytearray()
     elapsed_us = 0
@@ -400,6 +405,9 @@ def _parse_twcc(body: bytes) -> TransportFeedback:
     if n < 16:
         raise MalformedPacket("transport feedback truncated")
     sender, media, base, count, reference, feedback_count = _TWCC.unpack_from(body)
+    if count > MAX_FEEDBACK_PACKETS:
+        raise MalformedPacket(f"transport feedback reports {count} packets; at most "
+                              f"{MAX_FEEDBACK_PACKETS} are read")
     symbols: list = []
     pos = 16
     while len(symbols) < count:

@@ -13,6 +13,7 @@ from . import _speedups
 
 _impl = _speedups.load("sfu._rtcp", "sfu._rtcp_py")
 
+MAX_FEEDBACK_PACKETS = _impl.MAX_FEEDBACK_PACKETS
 Bye = _impl.Bye
 Fir = _impl.Fir
 Nack = _impl.Nack

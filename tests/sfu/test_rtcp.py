@@ -119,7 +119,18 @@ def test_transport_feedback_rounds_on_the_running_total():
     assert back.packets == [(0, 0), (1, 250), (2, 0), (3, None), (4, 250)]  # 100, 200, 300, 400 us
 
 
-@pytest.mark.parametrize("packets", [[(1, 0)], [(0, 250 * 40000)], [(0, None)] * 65536])
+def test_a_transport_feedback_claiming_too_many_packets_is_malformed():
+    # 20 bytes whose run-length chunks would claim 65,535 packets lost: refused, unread
+    data = struct.pack("!BBHIIHH3sB", 0x80 | 15, 205, 6, 1, 2, 0, 0xFFFF, b"\0\0\0", 0)
+    data += struct.pack("!4H", *[0x1FFF] * 4)
+    with pytest.raises(MalformedPacket, match="at most 8192"):
+        rtcp.parse_rtcp(data)
+    most = [(i, None) for i in range(rtcp.MAX_FEEDBACK_PACKETS)]
+    (back,) = rtcp.parse_rtcp(rtcp.TransportFeedback(packets=most).serialize())
+    assert len(back.packets) == rtcp.MAX_FEEDBACK_PACKETS
+
+
+@pytest.mark.parametrize("packets", [[(1, 0)], [(0, 250 * 40000)], [(0, None)] * 8193])
 def test_transport_feedback_rejects(packets):
     with pytest.raises(ValueError):
         rtcp.TransportFeedback(base_sequence=0, packets=packets).serialize()
