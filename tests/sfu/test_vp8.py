@@ -54,7 +54,7 @@ def test_aiortc_encoder_output(encoded_frames):
 def test_frame_size_and_temporal_id(encoded_frames):
     key, delta = encoded_frames
     assert vp8.vp8_frame_size(key[0]) == (320, 240)  # from the key frame's header
-    assert vp8.vp8_frame_size(key[1]) is None and vp8.vp8_frame_size(delta[0]) is None
+    assert all(vp8.vp8_frame_size(p) is None for p in [*key[1:], *delta])  # continuations, deltas
     assert vp8.vp8_temporal_id(bytes(12) + key[0], 12) == -1  # aiortc writes no TID
     layered = vp8.Vp8Descriptor(start_of_partition=True, picture_id=9, tl0picidx=3, tid=2).serialize()
     assert vp8.vp8_temporal_id(b"R" * 20 + layered + b"\x01", 20) == 2
