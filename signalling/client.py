@@ -344,8 +344,12 @@ class DockcastClient:
     async def unpublish(self, track_ids: list[str]) -> dict[str, Any]:
         return await self.request("unpublish", track_ids=track_ids)
 
-    async def subscribe(self, track_ids: list[str]) -> dict[str, Any]:
-        return await self.request("subscribe", track_ids=track_ids)
+    async def subscribe(self, track_ids: list[str], *, max_height: int | None = None,
+                        max_fps: float | None = None) -> dict[str, Any]:
+        """Subscribe (again: new limits) to ``track_ids``; ``max_height``/``max_fps``
+        limit a simulcast track's layer (`docs/protocol.md`, "Simulcast layers")."""
+        return await self.request("subscribe", track_ids=track_ids, max_height=max_height,
+                                  max_fps=max_fps)
 
     async def answer(self, sdp: str, pc: str = "sub") -> dict[str, Any]:
         return await self.request("answer", pc=pc, sdp=sdp)

@@ -160,6 +160,8 @@ SEQ = Scalar("a non-negative integer", (int,), minimum=0)
 BOOL = Scalar("a boolean", (bool,))
 NUMBER = Scalar("a number", (int, float))
 DURATION = Scalar("a number of seconds >= 0", (int, float), minimum=0)
+POSITIVE_INT = Scalar("a positive integer", (int,), minimum=1)
+POSITIVE = Scalar("a positive number", (int, float), minimum=1e-9)
 MAP = Scalar("a map", (dict,))
 ANY = Scalar("any value", (object,))
 NAMES = ListOf(NAME)
@@ -238,7 +240,8 @@ SPECS: Mapping[str, MessageSpec] = MappingProxyType(
                 "published",
             ),
             _spec("unpublish", [_req("track_ids", NAMES)], ("publish",), True, "unpublished"),
-            _spec("subscribe", [_req("track_ids", NAMES)], ("subscribe",), True, "subscribed"),
+            _spec("subscribe", [_req("track_ids", NAMES), _opt("max_height", POSITIVE_INT),
+                                _opt("max_fps", POSITIVE)], ("subscribe",), True, "subscribed"),
             _spec("answer", [_req("pc", _enum("sub")), _req("sdp", NAME)], ("subscribe",), True),
             _spec("unsubscribe", [_req("track_ids", NAMES)], ("subscribe",), True, "unsubscribed"),
             _spec("trickle", [_req("pc", PC), _req("candidate", CANDIDATE)], (), True, None),
