@@ -365,6 +365,8 @@ class Cluster:
                 return
             if "seq" in body:
                 await self._deliver_message(room, int(body["seq"]))
+            elif "tracks" in body:  # what the node serves, told again (`_announce`)
+                await self._announced_again(room, body["node"], body["tracks"])
             else:
                 self._deliver_event(room, body["event"])
                 if body["event"].get("type") == "track_published" and body.get("identity"):
@@ -375,12 +377,37 @@ class Cluster:
             logger.exception("cluster: an event from another node could not be delivered")
 
     async def _catch_up(self) -> None:
-        """Deliver each room's messages stored while this node was not listening: its
-        last one, which members that are behind take as a gap, caught up from the log."""
-        for room in list(self.node.rooms.media):
+        """What this node missed while it was not listening: each room's messages stored
+        meanwhile (its last one, which members that are behind take as a gap, caught up
+        from the log), and the tracks that consumers waiting here may have been told of
+        (asked of the directory)."""
+        for room, media in list(self.node.rooms.media.items()):
             last = await self.node.messaging.log.last_seq(room)
             if last:
                 await self._deliver_message(room, last)
+            for key in list(media.orphans):
+                await self._taking_back(self._remote_successor(media, key), key)
+
+    async def _announced_again(self, room: str, node_id: str, tracks: list[dict]) -> None:
+        """Another node told again what it serves (it had to register again: Redis was
+        away longer than the TTL, and this node may have taken it for dead and closed
+        the trunk): consumers here waiting for one of its tracks take it back."""
+        media = self.node.rooms.media.get(room)
+        for track in tracks:
+            if media is not None and track.get("identity") and track.get("track_id") not in media.producers:
+                key = (track["identity"], track.get("source"), track.get("kind"))
+                await self._taking_back(self._take_over(room, track["identity"], track, node_id), key)
+
+    @staticmethod
+    async def _taking_back(take_over: Any, key: tuple) -> None:
+        # a track that went again meanwhile is not an error of the listener's: the
+        # consumers wait on (until ORPHAN_TIMEOUT_S) for the next announcement
+        try:
+            await take_over
+        except _REDIS_DOWN:
+            raise
+        except Exception as exc:  # noqa: BLE001 - SubscribeRefused, Unavailable, a trunk refused
+            logger.warning("cluster: %s's %s not taken back: %s", key[0], key[2], exc)
 
     async def _remote_successor(self, room: Room, key: tuple) -> None:
         """Consumers of a dead node's track wait: is its publisher back on another node
@@ -448,10 +475,12 @@ class Cluster:
                 self._left_rooms.discard(name)
             for name, media in list(self.node.rooms.media.items()):
                 await self.directory.join_room(name, self.node_id)
-                for producer in list(media.producers.values()):
-                    if not is_remote(producer):
-                        await self.directory.publish(name, producer.id, self.node_id,
-                                                     self._announced(name, producer))
+                tracks = [self._announced(name, p) for p in list(media.producers.values())
+                          if not is_remote(p)]
+                for track in tracks:
+                    await self.directory.publish(name, track["track_id"], self.node_id, track)
+                if tracks:  # to other nodes' consumers that took us for dead meanwhile
+                    self._publish(name, {"node": self.node_id, "tracks": tracks})
                 for found in await self.directory.producers(name):
                     if found.node_id == self.node_id and found.track_id not in media.producers:
                         await self.directory.unpublish(name, found.track_id, self.node_id)

@@ -64,6 +64,11 @@ async def wait_for(predicate, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
 
+def _media_room() -> SimpleNamespace:
+    """A media room with nobody in it."""
+    return SimpleNamespace(participants={}, producers={}, orphans={})
+
+
 def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -87,7 +92,7 @@ async def node(redis, tmp_path):
                              public_url=None, tls_cert=None)
     node = SimpleNamespace(
         config=config, node_id="node-a", membership=membership, bus=bus, messaging=messaging,
-        rooms=SimpleNamespace(media={ROOM: SimpleNamespace(participants={}, producers={})}),
+        rooms=SimpleNamespace(media={ROOM: _media_room()}),
         media=SimpleNamespace(), server=SimpleNamespace(), registry=CollectorRegistry())
     node.member = Conn()
     membership.open_room(RoomRecord(ROOM))
@@ -158,7 +163,7 @@ async def test_a_room_opened_while_redis_was_down_is_in_the_directory_once_it_is
     directory = RedisDirectory(redis.url)
     try:
         await asyncio.to_thread(redis.stop, signal.SIGKILL)
-        node.rooms.media["dock-8"] = SimpleNamespace(participants={}, producers={})
+        node.rooms.media["dock-8"] = _media_room()
         await node.bus.publish(RoomCreated(room="dock-8"))  # its join_room fails
         await asyncio.to_thread(redis.start)
 
