@@ -22,6 +22,14 @@ ctypedef struct Vp8Info:
     int tid                # temporal layer id, -1 if absent
     bint begins            # the first packet of a picture (S=1, PID=0)
 
+# a retransmission sent as RTX (RFC 4588): the RTX stream's SSRC, payload type, seq
+ctypedef struct RtxInfo:
+    uint32_t ssrc
+    uint8_t payload_type
+    uint16_t seq
+
+cdef Py_ssize_t rtx_into(uint8_t* buf, Py_ssize_t n, const RtxInfo* rtx) noexcept nogil
+
 cdef void read_vp8_info(const uint8_t* d, Py_ssize_t n, Py_ssize_t offset, long payload_len,
                         Vp8Info* info) noexcept nogil
 
@@ -80,9 +88,10 @@ cdef class ConsumerState:
     cdef SeqEntry* _out_ring
     cdef bint send_native(self, bytes data, uint16_t out_seq, uint32_t out_ts,
                           uint32_t abs_send_time, const Vp8Info* info, int out_pic,
-                          int out_tl0) except -1
+                          int out_tl0, const RtxInfo* rtx=*) except -1
     cdef bint send_packet(self, bytes data, uint16_t out_seq, uint32_t out_ts,
-                          uint32_t abs_send_time, const Vp8Info* info, int out_pic, int out_tl0)
+                          uint32_t abs_send_time, const Vp8Info* info, int out_pic, int out_tl0,
+                          const RtxInfo* rtx=*)
     cdef bint forward_c(self, bytes data, uint16_t seq, uint32_t ts, long payload_len,
                         bint keyframe, uint32_t abs_send_time)
     cdef bint forward_vp8_c(self, bytes data, uint16_t seq, uint32_t ts, long payload_len,

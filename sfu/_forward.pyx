@@ -8,12 +8,12 @@ SRTP ``protect`` and socket ``sendto``.
 
 import random
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uintptr_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memmove, memset
 
-from sfu._rtp cimport parse_header_c, raise_malformed, rewrite_c, rewrite_into, RtpHeader
+from sfu._rtp cimport parse_header_c, raise_malformed, rewrite_c, rewrite_into, RtpHeader, wr16, wr32
 from sfu._vp8 cimport Vp8Layout, locate, write_ids
 
 
@@ -25,7 +25,7 @@ cdef extern from "<sys/socket.h>" nogil:
 cdef extern from "<errno.h>" nogil:
     int errno
 
-__all__ = ["ConsumerState", "NackCache", "fan_out", "vp8_info", "MAX_SEQ_JUMP", "MAX_SEQ_AGE",
+__all__ = ["ConsumerState", "NackCache", "fan_out", "to_rtx", "vp8_info", "MAX_SEQ_JUMP", "MAX_SEQ_AGE",
            "SEQ_RING", "MAX_RESERVED_GAP", "ALL_TEMPORAL"]
 
 # See the pure twin: keeps the output sequence sane for the subscriber's SRTP, and the
@@ -86,6 +86,36 @@ def vp8_info(bytes data not None, Py_ssize_t vp8_offset, long payload_len):
                   payload_len, &info)
     return (info.pic, info.pic_pos, info.pic_size, info.tl0, info.tl0_pos, info.tid,
             bool(info.begins))
+
+
+cdef Py_ssize_t rtx_into(uint8_t* buf, Py_ssize_t n, const RtxInfo* rtx) noexcept nogil:
+    """Turn the packet in ``buf`` (``n`` bytes, room for 2 more) into its RTX packet in
+    place (see the twin's ``to_rtx``); the new length, or the (negative) error of
+    ``parse_header_c`` if it is not RTP."""
+    cdef RtpHeader h
+    cdef int rc = parse_header_c(buf, n, &h)
+    if rc < 0:
+        return rc
+    memmove(buf + h.payload_offset + 2, buf + h.payload_offset, n - h.payload_offset)
+    buf[h.payload_offset] = buf[2]  # the OSN: the sequence number it was sent with
+    buf[h.payload_offset + 1] = buf[3]
+    buf[1] = (buf[1] & 0x80) | (rtx.payload_type & 0x7F)
+    wr16(buf + 2, rtx.seq)
+    wr32(buf + 8, rtx.ssrc)
+    return n + 2
+
+
+def to_rtx(bytes packet not None, ssrc, int payload_type, int seq):
+    """``packet`` as an RTX packet on ``ssrc`` (see the pure twin)."""
+    cdef RtxInfo rtx
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(packet)
+    rtx.ssrc, rtx.payload_type, rtx.seq = ssrc, payload_type, seq
+    out = PyBytes_FromStringAndSize(NULL, n + 2)
+    memcpy(PyBytes_AS_STRING(out), PyBytes_AS_STRING(packet), n)
+    n = rtx_into(<uint8_t*>PyBytes_AS_STRING(out), n, &rtx)
+    if n < 0:
+        raise_malformed(<int>n)
+    return out
 
 
 cdef class NackCache:
@@ -227,7 +257,7 @@ cdef class ConsumerState:
 
     cdef bint send_native(self, bytes data, uint16_t out_seq, uint32_t out_ts,
                           uint32_t abs_send_time, const Vp8Info* info, int out_pic,
-                          int out_tl0) except -1:
+                          int out_tl0, const RtxInfo* rtx=NULL) except -1:
         cdef int n = <int>PyBytes_GET_SIZE(data)
         cdef const uint8_t* ext_map = NULL
         cdef int rc
@@ -249,6 +279,10 @@ cdef class ConsumerState:
                 raise_malformed(rc)
             if info != NULL:
                 patch_vp8(buf, info, out_pic, out_tl0)
+            if rtx != NULL:
+                n = <int>rtx_into(buf, n, rtx)
+                if n < 0:
+                    raise_malformed(n)
             with nogil:
                 rc = self._srtp_protect(self._srtp_ctx, buf, &n)
                 if rc == 0:
@@ -263,17 +297,22 @@ cdef class ConsumerState:
         return True
 
     cdef bint send_packet(self, bytes data, uint16_t out_seq, uint32_t out_ts,
-                          uint32_t abs_send_time, const Vp8Info* info, int out_pic, int out_tl0):
-        """Rewrite and send (natively if bound so); False if it could not be sent."""
+                          uint32_t abs_send_time, const Vp8Info* info, int out_pic, int out_tl0,
+                          const RtxInfo* rtx=NULL):
+        """Rewrite and send (natively if bound so), as RTX if ``rtx`` is given; False
+        if it could not be sent."""
         cdef const uint8_t* ext_map = NULL
         if self._srtp_ctx != NULL:
-            return self.send_native(data, out_seq, out_ts, abs_send_time, info, out_pic, out_tl0)
+            return self.send_native(data, out_seq, out_ts, abs_send_time, info, out_pic, out_tl0,
+                                    rtx)
         if self._ext_map is not None:
             ext_map = <const uint8_t*>(<char*>self._ext_map)
         packet = rewrite_c(data, self.ssrc, out_seq, out_ts, self.payload_type, ext_map,
                            self.abs_send_time_id, abs_send_time)
         if info != NULL:  # a new object nobody else holds yet
             patch_vp8(<uint8_t*>PyBytes_AS_STRING(packet), info, out_pic, out_tl0)
+        if rtx != NULL:
+            packet = to_rtx(packet, rtx.ssrc, rtx.payload_type, rtx.seq)
         try:
             self._sendto(self._protect(packet), self._addr)
         except Exception:
@@ -437,9 +476,11 @@ cdef class ConsumerState:
             return self.forward_vp8_c(data, seq, ts, payload_len, keyframe, abs_send_time, &info)
         return self.forward_c(data, seq, ts, payload_len, keyframe, abs_send_time)
 
-    def retransmit(self, bytes data, abs_send_time, int out_seq=-1):
+    def retransmit(self, bytes data, abs_send_time, int out_seq=-1, rtx_ssrc=0,
+                   int rtx_payload_type=-1, int rtx_seq=0):
         """Send a cached producer packet again with this consumer's mapping (in vp8
-        mode: as the output packet ``out_seq`` it was, which `producer_seq` found)."""
+        mode: as the output packet ``out_seq`` it was, which `producer_seq` found); as
+        RTX on ``rtx_ssrc`` when ``rtx_payload_type`` >= 0 (see the pure twin)."""
         cdef const uint8_t* d
         cdef uint16_t seq
         cdef uint32_t ts
@@ -447,14 +488,20 @@ cdef class ConsumerState:
         cdef Vp8Info info
         cdef SeqEntry* entry
         cdef int out_pic = -1, out_tl0 = -1
+        cdef RtxInfo rtx
+        cdef const RtxInfo* as_rtx = NULL
         if not self.started or self._sendto is None or len(data) < 12:
             return False
+        if rtx_payload_type >= 0:
+            rtx.ssrc, rtx.payload_type, rtx.seq = rtx_ssrc, rtx_payload_type, rtx_seq & 0xFFFF
+            as_rtx = &rtx
         d = <const uint8_t*>(<char*>data)
         seq = (<uint16_t>d[2] << 8) | d[3]
         ts = (<uint32_t>d[4] << 24) | (<uint32_t>d[5] << 16) | (<uint32_t>d[6] << 8) | d[7]
         if not self.vp8:
             return self.send_packet(data, <uint16_t>(seq + self.seq_offset),
-                                    <uint32_t>(ts + self.ts_offset), abs_send_time, NULL, -1, -1)
+                                    <uint32_t>(ts + self.ts_offset), abs_send_time, NULL, -1, -1,
+                                    as_rtx)
         if out_seq < 0 or self._out_ring == NULL:
             return False
         entry = &self._out_ring[out_seq & (C_SEQ_RING - 1)]
@@ -469,7 +516,7 @@ cdef class ConsumerState:
         if info.tl0 >= 0:
             out_tl0 = (info.tl0 + self.tl0_offset) & 0xFF
         return self.send_packet(data, <uint16_t>out_seq, <uint32_t>(ts + self.ts_offset),
-                                abs_send_time, &info, out_pic, out_tl0)
+                                abs_send_time, &info, out_pic, out_tl0, as_rtx)
 
     def producer_seq(self, int out_seq):
         """The producer's sequence number for an output sequence number (vp8 mode: -1

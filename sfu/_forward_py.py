@@ -3,7 +3,9 @@
 ``ConsumerState`` is the per-consumer rewriting state (SSRC, sequence number and
 timestamp offsets, payload type, header-extension map) and its send path;
 ``fan_out`` forwards one inbound packet to every consumer of a producer;
-``NackCache`` keeps a producer's recent packets for retransmission.
+``NackCache`` keeps a producer's recent packets for retransmission;
+``ConsumerState.retransmit`` resends one, as an RTX packet (``to_rtx``, RFC 4588) when
+the subscriber negotiated RTX.
 
 Simulcast (see ``sfu/simulcast.py``): every inbound packet comes with the index of the
 spatial ``layer`` it belongs to, and a state forwards only the packets of its own
@@ -22,7 +24,7 @@ from ._vp8_py import _layout, _write_ids
 from .errors import MalformedPacket
 from .rtp import parse_header, rewrite
 
-__all__ = ["ConsumerState", "NackCache", "fan_out", "vp8_info", "MAX_SEQ_JUMP", "MAX_SEQ_AGE",
+__all__ = ["ConsumerState", "NackCache", "fan_out", "to_rtx", "vp8_info", "MAX_SEQ_JUMP", "MAX_SEQ_AGE",
            "SEQ_RING", "MAX_RESERVED_GAP", "ALL_TEMPORAL"]
 
 # The output sequence must stay sane whatever the publisher sends: a subscriber's SRTP
@@ -288,9 +290,13 @@ class ConsumerState:
         self.octets += payload_len
         return True
 
-    def retransmit(self, data: bytes, abs_send_time: int, out_seq: int = -1) -> bool:
+    def retransmit(self, data: bytes, abs_send_time: int, out_seq: int = -1,
+                   rtx_ssrc: int = 0, rtx_payload_type: int = -1, rtx_seq: int = 0) -> bool:
         """Send a cached producer packet again with this consumer's mapping (in vp8
-        mode: as the output packet ``out_seq`` it was, which `producer_seq` found)."""
+        mode: as the output packet ``out_seq`` it was, which `producer_seq` found).
+        With ``rtx_payload_type`` >= 0 it goes as an RTX packet (RFC 4588): on
+        ``rtx_ssrc`` with sequence number ``rtx_seq``, the output sequence number in the
+        first two payload bytes; otherwise as the original packet again."""
         if not self.started or self._sendto is None:
             return False
         seq = (data[2] << 8) | data[3]
@@ -309,6 +315,8 @@ class ConsumerState:
             pic, pic_pos, pic_size, tl0, tl0_pos, _, _ = vp8_info(data, offset, end - offset)
             packet = _patch_vp8(packet, pic_pos, pic_size, (pic + pic_offset) & 0x7FFF if pic >= 0 else -1,
                                 tl0_pos, (tl0 + self.tl0_offset) & 0xFF if tl0 >= 0 else -1)
+        if rtx_payload_type >= 0:
+            packet = to_rtx(packet, rtx_ssrc, rtx_payload_type, rtx_seq)
         try:
             self._sendto(self._protect(packet), self._addr)
         except Exception:  # noqa: BLE001
@@ -322,6 +330,20 @@ class ConsumerState:
             entry = self._out_ring[out_seq & (SEQ_RING - 1)]
             return entry[1] if entry is not None and entry[0] == out_seq else -1
         return (out_seq - self.seq_offset) & 0xFFFF
+
+
+def to_rtx(packet: bytes, ssrc: int, payload_type: int, seq: int) -> bytes:
+    """``packet`` (as the subscriber would have got it) as an RTX packet (RFC 4588):
+    the same header on ``ssrc`` with ``payload_type`` and ``seq``, the original
+    sequence number (OSN) before the payload; extensions and padding kept."""
+    offset = parse_header(packet)[5]
+    out = bytearray(packet[:offset])
+    out[1] = (out[1] & 0x80) | (payload_type & 0x7F)
+    out[2:4] = (seq & 0xFFFF).to_bytes(2, "big")
+    out[8:12] = (ssrc & 0xFFFFFFFF).to_bytes(4, "big")
+    out += packet[2:4]  # the OSN: the sequence number the packet was sent with
+    out += packet[offset:]
+    return bytes(out)
 
 
 def _patch_vp8(packet: bytes, pic_pos: int, pic_size: int, pic: int, tl0_pos: int, tl0: int) -> bytes:

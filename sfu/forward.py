@@ -13,6 +13,7 @@ _impl = _speedups.load("sfu._forward", "sfu._forward_py")
 ConsumerState = _impl.ConsumerState
 NackCache = _impl.NackCache
 fan_out = _impl.fan_out
+to_rtx = _impl.to_rtx
 MAX_SEQ_JUMP = _impl.MAX_SEQ_JUMP
 MAX_SEQ_AGE = _impl.MAX_SEQ_AGE
 vp8_info = _impl.vp8_info

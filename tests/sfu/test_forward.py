@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 import pytest
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtpPacket, unwrap_rtx
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -174,46 +174,128 @@ def test_retransmit_wraps_like_forward(impl, seq, ts):
         assert sink.sent[1][0] == sink.sent[0][0]
 
 
-@pytest.mark.skipif(_forward_c is None, reason="the compiled module is not built")
-def test_the_native_send_path_takes_packets_over_1500_bytes():
+class NativeLink:
+    """The compiled state's native send path (libsrtp, sendto(2)) to a UDP socket here,
+    and libsrtp again to read what arrives."""
+
+    def __init__(self):
+        import socket
+
+        import pylibsrtp
+
+        from sfu import _aiortc_internals as internals
+        from sfu.transport import _sockaddr
+
+        key = bytes(range(30))
+        tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+        self.rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+        self.tx = tx
+        owner, ctx, fn = internals.srtp_protect_native(tx)
+        self.out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.into = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.into.bind(("127.0.0.1", 0))
+        self.into.settimeout(5)
+        self.native = (owner, ctx, fn, self.out.fileno(), _sockaddr(socket.AF_INET, self.into.getsockname()))
+
+    def state(self, video=True):
+        state = _forward_c.ConsumerState(0xABCD, 101, None, 0, video)
+        # the Python path is bound too (the native one is taken whenever it is there)
+        state.bind(lambda p: p, lambda data, addr: None, None, self.native)
+        state.paused = False
+        return state
+
+    def receive(self):
+        from pylibsrtp import _binding
+
+        datagram = self.into.recv(65536)
+        # unprotect with libsrtp itself (pylibsrtp's own buffer stops at 1500 bytes)
+        buf = _binding.ffi.new("char[]", datagram)
+        length = _binding.ffi.new("int *", len(datagram))
+        assert _binding.lib.srtp_unprotect(self.rx._srtp[0], buf, length) == 0
+        return _binding.ffi.buffer(buf, length[0])[:]
+
+    def close(self):
+        self.out.close()
+        self.into.close()
+
+
+@pytest.fixture
+def native_link():
+    if _forward_c is None:
+        pytest.skip("the compiled module is not built")
+    link = NativeLink()
+    yield link
+    link.close()
+
+
+def test_the_native_send_path_takes_packets_over_1500_bytes(native_link):
     # a publisher on libsrtp (Chromium, GStreamer) may send up to its path's MTU, and
     # loopback's is 64 KiB: the native path must not drop what fits the socket
-    import socket
+    state = native_link.state()
+    for size in (1200, 3000, 9000):
+        payload = b"\x10\x00\x9d\x01\x2a" + bytes(size)
+        assert state.forward(packet(size, 90000, payload), size, 90000, len(payload), True, 0)
+        clear = native_link.receive()
+        h = parse_header(clear)
+        assert clear[h[5]:h[6]] == payload and h[4] == 0xABCD and h[0] == 101
+    assert state.dropped == 0 and state.send_errors == 0
 
-    import pylibsrtp
-    from pylibsrtp import _binding
 
-    from sfu import _aiortc_internals as internals
-    from sfu.transport import _sockaddr
+def test_the_native_send_path_sends_rtx(native_link):
+    state = native_link.state()
+    payload = b"\x10\x00\x9d\x01\x2a" + bytes(1400)  # a full packet: RTX makes it 2 longer
+    data = packet(7, 90000, payload)
+    assert state.forward(data, 7, 90000, len(payload), True, 0)
+    plain = native_link.receive()
+    assert state.retransmit(data, 0, -1, 0x5EC0, 102, 4242)
+    rtx = native_link.receive()
+    assert_is_rtx_of(rtx, plain, 0x5EC0, 102, 4242)
 
-    key = bytes(range(30))
-    tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
-    rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
-    owner, ctx, fn = internals.srtp_protect_native(tx)
-    out, into = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    into.bind(("127.0.0.1", 0))
-    into.settimeout(5)
-    try:
-        state = _forward_c.ConsumerState(0xABCD, 101, None, 0, True)
-        # the Python path is bound too (the native one is taken whenever it is there)
-        state.bind(lambda p: p, lambda data, addr: None, None,
-                   (owner, ctx, fn, out.fileno(), _sockaddr(socket.AF_INET, into.getsockname())))
-        state.paused = False
-        for size in (1200, 3000, 9000):
-            payload = b"\x10\x00\x9d\x01\x2a" + bytes(size)
-            assert state.forward(packet(size, 90000, payload), size, 90000, len(payload), True, 0)
-            datagram = into.recv(65536)
-            # unprotect with libsrtp itself (pylibsrtp's own buffer stops at 1500 bytes)
-            buf = _binding.ffi.new("char[]", datagram)
-            length = _binding.ffi.new("int *", len(datagram))
-            assert _binding.lib.srtp_unprotect(rx._srtp[0], buf, length) == 0
-            clear = _binding.ffi.buffer(buf, length[0])[:]
-            h = parse_header(clear)
-            assert clear[h[5]:h[6]] == payload and h[4] == 0xABCD and h[0] == 101
-        assert state.dropped == 0 and state.send_errors == 0
-    finally:
-        out.close()
-        into.close()
+
+# -- retransmissions as RTX (RFC 4588) ---------------------------------------------------
+
+
+def assert_is_rtx_of(rtx, plain, ssrc, payload_type, seq):
+    """``rtx`` is ``plain`` sent again as RTX: its own SSRC, payload type and seq, the
+    original seq (OSN) first in the payload, everything else the same."""
+    h, p = parse_header(rtx), parse_header(plain)
+    assert (h[0], h[2], h[4]) == (payload_type, seq, ssrc)
+    assert (h[1], h[3]) == (p[1], p[3])  # marker and timestamp
+    assert rtx[h[5]:h[5] + 2] == plain[2:4]
+    assert rtx[12:h[5]] == plain[12:p[5]]  # CSRCs and extensions
+    assert rtx[h[5] + 2:] == plain[p[5]:]  # payload and padding
+    unwrapped = unwrap_rtx(RtpPacket.parse(rtx), payload_type=p[0], ssrc=p[4])  # as aiortc reads it
+    assert unwrapped.sequence_number == p[2]
+    assert unwrapped.payload == RtpPacket.parse(plain).payload
+
+
+def padded(data, count=4):
+    """``data`` with RTP padding of ``count`` bytes."""
+    return bytes([data[0] | 0x20]) + data[1:] + bytes(count - 1) + bytes([count])
+
+
+def test_retransmit_as_rtx(impl):
+    ext_map = bytearray(256)
+    ext_map[3] = 5
+    s, sink = state(impl, video=False, ext_map=bytes(ext_map), ast_id=5)
+    data = padded(packet(500, 9000, exts=[(3, b"\x00\x00\x01")]))
+    assert s.forward(data, 500, 9000, 6, False, 0)
+    assert s.retransmit(data, 0, -1, 0xFEED, 97, 0xFFFF)
+    plain, rtx = sink.sent[0][0], sink.sent[1][0]
+    assert_is_rtx_of(rtx, plain, 0xFEED, 97, 0xFFFF)
+    assert s.retransmit(data, 0)  # without RTX: the packet as it was
+    assert sink.sent[2][0] == plain
+
+
+def test_to_rtx_is_the_same_in_both_twins():
+    if _forward_c is None:
+        pytest.skip("the compiled module is not built")
+    for data in (packet(1, 2), padded(packet(0xFFFF, 3, exts=[(1, b"ab")])), packet(9, 9, payload=b"")):
+        assert _forward_c.to_rtx(data, 0x12345678, 127, 65535) == _forward_py.to_rtx(data, 0x12345678, 127, 65535)
+    from sfu.errors import MalformedPacket
+    for impl in (_forward_c, _forward_py):
+        with pytest.raises(MalformedPacket):
+            impl.to_rtx(b"\x00" * 12, 1, 97, 1)
 
 
 # -- simulcast and vp8 mode --------------------------------------------------------------
@@ -288,6 +370,19 @@ def test_a_late_packet_keeps_the_number_it_was_left(impl):
     assert s.producer_seq(104) == 15 and s.producer_seq(101) == 11 and s.producer_seq(105) == -1
 
 
+def test_a_vp8_retransmission_as_rtx_keeps_the_rewritten_ids(impl):
+    s, sink = vp8_state(impl)
+    data = [vp8_packet(10 + i, 900 * i, 40 + i, 3, 0, key=i == 0) for i in range(3)]
+    for i, d in enumerate(data):
+        s.forward(d, 10 + i, 900 * i, 10, i == 0, 0, 0, 12)
+    assert s.retransmit(data[1], 0, 101)
+    assert s.retransmit(data[1], 0, 101, 0xFEED, 97, 1)
+    assert not s.retransmit(data[1], 0, 102, 0xFEED, 97, 2)  # 102 was another packet
+    plain, again, rtx = sink.sent[1][0], sink.sent[3][0], sink.sent[4][0]
+    assert again == plain and len(sink.sent) == 5
+    assert_is_rtx_of(rtx, plain, 0xFEED, 97, 1)
+
+
 @pytest.mark.skipif(_forward_c is None, reason="the compiled module is not built")
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=24), st.integers(-2, 26), st.integers(-1, 26))
@@ -301,7 +396,7 @@ def _ops():
                           st.sampled_from([True, True, False]), st.sampled_from([True, False, False]))
     limit_op = st.tuples(st.just("limit"), st.integers(0, 3))
     switch_op = st.tuples(st.just("switch"), st.integers(0, 2), st.integers(1, 6000))
-    nack_op = st.tuples(st.just("nack"), st.integers(0, 40))
+    nack_op = st.tuples(st.just("nack"), st.integers(0, 40), st.booleans())  # RTX or plain
     first = st.just(("packet", 0, 1, 0, True, True))  # a keyframe of the layer the states start on
     return st.tuples(first, st.lists(st.integers(0, 12).flatmap(
         lambda k: packet_op if k < 10 else (limit_op, switch_op, nack_op)[k - 10]),
@@ -348,7 +443,8 @@ def test_the_twin_and_the_compiled_loop_agree(ops, long_ids):
                 out_seq = (s.last_seq - op[1]) & 0xFFFF
                 seq = s.producer_seq(out_seq)
                 data = cache.get((s.layer, seq))
-                results.append((seq, data is not None and s.retransmit(data, 0x10203, out_seq)))
+                rtx = (0xFEED, 97, op[1]) if op[2] else ()
+                results.append((seq, data is not None and s.retransmit(data, 0x10203, out_seq, *rtx)))
         assert len(set(map(repr, results))) <= 1, op
     (py, py_sink), (c, c_sink) = pair
     assert py_sink.sent == c_sink.sent
