@@ -9,40 +9,26 @@ node reach members on the other; a client of A asking for B's region is redirect
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from redis_server import RedisServer
 
 from signalling.client import DockcastClient
 
+from .cluster_nodes import start_nodes
 from .peer import Participant
 from .waiting import wait_until as _wait
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from redis_server import RedisServer  # noqa: E402
-
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 
 
 @pytest.fixture
 def cluster(tmp_path, node_factory):
     with RedisServer(tmp_path / "redis") as redis:
-        nodes = {}
-        for name, region in (("a", "us-west"), ("b", "asia")):
-            nodes[name] = node_factory.start(
-                f"data-{name}", args=("--redis", redis.url, "--node-id", f"node-{name}",
-                                      "--region", region, "--trunk-port", str(_free_udp_port())))
+        nodes = start_nodes(node_factory, redis.url, "ab")
         yield nodes
         for proc in nodes.values():
             proc.stop()

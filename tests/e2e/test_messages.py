@@ -17,6 +17,7 @@ import collections
 import contextlib
 import random
 import time
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -166,35 +167,50 @@ async def _chaos(members: list[Member], finished: asyncio.Event, rng: random.Ran
         rng.choice(members).cut()
 
 
-async def _run(node_factory, kill_at: float | None) -> tuple[list[Member], Cluster, dict]:
-    proc = node_factory.start(env=FAST)
-    cluster = Cluster(node_factory, proc)
-    rng = random.Random(4)
+def make_members(token: Callable[[str], str]) -> list[Member]:
+    """``MEMBERS``, with the ``TOTAL`` messages shared among them; ``token(identity)``."""
     shares = [TOTAL // len(MEMBERS) + (1 if i < TOTAL % len(MEMBERS) else 0) for i in range(len(MEMBERS))]
-    members = [Member(identity, sub, share, proc.token(identity, ROOM, ("message",)))
-               for (identity, sub), share in zip(MEMBERS, shares)]
-    for member in members:  # everyone is in the room before the first message
-        await member.connect(cluster.url)
+    return [Member(identity, sub, share, token(identity)) for (identity, sub), share in zip(MEMBERS, shares)]
+
+
+@contextlib.asynccontextmanager
+async def cutting(members: list[Member], rng: random.Random) -> AsyncIterator[None]:
+    """Members cut at random moments while the block runs; their clients closed after."""
     finished = asyncio.Event()
     chaos = asyncio.create_task(_chaos(members, finished, rng))
-    before_kill: dict[str, int] = {}
-    started = time.monotonic()
-    runs = asyncio.gather(*(m.run(cluster) for m in members))
-    if kill_at is not None:
-        while sum(len(m.answered) for m in members) < kill_at * TOTAL:
-            await asyncio.sleep(0.01)
-        for member in members:
-            before_kill.update(member.answered)
-        await asyncio.to_thread(cluster.kill_and_restart)
     try:
-        async with asyncio.timeout(120):
-            await runs
+        yield
     finally:
         finished.set()
         await chaos
         for member in members:
             if member.client is not None:
                 await member.client.close()
+
+
+async def answered_once(members: list[Member], fraction: float) -> dict[str, int]:
+    """Once ``fraction`` of the ``TOTAL`` messages were answered ``sent``: those
+    (msg_id -> seq)."""
+    while sum(len(m.answered) for m in members) < fraction * TOTAL:
+        await asyncio.sleep(0.01)
+    return {msg_id: seq for member in members for msg_id, seq in member.answered.items()}
+
+
+async def _run(node_factory, kill_at: float | None) -> tuple[list[Member], Cluster, dict]:
+    proc = node_factory.start(env=FAST)
+    cluster = Cluster(node_factory, proc)
+    members = make_members(lambda identity: proc.token(identity, ROOM, ("message",)))
+    for member in members:  # everyone is in the room before the first message
+        await member.connect(cluster.url)
+    before_kill: dict[str, int] = {}
+    started = time.monotonic()
+    async with cutting(members, random.Random(4)):
+        runs = asyncio.gather(*(m.run(cluster) for m in members))
+        if kill_at is not None:
+            before_kill = await answered_once(members, kill_at)
+            await asyncio.to_thread(cluster.kill_and_restart)
+        async with asyncio.timeout(120):
+            await runs
     print(f"\n{TOTAL} messages in {time.monotonic() - started:.1f}s, "
           f"cuts {[m.drops for m in members]}, connects {[m.connects for m in members]}, "
           f"kills {cluster.kills}, answered before the kill {len(before_kill)}")
