@@ -222,7 +222,8 @@ async def test_redis_restarted_under_a_running_cluster_recovers_by_itself(redis,
         for node in (a, b):
             assert "registering again" in node.log()
 
-        # media crossed the trunk all along and still does (Redis carries none of it)
+        # and video still reaches B's subscriber: its trunk was closed when each node
+        # took the other for dead, and A's track was taken back (docs/cluster.md)
         frames = watcher.video()[0].frames
         assert await wait_until(lambda: watcher.video()[0].frames > frames + 30)
         # a new client of B sees A's track, and decodes it across the trunk
