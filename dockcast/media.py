@@ -21,6 +21,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sfu import events as media
+from sfu.consumer import Consumer
 from sfu.errors import OfferTooLarge
 from sfu.participant import Participant
 from sfu.room import Room
@@ -28,7 +30,7 @@ from signalling.errors import BadRequest, Forbidden, NotFound
 from signalling.schema import Request
 from signalling.server import Connection
 
-from .rooms import Rooms
+from .rooms import MEDIA_EVENTS, Rooms
 
 __all__ = ["MediaRequests"]
 
@@ -96,6 +98,9 @@ class MediaRequests:
                             f"would pass this node's limit of {self.max_subscriptions} "
                             f"(max_subscriptions_per_participant): unsubscribe first")
         limits = _layer_limits(request)
+        if participant.on_bandwidth is None:
+            participant.on_bandwidth = lambda consumer, reason: self._bandwidth_event(
+                room, participant, consumer, reason)
         for track_id in set(track_ids) & set(participant.consumers):  # a change of limits
             participant.consumers[track_id].set_layers(**limits)
         self._subscribing.setdefault(participant, set()).update(new)
@@ -120,6 +125,23 @@ class MediaRequests:
                                                     "is not subscribed on this connection")
         self._after_reply(conn, "unsubscribe", room.unsubscribe(participant, track_ids))
         return {"type": "unsubscribed", "track_ids": track_ids}
+
+    def _bandwidth_event(self, room: Room, participant: Participant, consumer: Consumer,
+                         reason: str | None) -> None:
+        """A consumer of ``participant`` paused for bandwidth (``reason``) or resumed
+        (None): ``track_paused``/``track_resumed`` to that subscriber's connection only,
+        and the room's event to the bus (plugins)."""
+        event: media.RoomEvent = (
+            media.TrackPaused(room.name, participant, consumer.producer, reason) if reason
+            else media.TrackResumed(room.name, participant, consumer.producer))
+        room.on_event(event)
+        msg = MEDIA_EVENTS[type(event)](event).to_wire()
+        for member in self.rooms.membership.members(room.name):
+            if member.participant_id == participant.id:
+                member.conn.send_event(msg)
+        logger.info("track paused" if reason else "track resumed",
+                    extra={"room": room.name, "participant": participant.id,
+                           "track": consumer.producer.id, "reason": reason})
 
     def _tracks(self, conn: Connection, request: Request, known: Any, missing: str) -> tuple:
         """The room, participant and ``track_ids`` of a request; ``not_found`` unless

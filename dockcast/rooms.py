@@ -67,6 +67,11 @@ MEDIA_EVENTS: Mapping[type, Callable[[Any], events.Event | None]] = {
     media.TrackUnpublished: lambda e: events.TrackUnpublished(
         room=e.room, track_id=e.producer.id, participant_id=e.producer.participant_id),
     media.ActiveSpeakers: lambda e: events.ActiveSpeakers(room=e.room, speakers=e.speakers),
+    # One subscriber's: dockcast.media sends the wire form to it, the bus to plugins.
+    media.TrackPaused: lambda e: events.TrackPaused(
+        room=e.room, participant_id=e.participant.id, track_id=e.producer.id, reason=e.reason),
+    media.TrackResumed: lambda e: events.TrackResumed(
+        room=e.room, participant_id=e.participant.id, track_id=e.producer.id),
     # The room's close is told by Rooms.close itself, once the media room closed.
     media.RoomClosed: lambda e: None,
 }

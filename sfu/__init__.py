@@ -26,7 +26,7 @@ __all__ = [
     "WebRtcTransport", "LocalPublisher", "LocalTrack",
     # events
     "RoomEvent", "ParticipantJoined", "ParticipantLeft", "TrackPublished", "TrackUnpublished",
-    "ActiveSpeakers", "RoomClosed",
+    "ActiveSpeakers", "TrackPaused", "TrackResumed", "RoomClosed",
     # time
     "Clock", "Scheduler", "Cancellable", "SystemClock", "AsyncioScheduler", "ManualClock",
     "ManualTimer", "ManualTask", "SYSTEM_CLOCK", "ASYNCIO_SCHEDULER",
@@ -41,7 +41,8 @@ _ORIGINS = {
     "Producer": "producer", "ProducerTap": "producer", "CodecInfo": "producer", "Consumer": "consumer",
     "WebRtcTransport": "transport", "LocalPublisher": "local", "LocalTrack": "local",
     **dict.fromkeys(["RoomEvent", "ParticipantJoined", "ParticipantLeft", "TrackPublished",
-                     "TrackUnpublished", "ActiveSpeakers", "RoomClosed"], "events"),
+                     "TrackUnpublished", "ActiveSpeakers", "TrackPaused", "TrackResumed",
+                     "RoomClosed"], "events"),
     **dict.fromkeys(["Clock", "Scheduler", "Cancellable", "SystemClock", "AsyncioScheduler",
                      "ManualClock", "ManualTimer", "ManualTask", "SYSTEM_CLOCK",
                      "ASYNCIO_SCHEDULER"], "clock"),
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from .errors import (AiortcInternalsChanged, Closed, MalformedPacket, NegotiationError, OfferTooLarge,
                          NotFound, SfuError)
     from .events import (ActiveSpeakers, ParticipantJoined, ParticipantLeft, RoomClosed,
-                         RoomEvent, TrackPublished, TrackUnpublished)
+                         RoomEvent, TrackPaused, TrackPublished, TrackResumed, TrackUnpublished)
     from .participant import MediaSettings, Participant
     from .producer import CodecInfo, Producer, ProducerTap
     from .room import Room

@@ -94,6 +94,11 @@ class Consumer:
         self.pending_layer: int | None = None
         """The layer it moves to at that layer's next keyframe, if any."""
         self.layer_switches = 0
+        self.selector: Any = None
+        """The `sfu.bwe.LayerSelector` choosing its layer by bandwidth, once it does."""
+        self._activated = False
+        self.bandwidth_paused = False
+        """Paused because even the lowest layer does not fit the subscriber's estimate."""
         self._simulcast_mode(producer)
         producer.add_consumer(self)
 
@@ -162,10 +167,25 @@ class Consumer:
         if self.closed or path is None:
             return
         self.state.bind(*path, native=self.transport.native_send_path())
-        self.resume()
+        self._activated = True
+        if not self.bandwidth_paused:
+            self.resume()
 
     def pause(self) -> None:
         self.state.paused = True
+
+    def pause_for_bandwidth(self) -> None:
+        """Stop forwarding until `resume_from_bandwidth` (audio is never paused so)."""
+        self.bandwidth_paused = True
+        self.state.paused = True
+
+    def resume_from_bandwidth(self) -> None:
+        """Forward again (from a keyframe of the layer chosen), if it was started."""
+        if not self.bandwidth_paused:
+            return
+        self.bandwidth_paused = False
+        if self._activated:
+            self.resume()
 
     def resume(self) -> None:
         """Start (again): from the producer's latest keyframe if it is fresh (a burst of
@@ -317,7 +337,8 @@ class Consumer:
             "nacks": self.nacks, "retransmitted": self.retransmitted,
             "remb_bitrate": self.remb_bitrate, "fraction_lost": self.fraction_lost,
             **({"layer": s.layer, "temporal": s.temporal_limit, "layer_switches": self.layer_switches,
-                "temporal_dropped": s.temporal_dropped} if self.producer.simulcast else {}),
+                "temporal_dropped": s.temporal_dropped, "bandwidth_paused": self.bandwidth_paused}
+               if self.producer.simulcast else {}),
         }
 
     def close(self) -> None:

@@ -10,6 +10,8 @@ never strings in an if-chain).
     ├── TrackPublished(room, producer)
     ├── TrackUnpublished(room, producer)       unpublished, or its peer connection failed
     ├── ActiveSpeakers(room, speakers)         who speaks, loudest first (rate-limited)
+    ├── TrackPaused(room, participant, producer, reason)   one subscriber's, for bandwidth
+    ├── TrackResumed(room, participant, producer)          ... and back by itself
     └── RoomClosed(room, reason)               the last event of a room
 """
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from .producer import Producer
 
 __all__ = ["RoomEvent", "ParticipantJoined", "ParticipantLeft", "TrackPublished",
-           "TrackUnpublished", "ActiveSpeakers", "RoomClosed"]
+           "TrackUnpublished", "ActiveSpeakers", "TrackPaused", "TrackResumed", "RoomClosed"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,25 @@ class ActiveSpeakers(RoomEvent):
     See `sfu.audio_level.SpeakerDetector` for when it is sent."""
 
     speakers: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class TrackPaused(RoomEvent):
+    """``participant`` (a subscriber) stopped receiving ``producer``'s video: even its
+    lowest layer does not fit the subscriber's bandwidth estimate (``reason``
+    ``"bandwidth"``). Its audio goes on. For that subscriber only."""
+
+    participant: Participant
+    producer: Producer
+    reason: str
+
+
+@dataclass(frozen=True)
+class TrackResumed(RoomEvent):
+    """The video ``participant`` had paused for bandwidth flows again, by itself."""
+
+    participant: Participant
+    producer: Producer
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from aiortc.sdp import SessionDescription
 
 from . import _aiortc_internals as internals
 from .bandwidth import LossBasedEstimate
+from .bwe.allocator import TICK_S, SubscriberBandwidth
 from .clock import ASYNCIO_SCHEDULER, SYSTEM_CLOCK, Cancellable, Clock, Scheduler
 from .consumer import Consumer
 from .demux import RtpDemuxer
@@ -125,6 +126,13 @@ class Participant:
         self._reports: Cancellable | None = None
         self._transceivers: dict[str, Any] = {}  # consumer id -> its m-line on ``sub``
         self._estimates: dict[str, LossBasedEstimate] = {}
+        self.bandwidth = SubscriberBandwidth()
+        """The subscriber's estimate and its simulcast consumers' layer choices."""
+        self._bandwidth_timer: Cancellable | None = None
+        self.on_bandwidth: Callable[[Consumer, str | None], None] | None = None
+        """Told when a consumer pauses for bandwidth (with the reason, ``"bandwidth"``)
+        and when it resumes by itself (None): the ``track_paused``/``track_resumed``
+        events, for this subscriber only."""
         self.on_media_lost: Callable[[Participant], None] | None = None
         """Told when the last of its peer connections failed or closed."""
         self.closed = False
@@ -341,8 +349,11 @@ class Participant:
                     else self.settings.max_video_bitrate
                 estimate = self._estimates[producer.id] = LossBasedEstimate(
                     top, start=top if producer.simulcast else 1_000_000)
-            loss = max(block.fraction_lost for block in blocks)
-            packets.append(Remb(sender_ssrc=producer.rtcp_ssrc, bitrate=estimate.update(loss),
+            bitrate = estimate.update(max(block.fraction_lost for block in blocks))
+            needed = producer.needed_bitrate(now) if producer.simulcast else None
+            if needed is not None:  # only the layers someone needs (issue 13, point 2)
+                bitrate = min(bitrate, max(needed, estimate.minimum))
+            packets.append(Remb(sender_ssrc=producer.rtcp_ssrc, bitrate=bitrate,
                                 ssrcs=[block.ssrc for block in blocks]))
         return serialize_rtcp(packets)
 
@@ -394,6 +405,24 @@ class Participant:
         if self._reports is None and not self.closed:
             self._reports = self.scheduler.call_later(0.5 + random.random(),
                                                       self._subscriber_reports_due)
+        if self._bandwidth_timer is None and not self.closed:
+            self._bandwidth_timer = self.scheduler.call_later(TICK_S, self._bandwidth_due)
+
+    def _bandwidth_due(self) -> None:
+        if self.closed:
+            return
+        self._bandwidth_timer = self.scheduler.call_later(TICK_S, self._bandwidth_due)
+        self.allocate(self.clock.monotonic())
+
+    def allocate(self, now: float) -> None:
+        """Share the subscriber's estimate among its consumers (`sfu.bwe.allocator`);
+        tell ``on_bandwidth`` of the consumers paused and resumed."""
+        for change in self.bandwidth.tick(now, list(self.consumers.values())):
+            if (change.paused or change.resumed) and self.on_bandwidth is not None:
+                try:
+                    self.on_bandwidth(change.consumer, change.choice.reason if change.paused else None)
+                except Exception:  # an observer's bug must not stop the allocation
+                    logger.exception("participant %s: on_bandwidth failed", self.id)
 
     def _subscriber_reports_due(self) -> None:
         """About once a second, one compound RTCP to the subscriber: a translated sender
@@ -499,7 +528,16 @@ class Participant:
             packets = parse_rtcp(data)
         except ValueError:
             return
+        now = self.clock.monotonic()
         for packet in packets:
+            if isinstance(packet, Remb):
+                self.bandwidth.on_remb(now, packet.sender_ssrc, packet.bitrate)
+            elif isinstance(packet, (ReceiverReport, SenderReport)):
+                for block in packet.reports:
+                    consumer = self._consumer_by_ssrc(block.ssrc)
+                    if consumer is not None and consumer.kind == "video":
+                        self.bandwidth.on_report_block(now, block.ssrc, block.fraction_lost,
+                                                       block.highest_sequence)
             media_ssrc = getattr(packet, "media_ssrc", None)
             if media_ssrc is not None:
                 consumer = self._consumer_by_ssrc(media_ssrc)
@@ -539,7 +577,7 @@ class Participant:
         if self.closed:
             return
         self.closed = True
-        for task in (self._feedback, self._reports):
+        for task in (self._feedback, self._reports, self._bandwidth_timer):
             if task is not None:
                 task.cancel()
         for producer in list(self.producers.values()):

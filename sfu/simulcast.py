@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .bwe.selector import Layer as SelectorLayer
+from .bwe.selector import needed_layers, publisher_remb
 from .errors import MalformedPacket
 from .extensions import EXT_REPAIRED_RID, EXT_RID
 from .forward import ALL_TEMPORAL, NackCache, fan_out
@@ -68,6 +70,8 @@ class Layer:
     width: int = 0
     height: int = 0
     bitrate: int = 0
+    last_bitrate: int = 0
+    """The last non-zero ``bitrate`` (what the layer costs when the publisher resumes it)."""
     fps: float = 0.0
     temporal_fps: tuple[float, ...] = ()
     temporal_bitrates: tuple[int, ...] = ()
@@ -77,6 +81,17 @@ class Layer:
     _tid: int = 0  # of the frame being received
     _window_octets: int = 0
     _window_start: float | None = None
+    _last_steps: tuple = (0.0, (), ())
+
+    def for_selector(self) -> SelectorLayer | None:
+        """This layer as `sfu.bwe.LayerSelector` weighs it: as last measured while it
+        flowed (a layer the publisher paused still costs what it did), None if it
+        never did."""
+        if not self.last_bitrate:
+            return None
+        fps, temporal_fps, temporal_bitrates = self._last_steps
+        return SelectorLayer(self.spatial, self.last_bitrate, self.width, self.height, fps or 30.0,
+                             temporal_bitrates, temporal_fps)
 
     def active(self, now: float) -> bool:
         return now - self.last_packet_at < LAYER_TIMEOUT
@@ -95,6 +110,9 @@ class Layer:
                 bitrates.append(int(size * 8 / elapsed))
             self.temporal_fps, self.temporal_bitrates = tuple(fps), tuple(bitrates)
             self.fps = fps[-1]
+            if self.bitrate:
+                self.last_bitrate = self.bitrate
+                self._last_steps = (self.fps, self.temporal_fps, self.temporal_bitrates)
         self._window_start, self._window_octets = now, 0
         self._frames = [0] * (ALL_TEMPORAL + 1)
         self._tid_octets = [0] * (ALL_TEMPORAL + 1)
@@ -102,7 +120,7 @@ class Layer:
     def describe(self, now: float) -> dict:
         return {"spatial": self.spatial, "rid": self.rid, "ssrc": self.ssrc,
                 "active": self.active(now), "width": self.width, "height": self.height,
-                "bitrate": self.bitrate, "fps": round(self.fps, 1), "packets": self.packets,
+                "bitrate": self.bitrate, "last_bitrate": self.last_bitrate, "fps": round(self.fps, 1), "packets": self.packets,
                 "keyframes": self.keyframes_seen}
 
 
@@ -412,6 +430,28 @@ class SimulcastProducer(Producer):
             best = self.best_layer(now)
             if best is not None:
                 self.request_keyframe(best)
+
+    def selector_layers(self, now: float) -> list[SelectorLayer]:
+        """The layers a subscriber's `sfu.bwe.LayerSelector` chooses from."""
+        return [layer for layer in (lay.for_selector() for lay in self.layers) if layer is not None]
+
+    def needed_bitrate(self, now: float) -> int | None:
+        """The REMB under which the publisher sends every layer someone needs and no
+        more (`sfu.bwe.publisher_remb`): the layers chosen, or awaited, by the
+        subscribers' selectors; the top one for a tap (a recording gets the top layer
+        whatever the subscribers) and for a consumer whose subscriber sent no estimate
+        yet (it takes the top by default). None when it cannot say (no consumer: keep
+        every layer flowing for the next one; a needed layer never measured)."""
+        consumers = [c for c in self.consumers if not c.closed]
+        if not consumers and not self._taps:
+            return None
+        needed = set(needed_layers(c.selector for c in consumers if c.selector is not None))
+        if self._taps or any(c.selector is None for c in consumers):
+            needed.add(len(self.layers) - 1)
+        layers = self.selector_layers(now)
+        if any(spatial not in {layer.spatial for layer in layers} for spatial in needed):
+            return None
+        return publisher_remb(needed, layers)
 
     def describe_layers(self) -> list[dict]:
         now = self.clock.monotonic()

@@ -16,6 +16,8 @@ dispatched through one registry, `signalling.bus.EventBus`.
     ├── TrackPublished       members (but the publisher), watchers, plugins
     ├── TrackUnpublished
     ├── ActiveSpeakers       members only (frequent: not for watchers or webhooks)
+    ├── TrackPaused          one subscriber (sent by the node to it), plugins
+    ├── TrackResumed
     ├── MessageStored        watchers, plugins (members get it from the message delivery)
     ├── ShipmentStatus       the bound room's members, watchers, plugins
     ├── Alert
@@ -46,6 +48,8 @@ __all__ = [
     "TrackPublished",
     "TrackUnpublished",
     "ActiveSpeakers",
+    "TrackPaused",
+    "TrackResumed",
     "MessageStored",
     "ShipmentStatus",
     "Alert",
@@ -210,6 +214,41 @@ class ActiveSpeakers(Event):
     def fields(self) -> dict[str, Any]:
         return {"speakers": [{"participant_id": participant_id, "level": level}
                              for participant_id, level in self.speakers]}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackPaused(Event):
+    """A subscriber's video track stopped for bandwidth (``track_paused {track_id,
+    reason}``, an addition; ``reason`` is ``"bandwidth"``: even the track's lowest
+    simulcast layer does not fit the subscriber's estimate; its audio goes on). Only
+    that subscriber hears it: the node sends it to its connection itself, the bus
+    takes it to plugins only (``audience`` NOBODY)."""
+
+    type: ClassVar[str] = "track_paused"
+    audience: ClassVar[Audience] = Audience.NOBODY
+    room: str
+    participant_id: str
+    """The subscriber whose video paused (not on the wire: it is the recipient)."""
+    track_id: str
+    reason: str
+
+    def fields(self) -> dict[str, Any]:
+        return {"track_id": self.track_id, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackResumed(Event):
+    """The video a ``track_paused`` stopped flows again by itself (``track_resumed
+    {track_id}``, an addition); to that subscriber only, as `TrackPaused`."""
+
+    type: ClassVar[str] = "track_resumed"
+    audience: ClassVar[Audience] = Audience.NOBODY
+    room: str
+    participant_id: str
+    track_id: str
+
+    def fields(self) -> dict[str, Any]:
+        return {"track_id": self.track_id}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

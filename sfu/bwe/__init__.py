@@ -10,6 +10,7 @@ gets numbers back; nothing here reads a clock, sends a packet or awaits.
     probe      Probe, ProbeController, ProbeResults
     estimator  Estimator: min(delay or REMB, loss), raised by probes
     selector   Layer, Choice, LayerSelector, needed_layers, publisher_remb, TEMPORAL_SPLIT
+    allocator  SubscriberBandwidth: one subscriber's estimate shared among its tracks
 
 Bitrates are bit/s, sizes bytes, times seconds. Errors: bad arguments raise
 ``ValueError``; feedback bytes are parsed by :mod:`sfu.rtcp` (``MalformedPacket``), and
@@ -18,6 +19,7 @@ whatever a parsed feedback says, nothing here raises on it.
 
 from __future__ import annotations
 
+from .allocator import REMB_FRESH_S, TICK_S, Allocation, SubscriberBandwidth
 from .aimd import AimdRateControl, LinkCapacity, RateState, Usage
 from .delay import AckedBitrate, DelayBasedEstimate, InterArrival, TrendlineDetector
 from .estimator import Estimator
@@ -39,9 +41,12 @@ __all__ = [
     "NOT_PROBE",
     "PAUSED_REASON",
     "REFERENCE_TICK",
+    "REMB_FRESH_S",
     "TEMPORAL_SPLIT",
+    "TICK_S",
     "AckedBitrate",
     "AimdRateControl",
+    "Allocation",
     "Choice",
     "DelayBasedEstimate",
     "Estimator",
@@ -59,6 +64,7 @@ __all__ = [
     "ProbeResults",
     "RateState",
     "SendLog",
+    "SubscriberBandwidth",
     "TrendlineDetector",
     "Usage",
     "abs_send_time",

@@ -20,6 +20,7 @@ class Member:
         self.id = "PA1"
         self.producers: dict = {}
         self.consumers: dict = {}
+        self.on_bandwidth = None
 
 
 class StandInConsumer:
@@ -38,6 +39,8 @@ class StandInRoom:
     def __init__(self, member: Member) -> None:
         self.name = "dock-1"
         self.member = member
+        self.events: list = []  # what the media room reported (to the bus)
+        self.on_event = self.events.append
         self.producers = {f"TR{i}": object() for i in range(1, 4)}
         self.settings = MediaSettings(max_mlines_per_offer=2)
         self.gate = asyncio.Event()
@@ -70,9 +73,11 @@ def media():
     rooms = SimpleNamespace(participant=lambda conn: (room, member), refusals=CapRefusals())
     rooms.retired = SimpleNamespace(retire_consumer=lambda consumer: None)
     requests = MediaRequests(rooms, max_tracks_per_participant=2, max_subscriptions_per_participant=2)
-    conn = SimpleNamespace(room="dock-1", participant_id="PA1", send_event=lambda msg: None)
+    conn = SimpleNamespace(room="dock-1", participant_id="PA1", sent=[])
+    conn.send_event = conn.sent.append
+    rooms.membership = SimpleNamespace(members=lambda name: [SimpleNamespace(participant_id="PA1", conn=conn)])
     return SimpleNamespace(requests=requests, room=room, member=member, conn=conn,
-                           counts=rooms.refusals.counts)
+                           counts=rooms.refusals.counts, rooms=rooms)
 
 
 def subscribe(*track_ids, **limits):
@@ -134,3 +139,21 @@ async def test_layer_limits_reach_new_and_existing_consumers(media):
     for bad in ({"max_height": 0}, {"max_fps": "30"}, {"max_height": True}):
         with pytest.raises(BadRequest, match=next(iter(bad))):
             await on(media.conn, subscribe("TR1", **bad))
+
+
+async def test_a_track_paused_for_bandwidth_is_told_to_its_subscriber_only(media):
+    other = SimpleNamespace(sent=[])
+    other.send_event = other.sent.append
+    members = [SimpleNamespace(participant_id="PA1", conn=media.conn),
+               SimpleNamespace(participant_id="PA2", conn=other)]
+    media.rooms.membership = SimpleNamespace(members=lambda name: members)
+    await media.requests.on_subscribe(media.conn, subscribe("TR1"))
+    consumer = SimpleNamespace(producer=SimpleNamespace(id="TR1"))
+    media.member.on_bandwidth(consumer, "bandwidth")
+    media.member.on_bandwidth(consumer, None)
+    assert media.conn.sent == [{"type": "track_paused", "track_id": "TR1", "reason": "bandwidth"},
+                               {"type": "track_resumed", "track_id": "TR1"}]
+    assert other.sent == []
+    assert [type(e).__name__ for e in media.room.events] == ["TrackPaused", "TrackResumed"]
+    media.room.gate.set()
+    await asyncio.gather(*media.requests._tasks)

@@ -132,7 +132,8 @@ def join_request(room: str, **fields):
 
 def test_every_media_event_has_a_translation():
     assert set(MEDIA_EVENTS) == {media.ParticipantJoined, media.ParticipantLeft, media.TrackPublished,
-                                 media.TrackUnpublished, media.ActiveSpeakers, media.RoomClosed}
+                                 media.TrackUnpublished, media.ActiveSpeakers, media.TrackPaused,
+                                 media.TrackResumed, media.RoomClosed}
 
 
 async def test_join_opens_the_room_and_members_see_each_other(node):

@@ -1,0 +1,168 @@
+"""One subscriber's bandwidth, shared among what it receives: ``SubscriberBandwidth``.
+
+Per subscriber peer connection: an :class:`~sfu.bwe.estimator.Estimator` fed with the
+subscriber's REMBs and receiver reports, and at each tick (the participant's timer,
+every ``TICK_S``) the estimate shared among its consumers:
+
+1. audio and video without layers first: what they send now (measured from each
+   consumer's octet count) is taken off the estimate; they are never paused;
+2. the rest is shared among the simulcast video consumers, each with its own
+   :class:`~sfu.bwe.selector.LayerSelector` (hysteresis, pause under the lowest layer):
+   an equal share each, what one leaves unused going to the next (the cheapest
+   ladders first, so a small tile does not starve a big one of what it leaves);
+3. a changed choice is applied with ``consumer.set_layers(spatial=, temporal=)`` (the
+   subscriber's ``max_height``/``max_fps`` kept); a paused one stops forwarding and is
+   resumed by itself when the estimate allows (``Allocation.paused`` / ``resumed``, for
+   the ``track_paused`` / ``track_resumed`` events).
+
+Before the first feedback (no REMB yet) nothing is touched: each consumer keeps its
+default, the top layer within its limits. Sans-IO: ``now`` in seconds on the caller's
+monotonic clock, bitrates in bit/s. Consumers are duck-typed (`sfu.consumer.Consumer`):
+``id``, ``kind``, ``ssrc``, ``closed``, ``state.octets``, ``producer.simulcast``,
+``producer.selector_layers(now)``, ``max_height``, ``max_fps``, ``selector``,
+``set_layers``, ``pause_for_bandwidth``, ``resume_from_bandwidth``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .estimator import Estimator
+from .selector import Choice, LayerSelector
+
+__all__ = ["TICK_S", "REMB_FRESH_S", "Allocation", "SubscriberBandwidth"]
+
+TICK_S = 0.25
+"""How often a subscriber's estimate is shared out (layer choices follow within that)."""
+REMB_FRESH_S = 3.0
+"""A REMB older than this no longer counts (a receiver that stopped sending them)."""
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What one tick changed for one consumer: its new ``choice``; ``paused`` when it
+    stops for bandwidth, ``resumed`` when it comes back by itself."""
+
+    consumer: Any
+    choice: Choice
+    paused: bool = False
+    resumed: bool = False
+
+
+class _Rate:
+    """A consumer's sending rate from its octet counter (smoothed over ~1 s)."""
+
+    __slots__ = ("octets", "at", "bitrate")
+
+    def __init__(self, octets: int, at: float) -> None:
+        self.octets, self.at, self.bitrate = octets, at, 0.0
+
+    def update(self, now: float, octets: int) -> float:
+        elapsed = now - self.at
+        if elapsed > 0:
+            sample = max(0, octets - self.octets) * 8 / elapsed
+            weight = min(1.0, elapsed)  # about a second's memory
+            self.bitrate += weight * (sample - self.bitrate)
+            self.octets, self.at = octets, now
+        return self.bitrate
+
+
+class SubscriberBandwidth:
+    """The estimate and the layer choices of one subscriber transport (see the module
+    docstring). ``estimator`` is exposed for stats and tests."""
+
+    def __init__(self, estimator: Estimator | None = None) -> None:
+        self.estimator = estimator or Estimator()
+        self._rembs: dict[int, tuple[float, int]] = {}  # sender SSRC -> (when, bit/s)
+        self._highest: dict[int, int] = {}  # media SSRC -> last RR's extended highest seq
+        self._rates: dict[str, _Rate] = {}
+        self.budget = 0
+        """What the last tick shared among the simulcast consumers (bit/s)."""
+
+    # -- feedback ----------------------------------------------------------------------
+
+    def on_remb(self, now: float, sender_ssrc: int, bitrate: int) -> int:
+        """A REMB from the subscriber. A receiver may send one per stream (aiortc: one
+        per video receiver, each its own sender SSRC) or one for all (Chromium): the
+        estimate is the sum of the latest fresh one of each sender."""
+        self._rembs[sender_ssrc] = (now, max(0, int(bitrate)))
+        fresh = {s: v for s, v in self._rembs.items() if now - v[0] <= REMB_FRESH_S}
+        self._rembs = fresh
+        return self.estimator.on_remb(now, sum(b for _, b in fresh.values()))
+
+    def on_report_block(self, now: float, ssrc: int, fraction_lost: int, highest: int) -> int:
+        """A receiver-report block about one of our video streams: its loss, over the
+        packets it expected since the last report."""
+        last = self._highest.get(ssrc)
+        self._highest[ssrc] = highest
+        expected = highest - last if last is not None else 0
+        if not 0 < expected < 0x8000:
+            return self.estimator.bitrate
+        return self.estimator.on_receiver_report(now, fraction_lost, expected)
+
+    # -- the tick ----------------------------------------------------------------------
+
+    def tick(self, now: float, consumers: Iterable[Any]) -> list[Allocation]:
+        """Share the estimate among ``consumers`` (one subscriber's, paused ones
+        included); return what changed."""
+        consumers = [c for c in consumers if not c.closed]
+        live = {c.id for c in consumers}
+        for gone in set(self._rates) - live:
+            del self._rates[gone]
+        layered, fixed = [], 0.0
+        for consumer in consumers:
+            rate = self._rates.get(consumer.id)
+            if rate is None:
+                rate = self._rates[consumer.id] = _Rate(consumer.state.octets, now)
+            sending = rate.update(now, consumer.state.octets)
+            if consumer.kind == "video" and consumer.producer.simulcast:
+                layered.append(consumer)
+            else:
+                fixed += sending
+        if self.estimator.mode is None or not layered:
+            return []  # no feedback yet: everyone keeps its default
+        remaining = max(0.0, self.estimator.bitrate - fixed)
+        self.budget = int(remaining)
+        plans = []
+        for consumer in layered:
+            if consumer.selector is None:
+                consumer.selector = LayerSelector()
+            selector = consumer.selector
+            selector.max_height, selector.max_fps = consumer.max_height, consumer.max_fps
+            plans.append((consumer, selector, consumer.producer.selector_layers(now)))
+        plans.sort(key=lambda p: (_cheapest(p[2]), p[0].id))
+        changes = []
+        for i, (consumer, selector, layers) in enumerate(plans):
+            before = selector.choice
+            share = remaining / (len(plans) - i)
+            choice = selector.update(now, share, layers)
+            if not choice.paused:
+                remaining = max(0.0, remaining - choice.bitrate)
+            change = self._apply(consumer, before, choice)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    @staticmethod
+    def _apply(consumer: Any, before: Choice, choice: Choice) -> Allocation | None:
+        if choice.paused:
+            if choice.reason is None or consumer.bandwidth_paused:
+                return None  # no layers at all: nothing to pause for
+            consumer.pause_for_bandwidth()
+            return Allocation(consumer, choice, paused=True)
+        resumed = consumer.bandwidth_paused
+        if resumed or (choice.spatial, choice.temporal) != (before.spatial, before.temporal) \
+                or consumer.target_layer != choice.spatial:
+            consumer.set_layers(spatial=choice.spatial, temporal=choice.temporal,
+                                max_height=consumer.max_height, max_fps=consumer.max_fps)
+            if resumed:
+                consumer.resume_from_bandwidth()
+            return Allocation(consumer, choice, resumed=resumed)
+        return None
+
+
+def _cheapest(layers) -> int:
+    bitrates = [layer.bitrate for layer in layers if layer.bitrate > 0]
+    return min(bitrates) if bitrates else 0

@@ -1,0 +1,226 @@
+"""A subscriber's estimate shared among its consumers (sfu.bwe.allocator), wired through
+a real Participant and SimulcastProducer on a manual clock: synthetic REMBs and receiver
+reports come in as RTCP bytes, the consumer's layer follows the estimate down and up,
+pauses under the lowest layer (track_paused) and resumes (track_resumed), audio never
+stops, and the publisher's REMB covers only the layers someone needs. No network."""
+
+from __future__ import annotations
+
+import pytest
+from fakes import OPUS, PUBLISHER_EXT_IDS, SUBSCRIBER_EXT_IDS, SUBSCRIBER_PAYLOAD_TYPES, FakeTransport, Publisher
+from test_simulcast import FRAME, Simulcast
+
+from sfu.bwe import PAUSED_REASON, Estimator, LayerSelector, SubscriberBandwidth, publisher_remb
+from sfu.consumer import Consumer
+from sfu.participant import MediaSettings, Participant
+from sfu.producer import Producer
+from sfu.rtcp import ReceiverReport, Remb, ReportBlock, parse_rtcp, serialize_rtcp
+
+PACKETS = (4, 12, 36)  # per frame and layer: about 38, 113 and 338 kbit/s
+VIEWER_SSRC, AUDIO_SSRC = 0x50B5C001, 0x50B5C002
+
+
+class Call:
+    """A three-layer publisher, one subscriber (a Participant) with a consumer of it
+    and of an audio track, and the subscriber's feedback as RTCP bytes."""
+
+    def __init__(self, clock, upstream) -> None:
+        self.clock = clock
+        self.sim = Simulcast(clock, upstream)
+        self.audio = Producer(participant_id="PA_camera", kind="audio", mid="1", codec=OPUS,
+                              ext_ids=PUBLISHER_EXT_IDS, transport=upstream, rtcp_ssrc=0xC0FFEE,
+                              ssrcs=(0xA11D,), clock=clock, scheduler=clock)
+        self.mic = Publisher(self.audio, ssrc=0xA11D, step=960)
+        self.viewer = Participant("viewer", clock=clock, scheduler=clock)
+        # below the default 50 kbit/s floor: these layers are small
+        self.viewer.bandwidth = SubscriberBandwidth(Estimator(minimum=1_000))
+        self.events: list[tuple[str, str | None]] = []
+        self.viewer.on_bandwidth = lambda consumer, reason: self.events.append(
+            (consumer.producer.id, reason))
+        self.video = self._consume(self.sim.producer, VIEWER_SSRC)
+        self.sound = self._consume(self.audio, AUDIO_SSRC)
+        self.frames = 0
+        self.remb: int | None = None
+        self.loss = 0  # fraction lost (0..255) in the receiver reports
+
+    def _consume(self, producer, ssrc) -> Consumer:
+        consumer = Consumer(producer, self.viewer.id, FakeTransport(), ssrc)
+        self.viewer.add_consumer(consumer)
+        assert consumer.negotiate(SUBSCRIBER_PAYLOAD_TYPES, SUBSCRIBER_EXT_IDS)
+        self.clock.advance(0)
+        return consumer
+
+    def run(self, seconds: float, until=None) -> float | None:
+        """Publish for ``seconds`` (a keyframe per layer every 10 frames, the layers
+        measured each second, a REMB every 0.5 s, an RR per second); with ``until``,
+        stop as soon as it holds and return the time it took (None if it never did)."""
+        start = self.clock.monotonic()
+        for _ in range(round(seconds / FRAME)):
+            key = self.frames % 10 == 0
+            for spatial, packets in enumerate(PACKETS):
+                self.sim.layers[spatial].frame(key=key, packets=packets)
+            self.mic.send(b"\xf8" + b"o" * 60)
+            self.frames += 1
+            if self.frames % 30 == 0:
+                self.sim.producer.tick(self.clock.monotonic())
+                self._feedback(ReceiverReport(ssrc=1, reports=[ReportBlock(
+                    ssrc=VIEWER_SSRC, fraction_lost=self.loss,
+                    highest_sequence=self.video.state.packets + 100 * self.frames)]))
+            if self.remb is not None and self.frames % 15 == 0:
+                self._feedback(Remb(sender_ssrc=0xBEEF, bitrate=self.remb, ssrcs=[VIEWER_SSRC]))
+            self.clock.advance(FRAME)
+            if until is not None and until():
+                return self.clock.monotonic() - start
+        return None if until is not None else seconds
+
+    def _feedback(self, packet) -> None:
+        self.viewer._on_subscriber_rtcp(serialize_rtcp([packet]))
+
+    def layer_bitrates(self) -> list[int]:
+        return [layer.bitrate for layer in self.sim.producer.layers]
+
+    def expected(self, estimate: int):
+        """The choice a selector makes on its own for ``estimate`` (less the audio)."""
+        audio = self.viewer.bandwidth._rates[self.sound.id].bitrate
+        return LayerSelector().update(0, estimate - audio, self.sim.producer.selector_layers(0))
+
+    def forwarded(self) -> tuple[int, int]:
+        return self.video.state.layer, self.video.state.temporal_limit
+
+
+@pytest.fixture
+def call(clock, upstream) -> Call:
+    call = Call(clock, upstream)
+    call.run(2.0)  # every layer flows and is measured
+    return call
+
+
+def test_before_any_feedback_every_consumer_keeps_its_default(call):
+    assert call.video.state.layer == 2 and call.video.selector is None
+    assert call.viewer.bandwidth.estimator.mode is None
+    low, mid, top = call.layer_bitrates()
+    assert 0 < low < mid < top
+
+
+def test_the_layer_follows_the_remb_down_at_once_and_up_after_holding(call):
+    low, mid, top = call.layer_bitrates()
+    call.remb = 3 * top
+    assert call.run(2.0, until=lambda: call.video.selector is not None) is not None
+    assert call.video.state.layer == 2
+    call.remb = mid  # the middle layer fits, the top does not
+    want = call.expected(call.remb)
+    assert want.spatial == 1
+    took = call.run(5.0, until=lambda: call.video.state.layer == 1)
+    assert took is not None and took < 2.0, took
+    assert call.video.selector.choice == want
+    call.remb = 3 * top
+    took = call.run(15.0, until=lambda: call.video.state.layer == 2)
+    # up only after the estimate held above the next layer for the selector's hold
+    assert took is not None and LayerSelector().hold <= took < 10.0, took
+    assert call.events == []  # never paused
+
+
+def test_under_the_lowest_layer_video_pauses_audio_goes_on_and_both_resume(call):
+    low, mid, top = call.layer_bitrates()
+    call.remb = 3 * top
+    call.run(1.0)
+    call.remb = 1_000  # under the lowest option, even its base temporal layer
+    assert call.run(3.0, until=lambda: call.events) is not None
+    assert call.events == [(call.sim.producer.id, PAUSED_REASON)]
+    assert call.video.bandwidth_paused and call.video.stats()["bandwidth_paused"]
+    video_sent, audio_sent = len(call.video.transport.rtp), len(call.sound.transport.rtp)
+    call.run(2.0)
+    assert len(call.video.transport.rtp) == video_sent  # nothing forwarded while paused
+    assert len(call.sound.transport.rtp) > audio_sent + 50  # audio never paused
+    call.remb = 3 * top
+    assert call.run(10.0, until=lambda: len(call.events) == 2) is not None
+    assert call.events[1] == (call.sim.producer.id, None)
+    assert not call.video.bandwidth_paused
+    sent = len(call.video.transport.rtp)
+    call.run(1.0)
+    assert len(call.video.transport.rtp) > sent
+
+
+def test_receiver_report_loss_lowers_the_estimate_in_remb_mode(call):
+    low, mid, top = call.layer_bitrates()
+    call.remb = int(1.5 * top)
+    call.run(1.0)
+    assert call.forwarded() == (2, 3)
+    call.loss = 128  # half of the packets lost: the ceiling falls by a quarter a report
+    assert call.run(6.0, until=lambda: call.forwarded() < (2, 3)) is not None
+    assert call.viewer.bandwidth.estimator.bitrate < call.remb
+    assert call.video.selector.choice.bitrate < top
+
+
+def test_the_publisher_is_asked_only_for_the_layers_someone_needs(call):
+    low, mid, top = call.layer_bitrates()
+    producer = call.sim.producer
+    now = call.clock.monotonic()
+    # a consumer without an estimate takes the top layer: every layer is needed
+    assert producer.needed_bitrate(now) == publisher_remb({2}, producer.selector_layers(now))
+    call.remb = int(1.1 * low)
+    call.run(3.0)
+    assert call.video.state.layer == 0
+    now = call.clock.monotonic()
+    needed = producer.needed_bitrate(now)
+    assert needed == publisher_remb({0}, producer.selector_layers(now)) < publisher_remb(
+        {2}, producer.selector_layers(now))
+    # the node's REMB to the publisher is that much (it is over the loss rule's minimum)
+    camera = Participant("camera", settings=MediaSettings(), clock=call.clock, scheduler=call.clock)
+    camera.add_producer(producer)
+    remb = [p for p in parse_rtcp(camera.publisher_feedback(now)) if isinstance(p, Remb)][0]
+    assert remb.bitrate == max(needed, 100_000)
+
+    class Recorder:  # a tap (a recording) needs the top layer whatever the subscribers
+        def rtp(self, data, arrival, keyframe): pass
+        def sender_report(self, ntp, rtp_ts, arrival): pass
+        def stream_changed(self, ssrc): pass
+        def producer_closed(self): pass
+
+    producer.add_tap(Recorder())
+    assert producer.needed_bitrate(now) == publisher_remb({2}, producer.selector_layers(now))
+
+
+def test_a_stopped_layer_keeps_its_last_bitrate_for_the_choice(call):
+    _, _, top = call.layer_bitrates()
+    layer = call.sim.producer.layers[2]
+    layer.measure(call.clock.monotonic() + 1.0)  # a second with nothing from the top layer
+    assert layer.bitrate == 0 and layer.last_bitrate == top
+    assert [lay.bitrate for lay in call.sim.producer.selector_layers(0)][-1] == top
+
+
+def test_rembs_of_several_receivers_add_up_and_stale_ones_drop_out():
+    bandwidth = SubscriberBandwidth(Estimator(maximum=10_000_000))
+    assert bandwidth.on_remb(0.0, 1, 400_000) == 400_000
+    assert bandwidth.on_remb(0.1, 2, 600_000) == 1_000_000  # aiortc: one per video receiver
+    assert bandwidth.on_remb(0.6, 1, 500_000) == 1_100_000  # the latest of each sender
+    assert bandwidth.on_remb(5.0, 2, 700_000) == 700_000    # sender 1 went quiet
+
+
+def test_two_tracks_share_one_subscribers_estimate(clock, upstream):
+    first, second = Call(clock, upstream), None
+    second = Simulcast(clock, upstream)
+    other = Consumer(second.producer, first.viewer.id, FakeTransport(), 0x50B5C003)
+    first.viewer.add_consumer(other)
+    assert other.negotiate(SUBSCRIBER_PAYLOAD_TYPES, SUBSCRIBER_EXT_IDS)
+    clock.advance(0)
+
+    def both(seconds):
+        for _ in range(round(seconds)):
+            for _ in range(30):
+                for spatial, packets in enumerate(PACKETS):
+                    second.layers[spatial].frame(key=second.layers[spatial].frames % 10 == 0,
+                                                 packets=packets)
+                clock.advance(0)
+            second.producer.tick(clock.monotonic() + 1.0)
+            first.run(1.0)
+
+    both(2)
+    low, mid, top = first.layer_bitrates()
+    first.remb = int(1.05 * (top + low))  # one top layer and one low one, not two top ones
+    both(4)
+    choices = [c.selector.choice for c in (first.video, other)]
+    budget = first.viewer.bandwidth.budget  # the estimate less the audio
+    assert sum(c.bitrate for c in choices) <= budget
+    assert sum(c.bitrate for c in choices) > budget / 2  # shared, not left unused
+    assert not all(c.spatial == 2 and c.temporal is None for c in choices), choices
