@@ -1,15 +1,33 @@
-"""Keyframe requests towards a publisher, throttled.
+"""Keyframe requests towards a publisher: when, and how often.
 
-Subscribers that start, lose packets or ask with PLI/FIR all want a keyframe; the
-publisher is asked at most once per ``interval`` seconds per producer (a burst of
-subscribers joining costs one keyframe, not one each). A request that arrives inside
-the interval is remembered and sent when the interval ends, so nobody waits forever.
-Sans-IO: time is passed in.
+The policy, in one place. A producer asks its publisher for a keyframe (PLI) when
+- a consumer starts and the producer's latest keyframe is too old to replay
+  (`Consumer.resume`), or a subscriber asks with PLI or FIR;
+- a consumer moves to another simulcast layer (PLI on that layer's SSRC), or a layer
+  the consumers need stopped (`sfu.simulcast`);
+- the publisher restarted its stream under a new SSRC;
+- a packet lost on the way in could not be recovered: NACKed and retried
+  (`sfu.rtx.NackRequester`) and given up, every subscriber misses it too, so their
+  decoders need a keyframe. Not if a keyframe of that stream arrived since the loss
+  was noticed (`keyframe_repairs`): decoding starts again there anyway.
+
+Whatever the reason, the publisher is asked at most once per ``interval`` seconds per
+producer (per layer of a simulcast one) by a `KeyframeRequestThrottle`: a burst of
+subscribers joining or of losses costs one keyframe, not one each. A request that
+arrives inside the interval is remembered and sent when the interval ends, so nobody
+waits forever. Sans-IO: time is passed in.
 """
 
 from __future__ import annotations
 
-__all__ = ["KeyframeRequestThrottle"]
+__all__ = ["KeyframeRequestThrottle", "keyframe_repairs"]
+
+
+def keyframe_repairs(lost_since: float, keyframe_at: float) -> bool:
+    """Whether the keyframe that arrived at ``keyframe_at`` repairs a loss noticed at
+    ``lost_since`` (it came later, so decoding restarts past the hole); times on one
+    clock, ``-inf`` for no keyframe yet."""
+    return keyframe_at > lost_since
 
 
 class KeyframeRequestThrottle:

@@ -3,6 +3,9 @@
 The producer owns the per-track state that all its consumers share: the negotiated
 codec and header-extension ids, the learned SSRC, the NACK packet cache, the latest
 sender report (to translate for each consumer) and the keyframe-request throttle.
+Video packets lost on the way in are NACKed (`sfu.rtx.NackRequester`: after a short
+reordering hold, retried, then given up with a keyframe request) and restored from
+the publisher's RTX.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from .errors import Closed, MalformedPacket
 from .extensions import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL
 from .forward import NackCache, fan_out
 from .h264 import h264_is_keyframe
-from .keyframe import KeyframeRequestThrottle
+from .keyframe import KeyframeRequestThrottle, keyframe_repairs
 from .reception import ReceptionStats
 from .rtcp import Nack, Pli, SenderReport, serialize_rtcp
 from .rtp import abs_send_time, parse_header, rewrite
+from .rtx import NackRequester, NackRound
 from .vp8 import vp8_is_keyframe
 
 if TYPE_CHECKING:
@@ -153,7 +157,12 @@ class Producer:
         """The track's RFC 6464 level, if the publisher sends it (the room's speakers)."""
         self.last_sr: SenderReportInfo | None = None
         self.reception: ReceptionStats | None = None
-        self.nacks_sent = 0
+        self.nacks = NackRequester()
+        """Which packets lost on the way in to NACK, and what came back (`nacks_sent`...)."""
+        self._nack_timer: Cancellable | None = None
+        self._nack_timer_at = float("inf")
+        self.keyframes_for_loss = 0
+        """Keyframes asked for because a lost packet could not be recovered."""
         self.malformed = 0
         self.rtx_received = 0
         self.packets = 0
@@ -277,6 +286,7 @@ class Producer:
         timestamps): every consumer continues its own output from the new stream's
         next keyframe (video) or packet, and the old stream's packets are forgotten."""
         self.ssrcs.add(ssrc)
+        self.nacks.forget()  # the old stream's numbers mean nothing now
         for state in self._states:
             state.restart()
         if self._taps:
@@ -297,6 +307,7 @@ class Producer:
             return  # padding-only probe
         self.rtx_received += 1
         original_seq = (data[payload_offset] << 8) | data[payload_offset + 1]
+        self.nacks.recovered(media_ssrc, original_seq, self.clock.monotonic())
         restored = bytearray(data[:payload_offset])
         restored[0] &= 0xDF  # the padding (if any) stays behind
         restored += data[payload_offset + 2:payload_end]
@@ -305,10 +316,81 @@ class Producer:
         self.receive_rtp(packet, self.codec.payload_type, original_seq, ts, media_ssrc,
                          payload_offset, payload_end - 2)
 
+    # -- loss on the way in -----------------------------------------------------------
+
+    @property
+    def nacks_sent(self) -> int:
+        """Sequence numbers NACKed to the publisher (retries included)."""
+        return self.nacks.requested
+
+    @property
+    def nack_recovered(self) -> int:
+        """Packets that came back after a NACK."""
+        return self.nacks.recovered_count
+
+    @property
+    def nack_failed(self) -> int:
+        """Packets NACKed and given up (a keyframe was asked for unless one came since)."""
+        return self.nacks.failed
+
     def _nack_upstream(self, ssrc: int, lost: list[int]) -> None:
-        self.nacks_sent += len(lost)
-        self.transport.send_rtcp(serialize_rtcp([
-            Nack(sender_ssrc=self.rtcp_ssrc, media_ssrc=ssrc, lost=lost)]))
+        """``lost`` of stream ``ssrc`` are missing: NACKed once the reordering hold is
+        over (`sfu.rtx.NackRequester`)."""
+        now = self.clock.monotonic()
+        self.nacks.missing(ssrc, lost, now)
+        self._arm_nacks(now)
+
+    def _arm_nacks(self, now: float) -> None:
+        due = self.nacks.get_timer()
+        if due is None or self.closed or due >= self._nack_timer_at:
+            return
+        if self._nack_timer is not None:
+            self._nack_timer.cancel()
+        self._nack_timer_at = due
+        self._nack_timer = self.scheduler.call_later(max(0.0, due - now), self._nacks_due)
+
+    def _nacks_due(self) -> None:
+        self._nack_timer, self._nack_timer_at = None, float("inf")
+        if self.closed:
+            return
+        now = self.clock.monotonic()
+        caches: dict[int, tuple[Any, int | None]] = {}
+
+        def arrived(ssrc: int, seq: int) -> bool:
+            if ssrc not in caches:
+                caches[ssrc] = self._loss_stream(ssrc)
+            cache = caches[ssrc][0]
+            return cache is not None and cache.get(seq) is not None
+
+        self._recover(self.nacks.poll(now, arrived), caches, now)
+        self._arm_nacks(now)
+
+    def _recover(self, round_: NackRound, streams: dict[int, tuple[Any, int | None]],
+                 now: float) -> None:
+        """Send the round's NACKs; ask for a keyframe for what was given up (unless a
+        keyframe of that stream came since the loss: `sfu.keyframe.keyframe_repairs`)."""
+        for ssrc, seqs in round_.nacks.items():
+            self.transport.send_rtcp(serialize_rtcp([
+                Nack(sender_ssrc=self.rtcp_ssrc, media_ssrc=ssrc, lost=seqs)]))
+        asked: set[int | None] = set()
+        for lost in round_.lost:
+            layer = streams[lost.ssrc][1] if lost.ssrc in streams else self._loss_stream(lost.ssrc)[1]
+            if layer in asked or not self.video:
+                continue
+            if not keyframe_repairs(lost.since, now - self.keyframe_age(layer)):
+                asked.add(layer)
+                self.keyframes_for_loss += 1
+                self.request_keyframe(layer)
+
+    def _loss_stream(self, ssrc: int) -> tuple[NackCache | None, int | None]:
+        """The packet cache of stream ``ssrc`` and its spatial layer (None: the one stream
+        of a plain producer), where the NACKs check what has arrived."""
+        if self.simulcast:  # sfu.simulcast.SimulcastProducer: a cache per layer
+            for layer in self.layers:
+                if layer.ssrc == ssrc:
+                    return layer.cache, layer.spatial
+            return None, None
+        return self.cache, None
 
     def receive_sender_report(self, report: SenderReport, arrival: float) -> None:
         self.last_sr = SenderReportInfo(report.ntp_timestamp, report.rtp_timestamp, arrival)
@@ -403,9 +485,11 @@ class Producer:
         if self.closed:
             return
         self.closed = True
-        if self._keyframe_timer is not None:
-            self._keyframe_timer.cancel()
-            self._keyframe_timer = None
+        for timer in (self._keyframe_timer, self._nack_timer):
+            if timer is not None:
+                timer.cancel()
+        self._keyframe_timer = self._nack_timer = None
+        self.nacks.forget()
         consumers = list(self.consumers)
         if consumers and self.on_orphans is not None and self.on_orphans(self, consumers):
             for consumer in consumers:  # taken over (paused) rather than closed

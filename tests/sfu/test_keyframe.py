@@ -1,4 +1,4 @@
-from sfu.keyframe import KeyframeRequestThrottle
+from sfu.keyframe import KeyframeRequestThrottle, keyframe_repairs
 
 
 def test_at_most_one_request_per_interval():
@@ -17,3 +17,9 @@ def test_keyframe_arrival_cancels_pending():
     t.request(0.5)
     t.satisfied()
     assert t.due(0.6) is None
+
+
+def test_a_keyframe_repairs_only_a_loss_before_it():
+    assert keyframe_repairs(lost_since=1.0, keyframe_at=1.2)
+    assert not keyframe_repairs(lost_since=1.0, keyframe_at=0.9)  # the loss is after it
+    assert not keyframe_repairs(lost_since=1.0, keyframe_at=float("-inf"))  # none yet

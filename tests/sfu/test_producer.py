@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from fakes import PUBLISHER_SSRC, VP8_DELTA, VP8_KEY, FakeTransport, Publisher
+from fakes import PUBLISHER_EXT_IDS, PUBLISHER_SSRC, VP8, VP8_DELTA, VP8_KEY, FakeTransport, Publisher
 from sfu.errors import Closed
+from sfu.extensions import EXT_RID
 from sfu.forward import ConsumerState
 from sfu.rtcp import Nack, Pli, SenderReport
 from sfu.rtp import RtpPacket, abs_send_time, parse_header
+from sfu.simulcast import SimulcastProducer
 
 pytestmark = pytest.mark.twin
 
@@ -69,12 +71,13 @@ def test_a_stale_keyframe_is_not_replayed(clock, make_producer):
     assert sink.rtp == [] and producer.replays == 0 and not state.started
 
 
-def test_a_gap_since_the_keyframe_stops_the_replay_and_is_nacked(make_producer, upstream):
+def test_a_gap_since_the_keyframe_stops_the_replay_and_is_nacked(clock, make_producer, upstream):
     producer = make_producer()
     pub = Publisher(producer, seq=100)
     pub.send(VP8_KEY)         # 100
     pub.send(VP8_DELTA)       # 101
     pub.send(VP8_DELTA, skip=2)  # 104: 102 and 103 lost
+    clock.advance(0.01)  # the reordering hold
     nacks = upstream.rtcp_packets(Nack)
     assert [(n.media_ssrc, n.lost, n.sender_ssrc) for n in nacks] == [(PUBLISHER_SSRC, [102, 103], 0xC0FFEE)]
     assert producer.nacks_sent == 2
@@ -234,3 +237,118 @@ def test_a_failing_tap_does_not_stop_forwarding(make_producer, make_consumer):
     pub.send(VP8_KEY)
     pub.send(VP8_DELTA)
     assert len(consumer.transport.rtp) == 2
+
+
+# -- loss on the way in: NACKs, RTX, and a keyframe when recovery fails ---------------------
+
+
+def rtx_of(pub: Publisher, seq: int, payload: bytes, rtx_seq: int = 7, ssrc: int = 0x77) -> None:
+    """The publisher's RTX retransmission of ``seq`` (payload type 97, its own SSRC)."""
+    rtx = RtpPacket(payload_type=97, sequence_number=rtx_seq, timestamp=pub.ts, ssrc=ssrc,
+                    payload=seq.to_bytes(2, "big") + payload).serialize()
+    pt, _, rseq, ts, rssrc, offset, end, *_ = parse_header(rtx)
+    pub.producer.receive_rtp(rtx, pt, rseq, ts, rssrc, offset, end)
+
+
+def test_a_packet_only_late_is_not_nacked(clock, make_producer, upstream):
+    producer = make_producer()
+    pub = Publisher(producer, seq=100)
+    pub.send(VP8_KEY)                  # 100
+    pub.send(VP8_DELTA, skip=1)        # 102: 101 missing...
+    clock.advance(0.004)
+    pub.receive(pub.packet(VP8_DELTA, 101, pub.ts))  # ...for 4 ms: reordered on the path
+    clock.advance(1)
+    assert upstream.rtcp_packets(Nack) == [] and producer.nacks_sent == 0
+    assert producer.nacks.reordered == 1 and upstream.rtcp_packets(Pli) == []
+
+
+def test_a_lost_packet_is_nacked_until_its_rtx_comes(clock, make_producer, upstream):
+    producer = make_producer()
+    pub = Publisher(producer, seq=100)
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA, skip=1)        # 101 lost
+    clock.advance(0.01)
+    assert [n.lost for n in upstream.rtcp_packets(Nack)] == [[101]]
+    clock.advance(0.1)                 # no answer within the interval: asked again
+    assert [n.lost for n in upstream.rtcp_packets(Nack)] == [[101], [101]]
+    clock.advance(0.04)
+    rtx_of(pub, 101, VP8_DELTA)
+    assert producer.cache.get(101) is not None
+    clock.advance(2)
+    assert producer.nacks_sent == 2 and producer.nack_recovered == 1 and producer.nack_failed == 0
+    assert producer.nacks.rtt == pytest.approx(0.04)  # from the last NACK to the RTX
+    assert upstream.rtcp_packets(Pli) == [] and producer.keyframes_for_loss == 0
+
+
+def test_a_packet_never_recovered_asks_for_a_keyframe_once_a_second(clock, make_producer, upstream):
+    producer = make_producer()
+    pub = Publisher(producer, seq=100)
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA, skip=1)        # 101 lost for good
+    clock.advance(0.3)
+    assert len(upstream.rtcp_packets(Nack)) == 3 and upstream.rtcp_packets(Pli) == []
+    clock.advance(0.02)                # the third NACK had its interval: given up
+    assert producer.nack_failed == 1 and len(upstream.rtcp_packets(Pli)) == 1
+    pub.send(VP8_DELTA, skip=1)        # another loss, given up inside the same second
+    clock.advance(0.4)
+    assert producer.nack_failed == 2 and producer.keyframes_for_loss == 2
+    assert len(upstream.rtcp_packets(Pli)) == 1  # throttled: sent when the second ends
+    clock.advance(0.6)
+    assert len(upstream.rtcp_packets(Pli)) == 2
+
+
+def test_a_keyframe_since_the_loss_makes_a_request_useless(clock, make_producer, upstream):
+    producer = make_producer()
+    pub = Publisher(producer, seq=100)
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA, skip=1)        # 101 lost...
+    clock.advance(0.05)
+    pub.send(VP8_KEY)                  # ...but the stream starts again here
+    clock.advance(1)
+    assert producer.nack_failed == 1 and upstream.rtcp_packets(Pli) == []
+
+
+def test_a_new_stream_forgets_the_old_ones_losses(clock, make_producer, upstream):
+    producer = make_producer()
+    pub = Publisher(producer, seq=100)
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA, skip=1)
+    Publisher(producer, ssrc=0x1234, seq=9).send(VP8_KEY)  # the publisher restarted
+    clock.advance(1)
+    assert upstream.rtcp_packets(Nack) == [] and producer.nacks.pending == 0
+
+
+def test_close_stops_the_nacks(clock, make_producer, upstream):
+    producer = make_producer()
+    pub = Publisher(producer, seq=100)
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA, skip=1)
+    producer.close()
+    clock.advance(1)
+    assert upstream.rtcp_packets(Nack) == [] and clock.pending == []
+
+
+def test_audio_losses_are_not_nacked(clock, make_producer, upstream):
+    producer = make_producer("audio")
+    pub = Publisher(producer, seq=100, step=960)
+    pub.send(b"\x01" * 20)
+    pub.send(b"\x01" * 20, skip=1)
+    clock.advance(1)
+    assert upstream.rtcp_packets(Nack) == [] and upstream.rtcp_packets(Pli) == []
+
+
+def test_a_simulcast_layer_given_up_asks_for_that_layers_keyframe(clock, upstream):
+    producer = SimulcastProducer(rids=("q", "h"), participant_id="PA_camera", kind="video", mid="0",
+                                 codec=VP8, ext_ids={**PUBLISHER_EXT_IDS, EXT_RID: 10},
+                                 transport=upstream, rtcp_ssrc=0xC0FFEE, clock=clock, scheduler=clock)
+    pubs = [Publisher(producer, ssrc=0xA0 + i, seq=1000 * i) for i in range(2)]
+    for i, pub in enumerate(pubs):
+        data = pub.packet(VP8_KEY, pub.seq, pub.ts, extensions=[(10, b"qh"[i:i + 1])])
+        assert producer.learn_stream(data, pub.ssrc, 96)
+        pub.receive(data)
+        pub.seq += 1
+    pubs[1].send(VP8_DELTA, skip=1)    # layer h loses 1001 for good
+    pubs[0].send(VP8_DELTA)
+    clock.advance(0.5)
+    assert {n.media_ssrc for n in upstream.rtcp_packets(Nack)} == {0xA1}
+    assert [p.media_ssrc for p in upstream.rtcp_packets(Pli)] == [0xA1]
