@@ -9,7 +9,7 @@ naming the attribute and the version it was checked against, rather than letting
 
 What is relied on:
 
-- ``RTCRtpSender._ssrc`` (the SSRC a sender announces), ``_run_rtcp``, ``_send_rtcp``
+- ``RTCRtpSender._ssrc`` and ``_rtx_ssrc`` (the SSRCs a sender announces), ``_run_rtcp``, ``_send_rtcp``
   and its name-mangled ``__rtcp_started``/``__rtcp_exited`` events;
 - ``RTCRtpTransceiver._codecs`` and ``_headerExtensions`` (what negotiation settled);
 - ``RTCRtpReceiver.__stop_decoder`` (its decoder thread, unused by the SFU);
@@ -39,7 +39,7 @@ from aiortc.rtcicetransport import RTCIceTransport
 
 from .errors import AiortcInternalsChanged
 
-__all__ = ["CHECKED_VERSIONS", "check", "sender_ssrc", "negotiated_codecs",
+__all__ = ["CHECKED_VERSIONS", "check", "sender_ssrc", "sender_rtx_ssrc", "negotiated_codecs",
            "header_extension_ids", "add_header_extensions", "quiet_sender_reports", "set_stream_id", "stop_decoder_after_receive",
            "peer_connection_cname", "ice_connection", "rx_srtp", "tx_srtp", "nominated_pair",
            "hook_dtls", "hook_data_received", "srtp_protect_native", "set_host_addresses",
@@ -62,6 +62,7 @@ _METHODS = [
 ]
 _INSTANCE_ATTRIBUTES = [
     (RTCRtpSender, "_ssrc", "aiortc"),
+    (RTCRtpSender, "_rtx_ssrc", "aiortc"),
     (RTCRtpSender, "_stream_id", "aiortc"),
     (RTCRtpSender, "_RTCRtpSender__rtcp_started", "aiortc"),
     (RTCRtpSender, "_RTCRtpSender__rtcp_exited", "aiortc"),
@@ -116,6 +117,12 @@ check()
 def sender_ssrc(sender: RTCRtpSender) -> int:
     """The SSRC a sender announces in SDP (``a=ssrc``) and must send with."""
     return sender._ssrc
+
+
+def sender_rtx_ssrc(sender: RTCRtpSender) -> int:
+    """The SSRC of the sender's RTX stream (``a=ssrc-group:FID <ssrc> <this>`` in an
+    offer whose m-line has RTX)."""
+    return sender._rtx_ssrc
 
 
 def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:

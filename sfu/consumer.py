@@ -5,8 +5,9 @@ has answered the offer that carries it and its peer connection is up. A video co
 then asks the publisher for a keyframe and starts its output there, so a late joiner's
 first frame decodes. It rewrites SSRC, sequence number, timestamp, payload type and
 header-extension ids (``ConsumerState``), answers the subscriber's NACKs from the
-producer's cache, passes PLI/FIR upstream (throttled by the producer), and writes
-its sender reports as translations of the publisher's.
+producer's cache (as RTX, RFC 4588, on its own RTX SSRC when the subscriber
+negotiated ``video/rtx``; else the packet again), passes PLI/FIR upstream (throttled
+by the producer), and writes its sender reports as translations of the publisher's.
 
 It knows nothing of aiortc: the participant passes the SSRC its m-line announces and,
 once the subscriber answered, the negotiated payload types and extension ids.
@@ -21,6 +22,7 @@ SSRC) and taken at its next keyframe; the subscriber sees one continuous stream
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -57,14 +59,15 @@ class SendTransport(Protocol):
 
 class Consumer:
     """Forwards ``producer`` to a subscriber's ``transport`` as the stream ``ssrc``
-    (the SSRC its sendonly m-line announces).
+    (the SSRC its sendonly m-line announces), and its retransmissions as RTX on
+    ``rtx_ssrc`` (the m-line's ``a=ssrc-group:FID``) if the subscriber negotiates RTX.
 
     ``clock`` and ``scheduler`` default to the producer's.
     """
 
     def __init__(self, producer: Producer, subscriber_id: str, transport: SendTransport,
                  ssrc: int, consumer_id: str | None = None, *, clock: Clock | None = None,
-                 scheduler: Scheduler | None = None) -> None:
+                 scheduler: Scheduler | None = None, rtx_ssrc: int | None = None) -> None:
         self.id = consumer_id or "CO_" + uuid.uuid4().hex[:12]
         self.producer = producer
         self.subscriber_id = subscriber_id
@@ -74,6 +77,10 @@ class Consumer:
         self.kind = producer.kind
         self.state = ConsumerState(ssrc, producer.codec.payload_type, None, 0, producer.video)
         self.ssrc = ssrc
+        self.rtx_ssrc = rtx_ssrc
+        self.rtx_payload_type: int | None = None
+        """Set when the subscriber negotiated RTX: NACKs are then answered as RTX."""
+        self._rtx_seq = random.getrandbits(16)
         self.closed = False
         self.negotiated = False
         self.remb_bitrate: int | None = None
@@ -127,6 +134,9 @@ class Consumer:
         self._ext_ids = dict(ext_ids)
         self._map_extensions()
         self.state.payload_type = payload_type
+        rtx = next((pt for m, pt in codecs.items() if m.lower() == "video/rtx"), None)
+        if self.rtx_ssrc is not None and self.producer.video:
+            self.rtx_payload_type = rtx
         self.negotiated = True
         self._activation = self.scheduler.spawn(self._activate())
         return True
@@ -301,15 +311,25 @@ class Consumer:
             self._resent_at = {k: t for k, t in self._resent_at.items()
                                if now - t < NACK_RESEND_INTERVAL_S}
         stamp = abs_send_time(self.clock.wall()) if self.state.abs_send_time_id else 0
+        rtx_pt = self.rtx_payload_type
         for out_seq in wanted:
             self._resent_at[out_seq] = now
             seq = self.state.producer_seq(out_seq)
             data = cache.get(seq) if seq >= 0 else None
+            if data is None:
+                continue
             try:
-                if data is not None and self.state.retransmit(data, stamp, out_seq):
-                    self.retransmitted += 1
+                if rtx_pt is None:
+                    sent = self.state.retransmit(data, stamp, out_seq)
+                else:  # RFC 4588: the RTX stream numbers its own packets
+                    sent = self.state.retransmit(data, stamp, out_seq, self.rtx_ssrc, rtx_pt,
+                                                 self._rtx_seq)
+                    if sent:
+                        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
             except MalformedPacket:  # it was forwarded once, so this cannot happen; be safe
                 continue
+            if sent:
+                self.retransmitted += 1
 
     def sender_report(self, reports: list | None = None) -> SenderReport | None:
         """Our sender report for the subscriber: the publisher's latest one, translated
@@ -335,6 +355,7 @@ class Consumer:
             "consumer_id": self.id, "track_id": self.producer.id, "kind": self.kind,
             "packets": s.packets, "octets": s.octets, "dropped": s.dropped,
             "nacks": self.nacks, "retransmitted": self.retransmitted,
+            "rtx": self.rtx_payload_type is not None,
             "remb_bitrate": self.remb_bitrate, "fraction_lost": self.fraction_lost,
             **({"layer": s.layer, "temporal": s.temporal_limit, "layer_switches": self.layer_switches,
                 "temporal_dropped": s.temporal_dropped, "bandwidth_paused": self.bandwidth_paused}

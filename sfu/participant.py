@@ -385,11 +385,11 @@ class Participant:
                                                      direction="sendonly")
             internals.set_stream_id(transceiver.sender, producer.participant_id)
             internals.quiet_sender_reports(transceiver.sender)
-            transceiver.setCodecPreferences(
-                [c for c in _preferred(transceiver, (producer.codec.mime_type,))
-                 if not c.mimeType.lower().endswith("/rtx")])
+            # RTX offered with the codec (a=ssrc-group:FID): NACKs answered as RTX
+            transceiver.setCodecPreferences(_preferred(transceiver, (producer.codec.mime_type,)))
             consumer = Consumer(producer, self.id, self.sub, internals.sender_ssrc(transceiver.sender),
-                                clock=self.clock, scheduler=self.scheduler)
+                                clock=self.clock, scheduler=self.scheduler,
+                                rtx_ssrc=internals.sender_rtx_ssrc(transceiver.sender))
             self._transceivers[consumer.id] = transceiver
             self.add_consumer(consumer)
             created.append(consumer)

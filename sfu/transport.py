@@ -36,6 +36,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .errors import Closed, NegotiationError
 from .extensions import SIMULCAST_EXTENSIONS
 from .rtp import is_rtcp
+from .rtx import with_opus_fec
 from .simulcast_sdp import SimulcastOffer, amend_answer, parse_simulcast
 
 __all__ = ["WebRtcTransport", "TransportStats", "IdleTrack", "sender_ssrc", "negotiated_codecs",
@@ -167,7 +168,9 @@ class WebRtcTransport:
         ``prepare`` runs between setRemoteDescription and createAnswer (to set codec
         preferences and directions on the new transceivers). An m-line that offers
         simulcast (`sfu.simulcast`) gets the rid header extensions and ``a=rid``/
-        ``a=simulcast`` in the answer; `simulcast` lists them.
+        ``a=simulcast`` in the answer; `simulcast` lists them. Opus gets
+        ``useinbandfec=1`` (`sfu.rtx.with_opus_fec`: aiortc writes no Opus ``fmtp``, and
+        a publisher's encoder adds FEC only when the answer asks for it).
         """
         self._check_open()
         if "\nm=" not in "\n" + sdp.replace("\r\n", "\n"):
@@ -182,8 +185,8 @@ class WebRtcTransport:
         await self.pc.setLocalDescription(answer)
         self._attach()
         self.simulcast = simulcast
-        return amend_answer(self.pc.localDescription.sdp, simulcast) if simulcast \
-            else self.pc.localDescription.sdp
+        answer = self.pc.localDescription.sdp
+        return with_opus_fec(amend_answer(answer, simulcast) if simulcast else answer)
 
     def _accept_simulcast(self, offers: dict[str, SimulcastOffer]) -> None:
         """Register the rid header extensions, with the offer's ids, on each simulcast
@@ -198,12 +201,13 @@ class WebRtcTransport:
                 internals.add_header_extensions(transceiver, ids[transceiver.mid])
 
     async def create_offer(self) -> str:
-        """Create and apply a local offer; return its SDP (candidates included)."""
+        """Create and apply a local offer; return its SDP (candidates included, Opus
+        with in-band FEC as in `accept_offer`)."""
         self._check_open()
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
         self._attach()
-        return self.pc.localDescription.sdp
+        return with_opus_fec(self.pc.localDescription.sdp)
 
     async def accept_answer(self, sdp: str) -> None:
         """Apply the remote answer to our last offer."""

@@ -9,9 +9,10 @@ import pathlib
 import pytest
 
 from fakes import (PUBLISHER_SSRC, SUBSCRIBER_EXT_IDS, SUBSCRIBER_PAYLOAD_TYPES, VP8_DELTA,
-                   VP8_KEY, Publisher)
+                   VP8_KEY, FakeTransport, Publisher)
+from sfu.consumer import Consumer
 from sfu.rtcp import Fir, Nack, Pli, ReceiverReport, ReportBlock, Remb, SenderReport
-from sfu.rtp import RtpPacket, abs_send_time
+from sfu.rtp import RtpPacket, abs_send_time, parse_header
 
 pytestmark = pytest.mark.twin
 
@@ -150,6 +151,49 @@ def test_nacks_are_answered_from_the_cache_with_the_consumers_numbers(clock, mak
     assert [(h[0], h[3], h[4]) for h in again] == [(h[0], h[3], h[4]) for h in sent[1:]]
     assert consumer.transport.payloads()[3:] == [VP8_DELTA, b"\x10\x01third"]
     assert (consumer.nacks, consumer.retransmitted) == (3, 2)
+
+
+def rtx_consumer(clock, producer, codecs):
+    consumer = Consumer(producer, "PA_viewer", FakeTransport(), 0x50B5C001, rtx_ssrc=0x50B5C0DE)
+    assert consumer.negotiate(codecs, SUBSCRIBER_EXT_IDS)
+    clock.advance(0)
+    return consumer
+
+
+def test_nacks_are_answered_as_rtx_when_the_subscriber_negotiated_it(clock, make_producer):
+    producer = make_producer()
+    pub = Publisher(producer)
+    consumer = rtx_consumer(clock, producer, {**SUBSCRIBER_PAYLOAD_TYPES, "video/rtx": 121})
+    for payload in (VP8_KEY, VP8_DELTA, b"\x10\x01third"):
+        pub.send(payload)
+    sent = consumer.transport.headers()
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[sent[1][2], sent[2][2]]))
+    clock.advance(0.2)  # asked again later: resent again, the next RTX number
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[sent[2][2]]))
+    rtx = consumer.transport.rtp[3:]
+    headers = [parse_header(d) for d in rtx]
+    assert {(h[0], h[4]) for h in headers} == {(121, 0x50B5C0DE)}
+    assert [(h[2] - headers[0][2]) & 0xFFFF for h in headers] == [0, 1, 2]
+    assert [d[h[5]:h[5] + 2] for d, h in zip(rtx, headers)] == \
+        [sent[i][2].to_bytes(2, "big") for i in (1, 2, 2)]  # the original seqs (OSN)
+    assert [d[h[5] + 2:h[6]] for d, h in zip(rtx, headers)] == [VP8_DELTA, b"\x10\x01third", b"\x10\x01third"]
+    assert [h[3] for h in headers] == [sent[1][3], sent[2][3], sent[2][3]]
+    assert consumer.retransmitted == 3 and consumer.stats()["rtx"]
+
+
+def test_without_rtx_negotiated_nacks_resend_the_packet(clock, make_producer):
+    producer = make_producer()
+    pub = Publisher(producer)
+    consumer = rtx_consumer(clock, producer, SUBSCRIBER_PAYLOAD_TYPES)  # its answer dropped RTX
+    pub.send(VP8_KEY)
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[consumer.transport.headers()[0][2]]))
+    assert consumer.transport.rtp[1] == consumer.transport.rtp[0]
+    assert consumer.rtx_payload_type is None and not consumer.stats()["rtx"]
+
+
+def test_audio_is_never_sent_as_rtx(clock, make_producer):
+    consumer = rtx_consumer(clock, make_producer("audio"), {**SUBSCRIBER_PAYLOAD_TYPES, "video/rtx": 121})
+    assert consumer.rtx_payload_type is None
 
 
 def test_audio_nacks_are_counted_not_answered(clock, make_producer, make_consumer):

@@ -19,7 +19,7 @@ from sfu.clock import ManualClock
 from sfu.events import (ActiveSpeakers, ParticipantJoined, ParticipantLeft, RoomClosed, RoomEvent,
                         TrackUnpublished)
 from sfu.extensions import EXT_AUDIO_LEVEL
-from sfu.rtcp import SenderReport, parse_rtcp
+from sfu.rtcp import Nack, SenderReport, parse_rtcp, serialize_rtcp
 from sfu.room import Room
 from sfu.rtp import parse_header
 
@@ -359,3 +359,32 @@ async def test_the_room_tells_who_speaks_loudest_first_from_the_audio_levels(clo
     clock.advance(5.0)
     assert len(speakers()) == count
     await room.close()
+
+
+async def test_subscribers_get_rtx_and_opus_fec_in_their_offer(room):
+    pub, publisher, producers = await publish(room)
+    answer = pub.t.pc.remoteDescription.sdp  # the node's answer to the publisher
+    assert "useinbandfec=1" in answer.split("m=audio")[1]
+    viewer, sub = await subscribed(room, "seller", [p.id for p in producers.values()])
+    video = viewer.consumers[producers["video"].id]
+    offer = sub.t.pc.remoteDescription.sdp
+    assert f"a=ssrc-group:FID {video.ssrc} {video.rtx_ssrc}" in offer
+    rtx = next(c for c in internals.negotiated_codecs(viewer._transceivers[video.id])
+               if c.mimeType.lower() == "video/rtx")
+    assert video.rtx_payload_type == rtx.payloadType
+    assert rtx.parameters["apt"] == video.state.payload_type
+    assert viewer.consumers[producers["audio"].id].rtx_payload_type is None
+    assert "useinbandfec=1" in offer.split("m=audio")[1]
+
+    # a NACK from the subscriber is answered on the RTX stream, the OSN first
+    pub.send("video", VP8_KEY, 300000)
+    assert await until(lambda: video.ssrc in sub.by_ssrc())
+    lost = sub.by_ssrc()[video.ssrc][0][2]
+    sub.t.send_rtcp(serialize_rtcp([Nack(sender_ssrc=1, media_ssrc=video.ssrc, lost=[lost])]))
+    assert await until(lambda: video.rtx_ssrc in sub.by_ssrc())
+    data = next(d for d in sub.packets if parse_header(d)[4] == video.rtx_ssrc)
+    h = parse_header(data)
+    assert h[0] == rtx.payloadType and data[h[5]:h[5] + 2] == lost.to_bytes(2, "big")
+    assert data[h[5] + 2:h[6]] == VP8_KEY
+    await sub.t.close()
+    await pub.t.close()
