@@ -46,10 +46,17 @@ class Retired:
     bytes_out: int = 0
     retransmitted: int = 0
     nacks_refused: int = 0
+    nacks_received: int = 0
+    nacks_sent: int = 0
+    nack_recovered: int = 0
+    nack_failed: int = 0
 
     def retire_producer(self, producer: Producer) -> None:
         """A producer closed: keep what it received (its ``on_close``)."""
         self.packets_in += producer.packets
+        self.nacks_sent += producer.nacks_sent
+        self.nack_recovered += producer.nack_recovered
+        self.nack_failed += producer.nack_failed
 
     def retire_consumer(self, consumer: Consumer) -> None:
         """A consumer closed: keep what it forwarded (its ``on_close``)."""
@@ -57,6 +64,7 @@ class Retired:
         self.bytes_out += consumer.state.octets
         self.retransmitted += consumer.retransmitted
         self.nacks_refused += consumer.nacks_refused
+        self.nacks_received += consumer.nacks
 
 
 class CapRefusals:
@@ -102,6 +110,19 @@ class MediaCollector:
         yield CounterMetricFamily("dockcast_nacks_refused",
                                   "Lost packets asked for again too soon or over one NACK's cap",
                                   value=retired.nacks_refused + sum(c.nacks_refused for c in consumers))
+        # loss recovery: the NACK hit rate toward subscribers is retransmissions / nacks_received
+        yield CounterMetricFamily("dockcast_nacks_received",
+                                  "Lost packets subscribers asked for (NACKed sequence numbers)",
+                                  value=retired.nacks_received + sum(c.nacks for c in consumers))
+        yield CounterMetricFamily("dockcast_nacks_sent",
+                                  "Sequence numbers NACKed to publishers (retries included)",
+                                  value=retired.nacks_sent + sum(t.nacks_sent for t in producers))
+        yield CounterMetricFamily("dockcast_nack_recovered",
+                                  "Packets lost from publishers that came back after a NACK",
+                                  value=retired.nack_recovered + sum(t.nack_recovered for t in producers))
+        yield CounterMetricFamily("dockcast_nack_failed",
+                                  "Packets lost from publishers and given up after the NACK retries",
+                                  value=retired.nack_failed + sum(t.nack_failed for t in producers))
         caps = CounterMetricFamily("dockcast_cap_refusals",
                                    "Requests refused by a node-wide cap (max_rooms...)", labels=["cap"])
         for cap, count in self.refusals.counts.items():

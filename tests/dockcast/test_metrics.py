@@ -11,9 +11,11 @@ from signalling.membership import LocalMembership
 
 
 def participant(packets_in: int, packets_out: int, octets: int, retransmitted: int):
-    producer = SimpleNamespace(packets=packets_in)
+    producer = SimpleNamespace(packets=packets_in, nacks_sent=packets_in * 2,
+                               nack_recovered=packets_in + 1, nack_failed=packets_in - 1)
     consumer = SimpleNamespace(state=SimpleNamespace(packets=packets_out, octets=octets),
-                               retransmitted=retransmitted, nacks_refused=retransmitted * 10)
+                               retransmitted=retransmitted, nacks_refused=retransmitted * 10,
+                               nacks=retransmitted * 4)
     return SimpleNamespace(producers={"TR": producer}, consumers={"TR2": consumer})
 
 
@@ -35,6 +37,9 @@ async def test_counters_keep_what_left_and_add_what_is_live():
     assert value("dockcast_bytes_forwarded_total") == 2700
     assert value("dockcast_retransmissions_total") == 3
     assert value("dockcast_nacks_refused_total") == 30
+    assert value("dockcast_nacks_received_total") == 12
+    assert value("dockcast_nacks_sent_total") == 30
+    assert (value("dockcast_nack_recovered_total"), value("dockcast_nack_failed_total")) == (17, 13)
     assert value("dockcast_watchers") == 1
     assert value("dockcast_open_fds") > 0 and value("dockcast_asyncio_tasks") is not None
     assert value("dockcast_messages_stored_total") is None  # no room log yet
