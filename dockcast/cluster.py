@@ -45,7 +45,7 @@ from sfu.cluster import (
     UnknownNode,
 )
 from sfu.producer import Producer
-from sfu.relay import TrunkRefused, TrunkServer, TrunkSettings, connect_trunk
+from sfu.relay import RelayError, TrunkRefused, TrunkServer, TrunkSettings, connect_trunk
 from sfu.relay.certs import load_or_create, same_fingerprint
 from sfu.relay.remote import is_remote
 from sfu.room import Room
@@ -413,12 +413,18 @@ class Cluster:
         """Consumers of a dead node's track wait: is its publisher back on another node
         already (it may have been quicker than the node's death was known)?"""
         identity, source, kind = key
-        for found in await self.directory.producers(room.name):
-            info = found.info or {}
-            if (found.node_id != self.node_id and info.get("identity") == identity
-                    and info.get("source") == source and info.get("kind") == kind):
-                await self._take_over(room.name, identity, info, found.node_id)
-                return
+        try:
+            for found in await self.directory.producers(room.name):
+                info = found.info or {}
+                if (found.node_id != self.node_id and info.get("identity") == identity
+                        and info.get("source") == source and info.get("kind") == kind):
+                    await self._take_over(room.name, identity, info, found.node_id)
+                    return
+        except (*_REDIS_DOWN, RelayError) as exc:
+            # not now (the directory is down, the node found is stopping): the consumers
+            # keep waiting, and a publication announced later still reaches them
+            logger.warning("cluster: looking for %s's %s elsewhere failed: %s", identity, kind, exc,
+                           extra={"room": room.name})
 
     async def _take_over(self, room: str, identity: str, track: dict, node_id: str | None) -> None:
         """A publisher whose node died is back (elsewhere): consumers here that wait for
@@ -509,11 +515,12 @@ class Cluster:
             await asyncio.sleep(1.0)
 
     def _node_down(self, node_id: str) -> None:
+        # The trunk is left to its own keepalives: a node that is really gone is noticed
+        # there within 1.5 s, and one the directory lost only because Redis was away keeps
+        # its media flowing (closing it made every imported track pause and come back).
         self.nodes.pop(node_id, None)
-        trunk = self.trunks.pop(node_id, None)
-        if trunk is not None:
-            trunk.close("node down")
-        logger.warning("cluster: node %s is down", node_id, extra={"peer": node_id})
+        logger.warning("cluster: node %s is no longer listed in the directory", node_id,
+                       extra={"peer": node_id})
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

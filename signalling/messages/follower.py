@@ -21,6 +21,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from ..durable import StoreUnavailable
 from ..events import MessageStored
 from .log import RoomLog
 
@@ -102,6 +103,13 @@ class LogFollower:
                     caught_up = await self._step(room)
                 except asyncio.CancelledError:
                     raise
+                except StoreUnavailable as exc:  # the store is down: no traceback, just why
+                    self.failures += 1
+                    log.warning("%s waits for the message store (room %s): %s; retrying in %.1fs",
+                                self.name, room, exc, delay, extra={"room": room, "follower": self.name})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.max_retry_s)
+                    continue
                 except Exception:  # noqa: BLE001 - logged, retried: nothing is skipped
                     self.failures += 1
                     log.exception("%s failed on a message of room %s; retrying in %.1fs",

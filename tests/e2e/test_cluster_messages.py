@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import signal
 import time
 import urllib.request
@@ -144,16 +143,6 @@ async def _messages(client: DockcastClient, count: int) -> list[int]:
     return [(await client.next_event("message", timeout=10))["seq"] for _ in range(count)]
 
 
-def _unexpected_tracebacks(log: str) -> list[str]:
-    """The log entries with a traceback, but for a log follower's retry of a message
-    while Redis was down (`LogFollower` logs every failed attempt with its traceback,
-    the store's too; it retries and skips nothing)."""
-    entries = re.split(r"\n(?=\d{4}-\d\d-\d\dT)", log)
-    return [entry[:2000] for entry in entries if "Traceback" in entry and not (
-        " signalling.messages.follower: " in entry.splitlines()[0]
-        and "signalling.durable.StoreUnavailable: redis at" in entry)]
-
-
 async def test_redis_restarted_under_a_running_cluster_recovers_by_itself(redis, node_factory):
     nodes = start_nodes(node_factory, redis.url, "ab")
     a, b = nodes["a"], nodes["b"]
@@ -243,4 +232,5 @@ async def test_redis_restarted_under_a_running_cluster_recovers_by_itself(redis,
     assert await wait_until(lambda: b.metrics().get('dockcast_trunk_flows{peer="node-a"}', 0) == 0)
     for node in (b, a):
         assert node.stop() == 0
-        assert _unexpected_tracebacks(node.log_path.read_text()) == []
+        log = node.log_path.read_text()
+        assert "Traceback" not in log, log[-3000:]  # an outage is told in one line, not a stack
