@@ -144,10 +144,17 @@ class NodeFactory:
         return proc
 
     def stop_all(self) -> None:
-        """Nodes still running must exit 0 with no traceback logged."""
+        """Nodes still running must exit 0 with no traceback logged. Every node is
+        stopped first; then the first one that did not exit cleanly fails the test."""
+        failures = []
         for proc in self.procs:
             if proc.proc.poll() is None:
-                _check_clean_exit(proc)
+                try:
+                    _check_clean_exit(proc)
+                except AssertionError as exc:
+                    failures.append(exc)
+        if failures:
+            raise failures[0]
 
 
 @pytest.fixture
