@@ -41,6 +41,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                                          "other nodes' clients in welcome.redirect (default: from host and port)")
     p.add_argument("--trunk-port", type=int, help="UDP port for node-to-node media and control "
                                                    "(QUIC; default: the websocket port + 1)")
+    p.add_argument("--region-map", help="in a cluster, regions of clients by source address when their "
+                                        "hello names none: CIDR=region,CIDR=region (default: none)")
     p.add_argument("--trunk-address", help="HOST:PORT other nodes send trunk datagrams to, when that is "
                                            "not this node's host and trunk port (a NAT or relay in "
                                            "between; default: host:trunk-port)")

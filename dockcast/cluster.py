@@ -130,6 +130,7 @@ class Cluster:
         await self._pubsub.psubscribe(f"{self.prefix}room-events:*")
         self.node.server.placement = self.placement
         self.node.server.alternates = self.alternates
+        self.node.server.region_of = config.region_for
         self.node.registry.register(TrunkCollector(self))
         bus = self.node.bus
         bus.subscribe(_FORWARDED, self._local_event, name="cluster", inline=True)

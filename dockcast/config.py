@@ -48,6 +48,9 @@ class NodeConfig:
     public_url: str | None = None           # the ws(s):// URL clients use for this node (default: host and port)
     trunk_port: int | None = None           # UDP port of node-to-node media and control (default: port + 1)
     trunk_address: str | None = None        # HOST:PORT other nodes send to for it (NAT, relay; default: host:trunk_port)
+    # which region a client is in by its source address, when its hello names none:
+    # "10.8.0.0/16=asia,203.0.113.0/24=us-west" or a TOML table [region_map]
+    region_map: Mapping[str, str] = field(default_factory=dict)
     tls_cert: str | None = None             # PEM certificate chain: serve wss:// and https://
     tls_key: str | None = None              # its PEM private key
     config: str | None = None               # TOML file with any of these fields
@@ -93,6 +96,20 @@ class NodeConfig:
     def data_path(self) -> pathlib.Path:
         return pathlib.Path(self.data_dir)
 
+    def region_for(self, address: str) -> str | None:
+        """The region ``region_map`` gives a client's source ``address`` (the most
+        specific network that holds it), or None."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        best: tuple[int, str] | None = None
+        for network, region in self.region_map.items():
+            net = ipaddress.ip_network(network, strict=False)
+            if ip.version == net.version and ip in net and (best is None or net.prefixlen > best[0]):
+                best = (net.prefixlen, region)
+        return best[1] if best else None
+
     @property
     def announced_ice_addresses(self) -> list[str]:
         """Addresses for ICE host candidates ([] = every interface, aioice's default)."""
@@ -114,6 +131,8 @@ def _coerce(name: str, value: Any) -> Any:
         return value
     if name == "api_keys":
         return _api_keys(value)
+    if name == "region_map":
+        return _region_map(value)
     try:
         if kind in ("int", "int | None"):
             return int(value)
@@ -135,6 +154,31 @@ def _coerce(name: str, value: Any) -> Any:
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from exc
     return None if value is None else str(value)
+
+
+def _region_map(value: Any) -> dict[str, str]:
+    """``region_map``: a TOML table ``CIDR = region``, or ``CIDR=region,CIDR=region``;
+    each network checked (``10.8.0.0/16``, ``2001:db8::/32``; a bare address is /32 or /128)."""
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    else:
+        items = []
+        for entry in str(value).split(","):
+            if entry.strip():
+                network, sep, region = entry.strip().partition("=")
+                if not sep:
+                    raise ConfigError(f"region_map: {entry.strip()!r} is not CIDR=region")
+                items.append((network.strip(), region.strip()))
+    out = {}
+    for network, region in items:
+        try:
+            ipaddress.ip_network(str(network), strict=False)
+        except ValueError:
+            raise ConfigError(f"region_map: {network!r} is not a network (CIDR)") from None
+        if not isinstance(region, str) or not region:
+            raise ConfigError(f"region_map: the region of {network} must be a non-empty string")
+        out[str(network)] = region
+    return out
 
 
 def _api_keys(value: Any) -> dict[str, str]:

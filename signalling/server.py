@@ -321,6 +321,9 @@ class SignallingServer:
         self._on_disconnect: list[Hook] = []
         self.placement: Callable[[Any, str | None], str | None] = _stay
         """Which node should serve a client (``welcome.redirect``): the cluster sets it."""
+        self.region_of: Callable[[str], str | None] = lambda address: None
+        """The region of a client by its source address, for ``placement`` when its
+        ``hello`` names none (a cluster's ``region_map``)."""
         self.alternates: Callable[[], list[dict[str, Any]]] = list
         """The cluster's other live nodes, nearest first (``welcome.nodes``: ``[{node_id,
         region, url}]``), where a client goes when this node stops answering."""
@@ -402,7 +405,8 @@ class SignallingServer:
         conn = Connection(self, ws, core)
         self._admitting.discard(ws)
         core.room_of = lambda: self.membership.room_of(conn)
-        core.placement = self.placement
+        address = (ws.remote_address or ("",))[0] if isinstance(ws.remote_address, tuple) else ""
+        core.placement = lambda claims, region: self.placement(claims, region or self.region_of(address))
         core.alternates = self.alternates
         self.connections.add(conn)
         self.metrics.connections.inc()

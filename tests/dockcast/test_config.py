@@ -31,6 +31,9 @@ def test_precedence_file_env_flags(tmp_path):
     ({"trunk_address": "127.0.0.1"}, {}, "trunk_address"),
     ({}, {"DOCKCAST_TRUNK_ADDRESS": "relay:port"}, "trunk_address"),
     ({"trunk_address": "127.0.0.1:0"}, {}, "trunk_address"),
+    ({"region_map": "10.0.0.0/8"}, {}, "region_map"),
+    ({}, {"DOCKCAST_REGION_MAP": "not-a-net=asia"}, "region_map"),
+    ({"region_map": "10.0.0.0/8="}, {}, "region_map"),
 ])
 def test_bad_values_are_named(flags, env, message):
     with pytest.raises(ConfigError, match=message):
@@ -41,6 +44,18 @@ def test_trunk_address_names_where_other_nodes_send():
     assert load_config({}, environ={}).trunk_address is None
     assert load_config({"trunk_address": "[::1]:9002"}, environ={}).trunk_address == "[::1]:9002"
     assert load_config({}, environ={"DOCKCAST_TRUNK_ADDRESS": "10.0.0.5:4001"}).trunk_address == "10.0.0.5:4001"
+
+
+def test_region_map_gives_a_source_address_its_region(tmp_path):
+    c = load_config({"region_map": "10.8.0.0/16=asia, 10.0.0.0/8=us-west,2001:db8::/32=eu"}, environ={})
+    assert c.region_for("10.8.3.4") == "asia"  # the most specific network
+    assert c.region_for("10.9.0.1") == "us-west"
+    assert c.region_for("2001:db8::7") == "eu"
+    assert c.region_for("192.0.2.1") is None and c.region_for("not an address") is None
+    f = tmp_path / "node.toml"
+    f.write_text('[region_map]\n"203.0.113.0/24" = "asia"\n')
+    assert load_config({"config": str(f)}, environ={}).region_for("203.0.113.9") == "asia"
+    assert load_config({}, environ={}).region_for("10.8.3.4") is None
 
 
 def test_unknown_file_setting_refused(tmp_path):

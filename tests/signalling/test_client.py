@@ -265,6 +265,23 @@ async def test_the_client_tries_a_clusters_nodes_in_order_and_resumes_on_another
         await DockcastClient.connect([dead_url], mint(), timeout=2)
 
 
+async def test_a_client_without_a_region_hint_is_placed_by_its_source_address(make_server, mint):
+    there, there_url = await make_server()
+    here, here_url = await make_server()
+    here.placement = lambda claims, region: there_url if region == "asia" else None
+    here.region_of = lambda address: "asia" if address == "127.0.0.1" else None
+    client = await DockcastClient.connect(here_url, mint())
+    try:
+        assert client.url == there_url  # 127.0.0.1 is in asia, by the table
+    finally:
+        await client.close()
+    client = await DockcastClient.connect(here_url, mint(), region="us-west")  # a hint wins
+    try:
+        assert client.url == here_url
+    finally:
+        await client.close()
+
+
 async def test_the_client_follows_a_redirect_once_with_the_same_token(make_server, mint):
     there, there_url = await make_server()
     here, here_url = await make_server()
