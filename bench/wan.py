@@ -359,6 +359,16 @@ class UdpRelay:
     def stats(self) -> dict[str, dict[str, int]]:
         return self.link.stats()
 
+    def set_profile(self, up: WanProfile, down: WanProfile | None = None) -> None:
+        """Change the path mid-call (a link that degrades, then recovers): datagrams
+        already held keep their due times, the next ones get the new profile."""
+        self._profiles = (up, down or up)
+        for link, profile in zip((self.link.up, self.link.down), self._profiles):
+            link.profile = profile
+            link._delay, link._jitter = profile.delay_ms / 1000.0, profile.jitter_ms / 1000.0
+            link._loss, link._queue_s = profile.loss_pct / 100.0, profile.queue_ms / 1000.0
+            link._bytes_per_s = profile.rate_kbps * 125.0
+
     def close(self) -> None:
         self.closed = True
         if self.link is not None:

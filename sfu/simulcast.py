@@ -72,6 +72,8 @@ class Layer:
     bitrate: int = 0
     last_bitrate: int = 0
     """The last non-zero ``bitrate`` (what the layer costs when the publisher resumes it)."""
+    peak_bitrate: int = 0
+    """The most it was measured at (what the publisher's REMB must leave it room for)."""
     fps: float = 0.0
     temporal_fps: tuple[float, ...] = ()
     temporal_bitrates: tuple[int, ...] = ()
@@ -112,6 +114,7 @@ class Layer:
             self.fps = fps[-1]
             if self.bitrate:
                 self.last_bitrate = self.bitrate
+                self.peak_bitrate = max(self.peak_bitrate, self.bitrate)
                 self._last_steps = (self.fps, self.temporal_fps, self.temporal_bitrates)
         self._window_start, self._window_octets = now, 0
         self._frames = [0] * (ALL_TEMPORAL + 1)
@@ -441,14 +444,22 @@ class SimulcastProducer(Producer):
         subscribers' selectors; the top one for a tap (a recording gets the top layer
         whatever the subscribers) and for a consumer whose subscriber sent no estimate
         yet (it takes the top by default). None when it cannot say (no consumer: keep
-        every layer flowing for the next one; a needed layer never measured)."""
+        every layer flowing for the next one; a needed layer never measured; the top
+        layer needed: its encoder ramps up under the REMB, so a REMB made of what it
+        measured would hold it down, lower and lower).
+
+        The layers are weighed at the most they were measured at: the REMB must let
+        the encoder give each needed layer all it wants, or the measures and the REMB
+        would shrink each other."""
         consumers = [c for c in self.consumers if not c.closed]
         if not consumers and not self._taps:
             return None
         needed = set(needed_layers(c.selector for c in consumers if c.selector is not None))
-        if self._taps or any(c.selector is None for c in consumers):
-            needed.add(len(self.layers) - 1)
-        layers = self.selector_layers(now)
+        top = len(self.layers) - 1
+        if self._taps or top in needed or any(c.selector is None for c in consumers):
+            return None
+        layers = [SelectorLayer(layer.spatial, layer.peak_bitrate) for layer in self.layers
+                  if layer.peak_bitrate]
         if any(spatial not in {layer.spatial for layer in layers} for spatial in needed):
             return None
         return publisher_remb(needed, layers)

@@ -32,7 +32,7 @@ from typing import Any
 from .estimator import Estimator
 from .selector import Choice, LayerSelector
 
-__all__ = ["TICK_S", "REMB_FRESH_S", "Allocation", "SubscriberBandwidth"]
+__all__ = ["REMB_FRESH_S", "TICK_S", "Allocation", "SubscriberBandwidth"]
 
 TICK_S = 0.25
 """How often a subscriber's estimate is shared out (layer choices follow within that)."""
@@ -54,7 +54,7 @@ class Allocation:
 class _Rate:
     """A consumer's sending rate from its octet counter (smoothed over ~1 s)."""
 
-    __slots__ = ("octets", "at", "bitrate")
+    __slots__ = ("at", "bitrate", "octets")
 
     def __init__(self, octets: int, at: float) -> None:
         self.octets, self.at, self.bitrate = octets, at, 0.0

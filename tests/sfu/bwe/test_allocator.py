@@ -7,10 +7,24 @@ stops, and the publisher's REMB covers only the layers someone needs. No network
 from __future__ import annotations
 
 import pytest
-from fakes import OPUS, PUBLISHER_EXT_IDS, SUBSCRIBER_EXT_IDS, SUBSCRIBER_PAYLOAD_TYPES, FakeTransport, Publisher
+from fakes import (
+    OPUS,
+    PUBLISHER_EXT_IDS,
+    SUBSCRIBER_EXT_IDS,
+    SUBSCRIBER_PAYLOAD_TYPES,
+    FakeTransport,
+    Publisher,
+)
 from test_simulcast import FRAME, Simulcast
 
-from sfu.bwe import PAUSED_REASON, Estimator, LayerSelector, SubscriberBandwidth, publisher_remb
+from sfu.bwe import (
+    PAUSED_REASON,
+    Estimator,
+    LayerSelector,
+    SubscriberBandwidth,
+    publisher_remb,
+)
+from sfu.bwe import Layer as SelectorLayer
 from sfu.consumer import Consumer
 from sfu.participant import MediaSettings, Participant
 from sfu.producer import Producer
@@ -103,7 +117,7 @@ def test_before_any_feedback_every_consumer_keeps_its_default(call):
 
 
 def test_the_layer_follows_the_remb_down_at_once_and_up_after_holding(call):
-    low, mid, top = call.layer_bitrates()
+    _, mid, top = call.layer_bitrates()
     call.remb = 3 * top
     assert call.run(2.0, until=lambda: call.video.selector is not None) is not None
     assert call.video.state.layer == 2
@@ -121,7 +135,7 @@ def test_the_layer_follows_the_remb_down_at_once_and_up_after_holding(call):
 
 
 def test_under_the_lowest_layer_video_pauses_audio_goes_on_and_both_resume(call):
-    low, mid, top = call.layer_bitrates()
+    top = call.layer_bitrates()[2]
     call.remb = 3 * top
     call.run(1.0)
     call.remb = 1_000  # under the lowest option, even its base temporal layer
@@ -142,7 +156,7 @@ def test_under_the_lowest_layer_video_pauses_audio_goes_on_and_both_resume(call)
 
 
 def test_receiver_report_loss_lowers_the_estimate_in_remb_mode(call):
-    low, mid, top = call.layer_bitrates()
+    top = call.layer_bitrates()[2]
     call.remb = int(1.5 * top)
     call.run(1.0)
     assert call.forwarded() == (2, 3)
@@ -153,22 +167,21 @@ def test_receiver_report_loss_lowers_the_estimate_in_remb_mode(call):
 
 
 def test_the_publisher_is_asked_only_for_the_layers_someone_needs(call):
-    low, mid, top = call.layer_bitrates()
+    low = call.layer_bitrates()[0]
     producer = call.sim.producer
-    now = call.clock.monotonic()
-    # a consumer without an estimate takes the top layer: every layer is needed
-    assert producer.needed_bitrate(now) == publisher_remb({2}, producer.selector_layers(now))
+    peaks = [SelectorLayer(layer.spatial, layer.peak_bitrate) for layer in producer.layers]
+    # a consumer without an estimate takes the top layer: no cap (the settings' REMB)
+    assert producer.needed_bitrate(call.clock.monotonic()) is None
     call.remb = int(1.1 * low)
     call.run(3.0)
     assert call.video.state.layer == 0
     now = call.clock.monotonic()
     needed = producer.needed_bitrate(now)
-    assert needed == publisher_remb({0}, producer.selector_layers(now)) < publisher_remb(
-        {2}, producer.selector_layers(now))
-    # the node's REMB to the publisher is that much (it is over the loss rule's minimum)
+    assert needed == publisher_remb({0}, peaks) < publisher_remb({2}, peaks)
+    # the node's REMB to the publisher is that much (over the loss rule's minimum)
     camera = Participant("camera", settings=MediaSettings(), clock=call.clock, scheduler=call.clock)
     camera.add_producer(producer)
-    remb = [p for p in parse_rtcp(camera.publisher_feedback(now)) if isinstance(p, Remb)][0]
+    remb = next(p for p in parse_rtcp(camera.publisher_feedback(now)) if isinstance(p, Remb))
     assert remb.bitrate == max(needed, 100_000)
 
     class Recorder:  # a tap (a recording) needs the top layer whatever the subscribers
@@ -178,7 +191,7 @@ def test_the_publisher_is_asked_only_for_the_layers_someone_needs(call):
         def producer_closed(self): pass
 
     producer.add_tap(Recorder())
-    assert producer.needed_bitrate(now) == publisher_remb({2}, producer.selector_layers(now))
+    assert producer.needed_bitrate(now) is None
 
 
 def test_a_stopped_layer_keeps_its_last_bitrate_for_the_choice(call):
@@ -216,7 +229,7 @@ def test_two_tracks_share_one_subscribers_estimate(clock, upstream):
             first.run(1.0)
 
     both(2)
-    low, mid, top = first.layer_bitrates()
+    low, _, top = first.layer_bitrates()
     first.remb = int(1.05 * (top + low))  # one top layer and one low one, not two top ones
     both(4)
     choices = [c.selector.choice for c in (first.video, other)]

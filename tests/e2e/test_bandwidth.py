@@ -1,0 +1,171 @@
+"""Layers chosen by bandwidth (issue 13, point 2): a headless Chromium simulcast publisher
+(q/h/f, from tests/e2e/test_simulcast.py), an aiortc audio publisher, and two aiortc
+subscribers each behind its own emulated link (`bench.wan.UdpRelay`): 300 kbit/s and
+3 Mbit/s. The node estimates each subscriber's bandwidth from its REMBs (aiortc sends
+them for video with abs-send-time) and picks its layer: they end on different layers,
+the slow one decodes without a freeze once settled, the fast one gets the top layer;
+then the fast one's link drops to 300 kbit/s and comes back, and its layer follows.
+Times are taken from the decoded frames' arrival (the clock of the decoder's output)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from itertools import pairwise
+
+import pytest
+from aiortc import RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from bench.wan import UdpRelay, WanProfile, rewrite_candidates, sdp_candidate_address
+
+from .peer import Participant, Subscription
+from .test_browser import browser  # noqa: F401 - a fixture
+from .test_simulcast import PUBLISH_SIMULCAST, Sized, Viewer
+from .waiting import wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
+
+SLOW, FAST = WanProfile(rate_kbps=300), WanProfile(rate_kbps=3000)
+TOP = (1280, 720)
+
+
+class TimedAudio(Subscription):
+    """An audio subscription that keeps each decoded frame's arrival time."""
+
+    def __init__(self, track) -> None:
+        self.times: list[float] = []
+        super().__init__(track)
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self.track.recv()
+                self.frames += 1
+                self.times.append(time.monotonic())
+        except MediaStreamError:  # the track ended
+            pass
+
+    def longest_gap(self, since: float) -> float:
+        times = [t for t in self.times if t >= since]
+        return max((b - a for a, b in pairwise(times)), default=float("inf"))
+
+
+class WanViewer(Viewer):
+    """A subscriber whose peer connection goes through its own `UdpRelay` (its SDP
+    rewritten both ways, as bench/loadclient.py's ``_Wan`` does)."""
+
+    def __init__(self, url: str, token: str, relay: UdpRelay) -> None:
+        super().__init__(url, token)
+        self.relay = relay
+
+    def _on_track(self, track) -> None:
+        make = Sized if track.kind == "video" else TimedAudio
+        self.subscriptions[f"{track.kind}:{len(self.subscriptions)}"] = make(track)
+
+    def timed_audio(self) -> TimedAudio | None:
+        audio = self.audio()
+        return audio[0] if audio else None
+
+    async def _answer_offers(self) -> None:
+        while True:
+            offer = await self.next_event("offer", timeout=3600, reader="answerer")
+            sdp = offer["sdp"]
+            self.relay.set_server(sdp_candidate_address(sdp))
+            sdp = rewrite_candidates(sdp, self.relay.host, self.relay.client_port)
+            if self.sub is None:
+                self.sub = self._pc()
+                self.sub.on("track", self._on_track)
+            await self.sub.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+            await self.sub.setLocalDescription(await self.sub.createAnswer())
+            answer = rewrite_candidates(self.sub.localDescription.sdp, self.relay.host,
+                                        self.relay.server_port)
+            await self.request("answer", pc="sub", sdp=answer)
+
+
+def size_changes(sized: Sized, since: float) -> list[tuple[float, tuple[int, int]]]:
+    """(arrival, size) of each decoded frame after ``since`` whose size differs from the
+    frame before it."""
+    out, last = [], None
+    for t, w, h in sized.sizes:
+        if (w, h) != last and t >= since:
+            out.append((t, (w, h)))
+        last = (w, h)
+    return out
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "not met yet (docs/media.md, Layers by bandwidth): the 300 kbit/s aiortc subscriber "
+    "stopped decoding after the initial flood and its pause/resume (9 frames, then none), "
+    "and in REMB mode aiortc's REMB grows 8 %/s at most, so the way back up takes longer "
+    "than 10 s"))
+async def test_two_subscribers_on_different_links_get_different_layers(node, browser):  # noqa: F811
+    page = await browser.new_page()
+    await page.goto(f"{node.http}/healthz")
+    published = await page.evaluate(PUBLISH_SIMULCAST, {
+        "url": node.url, "token": node.token("cam-simulcast"), "room": "dock-1"})
+    video = published["track_id"]
+    deadline = time.monotonic() + 90  # Chromium sends its top layer once its estimate allows
+    while time.monotonic() < deadline:
+        layers = await page.evaluate("window.t.layers()")
+        if all(layers.get(rid, {}).get("fps", 0) > 0 for rid in "qhf"):
+            break
+        await asyncio.sleep(0.5)
+    assert all(layers.get(rid, {}).get("fps", 0) > 0 for rid in "qhf"), layers
+
+    mic = Participant(node.url, node.token("mic"))
+    relays = [await UdpRelay(SLOW).start(), await UdpRelay(FAST).start()]
+    slow = WanViewer(node.url, node.token("seller-slow"), relays[0])
+    fast = WanViewer(node.url, node.token("seller-fast"), relays[1])
+    try:
+        await mic.connect()
+        await mic.join()
+        audio = (await mic.publish(video=False))["tracks"][0]["track_id"]
+        for viewer in (slow, fast):
+            await viewer.connect()
+            await viewer.join()
+            await viewer.request("subscribe", track_ids=[video, audio])
+        assert await wait_until(lambda: slow.sized() and fast.sized() and slow.timed_audio()
+                                and fast.timed_audio() and fast.sized().frames, 30)
+        first = fast.sized().sizes[0][0]
+        assert await wait_until(lambda: fast.sized().size() == TOP, 30), fast.sized().size()
+        reached_top = next(t for t, w, h in fast.sized().sizes if (w, h) == TOP) - first
+        # the slow one settles on a lower layer: the last change of size, then 8 s on it
+        assert await wait_until(lambda: slow.sized().size() not in (None, TOP), 30), (
+            slow.sized().size(), slow.sized().frames, size_changes(slow.sized(), 0),
+            slow.sized().sizes[-1][0] - time.monotonic(), slow.all_events[-5:])
+        settled = max(t for t, _ in size_changes(slow.sized(), 0)) if size_changes(slow.sized(), 0) else 0
+        await asyncio.sleep(0)  # the measuring window below is the one asserted
+        frames = slow.sized().frames
+        assert await wait_until(lambda: slow.sized().frames > frames + 60, 30)
+        slow_size, fast_size = slow.sized().size(), fast.sized().size()
+        print(f"fast reached {TOP} {reached_top:.1f} s after its first frame; slow settled on "
+              f"{slow_size}; slow's longest gap since {slow.sized().longest_gap(settled):.2f} s")
+        assert slow_size != fast_size == TOP
+        assert slow.sized().longest_gap(settled) < 1.0
+        assert reached_top < 10.0
+
+        # the fast one's link drops to 300 kbit/s, then comes back
+        relays[1].set_profile(SLOW)
+        dropped = time.monotonic()
+        assert await wait_until(lambda: fast.sized().size() != TOP, 20), fast.sized().size()
+        down = next(t for t, size in size_changes(fast.sized(), dropped)) - dropped
+        frames = fast.sized().frames
+        assert await wait_until(lambda: fast.sized().frames > frames + 30, 20)
+        relays[1].set_profile(FAST)
+        restored = time.monotonic()
+        assert await wait_until(lambda: fast.sized().size() == TOP, 60), fast.sized().size()
+        up = next(t for t, size in size_changes(fast.sized(), restored) if size == TOP) - restored
+        audio_gaps = [v.timed_audio().longest_gap(settled) for v in (slow, fast)]
+        print(f"fast down {down:.2f} s after the drop, up {up:.2f} s after the link came back; "
+              f"longest audio gaps {audio_gaps}; relays {[r.stats() for r in relays]}")
+        assert down < 2.0
+        assert up < 10.0
+        assert max(audio_gaps) < 1.0
+    finally:
+        for peer in (slow, fast, mic):
+            await peer.close()
+        for relay in relays:
+            relay.close()
+        await page.close()
+    assert "Traceback" not in node.log()
