@@ -129,6 +129,10 @@ class SubscriberBandwidth:
         for consumer in layered:
             if consumer.selector is None:
                 consumer.selector = LayerSelector()
+                # it starts from the layer it forwards, so the first estimate moves it
+                # only by the down rule: aiortc's first REMB is what it received, about
+                # the layer's own rate, and "the best that fits" would be a coin toss
+                consumer.selector.choice = Choice(consumer.state.layer, None)
             selector = consumer.selector
             selector.max_height, selector.max_fps = consumer.max_height, consumer.max_fps
             plans.append((consumer, selector, consumer.producer.selector_layers(now)))
