@@ -15,6 +15,8 @@ import signal
 import socket
 from types import SimpleNamespace
 
+from dockcast.config import NodeConfig
+
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
@@ -87,9 +89,8 @@ async def node(redis, tmp_path):
     membership = LocalMembership()
     bus = EventBus(shipment_of=membership.shipment_of)
     messaging = Messaging(RedisRoomLog(redis.url), membership, bus=bus)
-    config = SimpleNamespace(redis=redis.url, region="us-west", data_path=tmp_path / "node",
-                             host="127.0.0.1", trunk_port=_free_udp_port(), trunk_address=None,
-                             public_url=None, tls_cert=None)
+    config = NodeConfig(redis=redis.url, region="us-west", data_dir=str(tmp_path / "node"),
+                        host="127.0.0.1", trunk_port=_free_udp_port())
     node = SimpleNamespace(
         config=config, node_id="node-a", membership=membership, bus=bus, messaging=messaging,
         rooms=SimpleNamespace(media={ROOM: _media_room()}),
