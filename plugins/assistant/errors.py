@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from signalling.errors import FixedCodeError
 
-__all__ = ["AssistantError", "BadAsk", "BadPhoto", "EncoderUnavailable", "IntentsError",
-           "SpeechUnavailable", "TranslationFailed"]
+__all__ = ["AssistantError", "BadAsk", "BadPhoto", "EncoderUnavailable", "ImageModelUnavailable",
+           "IntentsError", "SpeechUnavailable", "TranslationFailed"]
 
 
 class AssistantError(FixedCodeError, ValueError):
@@ -45,3 +45,10 @@ class BadPhoto(AssistantError):
     """A photo or still that cannot be used: not base64, too large, not a picture."""
 
     code = "bad_request"
+
+
+class ImageModelUnavailable(AssistantError):
+    """The image model cannot be loaded: its package is not installed, or its weights
+    file is not the EfficientNet-Lite0 file ``image_model`` reads."""
+
+    code = "unavailable"

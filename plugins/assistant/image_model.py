@@ -35,10 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import AssistantError
+from .errors import ImageModelUnavailable
 
-__all__ = ["INPUT_SIZE", "MODEL_NAME", "PACKAGE", "WEIGHTS_FILE", "ImageModel",
-           "ImageModelUnavailable", "read_weights", "shared_model"]
+__all__ = ["INPUT_SIZE", "MODEL_NAME", "PACKAGE", "WEIGHTS_FILE", "ImageModel", "read_weights",
+           "shared_model"]
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,6 @@ _DTYPES = {"FloatStorage": np.float32, "LongStorage": np.int64}
 _MAGIC = 0x1950A86A20F9469CFC6C  # torch's legacy serialisation
 
 
-class ImageModelUnavailable(AssistantError):
-    """The image model cannot be loaded: its package is not installed, or its weights
-    file is not the EfficientNet-Lite0 file this module reads."""
-
-    code = "unavailable"
 
 
 # -- reading the weights --------------------------------------------------------------
