@@ -4,6 +4,13 @@ Nothing here costs anything per packet: `MediaCollector.collect` walks the open 
 when ``/metrics`` is scraped. Each producer and consumer hands its counts to `Retired`
 when it closes (unpublished, unsubscribed, its participant gone, its room closed), so
 that a ``_total`` never goes down; per-room values are gauges.
+
+With ``DOCKCAST_DEBUG_SUBSCRIBER_GAUGES=1`` in the node's environment (read once, when
+the collector is built), ``/metrics`` also carries one gauge per subscriber (its
+bandwidth estimate and the budget shared among its simulcast tracks) and one per
+simulcast consumer (the layer it forwards): the ``quality`` bench samples them. They are
+off by default because their labels grow with every participant, which a production
+scrape must not; they read the objects and change nothing.
 """
 
 from __future__ import annotations
@@ -23,11 +30,14 @@ from sfu.room import Room
 from signalling.membership import Membership
 from signalling.messages.delivery import Messaging
 
-__all__ = ["MediaCollector", "Retired", "CapRefusals", "CAPS", "open_fds"]
+__all__ = ["MediaCollector", "Retired", "CapRefusals", "CAPS", "DEBUG_GAUGES_ENV", "open_fds"]
 
 #: The node-wide caps, by the ``cap`` label of ``dockcast_cap_refusals_total``.
 CAPS = ("rooms", "participants_per_room", "tracks_per_participant",
         "subscriptions_per_participant", "mlines_per_offer")
+
+DEBUG_GAUGES_ENV = "DOCKCAST_DEBUG_SUBSCRIBER_GAUGES"
+"""Set to ``1`` in a node's environment for the per-subscriber gauges (bench only)."""
 
 
 def open_fds() -> int:
@@ -82,8 +92,10 @@ class MediaCollector:
 
     def __init__(self, rooms: Callable[[], Iterable[Room]], retired: Retired,
                  membership: Membership, messaging: Callable[[], Messaging | None],
-                 refusals: CapRefusals | None = None) -> None:
+                 refusals: CapRefusals | None = None, debug_subscribers: bool | None = None) -> None:
         self.rooms = rooms
+        self.debug_subscribers = (os.environ.get(DEBUG_GAUGES_ENV) == "1"
+                                  if debug_subscribers is None else debug_subscribers)
         self.refusals = refusals if refusals is not None else CapRefusals()
         self.retired = retired
         self.membership = membership
@@ -140,6 +152,33 @@ class MediaCollector:
                                 value=threading.active_count())
         yield GaugeMetricFamily("dockcast_open_fds", "Open file descriptors (sockets included)",
                                 value=open_fds())
+        if self.debug_subscribers:
+            yield from _subscriber_gauges(participants)
+
+
+def _subscriber_gauges(participants: list[Any]) -> Iterable[Any]:
+    labels = ["participant", "identity"]
+    estimate = GaugeMetricFamily("dockcast_debug_subscriber_estimate_bps",
+                                 "A subscriber's bandwidth estimate (bit/s)", labels=labels)
+    budget = GaugeMetricFamily("dockcast_debug_subscriber_budget_bps",
+                               "What a subscriber's estimate leaves its simulcast tracks (bit/s)",
+                               labels=labels)
+    layer = GaugeMetricFamily("dockcast_debug_consumer_layer",
+                              "The simulcast layer a consumer forwards (0 lowest; -1 paused "
+                              "for bandwidth)", labels=[*labels, "track"])
+    for p in participants:
+        if not p.consumers:
+            continue
+        bandwidth = p.bandwidth
+        estimate.add_metric([p.id, p.identity], bandwidth.estimator.bitrate)
+        budget.add_metric([p.id, p.identity], bandwidth.budget)
+        for c in p.consumers.values():
+            if c.kind == "video" and c.producer.simulcast:
+                layer.add_metric([p.id, p.identity, c.producer.id],
+                                 -1 if c.bandwidth_paused else c.state.layer)
+    yield estimate
+    yield budget
+    yield layer
 
 
 def _message_metrics(messaging: Messaging) -> Iterable[Any]:
