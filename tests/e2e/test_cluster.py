@@ -9,7 +9,6 @@ node reach members on the other; a client of A asking for B's region is redirect
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from redis_server import RedisServer
 
 from signalling.client import DockcastClient
 
-from .cluster_nodes import start_nodes
+from .cluster_nodes import ClusterScript, start_nodes
 from .peer import Participant
 from .waiting import wait_until as _wait
 
@@ -131,32 +130,11 @@ async def test_a_client_asking_for_another_region_is_sent_there(cluster):
 
 
 def test_make_cluster_starts_redis_and_three_nodes(tmp_path):
-    import signal
-    import subprocess
-    import urllib.request
-
-    root = Path(__file__).resolve().parents[2]
-    base = 20000 + (int.from_bytes(__import__("os").urandom(2), "big") % 20000)
-    proc = subprocess.Popen([sys.executable, "scripts/cluster.py", "--base-port", str(base),
-                             "--data", str(tmp_path / "cluster")], cwd=root,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        healthy = set()
-        deadline = time.monotonic() + 60
-        while len(healthy) < 3 and time.monotonic() < deadline and proc.poll() is None:
-            for i in range(3):
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{base + 10 * i}/healthz", timeout=1):
-                        healthy.add(i)
-                except OSError:
-                    pass
-            time.sleep(0.3)
-        assert healthy == {0, 1, 2}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
-    assert [line.split(":", 1)[0] for line in out.splitlines() if line.startswith("node-")] == [
+    with ClusterScript(tmp_path / "cluster") as cluster:
+        pass
+    assert cluster.healthy == {0, 1, 2}, cluster.out
+    assert cluster.returncode == 0, cluster.out
+    assert [line.split(":", 1)[0] for line in cluster.node_lines()] == [
         "node-us-west", "node-asia", "node-eu"]
 
 

@@ -19,6 +19,8 @@ import pytest
 
 from signalling.client import DockcastClient, SessionClosed
 
+from .cluster_nodes import start_nodes
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from redis_server import RedisServer  # noqa: E402
 
@@ -28,21 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 COUNT = 300
 
 
-def _free_udp_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def two_nodes(tmp_path, node_factory):
     with RedisServer(tmp_path / "redis") as redis:
-        nodes = {name: node_factory.start(
-            f"data-{name}", args=("--redis", redis.url, "--node-id", f"node-{name}", "--region", region,
-                                  "--trunk-port", str(_free_udp_port())))
-            for name, region in (("a", "us-west"), ("b", "us-west"))}
+        nodes = start_nodes(node_factory, redis.url, "ab")
         yield nodes
         for proc in nodes.values():
             proc.stop()

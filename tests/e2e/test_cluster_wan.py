@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from .cluster_nodes import REGIONS, ClusterScript, free_udp_port
 from .peer import CountingVideoTrack, Participant
 from .waiting import wait_until
 
@@ -28,23 +29,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 WAN = "75,5,1"  # one way, each direction: 150 ms RTT, ±5 ms jitter, 1% loss
-REGIONS = {"a": "us-west", "b": "asia", "c": "eu"}
 VIDEO_TICKS = 90000 // 30
-
-
-def _free_udp_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class WanRelay:
     """``python -m bench.wanrelay`` in front of one node's trunk port."""
 
     def __init__(self, directory: Path, name: str, target_port: int, seed: int) -> None:
-        self.port = _free_udp_port()
+        self.port = free_udp_port()
         self.stats_path = directory / f"wan-{name}.json"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.wanrelay", "--listen", f"127.0.0.1:{self.port}",
@@ -67,7 +59,7 @@ def wan_cluster(tmp_path, node_factory):
         relays, nodes = {}, {}
         try:
             for seed, (name, region) in enumerate(REGIONS.items()):
-                trunk_port = _free_udp_port()
+                trunk_port = free_udp_port()
                 relays[name] = WanRelay(tmp_path, name, trunk_port, seed)
                 nodes[name] = node_factory.start(
                     f"data-{name}", args=("--redis", redis.url, "--node-id", f"node-{name}",
@@ -160,39 +152,17 @@ async def test_ten_subscribers_across_a_lossy_wan_get_one_copy_and_keep_decoding
 
 
 def test_make_cluster_with_a_wan_puts_a_relay_in_front_of_each_trunk(tmp_path):
-    import signal
-    import urllib.request
-
-    from bench.cascade import free_base_port
-
-    base = free_base_port(wan=True)
-    proc = subprocess.Popen([sys.executable, "scripts/cluster.py", "--base-port", str(base),
-                             "--data", str(tmp_path / "cluster"), "--wan", WAN, "--log-level", "warning"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    healthy: set[int] = set()
-    counts: list = []
-    try:
-        deadline = time.monotonic() + 90
-        while len(healthy) < 3 and time.monotonic() < deadline and proc.poll() is None:
-            for i in range(3):
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{base + 10 * i}/healthz", timeout=1):
-                        healthy.add(i)
-                except OSError:
-                    pass
-            time.sleep(0.3)
+    with ClusterScript(tmp_path / "cluster", "--wan", WAN, "--log-level", "warning") as cluster:
         # each relay writes its counts once a second
         relays = [tmp_path / "cluster" / f"wan-{region}.json" for region in REGIONS.values()]
         deadline = time.monotonic() + 10
         while not all(p.exists() for p in relays) and time.monotonic() < deadline:
             time.sleep(0.2)
         counts = [json.loads(p.read_text()) for p in relays if p.exists()]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    assert healthy == {0, 1, 2}, out
-    assert [c["clients"] for c in counts] == [0, 0, 0], out
-    assert proc.returncode == 0, out
-    nodes = [line for line in out.splitlines() if line.startswith("node-")]
+    assert cluster.healthy == {0, 1, 2}, cluster.out
+    assert [c["clients"] for c in counts] == [0, 0, 0], cluster.out
+    assert cluster.returncode == 0, cluster.out
+    nodes = cluster.node_lines()
     assert [line.split(":", 1)[0] for line in nodes] == ["node-us-west", "node-asia", "node-eu"]
-    assert all(f"WAN emulator at 127.0.0.1:{base + 10 * i + 2}" in line for i, line in enumerate(nodes))
+    assert all(f"WAN emulator at 127.0.0.1:{cluster.base + 10 * i + 2}" in line
+               for i, line in enumerate(nodes))
