@@ -11,52 +11,14 @@ from itertools import pairwise
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
+from bench.browser import PUBLISH_SIMULCAST
+
 from .peer import Participant, Subscription
 from .test_browser import browser  # noqa: F401 - a fixture
 from .waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
-# The page publishes its camera as three simulcast encodings on a peer connection of
-# its own, through dockcast.js's request (the client's publish() sends one encoding).
-PUBLISH_SIMULCAST = """
-async ({url, token, room}) => {
-  const { DockcastClient } = await import("/web/dockcast.js");
-  const client = new DockcastClient(url, token, {});
-  await client.connect();
-  await client.join(room);
-  const stream = await navigator.mediaDevices.getUserMedia(
-    { video: { width: 1280, height: 720, frameRate: 30 } });
-  const pc = new RTCPeerConnection({ iceServers: [] });
-  const transceiver = pc.addTransceiver(stream.getVideoTracks()[0], {
-    direction: "sendonly",
-    sendEncodings: [
-      { rid: "q", scaleResolutionDownBy: 4, scalabilityMode: "L1T3" },
-      { rid: "h", scaleResolutionDownBy: 2, scalabilityMode: "L1T3" },
-      { rid: "f", scaleResolutionDownBy: 1, scalabilityMode: "L1T3" },
-    ],
-  });
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((done) => {
-    if (pc.iceGatheringState === "complete") return done();
-    pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && done());
-  });
-  const published = await client.request("publish", {
-    sdp: pc.localDescription.sdp,
-    tracks: [{ mid: transceiver.mid, kind: "video", source: "camera" }],
-  });
-  await pc.setRemoteDescription({ type: "answer", sdp: published.sdp });
-  window.t = { client, pc, published };
-  window.t.layers = async () => {
-    const out = {};
-    for (const r of (await pc.getStats()).values())
-      if (r.type === "outbound-rtp") out[r.rid] = { width: r.frameWidth || 0, fps: r.framesPerSecond || 0,
-                                                    keyframes: r.keyFramesEncoded || 0, plis: r.pliCount || 0 };
-    return out;
-  };
-  return { offer: pc.localDescription.sdp, answer: published.sdp, track_id: published.tracks[0].track_id };
-}
-"""
 
 
 class Sized(Subscription):
