@@ -18,48 +18,23 @@ the room collects the ``assistant.caption`` messages.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import pathlib
-import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "plugins")]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "tests"), str(ROOT / "tests" / "plugins")]
 
 from aiortc.contrib.media import MediaPlayer  # noqa: E402
 from assistant.media import SPEECH, error_rate, speak  # noqa: E402
 from e2e.peer import Participant  # noqa: E402
+from measure_messages import KEY, SECRET, start_node  # noqa: E402
 
 from plugins.assistant.encoder import OFFLINE_ENV  # noqa: E402
 from signalling.client import DockcastClient  # noqa: E402
 from signalling.tokens import mint_token  # noqa: E402
 
-KEY, SECRET = "measure", secrets.token_hex(32)
-
-
-def start_node(data_dir: str) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dockcast.cli", "serve", "--port", str(port), "--data-dir", data_dir,
-         "--api-key", KEY, "--api-secret", SECRET, "--ice-address", "127.0.0.1", "--log-level", "warning"],
-        cwd=ROOT, env=dict(os.environ, **OFFLINE_ENV), stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return proc, f"ws://127.0.0.1:{port}/ws"
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the node did not start")
 
 
 def token(identity: str, room: str | None, grants: tuple[str, ...]) -> str:
@@ -99,7 +74,7 @@ async def one_clip(url: str, room: str, lang: str, clip: pathlib.Path, admin: Do
 
 async def measure(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_node(tmp + "/node")
+        proc, url = start_node(tmp + "/node", env=dict(OFFLINE_ENV), args=("--ice-address", "127.0.0.1"))
         clips = {lang: speak(pathlib.Path(tmp), lang) for lang in SPEECH}
         admin = await DockcastClient.connect(url, token("wms", None, ("admin",)))
         results = []

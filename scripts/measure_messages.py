@@ -57,14 +57,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_node(data_dir: str, rate: str = "1000000", burst: str = "1000000") -> tuple[subprocess.Popen, str]:
+def start_node(data_dir: str, rate: str = "1000000", burst: str = "1000000", *,
+               env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """``dockcast serve`` on a free port (``env`` added to its environment, ``args`` to
+    its flags), once it answers ``/healthz``: the process and its websocket URL."""
     port = _free_port()
-    env = dict(os.environ, DOCKCAST_REQUEST_RATE=rate, DOCKCAST_REQUEST_BURST=burst)
+    env = dict(os.environ, DOCKCAST_REQUEST_RATE=rate, DOCKCAST_REQUEST_BURST=burst, **(env or {}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "dockcast.cli", "serve", "--port", str(port), "--data-dir", data_dir,
-         "--api-key", KEY, "--api-secret", SECRET, "--log-level", "warning"],
+         "--api-key", KEY, "--api-secret", SECRET, "--log-level", "warning", *args],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
