@@ -2,7 +2,9 @@
 
 Scenarios: ``connect``, ``forward``, ``rooms``, ``fanout-limit``, ``messages``, and
 ``all`` (each of them, plus ``connect`` again across the emulated WAN); ``soak`` (not
-part of ``all``: minutes of churn, Dockcast only, whether its resources stay flat). Every run
+part of ``all``: minutes of churn, Dockcast only, whether its resources stay flat);
+``quality`` (not part of ``all``: a Chromium simulcast publisher and decoding subscribers
+behind emulated links of different rates, the layer each gets over time; Dockcast only). Every run
 measures Dockcast and the baselines (the naive aiortc relay; Janus's VideoRoom when
 ``janus`` is installed; mediasoup when its shared build, node and libraries are here),
 all on loopback, with the same load clients, and writes ``results.json``,
@@ -26,7 +28,10 @@ from .wan import WanProfile
 
 __all__ = ["main", "build_parser"]
 
-SCENARIO_NAMES = ("connect", "forward", "rooms", "fanout-limit", "messages", "soak", "failover", "all")
+SCENARIO_NAMES = ("connect", "forward", "rooms", "fanout-limit", "messages", "soak", "failover",
+                  "quality", "all")
+DEFAULT_DURATION = {"quality": 60.0}
+"""``--duration`` when it is not given, by scenario (10 s for the others)."""
 IN_ALL = ("connect", "forward", "rooms", "fanout-limit", "messages")
 
 
@@ -46,6 +51,20 @@ def _wan(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _links(text: str) -> tuple[str, ...]:
+    from .quality import parse_link
+
+    links = tuple(x.strip() for x in text.split(",") if x.strip())
+    try:
+        for link in links:
+            parse_link(link)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not links:
+        raise argparse.ArgumentTypeError("--links needs at least one link")
+    return links
 
 
 def _wan_or_none(text: str) -> str:
@@ -71,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("scenario", choices=SCENARIO_NAMES)
     g = p.add_argument_group("every scenario")
-    g.add_argument("--duration", type=float, default=10.0, help="seconds measured per step")
+    g.add_argument("--duration", type=float, default=None,
+                   help="seconds measured per step (quality: of the whole run) [10; quality 60]")
     g.add_argument("--wan", type=_wan, help="emulated WAN: delay_ms,jitter_ms,loss_pct[,rate_kbps], "
                    "one way, each direction (75,5,1 = 150 ms RTT, 1%% loss)")
     g.add_argument("--wan-side", choices=("subscribers", "publishers", "all"), default="subscribers",
@@ -150,10 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trials", type=int, default=3, help="nodes killed (a fresh cluster each)")
     g.add_argument("--failover-subscribers", type=int, default=10,
                    help="subscribers on the second node")
+    g = p.add_argument_group("quality (Dockcast only; also --duration)")
+    g.add_argument("--links", type=_links, default=("300", "3000", "3000@20=300@40=3000"),
+                   help="one subscriber per link, comma-separated: RATE[@SECONDS=RATE...] in kbit/s "
+                        "(3000@20=300@40=3000: 3 Mbit/s, 300 kbit/s from t=20 s, 3 Mbit/s from 40 s)")
     return p
 
 
 def _positive(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.duration <= 0:
+        parser.error("--duration must be positive")
     if args.scenario == "failover" and (args.trials < 1 or args.failover_subscribers < 1):
         parser.error("failover: --trials and --failover-subscribers must be at least 1")
     if args.scenario != "soak":
@@ -196,6 +222,10 @@ async def _scenario(run: Run, name: str, args: argparse.Namespace) -> dict:
         from .failover import failover
 
         result = await failover(run, subscribers=args.failover_subscribers, trials=args.trials)
+    elif name == "quality":
+        from .quality import quality
+
+        result = await quality(run, links=args.links, duration=args.duration)
     else:
         raise ValueError(name)
     result["wan"] = run.options.wan
@@ -251,10 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.url and not (args.api_key and args.api_secret):
         parser.error("--url needs --api-key and --api-secret")
+    if args.duration is None:
+        args.duration = DEFAULT_DURATION.get(args.scenario, 10.0)
     _positive(parser, args)
     if args.cascade and "cascade" not in args.baselines:
         args.baselines = (*args.baselines, "cascade")
-    if args.scenario in ("soak", "failover"):
+    if args.scenario in ("soak", "failover", "quality"):
         args.baselines = ()  # Dockcast alone
     out = args.out or REPO / "bench" / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.scenario}"
     options = RunOptions(

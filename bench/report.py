@@ -202,6 +202,14 @@ def targets(results: list[dict]) -> list[dict]:
         rows.append(_target("Soak: RSS, fds, threads and asyncio tasks stay flat under churn "
                             "(RSS MiB/h)", vals, systems, " MiB/h", ok, compare=None, note=note))
     rows.extend(_cascade_targets(results))
+    quality = _scenario(results, "quality")
+    if quality is not None:
+        subs = [s.get("analysis") for s in quality.get("subscribers", {}).values()]
+        longest = max((a["longest_freeze_s"] for a in subs if a), default=None)
+        ok = None if longest is None or None in subs else longest <= 1.0
+        rows.append(_target("Quality: no subscriber's video freezes over 1 s, whatever its link "
+                            "(longest freeze)", {"dockcast": longest}, quality["systems"], " s", ok,
+                            compare=None, note=f"{len(subs)} subscribers; see the quality section"))
     fail = _scenario(results, "failover")
     if fail is not None:
         dock = fail["systems"].get("dockcast") or {}
@@ -399,6 +407,10 @@ def markdown(header: dict, results: list[dict], target_rows: list[dict], images:
             out.append(soak_markdown(result))
         elif result["scenario"] == "failover":
             out.append(_failover_table(result))
+        elif result["scenario"] == "quality":
+            from .quality_report import quality_markdown
+
+            out.append(quality_markdown(result))
         else:
             out.append(_rows_table(result))
             rows = [r for s in result["systems"].values() for r in s.get("rows", [])]
@@ -483,6 +495,10 @@ def plots(results: list[dict], out: pathlib.Path) -> list[str]:
             from .soak import soak_plot
 
             made += soak_plot(result, out)
+        if result["scenario"] == "quality":
+            from .quality_report import quality_plot
+
+            made += quality_plot(result, out)
         if result["scenario"] != "connect":
             continue
         fig, ax = plt.subplots(figsize=(7, 4.5))
