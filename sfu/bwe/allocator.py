@@ -13,7 +13,10 @@ every ``TICK_S``) the estimate shared among its consumers:
 3. a changed choice is applied with ``consumer.set_layers(spatial=, temporal=)`` (the
    subscriber's ``max_height``/``max_fps`` kept); a paused one stops forwarding and is
    resumed by itself when the estimate allows (``Allocation.paused`` / ``resumed``, for
-   the ``track_paused`` / ``track_resumed`` events).
+   the ``track_paused`` / ``track_resumed`` events). In REMB mode a paused one brings no
+   feedback that could raise the estimate, so it is resumed on trial at its lowest
+   layer after the selector's hold (``LayerSelector.retry``, ``Estimator.trial``), the
+   wait doubling each time the trial fails.
 
 Before the first feedback (no REMB yet) nothing is touched: each consumer keeps its
 default, the top layer within its limits. Sans-IO: ``now`` in seconds on the caller's
@@ -78,6 +81,7 @@ class SubscriberBandwidth:
         self._rembs: dict[int, tuple[float, int]] = {}  # sender SSRC -> (when, bit/s)
         self._highest: dict[int, int] = {}  # media SSRC -> last RR's extended highest seq
         self._rates: dict[str, _Rate] = {}
+        self._paused_at: dict[str, float] = {}  # consumer id -> when it paused for bandwidth
         self.budget = 0
         """What the last tick shared among the simulcast consumers (bit/s)."""
 
@@ -111,6 +115,7 @@ class SubscriberBandwidth:
         live = {c.id for c in consumers}
         for gone in set(self._rates) - live:
             del self._rates[gone]
+            self._paused_at.pop(gone, None)
         layered, fixed = [], 0.0
         for consumer in consumers:
             rate = self._rates.get(consumer.id)
@@ -141,21 +146,39 @@ class SubscriberBandwidth:
         for i, (consumer, selector, layers) in enumerate(plans):
             before = selector.choice
             share = remaining / (len(plans) - i)
-            choice = selector.update(now, share, layers)
+            if self._trial_due(now, consumer, selector):
+                choice = selector.retry(now, layers)
+                if not choice.paused:  # lift the estimate to it, or the next tick pauses again
+                    self.estimator.trial(now, int(fixed + self.budget - remaining
+                                                  + choice.bitrate * selector.up_ratio))
+            else:
+                choice = selector.update(now, share, layers)
             if not choice.paused:
                 remaining = max(0.0, remaining - choice.bitrate)
-            change = self._apply(consumer, before, choice)
+            change = self._apply(now, consumer, before, choice)
             if change is not None:
                 changes.append(change)
         return changes
 
-    @staticmethod
-    def _apply(consumer: Any, before: Choice, choice: Choice) -> Allocation | None:
+    def _trial_due(self, now: float, consumer: Any, selector: LayerSelector) -> bool:
+        """A video paused for bandwidth in REMB mode is resumed on trial after the
+        selector's hold: while it sends nothing the subscriber sends no REMB for it
+        and its receiver reports count no packets, so the estimate that paused it
+        (often the loss ceiling of a burst) would never rise and it would stay paused
+        for good. A failed trial doubles the next wait (the selector's backoff)."""
+        if not consumer.bandwidth_paused or self.estimator.mode != "remb":
+            return False
+        paused_at = self._paused_at.setdefault(consumer.id, now)
+        return now - paused_at >= selector.current_hold
+
+    def _apply(self, now: float, consumer: Any, before: Choice, choice: Choice) -> Allocation | None:
         if choice.paused:
             if choice.reason is None or consumer.bandwidth_paused:
                 return None  # no layers at all: nothing to pause for
             consumer.pause_for_bandwidth()
+            self._paused_at[consumer.id] = now
             return Allocation(consumer, choice, paused=True)
+        self._paused_at.pop(consumer.id, None)
         resumed = consumer.bandwidth_paused
         if resumed or (choice.spatial, choice.temporal) != (before.spatial, before.temporal) \
                 or consumer.target_layer != choice.spatial:

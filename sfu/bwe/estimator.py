@@ -93,6 +93,22 @@ class Estimator:
         self.loss.on_loss(now, lost, packets, self.bitrate)
         return self._combine(self.remb if self.remb is not None else self.bitrate)
 
+    def trial(self, now: float, bitrate: int) -> int:
+        """The caller starts sending ``bitrate`` again on trial (a video paused for
+        bandwidth, resumed at its lowest layer: in REMB mode nothing else could raise
+        the estimate, since a paused video brings neither REMBs nor counted packets).
+        Loss seen before and the last REMB no longer hold the estimate under
+        ``bitrate``; the feedback from now on decides. The new estimate."""
+        bitrate = int(bitrate)
+        self.loss.raise_to(bitrate)
+        if self.remb is not None:
+            self.remb = max(self.remb, bitrate)
+        if self.mode == "remb":
+            return self._combine(self.remb if self.remb is not None else bitrate)
+        if bitrate > self.delay.bitrate:
+            self.delay.rate.set_estimate(now, bitrate)
+        return self._combine(self.delay.bitrate)
+
     def probe(self, now: float, want: int | None) -> Probe | None:
         """A probe to send now if the caller ``want``s more than the estimate (the next
         layer's bitrate with its margin: ``LayerSelector.desired_bitrate``)."""

@@ -13,7 +13,8 @@ with hysteresis so that a noisy estimate does not flap between layers:
   ``max_hold``, 20 s), so a link that cannot keep a layer stops being tried every
   few seconds; a down-switch later than that resets it;
 - paused (reason ``"bandwidth"``) when even the lowest option does not fit; resumed by
-  the same rule as going up. ``desired_bitrate`` is what the estimate would have to
+  the same rule as going up, or on trial by ``retry`` (the lowest option, counted as an
+  up-switch) when the caller knows the estimate cannot rise while nothing is sent. ``desired_bitrate`` is what the estimate would have to
   reach for the best option: the consumer asks the estimator to probe for it.
 
 Video only: audio is never paused for bandwidth. Sans-IO: ``now`` in seconds, bitrates
@@ -167,6 +168,19 @@ class LayerSelector:
             self._last_up = now
             return self._set(target.choice(), now)
         return self.choice
+
+    def retry(self, now: float, layers: Sequence[Layer]) -> Choice:
+        """Resume a choice paused for bandwidth at the lowest option, on trial, when the
+        estimate cannot rise by itself (REMB mode: a paused video sends nothing, so
+        the subscriber sends no REMB and its receiver reports count no packets). It
+        counts as an up-switch: paused again within ``settle`` seconds, the next trial
+        waits twice as long (``current_hold``, up to ``max_hold``). Nothing changes
+        unless the choice is paused for bandwidth and some option exists."""
+        self._ladder = ladder = self._options(layers)
+        if not ladder or self.choice.reason != PAUSED_REASON:
+            return self.choice
+        self._last_up = now
+        return self._set(ladder[0].choice(), now)
 
     def _paused(self) -> Choice:
         return Choice(reason=PAUSED_REASON)

@@ -56,6 +56,7 @@ class Call:
         self.frames = 0
         self.remb: int | None = None
         self.loss = 0  # fraction lost (0..255) in the receiver reports
+        self.honest = False  # receiver reports count only the video packets forwarded
 
     def _consume(self, producer, ssrc) -> Consumer:
         consumer = Consumer(producer, self.viewer.id, FakeTransport(), ssrc)
@@ -79,7 +80,8 @@ class Call:
                 self.sim.producer.tick(self.clock.monotonic())
                 self._feedback(ReceiverReport(ssrc=1, reports=[ReportBlock(
                     ssrc=VIEWER_SSRC, fraction_lost=self.loss,
-                    highest_sequence=self.video.state.packets + 100 * self.frames)]))
+                    highest_sequence=self.video.state.packets
+                    + (0 if self.honest else 100 * self.frames))]))
             if self.remb is not None and self.frames % 15 == 0:
                 self._feedback(Remb(sender_ssrc=0xBEEF, bitrate=self.remb, ssrcs=[VIEWER_SSRC]))
             self.clock.advance(FRAME)
@@ -237,3 +239,41 @@ def test_two_tracks_share_one_subscribers_estimate(clock, upstream):
     assert sum(c.bitrate for c in choices) <= budget
     assert sum(c.bitrate for c in choices) > budget / 2  # shared, not left unused
     assert not all(c.spatial == 2 and c.temporal is None for c in choices), choices
+
+
+def flood_until_paused(call) -> None:
+    """What a 300 kbit/s subscriber started on the top layer sees in REMB mode: heavy
+    loss in its receiver reports drives the loss ceiling to the floor and video pauses;
+    then, as with aiortc, no REMB (it sends them only as video arrives) and receiver
+    reports that count only the packets forwarded (none while paused)."""
+    call.honest = True
+    call.remb = 3 * call.layer_bitrates()[2]
+    call.run(1.0)
+    call.loss = 200
+    assert call.run(10.0, until=lambda: call.events) is not None
+    assert call.events == [(call.sim.producer.id, PAUSED_REASON)]
+    call.remb = None
+
+
+def test_a_video_paused_in_remb_mode_is_resumed_on_trial_and_stays_when_it_fits(call):
+    flood_until_paused(call)
+    call.loss = 0  # the link is fine again, but nothing flows that could show it
+    hold = call.video.selector.current_hold
+    took = call.run(3 * hold, until=lambda: len(call.events) == 2)
+    assert took is not None and took >= hold - 0.05, took  # not before the hold
+    assert call.events[1] == (call.sim.producer.id, None)
+    assert call.forwarded()[0] == 0  # on trial: the lowest layer
+    sent = len(call.video.transport.rtp)
+    call.run(8.0)  # the receiver reports now count its packets, without loss
+    assert len(call.events) == 2 and not call.video.bandwidth_paused
+    assert len(call.video.transport.rtp) > sent + 100
+
+
+def test_a_failed_trial_pauses_again_and_the_next_waits_longer(call):
+    flood_until_paused(call)  # the loss stays: the lowest layer does not fit either
+    hold = call.video.selector.current_hold
+    assert call.run(3 * hold, until=lambda: len(call.events) == 3) is not None
+    assert [reason for _, reason in call.events] == [PAUSED_REASON, None, PAUSED_REASON]
+    assert call.video.selector.current_hold == 2 * hold
+    waited = call.run(6 * hold, until=lambda: len(call.events) == 4)
+    assert waited is not None and waited >= 2 * hold - 0.05, waited  # the backoff

@@ -80,6 +80,20 @@ def test_remb_mode_takes_the_subscribers_estimate_capped_by_reported_loss():
     assert estimator.on_remb(3.0, 1 * MBIT) == 1 * MBIT
 
 
+def test_a_trial_lifts_an_old_loss_ceiling_and_remb_and_later_feedback_decides():
+    estimator = Estimator(start=300_000, minimum=50_000, maximum=5 * MBIT)
+    estimator.on_remb(0.0, 250_000)
+    for second in range(1, 8):  # a flood: most packets lost, the ceiling to the floor
+        estimator.on_receiver_report(float(second), 230, 100)
+    assert estimator.bitrate == 50_000
+    assert estimator.trial(8.0, 180_000) == 180_000  # the ceiling lifted to it, no further
+    assert estimator.on_remb(8.5, 100_000) == 100_000  # an old REMB, lower still
+    assert estimator.trial(9.0, 180_000) == 180_000  # lifted too
+    assert estimator.on_remb(9.5, 400_000) == 180_000  # the ceiling grows from there
+    estimator.on_receiver_report(10.0, 230, 100)  # the trial loses too: cut again
+    assert estimator.bitrate < 180_000
+
+
 def test_receiver_reports_are_ignored_once_transport_cc_speaks():
     estimator = Estimator(start=1 * MBIT)
     estimator.on_feedback(0.0, [])

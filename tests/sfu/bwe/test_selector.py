@@ -70,6 +70,18 @@ def test_paused_when_nothing_fits_and_resumed_by_itself():
     assert selector.update(4.0, 180_000, PLAIN) == Choice(0, None, 150_000)
 
 
+def test_retry_resumes_a_paused_choice_at_the_lowest_and_a_failure_doubles_the_hold():
+    selector = LayerSelector(hold=2.0, settle=10.0)
+    selector.update(0.0, 300_000, PLAIN)
+    assert selector.retry(0.5, PLAIN) == Choice(0, None, 150_000)  # not paused: unchanged
+    selector.update(1.0, 20_000, PLAIN)
+    assert selector.choice.reason == PAUSED_REASON and selector.current_hold == 2.0
+    assert selector.retry(3.0, PLAIN) == Choice(0, None, 150_000)
+    selector.update(4.0, 20_000, PLAIN)  # it did not fit: paused within settle
+    assert selector.choice.reason == PAUSED_REASON and selector.current_hold == 4.0
+    assert selector.retry(8.0, []) == selector.choice  # no layers: nothing to resume
+
+
 def test_limits_of_size_and_frame_rate():
     small = LayerSelector(max_height=360)
     assert small.update(0.0, 5_000_000, LAYERS).spatial == 1
