@@ -33,6 +33,7 @@ __all__ = ["CascadeSystem", "free_base_port"]
 class CascadeSystem(System):
     name = "cascade"
     label = "Dockcast, 2 nodes cascaded"
+    join_subscribes = True
 
     def __init__(self, trunk_wan: str | None = None, *, nodes: int = 2,
                  extra_args: tuple[str, ...] = ()) -> None:

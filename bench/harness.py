@@ -81,6 +81,9 @@ class System:
     name = "system"
     label = "System"
     signal = "dockcast"
+    join_subscribes = False
+    """Its subscribers join with ``subscribe: true`` (Dockcast's one round trip fewer);
+    the baselines' subscribers join, then subscribe."""
     python = True
     how = "on loopback (127.0.0.1)"
 
@@ -117,7 +120,8 @@ class System:
 
     def worker_config(self) -> dict:
         return {"system": self.signal, "url": self.url, "api_key": self.api_key,
-                "api_secret": self.api_secret, "ice_address": self.ice_address}
+                "api_secret": self.api_secret, "ice_address": self.ice_address,
+                "join_subscribes": self.join_subscribes}
 
     def describe(self) -> dict:
         return {"name": self.name, "label": self.label, "url": self.url, "pid": self.pid,
@@ -130,6 +134,7 @@ class DockcastSystem(System):
 
     name = "dockcast"
     label = "Dockcast"
+    join_subscribes = True
 
     def __init__(self, url: str | None = None, api_key: str | None = None,
                  api_secret: str | None = None, pid: int | None = None,

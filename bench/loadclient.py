@@ -89,7 +89,19 @@ class DockcastSignal:
 
     async def subscribe(self, tracks: list[dict], on_offer: OfferHandler) -> None:
         """Subscribe; every ``offer`` event is answered with ``await on_offer(sdp)``."""
+        self._answer_offers(on_offer)
+        await self.client.subscribe([t["track_id"] for t in tracks])
 
+    async def join_subscribing(self, room: str, tracks: list[dict], on_offer: OfferHandler) -> None:
+        """``join {subscribe: true}``: joined and subscribed in one request (the tracks
+        the room has; any of ``tracks`` it did not list yet is subscribed after)."""
+        self._answer_offers(on_offer)
+        joined = await self.client.join(room, subscribe=True)
+        rest = [t["track_id"] for t in tracks if t["track_id"] not in joined.get("subscribed", ())]
+        if rest:
+            await self.client.subscribe(rest)
+
+    def _answer_offers(self, on_offer: OfferHandler) -> None:
         async def answer(event: dict) -> None:
             try:
                 await self.client.answer(await on_offer(event["sdp"]))
@@ -97,7 +109,6 @@ class DockcastSignal:
                 logger.warning("answering an offer failed: %s", exc)
 
         self.client.on("offer", answer)
-        await self.client.subscribe([t["track_id"] for t in tracks])
 
     async def close(self) -> None:
         await close_quietly(self.client)
@@ -355,8 +366,9 @@ class Subscriber:
     """Joins, subscribes to ``tracks`` and counts what arrives."""
 
     def __init__(self, signal: Any, wan: _Wan, *, name: str, latency: Reservoir,
-                 keep_frames: bool = False, nack: bool = True) -> None:
+                 keep_frames: bool = False, nack: bool = True, join_subscribes: bool = False) -> None:
         self.signal = signal
+        self.join_subscribes = join_subscribes
         self.nack = nack
         self.nacked = 0  # sequence numbers asked for again
         self.recovered = 0  # of those (or reordered ones), arrived late
@@ -389,6 +401,10 @@ class Subscriber:
         _wire_trickle(self.signal, self.transport)
         self.relay = await self.wan.relay()
         self.times["join"] = time.monotonic()
+        if self.join_subscribes:  # one request: the offer follows `joined`
+            await self.signal.join_subscribing(room, tracks, self._on_offer)
+            self.times["joined"] = self.times["subscribed"] = time.monotonic()
+            return
         await self.signal.join(room)
         self.times["joined"] = time.monotonic()
         await self.signal.subscribe(tracks, self._on_offer)
@@ -523,7 +539,8 @@ class Worker:
                                 timeout: float) -> Subscriber:
         sub = Subscriber(self._signal(), self.wan, name=f"sub-{uuid.uuid4().hex[:8]}",
                          latency=self.latency, keep_frames=keep_frames,
-                         nack=self.config.get("nack", True))
+                         nack=self.config.get("nack", True),
+                         join_subscribes=bool(self.config.get("join_subscribes")))
         self.subscribers.append(sub)
         try:
             async with asyncio.timeout(timeout):

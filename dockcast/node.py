@@ -113,7 +113,7 @@ class Node:
         self.port: int | None = None
         self.cluster: Any = None  # dockcast.cluster.Cluster with --redis
         self._tasks: set[asyncio.Task] = set()
-        for name, handler in {"join": self.rooms.on_join, "leave": self.rooms.on_leave,
+        for name, handler in {"leave": self.rooms.on_leave,
                               **self.media.handlers(), **self.admin.handlers()}.items():
             self.server.route(name, handler)
         self.server.on_disconnect(self.rooms.disconnected)

@@ -329,8 +329,12 @@ class DockcastClient:
         self.welcome = await self.request("hello", token=token)
         return self.welcome
 
-    async def join(self, room: str, name: str | None = None, metadata: dict | None = None) -> dict[str, Any]:
-        return await self.request("join", room=room, name=name, metadata=metadata)
+    async def join(self, room: str, name: str | None = None, metadata: dict | None = None, *,
+                   subscribe: bool = False) -> dict[str, Any]:
+        """Join ``room``; with ``subscribe`` also subscribe to every track it has
+        (``joined.subscribed``; the ``offer`` follows at once: one round trip fewer)."""
+        return await self.request("join", room=room, name=name, metadata=metadata,
+                                  subscribe=subscribe or None)
 
     async def leave(self) -> dict[str, Any]:
         return await self.request("leave")

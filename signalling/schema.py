@@ -228,7 +228,8 @@ SPECS: Mapping[str, MessageSpec] = MappingProxyType(
             # session
             _spec("hello", [_req("token", NAME), _opt("resume", RESUME), _opt("region", NAME)],
                   reply="welcome"),
-            _spec("join", [_req("room", NAME), _opt("name", STR), _opt("metadata", MAP)], reply="joined"),
+            _spec("join", [_req("room", NAME), _opt("name", STR), _opt("metadata", MAP), _opt("subscribe", BOOL)],
+                  reply="joined"),
             _spec("leave", reply="left"),
             _spec("ping", reply="pong"),
             # media

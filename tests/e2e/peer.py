@@ -161,9 +161,9 @@ class Participant:
             self._arrived.clear()
             await asyncio.wait_for(self._arrived.wait(), max(0.01, deadline - time.monotonic()))
 
-    async def join(self, room: str = "dock-1") -> dict:
+    async def join(self, room: str = "dock-1", **fields: Any) -> dict:
         self.joined_at = time.monotonic()
-        joined = await self.request("join", room=room)
+        joined = await self.request("join", room=room, **fields)
         self._offers = asyncio.ensure_future(self._answer_offers())
         return joined
 

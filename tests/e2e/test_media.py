@@ -62,6 +62,26 @@ async def test_one_publisher_three_subscribers_decode(node):
             await p.close()
 
 
+async def test_a_join_that_subscribes_gets_its_offer_with_no_subscribe_round_trip(node):
+    pub, published = await _publisher(node)
+    viewer = Participant(node.url, node.token("seller"))
+    refused = Participant(node.url, node.token("auditor", grants=("message",)))
+    try:
+        await viewer.connect()
+        joined = await viewer.join(subscribe=True)
+        assert sorted(joined["subscribed"]) == sorted(t["track_id"] for t in published["tracks"])
+        # the offer came right behind `joined`: no subscribe was sent
+        assert await _wait(lambda: viewer.video() and viewer.video()[0].frames > 5)
+        assert viewer.first_video_packet_keyframe is True
+        assert [e for e in viewer.all_events if e.get("type") == "subscribed"] == []
+        await refused.connect()
+        with pytest.raises(ProtocolError, match="forbidden"):
+            await refused.join(subscribe=True)  # no subscribe grant
+    finally:
+        for p in (viewer, refused, pub):
+            await p.close()
+
+
 async def test_late_joiner_starts_with_a_keyframe(node):
     pub, published = await _publisher(node)
     track_ids = [t["track_id"] for t in published["tracks"]]
