@@ -44,6 +44,15 @@ NACK_RESEND_INTERVAL_S = 0.1
 """A packet asked for again within this is not resent again (it is likely in flight)."""
 NACK_MAX_PER_REQUEST = 256
 """Most packets one NACK makes a consumer resend (the cache holds 1024)."""
+RESYNC_SEQ_SKIP = 960
+"""How far a resync moves the output sequence numbers on: past aiortc's video jitter
+buffer (512 packets), so the holes before it are dropped, not waited for, and within
+the forwarder's ``MAX_SEQ_JUMP`` (1000: beyond it the output continues without a gap)."""
+RESYNC_WINDOW = 2048
+"""Only a NACK of one of the last this many output numbers can start a resync (what a
+receiver may still wait for; a number ahead of the last sent, or far behind, is bogus)."""
+RESYNC_INTERVAL_S = 1.0
+"""At most one resync per this (each costs a keyframe)."""
 
 
 class SendTransport(Protocol):
@@ -89,6 +98,11 @@ class Consumer:
         self.retransmitted = 0
         self.nacks_refused = 0  # asked again too soon, or over the cap of one NACK
         self._resent_at: dict[int, float] = {}  # output seq -> when last resent
+        self.resyncs = 0
+        """Restarts at a keyframe because the subscriber asked for packets that cannot be
+        resent (see `_retransmit`)."""
+        self._resync_mark: int | None = None  # the first output seq after the last resync
+        self._resynced_at = float("-inf")
         self.keyframe_requests = 0
         self._ext_ids: dict[str, int] = {}  # the subscriber's, once negotiated
         self.on_close: list[Callable[[Consumer], None]] = []
@@ -190,20 +204,26 @@ class Consumer:
         self.state.paused = True
 
     def resume_from_bandwidth(self) -> None:
-        """Forward again (from a keyframe of the layer chosen), if it was started."""
+        """Forward again (from a keyframe of the layer chosen, the sequence numbers
+        moved on as by a resync: see `_resync`), if it was started."""
         if not self.bandwidth_paused:
             return
         self.bandwidth_paused = False
         if self._activated:
-            self.resume()
+            # what the subscriber lost before the pause cannot be resent after it
+            self.resume(seq_skip=RESYNC_SEQ_SKIP)
 
-    def resume(self) -> None:
+    def resume(self, seq_skip: int = 0) -> None:
         """Start (again): from the producer's latest keyframe if it is fresh (a burst of
         the packets since, so the first frame shows at once), else at the next one,
-        which the publisher is asked for."""
+        which the publisher is asked for. ``seq_skip`` leaves that many sequence
+        numbers unused before it (a resync)."""
         if self.closed:
             return
         self.state.restart()
+        if seq_skip:
+            self.state.next_seq = (self.state.next_seq + seq_skip) & 0xFFFF
+            self._resync_mark = self.state.next_seq
         self.state.paused = False
         producer = self.producer
         if producer.simulcast:
@@ -312,11 +332,13 @@ class Consumer:
                                if now - t < NACK_RESEND_INTERVAL_S}
         stamp = abs_send_time(self.clock.wall()) if self.state.abs_send_time_id else 0
         rtx_pt = self.rtx_payload_type
+        lost_for_good = False
         for out_seq in wanted:
             self._resent_at[out_seq] = now
             seq = self.state.producer_seq(out_seq)
             data = cache.get(seq) if seq >= 0 else None
             if data is None:
+                lost_for_good = lost_for_good or self._waited_for(out_seq)
                 continue
             try:
                 if rtx_pt is None:
@@ -330,6 +352,32 @@ class Consumer:
                 continue
             if sent:
                 self.retransmitted += 1
+        if lost_for_good and now - self._resynced_at >= RESYNC_INTERVAL_S:
+            self._resynced_at = now
+            self._resync()
+
+    def _waited_for(self, out_seq: int) -> bool:
+        """Whether the subscriber may really be waiting for ``out_seq``: one of the last
+        `RESYNC_WINDOW` numbers sent, and not one a resync already skipped past."""
+        state = self.state
+        if not state.packets or not 0 <= (state.last_seq - out_seq) & 0xFFFF < RESYNC_WINDOW:
+            return False
+        mark = self._resync_mark
+        return mark is None or not 0 < (mark - out_seq) & 0xFFFF < 0x8000
+
+    def _resync(self) -> None:
+        """The subscriber waits for packets this consumer cannot resend (sent before its
+        last restart, at a pause or a change of layer, or gone from the cache): a
+        libwebrtc receiver decodes again from the next keyframe, but aiortc's jitter
+        buffer hands out no frame past a hole until 512 later packets pushed it out
+        (seconds at a low layer, for ever while paused). So restart at a keyframe with
+        the sequence numbers moved past the hole (`RESYNC_SEQ_SKIP`): every receiver
+        takes that as a new start. Once per hole: NACKs of packets before the last
+        resync do not start another."""
+        if not self.producer.video or self.state.paused or self.closed:
+            return
+        self.resyncs += 1
+        self.resume(seq_skip=RESYNC_SEQ_SKIP)
 
     def sender_report(self, reports: list | None = None) -> SenderReport | None:
         """Our sender report for the subscriber: the publisher's latest one, translated
@@ -354,7 +402,7 @@ class Consumer:
         return {
             "consumer_id": self.id, "track_id": self.producer.id, "kind": self.kind,
             "packets": s.packets, "octets": s.octets, "dropped": s.dropped,
-            "nacks": self.nacks, "retransmitted": self.retransmitted,
+            "nacks": self.nacks, "retransmitted": self.retransmitted, "resyncs": self.resyncs,
             "rtx": self.rtx_payload_type is not None,
             "remb_bitrate": self.remb_bitrate, "fraction_lost": self.fraction_lost,
             **({"layer": s.layer, "temporal": s.temporal_limit, "layer_switches": self.layer_switches,

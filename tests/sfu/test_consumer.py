@@ -10,7 +10,7 @@ import pytest
 
 from fakes import (PUBLISHER_SSRC, SUBSCRIBER_EXT_IDS, SUBSCRIBER_PAYLOAD_TYPES, VP8_DELTA,
                    VP8_KEY, FakeTransport, Publisher)
-from sfu.consumer import Consumer
+from sfu.consumer import RESYNC_SEQ_SKIP, Consumer
 from sfu.rtcp import Fir, Nack, Pli, ReceiverReport, ReportBlock, Remb, SenderReport
 from sfu.rtp import RtpPacket, abs_send_time, parse_header
 
@@ -356,3 +356,51 @@ def test_only_a_real_refusal_warns(clock, make_producer, make_consumer, caplog):
     assert "has no video/vp8" in line.getMessage() and "video/H264" in line.getMessage()
     assert consumer.negotiate(SUBSCRIBER_PAYLOAD_TYPES, SUBSCRIBER_EXT_IDS)  # a later answer
 
+
+
+def test_a_nack_that_cannot_be_answered_restarts_past_the_hole_at_a_keyframe(
+        clock, make_producer, make_consumer, upstream):
+    # aiortc's jitter buffer hands out no frame past a hole until 512 later packets
+    # pushed it out: a keyframe alone does not help, the sequence numbers must move on
+    producer = make_producer()
+    pub = Publisher(producer)
+    consumer = make_consumer(producer)
+    pub.send(VP8_KEY)
+    for _ in range(1100):  # the producer's cache (1024) no longer holds the first ones
+        pub.send(VP8_DELTA)
+    sent = consumer.transport.headers()
+    last = sent[-1][2]
+    clock.advance(5.0)  # the keyframe is too old to replay: the publisher is asked
+    plis = len(upstream.rtcp_packets(Pli))
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[sent[5][2]]))
+    assert (consumer.resyncs, consumer.retransmitted) == (1, 0)
+    assert len(upstream.rtcp_packets(Pli)) == plis + 1
+    count = len(consumer.transport.rtp)
+    pub.send(VP8_DELTA)  # nothing until the keyframe
+    assert len(consumer.transport.rtp) == count
+    pub.send(VP8_KEY)
+    first = consumer.transport.headers()[count]
+    assert first[2] == (last + 1 + RESYNC_SEQ_SKIP) & 0xFFFF
+    assert consumer.transport.payloads()[count] == VP8_KEY
+    clock.advance(2.0)
+    # the same hole asked for again, and bogus numbers (ahead, far behind): no new resync
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc,
+                               lost=[sent[5][2], sent[6][2], (first[2] + 100) & 0xFFFF,
+                                     (first[2] - 5000) & 0xFFFF]))
+    assert consumer.resyncs == 1 and consumer.stats()["resyncs"] == 1
+
+
+def test_a_resume_after_a_bandwidth_pause_moves_the_sequence_numbers_on(
+        clock, make_producer, make_consumer):
+    producer = make_producer()
+    pub = Publisher(producer)
+    consumer = make_consumer(producer)
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA)
+    last = consumer.transport.headers()[-1][2]
+    consumer.pause_for_bandwidth()
+    pub.send(VP8_DELTA)
+    clock.advance(5.0)
+    consumer.resume_from_bandwidth()
+    pub.send(VP8_KEY)
+    assert [h[2] for h in consumer.transport.headers()[2:]] == [(last + 1 + RESYNC_SEQ_SKIP) & 0xFFFF]
