@@ -531,7 +531,7 @@ class Participant:
         now = self.clock.monotonic()
         for packet in packets:
             if isinstance(packet, Remb):
-                self.bandwidth.on_remb(now, packet.sender_ssrc, packet.bitrate)
+                self.bandwidth.on_remb(now, packet.sender_ssrc, packet.bitrate, packet.ssrcs)
             elif isinstance(packet, (ReceiverReport, SenderReport)):
                 for block in packet.reports:
                     consumer = self._consumer_by_ssrc(block.ssrc)

@@ -5,7 +5,8 @@ subscriber's REMBs and receiver reports, and at each tick (the participant's tim
 every ``TICK_S``) the estimate shared among its consumers:
 
 1. audio and video without layers first: what they send now (measured from each
-   consumer's octet count) is taken off the estimate; they are never paused;
+   consumer's octet count) is taken off the estimate (unless the subscriber's REMBs
+   name streams and not theirs: aiortc's cover its video only); they are never paused;
 2. the rest is shared among the simulcast video consumers, each with its own
    :class:`~sfu.bwe.selector.LayerSelector` (hysteresis, pause under the lowest layer):
    an equal share each, what one leaves unused going to the next (the cheapest
@@ -82,16 +83,20 @@ class SubscriberBandwidth:
         self._highest: dict[int, int] = {}  # media SSRC -> last RR's extended highest seq
         self._rates: dict[str, _Rate] = {}
         self._paused_at: dict[str, float] = {}  # consumer id -> when it paused for bandwidth
+        self._covered: set[int] = set()  # the SSRCs REMBs named (none named: all)
         self.budget = 0
         """What the last tick shared among the simulcast consumers (bit/s)."""
 
     # -- feedback ----------------------------------------------------------------------
 
-    def on_remb(self, now: float, sender_ssrc: int, bitrate: int) -> int:
+    def on_remb(self, now: float, sender_ssrc: int, bitrate: int, ssrcs: Iterable[int] = ()) -> int:
         """A REMB from the subscriber. A receiver may send one per stream (aiortc: one
         per video receiver, each its own sender SSRC) or one for all (Chromium): the
-        estimate is the sum of the latest fresh one of each sender."""
+        estimate is the sum of the latest fresh one of each sender. ``ssrcs``, the
+        streams it names: what other streams send (aiortc's REMB names only its video)
+        is not taken off it."""
         self._rembs[sender_ssrc] = (now, max(0, int(bitrate)))
+        self._covered.update(ssrcs)
         fresh = {s: v for s, v in self._rembs.items() if now - v[0] <= REMB_FRESH_S}
         self._rembs = fresh
         return self.estimator.on_remb(now, sum(b for _, b in fresh.values()))
@@ -124,7 +129,7 @@ class SubscriberBandwidth:
             sending = rate.update(now, consumer.state.octets)
             if consumer.kind == "video" and consumer.producer.simulcast:
                 layered.append(consumer)
-            else:
+            elif not self._covered or consumer.ssrc in self._covered:
                 fixed += sending
         if self.estimator.mode is None or not layered:
             return []  # no feedback yet: everyone keeps its default

@@ -57,6 +57,7 @@ class Call:
         self.remb: int | None = None
         self.loss = 0  # fraction lost (0..255) in the receiver reports
         self.honest = False  # receiver reports count only the video packets forwarded
+        self.remb_ssrcs = [VIEWER_SSRC, AUDIO_SSRC]  # as a receiver whose REMB covers all
 
     def _consume(self, producer, ssrc) -> Consumer:
         consumer = Consumer(producer, self.viewer.id, FakeTransport(), ssrc)
@@ -83,7 +84,7 @@ class Call:
                     highest_sequence=self.video.state.packets
                     + (0 if self.honest else 100 * self.frames))]))
             if self.remb is not None and self.frames % 15 == 0:
-                self._feedback(Remb(sender_ssrc=0xBEEF, bitrate=self.remb, ssrcs=[VIEWER_SSRC]))
+                self._feedback(Remb(sender_ssrc=0xBEEF, bitrate=self.remb, ssrcs=self.remb_ssrcs))
             self.clock.advance(FRAME)
             if until is not None and until():
                 return self.clock.monotonic() - start
@@ -202,6 +203,15 @@ def test_a_stopped_layer_keeps_its_last_bitrate_for_the_choice(call):
     layer.measure(call.clock.monotonic() + 1.0)  # a second with nothing from the top layer
     assert layer.bitrate == 0 and layer.last_bitrate == top
     assert [lay.bitrate for lay in call.sim.producer.selector_layers(0)][-1] == top
+
+
+def test_a_remb_naming_only_the_video_leaves_the_audio_out_of_the_sum(call):
+    call.remb_ssrcs = [VIEWER_SSRC]  # aiortc: each video receiver's REMB names its stream
+    call.remb = 3 * call.layer_bitrates()[2]
+    call.run(2.0)
+    bandwidth = call.viewer.bandwidth
+    assert call.viewer.bandwidth._rates[call.sound.id].bitrate > 10_000  # audio flows
+    assert bandwidth.budget == bandwidth.estimator.bitrate  # and is not taken off
 
 
 def test_rembs_of_several_receivers_add_up_and_stale_ones_drop_out():
