@@ -53,6 +53,10 @@ RESYNC_WINDOW = 2048
 receiver may still wait for; a number ahead of the last sent, or far behind, is bogus)."""
 RESYNC_INTERVAL_S = 1.0
 """At most one resync per this (each costs a keyframe)."""
+LOSSY_S = 2.0
+"""A subscriber that NACKed within this may still wait for a packet of the layer it is
+moved off (aiortc NACKs a hole again only when a new one appears): the switch then
+moves the sequence numbers on as a resync does."""
 
 
 class SendTransport(Protocol):
@@ -103,6 +107,7 @@ class Consumer:
         resent (see `_retransmit`)."""
         self._resync_mark: int | None = None  # the first output seq after the last resync
         self._resynced_at = float("-inf")
+        self._nacked_at = float("-inf")
         self.keyframe_requests = 0
         self._ext_ids: dict[str, int] = {}  # the subscriber's, once negotiated
         self.on_close: list[Callable[[Consumer], None]] = []
@@ -282,7 +287,9 @@ class Consumer:
         """Called by the producer as a keyframe (RTP timestamp ``ts``) of ``layer``
         arrives, before it is fanned out: forward ``layer`` from that keyframe on,
         continuing the output stream. Its timestamp follows the last one sent by the
-        time between them (from the layers' sender reports, else arrival times)."""
+        time between them (from the layers' sender reports, else arrival times); its
+        sequence numbers jump past the old layer's if the subscriber was losing packets
+        (`LOSSY_S`)."""
         state = self.state
         self.pending_layer = None
         if state.started:
@@ -290,6 +297,10 @@ class Consumer:
                                               & 0xFFFFFFFF, layer, ts)
             state.restart()
             state.next_ts = (state.last_ts + gap) & 0xFFFFFFFF
+            if self.clock.monotonic() - self._nacked_at < LOSSY_S:
+                # what it still misses of the old layer can no longer be resent
+                state.next_seq = (state.next_seq + RESYNC_SEQ_SKIP) & 0xFFFF
+                self._resync_mark = state.next_seq
         state.layer = layer
         self.layer_switches += 1
 
@@ -318,6 +329,7 @@ class Consumer:
         if cache is None:
             return
         now = self.clock.monotonic()
+        self._nacked_at = now
         wanted = []
         for out_seq in dict.fromkeys(lost):  # each seq once, in order
             last = self._resent_at.get(out_seq)

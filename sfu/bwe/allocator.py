@@ -36,12 +36,16 @@ from typing import Any
 from .estimator import Estimator
 from .selector import Choice, LayerSelector
 
-__all__ = ["REMB_FRESH_S", "TICK_S", "Allocation", "SubscriberBandwidth"]
+__all__ = ["REMB_FRESH_S", "REMB_PAUSE_RATIO", "TICK_S", "Allocation", "SubscriberBandwidth"]
 
 TICK_S = 0.25
 """How often a subscriber's estimate is shared out (layer choices follow within that)."""
 REMB_FRESH_S = 3.0
 """A REMB older than this no longer counts (a receiver that stopped sending them)."""
+REMB_PAUSE_RATIO = 0.75
+"""In REMB mode video pauses only under this x its lowest option (`LayerSelector`'s
+``pause_ratio``): aiortc's REMB is 0.85 x what it receives after any overuse, so the
+lowest layer would never look as if it fitted once sent."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,8 @@ class SubscriberBandwidth:
         plans = []
         for consumer in layered:
             if consumer.selector is None:
-                consumer.selector = LayerSelector()
+                consumer.selector = LayerSelector(
+                    pause_ratio=REMB_PAUSE_RATIO if self.estimator.mode == "remb" else 1.0)
                 # it starts from the layer it forwards, so the first estimate moves it
                 # only by the down rule: aiortc's first REMB is what it received, about
                 # the layer's own rate, and "the best that fits" would be a coin toss

@@ -12,7 +12,10 @@ with hysteresis so that a noisy estimate does not flap between layers:
   undone within ``settle`` seconds (10) doubles the hold for the next one (up to
   ``max_hold``, 20 s), so a link that cannot keep a layer stops being tried every
   few seconds; a down-switch later than that resets it;
-- paused (reason ``"bandwidth"``) when even the lowest option does not fit; resumed by
+- paused (reason ``"bandwidth"``) when even the lowest option does not fit, or with
+  ``pause_ratio`` < 1 (REMB mode: a receiver's REMB is about what it receives, and
+  aiortc's falls to 0.85 x that at any overuse) only under ``pause_ratio`` x its
+  bitrate, the lowest option kept above that; resumed by
   the same rule as going up, or on trial by ``retry`` (the lowest option, counted as an
   up-switch) when the caller knows the estimate cannot rise while nothing is sent. ``desired_bitrate`` is what the estimate would have to
   reach for the best option: the consumer asks the estimator to probe for it.
@@ -101,10 +104,11 @@ class LayerSelector:
 
     def __init__(self, *, max_height: int | None = None, max_fps: float | None = None,
                  down_ratio: float = 0.9, up_ratio: float = 1.15, hold: float = 2.5,
-                 settle: float = 10.0, max_hold: float = 20.0) -> None:
+                 settle: float = 10.0, max_hold: float = 20.0, pause_ratio: float = 1.0) -> None:
         self.max_height = max_height
         self.max_fps = max_fps
         self.down_ratio = down_ratio
+        self.pause_ratio = pause_ratio
         self.up_ratio = up_ratio
         self.hold = hold
         self.settle = settle
@@ -143,11 +147,15 @@ class LayerSelector:
         i = self._current()
         fits = [j for j, o in enumerate(ladder) if o.bitrate <= estimate]
         best_fit = fits[-1] if fits else None
+        if best_fit is None and estimate >= self.pause_ratio * ladder[0].bitrate:
+            best_fit = 0  # not clearly under the lowest: keep video
         if i is None and self.choice.reason != PAUSED_REASON:
             # first choice, or the chosen layer is gone: the best that fits, at once
             return self._set(ladder[best_fit].choice() if best_fit is not None else self._paused(), now)
         current_bitrate = ladder[i].bitrate if i is not None else 0
         if i is not None and estimate < self.down_ratio * current_bitrate:
+            if i == best_fit == 0:
+                return self.choice
             lower = best_fit if best_fit is not None and best_fit < i else None
             if self._last_up is not None and now - self._last_up < self.settle:
                 self.current_hold = min(2 * self.current_hold, self.max_hold)

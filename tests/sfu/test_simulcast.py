@@ -17,7 +17,7 @@ from fakes import (
     FakeTransport,
 )
 
-from sfu.consumer import Consumer
+from sfu.consumer import RESYNC_SEQ_SKIP, Consumer
 from sfu.demux import RtpDemuxer
 from sfu.extensions import EXT_MID, EXT_REPAIRED_RID, EXT_RID
 from sfu.participant import MediaSettings, Participant
@@ -272,6 +272,30 @@ def test_a_switch_down_continues_the_stream_too(sim, clock):
     sim.frames(4, packets=2)
     assert consumer.state.layer == 1
     assert_continuous(out(consumer))
+
+
+def test_a_switch_of_a_subscriber_losing_packets_moves_the_numbers_past_the_old_layer(sim, clock):
+    # what it misses of the old layer cannot be resent after the switch: aiortc would
+    # wait for it until 512 later packets (see Consumer._resync)
+    sim.frames(2, key=True)
+    consumer = sim.consumer()
+    sim.frames(3, packets=2)
+    sent = out(consumer)
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[sent[-2][0]]))
+    consumer.set_layers(max_height=360)
+    sim.layers[1].frame(key=True, packets=2)
+    after = out(consumer)[len(sent) + 1:]  # past the one resent
+    assert consumer.state.layer == 1
+    assert after[0][0] == (sent[-1][0] + 1 + RESYNC_SEQ_SKIP) & 0xFFFF
+    assert [(b[0] - a[0]) & 0xFFFF for a, b in zip(after, after[1:])] == [1] * (len(after) - 1)
+    clock.advance(3.0)  # no NACK for a while: the next switch continues without a jump
+    sim.frames(1, packets=2)
+    consumer.set_layers()
+    sim.frames(2, packets=2)
+    sim.layers[2].frame(key=True, packets=2)
+    sim.frames(2, packets=2)
+    assert consumer.state.layer == 2
+    assert_continuous(out(consumer)[len(sent) + 1:])
 
 
 def test_the_timestamp_across_a_switch_follows_the_sender_reports(sim, clock):

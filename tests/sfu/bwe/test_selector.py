@@ -82,6 +82,17 @@ def test_retry_resumes_a_paused_choice_at_the_lowest_and_a_failure_doubles_the_h
     assert selector.retry(8.0, []) == selector.choice  # no layers: nothing to resume
 
 
+def test_with_a_pause_ratio_the_lowest_option_holds_until_the_estimate_is_clearly_under_it():
+    lowest = Choice(0, None, 150_000)
+    selector = LayerSelector(pause_ratio=0.75)  # the allocator's in REMB mode
+    assert selector.update(0.0, 600_000, PLAIN).spatial == 1
+    assert selector.update(1.0, 120_000, PLAIN) == lowest  # 0.8 x the lowest: down to it
+    assert selector.update(2.0, 120_000, PLAIN) == lowest  # and kept
+    assert selector.update(3.0, 100_000, PLAIN).reason == PAUSED_REASON  # 0.67 x: paused
+    assert LayerSelector(pause_ratio=0.75).update(0.0, 120_000, PLAIN) == lowest
+    assert LayerSelector().update(0.0, 120_000, PLAIN).paused  # without: paused at once
+
+
 def test_limits_of_size_and_frame_rate():
     small = LayerSelector(max_height=360)
     assert small.update(0.0, 5_000_000, LAYERS).spatial == 1
