@@ -14,7 +14,9 @@ every ``TICK_S``) the estimate shared among its consumers:
 3. a changed choice is applied with ``consumer.set_layers(spatial=, temporal=)`` (the
    subscriber's ``max_height``/``max_fps`` kept); a paused one stops forwarding and is
    resumed by itself when the estimate allows (``Allocation.paused`` / ``resumed``, for
-   the ``track_paused`` / ``track_resumed`` events). In REMB mode a paused one brings no
+   the ``track_paused`` / ``track_resumed`` events). In REMB mode the REMB alone does
+   not pause video (it is about what the receiver gets): the lowest layer is kept while
+   the loss ceiling leaves room for it. A paused one brings no
    feedback that could raise the estimate, so it is resumed on trial at its lowest
    layer after the selector's hold (``LayerSelector.retry``, ``Estimator.trial``), the
    wait doubling each time the trial fails.
@@ -139,6 +141,9 @@ class SubscriberBandwidth:
             return []  # no feedback yet: everyone keeps its default
         remaining = max(0.0, self.estimator.bitrate - fixed)
         self.budget = int(remaining)
+        # a REMB is about what the receiver gets, so it cannot tell that the lowest
+        # layer does not fit (aiortc's is 0.85 x that after any overuse); loss can
+        keep = max(0.0, self.estimator.loss.bitrate - fixed) if self.estimator.mode == "remb" else 0.0
         plans = []
         for consumer in layered:
             if consumer.selector is None:
@@ -162,7 +167,7 @@ class SubscriberBandwidth:
                     self.estimator.trial(now, int(fixed + self.budget - remaining
                                                   + choice.bitrate * selector.up_ratio))
             else:
-                choice = selector.update(now, share, layers)
+                choice = selector.update(now, share, layers, keep / len(plans))
             if not choice.paused:
                 remaining = max(0.0, remaining - choice.bitrate)
             change = self._apply(now, consumer, before, choice)

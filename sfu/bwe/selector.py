@@ -140,14 +140,18 @@ class LayerSelector:
         """The spatial layer a paused subscriber would resume with."""
         return self._ladder[0].spatial if self._ladder else None
 
-    def update(self, now: float, estimate: float, layers: Sequence[Layer]) -> Choice:
+    def update(self, now: float, estimate: float, layers: Sequence[Layer], keep: float = 0.0) -> Choice:
+        """The choice for ``estimate``; ``keep``: a bitrate known to get through (in
+        REMB mode, the loss ceiling's share): the lowest option is kept, not paused,
+        while it fits under that."""
         self._ladder = ladder = self._options(layers)
         if not ladder:
             return self._set(Choice(), now)
         i = self._current()
         fits = [j for j, o in enumerate(ladder) if o.bitrate <= estimate]
         best_fit = fits[-1] if fits else None
-        if best_fit is None and estimate >= self.pause_ratio * ladder[0].bitrate:
+        if best_fit is None and (estimate >= self.pause_ratio * ladder[0].bitrate
+                                 or keep >= ladder[0].bitrate):
             best_fit = 0  # not clearly under the lowest: keep video
         if i is None and self.choice.reason != PAUSED_REASON:
             # first choice, or the chosen layer is gone: the best that fits, at once

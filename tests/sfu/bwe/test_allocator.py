@@ -142,14 +142,15 @@ def test_under_the_lowest_layer_video_pauses_audio_goes_on_and_both_resume(call)
     call.remb = 3 * top
     call.run(1.0)
     call.remb = 1_000  # under the lowest option, even its base temporal layer
-    assert call.run(3.0, until=lambda: call.events) is not None
+    call.loss = 200  # and losing: a REMB alone does not pause (it is about what arrives)
+    assert call.run(5.0, until=lambda: call.events) is not None
     assert call.events == [(call.sim.producer.id, PAUSED_REASON)]
     assert call.video.bandwidth_paused and call.video.stats()["bandwidth_paused"]
     video_sent, audio_sent = len(call.video.transport.rtp), len(call.sound.transport.rtp)
     call.run(2.0)
     assert len(call.video.transport.rtp) == video_sent  # nothing forwarded while paused
     assert len(call.sound.transport.rtp) > audio_sent + 50  # audio never paused
-    call.remb = 3 * top
+    call.remb, call.loss = 3 * top, 0
     assert call.run(10.0, until=lambda: len(call.events) == 2) is not None
     assert call.events[1] == (call.sim.producer.id, None)
     assert not call.video.bandwidth_paused
@@ -203,6 +204,15 @@ def test_a_stopped_layer_keeps_its_last_bitrate_for_the_choice(call):
     layer.measure(call.clock.monotonic() + 1.0)  # a second with nothing from the top layer
     assert layer.bitrate == 0 and layer.last_bitrate == top
     assert [lay.bitrate for lay in call.sim.producer.selector_layers(0)][-1] == top
+
+
+def test_in_remb_mode_a_low_remb_without_loss_keeps_the_lowest_layer(call):
+    call.remb = 3 * call.layer_bitrates()[2]
+    call.run(1.0)
+    call.remb = 1_000  # aiortc's REMB after an overuse is 0.85 x what arrives, whatever fits
+    call.run(4.0)
+    assert call.events == [] and not call.video.bandwidth_paused
+    assert call.video.selector.choice.spatial == call.video.selector.lowest_spatial == 0
 
 
 def test_a_remb_naming_only_the_video_leaves_the_audio_out_of_the_sum(call):
