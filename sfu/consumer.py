@@ -102,6 +102,8 @@ class Consumer:
         self.retransmitted = 0
         self.nacks_refused = 0  # asked again too soon, or over the cap of one NACK
         self._resent_at: dict[int, float] = {}  # output seq -> when last resent
+        self.seq_skipped = 0
+        """Output sequence numbers left unused by resyncs (a receiver counts them lost)."""
         self.resyncs = 0
         """Restarts at a keyframe because the subscriber asked for packets that cannot be
         resent (see `_retransmit`)."""
@@ -227,8 +229,7 @@ class Consumer:
             return
         self.state.restart()
         if seq_skip:
-            self.state.next_seq = (self.state.next_seq + seq_skip) & 0xFFFF
-            self._resync_mark = self.state.next_seq
+            self._skip_seq(seq_skip)
         self.state.paused = False
         producer = self.producer
         if producer.simulcast:
@@ -299,8 +300,7 @@ class Consumer:
             state.next_ts = (state.last_ts + gap) & 0xFFFFFFFF
             if self.clock.monotonic() - self._nacked_at < LOSSY_S:
                 # what it still misses of the old layer can no longer be resent
-                state.next_seq = (state.next_seq + RESYNC_SEQ_SKIP) & 0xFFFF
-                self._resync_mark = state.next_seq
+                self._skip_seq(RESYNC_SEQ_SKIP)
         state.layer = layer
         self.layer_switches += 1
 
@@ -367,6 +367,12 @@ class Consumer:
         if lost_for_good and now - self._resynced_at >= RESYNC_INTERVAL_S:
             self._resynced_at = now
             self._resync()
+
+    def _skip_seq(self, count: int) -> None:
+        """Leave ``count`` output sequence numbers unused before the next start."""
+        self.state.next_seq = (self.state.next_seq + count) & 0xFFFF
+        self._resync_mark = self.state.next_seq
+        self.seq_skipped += count
 
     def _waited_for(self, out_seq: int) -> bool:
         """Whether the subscriber may really be waiting for ``out_seq``: one of the last

@@ -537,7 +537,8 @@ class Participant:
                     consumer = self._consumer_by_ssrc(block.ssrc)
                     if consumer is not None and consumer.kind == "video":
                         self.bandwidth.on_report_block(now, block.ssrc, block.fraction_lost,
-                                                       block.highest_sequence)
+                                                       block.highest_sequence,
+                                                       consumer.seq_skipped)
             media_ssrc = getattr(packet, "media_ssrc", None)
             if media_ssrc is not None:
                 consumer = self._consumer_by_ssrc(media_ssrc)

@@ -87,6 +87,7 @@ class SubscriberBandwidth:
         self.estimator = estimator or Estimator()
         self._rembs: dict[int, tuple[float, int]] = {}  # sender SSRC -> (when, bit/s)
         self._highest: dict[int, int] = {}  # media SSRC -> last RR's extended highest seq
+        self._skipped: dict[int, int] = {}  # media SSRC -> its numbers skipped at that RR
         self._rates: dict[str, _Rate] = {}
         self._paused_at: dict[str, float] = {}  # consumer id -> when it paused for bandwidth
         self._covered: set[int] = set()  # the SSRCs REMBs named (none named: all)
@@ -107,14 +108,25 @@ class SubscriberBandwidth:
         self._rembs = fresh
         return self.estimator.on_remb(now, sum(b for _, b in fresh.values()))
 
-    def on_report_block(self, now: float, ssrc: int, fraction_lost: int, highest: int) -> int:
+    def on_report_block(self, now: float, ssrc: int, fraction_lost: int, highest: int,
+                        skipped: int = 0) -> int:
         """A receiver-report block about one of our video streams: its loss, over the
-        packets it expected since the last report."""
+        packets it expected since the last report. ``skipped``: how many sequence
+        numbers the stream has left unused so far (`Consumer.seq_skipped`, resyncs):
+        the receiver counts them as lost, they are not."""
         last = self._highest.get(ssrc)
-        self._highest[ssrc] = highest
+        last_skipped = self._skipped.get(ssrc, skipped)
+        self._highest[ssrc], self._skipped[ssrc] = highest, skipped
         expected = highest - last if last is not None else 0
         if not 0 < expected < 0x8000:
             return self.estimator.bitrate
+        unused = min(max(0, skipped - last_skipped), expected)
+        if unused:
+            lost = max(0.0, fraction_lost / 256 * expected - unused)
+            expected -= unused
+            if expected <= 0:
+                return self.estimator.bitrate
+            fraction_lost = min(255, round(256 * lost / expected))
         return self.estimator.on_receiver_report(now, fraction_lost, expected)
 
     # -- the tick ----------------------------------------------------------------------

@@ -297,3 +297,13 @@ def test_a_failed_trial_pauses_again_and_the_next_waits_longer(call):
     assert call.video.selector.current_hold == 2 * hold
     waited = call.run(6 * hold, until=lambda: len(call.events) == 4)
     assert waited is not None and waited >= 2 * hold - 0.05, waited  # the backoff
+
+
+def test_numbers_a_resync_skipped_are_not_counted_as_lost():
+    reported = round(256 * 960 / 1060)  # 100 packets sent after 960 numbers skipped
+    for skipped, cut in ((960, False), (0, True)):
+        bandwidth = SubscriberBandwidth(Estimator(minimum=10_000))
+        bandwidth.on_remb(0.0, 1, 500_000)
+        bandwidth.on_report_block(0.0, 7, 0, 1000)
+        bandwidth.on_report_block(1.0, 7, reported, 2060, skipped=skipped)
+        assert (bandwidth.estimator.bitrate < 500_000) is cut
