@@ -306,4 +306,5 @@ def test_numbers_a_resync_skipped_are_not_counted_as_lost():
         bandwidth.on_remb(0.0, 1, 500_000)
         bandwidth.on_report_block(0.0, 7, 0, 1000)
         bandwidth.on_report_block(1.0, 7, reported, 2060, skipped=skipped)
+        bandwidth.on_report_block(2.0, 7, 0, 2160, skipped=skipped)  # the loss is judged
         assert (bandwidth.estimator.bitrate < 500_000) is cut
