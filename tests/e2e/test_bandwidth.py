@@ -4,13 +4,15 @@ subscribers each behind its own emulated link (`bench.wan.UdpRelay`): 300 kbit/s
 3 Mbit/s. The node estimates each subscriber's bandwidth from its REMBs (aiortc sends
 them for video with abs-send-time) and picks its layer: they end on different layers,
 the slow one decodes without a freeze once settled, the fast one gets the top layer;
-then the fast one's link drops to 300 kbit/s and comes back, and its layer follows.
-Times are taken from the decoded frames' arrival (the clock of the decoder's output)."""
+then (a second test) the fast one's link drops to 300 kbit/s and comes back, and its
+layer follows. Times are taken from the decoded frames' arrival (the clock of the
+decoder's output)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 from itertools import pairwise
 
 import pytest
@@ -94,12 +96,21 @@ def size_changes(sized: Sized, since: float) -> list[tuple[float, tuple[int, int
     return out
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "not met yet (docs/media.md, Layers by bandwidth): the 300 kbit/s aiortc subscriber "
-    "stopped decoding after the initial flood and its pause/resume (9 frames, then none), "
-    "and in REMB mode aiortc's REMB grows 8 %/s at most, so the way back up takes longer "
-    "than 10 s"))
-async def test_two_subscribers_on_different_links_get_different_layers(node, browser):  # noqa: F811
+class Call:
+    """The settled call both tests start from: the slow and the fast viewer, their
+    relays, the slow one's settling time and the fast one's time to the top layer."""
+
+    def __init__(self, slow: WanViewer, fast: WanViewer, relays: list[UdpRelay]) -> None:
+        self.slow, self.fast, self.relays = slow, fast, relays
+        self.settled = 0.0
+        self.reached_top = float("inf")
+
+
+@asynccontextmanager
+async def settled_call(node, browser):  # noqa: F811
+    """Chromium publishes q/h/f, an aiortc mic publishes audio, the two viewers subscribe
+    to both; yields once the fast one decodes the top layer and the slow one a lower
+    one (asserted), then 60 more frames of the slow one."""
     page = await browser.new_page()
     await page.goto(f"{node.http}/healthz")
     published = await page.evaluate(PUBLISH_SIMULCAST, {
@@ -117,6 +128,7 @@ async def test_two_subscribers_on_different_links_get_different_layers(node, bro
     relays = [await UdpRelay(SLOW).start(), await UdpRelay(FAST).start()]
     slow = WanViewer(node.url, node.token("seller-slow"), relays[0])
     fast = WanViewer(node.url, node.token("seller-fast"), relays[1])
+    call = Call(slow, fast, relays)
     try:
         await mic.connect()
         await mic.join()
@@ -129,22 +141,45 @@ async def test_two_subscribers_on_different_links_get_different_layers(node, bro
                                 and fast.timed_audio() and fast.sized().frames, 30)
         first = fast.sized().sizes[0][0]
         assert await wait_until(lambda: fast.sized().size() == TOP, 30), fast.sized().size()
-        reached_top = next(t for t, w, h in fast.sized().sizes if (w, h) == TOP) - first
-        # the slow one settles on a lower layer: the last change of size, then 8 s on it
+        call.reached_top = next(t for t, w, h in fast.sized().sizes if (w, h) == TOP) - first
+        # the slow one settles on a lower layer: the last change of size, then 60 frames on it
         assert await wait_until(lambda: slow.sized().size() not in (None, TOP), 30), (
             slow.sized().size(), slow.sized().frames, size_changes(slow.sized(), 0),
             slow.sized().sizes[-1][0] - time.monotonic(), slow.all_events[-5:])
-        settled = max(t for t, _ in size_changes(slow.sized(), 0)) if size_changes(slow.sized(), 0) else 0
-        await asyncio.sleep(0)  # the measuring window below is the one asserted
+        changes = size_changes(slow.sized(), 0)
+        call.settled = max(t for t, _ in changes) if changes else 0.0
         frames = slow.sized().frames
-        assert await wait_until(lambda: slow.sized().frames > frames + 60, 30)
-        slow_size, fast_size = slow.sized().size(), fast.sized().size()
-        print(f"fast reached {TOP} {reached_top:.1f} s after its first frame; slow settled on "
-              f"{slow_size}; slow's longest gap since {slow.sized().longest_gap(settled):.2f} s")
-        assert slow_size != fast_size == TOP
-        assert slow.sized().longest_gap(settled) < 1.0
-        assert reached_top < 10.0
+        assert await wait_until(lambda: slow.sized().frames > frames + 60, 30), (
+            slow.sized().frames, slow.all_events[-5:])
+        yield call
+    finally:
+        for peer in (slow, fast, mic):
+            await peer.close()
+        for relay in relays:
+            relay.close()
+        await page.close()
+    assert "Traceback" not in node.log()
 
+
+async def test_two_subscribers_on_different_links_get_different_layers(node, browser):  # noqa: F811
+    async with settled_call(node, browser) as call:
+        slow, fast = call.slow.sized(), call.fast.sized()
+        print(f"fast reached {TOP} {call.reached_top:.1f} s after its first frame; slow settled "
+              f"on {slow.size()}; slow's longest gap since {slow.longest_gap(call.settled):.2f} s; "
+              f"relays {[r.stats() for r in call.relays]}")
+        assert slow.size() != fast.size() == TOP
+        assert slow.longest_gap(call.settled) < 1.0
+        assert call.reached_top < 10.0
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "not met yet (docs/media.md, Layers by bandwidth): in REMB mode the way down takes "
+    "about 2.2 s (aiortc's REMB reacts, then the lower layer's keyframe) and the way back "
+    "up 15-20 s: aiortc's REMB grows 8 %/s at most and never says more than 1.5 x what it "
+    "receives; aiortc receivers send no transport-cc feedback"))
+async def test_a_subscribers_layer_follows_its_link_down_and_up(node, browser):  # noqa: F811
+    async with settled_call(node, browser) as call:
+        fast, relays = call.fast, call.relays
         # the fast one's link drops to 300 kbit/s, then comes back
         relays[1].set_profile(SLOW)
         dropped = time.monotonic()
@@ -156,16 +191,9 @@ async def test_two_subscribers_on_different_links_get_different_layers(node, bro
         restored = time.monotonic()
         assert await wait_until(lambda: fast.sized().size() == TOP, 60), fast.sized().size()
         up = next(t for t, size in size_changes(fast.sized(), restored) if size == TOP) - restored
-        audio_gaps = [v.timed_audio().longest_gap(settled) for v in (slow, fast)]
+        audio_gaps = [v.timed_audio().longest_gap(call.settled) for v in (call.slow, fast)]
         print(f"fast down {down:.2f} s after the drop, up {up:.2f} s after the link came back; "
               f"longest audio gaps {audio_gaps}; relays {[r.stats() for r in relays]}")
         assert down < 2.0
         assert up < 10.0
         assert max(audio_gaps) < 1.0
-    finally:
-        for peer in (slow, fast, mic):
-            await peer.close()
-        for relay in relays:
-            relay.close()
-        await page.close()
-    assert "Traceback" not in node.log()
