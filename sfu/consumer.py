@@ -49,8 +49,8 @@ RESYNC_SEQ_SKIP = 960
 buffer (512 packets), so the holes before it are dropped, not waited for, and within
 the forwarder's ``MAX_SEQ_JUMP`` (1000: beyond it the output continues without a gap)."""
 RESYNC_WINDOW = 2048
-"""Only a NACK of one of the last this many output numbers can start a resync (what a
-receiver may still wait for; a number ahead of the last sent, or far behind, is bogus)."""
+"""A NACKed number at most this far before the current start counts as sent before it
+(further is bogus, or too old to matter)."""
 RESYNC_INTERVAL_S = 1.0
 """At most one resync per this (each costs a keyframe)."""
 LOSSY_S = 2.0
@@ -108,6 +108,7 @@ class Consumer:
         """Restarts at a keyframe because the subscriber asked for packets that cannot be
         resent (see `_retransmit`)."""
         self._resync_mark: int | None = None  # the first output seq after the last resync
+        self._start_mark: int | None = None  # the first output seq of the current start
         self._resynced_at = float("-inf")
         self._nacked_at = float("-inf")
         self.keyframe_requests = 0
@@ -230,6 +231,7 @@ class Consumer:
         self.state.restart()
         if seq_skip:
             self._skip_seq(seq_skip)
+        self._mark_start()
         self.state.paused = False
         producer = self.producer
         if producer.simulcast:
@@ -301,6 +303,7 @@ class Consumer:
             if self.clock.monotonic() - self._nacked_at < LOSSY_S:
                 # what it still misses of the old layer can no longer be resent
                 self._skip_seq(RESYNC_SEQ_SKIP)
+            self._mark_start()
         state.layer = layer
         self.layer_switches += 1
 
@@ -347,10 +350,13 @@ class Consumer:
         lost_for_good = False
         for out_seq in wanted:
             self._resent_at[out_seq] = now
+            if _before(self._start_mark, out_seq):
+                # sent before the current start (or skipped): its mapping is gone
+                lost_for_good = lost_for_good or not _before(self._resync_mark, out_seq)
+                continue
             seq = self.state.producer_seq(out_seq)
             data = cache.get(seq) if seq >= 0 else None
-            if data is None:
-                lost_for_good = lost_for_good or self._waited_for(out_seq)
+            if data is None:  # not here yet (lost upstream, being recovered), or too old
                 continue
             try:
                 if rtx_pt is None:
@@ -374,18 +380,15 @@ class Consumer:
         self._resync_mark = self.state.next_seq
         self.seq_skipped += count
 
-    def _waited_for(self, out_seq: int) -> bool:
-        """Whether the subscriber may really be waiting for ``out_seq``: one of the last
-        `RESYNC_WINDOW` numbers sent, and not one a resync already skipped past."""
-        state = self.state
-        if not state.packets or not 0 <= (state.last_seq - out_seq) & 0xFFFF < RESYNC_WINDOW:
-            return False
-        mark = self._resync_mark
-        return mark is None or not 0 < (mark - out_seq) & 0xFFFF < 0x8000
+    def _mark_start(self) -> None:
+        """Just restarted: the numbers before the next one belong to an earlier start
+        (or were skipped), whose output-to-input mapping is gone."""
+        if self.state.packets:
+            self._start_mark = self.state.next_seq
 
     def _resync(self) -> None:
         """The subscriber waits for packets this consumer cannot resend (sent before its
-        last restart, at a pause or a change of layer, or gone from the cache): a
+        last restart, at a pause or a change of layer): a
         libwebrtc receiver decodes again from the next keyframe, but aiortc's jitter
         buffer hands out no frame past a hole until 512 later packets pushed it out
         (seconds at a low layer, for ever while paused). So restart at a keyframe with
@@ -441,3 +444,8 @@ class Consumer:
             self._activation.cancel()  # nothing if it has run
         for callback in self.on_close:
             callback(self)
+
+
+def _before(mark: int | None, out_seq: int) -> bool:
+    """Whether ``out_seq`` comes before ``mark`` (within `RESYNC_WINDOW`)."""
+    return mark is not None and 0 < (mark - out_seq) & 0xFFFF <= RESYNC_WINDOW

@@ -358,7 +358,7 @@ def test_only_a_real_refusal_warns(clock, make_producer, make_consumer, caplog):
 
 
 
-def test_a_nack_that_cannot_be_answered_restarts_past_the_hole_at_a_keyframe(
+def test_a_nack_from_before_a_restart_restarts_past_the_hole_at_a_keyframe(
         clock, make_producer, make_consumer, upstream):
     # aiortc's jitter buffer hands out no frame past a hole until 512 later packets
     # pushed it out: a keyframe alone does not help, the sequence numbers must move on
@@ -366,16 +366,18 @@ def test_a_nack_that_cannot_be_answered_restarts_past_the_hole_at_a_keyframe(
     pub = Publisher(producer)
     consumer = make_consumer(producer)
     pub.send(VP8_KEY)
-    for _ in range(1100):  # the producer's cache (1024) no longer holds the first ones
+    for _ in range(4):
         pub.send(VP8_DELTA)
-    sent = consumer.transport.headers()
-    last = sent[-1][2]
+    before = consumer.transport.headers()
+    consumer.resume()  # a restart (as at a change of layer or of source)
+    pub.send(VP8_KEY)
+    pub.send(VP8_DELTA)
+    last = consumer.transport.headers()[-1][2]
     clock.advance(5.0)  # the keyframe is too old to replay: the publisher is asked
-    plis = len(upstream.rtcp_packets(Pli))
-    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[sent[5][2]]))
-    assert (consumer.resyncs, consumer.retransmitted) == (1, 0)
+    plis, count = len(upstream.rtcp_packets(Pli)), len(consumer.transport.rtp)
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[before[2][2]]))
+    assert (consumer.resyncs, consumer.retransmitted) == (1, 0)  # nothing resent: its mapping is gone
     assert len(upstream.rtcp_packets(Pli)) == plis + 1
-    count = len(consumer.transport.rtp)
     pub.send(VP8_DELTA)  # nothing until the keyframe
     assert len(consumer.transport.rtp) == count
     pub.send(VP8_KEY)
@@ -383,11 +385,27 @@ def test_a_nack_that_cannot_be_answered_restarts_past_the_hole_at_a_keyframe(
     assert first[2] == (last + 1 + RESYNC_SEQ_SKIP) & 0xFFFF
     assert consumer.transport.payloads()[count] == VP8_KEY
     clock.advance(2.0)
-    # the same hole asked for again, and bogus numbers (ahead, far behind): no new resync
+    # the same hole and the skipped numbers asked for again: no new resync, nothing sent
+    count = len(consumer.transport.rtp)
     consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc,
-                               lost=[sent[5][2], sent[6][2], (first[2] + 100) & 0xFFFF,
-                                     (first[2] - 5000) & 0xFFFF]))
+                               lost=[before[2][2], (last + 5) & 0xFFFF]))
     assert consumer.resyncs == 1 and consumer.stats()["resyncs"] == 1
+    assert len(consumer.transport.rtp) == count
+
+
+def test_a_packet_missing_from_the_cache_does_not_resync(clock, make_producer, make_consumer):
+    # lost upstream and being recovered by the node, or too old: no reason to restart
+    producer = make_producer()
+    pub = Publisher(producer)
+    consumer = make_consumer(producer)
+    pub.send(VP8_KEY)
+    for _ in range(1100):  # the producer's cache (1024) no longer holds the first ones
+        pub.send(VP8_DELTA)
+    sent = consumer.transport.headers()
+    clock.advance(1.0)
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc,
+                               lost=[sent[5][2], (sent[-1][2] + 3) & 0xFFFF]))
+    assert consumer.resyncs == 0 and len(consumer.transport.rtp) == len(sent)
 
 
 def test_a_resume_after_a_bandwidth_pause_moves_the_sequence_numbers_on(
