@@ -388,10 +388,10 @@ class Consumer:
 
     def _resync(self) -> None:
         """The subscriber waits for packets this consumer cannot resend (sent before its
-        last restart, at a pause or a change of layer): a
-        libwebrtc receiver decodes again from the next keyframe, but aiortc's jitter
-        buffer hands out no frame past a hole until 512 later packets pushed it out
-        (seconds at a low layer, for ever while paused). So restart at a keyframe with
+        last restart, at a pause or a change of layer): a libwebrtc receiver decodes
+        again from the next keyframe, but aiortc's jitter buffer hands out no frame past
+        a hole until 512 later packets pushed it out (seconds at a low layer, for ever
+        while paused). So restart at a keyframe with
         the sequence numbers moved past the hole (`RESYNC_SEQ_SKIP`): every receiver
         takes that as a new start. Once per hole: NACKs of packets before the last
         resync do not start another."""
