@@ -287,7 +287,7 @@ def test_a_switch_of_a_subscriber_losing_packets_moves_the_numbers_past_the_old_
     after = out(consumer)[len(sent) + 1:]  # past the one resent
     assert consumer.state.layer == 1
     assert after[0][0] == (sent[-1][0] + 1 + RESYNC_SEQ_SKIP) & 0xFFFF
-    assert [(b[0] - a[0]) & 0xFFFF for a, b in zip(after, after[1:])] == [1] * (len(after) - 1)
+    assert [(b[0] - a[0]) & 0xFFFF for a, b in pairwise(after)] == [1] * (len(after) - 1)
     clock.advance(3.0)  # no NACK for a while: the next switch continues without a jump
     sim.frames(1, packets=2)
     consumer.set_layers()
