@@ -53,6 +53,10 @@ RESYNC_WINDOW = 2048
 (further is bogus, or too old to matter)."""
 RESYNC_INTERVAL_S = 1.0
 """At most one resync per this (each costs a keyframe)."""
+UNANSWERED_S = 0.5
+"""A NACKed packet still not in the producer's cache this long after the subscriber
+first asked for it is lost for good (the node's own NACKs upstream give up within about
+that: 3 tries, 1.5 round trips apart), and so is a resync's reason."""
 LOSSY_S = 2.0
 """A subscriber that NACKed within this may still wait for a packet of the layer it is
 moved off (aiortc NACKs a hole again only when a new one appears): the switch then
@@ -111,6 +115,7 @@ class Consumer:
         self._start_mark: int | None = None  # the first output seq of the current start
         self._resynced_at = float("-inf")
         self._nacked_at = float("-inf")
+        self._unanswered: dict[int, float] = {}  # output seq -> when first NACKed, not in cache
         self.keyframe_requests = 0
         self._ext_ids: dict[str, int] = {}  # the subscriber's, once negotiated
         self.on_close: list[Callable[[Consumer], None]] = []
@@ -345,6 +350,9 @@ class Consumer:
         if len(self._resent_at) > 4 * NACK_MAX_PER_REQUEST:
             self._resent_at = {k: t for k, t in self._resent_at.items()
                                if now - t < NACK_RESEND_INTERVAL_S}
+        if len(self._unanswered) > 4 * NACK_MAX_PER_REQUEST:
+            self._unanswered = {k: t for k, t in self._unanswered.items()
+                                if now - t < 4 * UNANSWERED_S}
         stamp = abs_send_time(self.clock.wall()) if self.state.abs_send_time_id else 0
         rtx_pt = self.rtx_payload_type
         lost_for_good = False
@@ -356,7 +364,10 @@ class Consumer:
                 continue
             seq = self.state.producer_seq(out_seq)
             data = cache.get(seq) if seq >= 0 else None
-            if data is None:  # not here yet (lost upstream, being recovered), or too old
+            if data is None:  # not here yet (lost upstream, being recovered), or gone
+                if 0 <= (self.state.last_seq - out_seq) & 0xFFFF < RESYNC_WINDOW:  # not bogus
+                    first = self._unanswered.setdefault(out_seq, now)
+                    lost_for_good = lost_for_good or now - first >= UNANSWERED_S
                 continue
             try:
                 if rtx_pt is None:
@@ -388,7 +399,8 @@ class Consumer:
 
     def _resync(self) -> None:
         """The subscriber waits for packets this consumer cannot resend (sent before its
-        last restart, at a pause or a change of layer): a libwebrtc receiver decodes
+        last restart, at a pause or a change of layer; given up upstream, or gone from
+        the cache: `UNANSWERED_S`): a libwebrtc receiver decodes
         again from the next keyframe, but aiortc's jitter buffer hands out no frame past
         a hole until 512 later packets pushed it out (seconds at a low layer, for ever
         while paused). So restart at a keyframe with

@@ -11,7 +11,8 @@ The policy, in one place. A producer asks its publisher for a keyframe (PLI) whe
   decoders need a keyframe. Not if a keyframe of that stream arrived since the loss
   was noticed (`keyframe_repairs`): decoding starts again there anyway;
 - a subscriber NACKs packets its consumer cannot resend (sent before its last restart,
-  at a pause or a change of layer: the mapping is gone): the consumer restarts at a
+  at a pause or a change of layer: the mapping is gone; or still missing 0.5 s after
+  it was first asked for: given up upstream): the consumer restarts at a
   keyframe with its sequence numbers moved past the hole (`Consumer._resync`, at most
   once a second and once per hole), since aiortc's jitter buffer would otherwise wait
   for them until 512 later packets; a resume after a bandwidth pause does the same.

@@ -10,7 +10,7 @@ import pytest
 
 from fakes import (PUBLISHER_SSRC, SUBSCRIBER_EXT_IDS, SUBSCRIBER_PAYLOAD_TYPES, VP8_DELTA,
                    VP8_KEY, FakeTransport, Publisher)
-from sfu.consumer import RESYNC_SEQ_SKIP, Consumer
+from sfu.consumer import RESYNC_SEQ_SKIP, UNANSWERED_S, Consumer
 from sfu.rtcp import Fir, Nack, Pli, ReceiverReport, ReportBlock, Remb, SenderReport
 from sfu.rtp import RtpPacket, abs_send_time, parse_header
 
@@ -393,19 +393,36 @@ def test_a_nack_from_before_a_restart_restarts_past_the_hole_at_a_keyframe(
     assert len(consumer.transport.rtp) == count
 
 
-def test_a_packet_missing_from_the_cache_does_not_resync(clock, make_producer, make_consumer):
-    # lost upstream and being recovered by the node, or too old: no reason to restart
+def test_a_packet_missing_from_the_cache_resyncs_only_once_given_up(
+        clock, make_producer, make_consumer):
+    # lost upstream: the node's own NACKs may still bring it, then it is forwarded late;
+    # still missing after UNANSWERED_S (given up upstream), aiortc would stall on it
     producer = make_producer()
     pub = Publisher(producer)
     consumer = make_consumer(producer)
     pub.send(VP8_KEY)
-    for _ in range(1100):  # the producer's cache (1024) no longer holds the first ones
-        pub.send(VP8_DELTA)
+    pub.send(VP8_DELTA)
+    pub.send(VP8_DELTA, skip=1)  # one packet lost on the publisher's link
     sent = consumer.transport.headers()
-    clock.advance(1.0)
-    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc,
-                               lost=[sent[5][2], (sent[-1][2] + 3) & 0xFFFF]))
-    assert consumer.resyncs == 0 and len(consumer.transport.rtp) == len(sent)
+    hole = (sent[1][2] + 1) & 0xFFFF  # the number the consumer keeps for it
+    ahead = (sent[-1][2] + 40) & 0xFFFF  # never sent
+    bogus = Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[ahead])
+    for _ in range(3):
+        consumer.receive_rtcp(bogus)
+        clock.advance(UNANSWERED_S)
+    assert consumer.resyncs == 0
+    nack = Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[hole, ahead])
+    consumer.receive_rtcp(nack)
+    clock.advance(UNANSWERED_S / 2)
+    consumer.receive_rtcp(nack)  # asked again, still being recovered upstream
+    assert consumer.resyncs == 0
+    clock.advance(UNANSWERED_S / 2)
+    last = consumer.transport.headers()[-1][2]
+    consumer.receive_rtcp(nack)  # given up by now
+    assert consumer.resyncs == 1
+    clock.advance(2.0)
+    pub.send(VP8_KEY)
+    assert consumer.transport.headers()[-1][2] == (last + 1 + RESYNC_SEQ_SKIP) & 0xFFFF
 
 
 def test_a_resume_after_a_bandwidth_pause_moves_the_sequence_numbers_on(
