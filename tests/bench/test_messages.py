@@ -33,14 +33,21 @@ class FakeMessageServer:
             async for frame in ws:
                 msg = json.loads(frame)
                 reply = await self.dispatch(ws, state, msg)
-                if reply is not None:
-                    reply["id"] = msg.get("id")
+                if reply is None:
+                    continue
+                reply["id"] = msg.get("id")
+                if msg["type"] != "join":
                     await ws.send(json.dumps(reply))
-                    if msg["type"] == "join" and state["resume"] and self.replay:
-                        for event in self.log[state["resume"]["last_seq"]:]:
-                            await ws.send(json.dumps(event))
-                    if msg["type"] == "join":
-                        state["joined"] = True
+                    continue
+                # the backlog, then live: everything appended while the backlog is sent
+                # is sent by this loop too, and the member goes live in the same step as
+                # the loop sees nothing more (no await between): no gap, nothing twice
+                nxt = state["resume"]["last_seq"] if state["resume"] and self.replay else reply["last_seq"]
+                await ws.send(json.dumps(reply))
+                while nxt < len(self.log):
+                    await ws.send(json.dumps(self.log[nxt]))
+                    nxt += 1
+                state["joined"] = True
         finally:
             self.members.discard((ws, id(state)))
 
