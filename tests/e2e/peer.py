@@ -245,6 +245,17 @@ class Participant:
 
             receiver._handle_rtp_packet = handle
 
+    async def send_pli(self) -> int:
+        """A PLI for each video stream it receives, as a decoder that lost its
+        reference sends one (aiortc's own, on the receiver's RTCP); how many were sent."""
+        sent = 0
+        for transceiver in self.sub.getTransceivers() if self.sub else []:
+            if transceiver.kind == "video":
+                for source in transceiver.receiver.getSynchronizationSources():
+                    await transceiver.receiver._send_rtcp_pli(source.source)
+                    sent += 1
+        return sent
+
     def video(self) -> list[Subscription]:
         return [s for k, s in self.subscriptions.items() if k.startswith("video")]
 
