@@ -46,6 +46,12 @@ async def test_a_room_spans_two_nodes(cluster):
             viewer = Participant(b.url, b.token(f"seller-{i}"))
             await viewer.connect()
             joined = await viewer.join()
+            for _ in range(20):  # A writes its tracks into the directory just after `published`
+                if sorted(t["track_id"] for t in joined["tracks"]) == track_ids:
+                    break
+                await viewer.request("leave")
+                await asyncio.sleep(0.1)
+                joined = await viewer.join()
             # the room's tracks, wherever they were published
             assert sorted(t["track_id"] for t in joined["tracks"]) == track_ids
             await viewer.request("subscribe", track_ids=track_ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -191,9 +192,16 @@ async def test_keyframe_requests_are_throttled_per_producer(node):
     subs = await asyncio.gather(*(_subscriber(node, f"burst-{i}", track_ids) for i in range(5)))
     try:
         assert await _wait(lambda: all(s.video() and s.video()[0].frames > 0 for s in subs), timeout=20)
+        # five subscribers asking at once (a PLI each), past the last request's second
+        assert await _wait(lambda: time.monotonic() - max(pub.keyframe_requests, default=0) > 1.2,
+                           timeout=30, step=0.1)
+        before = len(pub.keyframe_requests)
+        sent = await asyncio.gather(*(s.send_pli() for s in subs))
+        assert sum(sent) == 5
+        assert await _wait(lambda: len(pub.keyframe_requests) > before, timeout=10), \
+            "the node never asked the publisher for a keyframe"
         requests = pub.keyframe_requests
-        assert requests, "the node never asked the publisher for a keyframe"
-        # five subscribers starting together: at most one request per second
+        # at most one request per second
         gaps = [b - a for a, b in zip(requests, requests[1:])]
         assert all(g >= 0.9 for g in gaps), gaps
     finally:
