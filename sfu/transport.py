@@ -38,6 +38,7 @@ from .extensions import SIMULCAST_EXTENSIONS
 from .rtp import is_rtcp
 from .rtx import with_opus_fec
 from .simulcast_sdp import SimulcastOffer, amend_answer, parse_simulcast
+from .transport_cc_sdp import answered_ids, offer_transport_cc
 
 __all__ = ["WebRtcTransport", "TransportStats", "IdleTrack", "sender_ssrc", "negotiated_codecs",
            "header_extension_ids"]
@@ -153,6 +154,10 @@ class WebRtcTransport:
         self._negotiation_lock = asyncio.Lock()
         self.simulcast: dict[str, SimulcastOffer] = {}
         """The m-lines (by mid) of the last remote offer that simulcast, and their rids."""
+        self.offer_sdp: str | None = None
+        """The SDP of the last offer `create_offer` made (as sent)."""
+        self.transport_cc_ids: dict[str, int] = {}
+        """mid -> transport-cc extension id, for the m-lines whose answer kept it."""
         self.pc.on("connectionstatechange", self._on_connection_state)
 
     # -- negotiation ---------------------------------------------------------------
@@ -200,21 +205,27 @@ class WebRtcTransport:
             if transceiver.mid in offers and ids.get(transceiver.mid):
                 internals.add_header_extensions(transceiver, ids[transceiver.mid])
 
-    async def create_offer(self) -> str:
+    async def create_offer(self, transport_cc: bool = False) -> str:
         """Create and apply a local offer; return its SDP (candidates included, Opus
-        with in-band FEC as in `accept_offer`)."""
+        with in-band FEC as in `accept_offer`; with ``transport_cc``, the transport-wide
+        sequence number and its feedback offered on the video m-lines, as
+        `sfu.transport_cc_sdp` says). ``offer_sdp`` keeps what was returned."""
         self._check_open()
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
         self._attach()
-        return with_opus_fec(self.pc.localDescription.sdp)
+        sdp = with_opus_fec(self.pc.localDescription.sdp)
+        self.offer_sdp = offer_transport_cc(sdp) if transport_cc else sdp
+        return self.offer_sdp
 
     async def accept_answer(self, sdp: str) -> None:
-        """Apply the remote answer to our last offer."""
+        """Apply the remote answer to our last offer (``transport_cc_ids``: the m-lines,
+        by mid, whose answer kept transport-cc, with its id)."""
         self._check_open()
         if self.pc.signalingState != "have-local-offer":
             raise NegotiationError("no offer is waiting for an answer on this peer connection")
         await self._set_remote(sdp, "answer")
+        self.transport_cc_ids = answered_ids(sdp)
         self._attach()
 
     async def _set_remote(self, sdp: str, kind: str) -> None:
