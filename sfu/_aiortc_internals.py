@@ -18,7 +18,10 @@ What is relied on:
   ``_handle_rtp_data``/``_handle_rtcp_data`` (hooks around SRTP), and
   ``RTCIceTransport._connection`` (the aioice connection);
 - aioice ``Connection._nominated`` (the pair per component) and ``data_received``
-  (the funnel for non-STUN datagrams), and ``aioice.ice.get_host_addresses``;
+  (where ``StunProtocol.datagram_received`` hands every datagram its STUN parser
+  refuses), ``CandidatePair.protocol``/``component``/``remote_addr``,
+  ``StunProtocol.datagram_received`` (replaced per instance: the event loop looks it up
+  on the protocol for each datagram), and ``aioice.ice.get_host_addresses``;
 - pylibsrtp ``Session._srtp`` (the ``srtp_t`` cdata) and ``pylibsrtp._binding``;
 - ``RTCCertificate._create_ssl_context`` (the DTLS context, whose cipher list
   :func:`accept_rsa_dtls_peers` widens).
@@ -42,7 +45,8 @@ from .errors import AiortcInternalsChanged
 __all__ = ["CHECKED_VERSIONS", "check", "sender_ssrc", "sender_rtx_ssrc", "negotiated_codecs",
            "header_extension_ids", "add_header_extensions", "quiet_sender_reports", "set_stream_id", "stop_decoder_after_receive",
            "peer_connection_cname", "ice_connection", "rx_srtp", "tx_srtp", "nominated_pair",
-           "hook_dtls", "hook_data_received", "srtp_protect_native", "set_host_addresses",
+           "hook_dtls", "hook_data_received", "unhook_data_received", "hook_datagram_received",
+           "srtp_protect_native", "set_host_addresses",
            "accept_rsa_dtls_peers", "DTLS_CIPHERS", "connection_diagnostics"]
 
 CHECKED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
@@ -58,6 +62,9 @@ _METHODS = [
     (RTCDtlsTransport, "_handle_rtcp_data", "aiortc"),
     (RTCCertificate, "_create_ssl_context", "aiortc"),
     (aioice.ice.Connection, "data_received", "aioice"),
+    (aioice.ice.StunProtocol, "datagram_received", "aioice"),
+    (aioice.ice.CandidatePair, "component", "aioice"),
+    (aioice.ice.CandidatePair, "remote_addr", "aioice"),
     (aioice.ice, "get_host_addresses", "aioice"),
 ]
 _INSTANCE_ATTRIBUTES = [
@@ -73,6 +80,7 @@ _INSTANCE_ATTRIBUTES = [
     (RTCDtlsTransport, "_tx_srtp", "aiortc"),
     (RTCIceTransport, "_connection", "aiortc"),
     (aioice.ice.Connection, "_nominated", "aioice"),
+    (aioice.ice.CandidatePair, "protocol", "aioice"),
     (pylibsrtp.Session, "_srtp", "pylibsrtp"),
 ]
 
@@ -263,6 +271,43 @@ def hook_data_received(connection: aioice.ice.Connection,
     original = connection.data_received
     connection.data_received = handler
     return original
+
+
+def unhook_data_received(connection: aioice.ice.Connection,
+                         handler: Callable[[bytes, int], None]) -> None:
+    """Undo :func:`hook_data_received` if ``handler`` is still the one installed, so that
+    the connection no longer refers to the handler (nor to what the handler belongs to)."""
+    if vars(connection).get("data_received") == handler:
+        del connection.data_received
+
+
+def hook_datagram_received(pair: Any, handler: Callable[[bytes, int], None]) -> Callable[[], None] | None:
+    """Hand every RTP/RTCP datagram (first byte 128-191, RFC 7983) arriving on the socket
+    of ``pair`` (a nominated ``CandidatePair``) straight to ``handler(data, component)``,
+    before aioice's STUN parser, which otherwise raises and catches a ``ValueError`` on
+    each; STUN and DTLS still reach aioice. Return the function that removes the hook, or
+    None if the pair's protocol was hooked already (by anyone: a second hook would take
+    the first one's packets, so the caller relies on :func:`hook_data_received` instead).
+    """
+    protocol = pair.protocol
+    if "datagram_received" in vars(protocol):
+        return None
+    original = protocol.datagram_received
+    component = pair.component
+
+    def datagram_received(data: bytes, addr: Any) -> None:
+        if data and 127 < data[0] < 192:
+            handler(data, component)
+        else:
+            original(data, addr)
+
+    protocol.datagram_received = datagram_received
+
+    def unhook() -> None:
+        if vars(protocol).get("datagram_received") is datagram_received:
+            del protocol.datagram_received
+
+    return unhook
 
 
 def srtp_protect_native(session: pylibsrtp.Session) -> tuple[Any, int, int]:

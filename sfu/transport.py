@@ -1,11 +1,17 @@
 """WebRtcTransport: one peer connection whose media bypasses aiortc's RTP stack.
 
-aiortc does ICE, DTLS, SRTP key setup and SDP. Once DTLS is up, every SRTP/SRTCP
-datagram is taken straight from aioice's ``Connection.data_received`` (the single
-funnel for non-STUN datagrams), decrypted with the transport's SRTP session and handed
-to ``on_rtp(data, arrival)`` / ``on_rtcp(data)`` synchronously: no queue, no
-coroutine, no ``RtpPacket`` per packet. Outgoing packets are protected and written to
-the nominated ICE pair's socket synchronously (:meth:`send_rtp`, :meth:`send_rtcp`).
+aiortc does ICE, DTLS, SRTP key setup and SDP. Once the ICE pair is nominated, every
+datagram whose first byte says RTP/RTCP (128-191, RFC 7983) is taken from the pair's
+``StunProtocol.datagram_received`` before aioice's STUN parser sees it (which would
+raise and catch a ``ValueError`` on each); STUN (consent checks) and DTLS go on to
+aioice. Packets on any other socket of the ICE connection are still taken at aioice's
+``Connection.data_received`` (where its parser hands what is not STUN). Once DTLS is
+up they are decrypted with the transport's SRTP session and handed to
+``on_rtp(data, arrival)`` / ``on_rtcp(data)`` synchronously: no queue, no coroutine, no
+``RtpPacket`` per packet. Both hooks are removed when the connection fails or closes,
+so that aioice's objects keep no reference to the transport. Outgoing packets are
+protected and written to the nominated ICE pair's socket synchronously
+(:meth:`send_rtp`, :meth:`send_rtcp`).
 
 aiortc's own senders keep running (their RTCP task must not be cancelled: it sends
 BYE), but the RTCP they write passes through ``rtcp_out_filter``, which the SFU uses to
@@ -147,6 +153,7 @@ class WebRtcTransport:
         self._ice_connection: Any = None
         self._rx_srtp: pylibsrtp.Session | None = None
         self._original_data_received: Callable[[bytes, int], None] | None = None
+        self._unhook_datagrams: Callable[[], None] | None = None  # the nominated pair's hook
         self._tx_protect: Callable[[bytes], bytes] | None = None
         self._tx_protect_rtcp: Callable[[bytes], bytes] | None = None
         self._sendto: Callable[[bytes, Any], None] | None = None
@@ -287,6 +294,7 @@ class WebRtcTransport:
         dtls = transceivers[0].receiver.transport
         if dtls is self._dtls:
             return
+        self._unhook()  # a new DTLS transport: the old ICE connection's hooks go
         self._dtls = dtls
         self._rx_srtp = None
         connection = internals.ice_connection(dtls)
@@ -310,6 +318,22 @@ class WebRtcTransport:
         internals.hook_dtls(dtls, outgoing=outgoing,
                             on_rtp=lambda data: self._deliver(data, False),
                             on_rtcp=lambda data: self._deliver(data, True))
+
+    def _hook_nominated_pair(self) -> None:
+        """Take RTP/RTCP at the nominated pair's socket, before aioice's STUN parser."""
+        if self._unhook_datagrams is not None or self._ice_connection is None or self.closed:
+            return
+        pair = internals.nominated_pair(self._ice_connection)
+        if pair is not None:
+            self._unhook_datagrams = internals.hook_datagram_received(pair, self._data_received)
+
+    def _unhook(self) -> None:
+        """Remove both receive hooks (idempotent): datagrams go to aioice again."""
+        unhook, self._unhook_datagrams = self._unhook_datagrams, None
+        if unhook is not None:
+            unhook()
+        if self._ice_connection is not None:
+            internals.unhook_data_received(self._ice_connection, self._data_received)
 
     def _data_received(self, data: bytes, component: int) -> None:
         if data and 127 < data[0] < 192:
@@ -423,10 +447,12 @@ class WebRtcTransport:
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
         if state == "connected":
+            self._hook_nominated_pair()
             self._resolve_send_path()
             self.connected.set()
         elif state in ("failed", "closed"):
             self._tx_protect = self._tx_protect_rtcp = self._sendto = None
+            self._unhook()
         if self.on_state is not None:
             self.on_state(state)
 
@@ -442,3 +468,5 @@ class WebRtcTransport:
             await self.pc.close()
         except Exception:  # noqa: BLE001 - closing must not fail the caller
             logger.exception("%s %s: error while closing the peer connection", self.name, self.role)
+        finally:
+            self._unhook()

@@ -3,12 +3,16 @@ pylibsrtp, on real objects; and a missing one is a clear error at import."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 
 import aioice.ice
+import aioice.stun
 import pylibsrtp
 import pytest
 from aiortc import RTCPeerConnection
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sfu import _aiortc_internals as internals
 from sfu.errors import AiortcInternalsChanged, SfuError
@@ -101,3 +105,119 @@ async def test_connection_diagnostics_name_the_states_and_pairs():
     assert "none" in found["pairs"]  # nothing was checked yet
     await transport.close()
 
+
+
+def _pair_on_a_real_protocol():
+    """A real aioice connection, one of its StunProtocols (no socket: datagrams are fed
+    by hand, as the event loop would) and a candidate pair on it."""
+    from aioice.candidate import Candidate
+
+    connection = aioice.ice.Connection(ice_controlling=True)
+    protocol = aioice.ice.StunProtocol(connection)
+    protocol.local_candidate = Candidate("1", 1, "udp", 1, "127.0.0.1", 40000, "host")
+    remote = Candidate("2", 1, "udp", 1, "127.0.0.1", 40002, "host")
+    remote._network_host = "127.0.0.1"
+    return connection, protocol, aioice.ice.CandidatePair(protocol, remote)
+
+
+class _Sink:
+    def __init__(self):
+        self.got = []
+
+    def handle(self, data, component):
+        self.got.append((data, component))
+
+
+@pytest.fixture
+def parsed(monkeypatch):
+    """Every datagram aioice's STUN parser is given (instrumentation: the parser runs)."""
+    seen = []
+    original = aioice.stun.parse_message
+
+    def counting(data, *args, **kwargs):
+        seen.append(bytes(data))
+        return original(data, *args, **kwargs)
+
+    monkeypatch.setattr(aioice.stun, "parse_message", counting)
+    return seen
+
+
+async def test_rtp_is_taken_before_the_stun_parser_and_the_rest_goes_on(parsed):
+    connection, protocol, pair = _pair_on_a_real_protocol()
+    fast, fallback = _Sink(), _Sink()
+    internals.hook_data_received(connection, fallback.handle)
+    unhook = internals.hook_datagram_received(pair, fast.handle)
+    assert unhook is not None
+    rtp, rtcp, dtls = bytes([0x80, 96]) + bytes(10), bytes([0xBF, 200]) + bytes(6), bytes([22, 254]) + bytes(11)
+    for data in (rtp, rtcp, dtls, b""):
+        protocol.datagram_received(data, ("127.0.0.1", 40002, 0, 0))
+    assert fast.got == [(rtp, 1), (rtcp, 1)]
+    assert fallback.got == [(dtls, 1), (b"", 1)]  # through aioice's parser, which refused them
+    assert parsed == [dtls, b""]
+    unhook()
+    assert "datagram_received" not in vars(protocol)
+    protocol.datagram_received(rtp, ("127.0.0.1", 40002))
+    assert len(fast.got) == 2
+    assert fallback.got[-1] == (rtp, 1) and parsed[-1] == rtp  # aioice's own path again
+    unhook()  # idempotent
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=64))
+def test_each_datagram_goes_one_way_by_its_first_byte(data):
+    connection, protocol, pair = asyncio.run(_on_a_loop(_pair_on_a_real_protocol))
+    fast, fallback = _Sink(), _Sink()
+    internals.hook_data_received(connection, fallback.handle)
+    internals.hook_datagram_received(pair, fast.handle)
+    protocol.datagram_received(data, ("127.0.0.1", 40002))
+    rtp_or_rtcp = bool(data) and 128 <= data[0] <= 191  # RFC 7983
+    assert fast.got == ([(data, 1)] if rtp_or_rtcp else [])
+    # the rest is aioice's: handed on when its parser refuses it, as before the hook
+    try:
+        aioice.stun.parse_message(data)
+        stun = True
+    except ValueError:
+        stun = False
+    assert fallback.got == ([] if rtp_or_rtcp or stun else [(data, 1)])
+
+
+async def _on_a_loop(make):
+    return make()
+
+
+async def test_a_protocol_is_hooked_once():
+    _, protocol, pair = _pair_on_a_real_protocol()
+    first, second = _Sink(), _Sink()
+    unhook = internals.hook_datagram_received(pair, first.handle)
+    assert internals.hook_datagram_received(pair, second.handle) is None
+    protocol.datagram_received(bytes([0x90]) + bytes(11), ("127.0.0.1", 40002))
+    assert len(first.got) == 1 and second.got == []
+    unhook()
+    again = internals.hook_datagram_received(pair, second.handle)  # free once unhooked
+    assert again is not None
+    again()
+
+
+async def test_unhooking_drops_the_references_to_the_handler():
+    import gc
+    import weakref
+
+    connection, protocol, pair = _pair_on_a_real_protocol()
+    sink = _Sink()
+    internals.hook_data_received(connection, sink.handle)
+    unhook = internals.hook_datagram_received(pair, sink.handle)
+    gone = weakref.ref(sink)
+    unhook()
+    internals.unhook_data_received(connection, sink.handle)
+    del sink, unhook
+    gc.collect()
+    assert gone() is None
+    assert "data_received" not in vars(connection) and "datagram_received" not in vars(protocol)
+
+
+async def test_unhooking_leaves_another_handler_in_place():
+    connection, _, _ = _pair_on_a_real_protocol()
+    mine, theirs = _Sink(), _Sink()
+    internals.hook_data_received(connection, theirs.handle)
+    internals.unhook_data_received(connection, mine.handle)
+    assert connection.data_received == theirs.handle

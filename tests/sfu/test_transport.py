@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import pathlib
+import weakref
 
+import aioice.stun
 import pytest
-
 from aiortc.rtp import RtpPacket
+from loopback import until
+from test__aiortc_internals import parsed  # noqa: F401 - a fixture: what aioice's STUN parser saw
 
+from sfu import _aiortc_internals as internals
 from sfu.errors import Closed, NegotiationError
 from sfu.extensions import EXT_REPAIRED_RID, EXT_RID
 from sfu.rtcp import Pli, parse_rtcp, serialize_rtcp
@@ -178,3 +183,43 @@ async def test_a_chromium_simulcast_offer_is_answered_with_rids():
         assert "a=simulcast" not in t.pc.localDescription.sdp
     finally:
         await t.close()
+
+
+async def test_rtp_skips_aioice_stun_parser_and_consent_checks_still_work(parsed):  # noqa: F811
+    a, b = await connected_pair()
+    got = []
+    b.on_rtp = lambda data, arrival: got.append(data)
+    try:
+        assert "datagram_received" in vars(internals.nominated_pair(b._ice_connection).protocol)
+        sent = [rtp(i) for i in range(50)]
+        for packet in sent:
+            assert a.send_rtp(packet)
+        assert await until(lambda: len(got) == 50, timeout=10)
+        assert got == sent and b.stats.rtp_in == 50
+        assert [d for d in parsed if 128 <= d[0] <= 191] == []  # neither peer parsed RTP/RTCP
+        # a consent check (RFC 7675) from a now, as aioice sends one every ~5 s: b's
+        # aioice still gets the binding request through its parser, and answers it
+        ice = a._ice_connection
+        pair = internals.nominated_pair(ice)
+        request = ice.build_request(pair, nominate=False)
+        response, _ = await asyncio.wait_for(pair.protocol.request(
+            request, pair.remote_addr, integrity_key=ice.remote_password.encode()), 10)
+        assert response.message_class == aioice.stun.Class.RESPONSE
+        assert any(d[:2] == b"\x00\x01" and d[8:20] == request.transaction_id for d in parsed)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_closing_removes_the_hooks_so_aioice_keeps_no_transport_alive():
+    a, b = await connected_pair()
+    connection = b._ice_connection
+    protocol = internals.nominated_pair(connection).protocol
+    await a.close()
+    await b.close()
+    assert "datagram_received" not in vars(protocol) and "data_received" not in vars(connection)
+    gone = weakref.ref(b)
+    del a, b
+    gc.collect()
+    assert gone() is None  # while this test still holds aioice's protocol and connection
+    assert protocol.receiver is connection
