@@ -12,6 +12,13 @@ with hysteresis so that a noisy estimate does not flap between layers:
   undone within ``settle`` seconds (10) doubles the hold for the next one (up to
   ``max_hold``, 20 s), so a link that cannot keep a layer stops being tried every
   few seconds; a down-switch later than that resets it;
+- a larger picture is not ranked above a smoother small one: the options are the
+  lowest spatial layer at each of its temporal steps, then each larger layer only at
+  the steps of at least ``SMOOTH_FPS_SHARE`` (0.4, "about half") of its full frame
+  rate (T1 and T2 of three temporal layers, not T0 at a quarter), so a 300 kbit/s
+  link gets 320x180 at 30 fps, not 640x360 at 7.5 (libwebrtc and LiveKit climb
+  spatially only at the base frame rate too); below the lowest layer's full rate
+  its own temporal steps are what is left before pausing;
 - paused (reason ``"bandwidth"``) when even the lowest option does not fit, or with
   ``pause_ratio`` < 1 (REMB mode: a receiver's REMB is about what it receives, and
   aiortc's falls to 0.85 x that at any overuse) only under ``pause_ratio`` x its
@@ -30,14 +37,19 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["PAUSED_REASON", "TEMPORAL_SPLIT", "Choice", "Layer", "LayerSelector", "needed_layers",
-           "publisher_remb"]
+__all__ = ["PAUSED_REASON", "SMOOTH_FPS_SHARE", "TEMPORAL_SPLIT", "Choice", "Layer", "LayerSelector",
+           "needed_layers", "publisher_remb"]
 
 PAUSED_REASON = "bandwidth"
 
 TEMPORAL_SPLIT = {2: (0.6, 1.0), 3: (0.4, 0.6, 1.0), 4: (0.25, 0.4, 0.6, 1.0)}
 """Cumulative share of a layer's bitrate up to each temporal id, by how many there are
 (libwebrtc's ``kLayerRateAllocation``)."""
+SMOOTH_FPS_SHARE = 0.4
+"""A spatial layer above the lowest is offered only at temporal steps of at least this
+share of its full frame rate (within the subscriber's ``max_fps``): smooth motion
+first. T1 of three temporal layers is a half, T0 a quarter; 0.4, not 0.5, because
+measured frame rates are not exact halves (14 of 29 fps)."""
 
 
 @dataclass(frozen=True)
@@ -140,10 +152,15 @@ class LayerSelector:
         """The spatial layer a paused subscriber would resume with."""
         return self._ladder[0].spatial if self._ladder else None
 
-    def update(self, now: float, estimate: float, layers: Sequence[Layer], keep: float = 0.0) -> Choice:
-        """The choice for ``estimate``; ``keep``: a bitrate known to get through (in
-        REMB mode, the loss ceiling's share): the lowest option is kept, not paused,
-        while it fits under that."""
+    def update(self, now: float, estimate: float, layers: Sequence[Layer], keep: float = 0.0,
+               stay: float = 0.0) -> Choice:
+        """The choice for ``estimate`` (what the video may use, headroom already
+        taken off). ``keep``: a bitrate known to get through (in REMB mode, the loss
+        ceiling's share): the lowest option is kept, not paused, while it fits under
+        that. ``stay``: a bitrate the receiver says arrives (in REMB mode, its REMB
+        share without headroom): the current option is not moved down while it is
+        at least ``down_ratio`` x that option; where it goes down to is still chosen
+        by ``estimate``."""
         self._ladder = ladder = self._options(layers)
         if not ladder:
             return self._set(Choice(), now)
@@ -157,7 +174,7 @@ class LayerSelector:
             # first choice, or the chosen layer is gone: the best that fits, at once
             return self._set(ladder[best_fit].choice() if best_fit is not None else self._paused(), now)
         current_bitrate = ladder[i].bitrate if i is not None else 0
-        if i is not None and estimate < self.down_ratio * current_bitrate:
+        if i is not None and max(estimate, stay) < self.down_ratio * current_bitrate:
             if i == best_fit == 0:
                 return self.choice
             lower = best_fit if best_fit is not None and best_fit < i else None
@@ -217,12 +234,16 @@ class LayerSelector:
             small = [layer for layer in layers if layer.height <= self.max_height]
             layers = small or layers[:1]
         options = []
-        for layer in layers:
+        for k, layer in enumerate(layers):
             temporal = layer.temporal_steps()
             top = len(temporal) - 1
+            allowed = [(t, bitrate, fps) for t, (bitrate, fps) in enumerate(temporal)
+                       if self.max_fps is None or fps <= self.max_fps * 1.1]
+            if k > 0 and allowed:  # a larger layer only at about half its rate or more
+                full = allowed[-1][2]
+                allowed = [step for step in allowed if step[2] >= SMOOTH_FPS_SHARE * full]
             candidates = [_Option(layer.spatial, None if t == top else t, bitrate)
-                          for t, (bitrate, fps) in enumerate(temporal)
-                          if self.max_fps is None or fps <= self.max_fps * 1.1]
+                          for t, bitrate, _ in allowed]
             options.extend(candidates or [_Option(layer.spatial, 0 if top else None, temporal[0][0])])
         options.sort(key=lambda o: o.bitrate)
         # a ladder only climbs: drop an option that a cheaper one of a higher layer beats
