@@ -33,6 +33,21 @@ cdef Py_ssize_t rtx_into(uint8_t* buf, Py_ssize_t n, const RtxInfo* rtx) noexcep
 cdef void read_vp8_info(const uint8_t* d, Py_ssize_t n, Py_ssize_t offset, long payload_len,
                         Vp8Info* info) noexcept nogil
 
+# transport-cc: one packet a transport sent, a slot of SendLog's ring
+ctypedef struct SentPacket:
+    long long seq          # the unwrapped transport-wide seq it holds, -1: empty
+    double send_time
+    long long size
+    int probe
+
+cdef class SendLog:
+    cdef readonly int capacity
+    cdef public long long next_seq
+    cdef long long _mask
+    cdef SentPacket* _ring
+    # record a packet, return its 16-bit seq (SendLog.send without Python)
+    cdef uint16_t send_c(self, double now, long long size, int probe) noexcept
+
 cdef class NackCache:
     cdef readonly int size
     cdef int _mask
@@ -70,6 +85,10 @@ cdef class ConsumerState:
     cdef int _sockaddr_len
     cdef uint8_t _buf[NATIVE_BUFFER]
     cdef public long long send_errors
+    # transport-cc: the transport's send log and the subscriber's extension id (0: off)
+    cdef SendLog _twcc
+    cdef int _twcc_id
+    cdef public long long twcc_unstamped
     # simulcast and vp8 mode
     cdef public int layer
     cdef public bint vp8
@@ -88,11 +107,12 @@ cdef class ConsumerState:
     cdef SeqEntry* _out_ring
     cdef bint send_native(self, bytes data, uint16_t out_seq, uint32_t out_ts,
                           uint32_t abs_send_time, const Vp8Info* info, int out_pic,
-                          int out_tl0, const RtxInfo* rtx=*) except -1
+                          int out_tl0, double now, const RtxInfo* rtx=*) except -1
     cdef bint send_packet(self, bytes data, uint16_t out_seq, uint32_t out_ts,
                           uint32_t abs_send_time, const Vp8Info* info, int out_pic, int out_tl0,
-                          const RtxInfo* rtx=*)
+                          double now, const RtxInfo* rtx=*)
     cdef bint forward_c(self, bytes data, uint16_t seq, uint32_t ts, long payload_len,
-                        bint keyframe, uint32_t abs_send_time)
+                        bint keyframe, uint32_t abs_send_time, double now)
     cdef bint forward_vp8_c(self, bytes data, uint16_t seq, uint32_t ts, long payload_len,
-                            bint keyframe, uint32_t abs_send_time, const Vp8Info* info)
+                            bint keyframe, uint32_t abs_send_time, const Vp8Info* info,
+                            double now)

@@ -3,7 +3,9 @@
 
 ``fan_out`` rewrites one inbound packet for every consumer with ``rewrite_c`` (one
 allocation, no Python objects per header field) and hands it to the consumer's
-SRTP ``protect`` and socket ``sendto``.
+SRTP ``protect`` and socket ``sendto``. ``SendLog`` is ``sfu.bwe.sendlog.SendLog`` with
+C arrays inside: the fan-out records each transport-cc stamped packet in it with no
+Python call.
 """
 
 import random
@@ -25,7 +27,7 @@ cdef extern from "<sys/socket.h>" nogil:
 cdef extern from "<errno.h>" nogil:
     int errno
 
-__all__ = ["ConsumerState", "NackCache", "fan_out", "to_rtx", "vp8_info", "MAX_SEQ_JUMP", "MAX_SEQ_AGE",
+__all__ = ["ConsumerState", "NackCache", "SendLog", "fan_out", "to_rtx", "vp8_info", "MAX_SEQ_JUMP", "MAX_SEQ_AGE",
            "SEQ_RING", "MAX_RESERVED_GAP", "ALL_TEMPORAL"]
 
 # See the pure twin: keeps the output sequence sane for the subscriber's SRTP, and the
@@ -36,6 +38,7 @@ cdef enum:
     C_SEQ_RING = 1024
     C_MAX_RESERVED_GAP = 64
     C_ALL_TEMPORAL = 3
+    C_NOT_PROBE = -1  # sfu.bwe.sendlog.NOT_PROBE
 MAX_SEQ_JUMP = C_MAX_SEQ_JUMP
 MAX_SEQ_AGE = C_MAX_SEQ_AGE
 SEQ_RING = C_SEQ_RING
@@ -118,6 +121,91 @@ def to_rtx(bytes packet not None, ssrc, int payload_type, int seq):
     return out
 
 
+cdef class SendLog:
+    """A ring of the last ``capacity`` packets sent on one transport: the compiled
+    ``sfu.bwe.sendlog.SendLog`` (same API and behaviour, see its docstring)."""
+
+    def __cinit__(self, *args, **kwargs):
+        self._ring = NULL
+
+    def __init__(self, int capacity=8192):
+        cdef int i
+        if capacity <= 0 or capacity & (capacity - 1) or capacity > 32768:
+            raise ValueError(f"SendLog capacity must be a power of two up to 32768, not {capacity}")
+        if self._ring != NULL:  # __init__ called again
+            free(self._ring)
+            self._ring = NULL
+        self._ring = <SentPacket*>malloc(capacity * sizeof(SentPacket))
+        if self._ring == NULL:
+            raise MemoryError()
+        self.capacity = capacity
+        self._mask = capacity - 1
+        for i in range(capacity):
+            self._ring[i].seq = -1
+            self._ring[i].send_time = 0.0
+            self._ring[i].size = 0
+            self._ring[i].probe = C_NOT_PROBE
+        self.next_seq = 0
+
+    def __dealloc__(self):
+        if self._ring != NULL:
+            free(self._ring)
+
+    cdef uint16_t send_c(self, double now, long long size, int probe) noexcept:
+        cdef long long seq = self.next_seq
+        cdef SentPacket* slot = &self._ring[seq & self._mask]
+        slot.seq = seq
+        slot.send_time = now
+        slot.size = size
+        slot.probe = probe
+        self.next_seq = seq + 1
+        return <uint16_t>(seq & 0xFFFF)
+
+    def send(self, double now, long long size, int probe=C_NOT_PROBE):
+        """Record a packet of ``size`` bytes sent at ``now``; its 16-bit transport-wide
+        sequence number."""
+        return self.send_c(now, size, probe)
+
+    def unwrap(self, long long seq16):
+        """The unwrapped number of a 16-bit ``seq16`` (see the pure ``SendLog``)."""
+        cdef long long last = self.next_seq - 1
+        cdef long long diff = (seq16 - last) & 0xFFFF
+        if diff >= 0x8000:
+            diff -= 0x10000
+        return last + diff
+
+    def lookup(self, long long seq):
+        """``(send_time, size, probe)`` of the unwrapped ``seq``, or None if it was never
+        sent or has been overwritten."""
+        cdef SentPacket* slot
+        if seq < 0:
+            return None
+        slot = &self._ring[seq & self._mask]
+        if slot.seq != seq:
+            return None
+        return slot.send_time, slot.size, slot.probe
+
+
+cdef inline int twcc_next(ConsumerState state) noexcept:
+    """The transport-wide seq (16 bits) the state's next stamped packet gets, or -1 when
+    transport-cc is off for it."""
+    if state._twcc is None or state._twcc_id <= 0:
+        return -1
+    return <int>(state._twcc.next_seq & 0xFFFF)
+
+
+cdef inline void twcc_record(ConsumerState state, int twcc_seq, int stamped, double now,
+                             long long size) noexcept:
+    """After a rewrite with ``twcc_next``'s seq: the packet in the send log (that seq),
+    or counted as unstamped (it had no abs-send-time element to replace)."""
+    if twcc_seq < 0:
+        return
+    if stamped > 0:
+        state._twcc.send_c(now, size, C_NOT_PROBE)
+    else:
+        state.twcc_unstamped += 1
+
+
 cdef class NackCache:
     """The last ``size`` packets of one producer, by sequence number (size: power of 2)."""
 
@@ -190,6 +278,9 @@ cdef class ConsumerState:
         self._fd = -1
         self._sockaddr_len = 0
         self.send_errors = 0
+        self._twcc = None
+        self._twcc_id = 0
+        self.twcc_unstamped = 0
         self.layer = 0
         self.vp8 = False
         self.temporal_limit = C_ALL_TEMPORAL
@@ -225,6 +316,30 @@ cdef class ConsumerState:
             raise ValueError("ext_map must be 256 bytes")
         self._ext_map = None if value is None else bytes(value)
 
+    @property
+    def twcc(self):
+        """The transport's ``SendLog`` (this module's) when it negotiated transport-cc,
+        else None (see the pure twin)."""
+        return self._twcc
+
+    @twcc.setter
+    def twcc(self, value):
+        if value is not None and not isinstance(value, SendLog):
+            raise TypeError("ConsumerState.twcc of the compiled fan-out must be a "
+                            f"sfu._forward.SendLog or None, not {type(value).__name__}")
+        self._twcc = value
+
+    @property
+    def twcc_id(self):
+        """The subscriber's id of the transport-cc header extension, 0: off."""
+        return self._twcc_id
+
+    @twcc_id.setter
+    def twcc_id(self, int value):
+        if not 0 <= value <= 255:
+            raise ValueError(f"ConsumerState.twcc_id must be 0..255, not {value}")
+        self._twcc_id = value
+
     def bind(self, protect, sendto, addr, native=None):
         """Set the send path: ``sendto(protect(packet), addr)``. ``native`` may give
         ``(owner, srtp_ctx, srtp_protect, fd, sockaddr)``: the addresses of a libsrtp
@@ -257,10 +372,11 @@ cdef class ConsumerState:
 
     cdef bint send_native(self, bytes data, uint16_t out_seq, uint32_t out_ts,
                           uint32_t abs_send_time, const Vp8Info* info, int out_pic,
-                          int out_tl0, const RtxInfo* rtx=NULL) except -1:
+                          int out_tl0, double now, const RtxInfo* rtx=NULL) except -1:
         cdef int n = <int>PyBytes_GET_SIZE(data)
         cdef const uint8_t* ext_map = NULL
         cdef int rc
+        cdef int twcc_seq = twcc_next(self)
         cdef ssize_t sent = -1
         # A packet over the usual MTU (loopback allows 64 KiB) gets a buffer of its own,
         # with room for the header extension rewrite and the SRTP trailer.
@@ -274,9 +390,11 @@ cdef class ConsumerState:
                 ext_map = <const uint8_t*>(<char*>self._ext_map)
             memcpy(buf, PyBytes_AS_STRING(data), n)
             rc = rewrite_into(buf, n, self.ssrc, out_seq, out_ts, self.payload_type, ext_map,
-                              self.abs_send_time_id, abs_send_time)
+                              self.abs_send_time_id, abs_send_time, self._twcc_id, twcc_seq)
             if rc < 0:
                 raise_malformed(rc)
+            # the size on the wire before SRTP: an RTX packet is 2 bytes longer
+            twcc_record(self, twcc_seq, rc, now, n + 2 if rtx != NULL else n)
             if info != NULL:
                 patch_vp8(buf, info, out_pic, out_tl0)
             if rtx != NULL:
@@ -298,17 +416,23 @@ cdef class ConsumerState:
 
     cdef bint send_packet(self, bytes data, uint16_t out_seq, uint32_t out_ts,
                           uint32_t abs_send_time, const Vp8Info* info, int out_pic, int out_tl0,
-                          const RtxInfo* rtx=NULL):
+                          double now, const RtxInfo* rtx=NULL):
         """Rewrite and send (natively if bound so), as RTX if ``rtx`` is given; False
-        if it could not be sent."""
+        if it could not be sent. A transport-cc stamped packet is in the send log
+        even when sending it failed (its number is used)."""
         cdef const uint8_t* ext_map = NULL
+        cdef int twcc_seq, stamped = 0
         if self._srtp_ctx != NULL:
             return self.send_native(data, out_seq, out_ts, abs_send_time, info, out_pic, out_tl0,
-                                    rtx)
+                                    now, rtx)
         if self._ext_map is not None:
             ext_map = <const uint8_t*>(<char*>self._ext_map)
+        twcc_seq = twcc_next(self)
         packet = rewrite_c(data, self.ssrc, out_seq, out_ts, self.payload_type, ext_map,
-                           self.abs_send_time_id, abs_send_time)
+                           self.abs_send_time_id, abs_send_time, self._twcc_id, twcc_seq,
+                           &stamped)
+        twcc_record(self, twcc_seq, stamped, now,
+                    PyBytes_GET_SIZE(data) + 2 if rtx != NULL else PyBytes_GET_SIZE(data))
         if info != NULL:  # a new object nobody else holds yet
             patch_vp8(<uint8_t*>PyBytes_AS_STRING(packet), info, out_pic, out_tl0)
         if rtx != NULL:
@@ -330,7 +454,7 @@ cdef class ConsumerState:
         self.started = False
 
     cdef bint forward_c(self, bytes data, uint16_t seq, uint32_t ts, long payload_len,
-                        bint keyframe, uint32_t abs_send_time):
+                        bint keyframe, uint32_t abs_send_time, double now):
         cdef uint16_t out_seq
         cdef uint16_t ahead
         cdef uint32_t out_ts
@@ -353,7 +477,7 @@ cdef class ConsumerState:
                 self.seq_offset = <uint16_t>(<uint16_t>self.last_seq + 1 - seq)
                 out_seq = <uint16_t>(self.last_seq + 1)
         out_ts = <uint32_t>(ts + self.ts_offset)
-        if not self.send_packet(data, out_seq, out_ts, abs_send_time, NULL, -1, -1):
+        if not self.send_packet(data, out_seq, out_ts, abs_send_time, NULL, -1, -1, now):
             self.dropped += 1
             return False
         if self.last_seq < 0 or <uint16_t>(out_seq - <uint16_t>self.last_seq) < 0x8000:
@@ -364,7 +488,8 @@ cdef class ConsumerState:
         return True
 
     cdef bint forward_vp8_c(self, bytes data, uint16_t seq, uint32_t ts, long payload_len,
-                            bint keyframe, uint32_t abs_send_time, const Vp8Info* info):
+                            bint keyframe, uint32_t abs_send_time, const Vp8Info* info,
+                            double now):
         cdef uint16_t ahead, out_seq, pic_offset, missing, back, limit
         cdef uint32_t out_ts
         cdef int pic_mask, out_pic = -1, out_tl0 = -1, diff
@@ -445,7 +570,7 @@ cdef class ConsumerState:
             out_pic = (info.pic + pic_offset) & 0x7FFF
         if info.tl0 >= 0:
             out_tl0 = (info.tl0 + self.tl0_offset) & 0xFF
-        if not self.send_packet(data, out_seq, out_ts, abs_send_time, info, out_pic, out_tl0):
+        if not self.send_packet(data, out_seq, out_ts, abs_send_time, info, out_pic, out_tl0, now):
             self.dropped += 1
             return False
         if newest:
@@ -464,20 +589,22 @@ cdef class ConsumerState:
         return True
 
     def forward(self, bytes data, seq, ts, long payload_len, bint keyframe, abs_send_time,
-                int layer=0, Py_ssize_t vp8_offset=-1):
+                int layer=0, Py_ssize_t vp8_offset=-1, *, double now=0.0):
         """Rewrite and send one packet of the producer's spatial ``layer``; True if it
-        was sent. ``vp8_offset`` locates the VP8 payload (vp8 mode)."""
+        was sent. ``vp8_offset`` locates the VP8 payload (vp8 mode); ``now`` is the
+        send time for the transport-cc send log (see the pure twin)."""
         cdef Vp8Info info
         if layer != self.layer:
             return False
         if self.vp8:
             read_vp8_info(<const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
                           vp8_offset, payload_len, &info)
-            return self.forward_vp8_c(data, seq, ts, payload_len, keyframe, abs_send_time, &info)
-        return self.forward_c(data, seq, ts, payload_len, keyframe, abs_send_time)
+            return self.forward_vp8_c(data, seq, ts, payload_len, keyframe, abs_send_time, &info,
+                                      now)
+        return self.forward_c(data, seq, ts, payload_len, keyframe, abs_send_time, now)
 
     def retransmit(self, bytes data, abs_send_time, int out_seq=-1, rtx_ssrc=0,
-                   int rtx_payload_type=-1, int rtx_seq=0):
+                   int rtx_payload_type=-1, int rtx_seq=0, *, double now=0.0):
         """Send a cached producer packet again with this consumer's mapping (in vp8
         mode: as the output packet ``out_seq`` it was, which `producer_seq` found); as
         RTX on ``rtx_ssrc`` when ``rtx_payload_type`` >= 0 (see the pure twin)."""
@@ -501,7 +628,7 @@ cdef class ConsumerState:
         if not self.vp8:
             return self.send_packet(data, <uint16_t>(seq + self.seq_offset),
                                     <uint32_t>(ts + self.ts_offset), abs_send_time, NULL, -1, -1,
-                                    as_rtx)
+                                    now, as_rtx)
         if out_seq < 0 or self._out_ring == NULL:
             return False
         entry = &self._out_ring[out_seq & (C_SEQ_RING - 1)]
@@ -516,7 +643,7 @@ cdef class ConsumerState:
         if info.tl0 >= 0:
             out_tl0 = (info.tl0 + self.tl0_offset) & 0xFF
         return self.send_packet(data, <uint16_t>out_seq, <uint32_t>(ts + self.ts_offset),
-                                abs_send_time, &info, out_pic, out_tl0, as_rtx)
+                                abs_send_time, &info, out_pic, out_tl0, now, as_rtx)
 
     def producer_seq(self, int out_seq):
         """The producer's sequence number for an output sequence number (vp8 mode: -1
@@ -531,10 +658,10 @@ cdef class ConsumerState:
 
 
 def fan_out(list states, bytes data, seq, ts, long payload_len, bint keyframe, abs_send_time,
-            int layer=0, Py_ssize_t vp8_offset=-1):
+            int layer=0, Py_ssize_t vp8_offset=-1, *, double now=0.0):
     """Forward one inbound packet of spatial ``layer`` to every consumer state (those
     of another layer skip it); return how many sent. The VP8 descriptor (vp8 mode) is
-    read once, for all of them."""
+    read once, for all of them; ``now`` is the send time for transport-cc."""
     cdef ConsumerState state
     cdef int sent = 0
     cdef uint16_t c_seq = seq
@@ -550,8 +677,8 @@ def fan_out(list states, bytes data, seq, ts, long payload_len, bint keyframe, a
                 read_vp8_info(<const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
                               vp8_offset, payload_len, &info)
                 have_info = True
-            if state.forward_vp8_c(data, c_seq, c_ts, payload_len, keyframe, c_ast, &info):
+            if state.forward_vp8_c(data, c_seq, c_ts, payload_len, keyframe, c_ast, &info, now):
                 sent += 1
-        elif state.forward_c(data, c_seq, c_ts, payload_len, keyframe, c_ast):
+        elif state.forward_c(data, c_seq, c_ts, payload_len, keyframe, c_ast, now):
             sent += 1
     return sent

@@ -14,17 +14,26 @@ VP8 PictureID and TL0PICIDX continuous across layer switches, drops the temporal
 layers above ``temporal_limit`` (read from the payload descriptor at ``vp8_offset``)
 with its output sequence kept gap-free, and maps sequence numbers through two rings
 (input to output for late packets, output to input for NACKs) that survive the drops.
+
+Transport-cc (``twcc``: the subscriber transport's ``SendLog``, ``twcc_id``: its id of
+the extension): every packet a state sends, retransmissions and RTX included, carries a
+transport-wide sequence number from the log, recorded there with ``now`` (the caller's
+monotonic clock) and the packet's size. It takes the place of the abs-send-time
+element (3 bytes of value: 2 for the number, 1 of padding, so no length changes); a
+packet without one goes unstamped and is counted (``twcc_unstamped``).
 """
 
 from __future__ import annotations
 
 import random
 
+from ._rtp_py import _transport_cc_slots
 from ._vp8_py import _layout, _write_ids
+from .bwe.sendlog import SendLog
 from .errors import MalformedPacket
 from .rtp import parse_header, rewrite
 
-__all__ = ["ConsumerState", "NackCache", "fan_out", "to_rtx", "vp8_info", "MAX_SEQ_JUMP", "MAX_SEQ_AGE",
+__all__ = ["ConsumerState", "NackCache", "SendLog", "fan_out", "to_rtx", "vp8_info", "MAX_SEQ_JUMP", "MAX_SEQ_AGE",
            "SEQ_RING", "MAX_RESERVED_GAP", "ALL_TEMPORAL"]
 
 # The output sequence must stay sane whatever the publisher sends: a subscriber's SRTP
@@ -139,8 +148,52 @@ class ConsumerState:
         self._protect = None
         self._sendto = None
         self._addr = None
+        self._twcc = None
+        self._twcc_id = 0
+        self.twcc_unstamped = 0
 
     native = False  # the twin always sends through Python
+
+    @property
+    def twcc(self):
+        """The subscriber transport's send log (``send(now, size) -> seq16``) when it
+        negotiated transport-cc, else None; one log is shared by every consumer of the
+        transport (the numbers are transport-wide)."""
+        return self._twcc
+
+    @twcc.setter
+    def twcc(self, value) -> None:
+        if value is not None and not callable(getattr(value, "send", None)):
+            raise TypeError("ConsumerState.twcc must be a send log (an object with send) "
+                            f"or None, not {type(value).__name__}")
+        self._twcc = value
+
+    @property
+    def twcc_id(self) -> int:
+        """The subscriber's id of the transport-cc header extension, 0: off."""
+        return self._twcc_id
+
+    @twcc_id.setter
+    def twcc_id(self, value: int) -> None:
+        if not isinstance(value, int) or not 0 <= value <= 255:
+            raise ValueError(f"ConsumerState.twcc_id must be 0..255, not {value!r}")
+        self._twcc_id = value
+
+    def _rewrite(self, data: bytes, out_seq: int, out_ts: int, abs_send_time: int,
+                 now: float, size: int) -> bytes:
+        """``rewrite`` with this consumer's mapping; transport-cc stamped when it is on
+        (``size``: the packet's length on the wire before SRTP, for the send log)."""
+        if self._twcc is None or not self._twcc_id:
+            return rewrite(data, self.ssrc, out_seq, out_ts, self.payload_type, self.ext_map,
+                           self.abs_send_time_id, abs_send_time)
+        twcc_seq = -1
+        if _transport_cc_slots(data, self.ext_map, self.abs_send_time_id, self._twcc_id):
+            twcc_seq = self._twcc.send(now, size)  # recorded even if sending fails: it is used
+        packet = rewrite(data, self.ssrc, out_seq, out_ts, self.payload_type, self.ext_map,
+                         self.abs_send_time_id, abs_send_time, self._twcc_id, twcc_seq)
+        if twcc_seq < 0:
+            self.twcc_unstamped += 1
+        return packet
 
     def bind(self, protect, sendto, addr, native=None) -> None:
         """Set the send path: ``sendto(protect(packet), addr)``. ``native`` (the
@@ -172,14 +225,15 @@ class ConsumerState:
 
     def forward(self, data: bytes, seq: int, ts: int, payload_len: int,
                 keyframe: bool, abs_send_time: int, layer: int = 0,
-                vp8_offset: int = -1) -> bool:
+                vp8_offset: int = -1, *, now: float = 0.0) -> bool:
         """Rewrite and send one packet of the producer's spatial ``layer``; True if it
-        was sent. ``vp8_offset`` locates the VP8 payload (vp8 mode)."""
+        was sent. ``vp8_offset`` locates the VP8 payload (vp8 mode); ``now`` (seconds,
+        the estimator's monotonic clock) is its send time in the transport-cc log."""
         if layer != self.layer:
             return False
         if self.vp8:
             return self._forward_vp8(data, seq, ts, payload_len, keyframe, abs_send_time,
-                                     vp8_info(data, vp8_offset, payload_len))
+                                     vp8_info(data, vp8_offset, payload_len), now)
         if self.paused or self._sendto is None:
             return False
         if not self.started:
@@ -197,8 +251,7 @@ class ConsumerState:
                 self.seq_offset = (self.last_seq + 1 - seq) & 0xFFFF
                 out_seq = (self.last_seq + 1) & 0xFFFF
         out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
-        packet = rewrite(data, self.ssrc, out_seq, out_ts, self.payload_type,
-                         self.ext_map, self.abs_send_time_id, abs_send_time)
+        packet = self._rewrite(data, out_seq, out_ts, abs_send_time, now, len(data))
         try:
             self._sendto(self._protect(packet), self._addr)
         except Exception:  # noqa: BLE001 - SRTP or socket error: count, keep serving
@@ -212,7 +265,7 @@ class ConsumerState:
         return True
 
     def _forward_vp8(self, data: bytes, seq: int, ts: int, payload_len: int, keyframe: bool,
-                     abs_send_time: int, info: tuple) -> bool:
+                     abs_send_time: int, info: tuple, now: float) -> bool:
         if self.paused or self._sendto is None:
             return False
         pic, pic_pos, pic_size, tl0, tl0_pos, tid, begins = info
@@ -267,8 +320,7 @@ class ConsumerState:
             out_seq, pic_offset = entry[1], entry[2]
             newest = False
         out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
-        packet = rewrite(data, self.ssrc, out_seq, out_ts, self.payload_type,
-                         self.ext_map, self.abs_send_time_id, abs_send_time)
+        packet = self._rewrite(data, out_seq, out_ts, abs_send_time, now, len(data))
         out_pic = (pic + pic_offset) & 0x7FFF if pic >= 0 else -1
         out_tl0 = (tl0 + self.tl0_offset) & 0xFF if tl0 >= 0 else -1
         if out_pic >= 0 or out_tl0 >= 0:
@@ -291,12 +343,14 @@ class ConsumerState:
         return True
 
     def retransmit(self, data: bytes, abs_send_time: int, out_seq: int = -1,
-                   rtx_ssrc: int = 0, rtx_payload_type: int = -1, rtx_seq: int = 0) -> bool:
+                   rtx_ssrc: int = 0, rtx_payload_type: int = -1, rtx_seq: int = 0, *,
+                   now: float = 0.0) -> bool:
         """Send a cached producer packet again with this consumer's mapping (in vp8
         mode: as the output packet ``out_seq`` it was, which `producer_seq` found).
         With ``rtx_payload_type`` >= 0 it goes as an RTX packet (RFC 4588): on
         ``rtx_ssrc`` with sequence number ``rtx_seq``, the output sequence number in the
-        first two payload bytes; otherwise as the original packet again."""
+        first two payload bytes; otherwise as the original packet again. Either way it
+        is a new packet on the wire: with transport-cc, a new transport-wide number."""
         if not self.started or self._sendto is None:
             return False
         seq = (data[2] << 8) | data[3]
@@ -308,8 +362,8 @@ class ConsumerState:
             if entry is None or entry[0] != out_seq or entry[1] != seq:
                 return False
             pic_offset = entry[2]
-        packet = rewrite(data, self.ssrc, out_seq, (ts + self.ts_offset) & 0xFFFFFFFF,
-                         self.payload_type, self.ext_map, self.abs_send_time_id, abs_send_time)
+        packet = self._rewrite(data, out_seq, (ts + self.ts_offset) & 0xFFFFFFFF, abs_send_time,
+                               now, len(data) + 2 if rtx_payload_type >= 0 else len(data))
         if pic_offset >= 0:
             _, _, _, _, _, offset, end, *_ = parse_header(data)
             pic, pic_pos, pic_size, tl0, tl0_pos, _, _ = vp8_info(data, offset, end - offset)
@@ -354,10 +408,11 @@ def _patch_vp8(packet: bytes, pic_pos: int, pic_size: int, pic: int, tl0_pos: in
 
 
 def fan_out(states: list, data: bytes, seq: int, ts: int, payload_len: int,
-            keyframe: bool, abs_send_time: int, layer: int = 0, vp8_offset: int = -1) -> int:
+            keyframe: bool, abs_send_time: int, layer: int = 0, vp8_offset: int = -1, *,
+            now: float = 0.0) -> int:
     """Forward one inbound packet of spatial ``layer`` to every consumer state (those
     of another layer skip it); return how many sent. The VP8 descriptor (vp8 mode) is
-    read once, for all of them."""
+    read once, for all of them; ``now`` is the send time for transport-cc."""
     sent = 0
     info = None
     for state in states:
@@ -366,8 +421,8 @@ def fan_out(states: list, data: bytes, seq: int, ts: int, payload_len: int,
         if state.vp8:
             if info is None:
                 info = vp8_info(data, vp8_offset, payload_len)
-            if state._forward_vp8(data, seq, ts, payload_len, keyframe, abs_send_time, info):
+            if state._forward_vp8(data, seq, ts, payload_len, keyframe, abs_send_time, info, now):
                 sent += 1
-        elif state.forward(data, seq, ts, payload_len, keyframe, abs_send_time, layer):
+        elif state.forward(data, seq, ts, payload_len, keyframe, abs_send_time, layer, now=now):
             sent += 1
     return sent

@@ -72,12 +72,17 @@ cdef int next_element(const uint8_t* data, Py_ssize_t* pos, Py_ssize_t stop, bin
 cdef int find_extension_c(const uint8_t* data, Py_ssize_t n, int ext_id,
                           Py_ssize_t* offset, Py_ssize_t* length) noexcept nogil
 
-# Rewrite a packet in place (see rtp.rewrite); ext_map is NULL or 256 bytes.
+# Rewrite a packet in place (see rtp.rewrite); ext_map is NULL or 256 bytes. With
+# twcc_seq >= 0 (0..65535) the abs-send-time slot gets the transport-cc element
+# instead: the result is then how many elements got it (0: none, the packet is
+# unstamped), else 0; negative: RTP_E_*.
 cdef int rewrite_into(uint8_t* buf, Py_ssize_t n, uint32_t ssrc, uint16_t sequence_number,
                       uint32_t timestamp, int payload_type, const uint8_t* ext_map,
-                      int abs_send_time_id, uint32_t abs_send_time) noexcept nogil
+                      int abs_send_time_id, uint32_t abs_send_time, int twcc_id,
+                      int twcc_seq) noexcept nogil
 
-# The same into one new bytes object; raises MalformedPacket.
+# The same into one new bytes object; raises MalformedPacket. ``stamped`` (or NULL)
+# receives rewrite_into's count.
 cdef bytes rewrite_c(bytes data, uint32_t ssrc, uint16_t sequence_number, uint32_t timestamp,
                      int payload_type, const uint8_t* ext_map, int abs_send_time_id,
-                     uint32_t abs_send_time)
+                     uint32_t abs_send_time, int twcc_id, int twcc_seq, int* stamped)

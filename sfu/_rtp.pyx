@@ -143,14 +143,30 @@ cdef int find_extension_c(const uint8_t* d, Py_ssize_t n, int ext_id,
             return 1
 
 
+cdef inline void write_transport_cc(uint8_t* p, bint one_byte, int twcc_id,
+                                    uint16_t seq) noexcept nogil:
+    """The transport-cc element (2-byte value) and one padding byte over the 3-byte
+    abs-send-time element at ``p``: the length stays the same."""
+    if one_byte:
+        p[0] = (twcc_id << 4) | 1
+        wr16(p + 1, seq)
+        p[3] = 0
+    else:
+        p[0] = twcc_id
+        p[1] = 2
+        wr16(p + 2, seq)
+        p[4] = 0
+
+
 cdef int rewrite_into(uint8_t* buf, Py_ssize_t n, uint32_t ssrc, uint16_t sequence_number,
                       uint32_t timestamp, int payload_type, const uint8_t* ext_map,
-                      int abs_send_time_id, uint32_t abs_send_time) noexcept nogil:
+                      int abs_send_time_id, uint32_t abs_send_time, int twcc_id,
+                      int twcc_seq) noexcept nogil:
     cdef RtpHeader h
     cdef ExtElement e
     cdef Py_ssize_t pos, stop
-    cdef int new_id
-    cdef bint one_byte
+    cdef int new_id, stamped = 0
+    cdef bint one_byte, twcc
     cdef int rc = parse_header_c(buf, n, &h)
     if rc < 0:
         return rc
@@ -163,12 +179,16 @@ cdef int rewrite_into(uint8_t* buf, Py_ssize_t n, uint32_t ssrc, uint16_t sequen
     one_byte = h.ext_profile == ONE_BYTE_PROFILE
     if not one_byte and not is_two_byte(h.ext_profile):
         return 0
+    # an id the packet's form cannot hold stamps nothing (the abs-send-time stays)
+    twcc = 0 <= twcc_seq and 0 < twcc_id <= (14 if one_byte else 255)
     pos = h.ext_offset
     stop = h.ext_offset + h.ext_length
     while True:
         rc = next_element(buf, &pos, stop, not one_byte, &e)
-        if rc <= 0:
+        if rc < 0:
             return rc
+        if rc == 0:
+            return stamped
         new_id = e.id if ext_map == NULL else ext_map[e.id]
         if new_id == 0 or (one_byte and new_id > 14):
             memset(buf + e.offset, 0, e.header + e.length)
@@ -178,20 +198,26 @@ cdef int rewrite_into(uint8_t* buf, Py_ssize_t n, uint32_t ssrc, uint16_t sequen
         else:
             buf[e.offset] = new_id
         if new_id == abs_send_time_id and e.length == 3:
-            wr24(buf + e.offset + e.header, abs_send_time & 0xFFFFFF)
+            if twcc:
+                write_transport_cc(buf + e.offset, one_byte, twcc_id, <uint16_t>twcc_seq)
+                stamped += 1
+            else:
+                wr24(buf + e.offset + e.header, abs_send_time & 0xFFFFFF)
 
 
 cdef bytes rewrite_c(bytes data, uint32_t ssrc, uint16_t sequence_number, uint32_t timestamp,
                      int payload_type, const uint8_t* ext_map, int abs_send_time_id,
-                     uint32_t abs_send_time):
+                     uint32_t abs_send_time, int twcc_id, int twcc_seq, int* stamped):
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
     cdef uint8_t* buf = <uint8_t*>PyBytes_AS_STRING(out)
     memcpy(buf, PyBytes_AS_STRING(data), n)
     cdef int rc = rewrite_into(buf, n, ssrc, sequence_number, timestamp, payload_type, ext_map,
-                               abs_send_time_id, abs_send_time)
+                               abs_send_time_id, abs_send_time, twcc_id, twcc_seq)
     if rc < 0:
         raise_malformed(rc)
+    if stamped != NULL:
+        stamped[0] = rc
     return out
 
 
@@ -232,26 +258,36 @@ def find_extension(bytes data not None, int ext_id):
 
 
 def rewrite(bytes data not None, ssrc, sequence_number, timestamp, int payload_type,
-            bytes ext_map=None, int abs_send_time_id=0, abs_send_time=0) -> bytes:
+            bytes ext_map=None, int abs_send_time_id=0, abs_send_time=0, int twcc_id=0,
+            twcc_seq=-1) -> bytes:
     """A copy of ``data`` with SSRC, sequence number, timestamp and payload type replaced.
 
     ``ssrc``, ``timestamp`` (mod 2**32) and ``sequence_number`` (mod 2**16) wrap.
     ``ext_map`` (256 bytes or None) renames each extension element ``i`` to
     ``ext_map[i]``; a 0 (or, in one-byte form, a new id above 14) blanks the element
     into RFC 8285 padding, so the length never changes. If ``abs_send_time_id`` > 0,
-    a 3-byte element whose new id equals it gets ``abs_send_time`` (24 bits).
+    a 3-byte element whose new id equals it gets ``abs_send_time`` (24 bits); or, with
+    ``twcc_id`` (1..255) and ``twcc_seq`` >= 0 (mod 2**16), becomes the transport-cc
+    element ``twcc_id`` holding ``twcc_seq`` and one padding byte (not in one-byte form
+    when ``twcc_id`` > 14: that packet keeps its abs-send-time).
     """
     cdef const uint8_t* m = NULL
+    cdef int c_twcc_seq = -1
     if not 0 <= payload_type <= 127:
         raise ValueError("payload_type must be 0..127")
+    if not 0 <= twcc_id <= 255:
+        raise ValueError("twcc_id must be 0..255")
     if ext_map is not None:
         if PyBytes_GET_SIZE(ext_map) != 256:
             raise ValueError("ext_map must be 256 bytes long")
         m = bytes_ptr(ext_map)
+    if twcc_seq >= 0:
+        c_twcc_seq = <int>(PyLong_AsUnsignedLongMask(twcc_seq) & 0xFFFF)
     return rewrite_c(data, <uint32_t>PyLong_AsUnsignedLongMask(ssrc),
                      <uint16_t>PyLong_AsUnsignedLongMask(sequence_number),
                      <uint32_t>PyLong_AsUnsignedLongMask(timestamp), payload_type, m,
-                     abs_send_time_id, <uint32_t>PyLong_AsUnsignedLongMask(abs_send_time))
+                     abs_send_time_id, <uint32_t>PyLong_AsUnsignedLongMask(abs_send_time),
+                     twcc_id, c_twcc_seq, NULL)
 
 
 def abs_send_time(double seconds) -> int:

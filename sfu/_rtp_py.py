@@ -125,6 +125,8 @@ def rewrite(
     ext_map: bytes | None = None,
     abs_send_time_id: int = 0,
     abs_send_time: int = 0,
+    twcc_id: int = 0,
+    twcc_seq: int = -1,
 ) -> bytes:
     """A copy of ``data`` with SSRC, sequence number, timestamp and payload type replaced.
 
@@ -132,10 +134,15 @@ def rewrite(
     ``ext_map`` (256 bytes or None) renames each extension element ``i`` to
     ``ext_map[i]``; a 0 (or, in one-byte form, a new id above 14) blanks the element
     into RFC 8285 padding, so the length never changes. If ``abs_send_time_id`` > 0,
-    a 3-byte element whose new id equals it gets ``abs_send_time`` (24 bits).
+    a 3-byte element whose new id equals it gets ``abs_send_time`` (24 bits); or, with
+    ``twcc_id`` (1..255) and ``twcc_seq`` >= 0 (mod 2**16), becomes the transport-cc
+    element ``twcc_id`` holding ``twcc_seq`` and one padding byte (not in one-byte form
+    when ``twcc_id`` > 14: that packet keeps its abs-send-time).
     """
     if not 0 <= payload_type <= 127:
         raise ValueError("payload_type must be 0..127")
+    if not 0 <= twcc_id <= 255:
+        raise ValueError("twcc_id must be 0..255")
     if ext_map is not None:
         if not isinstance(ext_map, bytes):
             raise TypeError("ext_map must be bytes or None")
@@ -150,7 +157,13 @@ def rewrite(
     profile = header[7]
     one_byte = profile == ONE_BYTE_PROFILE
     if (ext_map is not None or abs_send_time_id > 0) and (one_byte or _is_two_byte(profile)):
-        stamp = (abs_send_time & 0xFFFFFF).to_bytes(3, "big")
+        if twcc_seq >= 0 and 0 < twcc_id <= (14 if one_byte else 255):
+            seq = (twcc_seq & 0xFFFF).to_bytes(2, "big")
+            # the 2-byte transport-cc element and a padding byte: the length stays
+            head = bytes(((twcc_id << 4) | 1,)) if one_byte else bytes((twcc_id, 2))
+            stamp, whole = head + seq + b"\x00", True  # over the element's header too
+        else:
+            stamp, whole = (abs_send_time & 0xFFFFFF).to_bytes(3, "big"), False
         start = header[8]
         for pos, old_id, hdr, length in _elements(data, profile, start, start + header[9]):
             new_id = old_id if ext_map is None else ext_map[old_id]
@@ -159,8 +172,32 @@ def rewrite(
                 continue
             buf[pos] = (new_id << 4) | (length - 1) if one_byte else new_id
             if new_id == abs_send_time_id and length == 3:
-                buf[pos + hdr : pos + hdr + 3] = stamp
+                at = pos if whole else pos + hdr
+                buf[at : at + len(stamp)] = stamp
     return bytes(buf)
+
+
+def _transport_cc_slots(
+    data: bytes, ext_map: bytes | None, abs_send_time_id: int, twcc_id: int
+) -> int:
+    """How many elements ``rewrite(data, ..., ext_map, abs_send_time_id, 0, twcc_id,
+    seq)`` turns into transport-cc elements (0: the packet goes unstamped). When more
+    than 0, the whole extension block was walked as ``rewrite`` walks it, so that
+    ``rewrite`` will not raise (the fan-out records the packet in its send log first)."""
+    if abs_send_time_id <= 0 or not 0 < twcc_id <= 255:
+        return 0
+    header = parse_header(data)
+    profile = header[7]
+    one_byte = profile == ONE_BYTE_PROFILE
+    if not (one_byte or _is_two_byte(profile)) or (one_byte and twcc_id > 14):
+        return 0
+    count = 0
+    start = header[8]
+    for _, old_id, _, length in _elements(data, profile, start, start + header[9]):
+        new_id = old_id if ext_map is None else ext_map[old_id]
+        if new_id == abs_send_time_id and length == 3 and not (one_byte and new_id > 14):
+            count += 1
+    return count
 
 
 def abs_send_time(seconds: float) -> int:

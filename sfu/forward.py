@@ -12,6 +12,7 @@ _impl = _speedups.load("sfu._forward", "sfu._forward_py")
 
 ConsumerState = _impl.ConsumerState
 NackCache = _impl.NackCache
+SendLog = _impl.SendLog  # a transport's transport-cc send log, the kind ConsumerState.twcc takes
 fan_out = _impl.fan_out
 to_rtx = _impl.to_rtx
 MAX_SEQ_JUMP = _impl.MAX_SEQ_JUMP
