@@ -268,7 +268,8 @@ class Producer:
         if self._states:
             stamp = abs_send_time(self.clock.wall()) if self.stamps_abs_send_time else 0
             try:
-                fan_out(self._states, data, seq, ts, payload_end - payload_offset, keyframe, stamp)
+                fan_out(self._states, data, seq, ts, payload_end - payload_offset, keyframe, stamp,
+                        now=self.clock.monotonic())
             except MalformedPacket:  # e.g. a header-extension element past its block
                 self.malformed += 1
 
@@ -444,14 +445,15 @@ class Producer:
         if count > cache.size or any(p is None for p in packets):
             return False
         stamp = abs_send_time(self.clock.wall()) if self.stamps_abs_send_time else 0
+        now = self.clock.monotonic()
         for i, data in enumerate(packets):
             try:
                 _, _, seq, ts, _, offset, end, *_ = parse_header(data)
                 if layer is None:
-                    state.forward(data, seq, ts, end - offset, i == 0, stamp)
+                    state.forward(data, seq, ts, end - offset, i == 0, stamp, now=now)
                 else:
                     state.forward(data, seq, ts, end - offset, i == 0, stamp, layer,
-                                  offset if vp8 else -1)
+                                  offset if vp8 else -1, now=now)
             except MalformedPacket:
                 return False
         self.replays += 1

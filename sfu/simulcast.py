@@ -283,7 +283,7 @@ class SimulcastProducer(Producer):
             stamp = abs_send_time(self.clock.wall()) if self.stamps_abs_send_time else 0
             try:
                 fan_out(self._states, data, seq, ts, length, keyframe, stamp, layer.spatial,
-                        payload_offset if self._vp8 else -1)
+                        payload_offset if self._vp8 else -1, now=now)
             except MalformedPacket:
                 self.malformed += 1
         if keyframe:
