@@ -371,10 +371,10 @@ class Consumer:
                 continue
             try:
                 if rtx_pt is None:
-                    sent = self.state.retransmit(data, stamp, out_seq)
+                    sent = self.state.retransmit(data, stamp, out_seq, now=now)
                 else:  # RFC 4588: the RTX stream numbers its own packets
                     sent = self.state.retransmit(data, stamp, out_seq, self.rtx_ssrc, rtx_pt,
-                                                 self._rtx_seq)
+                                                 self._rtx_seq, now=now)
                     if sent:
                         self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
             except MalformedPacket:  # it was forwarded once, so this cannot happen; be safe
