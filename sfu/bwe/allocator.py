@@ -4,10 +4,13 @@ Per subscriber peer connection: an :class:`~sfu.bwe.estimator.Estimator` fed wit
 subscriber's REMBs and receiver reports, and at each tick (the participant's timer,
 every ``TICK_S``) the estimate shared among its consumers:
 
-1. audio and video without layers first: what they send now (measured from each
-   consumer's octet count) is taken off the estimate (unless the subscriber's REMBs
-   name streams and not theirs: aiortc's cover its video only); they are never paused;
-2. the rest is shared among the simulcast video consumers, each with its own
+1. audio first: the video budget is ``VIDEO_SHARE`` (0.85) x the estimate, less what
+   audio and video without layers send now (measured from each consumer's octet
+   count; not taken off when the subscriber's REMBs name streams and not theirs:
+   aiortc's cover its video only, the headroom is then what keeps room for audio);
+   they are never paused. The headroom keeps a congested link's drop-tail queue from
+   filling with video, where audio would be dropped with it;
+2. the budget is shared among the simulcast video consumers, each with its own
    :class:`~sfu.bwe.selector.LayerSelector` (hysteresis, pause under the lowest layer):
    an equal share each, what one leaves unused going to the next (the cheapest
    ladders first, so a small tile does not starve a big one of what it leaves);
@@ -16,13 +19,20 @@ every ``TICK_S``) the estimate shared among its consumers:
    resumed by itself when the estimate allows (``Allocation.paused`` / ``resumed``, for
    the ``track_paused`` / ``track_resumed`` events). In REMB mode the REMB alone does
    not pause video (it is about what the receiver gets): the lowest layer is kept while
-   the loss ceiling leaves room for it. A paused one brings no
+   the loss ceiling leaves room for it; and a layer is not moved down while the REMB
+   share without the headroom covers it (``LayerSelector.update``'s ``stay``): a
+   REMB about what arrives, as aiortc's first one is (what it received over its first
+   3 s), says the layer gets through, and 0.85 x it would look too small for it. A
+   paused one brings no
    feedback that could raise the estimate, so it is resumed on trial at its lowest
    layer after the selector's hold (``LayerSelector.retry``, ``Estimator.trial``), the
    wait doubling each time the trial fails.
 
-Before the first feedback (no REMB yet) nothing is touched: each consumer keeps its
-default, the top layer within its limits. Sans-IO: ``now`` in seconds on the caller's
+Before the first feedback (no REMB yet) the estimate is ``start_bitrate`` (1 Mbit/s,
+``START_BITRATE``): a new subscriber starts on the best option that fits it (the middle
+layer of a typical Chromium q/h/f), never paused, not on the top layer that would flood
+a slow link for the seconds before its first estimate; from then on the rules above.
+Sans-IO: ``now`` in seconds on the caller's
 monotonic clock, bitrates in bit/s. Consumers are duck-typed (`sfu.consumer.Consumer`):
 ``id``, ``kind``, ``ssrc``, ``closed``, ``state.octets``, ``producer.simulcast``,
 ``producer.selector_layers(now)``, ``max_height``, ``max_fps``, ``selector``,
@@ -31,6 +41,7 @@ monotonic clock, bitrates in bit/s. Consumers are duck-typed (`sfu.consumer.Cons
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +49,8 @@ from typing import Any
 from .estimator import Estimator
 from .selector import Choice, LayerSelector
 
-__all__ = ["REMB_FRESH_S", "REMB_PAUSE_RATIO", "TICK_S", "Allocation", "SubscriberBandwidth"]
+__all__ = ["REMB_FRESH_S", "REMB_PAUSE_RATIO", "START_BITRATE", "TICK_S", "VIDEO_SHARE", "Allocation",
+           "SubscriberBandwidth"]
 
 TICK_S = 0.25
 """How often a subscriber's estimate is shared out (layer choices follow within that)."""
@@ -48,6 +60,14 @@ REMB_PAUSE_RATIO = 0.75
 """In REMB mode video pauses only under this x its lowest option (`LayerSelector`'s
 ``pause_ratio``): aiortc's REMB is 0.85 x what it receives after any overuse, so the
 lowest layer would never look as if it fitted once sent."""
+START_BITRATE = 1_000_000
+"""The estimate before a subscriber's first feedback (bit/s): what its first layer is
+chosen for (libwebrtc starts its own estimate at 300 kbit/s and probes up at once;
+nothing probes a REMB, so a little more, for the middle layer)."""
+VIDEO_SHARE = 0.85
+"""The share of the estimate its video may use; the rest is headroom for audio and for
+the estimate's error (a video that fills a link fills its queue, and audio waits or is
+dropped behind it)."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +103,11 @@ class SubscriberBandwidth:
     """The estimate and the layer choices of one subscriber transport (see the module
     docstring). ``estimator`` is exposed for stats and tests."""
 
-    def __init__(self, estimator: Estimator | None = None) -> None:
+    def __init__(self, estimator: Estimator | None = None, *, start_bitrate: int = START_BITRATE,
+                 video_share: float = VIDEO_SHARE) -> None:
         self.estimator = estimator or Estimator()
+        self.start_bitrate = start_bitrate
+        self.video_share = video_share
         self._rembs: dict[int, tuple[float, int]] = {}  # sender SSRC -> (when, bit/s)
         self._highest: dict[int, int] = {}  # media SSRC -> last RR's extended highest seq
         self._skipped: dict[int, int] = {}  # media SSRC -> its numbers skipped at that RR
@@ -149,26 +172,23 @@ class SubscriberBandwidth:
                 layered.append(consumer)
             elif not self._covered or consumer.ssrc in self._covered:
                 fixed += sending
-        if self.estimator.mode is None or not layered:
-            return []  # no feedback yet: everyone keeps its default
-        remaining = max(0.0, self.estimator.bitrate - fixed)
+        if not layered:
+            return []
+        mode = self.estimator.mode
+        estimate = self.estimator.bitrate if mode is not None else self.start_bitrate
+        remaining = max(0.0, self.video_share * estimate - fixed)
+        arriving = max(0.0, estimate - fixed)  # what the receiver says gets through
         self.budget = int(remaining)
         # a REMB is about what the receiver gets, so it cannot tell that the lowest
-        # layer does not fit (aiortc's is 0.85 x that after any overuse); loss can
-        keep = max(0.0, self.estimator.loss.bitrate - fixed) if self.estimator.mode == "remb" else 0.0
-        plans = []
-        for consumer in layered:
-            if consumer.selector is None:
-                consumer.selector = LayerSelector(
-                    pause_ratio=REMB_PAUSE_RATIO if self.estimator.mode == "remb" else 1.0)
-                # it starts from the layer it forwards, so the first estimate moves it
-                # only by the down rule: aiortc's first REMB is what it received, about
-                # the layer's own rate, and "the best that fits" would be a coin toss
-                consumer.selector.choice = Choice(consumer.state.layer, None)
-            selector = consumer.selector
-            selector.max_height, selector.max_fps = consumer.max_height, consumer.max_fps
-            plans.append((consumer, selector, consumer.producer.selector_layers(now)))
-        plans.sort(key=lambda p: (_cheapest(p[2]), p[0].id))
+        # layer does not fit (aiortc's is 0.85 x that after any overuse); loss can.
+        # Before any feedback nothing pauses.
+        keep = (max(0.0, self.estimator.loss.bitrate - fixed) if mode == "remb"
+                else math.inf if mode is None else 0.0)
+        # a producer with no layer measured yet: its consumers keep their defaults
+        # (a selector with nothing to choose would have the publisher stop all but q)
+        plans = sorted(((c, self._selector(c), layers) for c, layers in
+                        ((c, c.producer.selector_layers(now)) for c in layered) if layers),
+                       key=lambda p: (_cheapest(p[2]), p[0].id))
         changes = []
         for i, (consumer, selector, layers) in enumerate(plans):
             before = selector.choice
@@ -176,16 +196,29 @@ class SubscriberBandwidth:
             if self._trial_due(now, consumer, selector):
                 choice = selector.retry(now, layers)
                 if not choice.paused:  # lift the estimate to it, or the next tick pauses again
-                    self.estimator.trial(now, int(fixed + self.budget - remaining
-                                                  + choice.bitrate * selector.up_ratio))
+                    taken = self.budget - remaining
+                    self.estimator.trial(now, int((fixed + taken + choice.bitrate * selector.up_ratio)
+                                                  / self.video_share))
             else:
-                choice = selector.update(now, share, layers, keep / len(plans))
+                stay = arriving / (len(plans) - i) if mode == "remb" else 0.0
+                choice = selector.update(now, share, layers, keep / len(plans), stay)
             if not choice.paused:
                 remaining = max(0.0, remaining - choice.bitrate)
+                arriving = max(0.0, arriving - choice.bitrate)
             change = self._apply(now, consumer, before, choice)
             if change is not None:
                 changes.append(change)
         return changes
+
+    def _selector(self, consumer: Any) -> LayerSelector:
+        """The consumer's selector (made at its first tick), with its subscriber's
+        limits and the pause rule of the estimator's mode."""
+        if consumer.selector is None:
+            consumer.selector = LayerSelector()
+        selector = consumer.selector
+        selector.max_height, selector.max_fps = consumer.max_height, consumer.max_fps
+        selector.pause_ratio = REMB_PAUSE_RATIO if self.estimator.mode == "remb" else 1.0
+        return selector
 
     def _trial_due(self, now: float, consumer: Any, selector: LayerSelector) -> bool:
         """A video paused for bandwidth in REMB mode is resumed on trial after the

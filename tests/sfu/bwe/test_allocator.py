@@ -19,12 +19,14 @@ from test_simulcast import FRAME, Simulcast
 
 from sfu.bwe import (
     PAUSED_REASON,
+    Choice,
     Estimator,
     LayerSelector,
     SubscriberBandwidth,
     publisher_remb,
 )
 from sfu.bwe import Layer as SelectorLayer
+from sfu.bwe.allocator import VIDEO_SHARE
 from sfu.consumer import Consumer
 from sfu.participant import MediaSettings, Participant
 from sfu.producer import Producer
@@ -99,7 +101,11 @@ class Call:
     def expected(self, estimate: int):
         """The choice a selector makes on its own for ``estimate`` (less the audio)."""
         audio = self.viewer.bandwidth._rates[self.sound.id].bitrate
-        return LayerSelector().update(0, estimate - audio, self.sim.producer.selector_layers(0))
+        return LayerSelector().update(0, VIDEO_SHARE * estimate - audio,
+                                      self.sim.producer.selector_layers(0))
+
+    def audio_rate(self) -> float:
+        return self.viewer.bandwidth._rates[self.sound.id].bitrate
 
     def forwarded(self) -> tuple[int, int]:
         return self.video.state.layer, self.video.state.temporal_limit
@@ -112,11 +118,48 @@ def call(clock, upstream) -> Call:
     return call
 
 
-def test_before_any_feedback_every_consumer_keeps_its_default(call):
-    assert call.video.state.layer == 2 and call.video.selector is None
+def test_before_any_feedback_a_consumer_gets_what_fits_the_start_bitrate(call):
     assert call.viewer.bandwidth.estimator.mode is None
     low, mid, top = call.layer_bitrates()
     assert 0 < low < mid < top
+    assert call.video.state.layer == 2  # these layers are small: the top fits 1 Mbit/s
+
+
+def test_a_new_subscriber_starts_on_the_start_layer_and_a_remb_of_what_arrives_keeps_it(clock, upstream):
+    call = Call(clock, upstream)
+    # a start estimate the middle layer fits and the top does not (1 Mbit/s against
+    # a typical Chromium q/h/f: 0.2, 0.7, 2.5 Mbit/s)
+    call.viewer.bandwidth = SubscriberBandwidth(Estimator(minimum=1_000), start_bitrate=200_000)
+    call.run(3.0)  # the layers are measured (the producer's second tick), then chosen
+    assert call.video.state.layer == 1 and not call.video.bandwidth_paused
+    assert call.video.selector.choice == Choice(1, None, call.video.selector.choice.bitrate)
+    # aiortc's first REMB is what it received: about the middle layer's own rate, less
+    # than it with the headroom taken off, yet no reason to move down
+    call.remb_ssrcs = [VIEWER_SSRC]  # as aiortc's: it names the video only
+    call.remb = call.layer_bitrates()[1]
+    call.run(4.0)
+    assert call.video.state.layer == 1 and call.video.selector.switches == 1
+    # up by the normal rule once the estimates allow it
+    call.remb = 3 * call.layer_bitrates()[2]
+    took = call.run(10.0, until=lambda: call.video.state.layer == 2)
+    assert took is not None and took >= LayerSelector().hold, took
+
+
+def test_video_gets_a_share_of_the_estimate_less_what_audio_sends(call):
+    _, _, top = call.layer_bitrates()
+    call.remb = 3 * top
+    call.run(2.0)
+    assert call.video.state.layer == 2
+    # a REMB covering the audio too (Chromium's): 190 kbit/s left after the audio
+    # would take the top layer's T1 (about 169k); 0.85 x the REMB less audio does not
+    call.remb = int(190_000 + call.audio_rate())
+    call.run(3.0)
+    bandwidth = call.viewer.bandwidth
+    assert bandwidth.budget == pytest.approx(VIDEO_SHARE * bandwidth.estimator.bitrate
+                                             - call.audio_rate(), abs=2_000)
+    choice = call.video.selector.choice
+    assert choice.spatial == 1 and choice.bitrate <= bandwidth.budget
+    assert call.expected(call.remb) == choice
 
 
 def test_the_layer_follows_the_remb_down_at_once_and_up_after_holding(call):
@@ -124,7 +167,7 @@ def test_the_layer_follows_the_remb_down_at_once_and_up_after_holding(call):
     call.remb = 3 * top
     assert call.run(2.0, until=lambda: call.video.selector is not None) is not None
     assert call.video.state.layer == 2
-    call.remb = mid  # the middle layer fits, the top does not
+    call.remb = int(1.5 * mid)  # the middle layer fits, the top does not
     want = call.expected(call.remb)
     assert want.spatial == 1
     took = call.run(5.0, until=lambda: call.video.state.layer == 1)
@@ -221,7 +264,8 @@ def test_a_remb_naming_only_the_video_leaves_the_audio_out_of_the_sum(call):
     call.run(2.0)
     bandwidth = call.viewer.bandwidth
     assert call.viewer.bandwidth._rates[call.sound.id].bitrate > 10_000  # audio flows
-    assert bandwidth.budget == bandwidth.estimator.bitrate  # and is not taken off
+    # and is not taken off: the headroom alone
+    assert bandwidth.budget == int(VIDEO_SHARE * bandwidth.estimator.bitrate)
 
 
 def test_rembs_of_several_receivers_add_up_and_stale_ones_drop_out():
