@@ -252,6 +252,34 @@ def test_the_native_send_path_sends_rtx(native_link):
     assert_is_rtx_of(rtx, plain, 0x5EC0, 102, 4242)
 
 
+def test_the_native_send_path_stamps_transport_cc_as_the_twin_does(native_link):
+    # the native path rewrites in its own buffer (rewrite_into), the twin through rewrite
+    from sfu.bwe.sendlog import SendLog as PureSendLog
+
+    native = native_link.state()
+    twin = _forward_py.ConsumerState(0xABCD, 101, None, 0, True)
+    sink = Sink()
+    twin.bind(sink.protect, sink.sendto, None)
+    twin.paused = False
+    for s, log in ((native, _forward_c.SendLog()), (twin, PureSendLog())):
+        s.next_seq, s.next_ts = 100, 5000
+        s.ext_map, s.abs_send_time_id, s.twcc, s.twcc_id = bytes(range(256)), 3, log, 5
+    payload = b"\x10\x00\x9d\x01\x2a" + bytes(1400)
+    stamped, bare = packet(7, 90000, payload, exts=[(3, b"\x01\x02\x03")]), packet(8, 90000, payload)
+    received = []
+    for s in (native, twin):
+        assert s.forward(stamped, 7, 90000, len(payload), True, 0x0A0B0C, now=1.0)
+        assert s.forward(bare, 8, 90000, len(payload), False, 0x0A0B0C, now=2.0)
+        assert s.retransmit(stamped, 0, -1, 0x5EC0, 102, 4242, now=3.0)
+        if s is native:
+            received = [native_link.receive() for _ in range(3)]
+    assert received == [data for data, _ in sink.sent]
+    assert received[0][16:20] == bytes([0x51, 0, 0, 0]) and received[2][16:20] == bytes([0x51, 0, 1, 0])
+    assert [native.twcc.lookup(i) for i in range(3)] == [twin.twcc.lookup(i) for i in range(3)] == [
+        (1.0, len(received[0]), -1), (3.0, len(received[2]), -1), None]
+    assert native.twcc_unstamped == twin.twcc_unstamped == 1 and native.send_errors == 0
+
+
 # -- retransmissions as RTX (RFC 4588) ---------------------------------------------------
 
 

@@ -221,6 +221,28 @@ def test_rewrite_abs_send_time_without_map_and_only_three_byte_elements():
         (3, b"\xff\xff\xff"), (4, b"\x00\x00"), (3, b"\x00")]
 
 
+def test_rewrite_puts_transport_cc_in_the_abs_send_time_element():
+    # what a transport-cc subscriber gets: the element's 3 bytes become its 2 and padding
+    data = aiortc_packet(mid="video0", abs_send_time=0x123456)
+    ext_map = identity_map(i3=2, i7=0)  # abs-send-time -> 2; transport-cc is ours to write
+    out = rtp.rewrite(data, 1, 2, 3, 96, ext_map, 2, 0xABCDEF, TRANSPORT_CC, 65536 + 4242)
+    assert len(out) == len(data)
+    theirs = aiortc_rtp.RtpPacket.parse(out, aiortc_map()).extensions
+    assert (theirs.transport_sequence_number, theirs.mid, theirs.abs_send_time) == (4242, "video0", None)
+    two = rtp.RtpPacket(extension_profile=0x1000, extensions=[(3, b"abc"), (1, b"")]).serialize()
+    out = rtp.rewrite(two, 1, 2, 3, 96, None, 3, 0, 200, 0x0102)
+    assert rtp.RtpPacket.parse(out).extensions == [(200, b"\x01\x02"), (1, b"")]
+    # no abs-send-time slot, or an id the one-byte form cannot hold: nothing written
+    assert rtp.rewrite(data, 1, 2, 3, 96, None, 0, 0, TRANSPORT_CC, 7) == rtp.rewrite(data, 1, 2, 3, 96)
+    out = rtp.rewrite(data, 1, 2, 3, 96, None, ABS_SEND_TIME, 0x010203, 15, 7)
+    assert rtp.find_extension(out, ABS_SEND_TIME) == b"\x01\x02\x03"
+    # a negative twcc_seq: abs-send-time as before
+    assert rtp.rewrite(data, 1, 2, 3, 96, None, ABS_SEND_TIME, 5, TRANSPORT_CC, -1) == \
+        rtp.rewrite(data, 1, 2, 3, 96, None, ABS_SEND_TIME, 5)
+    with pytest.raises(ValueError, match="twcc_id"):
+        rtp.rewrite(data, 1, 2, 3, 96, None, ABS_SEND_TIME, 5, 256, 1)
+
+
 def test_rewrite_rejects_bad_arguments_and_packets():
     data = aiortc_packet(mid="0")
     with pytest.raises(ValueError):
@@ -338,6 +360,9 @@ def calls(module, data: bytes, ext_map: bytes) -> list:
         outcome(module.RtpPacket.parse, data),
         outcome(module.find_extension, data, 3),
         outcome(module.rewrite, data, 1, 2, 3, 96, ext_map, 9, 0x123456),
+        outcome(module.rewrite, data, 1, 2, 3, 96, ext_map, 9, 0x123456, 5, 0xBEEF),
+        outcome(module.rewrite, data, 1, 2, 3, 96, None, 3, 0x123456, 200, 70000),
+        outcome(module.rewrite, data, 1, 2, 3, 96, None, 3, 0x123456, 14, 1),
         outcome(module.rewrite, data, 0xFFFFFFFF, 0, 0, 127),
     ]
 
