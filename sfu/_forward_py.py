@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import random
 
-from ._rtp_py import _transport_cc_slots
+from ._rtp_py import _rewrite
 from ._vp8_py import _layout, _write_ids
 from .bwe.sendlog import SendLog
 from .errors import MalformedPacket
@@ -186,12 +186,12 @@ class ConsumerState:
         if self._twcc is None or not self._twcc_id:
             return rewrite(data, self.ssrc, out_seq, out_ts, self.payload_type, self.ext_map,
                            self.abs_send_time_id, abs_send_time)
-        twcc_seq = -1
-        if _transport_cc_slots(data, self.ext_map, self.abs_send_time_id, self._twcc_id):
-            twcc_seq = self._twcc.send(now, size)  # recorded even if sending fails: it is used
-        packet = rewrite(data, self.ssrc, out_seq, out_ts, self.payload_type, self.ext_map,
-                         self.abs_send_time_id, abs_send_time, self._twcc_id, twcc_seq)
-        if twcc_seq < 0:
+        # the log is written only once the packet is known to be stamped (and before it
+        # is sent: the number is used even if sending fails)
+        packet, stamped = _rewrite(data, self.ssrc, out_seq, out_ts, self.payload_type,
+                                   self.ext_map, self.abs_send_time_id, abs_send_time,
+                                   self._twcc_id, lambda: self._twcc.send(now, size))
+        if not stamped:
             self.twcc_unstamped += 1
         return packet
 

@@ -139,6 +139,16 @@ def rewrite(
     element ``twcc_id`` holding ``twcc_seq`` and one padding byte (not in one-byte form
     when ``twcc_id`` > 14: that packet keeps its abs-send-time).
     """
+    return _rewrite(data, ssrc, sequence_number, timestamp, payload_type, ext_map,
+                    abs_send_time_id, abs_send_time, twcc_id, twcc_seq)[0]
+
+
+def _rewrite(data, ssrc, sequence_number, timestamp, payload_type, ext_map,
+             abs_send_time_id, abs_send_time, twcc_id, twcc_seq) -> tuple[bytes, int]:
+    """``rewrite``, and how many elements got the transport-cc stamp. ``twcc_seq`` may
+    be a callable giving the number: it is called once, only when there is an element
+    to stamp and the whole extension block was read without error (the pure fan-out
+    records the packet in its send log there, and only there)."""
     if not 0 <= payload_type <= 127:
         raise ValueError("payload_type must be 0..127")
     if not 0 <= twcc_id <= 255:
@@ -156,48 +166,32 @@ def rewrite(
     )
     profile = header[7]
     one_byte = profile == ONE_BYTE_PROFILE
-    if (ext_map is not None or abs_send_time_id > 0) and (one_byte or _is_two_byte(profile)):
-        if twcc_seq >= 0 and 0 < twcc_id <= (14 if one_byte else 255):
-            seq = (twcc_seq & 0xFFFF).to_bytes(2, "big")
-            # the 2-byte transport-cc element and a padding byte: the length stays
-            head = bytes(((twcc_id << 4) | 1,)) if one_byte else bytes((twcc_id, 2))
-            stamp, whole = head + seq + b"\x00", True  # over the element's header too
-        else:
-            stamp, whole = (abs_send_time & 0xFFFFFF).to_bytes(3, "big"), False
-        start = header[8]
-        for pos, old_id, hdr, length in _elements(data, profile, start, start + header[9]):
-            new_id = old_id if ext_map is None else ext_map[old_id]
-            if new_id == 0 or (one_byte and new_id > 14):
-                buf[pos : pos + hdr + length] = bytes(hdr + length)
-                continue
-            buf[pos] = (new_id << 4) | (length - 1) if one_byte else new_id
-            if new_id == abs_send_time_id and length == 3:
-                at = pos if whole else pos + hdr
-                buf[at : at + len(stamp)] = stamp
-    return bytes(buf)
-
-
-def _transport_cc_slots(
-    data: bytes, ext_map: bytes | None, abs_send_time_id: int, twcc_id: int
-) -> int:
-    """How many elements ``rewrite(data, ..., ext_map, abs_send_time_id, 0, twcc_id,
-    seq)`` turns into transport-cc elements (0: the packet goes unstamped). When more
-    than 0, the whole extension block was walked as ``rewrite`` walks it, so that
-    ``rewrite`` will not raise (the fan-out records the packet in its send log first)."""
-    if abs_send_time_id <= 0 or not 0 < twcc_id <= 255:
-        return 0
-    header = parse_header(data)
-    profile = header[7]
-    one_byte = profile == ONE_BYTE_PROFILE
-    if not (one_byte or _is_two_byte(profile)) or (one_byte and twcc_id > 14):
-        return 0
-    count = 0
+    if not (ext_map is not None or abs_send_time_id > 0) or not (one_byte or _is_two_byte(profile)):
+        return bytes(buf), 0
+    twcc = (callable(twcc_seq) or twcc_seq >= 0) and 0 < twcc_id <= (14 if one_byte else 255)
+    slots = []
     start = header[8]
-    for _, old_id, _, length in _elements(data, profile, start, start + header[9]):
+    for pos, old_id, hdr, length in list(_elements(data, profile, start, start + header[9])):
         new_id = old_id if ext_map is None else ext_map[old_id]
-        if new_id == abs_send_time_id and length == 3 and not (one_byte and new_id > 14):
-            count += 1
-    return count
+        if new_id == 0 or (one_byte and new_id > 14):
+            buf[pos : pos + hdr + length] = bytes(hdr + length)
+            continue
+        buf[pos] = (new_id << 4) | (length - 1) if one_byte else new_id
+        if new_id == abs_send_time_id and length == 3:
+            slots.append((pos, hdr))
+    if not slots:
+        return bytes(buf), 0
+    if not twcc:
+        stamp = (abs_send_time & 0xFFFFFF).to_bytes(3, "big")
+        for pos, hdr in slots:
+            buf[pos + hdr : pos + hdr + 3] = stamp
+        return bytes(buf), 0
+    seq = ((twcc_seq() if callable(twcc_seq) else twcc_seq) & 0xFFFF).to_bytes(2, "big")
+    # the 2-byte transport-cc element and a padding byte over the element: the length stays
+    stamp = (bytes(((twcc_id << 4) | 1,)) if one_byte else bytes((twcc_id, 2))) + seq + b"\x00"
+    for pos, _ in slots:
+        buf[pos : pos + len(stamp)] = stamp
+    return bytes(buf), len(slots)
 
 
 def abs_send_time(seconds: float) -> int:
