@@ -4,13 +4,13 @@ twin; and the compiled ``SendLog`` against the pure one."""
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 from aiortc import rtp as aiortc_rtp
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from test_forward import IMPLS, _forward_c
+from test_forward import Sink as ForwardSink
 
 from sfu import _forward_py, forward
 from sfu import _rtp_py as rtp_py
@@ -18,14 +18,6 @@ from sfu.bwe.sendlog import NOT_PROBE
 from sfu.bwe.sendlog import SendLog as PureSendLog
 from sfu.errors import MalformedPacket
 
-try:
-    _forward_c = importlib.import_module("sfu._forward")
-except ImportError:  # not built: only the twin is tested
-    _forward_c = None
-
-IMPLS = [pytest.param(_forward_py, id="pure")]
-if _forward_c is not None:
-    IMPLS.append(pytest.param(_forward_c, id="cython"))
 needs_compiled = pytest.mark.skipif(_forward_c is None, reason="the compiled module is not built")
 
 PUB_AST, SUB_AST, SUB_TWCC, SUB_MID, PUB_MID = 3, 2, 5, 1, 9
@@ -38,17 +30,12 @@ def impl(request):
     return request.param
 
 
-class Sink:
-    """A send path that keeps what it was given (protect is the identity here)."""
+class Sink(ForwardSink):
+    """What was sent: the packets alone."""
 
-    def __init__(self):
-        self.sent = []
-
-    def protect(self, data):
-        return data
-
-    def sendto(self, data, addr):
-        self.sent.append(data)
+    @property
+    def packets(self):
+        return [data for data, _ in self.sent]
 
 
 def state(impl, log, twcc_id=SUB_TWCC, ast_id=SUB_AST, ext_map=None, vp8=False):
@@ -106,7 +93,7 @@ def test_the_stamped_number_parses_back_and_runs_on_across_consumers(impl, profi
         data = rtp_packet(1000 + i, [(PUB_MID, b"0"), (PUB_AST, b"\x01\x02\x03")], profile)
         assert impl.fan_out([a, b], data, 1000 + i, 3000 * i, 26, i == 0, 0x0A0B0C,
                             now=10.0 + i) == 2
-        sent += [a_sink.sent[-1], b_sink.sent[-1]]
+        sent += [a_sink.packets[-1], b_sink.packets[-1]]
     seqs = []
     for packet in sent:
         assert len(packet) == len(data)  # the element replaced, nothing moved
@@ -124,12 +111,12 @@ def test_the_element_is_written_in_the_packets_form(impl):
     one, one_sink = state(impl, log, ext_map=ext_map(p3=SUB_AST))
     impl.fan_out([one], rtp_packet(7, [(PUB_AST, b"\xaa\xbb\xcc")]), 7, 0, 26, True, 0, now=1.0)
     # (5 << 4) | 1: id 5, 2 bytes of value; then the padding byte where the third was
-    assert bytes(one_sink.sent[0][16:20]) == bytes([0x51, 0x00, 0x00, 0x00])
+    assert bytes(one_sink.packets[0][16:20]) == bytes([0x51, 0x00, 0x00, 0x00])
     two, two_sink = state(impl, log, twcc_id=200, ext_map=ext_map(p3=SUB_AST))
     impl.fan_out([two], rtp_packet(7, [(PUB_AST, b"\xaa\xbb\xcc")], 0x1000), 7, 0, 26, True, 0,
                  now=1.0)
-    assert bytes(two_sink.sent[0][16:21]) == bytes([200, 2, 0x00, 0x01, 0x00])
-    assert transport_seq(two_sink.sent[0], 200) == 1
+    assert bytes(two_sink.packets[0][16:21]) == bytes([200, 2, 0x00, 0x01, 0x00])
+    assert transport_seq(two_sink.packets[0], 200) == 1
 
 
 def test_a_packet_without_abs_send_time_is_sent_unstamped_and_counted(impl):
@@ -138,13 +125,13 @@ def test_a_packet_without_abs_send_time_is_sent_unstamped_and_counted(impl):
     data = rtp_packet(1, [(PUB_MID, b"0"), (4, b"\x01\x02\x03")])  # 3 bytes, but not it
     assert s.forward(data, 1, 0, 26, True, 0x123456, now=2.0)
     assert s.twcc_unstamped == 1 and log.next_seq == 0 and log.lookup(0) is None
-    assert transport_seq(sink.sent[0]) is None and aiortc_parse(sink.sent[0]).extensions.mid == "0"
+    assert transport_seq(sink.packets[0]) is None and aiortc_parse(sink.packets[0]).extensions.mid == "0"
     # an id the one-byte form cannot hold stamps nothing either: abs-send-time stays
     wide, wide_sink = state(impl, log, twcc_id=20, ext_map=ext_map(p3=SUB_AST))
     assert wide.forward(rtp_packet(1, [(PUB_AST, b"\x00\x00\x00")]), 1, 0, 26, True, 0x123456,
                         now=2.0)
     assert wide.twcc_unstamped == 1 and log.next_seq == 0
-    assert aiortc_parse(wide_sink.sent[0]).extensions.abs_send_time == 0x123456
+    assert aiortc_parse(wide_sink.packets[0]).extensions.abs_send_time == 0x123456
 
 
 def test_without_transport_cc_abs_send_time_is_stamped_as_before(impl):
@@ -152,7 +139,7 @@ def test_without_transport_cc_abs_send_time_is_stamped_as_before(impl):
         s, sink = state(impl, log, twcc_id=twcc_id, ext_map=ext_map(p3=SUB_AST))
         assert s.forward(rtp_packet(1, [(PUB_AST, b"\x00\x00\x00")]), 1, 0, 26, True, 0x010203,
                          now=3.0)
-        assert aiortc_parse(sink.sent[0]).extensions.abs_send_time == 0x010203
+        assert aiortc_parse(sink.packets[0]).extensions.abs_send_time == 0x010203
         assert s.twcc_unstamped == 0 and (log is None or log.next_seq == 0)
 
 
@@ -163,8 +150,8 @@ def test_retransmissions_and_rtx_get_new_numbers_of_their_own_size(impl):
     assert s.forward(data, 50, 50 * 3000, 26, True, 0, now=1.0)
     assert s.retransmit(data, 0, now=1.5)
     assert s.retransmit(data, 0, -1, 0xFEED, 97, 4242, now=1.75)
-    plain, again, rtx = sink.sent
-    assert [transport_seq(p) for p in sink.sent] == [0, 1, 2]
+    plain, again, rtx = sink.packets
+    assert [transport_seq(p) for p in sink.packets] == [0, 1, 2]
     assert again[:16] == plain[:16] and again[20:] == plain[20:]
     assert aiortc_rtp.unwrap_rtx(aiortc_parse(rtx), 96, 0xABCD).sequence_number == \
         aiortc_parse(plain).sequence_number
@@ -182,7 +169,7 @@ def test_a_malformed_packet_leaves_the_log_untouched(impl):
     broken[20] = 0x4F  # element 4 now claims 16 bytes: past the extension block
     with pytest.raises(MalformedPacket):
         s.forward(bytes(broken), 2, 0, 26, False, 0, now=2.0)
-    assert log.next_seq == 1 and s.twcc_unstamped == 0 and len(sink.sent) == 1
+    assert log.next_seq == 1 and s.twcc_unstamped == 0 and len(sink.packets) == 1
 
 
 def test_the_state_takes_only_a_send_log_it_can_use(impl):
@@ -217,7 +204,7 @@ def test_the_pure_state_takes_any_log_with_send():
     log = Recorder()
     s, sink = state(_forward_py, log, ext_map=ext_map(p3=SUB_AST))
     assert s.forward(rtp_packet(1, [(PUB_AST, b"\x00\x00\x00")]), 1, 0, 26, True, 0, now=4.0)
-    assert log.calls == [(4.0, len(sink.sent[0]))] and transport_seq(sink.sent[0]) == 0xFFFF
+    assert log.calls == [(4.0, len(sink.packets[0]))] and transport_seq(sink.packets[0]) == 0xFFFF
 
 
 def test_sfu_forward_exposes_the_selected_log():
@@ -371,7 +358,7 @@ def test_the_twins_stamp_and_log_alike(config_a, config_b, ops):
     assert [py_log.lookup(i) for i in range(py_log.next_seq)] == \
         [c_log.lookup(i) for i in range(c_log.next_seq)]
     for (py, py_sink), (c, c_sink) in zip(py_states, c_states):
-        assert py_sink.sent == c_sink.sent
+        assert py_sink.packets == c_sink.packets
         assert py.twcc_unstamped == c.twcc_unstamped
     unstamped = py_states[0][0].twcc_unstamped + py_states[1][0].twcc_unstamped
     event(f"stamped {'none' if not py_log.next_seq else '1-9' if py_log.next_seq < 10 else '10+'}, "
