@@ -96,6 +96,18 @@ def size_changes(sized: Sized, since: float) -> list[tuple[float, tuple[int, int
     return out
 
 
+def describe(name: str, viewer: WanViewer) -> str:
+    """What a viewer got, from its first frame: each size and when it began, its
+    freezes (gaps between decoded frames over 1 s) and its longest audio gap."""
+    sized, audio = viewer.sized(), viewer.timed_audio()
+    first = sized.sizes[0][0]
+    layers = ", ".join(f"{w}x{h} at {t - first:.1f} s" for t, (w, h) in size_changes(sized, 0))
+    gaps = [b - a for (a, _, _), (b, _, _) in pairwise(sized.sizes) if b - a > 1.0]
+    return (f"{name}: {layers}; {sized.frames} frames, {len(gaps)} freezes over 1 s "
+            f"(longest {max(gaps, default=0):.2f} s); longest audio gap "
+            f"{audio.longest_gap(first):.2f} s.")
+
+
 class Call:
     """The settled call both tests start from: the slow and the fast viewer, their
     relays, the slow one's settling time and the fast one's time to the top layer."""
@@ -167,6 +179,7 @@ async def test_two_subscribers_on_different_links_get_different_layers(node, bro
         print(f"fast reached {TOP} {call.reached_top:.1f} s after its first frame; slow settled "
               f"on {slow.size()}; slow's longest gap since {slow.longest_gap(call.settled):.2f} s; "
               f"relays {[r.stats() for r in call.relays]}")
+        print(describe("slow", call.slow), describe("fast", call.fast))
         assert slow.size() != fast.size() == TOP
         assert slow.longest_gap(call.settled) < 1.0
         assert call.reached_top < 10.0
