@@ -55,6 +55,7 @@ class NodeConfig:
     tls_key: str | None = None              # its PEM private key
     config: str | None = None               # TOML file with any of these fields
     auto_create_rooms: bool = True          # `join` creates unknown rooms
+    transport_cc: bool = True               # offer subscribers transport-cc (send-side estimation, probes)
     log_level: str = "info"                 # debug, info, warning, error
     log_format: str = "text"                # text (key=value) or json (one object per line)
     max_frame_bytes: int = 256 * 1024       # largest websocket frame accepted

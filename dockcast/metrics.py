@@ -7,8 +7,9 @@ that a ``_total`` never goes down; per-room values are gauges.
 
 With ``DOCKCAST_DEBUG_SUBSCRIBER_GAUGES=1`` in the node's environment (read once, when
 the collector is built), ``/metrics`` also carries one gauge per subscriber (its
-bandwidth estimate and the budget shared among its simulcast tracks) and one per
-simulcast consumer (the layer it forwards): the ``quality`` bench samples them. They are
+bandwidth estimate, the budget shared among its simulcast tracks, the transport-cc
+feedbacks it sent and the probe clusters sent to it) and one per simulcast consumer
+(the layer it forwards): the ``quality`` bench samples them. They are
 off by default because their labels grow with every participant, which a production
 scrape must not; they read the objects and change nothing.
 """
@@ -166,12 +167,21 @@ def _subscriber_gauges(participants: list[Any]) -> Iterable[Any]:
     layer = GaugeMetricFamily("dockcast_debug_consumer_layer",
                               "The simulcast layer a consumer forwards (0 lowest; -1 paused "
                               "for bandwidth)", labels=[*labels, "track"])
+    feedbacks = GaugeMetricFamily("dockcast_debug_subscriber_transport_cc_feedbacks",
+                                  "transport-cc feedbacks read from a subscriber (absent: "
+                                  "not negotiated)", labels=labels)
+    probes = GaugeMetricFamily("dockcast_debug_subscriber_probe_clusters",
+                               "Probe clusters sent to a subscriber", labels=labels)
     for p in participants:
         if not p.consumers:
             continue
         bandwidth = p.bandwidth
         estimate.add_metric([p.id, p.identity], bandwidth.estimator.bitrate)
         budget.add_metric([p.id, p.identity], bandwidth.budget)
+        if p.send_side is not None:
+            stats = p.send_side.stats()
+            feedbacks.add_metric([p.id, p.identity], stats["feedbacks"])
+            probes.add_metric([p.id, p.identity], stats["probe_clusters"])
         for c in p.consumers.values():
             if c.kind == "video" and c.producer.simulcast:
                 layer.add_metric([p.id, p.identity, c.producer.id],
@@ -179,6 +189,8 @@ def _subscriber_gauges(participants: list[Any]) -> Iterable[Any]:
     yield estimate
     yield budget
     yield layer
+    yield feedbacks
+    yield probes
 
 
 def _message_metrics(messaging: Messaging) -> Iterable[Any]:

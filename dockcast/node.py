@@ -86,7 +86,8 @@ class Node:
         self.messaging: Messaging | None = None
         self.retired = Retired()
         self.rooms = Rooms(MediaSettings(ice_servers=config.ice_servers,
-                                         max_mlines_per_offer=config.max_mlines_per_offer),
+                                         max_mlines_per_offer=config.max_mlines_per_offer,
+                                         transport_cc=config.transport_cc),
                            self.membership, self.bus,
                            lambda: self.hooks, lambda: self.messaging,
                            auto_create=config.auto_create_rooms, retired=self.retired,

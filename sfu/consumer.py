@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from .clock import Cancellable, Clock, Scheduler
 from .errors import MalformedPacket
-from .extensions import EXT_ABS_SEND_TIME, FORWARDED_EXTENSIONS
+from .extensions import EXT_ABS_SEND_TIME, EXT_TRANSPORT_CC, FORWARDED_EXTENSIONS
 from .forward import ALL_TEMPORAL, ConsumerState
 from .producer import Producer
 from .rtcp import Fir, Nack, Pli, ReceiverReport, Remb, SenderReport
@@ -98,6 +98,9 @@ class Consumer:
         self.rtx_payload_type: int | None = None
         """Set when the subscriber negotiated RTX: NACKs are then answered as RTX."""
         self._rtx_seq = random.getrandbits(16)
+        self.send_log: Any = None
+        """The subscriber transport's send log (`sfu.forward.SendLog`), set by the
+        participant: transport-cc subscribers get transport-wide numbers from it."""
         self.closed = False
         self.negotiated = False
         self.remb_bitrate: int | None = None
@@ -169,7 +172,10 @@ class Consumer:
         return True
 
     def _map_extensions(self) -> None:
-        """The producer's extension ids -> the subscriber's, for the ones forwarded."""
+        """The producer's extension ids -> the subscriber's, for the ones forwarded;
+        and transport-wide numbers in the abs-send-time element's place when the
+        subscriber negotiated transport-cc on this m-line and the transport has a
+        send log (``send_log``)."""
         ext_map = bytearray(256)
         ast_id = 0
         for uri, ext_id in self._ext_ids.items():
@@ -177,8 +183,27 @@ class Consumer:
                 ext_map[self.producer.ext_ids[uri]] = ext_id
                 if uri == EXT_ABS_SEND_TIME:
                     ast_id = ext_id
+        twcc_id = self._ext_ids.get(EXT_TRANSPORT_CC, 0) if self.send_log is not None else 0
+        if twcc_id and not ast_id and self.producer.video and EXT_ABS_SEND_TIME in self.producer.ext_ids:
+            # the subscriber keeps only transport-cc: the element's place is still needed
+            ast_id = next(i for i in range(1, 15) if i not in self._ext_ids.values())
+            ext_map[self.producer.ext_ids[EXT_ABS_SEND_TIME]] = ast_id
         self.state.ext_map = bytes(ext_map)
         self.state.abs_send_time_id = ast_id
+        self.state.twcc = self.send_log if twcc_id else None
+        self.state.twcc_id = twcc_id
+
+    @property
+    def twcc_id(self) -> int:
+        """The subscriber's transport-cc extension id on this stream (0: not negotiated)."""
+        return self.state.twcc_id
+
+    def take_rtx_seq(self) -> int:
+        """The next sequence number of the RTX stream (for a retransmission or a probe's
+        padding), counted as used."""
+        seq = self._rtx_seq
+        self._rtx_seq = (seq + 1) & 0xFFFF
+        return seq
 
     def repoint(self, producer: Producer) -> None:
         """Forward ``producer`` instead, on the same stream: the subscriber keeps its
@@ -376,7 +401,7 @@ class Consumer:
                     sent = self.state.retransmit(data, stamp, out_seq, self.rtx_ssrc, rtx_pt,
                                                  self._rtx_seq, now=now)
                     if sent:
-                        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+                        self.take_rtx_seq()
             except MalformedPacket:  # it was forwarded once, so this cannot happen; be safe
                 continue
             if sent:

@@ -26,10 +26,11 @@ from .clock import ASYNCIO_SCHEDULER, SYSTEM_CLOCK, Cancellable, Clock, Schedule
 from .consumer import Consumer
 from .demux import RtpDemuxer
 from .errors import Closed, NegotiationError, NotFound, OfferTooLarge
-from .extensions import EXT_MID
+from .extensions import EXT_MID, EXT_TRANSPORT_CC
 from .producer import CodecInfo, Producer
-from .rtcp import ReceiverReport, Remb, Sdes, SenderReport, parse_rtcp, serialize_rtcp
+from .rtcp import ReceiverReport, Remb, Sdes, SenderReport, TransportFeedback, parse_rtcp, serialize_rtcp
 from .rtp import parse_header
+from .send_side import SendSideBandwidth
 from .simulcast import SimulcastProducer
 from .transport import IdleTrack, WebRtcTransport
 
@@ -43,7 +44,9 @@ class MediaSettings:
     the most m-lines one publisher offer may have (``max_mlines_per_offer``, 0: no limit).
     ``max_video_bitrate`` caps the REMB of a video track, ``simulcast_bitrate`` is the
     REMB of a simulcast one (every layer must fit: Chromium drops its top layer under a
-    lower REMB; 720p VP8 in three layers wants about 2.5 + 0.7 + 0.2 Mbit/s)."""
+    lower REMB; 720p VP8 in three layers wants about 2.5 + 0.7 + 0.2 Mbit/s).
+    ``transport_cc`` offers subscribers transport-cc (send-side estimation and probes,
+    `sfu.send_side`); those that do not take it are estimated from their REMBs."""
 
     def __init__(self, video_codecs: tuple[str, ...] = ("video/VP8", "video/H264"),
                  audio_codecs: tuple[str, ...] = ("audio/opus",),
@@ -51,7 +54,7 @@ class MediaSettings:
                  nack_cache_size: int = 1024, keyframe_interval: float = 1.0,
                  max_video_bitrate: int = 2_500_000, feedback_interval: float = 1.0,
                  keyframe_replay_age: float = 1.0, max_mlines_per_offer: int = 0,
-                 simulcast_bitrate: int = 4_000_000) -> None:
+                 simulcast_bitrate: int = 4_000_000, transport_cc: bool = True) -> None:
         self.video_codecs = video_codecs
         self.audio_codecs = audio_codecs
         self.ice_servers = ice_servers
@@ -62,6 +65,7 @@ class MediaSettings:
         self.keyframe_replay_age = keyframe_replay_age
         self.max_mlines_per_offer = max_mlines_per_offer
         self.simulcast_bitrate = simulcast_bitrate
+        self.transport_cc = transport_cc
 
     def codecs_for(self, kind: str) -> tuple[str, ...]:
         return self.video_codecs if kind == "video" else self.audio_codecs
@@ -128,6 +132,8 @@ class Participant:
         self._estimates: dict[str, LossBasedEstimate] = {}
         self.bandwidth = SubscriberBandwidth()
         """The subscriber's estimate and its simulcast consumers' layer choices."""
+        self.send_side: SendSideBandwidth | None = None
+        """Transport-cc toward the subscriber (send log, feedback, probes), with ``sub``."""
         self._bandwidth_timer: Cancellable | None = None
         self.on_bandwidth: Callable[[Consumer, str | None], None] | None = None
         """Told when a consumer pauses for bandwidth (with the reason, ``"bandwidth"``)
@@ -375,6 +381,9 @@ class Participant:
         the subscriber a new offer (now, or after the answer to the one that is out)."""
         if self.sub is None:
             self.sub = self._transport("sub")
+            if self.settings.transport_cc:
+                self.send_side = SendSideBandwidth(self.bandwidth.estimator, self.sub.send_rtp,
+                                                   self.clock, self.scheduler)
         created = []
         for producer in producers:
             if producer.id in self.consumers or producer.closed:
@@ -402,6 +411,8 @@ class Participant:
         SSRC to it and send the subscriber its sender reports."""
         consumer.on_close.append(self._consumer_closed)
         self.consumers[consumer.producer.id] = consumer
+        if self.send_side is not None:
+            consumer.send_log = self.send_side.log
         if self._reports is None and not self.closed:
             self._reports = self.scheduler.call_later(0.5 + random.random(),
                                                       self._subscriber_reports_due)
@@ -417,12 +428,15 @@ class Participant:
     def allocate(self, now: float) -> None:
         """Share the subscriber's estimate among its consumers (`sfu.bwe.allocator`);
         tell ``on_bandwidth`` of the consumers paused and resumed."""
-        for change in self.bandwidth.tick(now, list(self.consumers.values())):
+        consumers = list(self.consumers.values())
+        for change in self.bandwidth.tick(now, consumers):
             if (change.paused or change.resumed) and self.on_bandwidth is not None:
                 try:
                     self.on_bandwidth(change.consumer, change.choice.reason if change.paused else None)
                 except Exception:  # an observer's bug must not stop the allocation
                     logger.exception("participant %s: on_bandwidth failed", self.id)
+        if self.send_side is not None:
+            self.send_side.probe(now, consumers, self.bandwidth.fixed, self.bandwidth.video_share)
 
     def _subscriber_reports_due(self) -> None:
         """About once a second, one compound RTCP to the subscriber: a translated sender
@@ -470,7 +484,7 @@ class Participant:
         self._offer_out = True
         self._renegotiate = False
         try:
-            sdp = await self.sub.create_offer()
+            sdp = await self.sub.create_offer(transport_cc=self.send_side is not None)
         except (Closed, InvalidStateError):
             return  # the participant is leaving: nobody to offer to
         if self.send_offer is not None:
@@ -481,8 +495,7 @@ class Participant:
         whose signalling connection came back), or ``None``."""
         if not self._offer_out or self.sub is None or self.sub.closed:
             return None
-        description = self.sub.pc.localDescription
-        return description.sdp if description is not None else None
+        return self.sub.offer_sdp
 
     def offered_tracks(self) -> list[dict[str, Any]]:
         """What each m-line of the subscriber's peer connection carries: ``{mid, track_id,
@@ -512,8 +525,12 @@ class Participant:
         for consumer in list(self.consumers.values()):
             transceiver = self._transceivers.get(consumer.id)
             if transceiver is not None:
+                ext_ids = dict(internals.header_extension_ids(transceiver))
+                twcc_id = self.sub.transport_cc_ids.get(transceiver.mid)
+                if twcc_id is not None:  # aiortc keeps no transport-cc: read from the answer
+                    ext_ids[EXT_TRANSPORT_CC] = twcc_id
                 consumer.negotiate(_payload_types(internals.negotiated_codecs(transceiver)),
-                                   internals.header_extension_ids(transceiver))
+                                   ext_ids)
         if self._renegotiate:
             await self.renegotiate()
 
@@ -532,6 +549,10 @@ class Participant:
         for packet in packets:
             if isinstance(packet, Remb):
                 self.bandwidth.on_remb(now, packet.sender_ssrc, packet.bitrate, packet.ssrcs)
+            elif isinstance(packet, TransportFeedback):
+                if self.send_side is not None:
+                    self.send_side.on_feedback(now, packet)
+                continue  # about the transport, not one stream
             elif isinstance(packet, (ReceiverReport, SenderReport)):
                 for block in packet.reports:
                     consumer = self._consumer_by_ssrc(block.ssrc)
@@ -581,6 +602,8 @@ class Participant:
         for task in (self._feedback, self._reports, self._bandwidth_timer):
             if task is not None:
                 task.cancel()
+        if self.send_side is not None:
+            self.send_side.close()
         for producer in list(self.producers.values()):
             producer.close()
         for consumer in list(self.consumers.values()):

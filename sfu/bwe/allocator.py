@@ -116,6 +116,8 @@ class SubscriberBandwidth:
         self._covered: set[int] = set()  # the SSRCs REMBs named (none named: all)
         self.budget = 0
         """What the last tick shared among the simulcast consumers (bit/s)."""
+        self.fixed = 0
+        """What audio and single-layer video sent at the last tick (bit/s), off the estimate."""
 
     # -- feedback ----------------------------------------------------------------------
 
@@ -172,6 +174,7 @@ class SubscriberBandwidth:
                 layered.append(consumer)
             elif not self._covered or consumer.ssrc in self._covered:
                 fixed += sending
+        self.fixed = int(fixed)
         if not layered:
             return []
         mode = self.estimator.mode

@@ -1,0 +1,149 @@
+"""Layers by send-side estimation (issue 13, point 2): headless Chromium subscribers
+that negotiate transport-cc, each behind its own emulated link (`bench.wan.UdpRelay`),
+300 kbit/s and 3 Mbit/s, watching a Chromium simulcast publisher (q/h/f) and an aiortc
+microphone. The node numbers every video packet to them (transport-wide sequence
+numbers), reads their transport-cc feedback, estimates delay-based and probes for more:
+they get different layers, the slow one never freezes for more than a second, the fast
+one reaches the top layer; its link then drops to 300 kbit/s and comes back, and its
+layer follows down and up while audio keeps flowing. Everything is read from what the
+pages decoded (Chromium's own stats every 100 ms) and from the node's debug gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from itertools import pairwise
+
+import pytest
+
+from bench.browser import PUBLISH_SIMULCAST, BrowserViewer, wait_for_layers
+from bench.wan import UdpRelay, WanProfile
+
+from .peer import Participant
+from .test_browser import browser  # noqa: F401 - a fixture
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
+
+SLOW, FAST = WanProfile(rate_kbps=300), WanProfile(rate_kbps=3000)
+TOP = 720
+
+
+class Watched:
+    """A `BrowserViewer`'s samples, read again on each `refresh`."""
+
+    def __init__(self, viewer: BrowserViewer) -> None:
+        self.viewer = viewer
+        self.samples: list[tuple[float, int, int, int]] = []
+
+    async def refresh(self) -> Watched:
+        self.samples = await self.viewer.samples()
+        return self
+
+    @property
+    def now(self) -> float:
+        return self.samples[-1][0] if self.samples else 0.0
+
+    @property
+    def height(self) -> int:
+        return self.samples[-1][2] if self.samples else 0
+
+    @property
+    def frames(self) -> int:
+        return self.samples[-1][1] if self.samples else 0
+
+    def first(self, test, since: float = 0.0) -> float | None:
+        """The page time of the first sample from ``since`` on that passes ``test``."""
+        return next((s[0] for s in self.samples if s[0] >= since and test(s)), None)
+
+    def longest_gap(self, column: int, since: float) -> float:
+        """The longest time from ``since`` on during which ``column`` (1: video frames
+        decoded, 3: audio packets) did not grow (a freeze, an audio gap)."""
+        grew = [s[0] for a, s in pairwise(self.samples) if s[0] >= since and s[column] > a[column]]
+        return max((b - a for a, b in pairwise(grew)), default=float("inf"))
+
+
+async def until(watched: list[Watched], condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for w in watched:
+            await w.refresh()
+        if condition():
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+def gauge(node, name: str, identity: str) -> float | None:
+    return next((v for k, v in node.metrics().items()
+                 if k.startswith(name + "{") and f'identity="{identity}"' in k), None)
+
+
+async def test_transport_cc_subscribers_get_layers_that_follow_their_links(node_factory, browser):  # noqa: F811
+    node = node_factory.start(env={"DOCKCAST_DEBUG_SUBSCRIBER_GAUGES": "1"})
+    page = await browser.new_page()
+    await page.goto(f"{node.http}/healthz")
+    await page.evaluate(PUBLISH_SIMULCAST, {"url": node.url, "token": node.token("cam"), "room": "dock-1"})
+    layers = await wait_for_layers(page)
+    assert all(layers.get(rid, {}).get("fps", 0) > 0 for rid in "qhf"), layers
+    mic = Participant(node.url, node.token("mic"))
+    relays = [await UdpRelay(SLOW).start(), await UdpRelay(FAST).start()]
+    viewers = []
+    try:
+        await mic.connect()
+        await mic.join()
+        await mic.publish(video=False)
+        for identity, relay in zip(("seller-slow", "seller-fast"), relays, strict=True):
+            viewers.append(await BrowserViewer.open(browser, node.http, node.url,
+                                                    node.token(identity), "dock-1", relay))
+        slow, fast = watched = [Watched(v) for v in viewers]
+        assert await until(watched, lambda: slow.frames > 0 and fast.frames > 0, 30)
+        start = fast.first(lambda s: s[1] > 0)
+        assert await until(watched, lambda: fast.height == TOP, 30), fast.samples[-5:]
+        reached_top = fast.first(lambda s: s[2] == TOP) - start
+        # both negotiated transport-cc and send feedback; the node estimates from it
+        for identity in ("seller-slow", "seller-fast"):
+            assert (gauge(node, "dockcast_debug_subscriber_transport_cc_feedbacks", identity) or 0) > 0
+        # the slow one settles below the top: its last change of height, then 10 s
+        assert await until(watched, lambda: 0 < slow.height < TOP, 30), slow.samples[-5:]
+        settle_from = slow.now
+        await until(watched, lambda: slow.now > settle_from + 10, 20)
+        heights = [s[2] for s in slow.samples if s[0] >= settle_from]
+        settled = max((b[0] for a, b in pairwise(slow.samples) if b[0] >= settle_from and b[2] != a[2]),
+                      default=settle_from)
+        slow_gap = slow.longest_gap(1, settled)
+        print(f"fast: top layer {reached_top:.1f} s after its first frame; slow: heights "
+              f"{sorted(set(heights))}, longest freeze {slow_gap:.2f} s since it settled; "
+              f"estimates {[gauge(node, 'dockcast_debug_subscriber_estimate_bps', i) for i in ('seller-slow', 'seller-fast')]}")
+        assert 0 < slow.height < TOP == fast.height
+        assert reached_top < 10.0
+        assert slow_gap < 1.0
+
+        # the fast one's link drops to 300 kbit/s, then comes back
+        relays[1].set_profile(SLOW)
+        dropped = fast.now
+        assert await until(watched, lambda: 0 < fast.height < TOP, 20), fast.samples[-5:]
+        down = fast.first(lambda s: 0 < s[2] < TOP, dropped) - dropped
+        frames = fast.frames
+        await until(watched, lambda: fast.frames > frames + 30, 20)
+        probes_before = gauge(node, "dockcast_debug_subscriber_probe_clusters", "seller-fast") or 0
+        relays[1].set_profile(FAST)
+        restored = fast.now
+        assert await until(watched, lambda: fast.height == TOP, 40), fast.samples[-5:]
+        up = fast.first(lambda s: s[2] == TOP, restored) - restored
+        probes = (gauge(node, "dockcast_debug_subscriber_probe_clusters", "seller-fast") or 0) - probes_before
+        audio_gaps = [w.longest_gap(3, start) for w in watched]
+        print(f"fast: down {down:.2f} s after the drop, up {up:.2f} s after the link came back "
+              f"({probes:.0f} probe clusters meanwhile); longest audio gaps {audio_gaps}; "
+              f"relays {[r.stats() for r in relays]}")
+        assert down < 2.0
+        assert up < 10.0
+        assert max(audio_gaps) < 1.0
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await mic.close()
+        for relay in relays:
+            relay.close()
+        await page.close()
+    assert "Traceback" not in node.log()
