@@ -9,17 +9,19 @@ naming the attribute and the version it was checked against, rather than letting
 
 What is relied on:
 
-- ``RTCRtpSender._ssrc`` and ``_rtx_ssrc`` (the SSRCs a sender announces), ``_run_rtcp``, ``_send_rtcp``
-  and its name-mangled ``__rtcp_started``/``__rtcp_exited`` events;
+- ``RTCRtpSender._ssrc`` and ``_rtx_ssrc`` (the SSRCs a sender announces), ``_run_rtp``,
+  ``_run_rtcp``, ``_send_rtcp``, ``stop`` and its name-mangled ``__started`` flag and
+  ``__rtp_started``/``__rtp_exited``/``__rtcp_started``/``__rtcp_exited`` events;
 - ``RTCRtpTransceiver._codecs`` and ``_headerExtensions`` (what negotiation settled);
 - ``RTCRtpReceiver.__stop_decoder`` (its decoder thread, unused by the SFU);
 - ``RTCPeerConnection.__cname`` (the CNAME of the SDES the SFU writes itself);
 - ``RTCDtlsTransport._rx_srtp``/``_tx_srtp`` (the SRTP sessions), ``_send_rtp``,
   ``_handle_rtp_data``/``_handle_rtcp_data`` (hooks around SRTP), and
   ``RTCIceTransport._connection`` (the aioice connection);
-- aioice ``Connection._nominated`` (the pair per component) and ``data_received``
-  (where ``StunProtocol.datagram_received`` hands every datagram its STUN parser
-  refuses), ``CandidatePair.protocol``/``component``/``remote_addr``,
+- aioice ``CONSENT_INTERVAL`` (seconds between consent checks, RFC 7675),
+  ``Connection._nominated`` (the pair per component) and ``data_received`` (where
+  ``StunProtocol.datagram_received`` hands every datagram its STUN parser refuses),
+  ``CandidatePair.protocol``/``component``/``remote_addr``,
   ``StunProtocol.datagram_received`` (replaced per instance: the event loop looks it up
   on the protocol for each datagram), and ``aioice.ice.get_host_addresses``;
 - pylibsrtp ``Session._srtp`` (the ``srtp_t`` cdata) and ``pylibsrtp._binding``;
@@ -29,7 +31,6 @@ What is relied on:
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +44,8 @@ from aiortc.rtcicetransport import RTCIceTransport
 from .errors import AiortcInternalsChanged
 
 __all__ = ["CHECKED_VERSIONS", "check", "sender_ssrc", "sender_rtx_ssrc", "negotiated_codecs",
-           "header_extension_ids", "add_header_extensions", "quiet_sender_reports", "set_stream_id", "stop_decoder_after_receive",
+           "header_extension_ids", "add_header_extensions", "quiet_sender_reports", "skip_sender_rtp",
+           "consent_interval", "set_stream_id", "stop_decoder_after_receive",
            "peer_connection_cname", "ice_connection", "rx_srtp", "tx_srtp", "nominated_pair",
            "hook_dtls", "hook_data_received", "unhook_data_received", "hook_datagram_received",
            "srtp_protect_native", "set_host_addresses",
@@ -54,6 +56,7 @@ CHECKED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"
 # (owner, attribute, package): a method or class attribute that must exist, or, where
 # the attribute is set on instances, a name that ``owner.__init__`` must assign.
 _METHODS = [
+    (RTCRtpSender, "_run_rtp", "aiortc"),
     (RTCRtpSender, "_run_rtcp", "aiortc"),
     (RTCRtpSender, "_send_rtcp", "aiortc"),
     (RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder", "aiortc"),
@@ -66,11 +69,15 @@ _METHODS = [
     (aioice.ice.CandidatePair, "component", "aioice"),
     (aioice.ice.CandidatePair, "remote_addr", "aioice"),
     (aioice.ice, "get_host_addresses", "aioice"),
+    (aioice.ice, "CONSENT_INTERVAL", "aioice"),
 ]
 _INSTANCE_ATTRIBUTES = [
     (RTCRtpSender, "_ssrc", "aiortc"),
     (RTCRtpSender, "_rtx_ssrc", "aiortc"),
     (RTCRtpSender, "_stream_id", "aiortc"),
+    (RTCRtpSender, "_RTCRtpSender__started", "aiortc"),
+    (RTCRtpSender, "_RTCRtpSender__rtp_started", "aiortc"),
+    (RTCRtpSender, "_RTCRtpSender__rtp_exited", "aiortc"),
     (RTCRtpSender, "_RTCRtpSender__rtcp_started", "aiortc"),
     (RTCRtpSender, "_RTCRtpSender__rtcp_exited", "aiortc"),
     (RTCRtpTransceiver, "_codecs", "aiortc"),
@@ -161,22 +168,50 @@ def add_header_extensions(transceiver: RTCRtpTransceiver, extensions: dict[str, 
 
 
 def quiet_sender_reports(sender: RTCRtpSender) -> None:
-    """Replace aiortc's per-sender RTCP loop (an SR and SDES built per sender every
-    0.5-1.5 s, with NTP 0 here) by one that only says BYE when the sender stops: the
-    participant sends one compound report for all its consumers instead."""
+    """Make aiortc's per-sender RTCP loop (an SR and SDES built per sender every
+    0.5-1.5 s, with NTP 0 here) end as soon as it starts, and the BYE it would have said
+    on its way out be sent by ``stop()`` instead: no task and no timer per sender while
+    it lives (the participant sends one compound report for all its consumers), and the
+    peer still hears the BYE when the sender stops (idempotent)."""
+    if getattr(sender, "_dockcast_quiet", False):
+        return
+    sender._dockcast_quiet = True
 
     async def run_rtcp() -> None:
         sender._RTCRtpSender__rtcp_started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            pass
-        from aiortc.rtp import RtcpByePacket
-
-        await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
         sender._RTCRtpSender__rtcp_exited.set()
 
+    original_stop = sender.stop
+
+    async def stop() -> None:
+        started = sender._RTCRtpSender__started
+        await original_stop()
+        if started and not getattr(sender, "_dockcast_said_bye", False):
+            from aiortc.rtp import RtcpByePacket
+
+            sender._dockcast_said_bye = True  # stop() again: no second BYE
+            await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
+
     sender._run_rtcp = run_rtcp
+    sender.stop = stop
+
+
+def skip_sender_rtp(sender: RTCRtpSender) -> None:
+    """Make aiortc's per-sender RTP loop end as soon as it starts, for a sender whose
+    track never yields a frame (the SFU writes its packets itself): that loop would
+    wait on the track for the sender's whole life, a task per m-line (idempotent)."""
+
+    async def run_rtp(codec: Any) -> None:
+        sender._RTCRtpSender__rtp_started.set()
+        sender._RTCRtpSender__rtp_exited.set()
+
+    sender._run_rtp = run_rtp
+
+
+def consent_interval() -> float:
+    """aioice's mean seconds between two consent checks of a nominated pair (each is
+    sent after 0.8-1.2 times this; RFC 7675 wants one about every 5 s)."""
+    return aioice.ice.CONSENT_INTERVAL
 
 
 def stop_decoder_after_receive(receiver: RTCRtpReceiver) -> None:

@@ -13,10 +13,14 @@ so that aioice's objects keep no reference to the transport. Outgoing packets ar
 protected and written to the nominated ICE pair's socket synchronously
 (:meth:`send_rtp`, :meth:`send_rtcp`).
 
-aiortc's own senders keep running (their RTCP task must not be cancelled: it sends
-BYE), but the RTCP they write passes through ``rtcp_out_filter``, which the SFU uses to
-replace their sender reports (NTP 0) with translated ones. A subscriber's m-lines
-carry an :class:`IdleTrack`, which never yields a frame, so no encoder ever runs.
+An m-line whose packets the SFU writes carries an :class:`IdleTrack`, which never
+yields a frame: no encoder runs, and aiortc's RTP loop for its sender ends as soon as
+it starts (no task per m-line). The RTCP aiortc's senders write passes through
+``rtcp_out_filter``, which the SFU uses to drop their sender reports (NTP 0) in
+favour of translated ones; a subscriber's senders run no RTCP loop at all
+(``quiet_sender_reports``: the BYE is sent when the sender stops). What an idle
+subscriber connection still costs the node is aioice's consent check (one every
+4-6 s, RFC 7675), answering the peer's, and the participant's own timers.
 
 This is the adapter between the SFU and aiortc: what it needs of aiortc's, aioice's
 and pylibsrtp's private attributes it gets from :mod:`sfu._aiortc_internals`.
@@ -94,8 +98,9 @@ def _sockaddr(family: int, address: tuple) -> bytes:
 
 
 class IdleTrack(MediaStreamTrack):
-    """A sendonly track with no encoder: ``recv()`` waits forever, so aiortc's sender
-    task sleeps at no cost while the SFU writes the packets itself."""
+    """A sendonly track with no encoder, for an m-line whose packets the SFU writes
+    itself: ``recv()`` waits forever, and a :class:`WebRtcTransport` ends aiortc's RTP
+    loop of its sender before it starts, so nothing ever calls it there."""
 
     def __init__(self, kind: str, track_id: str | None = None) -> None:
         super().__init__()
@@ -291,6 +296,8 @@ class WebRtcTransport:
             raise NegotiationError("all media must be BUNDLEd on one transport")
         for transceiver in transceivers:
             internals.stop_decoder_after_receive(transceiver.receiver)
+            if isinstance(transceiver.sender.track, IdleTrack):  # before aiortc starts it
+                internals.skip_sender_rtp(transceiver.sender)
         dtls = transceivers[0].receiver.transport
         if dtls is self._dtls:
             return

@@ -48,8 +48,44 @@ async def test_the_attributes_exist_on_real_objects():
         assert internals.nominated_pair(connection) is None
         for name in ("_send_rtp", "_handle_rtp_data", "_handle_rtcp_data"):
             assert callable(getattr(dtls, name))
-        assert callable(transceiver.sender._run_rtcp) and callable(transceiver.sender._send_rtcp)
+        sender = transceiver.sender
+        assert callable(sender._run_rtp) and callable(sender._run_rtcp) and callable(sender._send_rtcp)
+        assert sender._RTCRtpSender__started is False
+        for event in ("rtp_started", "rtp_exited", "rtcp_started", "rtcp_exited"):
+            assert isinstance(getattr(sender, f"_RTCRtpSender__{event}"), asyncio.Event)
         assert callable(transceiver.receiver._RTCRtpReceiver__stop_decoder)
+    finally:
+        await pc.close()
+
+
+def test_consent_checks_are_no_more_frequent_than_rfc_7675_asks():
+    # aioice waits 0.8-1.2 times this between two checks; RFC 7675: about every 5 s
+    assert internals.consent_interval() * 0.8 >= 4
+
+
+async def test_a_quiet_sender_says_bye_once_when_it_stops():
+    pc = RTCPeerConnection()
+    try:
+        sender = pc.addTransceiver(IdleTrack("video"), direction="sendonly").sender
+        internals.quiet_sender_reports(sender)
+        internals.quiet_sender_reports(sender)  # idempotent: one stop wrapper
+        sent = []
+
+        async def send_rtcp(packets):
+            sent.extend(packets)
+
+        sender._send_rtcp = send_rtcp
+        await sender.stop()  # never started: nothing to say
+        assert sent == []
+        sender._RTCRtpSender__started = True  # as after send(): stop waits for the loops
+        sender._RTCRtpSender__rtp_task = asyncio.ensure_future(sender._RTCRtpSender__rtp_exited.wait())
+        sender._RTCRtpSender__rtp_started.set()
+        sender._RTCRtpSender__rtp_exited.set()
+        sender._RTCRtpSender__rtcp_task = asyncio.ensure_future(sender._run_rtcp())
+        await sender.stop()
+        await sender.stop()
+        assert [type(p).__name__ for p in sent] == ["RtcpByePacket"]
+        assert sent[0].sources == [internals.sender_ssrc(sender)]
     finally:
         await pc.close()
 

@@ -10,13 +10,14 @@ import weakref
 import aioice.stun
 import pytest
 from aiortc.rtp import RtpPacket
-from loopback import until
+from loopback import VP8_DELTA, VP8_KEY, publish, subscribed, until
 from test__aiortc_internals import parsed  # noqa: F401 - a fixture: what aioice's STUN parser saw
 
 from sfu import _aiortc_internals as internals
 from sfu.errors import Closed, NegotiationError
 from sfu.extensions import EXT_REPAIRED_RID, EXT_RID
-from sfu.rtcp import Pli, parse_rtcp, serialize_rtcp
+from sfu.room import Room
+from sfu.rtcp import Bye, Pli, SenderReport, parse_rtcp, serialize_rtcp
 from sfu.transport import IdleTrack, WebRtcTransport, header_extension_ids
 
 
@@ -223,3 +224,78 @@ async def test_closing_removes_the_hooks_so_aioice_keeps_no_transport_alive():
     gc.collect()
     assert gone() is None  # while this test still holds aioice's protocol and connection
     assert protocol.receiver is connection
+
+
+def sender_loops() -> dict[object, set[str]]:
+    """aiortc's per-sender loops alive now: sender -> {"_run_rtp", "_run_rtcp"}."""
+    out: dict[object, set[str]] = {}
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        name = getattr(coro, "__qualname__", "")
+        if name.startswith("RTCRtpSender._run_") and coro.cr_frame is not None:
+            out.setdefault(coro.cr_frame.f_locals["self"], set()).add(name.split(".")[1])
+    return out
+
+
+def loops_ended(sender) -> bool:
+    return all(getattr(sender, f"_RTCRtpSender__{e}").is_set()
+               for e in ("rtp_started", "rtp_exited", "rtcp_started", "rtcp_exited"))
+
+
+async def test_an_idle_sender_runs_no_rtp_loop_and_a_quiet_one_no_rtcp_loop():
+    a, b = WebRtcTransport("pub"), WebRtcTransport("sub")
+    quiet = a.pc.addTransceiver(IdleTrack("video"), direction="sendonly").sender
+    chatty = a.pc.addTransceiver(IdleTrack("audio"), direction="sendonly").sender
+    internals.quiet_sender_reports(quiet)
+    try:
+        await a.accept_answer(await b.accept_offer(await a.create_offer()))
+        await asyncio.wait_for(asyncio.gather(a.connected.wait(), b.connected.wait()), 20)
+        # aiortc started both senders: each loop of the quiet one ran and ended at once
+        assert await until(lambda: loops_ended(quiet) and chatty in sender_loops())
+        assert quiet not in sender_loops()
+        # the other one (an IdleTrack too, not quieted) keeps aiortc's RTCP loop only
+        assert sender_loops()[chatty] == {"_run_rtcp"}
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.fixture
+async def room():
+    r = Room("dock-idle")
+    yield r
+    await r.close()
+
+
+async def test_an_idle_subscriber_runs_no_sender_loop_yet_gets_media_reports_and_bye(room):
+    pub, _, producers = await publish(room)
+    viewer, sub = await subscribed(room, "seller", [p.id for p in producers.values()])
+    rtcp = []
+    sub.t.on_rtcp = rtcp.append
+    senders = [t.sender for t in viewer.sub.pc.getTransceivers()]
+    assert await until(lambda: all(loops_ended(s) for s in senders))
+    loops = sender_loops()
+    assert not set(senders) & set(loops)
+    assert pub.video.sender in loops  # the client's own senders are found: the check can fail
+    consumers = {c.kind: c for c in viewer.consumers.values()}
+
+    # media still flows, and the translated sender report follows it
+    pub.send("video", VP8_KEY, 90000)
+    pub.send("video", VP8_DELTA, 93000)
+    assert await until(lambda: len(sub.by_ssrc().get(consumers["video"].ssrc, [])) == 2)
+    producers["video"].receive_sender_report(
+        SenderReport(ssrc=internals.sender_ssrc(pub.video.sender), ntp_timestamp=0xE000_0000_0000_0000,
+                     rtp_timestamp=93000, packet_count=2, octet_count=99), 0.0)
+
+    def reports(kind):
+        return [p for data in rtcp for p in parse_rtcp(data) if isinstance(p, kind)]
+
+    assert await until(lambda: any(sr.ssrc == consumers["video"].ssrc
+                                   and sr.ntp_timestamp == 0xE000_0000_0000_0000
+                                   for sr in reports(SenderReport)))
+    # the node's peer connection closes: the peer hears a BYE for each sender first
+    await viewer.sub.close()
+    ssrcs = {internals.sender_ssrc(s) for s in senders}
+    assert await until(lambda: ssrcs <= {x for bye in reports(Bye) for x in bye.sources})
+    await sub.t.close()
+    await pub.t.close()
