@@ -34,6 +34,7 @@ from .forward import ALL_TEMPORAL, ConsumerState
 from .producer import Producer
 from .rtcp import Fir, Nack, Pli, ReceiverReport, Remb, SenderReport
 from .rtp import abs_send_time
+from .rtx import ResendBudget
 from .simulcast import choose_temporal
 
 __all__ = ["Consumer", "SendTransport"]
@@ -98,6 +99,9 @@ class Consumer:
         self.rtx_payload_type: int | None = None
         """Set when the subscriber negotiated RTX: NACKs are then answered as RTX."""
         self._rtx_seq = random.getrandbits(16)
+        self.resend_budget: ResendBudget | None = None
+        """The subscriber transport's budget of retransmitted bytes (`sfu.rtx`), shared
+        by its consumers, set by the participant; None: no limit."""
         self.send_log: Any = None
         """The subscriber transport's send log (`sfu.forward.SendLog`), set by the
         participant: transport-cc subscribers get transport-wide numbers from it."""
@@ -389,6 +393,9 @@ class Consumer:
                 continue
             seq = self.state.producer_seq(out_seq)
             data = cache.get(seq) if seq >= 0 else None
+            budget = self.resend_budget
+            if data is not None and budget is not None and not budget.take(now, len(data)):
+                data = None  # over the subscriber's resend budget: as if gone
             if data is None:  # not here yet (lost upstream, being recovered), or gone
                 if 0 <= (self.state.last_seq - out_seq) & 0xFFFF < RESYNC_WINDOW:  # not bogus
                     first = self._unanswered.setdefault(out_seq, now)

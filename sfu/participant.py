@@ -28,13 +28,22 @@ from .demux import RtpDemuxer
 from .errors import Closed, NegotiationError, NotFound, OfferTooLarge
 from .extensions import EXT_MID, EXT_TRANSPORT_CC
 from .producer import CodecInfo, Producer
-from .rtcp import ReceiverReport, Remb, Sdes, SenderReport, TransportFeedback, parse_rtcp, serialize_rtcp
+from .rtcp import (
+    ReceiverReport,
+    Remb,
+    Sdes,
+    SenderReport,
+    TransportFeedback,
+    parse_rtcp,
+    serialize_rtcp,
+)
 from .rtp import parse_header
+from .rtx import ResendBudget
 from .send_side import SendSideBandwidth
 from .simulcast import SimulcastProducer
 from .transport import IdleTrack, WebRtcTransport
 
-__all__ = ["Participant", "MediaSettings", "mline_count"]
+__all__ = ["MediaSettings", "Participant", "mline_count"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +141,8 @@ class Participant:
         self._estimates: dict[str, LossBasedEstimate] = {}
         self.bandwidth = SubscriberBandwidth()
         """The subscriber's estimate and its simulcast consumers' layer choices."""
+        self.resend_budget = ResendBudget(estimate=self.bandwidth.start_bitrate)
+        """What retransmissions to the subscriber may use (a share of its estimate)."""
         self.send_side: SendSideBandwidth | None = None
         """Transport-cc toward the subscriber (send log, feedback, probes), with ``sub``."""
         self._bandwidth_timer: Cancellable | None = None
@@ -411,6 +422,7 @@ class Participant:
         SSRC to it and send the subscriber its sender reports."""
         consumer.on_close.append(self._consumer_closed)
         self.consumers[consumer.producer.id] = consumer
+        consumer.resend_budget = self.resend_budget
         if self.send_side is not None:
             consumer.send_log = self.send_side.log
         if self._reports is None and not self.closed:
@@ -429,6 +441,9 @@ class Participant:
         """Share the subscriber's estimate among its consumers (`sfu.bwe.allocator`);
         tell ``on_bandwidth`` of the consumers paused and resumed."""
         consumers = list(self.consumers.values())
+        estimator = self.bandwidth.estimator
+        self.resend_budget.set_estimate(estimator.bitrate if estimator.mode is not None
+                                        else self.bandwidth.start_bitrate)
         for change in self.bandwidth.tick(now, consumers):
             if (change.paused or change.resumed) and self.on_bandwidth is not None:
                 try:

@@ -35,8 +35,11 @@ __all__ = [
     "NACK_MAX_PENDING",
     "NACK_MIN_INTERVAL_S",
     "NACK_RETRIES",
+    "RESEND_MIN_BITRATE",
+    "RESEND_SHARE",
     "NackRequester",
     "NackRound",
+    "ResendBudget",
     "Unrecovered",
     "with_opus_fec",
 ]
@@ -54,6 +57,53 @@ NACK_MAX_AGE_S = 1.0
 """A packet missing this long is given up whatever the retries (far too late to show)."""
 NACK_MAX_PENDING = 512
 """Missing packets followed per stream; beyond, the oldest is given up."""
+
+RESEND_SHARE = 0.25
+"""Retransmissions to one subscriber may use this share of its bandwidth estimate."""
+RESEND_MIN_BITRATE = 64_000
+"""... and at least this (bit/s), so that a low estimate still gets a lost packet back."""
+RESEND_BURST_S = 0.25
+"""The budget a quiet subscriber saves up: this long at its rate."""
+
+
+class ResendBudget:
+    """A token bucket of retransmitted bytes for one subscriber transport.
+
+    Resending everything a subscriber NACKs is right when loss is random and wrong when
+    it is congestion: on a full link each resend pushes out another packet, which is
+    NACKed in turn, and the subscriber's link carries more than its media (seen: a
+    300 kbit/s subscriber receiving more packets than a 3 Mbit/s one). The resends are
+    held to ``share`` of the estimate (``set_estimate``, at each bandwidth tick), at
+    least ``minimum``; what does not fit is not resent (the consumer counts it, and a
+    packet never recovered leads to a keyframe, as for one the cache has lost).
+    Sans-IO: ``now`` in seconds."""
+
+    __slots__ = ("_at", "_tokens", "burst", "minimum", "rate", "refused", "share")
+
+    def __init__(self, share: float = RESEND_SHARE, minimum: int = RESEND_MIN_BITRATE,
+                 burst: float = RESEND_BURST_S, estimate: int = 1_000_000) -> None:
+        self.share, self.minimum, self.burst = share, minimum, burst
+        self.rate = 0.0
+        self.refused = 0
+        self.set_estimate(estimate)
+        self._tokens = self.rate / 8 * burst
+        self._at: float | None = None
+
+    def set_estimate(self, bitrate: int) -> None:
+        """The subscriber's estimate changed (bit/s)."""
+        self.rate = max(float(self.minimum), self.share * max(0, bitrate))
+
+    def take(self, now: float, size: int) -> bool:
+        """May ``size`` bytes be resent now? (They are counted if so.)"""
+        depth = self.rate / 8 * self.burst
+        if self._at is not None:
+            self._tokens = min(depth, self._tokens + max(0.0, now - self._at) * self.rate / 8)
+        self._at = now
+        if self._tokens < size:
+            self.refused += 1
+            return False
+        self._tokens -= size
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,8 +49,17 @@ from typing import Any
 from .estimator import Estimator
 from .selector import Choice, LayerSelector
 
-__all__ = ["REMB_FRESH_S", "REMB_PAUSE_RATIO", "START_BITRATE", "TICK_S", "VIDEO_SHARE", "Allocation",
-           "SubscriberBandwidth"]
+__all__ = [
+    "REMB_FRESH_S",
+    "REMB_PAUSE_RATIO",
+    "REMB_UP_RATIO",
+    "START_BITRATE",
+    "TICK_S",
+    "UP_RATIO",
+    "VIDEO_SHARE",
+    "Allocation",
+    "SubscriberBandwidth",
+]
 
 TICK_S = 0.25
 """How often a subscriber's estimate is shared out (layer choices follow within that)."""
@@ -64,6 +73,13 @@ START_BITRATE = 1_000_000
 """The estimate before a subscriber's first feedback (bit/s): what its first layer is
 chosen for (libwebrtc starts its own estimate at 300 kbit/s and probes up at once;
 nothing probes a REMB, so a little more, for the middle layer)."""
+UP_RATIO = 1.15
+"""Up to a better layer when the estimate stays above this x its bitrate (transport-cc:
+the estimate is the path's, found by probes)."""
+REMB_UP_RATIO = 1.4
+"""The same in REMB mode: a REMB is about what arrives (aiortc's is at most 1.5 x that),
+so it cannot say a better layer's keyframe and rate will fit; a wider margin keeps a
+slow link from trying a layer, freezing on its keyframe and coming back down."""
 VIDEO_SHARE = 0.85
 """The share of the estimate its video may use; the rest is headroom for audio and for
 the estimate's error (a video that fills a link fills its queue, and audio waits or is
@@ -220,7 +236,9 @@ class SubscriberBandwidth:
             consumer.selector = LayerSelector()
         selector = consumer.selector
         selector.max_height, selector.max_fps = consumer.max_height, consumer.max_fps
-        selector.pause_ratio = REMB_PAUSE_RATIO if self.estimator.mode == "remb" else 1.0
+        remb = self.estimator.mode == "remb"
+        selector.pause_ratio = REMB_PAUSE_RATIO if remb else 1.0
+        selector.up_ratio = REMB_UP_RATIO if remb else UP_RATIO
         return selector
 
     def _trial_due(self, now: float, consumer: Any, selector: LayerSelector) -> bool:

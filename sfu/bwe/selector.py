@@ -46,10 +46,15 @@ TEMPORAL_SPLIT = {2: (0.6, 1.0), 3: (0.4, 0.6, 1.0), 4: (0.25, 0.4, 0.6, 1.0)}
 """Cumulative share of a layer's bitrate up to each temporal id, by how many there are
 (libwebrtc's ``kLayerRateAllocation``)."""
 SMOOTH_FPS_SHARE = 0.4
-"""A spatial layer above the lowest is offered only at temporal steps of at least this
-share of its full frame rate (within the subscriber's ``max_fps``): smooth motion
-first. T1 of three temporal layers is a half, T0 a quarter; 0.4, not 0.5, because
-measured frame rates are not exact halves (14 of 29 fps)."""
+"""With ``LayerSelector(smooth=True)``, a spatial layer above the lowest is offered only
+at temporal steps of at least this share of its full frame rate (within the
+subscriber's ``max_fps``): smooth motion first. T1 of three temporal layers is a half,
+T0 a quarter; 0.4, not 0.5, because measured frame rates are not exact halves (14 of
+29 fps). Off by default: an inspection wants the detail of a larger picture more than
+motion (a parcel's label at 640x360 and 7.5 fps beats 320x180 at 30), and on a link
+that fits neither the larger layer at full rate nor much more than the small one, the
+rule made a REMB subscriber try the larger layer, freeze on its keyframe and come back
+(tests/e2e/test_bandwidth.py failed 3 runs of 3 with it, passed without)."""
 
 
 @dataclass(frozen=True)
@@ -116,8 +121,10 @@ class LayerSelector:
 
     def __init__(self, *, max_height: int | None = None, max_fps: float | None = None,
                  down_ratio: float = 0.9, up_ratio: float = 1.15, hold: float = 2.5,
-                 settle: float = 10.0, max_hold: float = 20.0, pause_ratio: float = 1.0) -> None:
+                 settle: float = 10.0, max_hold: float = 20.0, pause_ratio: float = 1.0,
+                 smooth: bool = False) -> None:
         self.max_height = max_height
+        self.smooth = smooth
         self.max_fps = max_fps
         self.down_ratio = down_ratio
         self.pause_ratio = pause_ratio
@@ -239,7 +246,7 @@ class LayerSelector:
             top = len(temporal) - 1
             allowed = [(t, bitrate, fps) for t, (bitrate, fps) in enumerate(temporal)
                        if self.max_fps is None or fps <= self.max_fps * 1.1]
-            if k > 0 and allowed:  # a larger layer only at about half its rate or more
+            if self.smooth and k > 0 and allowed:  # a larger layer only at about half its rate or more
                 full = allowed[-1][2]
                 allowed = [step for step in allowed if step[2] >= SMOOTH_FPS_SHARE * full]
             candidates = [_Option(layer.spatial, None if t == top else t, bitrate)

@@ -116,8 +116,9 @@ class ProducerExport:
             self.close()
 
     def forward(self, data: bytes, seq: int, ts: int, length: int, keyframe: bool,
-                stamp: int) -> None:
-        """A cached packet replayed by `Producer.replay_from_keyframe`."""
+                stamp: int, *, now: float = 0.0) -> None:
+        """A cached packet replayed by `Producer.replay_from_keyframe` (``stamp`` and
+        ``now`` are for a subscriber's extensions: the far node stamps its own)."""
         self.rtp(data, 0.0, keyframe)
 
     # -- from the far node -----------------------------------------------------------

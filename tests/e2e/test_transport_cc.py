@@ -132,6 +132,7 @@ async def test_transport_cc_subscribers_get_layers_that_follow_their_links(node_
         assert await until(watched, lambda: fast.height == TOP, 40), fast.samples[-5:]
         up = fast.first(lambda s: s[2] == TOP, restored) - restored
         probes = (gauge(node, "dockcast_debug_subscriber_probe_clusters", "seller-fast") or 0) - probes_before
+        print("probe clusters, slow and fast:", [gauge(node, "dockcast_debug_subscriber_probe_clusters", i) for i in ("seller-slow", "seller-fast")])
         audio_gaps = [w.longest_gap(3, start) for w in watched]
         print(f"fast: down {down:.2f} s after the drop, up {up:.2f} s after the link came back "
               f"({probes:.0f} probe clusters meanwhile); longest audio gaps {audio_gaps}; "

@@ -7,12 +7,20 @@ from __future__ import annotations
 import pathlib
 
 import pytest
+from fakes import (
+    PUBLISHER_SSRC,
+    SUBSCRIBER_EXT_IDS,
+    SUBSCRIBER_PAYLOAD_TYPES,
+    VP8_DELTA,
+    VP8_KEY,
+    FakeTransport,
+    Publisher,
+)
 
-from fakes import (PUBLISHER_SSRC, SUBSCRIBER_EXT_IDS, SUBSCRIBER_PAYLOAD_TYPES, VP8_DELTA,
-                   VP8_KEY, FakeTransport, Publisher)
-from sfu.consumer import RESYNC_SEQ_SKIP, UNANSWERED_S, Consumer
-from sfu.rtcp import Fir, Nack, Pli, ReceiverReport, ReportBlock, Remb, SenderReport
+from sfu.consumer import NACK_RESEND_INTERVAL_S, RESYNC_SEQ_SKIP, UNANSWERED_S, Consumer
+from sfu.rtcp import Fir, Nack, Pli, ReceiverReport, Remb, ReportBlock, SenderReport
 from sfu.rtp import RtpPacket, abs_send_time, parse_header
+from sfu.rtx import ResendBudget
 
 pytestmark = pytest.mark.twin
 
@@ -151,6 +159,23 @@ def test_nacks_are_answered_from_the_cache_with_the_consumers_numbers(clock, mak
     assert [(h[0], h[3], h[4]) for h in again] == [(h[0], h[3], h[4]) for h in sent[1:]]
     assert consumer.transport.payloads()[3:] == [VP8_DELTA, b"\x10\x01third"]
     assert (consumer.nacks, consumer.retransmitted) == (3, 2)
+
+
+def test_resends_stay_within_the_subscribers_budget(clock, make_producer, make_consumer):
+    producer = make_producer()
+    pub = Publisher(producer)
+    consumer = make_consumer(producer)
+    for payload in (VP8_KEY, *[VP8_DELTA] * 9):
+        pub.send(payload)
+    sent = consumer.transport.headers()
+    size = len(consumer.transport.rtp[1])
+    # room for three packets now, refilled at 64 kbit/s (the floor)
+    consumer.resend_budget = budget = ResendBudget(estimate=0, burst=3 * size * 8 / 64_000)
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[h[2] for h in sent[1:]]))
+    assert consumer.retransmitted == 3 and budget.refused == 6  # the rest wait for the refill
+    clock.advance(NACK_RESEND_INTERVAL_S)  # asked again once that may be: refilled
+    consumer.receive_rtcp(Nack(sender_ssrc=1, media_ssrc=consumer.ssrc, lost=[sent[9][2]]))
+    assert consumer.retransmitted == 4
 
 
 def rtx_consumer(clock, producer, codecs):

@@ -12,6 +12,7 @@ from sfu.rtx import (
     NACK_MAX_INTERVAL_S,
     NACK_MIN_INTERVAL_S,
     NackRequester,
+    ResendBudget,
     Unrecovered,
     with_opus_fec,
 )
@@ -175,3 +176,15 @@ def test_any_sdp_text_is_taken(lines, newline):
     opus = {line.split()[0][9:] for line in lines if "opus" in line.lower()}
     for pt in opus:  # every Opus payload type has FEC, once
         assert any(line.startswith(f"a=fmtp:{pt} ") and "useinbandfec=1" in line for line in out_lines)
+
+
+def test_the_resend_budget_is_a_share_of_the_estimate_with_a_floor_and_a_burst():
+    budget = ResendBudget(share=0.25, minimum=64_000, burst=0.25, estimate=400_000)
+    assert budget.rate == 100_000  # a quarter of 400 kbit/s
+    depth = 100_000 / 8 * 0.25  # 3,125 bytes saved up
+    assert budget.take(0.0, 1_200) and budget.take(0.0, 1_200)
+    assert not budget.take(0.0, 1_200) and budget.refused == 1
+    assert budget.take(0.1, 1_200)  # 1,250 bytes more 0.1 s later
+    assert not budget.take(100.0, int(depth) + 1)  # never more than the burst at once
+    budget.set_estimate(10_000)
+    assert budget.rate == 64_000  # the floor

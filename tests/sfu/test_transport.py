@@ -283,16 +283,19 @@ async def test_an_idle_subscriber_runs_no_sender_loop_yet_gets_media_reports_and
     pub.send("video", VP8_KEY, 90000)
     pub.send("video", VP8_DELTA, 93000)
     assert await until(lambda: len(sub.by_ssrc().get(consumers["video"].ssrc, [])) == 2)
-    producers["video"].receive_sender_report(
-        SenderReport(ssrc=internals.sender_ssrc(pub.video.sender), ntp_timestamp=0xE000_0000_0000_0000,
-                     rtp_timestamp=93000, packet_count=2, octet_count=99), 0.0)
-
     def reports(kind):
         return [p for data in rtcp for p in parse_rtcp(data) if isinstance(p, kind)]
 
-    assert await until(lambda: any(sr.ssrc == consumers["video"].ssrc
-                                   and sr.ntp_timestamp == 0xE000_0000_0000_0000
-                                   for sr in reports(SenderReport)))
+    def translated():
+        # given again each time: the client's own aiortc senders report too (NTP 0), and
+        # the producer keeps the latest
+        producers["video"].receive_sender_report(
+            SenderReport(ssrc=internals.sender_ssrc(pub.video.sender), ntp_timestamp=0xE000_0000_0000_0000,
+                         rtp_timestamp=93000, packet_count=2, octet_count=99), 0.0)
+        return any(sr.ssrc == consumers["video"].ssrc and sr.ntp_timestamp == 0xE000_0000_0000_0000
+                   for sr in reports(SenderReport))
+
+    assert await until(translated)
     # the node's peer connection closes: the peer hears a BYE for each sender first
     await viewer.sub.close()
     ssrcs = {internals.sender_ssrc(s) for s in senders}

@@ -35,24 +35,29 @@ def test_the_first_choice_is_the_best_that_fits():
     assert LayerSelector().update(0.0, 1_000_000, []) == Choice()  # nothing published yet
 
 
-def test_a_larger_layer_under_half_its_frame_rate_never_beats_the_smaller_at_full_rate():
+def test_with_smooth_a_larger_layer_under_half_its_frame_rate_never_beats_the_smaller_at_full_rate():
     # h's T0 (200k, 7.5 fps) fits 250k, and so does q at 30 fps (150k): smooth motion first
-    assert LayerSelector().update(0.0, 250_000, LAYERS) == Choice(0, None, 150_000)
-    ladder = [(o.spatial, o.temporal) for o in LayerSelector()._options(LAYERS)]
+    assert LayerSelector(smooth=True).update(0.0, 250_000, LAYERS) == Choice(0, None, 150_000)
+    ladder = [(o.spatial, o.temporal) for o in LayerSelector(smooth=True)._options(LAYERS)]
     assert ladder == [(0, 0), (0, 1), (0, None), (1, 1), (1, None), (2, 1), (2, None)]
     # T1 at half the rate is offered, also from measured rates that are not exact halves
     measured = [Layer(0, 150_000, 320, 180, 29.0, temporal_fps=(7.0, 14.0, 29.0)),
                 Layer(1, 500_000, 640, 360, 29.0, temporal_fps=(7.0, 14.0, 29.0))]
-    assert LayerSelector().update(0.0, 320_000, measured) == Choice(1, 1, 300_000)
-    assert LayerSelector().update(0.0, 290_000, measured) == Choice(0, None, 150_000)
+    assert LayerSelector(smooth=True).update(0.0, 320_000, measured) == Choice(1, 1, 300_000)
+    assert LayerSelector(smooth=True).update(0.0, 290_000, measured) == Choice(0, None, 150_000)
     # the lowest layer keeps its slow steps: better 7.5 fps than a pause
-    assert LayerSelector().update(0.0, 70_000, LAYERS) == Choice(0, 0, 60_000)
+    assert LayerSelector(smooth=True).update(0.0, 70_000, LAYERS) == Choice(0, 0, 60_000)
     # within max_fps the half is of the allowed rate: T0 is half of 15 fps
-    assert LayerSelector(max_fps=15).update(0.0, 250_000, LAYERS) == Choice(1, 0, 200_000)
+    assert LayerSelector(max_fps=15, smooth=True).update(0.0, 250_000, LAYERS) == Choice(1, 0, 200_000)
 
 
-def test_a_slow_link_gets_the_small_layer_at_full_rate_in_closed_loop():
-    sim, selector, choices, step = sfu_sender(Link(steps((0, 300_000))))
+def test_by_default_detail_first_the_larger_layer_at_a_lower_rate_wins():
+    # an inspection wants the picture: h's T0 (200k, 7.5 fps) over q at 30 fps (150k)
+    assert LayerSelector().update(0.0, 250_000, LAYERS) == Choice(1, 0, 200_000)
+
+
+def test_with_smooth_a_slow_link_gets_the_small_layer_at_full_rate_in_closed_loop():
+    sim, selector, choices, step = sfu_sender(Link(steps((0, 300_000))), smooth=True)
     sim.run(20.0, step)
     settled = [c for t, c in choices if t >= 10.0] or [at(choices, 10.0)]
     assert all(c == Choice(0, None, 150_000) for c in settled), choices
