@@ -395,7 +395,11 @@ class Consumer:
             data = cache.get(seq) if seq >= 0 else None
             budget = self.resend_budget
             if data is not None and budget is not None and not budget.take(now, len(data)):
-                data = None  # over the subscriber's resend budget: as if gone
+                # over the subscriber's resend budget (its link is full): not resent, and
+                # the hole is not left open (a receiver's jitter buffer may wait on it for
+                # good): restart at a keyframe, as for a packet the cache has lost
+                lost_for_good = True
+                continue
             if data is None:  # not here yet (lost upstream, being recovered), or gone
                 if 0 <= (self.state.last_seq - out_seq) & 0xFFFF < RESYNC_WINDOW:  # not bogus
                     first = self._unanswered.setdefault(out_seq, now)

@@ -239,6 +239,9 @@ class SubscriberBandwidth:
         remb = self.estimator.mode == "remb"
         selector.pause_ratio = REMB_PAUSE_RATIO if remb else 1.0
         selector.up_ratio = REMB_UP_RATIO if remb else UP_RATIO
+        # smooth motion first where the estimate is the path's (transport-cc, probes);
+        # in REMB mode detail first: a temporal step needs no keyframe, a spatial one does
+        selector.smooth = self.estimator.mode == "twcc"
         return selector
 
     def _trial_due(self, now: float, consumer: Any, selector: LayerSelector) -> bool:
