@@ -163,6 +163,10 @@ class BrowserViewer:
         """``[(t, frames decoded, frame height, audio packets)]`` so far."""
         return [tuple(s) for s in await self.page.evaluate("window.t.samples")]
 
+    async def clock(self) -> float:
+        """The page's clock now (seconds), the one its samples and events are timed by."""
+        return await self.page.evaluate("performance.now() / 1000")
+
     async def events(self) -> dict[str, list]:
         """The ``track_paused`` / ``track_resumed`` events it got: ``[(t, track_id)]``."""
         return await self.page.evaluate("({paused: window.t.paused, resumed: window.t.resumed})")

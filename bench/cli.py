@@ -3,8 +3,9 @@
 Scenarios: ``connect``, ``forward``, ``rooms``, ``fanout-limit``, ``messages``, and
 ``all`` (each of them, plus ``connect`` again across the emulated WAN); ``soak`` (not
 part of ``all``: minutes of churn, Dockcast only, whether its resources stay flat);
-``quality`` (not part of ``all``: a Chromium simulcast publisher and decoding subscribers
-behind emulated links of different rates, the layer each gets over time; Dockcast only). Every run
+``quality`` (not part of ``all``: a Chromium simulcast publisher and decoding subscribers,
+Chromium pages or aiortc peers, behind emulated links of different rates, the layer each
+gets over time; Dockcast only). Every run
 measures Dockcast and the baselines (the naive aiortc relay; Janus's VideoRoom when
 ``janus`` is installed; mediasoup when its shared build, node and libraries are here),
 all on loopback, with the same load clients, and writes ``results.json``,
@@ -174,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--links", type=_links, default=("300", "3000", "3000@20=300@40=3000"),
                    help="one subscriber per link, comma-separated: RATE[@SECONDS=RATE...] in kbit/s "
                         "(3000@20=300@40=3000: 3 Mbit/s, 300 kbit/s from t=20 s, 3 Mbit/s from 40 s)")
+    g.add_argument("--viewers", choices=("chromium", "aiortc"), default="chromium",
+                   help="the subscribers: headless Chromium pages (transport-cc, as browsers "
+                        "negotiate) or aiortc peers (REMB)")
     return p
 
 
@@ -225,7 +229,7 @@ async def _scenario(run: Run, name: str, args: argparse.Namespace) -> dict:
     elif name == "quality":
         from .quality import quality
 
-        result = await quality(run, links=args.links, duration=args.duration)
+        result = await quality(run, links=args.links, duration=args.duration, viewers=args.viewers)
     else:
         raise ValueError(name)
     result["wan"] = run.options.wan

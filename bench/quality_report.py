@@ -2,18 +2,23 @@
 network: tests feed it a canned result).
 
 A result holds, per subscriber, its link's schedule, the node's samples every 0.5 s
-(``layer``: 0 lowest, -1 paused for bandwidth, None unknown; ``estimate_bps``), the
-decoded video (arrival time, height) and the arrival times of its audio frames.
+(``layer``: 0 lowest, -1 paused for bandwidth, None unknown; ``estimate_bps``; with
+transport-cc, ``feedbacks`` and ``probe_clusters`` read so far), the decoded video
+(arrival time, height) and the arrival times of its audio frames. A Chromium
+subscriber's page counts what it decoded every 100 ms instead (`bench.browser`):
+`page_series` turns those counts into the same two series, and `decoder_columns` gives
+each node sample the frame rate and height decoded up to it, for either kind.
 """
 
 from __future__ import annotations
 
 import pathlib
+from bisect import bisect_right
 from itertools import pairwise
 from typing import Any
 
-__all__ = ["FREEZE_S", "LAYER_NAMES", "analyse", "freezes", "quality_markdown", "quality_plot",
-           "settle_times"]
+__all__ = ["FREEZE_S", "LAYER_NAMES", "analyse", "decoder_columns", "freezes", "page_series",
+           "quality_markdown", "quality_plot", "settle_times"]
 
 FREEZE_S = 1.0
 """A gap longer than this between two decoded frames is a freeze (issue 13)."""
@@ -26,6 +31,43 @@ def freezes(times: list[float], since: float | None = None) -> list[tuple[float,
     (those at or after ``since``, if given)."""
     times = [t for t in times if since is None or t >= since]
     return [(a, b) for a, b in pairwise(times) if b - a > FREEZE_S]
+
+
+def page_series(samples: list[tuple[float, int, int, int]], offset: float = 0.0
+                ) -> tuple[list[tuple[float, int]], list[float]]:
+    """A Chromium page's samples ``(t, frames decoded, frame height, audio packets)``
+    (counts so far, `bench.browser.BrowserViewer.samples`) as an aiortc viewer's series:
+    ``video`` [(t, height)] one per frame and ``audio`` [t] one per packet, the frames
+    (packets) counted between two samples spread evenly over that interval, so a gap is
+    known to a sample's period (0.1 s). ``offset`` is taken off every page time (page
+    seconds at the run's t=0). A count that went down (a stream gone) adds nothing."""
+    video: list[tuple[float, int]] = []
+    audio: list[float] = []
+    prev_t: float | None = None
+    prev_frames = prev_audio = 0
+    height = 0
+    for t, frames, frame_height, packets in samples:
+        height = frame_height or height  # 0 until the stats name one
+        start = t if prev_t is None else prev_t
+        video += [(round(at - offset, 3), height) for at in _spread(start, t, frames - prev_frames)]
+        audio += [round(at - offset, 3) for at in _spread(start, t, packets - prev_audio)]
+        prev_t, prev_frames, prev_audio = t, frames, packets
+    return video, audio
+
+
+def _spread(start: float, end: float, count: int) -> list[float]:
+    """``count`` times evenly over (start, end], the last at ``end``."""
+    return [start + (end - start) * (k + 1) / count for k in range(count)]
+
+
+def decoder_columns(samples: list[dict], video: list[tuple[float, int]], interval: float) -> None:
+    """Give each sample ``fps`` (frames decoded over the ``interval`` up to its ``t``) and
+    ``height`` (of the last frame decoded by then, None before the first), in place."""
+    times = [t for t, _ in video]
+    for s in samples:
+        last = bisect_right(times, s["t"])
+        s["fps"] = round((last - bisect_right(times, s["t"] - interval)) / interval, 1)
+        s["height"] = video[last - 1][1] if last else None
 
 
 def settle_times(samples: list[dict], changes: list[float], end: float) -> list[float | None]:
@@ -76,7 +118,14 @@ def analyse(sub: dict, duration: float, interval: float) -> dict:
         "longest_audio_gap_s": round(max((b - a for a, b in pairwise(audio)), default=0.0), 2),
         "settle_s": settle_times(samples, changes, duration),
         "last_height": sub["video"][-1][1] if sub.get("video") else None,
+        "transport_cc_feedbacks": _last(samples, "feedbacks"),
+        "probe_clusters": _last(samples, "probe_clusters"),
     }
+
+
+def _last(samples: list[dict], key: str) -> int | None:
+    """The last value of ``key`` the node gave (None: never, e.g. not transport-cc)."""
+    return next((int(s[key]) for s in reversed(samples) if s.get(key) is not None), None)
 
 
 def _link_text(link: list) -> str:
@@ -90,24 +139,46 @@ def quality_markdown(result: dict) -> str:
         a = sub.get("analysis") or {}
         if "error" in sub:
             rows.append(f"| {name} | {_link_text(sub.get('link', []))} | error: {sub['error']} "
-                        + "| " * 6)
+                        + "| " * 7)
             continue
         layers = ", ".join(f"{k} {v:g} s" for k, v in sorted(a.get("seconds_on_layer", {}).items()))
         settle = ", ".join("–" if s is None else f"{s:g} s" for s in a.get("settle_s", []))
         rows.append(f"| {name} | {_link_text(sub.get('link', []))} | {layers} | {a.get('frames', 0)} "
                     f"| {a.get('freezes', 0)} (longest {a.get('longest_freeze_s', 0):g} s) "
                     f"| {a.get('audio_frames', 0)} (longest gap {a.get('longest_audio_gap_s', 0):g} s) "
-                    f"| {settle} | {a.get('last_height') or '–'} |")
+                    f"| {settle} | {a.get('last_height') or '–'} "
+                    f"| {_estimation(a, result.get('gauges_missing'))} |")
     header = ("| subscriber | link | time on each layer | frames decoded | freezes > 1 s "
-              "| audio frames | layer settled after each change | last height |\n" + "|---" * 8 + "|")
+              "| audio frames | layer settled after each change | last height | estimated from |\n"
+              + "|---" * 9 + "|")
+    chromium = result.get("params", {}).get("viewers") == "chromium"
+    decoders = ("freezes and audio gaps from each Chromium page's decoder stats, read every "
+                "0.1 s (audio frames are the packets it received)" if chromium else
+                "freezes and audio gaps from the decoders' output times")
     notes = [(f"Publisher: {result.get('publisher', 'Chromium simulcast q/h/f')}; "
+             f"subscribers: {_viewers_text(chromium)}; "
              f"samples every {result.get('params', {}).get('interval', 0.5)} s from the node's "
-             "debug gauges; freezes and audio gaps from the decoders' output times; a layer "
-             "settles when it takes the value it keeps until the next change.")]
+             f"debug gauges; {decoders}; a layer settles when it takes the value it keeps "
+             "until the next change.")]
     if result.get("gauges_missing"):
         notes.append("The node did not expose its debug gauges (an attached node without "
                      "DOCKCAST_DEBUG_SUBSCRIBER_GAUGES=1): no layer or estimate.")
     return header + "\n" + "\n".join(rows) + "\n\n" + "\n".join(notes)
+
+
+def _viewers_text(chromium: bool) -> str:
+    return ("headless Chromium pages (transport-cc: the node estimates from their feedback "
+            "and probes)" if chromium else "aiortc peers (REMB)")
+
+
+def _estimation(a: dict, gauges_missing: bool | None) -> str:
+    """How the node estimated a subscriber: transport-cc (feedbacks, probe clusters) or REMB."""
+    if gauges_missing:
+        return "–"
+    if a.get("transport_cc_feedbacks") is None:
+        return "REMB"
+    return (f"transport-cc: {a['transport_cc_feedbacks']} feedbacks, "
+            f"{a.get('probe_clusters') or 0} probe clusters")
 
 
 def quality_plot(result: dict, out: pathlib.Path) -> list[str]:
