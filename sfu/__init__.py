@@ -29,7 +29,7 @@ __all__ = [
     "ActiveSpeakers", "TrackPaused", "TrackResumed", "RoomClosed",
     # time
     "Clock", "Scheduler", "Cancellable", "SystemClock", "AsyncioScheduler", "ManualClock",
-    "ManualTimer", "ManualTask", "SYSTEM_CLOCK", "ASYNCIO_SCHEDULER",
+    "ManualTimer", "ManualTask", "SYSTEM_CLOCK", "ASYNCIO_SCHEDULER", "GRID_S",
     # errors
     "SfuError", "MalformedPacket", "NegotiationError", "OfferTooLarge", "NotFound", "Closed",
     "AiortcInternalsChanged",
@@ -45,14 +45,14 @@ _ORIGINS = {
                      "RoomClosed"], "events"),
     **dict.fromkeys(["Clock", "Scheduler", "Cancellable", "SystemClock", "AsyncioScheduler",
                      "ManualClock", "ManualTimer", "ManualTask", "SYSTEM_CLOCK",
-                     "ASYNCIO_SCHEDULER"], "clock"),
+                     "ASYNCIO_SCHEDULER", "GRID_S"], "clock"),
     **dict.fromkeys(["SfuError", "MalformedPacket", "NegotiationError", "OfferTooLarge", "NotFound", "Closed",
                      "AiortcInternalsChanged"], "errors"),
 }
 
 if TYPE_CHECKING:
-    from .clock import (ASYNCIO_SCHEDULER, SYSTEM_CLOCK, AsyncioScheduler, Cancellable, Clock,
-                        ManualClock, ManualTask, ManualTimer, Scheduler, SystemClock)
+    from .clock import (ASYNCIO_SCHEDULER, GRID_S, SYSTEM_CLOCK, AsyncioScheduler, Cancellable,
+                        Clock, ManualClock, ManualTask, ManualTimer, Scheduler, SystemClock)
     from .consumer import Consumer
     from .local import LocalPublisher, LocalTrack
     from .errors import (AiortcInternalsChanged, Closed, MalformedPacket, NegotiationError, OfferTooLarge,

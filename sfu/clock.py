@@ -14,12 +14,23 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-__all__ = ["Clock", "Scheduler", "Cancellable", "SystemClock", "AsyncioScheduler",
+__all__ = ["GRID_S", "Clock", "Scheduler", "Cancellable", "SystemClock", "AsyncioScheduler",
            "ManualClock", "ManualTimer", "ManualTask", "SYSTEM_CLOCK", "ASYNCIO_SCHEDULER"]
+
+
+GRID_S = 0.25
+"""The default grid of `Scheduler.call_on_grid` (seconds)."""
+
+
+def _on_grid(now: float, delay: float, grid: float) -> float:
+    if grid <= 0:
+        raise ValueError(f"a grid is a positive number of seconds, not {grid}")
+    return math.ceil((now + max(0.0, delay)) / grid - 1e-9) * grid
 
 
 class Clock(Protocol):
@@ -42,6 +53,13 @@ class Scheduler(Protocol):
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> Cancellable:
         """Run ``coro`` in the background (it starts at the next turn, not inside this call)."""
 
+    def call_on_grid(self, delay: float, callback: Callable[[], None],
+                     grid: float = GRID_S) -> Cancellable:
+        """Call ``callback()`` once, at the first multiple of ``grid`` seconds (on the
+        scheduler's own clock) at least ``delay`` seconds from now: periodic work of
+        many objects (every participant's bandwidth tick and reports) then falls due
+        together and costs one wakeup, not one each."""
+
 
 class SystemClock:
     """The machine's clocks."""
@@ -58,6 +76,13 @@ class AsyncioScheduler:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
         return (self._loop or asyncio.get_running_loop()).call_later(delay, callback)
+
+    def call_on_grid(self, delay: float, callback: Callable[[], None],
+                     grid: float = GRID_S) -> asyncio.TimerHandle:
+        # the loop's own time: uvloop keeps it in whole milliseconds, so every timer on
+        # one grid point has the same deadline and one wakeup runs them all
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.call_at(_on_grid(loop.time(), delay, grid), callback)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future:
         return asyncio.ensure_future(coro, loop=self._loop)
@@ -152,6 +177,10 @@ class ManualClock:
 
     def wall(self) -> float:
         return self.now + self.wall_offset
+
+    def call_on_grid(self, delay: float, callback: Callable[[], None],
+                     grid: float = GRID_S) -> ManualTimer:
+        return self.call_later(_on_grid(self.now, delay, grid) - self.now, callback)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> ManualTimer:
         timer = ManualTimer(self.now + max(0.0, delay), callback)

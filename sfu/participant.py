@@ -311,7 +311,7 @@ class Participant:
         self.demux.add(producer, ssrcs, rtx_ssrcs)
         producer.on_close.append(self._producer_closed)
         if self._feedback is None and not self.closed:
-            self._feedback = self.scheduler.call_later(self.settings.feedback_interval,
+            self._feedback = self.scheduler.call_on_grid(self.settings.feedback_interval,
                                                        self._publisher_feedback_due)
 
     def _producer_closed(self, producer: Producer) -> None:
@@ -339,7 +339,7 @@ class Participant:
         with the loss-based estimate for the video ones."""
         if self.closed:
             return
-        self._feedback = self.scheduler.call_later(self.settings.feedback_interval,
+        self._feedback = self.scheduler.call_on_grid(self.settings.feedback_interval,
                                                    self._publisher_feedback_due)
         packet = self.publisher_feedback(self.clock.monotonic())
         if packet and self.pub is not None:  # a local publisher (sfu.local) has no peer
@@ -426,15 +426,15 @@ class Participant:
         if self.send_side is not None:
             consumer.send_log = self.send_side.log
         if self._reports is None and not self.closed:
-            self._reports = self.scheduler.call_later(0.5 + random.random(),
+            self._reports = self.scheduler.call_on_grid(0.5 + random.random(),
                                                       self._subscriber_reports_due)
         if self._bandwidth_timer is None and not self.closed:
-            self._bandwidth_timer = self.scheduler.call_later(TICK_S, self._bandwidth_due)
+            self._bandwidth_timer = self.scheduler.call_on_grid(TICK_S, self._bandwidth_due)
 
     def _bandwidth_due(self) -> None:
         if self.closed:
             return
-        self._bandwidth_timer = self.scheduler.call_later(TICK_S, self._bandwidth_due)
+        self._bandwidth_timer = self.scheduler.call_on_grid(TICK_S, self._bandwidth_due)
         self.allocate(self.clock.monotonic())
 
     def allocate(self, now: float) -> None:
@@ -458,7 +458,7 @@ class Participant:
         report per started consumer and their CNAME (RFC 3550's 0.5-1.5 s spread)."""
         if self.closed:
             return
-        self._reports = self.scheduler.call_later(0.5 + random.random(),
+        self._reports = self.scheduler.call_on_grid(0.5 + random.random(),
                                                   self._subscriber_reports_due)
         packet = self.subscriber_reports()
         if packet and self.sub is not None:

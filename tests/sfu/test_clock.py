@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sfu.clock import ASYNCIO_SCHEDULER, SYSTEM_CLOCK, ManualClock
+from sfu.clock import ASYNCIO_SCHEDULER, SYSTEM_CLOCK, AsyncioScheduler, ManualClock
 
 
 def test_timers_fire_in_order_at_their_due_time():
@@ -102,3 +102,28 @@ async def test_the_real_ones():
 def test_the_asyncio_scheduler_needs_a_running_loop():
     with pytest.raises(RuntimeError):
         ASYNCIO_SCHEDULER.call_later(1, lambda: None)
+
+
+def test_timers_on_a_grid_fall_due_together_on_the_manual_clock():
+    clock = ManualClock(start=1000.1)
+    fired = []
+    clock.call_on_grid(0.3, lambda: fired.append(("a", clock.now)))
+    clock.advance(0.07)
+    clock.call_on_grid(0.3, lambda: fired.append(("b", clock.now)))
+    clock.call_on_grid(0.0, lambda: fired.append(("c", clock.now)))  # on a grid point already: not later
+    clock.advance(1.0)
+    assert fired == [("c", pytest.approx(1000.25)), ("a", pytest.approx(1000.5)), ("b", pytest.approx(1000.5))]
+    with pytest.raises(ValueError):
+        clock.call_on_grid(1.0, lambda: None, grid=0)
+
+
+async def test_timers_on_a_grid_share_one_deadline_on_the_loop():
+    loop = asyncio.get_running_loop()
+    scheduler = AsyncioScheduler()
+    fired = []
+    for _ in range(3):  # set at three different times
+        scheduler.call_on_grid(0.1, lambda: fired.append(loop.time()), grid=0.25)
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)
+    assert len(fired) == 3 and len(set(fired)) == 1  # one instant: one wakeup ran them all
+    assert fired[0] == pytest.approx(round(fired[0] / 0.25) * 0.25, abs=0.002)
