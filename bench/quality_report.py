@@ -17,8 +17,8 @@ from bisect import bisect_right
 from itertools import pairwise
 from typing import Any
 
-__all__ = ["FREEZE_S", "LAYER_NAMES", "analyse", "decoder_columns", "freezes", "page_series",
-           "quality_markdown", "quality_plot", "settle_times"]
+__all__ = ["FREEZE_S", "LAYER_NAMES", "analyse", "decoder_columns", "freezes", "link_steps",
+           "page_series", "quality_markdown", "quality_plot", "settle_times"]
 
 FREEZE_S = 1.0
 """A gap longer than this between two decoded frames is a freeze (issue 13)."""
@@ -201,10 +201,8 @@ def quality_plot(result: dict, out: pathlib.Path) -> list[str]:
         axes[0].step(t, [_nan(s.get("layer")) for s in samples], where="post", color=color,
                      label=name)
         axes[1].plot(t, [_kbps(s.get("estimate_bps")) for s in samples], color=color, label=f"{name} estimate")
-        link = sub.get("link", [])
-        if link:
-            xs = [p[0] for p in link] + [duration]
-            ys = [p[1] for p in link] + [link[-1][1]]
+        xs, ys = link_steps(sub.get("link", []), duration)
+        if xs:
             axes[1].step(xs, ys, where="post", color=color, linestyle=":", label=f"{name} link")
         axes[2].plot(t, [s.get("fps", 0) for s in samples], color=color, label=name)
         for a, b in (sub.get("analysis") or {}).get("freeze_spans", []):
@@ -224,6 +222,15 @@ def quality_plot(result: dict, out: pathlib.Path) -> list[str]:
     fig.savefig(pathlib.Path(out) / "quality.png", dpi=110)
     plt.close(fig)
     return ["quality.png"]
+
+
+def link_steps(link: list, duration: float) -> tuple[list[float], list[int]]:
+    """A link's schedule as the points of a step plot over ``[0, duration]``: the changes
+    before the end (a run shorter than its schedule stops there), then the end."""
+    steps = [step for step in link if step[0] < duration or step[0] == 0]
+    if not steps:
+        return [], []
+    return [t for t, _ in steps] + [duration], [kbps for _, kbps in steps] + [steps[-1][1]]
 
 
 def _nan(value: Any) -> float:

@@ -17,6 +17,7 @@ from bench.quality_report import (
     analyse,
     decoder_columns,
     freezes,
+    link_steps,
     page_series,
     settle_times,
 )
@@ -219,6 +220,14 @@ def test_a_video_that_stops_before_the_end_is_frozen_at_the_end():
 
 
 # -- the report -----------------------------------------------------------------------------
+
+
+def test_the_figure_draws_a_link_only_up_to_the_end_of_the_run():
+    link = [[0.0, 3000], [20.0, 300], [40.0, 3000]]
+    assert link_steps(link, 60.0) == ([0.0, 20.0, 40.0, 60.0], [3000, 300, 3000, 3000])
+    assert link_steps(link, 20.0) == ([0.0, 20.0], [3000, 3000])
+    assert link_steps(link, 30.0) == ([0.0, 20.0, 30.0], [3000, 300, 300])
+    assert link_steps([], 10.0) == ([], [])
 
 
 def test_the_report_has_a_row_per_subscriber_a_target_and_the_figure(tmp_path):
