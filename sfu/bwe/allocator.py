@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .estimator import Estimator
-from .selector import Choice, LayerSelector
+from .selector import PAUSE_AFTER_S, Choice, LayerSelector
 
 __all__ = [
     "REMB_FRESH_S",
@@ -121,7 +121,7 @@ class SubscriberBandwidth:
 
     def __init__(self, estimator: Estimator | None = None, *, start_bitrate: int = START_BITRATE,
                  video_share: float = VIDEO_SHARE) -> None:
-        self.estimator = estimator or Estimator()
+        self.estimator = estimator or Estimator(start=start_bitrate)
         self.start_bitrate = start_bitrate
         self.video_share = video_share
         self._rembs: dict[int, tuple[float, int]] = {}  # sender SSRC -> (when, bit/s)
@@ -242,6 +242,7 @@ class SubscriberBandwidth:
         # smooth motion first where the estimate is the path's (transport-cc, probes);
         # in REMB mode detail first: a temporal step needs no keyframe, a spatial one does
         selector.smooth = self.estimator.mode == "twcc"
+        selector.pause_after = PAUSE_AFTER_S if self.estimator.mode == "twcc" else 0.0
         return selector
 
     def _trial_due(self, now: float, consumer: Any, selector: LayerSelector) -> bool:

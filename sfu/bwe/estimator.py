@@ -22,7 +22,11 @@ from .loss import LossBasedControl
 from .probe import Probe, ProbeController, ProbeResults
 from .twcc import PacketResult
 
-__all__ = ["Estimator"]
+__all__ = ["ACKED_FLOOR", "Estimator"]
+
+ACKED_FLOOR = 0.85
+"""The loss ceiling never falls under this x the acknowledged rate (transport-cc): the
+rate GCC's delay-based rule also backs off to at an overuse."""
 
 
 class Estimator:
@@ -75,6 +79,13 @@ class Estimator:
             if rate > self.delay.bitrate and self.delay.usage is not Usage.OVERUSE:
                 self.delay.rate.set_estimate(now, rate)
         self.loss.on_loss(now, len(results) - len(received), len(results), self.bitrate)
+        acked = self.delay.acked.bitrate
+        if acked is not None:
+            # what arrived did get through: loss (a full drop-tail queue loses most of a
+            # burst) must not hold the estimate far under it, or a link flooded once
+            # (a start on too high a layer, a link that drops) is judged at a third of
+            # its rate and climbs back 8 % a second (seen: a 300 kbit/s link at 100k)
+            self.loss.raise_to(ACKED_FLOOR * acked)
         return self._combine(self.delay.bitrate)
 
     def on_remb(self, now: float, bitrate: int) -> int:

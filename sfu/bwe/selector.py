@@ -37,10 +37,16 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["PAUSED_REASON", "SMOOTH_FPS_SHARE", "TEMPORAL_SPLIT", "Choice", "Layer", "LayerSelector",
+__all__ = ["PAUSED_REASON", "PAUSE_AFTER_S", "SMOOTH_FPS_SHARE", "TEMPORAL_SPLIT", "Choice", "Layer", "LayerSelector",
            "needed_layers", "publisher_remb"]
 
 PAUSED_REASON = "bandwidth"
+PAUSE_AFTER_S = 1.0
+"""With ``LayerSelector(pause_after=PAUSE_AFTER_S)`` (the allocator's for transport-cc
+subscribers), video pauses only once the estimate has stayed under the lowest option
+this long (before that: the lowest option): a drop-tail queue draining after a link
+drops, or one low sample, is not worth a pause and a keyframe to come back. (In REMB
+mode the REMB keeps the lowest option, and loss pauses it: `sfu.bwe.allocator`.)"""
 
 TEMPORAL_SPLIT = {2: (0.6, 1.0), 3: (0.4, 0.6, 1.0), 4: (0.25, 0.4, 0.6, 1.0)}
 """Cumulative share of a layer's bitrate up to each temporal id, by how many there are
@@ -122,9 +128,10 @@ class LayerSelector:
     def __init__(self, *, max_height: int | None = None, max_fps: float | None = None,
                  down_ratio: float = 0.9, up_ratio: float = 1.15, hold: float = 2.5,
                  settle: float = 10.0, max_hold: float = 20.0, pause_ratio: float = 1.0,
-                 smooth: bool = False) -> None:
+                 smooth: bool = False, pause_after: float = 0.0) -> None:
         self.max_height = max_height
         self.smooth = smooth
+        self.pause_after = pause_after
         self.max_fps = max_fps
         self.down_ratio = down_ratio
         self.pause_ratio = pause_ratio
@@ -140,6 +147,7 @@ class LayerSelector:
         self._ladder: list[_Option] = []
         self._up_since: float | None = None
         self._up_to: _Option | None = None
+        self._under_since: float | None = None  # since when the lowest option has not fit
 
     @property
     def desired_bitrate(self) -> int | None:
@@ -181,10 +189,20 @@ class LayerSelector:
             # first choice, or the chosen layer is gone: the best that fits, at once
             return self._set(ladder[best_fit].choice() if best_fit is not None else self._paused(), now)
         current_bitrate = ladder[i].bitrate if i is not None else 0
+        if best_fit is not None:
+            self._under_since = None
+        elif i is not None and self._under_since is None:
+            self._under_since = now
         if i is not None and max(estimate, stay) < self.down_ratio * current_bitrate:
             if i == best_fit == 0:
                 return self.choice
             lower = best_fit if best_fit is not None and best_fit < i else None
+            if lower is None and now - self._under_since < self.pause_after:
+                # under the lowest option, but maybe only for a moment (a queue that
+                # drains, one low sample): the lowest option first, a pause later
+                if i == 0:
+                    return self.choice
+                lower = 0
             if self._last_up is not None and now - self._last_up < self.settle:
                 self.current_hold = min(2 * self.current_hold, self.max_hold)
             else:
@@ -200,7 +218,10 @@ class LayerSelector:
         if self._up_since is None:
             self._up_since = now
         self._up_to = target
-        if now - self._up_since >= self.current_hold:
+        # back from a pause after the base hold: a pause is the worst there is, and
+        # its backoff is the trial's (REMB mode), not the up-switch's
+        hold = self.hold if self.choice.reason == PAUSED_REASON else self.current_hold
+        if now - self._up_since >= hold:
             self._last_up = now
             return self._set(target.choice(), now)
         return self.choice

@@ -128,3 +128,14 @@ def test_the_recorded_lossy_trace_keeps_the_estimate_near_the_link():
     events = replay(trace, Estimator(start=300_000, maximum=5 * MBIT))
     settled = [e for t, e in events if t >= 5.0]
     assert min(settled) >= 0.7 * 3 * MBIT
+
+
+def test_a_flood_into_a_slow_link_is_not_judged_far_under_what_got_through():
+    # a subscriber started on too high a layer: 900 kbit/s into 300 kbit/s for 3 s (a
+    # drop-tail queue loses two packets in three), then the media follows the estimate
+    link = Link(steps((0, 300_000)), queue=0.2)
+    sim = Simulation(link, Estimator(start=1 * MBIT), media=lambda t, e: 900_000 if t < 3.0 else e.bitrate)
+    samples = sim.run(10.0)
+    after = [s.estimate for s in samples if s.t >= 1.0]
+    assert min(after) >= 0.6 * 300_000  # the loss ceiling stays near what arrived
+    assert sum(after) / len(after) <= 1.3 * 300_000

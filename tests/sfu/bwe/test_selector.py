@@ -282,3 +282,17 @@ def test_an_up_switch_undone_quickly_doubles_the_next_hold():
     selector.update(46.0, 2_000_000, PLAIN)
     selector.update(60.0, 1_000_000, PLAIN)  # kept for 14 s: the link can take it
     assert selector.current_hold == 2.0
+
+
+def test_with_pause_after_a_moment_under_the_lowest_is_the_lowest_not_a_pause():
+    selector = LayerSelector(hold=2.0, pause_after=1.0)
+    assert selector.update(0.0, 600_000, PLAIN).spatial == 1
+    assert selector.update(1.0, 100_000, PLAIN) == Choice(0, None, 150_000)  # under: lowest first
+    assert selector.update(1.5, 100_000, PLAIN) == Choice(0, None, 150_000)
+    assert selector.update(1.8, 200_000, PLAIN) == Choice(0, None, 150_000)  # fits again: the clock restarts
+    assert selector.update(2.5, 100_000, PLAIN) == Choice(0, None, 150_000)
+    assert selector.update(3.6, 100_000, PLAIN).reason == PAUSED_REASON  # under for 1.1 s
+    # back from the pause after the base hold, even after failed up-switches
+    selector.current_hold = 8.0
+    selector.update(4.0, 400_000, PLAIN)
+    assert selector.update(6.1, 400_000, PLAIN) == Choice(0, None, 150_000)
