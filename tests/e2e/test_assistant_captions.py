@@ -25,7 +25,7 @@ SPEECH = "Where is my parcel? The package is held at customs."
 
 
 def _clip(tmp_path) -> str:
-    """espeak-ng speech with 1 s of silence before it and 1.5 s after, as a WAV file."""
+    """espeak-ng speech with 3 s of silence before it and 1.5 s after, as a WAV file."""
     raw, padded = tmp_path / "raw.wav", tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), SPEECH], check=True)
     with wave.open(str(raw)) as source:
@@ -33,7 +33,10 @@ def _clip(tmp_path) -> str:
     silence = bytes(params.sampwidth * params.nchannels * params.framerate)  # one second
     with wave.open(str(padded), "wb") as out:
         out.setparams(params)
-        out.writeframes(silence + frames + silence + silence[:len(silence) // 2])
+        # 3 s of silence first: the player starts with the publish, and captions are
+        # turned on after it (on a loaded machine that took over a second: the first
+        # words were missed, "L-mat Customs" once in CI)
+        out.writeframes(silence * 3 + frames + silence + silence[:len(silence) // 2])
     return str(padded)
 
 
