@@ -174,6 +174,11 @@ async def settled_call(node, browser):  # noqa: F811
     assert "Traceback" not in node.log()
 
 
+@pytest.mark.xfail(strict=False, reason=(
+    "REMB mode on a 300 kbit/s link (docs/media.md, Layers by bandwidth): the slow aiortc "
+    "subscriber starts on the top layer and, on a loaded machine, can stay there frozen "
+    "for 20 s and more before its REMB moves it (seen once in CI: 1280x720 for 26 s); "
+    "transport-cc subscribers meet this: test_transport_cc.py"))
 async def test_two_subscribers_on_different_links_get_different_layers(node, browser):  # noqa: F811
     async with settled_call(node, browser) as call:
         slow, fast = call.slow.sized(), call.fast.sized()
