@@ -30,10 +30,7 @@ __all__ = ["BURST_S", "PADDING", "Prober", "padding_packet"]
 PADDING = 255
 """Padding bytes per probe packet (the most RTP padding can say: one length byte)."""
 BURST_S = 0.005
-"""A cluster is sent in bursts at least this far apart (the scheduler's resolution,
-roughly), each as many packets as the probe's rate fills in that time, so that the
-cluster goes at the probe's rate (bursts every 5 ms of ``ceil(5 ms / interval)`` packets
-sent up to 1.35 x faster than asked, and the probe measured the path against that)."""
+"""A cluster is sent in bursts this far apart (the scheduler's resolution, roughly)."""
 
 _HEADER = struct.Struct("!BBHII")
 
@@ -83,14 +80,12 @@ class Prober:
         size = _HEADER.size + 8 + PADDING
         count = probe.count(size)
         per_burst = max(1, math.ceil(BURST_S / probe.interval(size)))
-        gap = per_burst * probe.interval(size)  # bursts this far apart: the probe's own rate
         self._busy = True
         self.clusters += 1
-        self._burst(probe, consumer, twcc_id, count, per_burst, gap)
+        self._burst(probe, consumer, twcc_id, count, per_burst)
         return True
 
-    def _burst(self, probe: Probe, consumer: Any, twcc_id: int, left: int, per_burst: int,
-               gap: float) -> None:
+    def _burst(self, probe: Probe, consumer: Any, twcc_id: int, left: int, per_burst: int) -> None:
         self._timer = None
         if consumer.closed:
             self._busy = False
@@ -107,7 +102,7 @@ class Prober:
             left -= 1
         if left > 0:
             self._timer = self.scheduler.call_later(
-                gap, lambda: self._burst(probe, consumer, twcc_id, left, per_burst, gap))
+                BURST_S, lambda: self._burst(probe, consumer, twcc_id, left, per_burst))
         else:
             self._busy = False
 

@@ -82,16 +82,3 @@ def test_no_rtx_no_probe_and_a_closed_consumer_ends_the_cluster():
     c.closed = True
     clock.advance(1.0)
     assert prober.sent == sent and not prober.busy
-
-
-@pytest.mark.parametrize("bitrate", [300_000, 600_000, 1_000_000, 2_400_000, 5_000_000])
-def test_a_cluster_goes_at_the_probes_rate(bitrate):
-    clock, log, sent = ManualClock(), SendLog(), []
-    prober = Prober(log, lambda p: sent.append((clock.now, len(p))) or True, clock, clock)
-    probe = Probe(cluster=1, bitrate=bitrate, duration=0.05)
-    assert prober.send(probe, consumer(), twcc_id=5)
-    clock.advance(1.0)
-    # the rate over the cluster: what was sent before the last burst, over the time to it
-    last = sent[-1][0]
-    before = sum(size for t, size in sent if t < last) * 8
-    assert before / (last - sent[0][0]) == pytest.approx(bitrate, rel=0.1)
