@@ -39,17 +39,22 @@ class FakeMessageServer:
                 if msg["type"] != "join":
                     await ws.send(json.dumps(reply))
                     continue
-                # the backlog, then live: everything appended while the backlog is sent
-                # is sent by this loop too, and the member goes live in the same step as
-                # the loop sees nothing more (no await between): no gap, nothing twice
-                nxt = state["resume"]["last_seq"] if state["resume"] and self.replay else reply["last_seq"]
+                # the backlog, then live, through one counter per member (`_catch_up`):
+                # a send's fan-out that began while the backlog went out sent an event
+                # the backlog had sent too (a duplicate, seen in CI)
+                state["sent"] = state["resume"]["last_seq"] if state["resume"] and self.replay else reply["last_seq"]
                 await ws.send(json.dumps(reply))
-                while nxt < len(self.log):
-                    await ws.send(json.dumps(self.log[nxt]))
-                    nxt += 1
+                await self._catch_up(ws, state)
                 state["joined"] = True
         finally:
             self.members.discard((ws, id(state)))
+
+    async def _catch_up(self, ws, state) -> None:
+        """Send the member every event after the last one it was sent, in order; the
+        counter moves before each await, so concurrent callers never send one twice."""
+        while state["sent"] < len(self.log):
+            state["sent"] += 1
+            await ws.send(json.dumps(self.log[state["sent"] - 1]))
 
     async def dispatch(self, ws, state, msg):
         kind = msg["type"]
@@ -71,9 +76,10 @@ class FakeMessageServer:
             self.log.append(event)
             self.by_msg_id[msg["msg_id"]] = seq
             for other, _ in list(self.members):
-                if getattr(other, "dockcast_state", {}).get("joined"):
+                member = getattr(other, "dockcast_state", {})
+                if member.get("joined"):
                     try:
-                        await other.send(json.dumps(event))
+                        await self._catch_up(other, member)
                     except Exception:
                         pass
             return {"type": "sent", "seq": seq, "msg_id": msg["msg_id"]}
