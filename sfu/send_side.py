@@ -64,7 +64,7 @@ class SendSideBandwidth:
                 continue
             selector = consumer.selector
             desired = selector.desired_bitrate if selector is not None else None
-            want += desired if desired is not None else _sending(consumer, selector)
+            want += desired if desired is not None else _sending(selector)
             if consumer.twcc_id and consumer.rtx_payload_type is not None and consumer.negotiated:
                 carrier = carrier or consumer
         want = int((want + fixed) / video_share)
@@ -81,7 +81,7 @@ class SendSideBandwidth:
         self.prober.close()
 
 
-def _sending(consumer: Any, selector: Any) -> int:
+def _sending(selector: Any) -> int:
     """What a consumer's current choice needs (0 if unknown or paused)."""
     choice = getattr(selector, "choice", None)
     return int(getattr(choice, "bitrate", 0) or 0)

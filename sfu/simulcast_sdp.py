@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from .errors import NegotiationError
+from .sdp_sections import sections
 
 __all__ = ["MAX_LAYERS", "SimulcastOffer", "amend_answer", "parse_simulcast"]
 
@@ -36,23 +37,13 @@ class SimulcastOffer:
     paused: frozenset[str] = frozenset()
 
 
-def _sections(sdp: str) -> list[list[str]]:
-    """The session part then each media section, as lists of lines."""
-    sections: list[list[str]] = [[]]
-    for line in sdp.replace("\r\n", "\n").split("\n"):
-        if line.startswith("m="):
-            sections.append([])
-        sections[-1].append(line)
-    return sections
-
-
 def parse_simulcast(sdp: str) -> dict[str, SimulcastOffer]:
     """Each m-line (by mid) that offers to send simulcast: ``a=simulcast:send`` with
     rids that ``a=rid:<id> send`` declares (the first alternative of each ``;`` group;
     RFC 8853). Raises `NegotiationError` for more than `MAX_LAYERS` layers or a rid
     that is not a token; anything else unknown is ignored."""
     offers = {}
-    for section in _sections(sdp)[1:]:
+    for section in sections(sdp)[1:]:
         mid, declared, send = None, set(), None
         for line in section:
             if line.startswith("a=mid:"):
@@ -91,7 +82,7 @@ def amend_answer(answer: str, offers: Mapping[str, SimulcastOffer]) -> str:
     """``answer`` with ``a=rid:<id> recv`` and ``a=simulcast:recv ...`` added after the
     ``a=mid`` line of each m-line in ``offers`` (which aiortc's answer lacks)."""
     out = []
-    for section in _sections(answer):
+    for section in sections(answer):
         for line in section:
             out.append(line)
             if line.startswith("a=mid:") and line[6:].strip() in offers:

@@ -23,21 +23,12 @@ from __future__ import annotations
 import re
 
 from .extensions import EXT_TRANSPORT_CC
+from .sdp_sections import sections
 
 __all__ = ["offer_transport_cc", "answered_ids"]
 
 _EXTMAP = re.compile(r"^a=extmap:(\d+)(?:/\w+)? (\S+)")
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([^/\s]+)/")
-
-
-def _sections(sdp: str) -> list[list[str]]:
-    """The session part, then each m-section, as lists of lines (no line ends)."""
-    sections: list[list[str]] = [[]]
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            sections.append([])
-        sections[-1].append(line)
-    return sections
 
 
 def _free_id(sdp: str) -> int | None:
@@ -55,7 +46,7 @@ def offer_transport_cc(sdp: str) -> str:
     if ext_id is None:
         return sdp
     out: list[str] = []
-    for section in _sections(sdp):
+    for section in sections(sdp):
         if not section or not section[0].startswith("m=video"):
             out.extend(section)
             continue
@@ -71,13 +62,15 @@ def offer_transport_cc(sdp: str) -> str:
                   or line.startswith(f"a=rtpmap:{pt} ")]
             section.insert(max(fb) + 1, f"a=rtcp-fb:{pt} transport-cc")
         out.extend(section)
+    while out and not out[-1]:
+        out.pop()  # the text's own last line end
     return "\r\n".join(out) + "\r\n"
 
 
 def answered_ids(sdp: str) -> dict[str, int]:
     """``{mid: id}`` of the m-sections of ``sdp`` (an answer) that kept transport-cc."""
     ids: dict[str, int] = {}
-    for section in _sections(sdp)[1:]:
+    for section in sections(sdp)[1:]:
         mid = next((line[6:].strip() for line in section if line.startswith("a=mid:")), None)
         for line in section:
             m = _EXTMAP.match(line)
