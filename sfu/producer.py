@@ -162,6 +162,7 @@ class Producer:
         self._nack_timer: Cancellable | None = None
         self._nack_timer_at = float("inf")
         self.keyframes_for_loss = 0
+        self.resyncs_for_loss = 0  # consumers restarted past a packet given up (`Consumer.lost_upstream`)
         """Keyframes asked for because a lost packet could not be recovered."""
         self.malformed = 0
         self.rtx_received = 0
@@ -378,6 +379,9 @@ class Producer:
             layer = streams[lost.ssrc][1] if lost.ssrc in streams else self._loss_stream(lost.ssrc)[1]
             if layer in asked or not self.video:
                 continue
+            for consumer in list(self.consumers):  # their subscribers have the hole too
+                if consumer.lost_upstream(layer, lost.since, now):
+                    self.resyncs_for_loss += 1
             if not keyframe_repairs(lost.since, now - self.keyframe_age(layer)):
                 asked.add(layer)
                 self.keyframes_for_loss += 1

@@ -425,8 +425,10 @@ def test_a_nack_from_before_a_restart_restarts_past_the_hole_at_a_keyframe(
 def test_a_packet_missing_from_the_cache_resyncs_only_once_given_up(
         clock, make_producer, make_consumer):
     # lost upstream: the node's own NACKs may still bring it, then it is forwarded late;
-    # still missing after UNANSWERED_S (given up upstream), aiortc would stall on it
+    # still missing after UNANSWERED_S (given up upstream), aiortc would stall on it.
+    # The producer's own give-up resyncs too (test_producer); here its NACKs go on
     producer = make_producer()
+    producer.nacks.retries, producer.nacks.max_age = 1000, 1000.0
     pub = Publisher(producer)
     consumer = make_consumer(producer)
     pub.send(VP8_KEY)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from fakes import PUBLISHER_EXT_IDS, PUBLISHER_SSRC, VP8, VP8_DELTA, VP8_KEY, FakeTransport, Publisher
+from sfu.consumer import RESYNC_SEQ_SKIP
 from sfu.errors import Closed
 from sfu.extensions import EXT_RID
 from sfu.forward import ConsumerState
@@ -352,3 +353,26 @@ def test_a_simulcast_layer_given_up_asks_for_that_layers_keyframe(clock, upstrea
     clock.advance(0.5)
     assert {n.media_ssrc for n in upstream.rtcp_packets(Nack)} == {0xA1}
     assert [p.media_ssrc for p in upstream.rtcp_packets(Pli)] == [0xA1]
+
+
+def test_a_packet_given_up_resyncs_the_consumers_that_forwarded_around_it(
+        clock, make_producer, make_consumer, upstream):
+    # aiortc's receiver would hold every frame after the hole until 512 packets pushed
+    # it out: the consumers started before the loss restart at a keyframe at once
+    producer = make_producer()
+    pub = Publisher(producer, seq=100)
+    before = make_consumer(producer)
+    pub.send(VP8_KEY)
+    clock.advance(0.05)
+    pub.send(VP8_DELTA, skip=1)        # 101 lost for good
+    clock.advance(0.01)
+    after = make_consumer(producer, ssrc=0x50B5C002)  # started past the hole
+    clock.advance(0.4)
+    assert producer.nack_failed == 1 and producer.resyncs_for_loss == 1
+    assert (before.resyncs, after.resyncs) == (1, 0)
+    last = before.transport.headers()[-1][2]
+    pub.send(VP8_KEY)                  # the keyframe the loss asked for
+    assert before.transport.headers()[-1][2] == (last + 1 + RESYNC_SEQ_SKIP) & 0xFFFF
+    pub.send(VP8_DELTA, skip=1)        # lost again within the second: no second resync
+    clock.advance(0.4)
+    assert producer.nack_failed == 2 and before.resyncs == 1
