@@ -129,6 +129,7 @@ class SubscriberBandwidth:
         self._skipped: dict[int, int] = {}  # media SSRC -> its numbers skipped at that RR
         self._rates: dict[str, _Rate] = {}
         self._paused_at: dict[str, float] = {}  # consumer id -> when it paused for bandwidth
+        self._probed_at: float | None = None  # the estimator's last successful probe, as seen
         self._covered: set[int] = set()  # the SSRCs REMBs named (none named: all)
         self.budget = 0
         """What the last tick shared among the simulcast consumers (bit/s)."""
@@ -208,8 +209,12 @@ class SubscriberBandwidth:
         plans = sorted(((c, self._selector(c), layers) for c, layers in
                         ((c, c.producer.selector_layers(now)) for c in layered) if layers),
                        key=lambda p: (_cheapest(p[2]), p[0].id))
+        probed = self.estimator.probed_at != self._probed_at
+        self._probed_at = self.estimator.probed_at
         changes = []
         for i, (consumer, selector, layers) in enumerate(plans):
+            if probed:
+                selector.confirmed()
             before = selector.choice
             share = remaining / (len(plans) - i)
             if self._trial_due(now, consumer, selector):

@@ -50,6 +50,8 @@ class Estimator:
         self.remb: int | None = None
         self.rtt: float | None = None
         self.mode: str | None = None
+        self.probed_at: float | None = None
+        """When a probe last succeeded: the path took what it was sent at (transport-cc)."""
 
     @property
     def acked_bitrate(self) -> int | None:
@@ -74,7 +76,8 @@ class Estimator:
             self.delay.rate.rtt = self.rtt
         self.delay.on_results(now, list(results))
         for cluster, rate in sorted(self._probe_results.add(received).items()):
-            self.probes.on_result(now, cluster, rate)
+            if self.probes.on_result(now, cluster, rate):
+                self.probed_at = now
             self.loss.raise_to(rate)  # that much got through, whatever was lost before
             if rate > self.delay.bitrate and self.delay.usage is not Usage.OVERUSE:
                 self.delay.rate.set_estimate(now, rate)

@@ -147,9 +147,13 @@ class ProbeController:
         self.probes_sent += 1
         return probe
 
-    def on_result(self, now: float, cluster: int, bitrate: int) -> None:
+    def on_result(self, now: float, cluster: int, bitrate: int) -> bool:
+        """What cluster ``cluster`` measured; True if it was the pending probe and
+        succeeded (reached 70 % of its rate)."""
         pending = self._pending
         if pending is None or cluster != pending.cluster:
-            return
+            return False
         self._pending = None
-        self._next_at = now if bitrate >= 0.7 * pending.bitrate else now + self.interval
+        succeeded = bitrate >= 0.7 * pending.bitrate
+        self._next_at = now if succeeded else now + self.interval
+        return succeeded

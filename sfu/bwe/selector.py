@@ -11,7 +11,8 @@ with hysteresis so that a noisy estimate does not flap between layers:
   bitrate for ``hold`` seconds (2.5), then to the best such option; an up-switch
   undone within ``settle`` seconds (10) doubles the hold for the next one (up to
   ``max_hold``, 20 s), so a link that cannot keep a layer stops being tried every
-  few seconds; a down-switch later than that resets it;
+  few seconds; a down-switch later than that resets it, and so does a successful
+  probe (``confirmed``: the estimate is then the path's, measured);
 - a larger picture is not ranked above a smoother small one: the options are the
   lowest spatial layer at each of its temporal steps, then each larger layer only at
   the steps of at least ``SMOOTH_FPS_SHARE`` (0.4, "about half") of its full frame
@@ -225,6 +226,14 @@ class LayerSelector:
             self._last_up = now
             return self._set(target.choice(), now)
         return self.choice
+
+    def confirmed(self) -> None:
+        """A probe showed the path takes more than was being sent: earlier failed
+        up-switches say nothing about it any more, so the next one waits only the
+        base ``hold`` (a link that dropped and came back is not held off its layer
+        by what failed while it was down)."""
+        self.current_hold = self.hold
+        self._last_up = None
 
     def retry(self, now: float, layers: Sequence[Layer]) -> Choice:
         """Resume a choice paused for bandwidth at the lowest option, on trial, when the

@@ -355,3 +355,25 @@ def test_numbers_a_resync_skipped_are_not_counted_as_lost():
         bandwidth.on_report_block(1.0, 7, reported, 2060, skipped=skipped)
         bandwidth.on_report_block(2.0, 7, 0, 2160, skipped=skipped)  # the loss is judged
         assert (bandwidth.estimator.bitrate < 500_000) is cut
+
+
+def test_a_successful_probe_resets_the_selectors_backoff(call):
+    from sfu.bwe.twcc import PacketResult  # noqa: PLC0415
+
+    estimator = call.viewer.bandwidth.estimator
+    call.run(1.0)  # the layers measured, the consumer's selector made
+    selector = call.video.selector
+    selector.current_hold = 16.0  # up-switches failed while the link was down
+    call.run(1.0)
+    assert selector.current_hold == 16.0
+    now = call.clock.monotonic()
+    probe = estimator.probe(now, 5 * estimator.bitrate)
+    assert probe is not None and estimator.probed_at is None
+    # the cluster arrived at the rate it was sent: the path takes it
+    gap = probe.interval(1000)
+    estimator.on_feedback(now + 0.1, [
+        PacketResult(seq=i, send_time=now + i * gap, size=1000, arrival=0.05 + i * gap,
+                     probe=probe.cluster) for i in range(probe.count(1000))])
+    assert estimator.probed_at == now + 0.1
+    call.run(0.5)  # the allocator's next tick
+    assert selector.current_hold == selector.hold

@@ -46,10 +46,11 @@ def test_the_controller_probes_only_for_more_and_doubles_while_it_succeeds():
     first = controller.request(0.0, 1_000_000, 5_000_000)
     assert first.bitrate == 2_000_000  # twice the estimate at most
     assert controller.request(0.1, 1_000_000, 5_000_000) is None  # one at a time
-    controller.on_result(0.2, first.cluster, 1_900_000)  # got through
+    assert controller.on_result(0.2, first.cluster, 1_900_000)  # got through
     second = controller.request(0.2, 1_900_000, 5_000_000)
     assert second.bitrate == 3_800_000 and second.cluster != first.cluster
-    controller.on_result(0.4, second.cluster, 2_000_000)  # the path is full
+    assert not controller.on_result(0.4, second.cluster, 2_000_000)  # the path is full
+    assert not controller.on_result(0.4, first.cluster, 5_000_000)  # not pending any more
     assert controller.request(0.5, 2_000_000, 5_000_000) is None
     assert controller.request(3.4, 2_000_000, 5_000_000).bitrate == 4_000_000
 

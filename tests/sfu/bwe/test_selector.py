@@ -284,6 +284,24 @@ def test_an_up_switch_undone_quickly_doubles_the_next_hold():
     assert selector.current_hold == 2.0
 
 
+def test_a_successful_probe_undoes_the_doubled_hold():
+    # a link that dropped for a while and came back: what failed while it was down
+    # must not hold the next up-switch for 20 s once a probe measured the path
+    selector = LayerSelector(hold=2.0, settle=10.0, max_hold=20.0)
+    selector.update(0.0, 600_000, PLAIN)
+    for now in (0.0, 3.0, 9.0):
+        selector.update(now + 0.1, 2_000_000, PLAIN)
+        selector.update(now + 0.1 + selector.current_hold, 2_000_000, PLAIN)
+        selector.update(now + 2.9 if now < 9 else now + 8.0, 1_000_000, PLAIN)
+    assert selector.current_hold >= 8.0 and selector.choice.spatial == 1
+    selector.confirmed()
+    assert selector.current_hold == 2.0
+    selector.update(20.0, 2_000_000, PLAIN)
+    assert selector.update(22.0, 2_000_000, PLAIN).spatial == 2
+    selector.update(23.0, 1_000_000, PLAIN)  # undone at once: the doubling starts again
+    assert selector.current_hold == 4.0
+
+
 def test_with_pause_after_a_moment_under_the_lowest_is_the_lowest_not_a_pause():
     selector = LayerSelector(hold=2.0, pause_after=1.0)
     assert selector.update(0.0, 600_000, PLAIN).spatial == 1
