@@ -544,8 +544,12 @@ class Participant:
                 twcc_id = self.sub.transport_cc_ids.get(transceiver.mid)
                 if twcc_id is not None:  # aiortc keeps no transport-cc: read from the answer
                     ext_ids[EXT_TRANSPORT_CC] = twcc_id
+                    self.bandwidth.use_transport_cc()
                 consumer.negotiate(_payload_types(internals.negotiated_codecs(transceiver)),
                                    ext_ids)
+        # the first layer choices now, for the mode the answer says, before any
+        # consumer starts forwarding (its default, the top layer, would flood a slow link)
+        self.allocate(self.clock.monotonic())
         if self._renegotiate:
             await self.renegotiate()
 

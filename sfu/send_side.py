@@ -68,7 +68,7 @@ class SendSideBandwidth:
             if consumer.twcc_id and consumer.rtx_payload_type is not None and consumer.negotiated:
                 carrier = carrier or consumer
         want = int((want + fixed) / video_share)
-        if carrier is None or want <= self.estimator.bitrate:
+        if carrier is None or want <= self.estimator.usable:
             return False
         probe = self.estimator.probe(now, want)
         return probe is not None and self.prober.send(probe, carrier, carrier.twcc_id)

@@ -52,6 +52,31 @@ class Estimator:
         self.mode: str | None = None
         self.probed_at: float | None = None
         """When a probe last succeeded: the path took what it was sent at (transport-cc)."""
+        self.proven = float(self.bitrate)
+        """What the path has shown it takes (transport-cc): the start, then the highest of
+        what was acknowledged and what probes measured, cut with the estimate at each
+        congestion signal. See `usable`."""
+
+    def restart(self, start: int) -> None:
+        """Start again from ``start`` (before any feedback: a subscriber found to
+        negotiate transport-cc starts lower than one that will send REMBs)."""
+        self.delay = DelayBasedEstimate(start, self.minimum, self.maximum)
+        self.bitrate = min(max(start, self.minimum), self.maximum)
+        self.proven = float(self.bitrate)
+
+    @property
+    def usable(self) -> int:
+        """The estimate as far as the path has shown it (transport-cc): ``bitrate``, but
+        not above `proven`. The delay-based estimate grows by itself to 1.5 x what was
+        acknowledged (libwebrtc's rule, made for an encoder that then fills it); an SFU
+        that moved a subscriber up a layer on that alone would flood a link that
+        never carried the rate (seen: a 300 kbit/s viewer on 640x360 estimated at
+        619 kbit/s after 12 s, moved to 1280x720 and frozen). A layer is gone up to only
+        within this, which probes raise (LiveKit's allocator likewise waits for a
+        probe). In REMB mode, ``bitrate``."""
+        if self.mode != "twcc":
+            return self.bitrate
+        return int(min(self.bitrate, max(self.proven, self.minimum)))
 
     @property
     def acked_bitrate(self) -> int | None:
@@ -69,6 +94,7 @@ class Estimator:
         self.mode = "twcc"
         if not results:
             return self.bitrate
+        before = self.bitrate
         received = [r for r in results if r.arrival is not None]
         if received:
             sample = max(0.0, now - max(r.send_time for r in received))
@@ -78,6 +104,7 @@ class Estimator:
         for cluster, rate in sorted(self._probe_results.add(received).items()):
             if self.probes.on_result(now, cluster, rate):
                 self.probed_at = now
+            self.proven = max(self.proven, rate)  # a full path measures its capacity too
             self.loss.raise_to(rate)  # that much got through, whatever was lost before
             if rate > self.delay.bitrate and self.delay.usage is not Usage.OVERUSE:
                 self.delay.rate.set_estimate(now, rate)
@@ -89,7 +116,11 @@ class Estimator:
             # (a start on too high a layer, a link that drops) is judged at a third of
             # its rate and climbs back 8 % a second (seen: a 300 kbit/s link at 100k)
             self.loss.raise_to(ACKED_FLOOR * acked)
-        return self._combine(self.delay.bitrate)
+            self.proven = max(self.proven, acked)
+        bitrate = self._combine(self.delay.bitrate)
+        if bitrate < before:  # a congestion signal: what was shown before may be gone
+            self.proven = min(self.proven, bitrate)
+        return bitrate
 
     def on_remb(self, now: float, bitrate: int) -> int:
         """A REMB from the subscriber (its receive-side estimate, bit/s); the new estimate."""
@@ -126,7 +157,7 @@ class Estimator:
     def probe(self, now: float, want: int | None) -> Probe | None:
         """A probe to send now if the caller ``want``s more than the estimate (the next
         layer's bitrate with its margin: ``LayerSelector.desired_bitrate``)."""
-        return self.probes.request(now, self.bitrate, want)
+        return self.probes.request(now, self.usable, want)
 
     def _combine(self, base: int) -> int:
         self.bitrate = int(min(max(min(base, self.loss.bitrate), self.minimum), self.maximum))

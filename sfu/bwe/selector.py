@@ -169,14 +169,16 @@ class LayerSelector:
         return self._ladder[0].spatial if self._ladder else None
 
     def update(self, now: float, estimate: float, layers: Sequence[Layer], keep: float = 0.0,
-               stay: float = 0.0) -> Choice:
+               stay: float = 0.0, ceiling: float = math.inf) -> Choice:
         """The choice for ``estimate`` (what the video may use, headroom already
         taken off). ``keep``: a bitrate known to get through (in REMB mode, the loss
         ceiling's share): the lowest option is kept, not paused, while it fits under
         that. ``stay``: a bitrate the receiver says arrives (in REMB mode, its REMB
         share without headroom): the current option is not moved down while it is
         at least ``down_ratio`` x that option; where it goes down to is still chosen
-        by ``estimate``."""
+        by ``estimate``. ``ceiling``: what the path has shown it takes (transport-cc:
+        `Estimator.usable`'s share): an up-switch only to options under it as under
+        the estimate; the current option is kept or left by ``estimate`` alone."""
         self._ladder = ladder = self._options(layers)
         if not ladder:
             return self._set(Choice(), now)
@@ -211,7 +213,7 @@ class LayerSelector:
             self._last_up = None
             return self._set(ladder[lower].choice() if lower is not None else self._paused(), now)
         better = [j for j, o in enumerate(ladder)
-                  if (i is None or j > i) and estimate >= self.up_ratio * o.bitrate]
+                  if (i is None or j > i) and min(estimate, ceiling) >= self.up_ratio * o.bitrate]
         if not better:
             self._up_since = self._up_to = None
             return self.choice

@@ -377,3 +377,28 @@ def test_a_successful_probe_resets_the_selectors_backoff(call):
     assert estimator.probed_at == now + 0.1
     call.run(0.5)  # the allocator's next tick
     assert selector.current_hold == selector.hold
+
+
+def test_no_choice_before_the_subscriber_answered_and_transport_cc_starts_lower(call):
+    clock = call.clock
+    viewer = Participant("viewer-2", clock=clock, scheduler=clock)
+    viewer.bandwidth = SubscriberBandwidth(Estimator(minimum=1_000))
+    late = Consumer(call.sim.producer, viewer.id, FakeTransport(), 0x50B5C009)
+    viewer.add_consumer(late)  # offered, not answered yet
+    call.run(2.0)
+    assert late.selector is None  # no first choice before its answer says the mode
+    viewer.bandwidth.use_transport_cc(start=40_000)
+    assert viewer.bandwidth.start_bitrate == viewer.bandwidth.estimator.bitrate == 40_000
+    assert late.negotiate(SUBSCRIBER_PAYLOAD_TYPES, SUBSCRIBER_EXT_IDS)
+    call.run(0.5)
+    layers = call.sim.producer.selector_layers(clock.monotonic())
+    assert late.selector.choice == LayerSelector().update(0, VIDEO_SHARE * 40_000, layers)
+    assert late.selector.choice.bitrate <= VIDEO_SHARE * 40_000  # for the lower start, not the top
+
+
+def test_transport_cc_does_not_restart_an_estimate_that_has_feedback(call):
+    call.remb = 2_000_000
+    call.run(1.0)
+    bandwidth = call.viewer.bandwidth
+    bandwidth.use_transport_cc()
+    assert bandwidth.estimator.mode == "remb" and bandwidth.start_bitrate != 300_000

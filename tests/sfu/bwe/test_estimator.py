@@ -139,3 +139,41 @@ def test_a_flood_into_a_slow_link_is_not_judged_far_under_what_got_through():
     after = [s.estimate for s in samples if s.t >= 1.0]
     assert min(after) >= 0.6 * 300_000  # the loss ceiling stays near what arrived
     assert sum(after) / len(after) <= 1.3 * 300_000
+
+
+def test_what_is_usable_is_what_the_path_has_shown_not_the_estimates_own_growth():
+    # an SFU sends a layer, not the estimate: 400 kbit/s on a 3 Mbit/s link. The
+    # delay-based estimate grows by itself (to 1.5 x acknowledged); usable does not
+    link = Link(steps((0, 3 * MBIT)), queue=0.2)
+    estimator = Estimator(start=300_000, maximum=5 * MBIT)
+    sim = Simulation(link, estimator, media=lambda t, e: 400_000)
+    sim.run(20.0)
+    assert estimator.mode == "twcc" and estimator.bitrate > 1.3 * 400_000
+    assert estimator.usable <= 1.1 * 400_000
+    # a probe that gets through at its rate shows more: usable follows it
+    sim.want = lambda t, e: 2 * MBIT
+    sim.run(23.0)
+    assert estimator.probed_at is not None and estimator.usable >= 1 * MBIT
+
+
+def test_a_congestion_cut_takes_what_was_shown_down_with_it():
+    link = Link(steps((0, 3 * MBIT), (10, 300_000)), queue=0.2)
+    estimator = Estimator(start=300_000, maximum=5 * MBIT)
+    sim = Simulation(link, estimator, media=lambda t, e: min(e.usable, 1.5 * MBIT),
+                     want=lambda t, e: 2 * MBIT)
+    sim.run(9.9)
+    assert estimator.usable >= 1 * MBIT  # probed up on the fast link
+    sim.run(14.0)
+    assert estimator.usable <= 1.3 * 300_000  # the drop's overuse cut it
+
+
+def test_in_remb_mode_usable_is_the_estimate():
+    estimator = Estimator(start=300_000)
+    estimator.on_remb(0.0, 2 * MBIT)
+    assert estimator.usable == estimator.bitrate == 2 * MBIT
+
+
+def test_a_restart_before_any_feedback_starts_from_the_new_start():
+    estimator = Estimator(start=1 * MBIT)
+    estimator.restart(300_000)
+    assert estimator.bitrate == estimator.proven == 300_000 and estimator.mode is None

@@ -302,6 +302,19 @@ def test_a_successful_probe_undoes_the_doubled_hold():
     assert selector.current_hold == 4.0
 
 
+def test_a_ceiling_stops_up_switches_but_never_moves_the_current_option_down():
+    selector = LayerSelector(hold=2.0)
+    assert selector.update(0.0, 600_000, PLAIN, ceiling=600_000).spatial == 1
+    # the estimate covers the top, what the path has shown does not: no up-switch
+    for t in (0.5, 3.0, 6.0):
+        assert selector.update(t, 2_500_000, PLAIN, ceiling=600_000).spatial == 1
+    assert selector.desired_bitrate is not None  # probe for it
+    # under the current option the ceiling changes nothing: the estimate decides
+    assert selector.update(7.0, 2_500_000, PLAIN, ceiling=100_000).spatial == 1
+    selector.update(8.0, 2_500_000, PLAIN, ceiling=2_100_000)  # a probe showed it
+    assert selector.update(10.0, 2_500_000, PLAIN, ceiling=2_100_000).spatial == 2
+
+
 def test_with_pause_after_a_moment_under_the_lowest_is_the_lowest_not_a_pause():
     selector = LayerSelector(hold=2.0, pause_after=1.0)
     assert selector.update(0.0, 600_000, PLAIN).spatial == 1
