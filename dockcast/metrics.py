@@ -172,11 +172,21 @@ def _subscriber_gauges(participants: list[Any]) -> Iterable[Any]:
                                   "not negotiated)", labels=labels)
     probes = GaugeMetricFamily("dockcast_debug_subscriber_probe_clusters",
                                "Probe clusters sent to a subscriber", labels=labels)
+    usable = GaugeMetricFamily("dockcast_debug_subscriber_usable_bps",
+                               "What of a subscriber's estimate its path has shown: layers go "
+                               "up only within it (bit/s; transport-cc)", labels=labels)
+    track = [*labels, "track"]
+    counts = {name: GaugeMetricFamily(f"dockcast_debug_consumer_{name}", text, labels=track)
+              for name, text in (("resyncs", "Restarts of a consumer at a keyframe past a hole"),
+                                 ("keyframe_requests", "Keyframes a consumer asked its producer for"),
+                                 ("retransmissions", "Packets a consumer resent on NACK"),
+                                 ("nacks", "NACKs a consumer received"))}
     for p in participants:
         if not p.consumers:
             continue
         bandwidth = p.bandwidth
         estimate.add_metric([p.id, p.identity], bandwidth.estimator.bitrate)
+        usable.add_metric([p.id, p.identity], bandwidth.estimator.usable)
         budget.add_metric([p.id, p.identity], bandwidth.budget)
         if p.send_side is not None:
             stats = p.send_side.stats()
@@ -186,7 +196,13 @@ def _subscriber_gauges(participants: list[Any]) -> Iterable[Any]:
             if c.kind == "video" and c.producer.simulcast:
                 layer.add_metric([p.id, p.identity, c.producer.id],
                                  -1 if c.bandwidth_paused else c.state.layer)
+            if c.kind == "video":
+                for name, family in counts.items():
+                    family.add_metric([p.id, p.identity, c.producer.id],
+                                      getattr(c, "retransmitted" if name == "retransmissions" else name))
     yield estimate
+    yield usable
+    yield from counts.values()
     yield budget
     yield layer
     yield feedbacks

@@ -303,6 +303,15 @@ class Consumer:
         layer = producer.best_layer(now, spatial=self.target_layer, max_height=self.max_height)
         if layer is None:
             return None
+        if self.selector is not None and self.target_layer is not None and layer > self.target_layer:
+            # the layer the estimate allows is not flowing (a moment's gap, or the
+            # publisher's encoder starting): not a larger one, which floods the link
+            # the estimate was made for (a 300 kbit/s viewer was moved to 1280x720 so);
+            # gone for good, it leaves the selector's options and the selector moves on.
+            # Not started yet: start on it when it comes, not on the default top
+            if not self.state.started:
+                self.state.layer = self.target_layer
+            return None
         self.state.temporal_limit = (ALL_TEMPORAL if not self.state.vp8 else choose_temporal(
             producer.layers[layer], self.max_fps, self.target_temporal))
         if not self.state.started:

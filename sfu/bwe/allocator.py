@@ -142,6 +142,8 @@ class SubscriberBandwidth:
         self._rates: dict[str, _Rate] = {}
         self._paused_at: dict[str, float] = {}  # consumer id -> when it paused for bandwidth
         self._probed_at: float | None = None  # the estimator's last successful probe, as seen
+        self.transport_cc = False
+        """Started for transport-cc (`use_transport_cc`)."""
         self._covered: set[int] = set()  # the SSRCs REMBs named (none named: all)
         self.budget = 0
         """What the last tick shared among the simulcast consumers (bit/s)."""
@@ -152,11 +154,13 @@ class SubscriberBandwidth:
 
     def use_transport_cc(self, start: int = TWCC_START_BITRATE) -> None:
         """The subscriber negotiated transport-cc: start from ``start``, which probes
-        raise, rather than from ``start_bitrate``. Nothing changes once feedback
+        raise, rather than from ``start_bitrate``, and on the lowest layer while a
+        producer's layers are not measured yet. Nothing changes once feedback
         arrived. (No choice is made before the subscriber's answer: `tick` skips
         consumers not yet negotiated.)"""
-        if self.estimator.mode is not None or start == self.start_bitrate:
+        if self.estimator.mode is not None or self.transport_cc:
             return
+        self.transport_cc = True
         self.start_bitrate = start
         self.estimator.restart(start)
 
@@ -228,11 +232,17 @@ class SubscriberBandwidth:
         # layer does not fit (aiortc's is 0.85 x that after any overuse); loss can.
         # Before any feedback nothing pauses.
         keep = (max(0.0, self.estimator.loss.bitrate - fixed) if mode == "remb"
-                else math.inf if mode is None else 0.0)
+                else math.inf if mode is None else self._arriving(fixed))
         # a producer with no layer measured yet: its consumers keep their defaults
-        # (a selector with nothing to choose would have the publisher stop all but q)
-        plans = sorted(((c, self._selector(c), layers) for c, layers in
-                        ((c, c.producer.selector_layers(now)) for c in layered) if layers),
+        # (a selector with nothing to choose would have the publisher stop all but q),
+        # the top layer, but for a transport-cc start: the lowest until measured
+        measured = [(c, c.producer.selector_layers(now)) for c in layered]
+        if self.transport_cc:
+            for consumer, layers in measured:
+                if not layers and consumer.selector is None and consumer.target_layer is None:
+                    consumer.set_layers(spatial=0, max_height=consumer.max_height,
+                                        max_fps=consumer.max_fps)
+        plans = sorted(((c, self._selector(c), layers) for c, layers in measured if layers),
                        key=lambda p: (_cheapest(p[2]), p[0].id))
         probed = self.estimator.probed_at != self._probed_at
         self._probed_at = self.estimator.probed_at
@@ -260,6 +270,15 @@ class SubscriberBandwidth:
             if change is not None:
                 changes.append(change)
         return changes
+
+    def _arriving(self, fixed: float) -> float:
+        """Transport-cc: what of the video the subscriber acknowledges (the acked rate
+        less what the rest sends). The lowest option is kept while it arrives: a
+        layer that gets through fits, whatever an estimate just cut at an overuse
+        says (0.85 x what arrived while a queue filled, then a slow climb: a 300 kbit/s
+        viewer's 320x180 was paused for 6 s that way, its link never too slow for it)."""
+        acked = self.estimator.acked_bitrate
+        return max(0.0, acked - fixed) if acked is not None else 0.0
 
     def _selector(self, consumer: Any) -> LayerSelector:
         """The consumer's selector (made at its first tick), with its subscriber's

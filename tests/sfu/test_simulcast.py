@@ -372,6 +372,34 @@ def test_a_layer_that_stops_is_left_for_the_next_one_down(sim, clock, upstream):
     assert_continuous(out(consumer))
 
 
+def test_a_bandwidth_choice_whose_layer_is_not_flowing_never_moves_up(sim, clock, upstream):
+    # the estimate allows q; q stops a moment (or has not started): forwarding f, the
+    # lowest layer that flows, would flood the link the estimate was made for
+    from sfu.bwe import LayerSelector  # noqa: PLC0415
+
+    sim.frames(2, key=True)
+    consumer = sim.consumer(spatial=0)
+    consumer.selector = LayerSelector()  # a subscriber whose layers follow its estimate
+    sim.frames(3)
+    assert consumer.state.layer == 0
+    sim.frames(40, only=(1, 2))  # q stopped
+    sim.producer.tick(clock.monotonic())
+    sim.layers[2].frame(key=True)
+    sim.frames(3, only=(1, 2))
+    assert consumer.state.layer == 0 and consumer.pending_layer is None
+    # one not started yet waits for its layer rather than starting on the default top
+    late = Consumer(sim.producer, "PA_viewer_2", FakeTransport(), 0x50B5C002)
+    late.selector = LayerSelector()
+    late.set_layers(spatial=1)
+    sim.frames(40, only=(2,))  # only f flows
+    sim.producer.tick(clock.monotonic())
+    late.set_layers(spatial=1)
+    assert late.state.layer == 1
+    # without a selector (no bandwidth rule) the lowest layer flowing is taken, as before
+    plain = sim.consumer(spatial=0)
+    assert plain.state.layer == 2
+
+
 class Tap:
     def __init__(self):
         self.ssrcs, self.changes, self.keyframes = [], [], 0

@@ -402,3 +402,39 @@ def test_transport_cc_does_not_restart_an_estimate_that_has_feedback(call):
     bandwidth = call.viewer.bandwidth
     bandwidth.use_transport_cc()
     assert bandwidth.estimator.mode == "remb" and bandwidth.start_bitrate != 300_000
+
+
+def test_with_transport_cc_what_arrives_keeps_the_lowest_layer():
+    from sfu.bwe.twcc import PacketResult  # noqa: PLC0415
+
+    bandwidth = SubscriberBandwidth(Estimator(minimum=1_000))
+    assert bandwidth._arriving(0.0) == 0.0  # nothing acknowledged yet: no say
+    # 200 bytes every 10 ms arrive: 160 kbit/s, of which 40 are audio
+    results = [PacketResult(seq=i, send_time=i * 0.01, size=200, arrival=0.02 + i * 0.01)
+               for i in range(100)]
+    bandwidth.estimator.on_feedback(1.1, results)
+    assert bandwidth._arriving(40_000) == pytest.approx(120_000, rel=0.05)
+    # a selector keeps the lowest option while that much of its video arrives, whatever
+    # the estimate: under it for longer than pause_after, it is not paused
+    selector = LayerSelector(pause_after=1.0)
+    layers = [SelectorLayer(0, 110_000), SelectorLayer(1, 500_000)]
+    assert selector.update(0.0, 200_000, layers).spatial == 0
+    for t in (0.5, 1.0, 2.0, 3.0):
+        assert selector.update(t, 50_000, layers, keep=bandwidth._arriving(40_000)).spatial == 0
+    assert selector.update(4.0, 50_000, layers, keep=0.0).spatial == 0  # under from now on
+    assert selector.update(5.1, 50_000, layers, keep=0.0).paused
+
+
+def test_a_transport_cc_start_takes_the_lowest_layer_until_the_layers_are_measured(clock, upstream):
+    for transport_cc, expected in ((True, 0), (False, None)):
+        sim = Simulcast(clock, upstream)
+        viewer = Participant("viewer", clock=clock, scheduler=clock)
+        if transport_cc:
+            viewer.bandwidth.use_transport_cc()
+        consumer = Consumer(sim.producer, viewer.id, FakeTransport(), VIEWER_SSRC)
+        viewer.add_consumer(consumer)
+        assert consumer.negotiate(SUBSCRIBER_PAYLOAD_TYPES, SUBSCRIBER_EXT_IDS)
+        sim.frames(3, key=True)  # flowing, not measured yet (the producer's tick is once a second)
+        viewer.allocate(clock.monotonic())
+        assert sim.producer.selector_layers(clock.monotonic()) == []
+        assert consumer.target_layer == expected  # REMB mode: the default, the top
