@@ -84,6 +84,12 @@ class Layer:
     _window_octets: int = 0
     _window_start: float | None = None
     _last_steps: tuple = (0.0, (), ())
+    keyframe_bytes: int = 0
+    """How big its keyframes are (payload bytes): the last one, or a recent larger one
+    decaying by a fifth per keyframe. A keyframe must cross a subscriber's link in
+    one go (`sfu.bwe.LayerSelector`'s ``keyframe_s``)."""
+    _key_ts: int = -1  # the keyframe being received (its RTP timestamp), -1: none
+    _key_bytes: int = 0
 
     def for_selector(self) -> SelectorLayer | None:
         """This layer as `sfu.bwe.LayerSelector` weighs it: as last measured while it
@@ -93,7 +99,7 @@ class Layer:
             return None
         fps, temporal_fps, temporal_bitrates = self._last_steps
         return SelectorLayer(self.spatial, self.last_bitrate, self.width, self.height, fps or 30.0,
-                             temporal_bitrates, temporal_fps)
+                             temporal_bitrates, temporal_fps, self.keyframe_bytes)
 
     def active(self, now: float) -> bool:
         return now - self.last_packet_at < LAYER_TIMEOUT
@@ -270,6 +276,9 @@ class SimulcastProducer(Producer):
         self.octets += length
         if ts != layer._last_ts:  # a new frame
             layer._last_ts = ts
+            if layer._key_ts >= 0:  # the keyframe before it is complete
+                layer.keyframe_bytes = max(layer._key_bytes, layer.keyframe_bytes * 4 // 5)
+                layer._key_ts = -1
             layer._tid = max(vp8_temporal_id(data, payload_offset), 0) if self._vp8 else 0
             layer._frames[layer._tid] += 1
         layer._tid_octets[layer._tid] += length
@@ -277,6 +286,8 @@ class SimulcastProducer(Producer):
             data[payload_offset:payload_offset + 16])
         if keyframe:
             self._keyframe(layer, seq, ts, now, data[payload_offset:payload_offset + 20])
+        if ts == layer._key_ts:
+            layer._key_bytes += length
         if self._taps and layer is self.primary:
             self._tap_rtp(data, keyframe)
         if self._states:
@@ -308,6 +319,8 @@ class SimulcastProducer(Producer):
         if layer.last_keyframe_seq >= 0 and ((seq - layer.last_keyframe_seq) & 0xFFFF) >= 0x8000:
             return  # an older keyframe resent: the latest one stays the latest
         layer.last_keyframe_seq, layer.last_keyframe_at = seq, now
+        if layer._key_ts != ts:
+            layer._key_ts, layer._key_bytes = ts, 0
         if self._vp8:
             size = vp8_frame_size(head)
             if size is not None:

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .estimator import Estimator
-from .selector import PAUSE_AFTER_S, Choice, LayerSelector
+from .selector import KEYFRAME_S, PAUSE_AFTER_S, Choice, LayerSelector
 
 __all__ = [
     "REMB_FRESH_S",
@@ -294,6 +294,9 @@ class SubscriberBandwidth:
         # in REMB mode detail first: a temporal step needs no keyframe, a spatial one does
         selector.smooth = self.estimator.mode == "twcc"
         selector.pause_after = PAUSE_AFTER_S if self.estimator.mode == "twcc" else 0.0
+        # a layer only while its keyframe crosses the link: with transport-cc, where
+        # the estimate is the path's (after a start on it, before any feedback, too)
+        selector.keyframe_s = KEYFRAME_S if self.transport_cc else None
         return selector
 
     def _trial_due(self, now: float, consumer: Any, selector: LayerSelector) -> bool:

@@ -20,6 +20,10 @@ with hysteresis so that a noisy estimate does not flap between layers:
   link gets 320x180 at 30 fps, not 640x360 at 7.5 (libwebrtc and LiveKit climb
   spatially only at the base frame rate too); below the lowest layer's full rate
   its own temporal steps are what is left before pausing;
+- with ``keyframe_s`` (transport-cc), a layer is offered only while its keyframe
+  (``Layer.keyframe_bytes``) crosses the link at the estimate within that many
+  seconds (``KEYFRAME_S``, 0.5): a large picture at a low frame rate fits a slow link's
+  rate, its keyframes do not;
 - paused (reason ``"bandwidth"``) when even the lowest option does not fit, or with
   ``pause_ratio`` < 1 (REMB mode: a receiver's REMB is about what it receives, and
   aiortc's falls to 0.85 x that at any overuse) only under ``pause_ratio`` x its
@@ -38,7 +42,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["PAUSED_REASON", "PAUSE_AFTER_S", "SMOOTH_FPS_SHARE", "TEMPORAL_SPLIT", "Choice", "Layer", "LayerSelector",
+__all__ = ["KEYFRAME_S", "PAUSED_REASON", "PAUSE_AFTER_S", "SMOOTH_FPS_SHARE", "TEMPORAL_SPLIT", "Choice", "Layer", "LayerSelector",
            "needed_layers", "publisher_remb"]
 
 PAUSED_REASON = "bandwidth"
@@ -48,6 +52,10 @@ subscribers), video pauses only once the estimate has stayed under the lowest op
 this long (before that: the lowest option): a drop-tail queue draining after a link
 drops, or one low sample, is not worth a pause and a keyframe to come back. (In REMB
 mode the REMB keeps the lowest option, and loss pauses it: `sfu.bwe.allocator`.)"""
+
+KEYFRAME_S = 0.5
+"""With ``LayerSelector(keyframe_s=KEYFRAME_S)`` (the allocator's for transport-cc
+subscribers), the seconds a layer's keyframe may take to cross the link."""
 
 TEMPORAL_SPLIT = {2: (0.6, 1.0), 3: (0.4, 0.6, 1.0), 4: (0.25, 0.4, 0.6, 1.0)}
 """Cumulative share of a layer's bitrate up to each temporal id, by how many there are
@@ -81,6 +89,8 @@ class Layer:
     fps: float = 30.0
     temporal_bitrates: tuple[int, ...] = ()
     temporal_fps: tuple[float, ...] = ()
+    keyframe_bytes: int = 0
+    """How big its keyframes are, if known (0: not)."""
 
     def temporal_steps(self) -> list[tuple[int, float]]:
         """``[(bitrate, fps)]`` up to each temporal id, the last being the whole layer."""
@@ -129,8 +139,10 @@ class LayerSelector:
     def __init__(self, *, max_height: int | None = None, max_fps: float | None = None,
                  down_ratio: float = 0.9, up_ratio: float = 1.15, hold: float = 2.5,
                  settle: float = 10.0, max_hold: float = 20.0, pause_ratio: float = 1.0,
-                 smooth: bool = False, pause_after: float = 0.0) -> None:
+                 smooth: bool = False, pause_after: float = 0.0,
+                 keyframe_s: float | None = None) -> None:
         self.max_height = max_height
+        self.keyframe_s = keyframe_s
         self.smooth = smooth
         self.pause_after = pause_after
         self.max_fps = max_fps
@@ -146,6 +158,7 @@ class LayerSelector:
         self.choice = Choice()
         self.switches = 0
         self._ladder: list[_Option] = []
+        self._best: _Option | None = None  # the best option, whether its keyframe crosses or not
         self._up_since: float | None = None
         self._up_to: _Option | None = None
         self._under_since: float | None = None  # since when the lowest option has not fit
@@ -154,9 +167,10 @@ class LayerSelector:
     def desired_bitrate(self) -> int | None:
         """The estimate the best allowed option needs (its bitrate x ``up_ratio``), or
         None when it is already chosen (nothing to probe for)."""
-        if not self._ladder or self._current() == len(self._ladder) - 1:
+        best = self._best
+        if best is None or (best.spatial, best.temporal) == (self.choice.spatial, self.choice.temporal):
             return None
-        return math.ceil(self._ladder[-1].bitrate * self.up_ratio)
+        return math.ceil(best.bitrate * self.up_ratio)
 
     @property
     def pending_spatial(self) -> int | None:
@@ -179,7 +193,9 @@ class LayerSelector:
         by ``estimate``. ``ceiling``: what the path has shown it takes (transport-cc:
         `Estimator.usable`'s share): an up-switch only to options under it as under
         the estimate; the current option is kept or left by ``estimate`` alone."""
-        self._ladder = ladder = self._options(layers)
+        options = self._options(layers)
+        self._best = options[-1] if options else None
+        self._ladder = ladder = self._crossing(options, layers, estimate)
         if not ladder:
             return self._set(Choice(), now)
         i = self._current()
@@ -266,6 +282,19 @@ class LayerSelector:
             if option.spatial == self.choice.spatial and option.temporal == self.choice.temporal:
                 return j
         return None
+
+    def _crossing(self, ladder: list[_Option], layers: Sequence[Layer], estimate: float) -> list[_Option]:
+        """With ``keyframe_s``: the options whose layer's keyframe crosses the link at
+        ``estimate`` within that many seconds (the lowest layer's always): a layer
+        is as costly as its keyframes, which every switch, resync and loss brings,
+        whatever its frame rate (Chromium's 1280x720 at 10 fps fits 250 kbit/s; its
+        keyframe takes a 300 kbit/s link a second, and the viewer froze on each)."""
+        if self.keyframe_s is None or not ladder:
+            return ladder
+        budget = self.keyframe_s * estimate / 8
+        heavy = {layer.spatial for layer in layers if layer.keyframe_bytes > budget}
+        lowest = ladder[0].spatial
+        return [o for o in ladder if o.spatial == lowest or o.spatial not in heavy]
 
     def _options(self, layers: Sequence[Layer]) -> list[_Option]:
         layers = sorted((layer for layer in layers if layer.bitrate > 0), key=lambda layer: layer.spatial)

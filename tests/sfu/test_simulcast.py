@@ -189,6 +189,26 @@ def test_each_layer_is_measured(sim, clock):
     assert not any(layer.active(clock.monotonic()) for layer in sim.producer.layers)
 
 
+def test_each_layers_keyframe_size_is_measured(sim, clock):
+    def payload_bytes(layer, seqs):
+        return sum(parse_header(layer.sent[q])[6] - parse_header(layer.sent[q])[5] for q in seqs)
+
+    layer = sim.layers[2]
+    first = layer.frame(key=True, packets=8)
+    assert sim.producer.layers[2].keyframe_bytes == 0  # known once the keyframe is complete
+    layer.frame(packets=2)
+    assert sim.producer.layers[2].keyframe_bytes == payload_bytes(layer, first)
+    small = layer.frame(key=True, packets=2)
+    layer.frame()
+    # a smaller keyframe lowers the figure by a fifth at most
+    assert payload_bytes(layer, small) < sim.producer.layers[2].keyframe_bytes == payload_bytes(layer, first) * 4 // 5
+    big = layer.frame(key=True, packets=20)
+    layer.frame()
+    assert sim.producer.layers[2].keyframe_bytes == payload_bytes(layer, big)
+    assert sim.producer.layers[2].for_selector() is None or \
+        sim.producer.layers[2].for_selector().keyframe_bytes == payload_bytes(layer, big)
+
+
 def test_rtx_is_mapped_by_repaired_rid_and_restored_into_its_layer(sim, clock):
     sim.frames(2, key=True)
     consumer = sim.consumer(spatial=1)

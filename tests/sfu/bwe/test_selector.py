@@ -315,6 +315,25 @@ def test_a_ceiling_stops_up_switches_but_never_moves_the_current_option_down():
     assert selector.update(10.0, 2_500_000, PLAIN, ceiling=2_100_000).spatial == 2
 
 
+def test_with_keyframe_s_a_layer_whose_keyframe_cannot_cross_the_link_is_not_offered():
+    # 1280x720 at half its rate fits 300 kbit/s; its 40 kB keyframe takes the link a second
+    layers = [Layer(0, 110_000, 320, 180, 20, keyframe_bytes=4_000),
+              Layer(1, 300_000, 640, 360, 20, keyframe_bytes=12_000),
+              Layer(2, 220_000, 1280, 720, 20, keyframe_bytes=40_000)]
+    assert LayerSelector().update(0.0, 260_000, layers).spatial == 2
+    selector = LayerSelector(keyframe_s=0.5, hold=1.0)
+    assert selector.update(0.0, 260_000, layers).spatial == 0  # h's 12 kB: 0.37 s, but 300k does not fit
+    assert selector.desired_bitrate is not None  # the best option is still probed for
+    # the link grows: 40 kB in 0.5 s needs 640 kbit/s
+    selector.update(1.0, 700_000, layers)
+    assert selector.update(2.5, 700_000, layers).spatial == 2
+    # a link that shrinks takes it away at once, whatever its rate says
+    assert selector.update(3.0, 400_000, layers).spatial in (0, 1)
+    # the lowest layer's keyframe is always allowed (or nothing would be)
+    heavy = [Layer(0, 110_000, keyframe_bytes=100_000), Layer(1, 300_000, keyframe_bytes=200_000)]
+    assert LayerSelector(keyframe_s=0.5).update(0.0, 200_000, heavy).spatial == 0
+
+
 def test_with_pause_after_a_moment_under_the_lowest_is_the_lowest_not_a_pause():
     selector = LayerSelector(hold=2.0, pause_after=1.0)
     assert selector.update(0.0, 600_000, PLAIN).spatial == 1
