@@ -201,12 +201,12 @@ def _subscriber_gauges(participants: list[Any]) -> Iterable[Any]:
                     family.add_metric([p.id, p.identity, c.producer.id],
                                       getattr(c, "retransmitted" if name == "retransmissions" else name))
     yield estimate
-    yield usable
-    yield from counts.values()
     yield budget
     yield layer
     yield feedbacks
     yield probes
+    yield usable
+    yield from counts.values()
 
 
 def _message_metrics(messaging: Messaging) -> Iterable[Any]:

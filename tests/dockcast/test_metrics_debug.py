@@ -17,7 +17,8 @@ from signalling.membership import LocalMembership
 def viewer(layer: int, paused: bool = False, send_side: SendSideBandwidth | None = None):
     video = SimpleNamespace(kind="video", producer=SimpleNamespace(id="TR_cam", simulcast=True),
                             state=SimpleNamespace(layer=layer, packets=0, octets=0),
-                            bandwidth_paused=paused, retransmitted=0, nacks_refused=0, nacks=0)
+                            bandwidth_paused=paused, retransmitted=7, nacks_refused=0, nacks=9,
+                            resyncs=2, keyframe_requests=3)
     audio = SimpleNamespace(kind="audio", producer=SimpleNamespace(id="TR_mic", simulcast=False),
                             state=SimpleNamespace(layer=0, packets=0, octets=0),
                             retransmitted=0, nacks_refused=0, nacks=0)
@@ -44,6 +45,11 @@ async def test_debug_gauges_say_each_subscribers_estimate_budget_and_layer():
     assert value("dockcast_debug_subscriber_budget_bps", who) == 250_000
     assert value("dockcast_debug_consumer_layer", {**who, "track": "TR_cam"}) == 1
     assert value("dockcast_debug_consumer_layer", {**who, "track": "TR_mic"}) is None  # audio
+    assert value("dockcast_debug_subscriber_usable_bps", who) == p.bandwidth.estimator.usable
+    cam = {**who, "track": "TR_cam"}
+    assert [value(f"dockcast_debug_consumer_{name}", cam) for name in
+            ("resyncs", "keyframe_requests", "retransmissions", "nacks")] == [2, 3, 7, 9]
+    assert value("dockcast_debug_consumer_resyncs", {**who, "track": "TR_mic"}) is None
 
 
 async def test_transport_cc_feedbacks_and_probes_are_shown_only_where_negotiated():
@@ -80,4 +86,6 @@ async def test_debug_gauges_are_off_by_default(monkeypatch):
             if m.name.startswith("dockcast_debug")] == [
         "dockcast_debug_subscriber_estimate_bps", "dockcast_debug_subscriber_budget_bps",
         "dockcast_debug_consumer_layer", "dockcast_debug_subscriber_transport_cc_feedbacks",
-        "dockcast_debug_subscriber_probe_clusters"]
+        "dockcast_debug_subscriber_probe_clusters", "dockcast_debug_subscriber_usable_bps",
+        "dockcast_debug_consumer_resyncs", "dockcast_debug_consumer_keyframe_requests",
+        "dockcast_debug_consumer_retransmissions", "dockcast_debug_consumer_nacks"]
