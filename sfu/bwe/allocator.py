@@ -59,8 +59,9 @@ __all__ = [
     "REMB_PAUSE_RATIO",
     "REMB_UP_RATIO",
     "START_BITRATE",
-    "TWCC_START_BITRATE",
     "TICK_S",
+    "TWCC_FIRST_SHARE",
+    "TWCC_START_BITRATE",
     "UP_RATIO",
     "VIDEO_SHARE",
     "Allocation",
@@ -85,6 +86,10 @@ use_transport_cc`): libwebrtc's. Its probes find the rest within a second on a f
 link (each that succeeds is followed by one at twice the rate), and a slow link is
 not flooded for the seconds before its first estimate (a 300 kbit/s viewer started on
 a 0.5 Mbit/s layer showed its first frame 3.5 s after it joined)."""
+TWCC_FIRST_SHARE = 0.5
+"""Of ``TWCC_START_BITRATE``, what the first layer choice may take (before any
+feedback): the start is not measured; the layer that fits half of it leaves room for
+keyframes and for the guess being wrong, and probes raise it."""
 UP_RATIO = 1.15
 """Up to a better layer when the estimate stays above this x its bitrate (transport-cc:
 the estimate is the path's, found by probes)."""
@@ -223,6 +228,11 @@ class SubscriberBandwidth:
             return []
         mode = self.estimator.mode
         estimate = self.estimator.bitrate if mode is not None else self.start_bitrate
+        if mode is None and self.transport_cc:
+            # the start is a guess, and probes will tell within a second or two: the
+            # first layer leaves it room (Chromium's 1280x720 at 10 fps, 212 kbit/s,
+            # chosen on a 300 kbit/s guess for a 300 kbit/s link, froze 1-5 s)
+            estimate *= TWCC_FIRST_SHARE
         remaining = max(0.0, self.video_share * estimate - fixed)
         # up-switches within what the path has shown (transport-cc), not the estimate alone
         shown = max(0.0, self.video_share * self.estimator.usable - fixed) if mode == "twcc" else math.inf

@@ -3,7 +3,8 @@ that negotiate transport-cc, each behind its own emulated link (`bench.wan.UdpRe
 300 kbit/s and 3 Mbit/s, watching a Chromium simulcast publisher (q/h/f) and an aiortc
 microphone. The node numbers every video packet to them (transport-wide sequence
 numbers), reads their transport-cc feedback, estimates delay-based and probes for more:
-they get different layers, the slow one never freezes for more than a second, the fast
+they get different layers, the slow one never freezes for more than a second once it
+settled (its first seconds are printed: see docs/media.md), the fast
 one reaches the top layer; its link then drops to 300 kbit/s and comes back, and its
 layer follows down and up while audio keeps flowing. Everything is read from what the
 pages decoded (Chromium's own stats every 100 ms) and from the node's debug gauges; the
@@ -136,12 +137,17 @@ async def test_transport_cc_subscribers_get_layers_that_follow_their_links(node_
         settled = max((b[0] for a, b in pairwise(slow.samples) if b[0] >= settle_from and b[2] != a[2]),
                       default=settle_from)
         slow_gap = slow.longest_gap(1, settled)
+        # "never freezes for more than 1 s": from its first frame, the start included
+        slow_ever = slow.longest_gap(1, slow.first(lambda s: s[1] > 0))
         print(f"fast: top layer {reached_top:.1f} s after its first frame; slow: heights "
-              f"{sorted(set(heights))}, longest freeze {slow_gap:.2f} s since it settled; "
+              f"{sorted(set(heights))}, longest freeze {slow_gap:.2f} s since it settled, "
+              f"{slow_ever:.2f} s since its first frame; "
               f"estimates {[gauge(node, 'dockcast_debug_subscriber_estimate_bps', i) for i in ('seller-slow', 'seller-fast')]}")
         assert 0 < slow.height < TOP == fast.height
         assert reached_top < 10.0
         assert slow_gap < 1.0
+        # from its first frame: 0.2-0.7 s in most runs, 1.2-5 s in some (the first
+        # seconds on an unknown link, docs/media.md); printed, not asserted
 
         # the fast one's link drops to 300 kbit/s, then comes back; "the layer follows":
         # the layer the node forwards (its gauge), and the first smaller frame decoded

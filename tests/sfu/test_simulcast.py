@@ -17,6 +17,7 @@ from fakes import (
     FakeTransport,
 )
 
+from sfu.bwe import LayerSelector
 from sfu.consumer import RESYNC_SEQ_SKIP, Consumer
 from sfu.demux import RtpDemuxer
 from sfu.extensions import EXT_MID, EXT_REPAIRED_RID, EXT_RID
@@ -395,8 +396,6 @@ def test_a_layer_that_stops_is_left_for_the_next_one_down(sim, clock, upstream):
 def test_a_bandwidth_choice_whose_layer_is_not_flowing_never_moves_up(sim, clock, upstream):
     # the estimate allows q; q stops a moment (or has not started): forwarding f, the
     # lowest layer that flows, would flood the link the estimate was made for
-    from sfu.bwe import LayerSelector  # noqa: PLC0415
-
     sim.frames(2, key=True)
     consumer = sim.consumer(spatial=0)
     consumer.selector = LayerSelector()  # a subscriber whose layers follow its estimate

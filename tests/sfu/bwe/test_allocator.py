@@ -25,7 +25,8 @@ from sfu.bwe import (
     publisher_remb,
 )
 from sfu.bwe import Layer as SelectorLayer
-from sfu.bwe.allocator import VIDEO_SHARE
+from sfu.bwe.allocator import TWCC_FIRST_SHARE, VIDEO_SHARE
+from sfu.bwe.twcc import PacketResult
 from sfu.consumer import Consumer
 from sfu.participant import MediaSettings, Participant
 from sfu.producer import Producer
@@ -358,8 +359,6 @@ def test_numbers_a_resync_skipped_are_not_counted_as_lost():
 
 
 def test_a_successful_probe_resets_the_selectors_backoff(call):
-    from sfu.bwe.twcc import PacketResult  # noqa: PLC0415
-
     estimator = call.viewer.bandwidth.estimator
     call.run(1.0)  # the layers measured, the consumer's selector made
     selector = call.video.selector
@@ -392,8 +391,8 @@ def test_no_choice_before_the_subscriber_answered_and_transport_cc_starts_lower(
     assert late.negotiate(SUBSCRIBER_PAYLOAD_TYPES, SUBSCRIBER_EXT_IDS)
     call.run(0.5)
     layers = call.sim.producer.selector_layers(clock.monotonic())
-    assert late.selector.choice == LayerSelector().update(0, VIDEO_SHARE * 40_000, layers)
-    assert late.selector.choice.bitrate <= VIDEO_SHARE * 40_000  # for the lower start, not the top
+    assert late.selector.choice == LayerSelector().update(0, VIDEO_SHARE * TWCC_FIRST_SHARE * 40_000, layers)
+    assert late.selector.choice.bitrate <= VIDEO_SHARE * TWCC_FIRST_SHARE * 40_000  # half the lower start
 
 
 def test_transport_cc_does_not_restart_an_estimate_that_has_feedback(call):
@@ -405,8 +404,6 @@ def test_transport_cc_does_not_restart_an_estimate_that_has_feedback(call):
 
 
 def test_with_transport_cc_what_arrives_keeps_the_lowest_layer():
-    from sfu.bwe.twcc import PacketResult  # noqa: PLC0415
-
     bandwidth = SubscriberBandwidth(Estimator(minimum=1_000))
     assert bandwidth._arriving(0.0) == 0.0  # nothing acknowledged yet: no say
     # 200 bytes every 10 ms arrive: 160 kbit/s, of which 40 are audio
