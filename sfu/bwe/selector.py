@@ -205,7 +205,13 @@ class LayerSelector:
                                  or keep >= ladder[0].bitrate):
             best_fit = 0  # not clearly under the lowest: keep video
         if i is None and self.choice.reason != PAUSED_REASON:
-            # first choice, or the chosen layer is gone: the best that fits, at once
+            # first choice, or the chosen option is gone (its layer's measured frame
+            # rates moved, say): the best that fits, at once; in place of a gone one,
+            # no higher than what the path has shown (``ceiling``) nor than it was
+            if best_fit is not None and self.choice.spatial is not None:
+                limit = min(ceiling, max(self.choice.bitrate, ladder[0].bitrate))
+                best_fit = max([j for j in range(best_fit + 1) if ladder[j].bitrate <= limit],
+                               default=0)
             return self._set(ladder[best_fit].choice() if best_fit is not None else self._paused(), now)
         current_bitrate = ladder[i].bitrate if i is not None else 0
         if best_fit is not None:

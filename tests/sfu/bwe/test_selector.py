@@ -334,6 +334,23 @@ def test_with_keyframe_s_a_layer_whose_keyframe_cannot_cross_the_link_is_not_off
     assert LayerSelector(keyframe_s=0.5).update(0.0, 200_000, heavy).spatial == 0
 
 
+def test_an_option_that_vanishes_is_replaced_within_what_was_chosen_and_shown():
+    # the current option leaves the ladder (its layer's measured rates moved): its
+    # replacement is not a jump up on an estimate the path has not shown
+    before = [Layer(0, 150_000, 320, 180, 30, (60_000, 90_000, 150_000)),
+              Layer(1, 500_000, 640, 360, 30, (200_000, 300_000, 500_000))]
+    selector = LayerSelector(hold=2.0)
+    assert selector.update(0.0, 330_000, before, ceiling=330_000) == Choice(1, 1, 300_000)
+    # now measured with two temporal layers: (1, 1) is no option any more
+    after = [before[0], Layer(1, 520_000, 640, 360, 30, (260_000, 520_000), (15.0, 30.0))]
+    choice = selector.update(0.5, 2_000_000, after, ceiling=330_000)
+    assert choice.bitrate <= 300_000 and choice.spatial is not None
+    # without a ceiling (REMB mode), as before: the best that fits
+    selector = LayerSelector(hold=2.0)
+    selector.update(0.0, 330_000, before)
+    assert selector.update(0.5, 330_000, after).bitrate <= 330_000
+
+
 def test_with_pause_after_a_moment_under_the_lowest_is_the_lowest_not_a_pause():
     selector = LayerSelector(hold=2.0, pause_after=1.0)
     assert selector.update(0.0, 600_000, PLAIN).spatial == 1
