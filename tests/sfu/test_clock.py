@@ -121,9 +121,20 @@ async def test_timers_on_a_grid_share_one_deadline_on_the_loop():
     loop = asyncio.get_running_loop()
     scheduler = AsyncioScheduler()
     fired = []
+
+    def due() -> None:
+        fired.append(loop.time())
+        if len(fired) == 1:  # runs at the loop's next iteration, after this wakeup's
+            loop.call_soon(lambda: fired.append("next wakeup"))
+
     for _ in range(3):  # set at three different times
-        scheduler.call_on_grid(0.1, lambda: fired.append(loop.time()), grid=0.25)
+        scheduler.call_on_grid(0.1, due, grid=0.25)
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.5)
-    assert len(fired) == 3 and len(set(fired)) == 1  # one instant: one wakeup ran them all
-    assert fired[0] == pytest.approx(round(fired[0] / 0.25) * 0.25, abs=0.002)
+    # one wakeup ran them all (loop.time() itself may move a millisecond between them
+    # on a loaded machine: seen in CI)
+    assert len(fired) == 4 and fired[3] == "next wakeup"
+    assert max(fired[:3]) - min(fired[:3]) < 0.01
+    # on the grid: due at a multiple of 0.25 s of the loop's clock (late by a loaded
+    # machine's scheduling, not by a timer's own period)
+    assert fired[0] == pytest.approx(round(fired[0] / 0.25) * 0.25, abs=0.05)
