@@ -120,7 +120,7 @@ class MediaRequests:
             participant.on_bandwidth = lambda consumer, reason: self._bandwidth_event(
                 room, participant, consumer, reason)
         for track_id in set(track_ids) & set(participant.consumers):  # a change of limits
-            participant.consumers[track_id].set_layers(**limits)
+            participant.consumers[track_id].set_limits(**limits)
         self._subscribing.setdefault(participant, set()).update(new)
 
         async def subscribe() -> None:
@@ -128,7 +128,7 @@ class MediaRequests:
                 for consumer in await room.subscribe(participant, track_ids):
                     # before it forwards anything: activation waits for the answer
                     consumer.on_close.append(self.rooms.retired.retire_consumer)
-                    consumer.set_layers(**limits)
+                    consumer.set_limits(**limits)
             finally:
                 left = self._subscribing.get(participant, set())
                 left.difference_update(new)

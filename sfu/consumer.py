@@ -295,6 +295,17 @@ class Consumer:
         self.max_height, self.max_fps = max_height, max_fps
         self.update_layer()
 
+    def set_limits(self, *, max_height: int | None = None, max_fps: float | None = None) -> None:
+        """The subscriber's own limits (``subscribe``'s ``max_height``, ``max_fps``;
+        None: none), leaving the layer chosen for its bandwidth as it is: the allocator
+        weighs them at its next tick. (`set_layers` with them alone would reset the
+        chosen layer to the top: a 300 kbit/s viewer whose client subscribed again
+        was moved to 1280x720 until the next tick, and its keyframe flooded the link.)
+        Without a bandwidth selector they take effect at once."""
+        self.max_height, self.max_fps = max_height, max_fps
+        if self.selector is None:
+            self.update_layer()
+
     def _choose(self) -> int | None:
         """Set the temporal limit now; return the spatial layer wanted (None: no layer
         is active). Before the state starts, the layer is taken at once."""

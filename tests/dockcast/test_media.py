@@ -28,7 +28,7 @@ class StandInConsumer:
         self.limits: dict = {}
         self.on_close: list = []
 
-    def set_layers(self, **limits) -> None:
+    def set_limits(self, **limits) -> None:
         self.limits = limits
 
 

@@ -393,6 +393,22 @@ def test_a_layer_that_stops_is_left_for_the_next_one_down(sim, clock, upstream):
     assert_continuous(out(consumer))
 
 
+def test_a_subscribers_own_limits_leave_the_layer_chosen_for_its_bandwidth(sim, clock):
+    sim.frames(2, key=True)
+    consumer = sim.consumer(spatial=1)
+    consumer.selector = LayerSelector()  # its layer follows its estimate
+    sim.frames(3)
+    assert consumer.state.layer == 1
+    consumer.set_limits(max_fps=15)  # the client subscribes again, with a frame-rate limit
+    assert (consumer.target_layer, consumer.max_fps, consumer.pending_layer) == (1, 15, None)
+    sim.layers[2].frame(key=True)
+    sim.frames(3)
+    assert consumer.state.layer == 1  # not moved to the top by the new limits
+    plain = sim.consumer()  # no selector: the limits take effect at once
+    plain.set_limits(max_height=180)
+    assert plain.pending_layer == 0
+
+
 def test_a_bandwidth_choice_whose_layer_is_not_flowing_never_moves_up(sim, clock, upstream):
     # the estimate allows q; q stops a moment (or has not started): forwarding f, the
     # lowest layer that flows, would flood the link the estimate was made for
