@@ -83,6 +83,30 @@ _REDIS_DOWN = (RedisError, OSError, DirectoryError, DurableDbError, TimeoutError
 _FORWARDED = (ParticipantJoined, ParticipantLeft, TrackPublished, TrackUnpublished)
 
 
+def _raise_if_cancelling() -> None:
+    """In a loop that survives Redis errors: a cancellation that came as one (see
+    `_cancel_all`) ends the loop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def _cancel_all(tasks: list[asyncio.Task], tries: int = 5, wait_s: float = 1.0) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again those still running after
+    ``wait_s``: redis-py can turn a cancellation that meets its own read timeout into
+    a TimeoutError, which a loop that outlives Redis outages takes for one and goes on
+    (a node's stop once hung on its pub/sub listener so). Gives up after ``tries``."""
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(tries):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=wait_s)
+    if pending:
+        logger.warning("cluster: %d task(s) did not stop when cancelled", len(pending))
+
+
 class Cluster:
     """See the module docstring. ``start`` after the node's server is listening."""
 
@@ -145,9 +169,7 @@ class Cluster:
                                                          "trunk_port": self.server.port})
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _cancel_all(list(self._tasks))
         for trunk in list(self.trunks.values()):
             trunk.close("node stopping")
         if self.server is not None:
@@ -348,6 +370,7 @@ class Cluster:
                     if raw.get("type") == "pmessage":
                         await self._on_room_event(raw)
             except _REDIS_DOWN as exc:
+                _raise_if_cancelling()
                 if not interrupted:
                     logger.warning("cluster: lost the other nodes' room events (%s); "
                                    "subscribing again when Redis is back", exc)
@@ -470,6 +493,7 @@ class Cluster:
                     self._resync = False
                     await self._announce()
             except _REDIS_DOWN as exc:  # Redis down: keep serving, try again
+                _raise_if_cancelling()
                 logger.warning("cluster: heartbeat failed (Redis unreachable?): %s", exc)
 
     async def _announce(self) -> None:

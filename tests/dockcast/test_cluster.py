@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis_server import RedisServer
 
-from dockcast.cluster import Cluster
+from dockcast.cluster import Cluster, _cancel_all
 from sfu.cluster import RedisDirectory
 from signalling.bus import EventBus
 from signalling.events import RoomCreated
@@ -189,3 +189,21 @@ async def test_a_node_the_directory_forgot_registers_again_with_its_rooms(node, 
         await wait_for(back)
     finally:
         await directory.close()
+
+
+async def test_a_task_that_swallows_a_cancellation_is_cancelled_again():
+    swallowed = []
+
+    async def stubborn() -> None:  # as a Redis loop that took a cancellation for a timeout
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed.append(True)
+
+    task = asyncio.ensure_future(stubborn())
+    await asyncio.sleep(0)
+    await _cancel_all([task], wait_s=0.2)
+    assert task.cancelled() and swallowed == [True]
