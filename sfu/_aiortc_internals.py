@@ -31,6 +31,8 @@ What is relied on:
 
 from __future__ import annotations
 
+import asyncio
+
 import importlib.metadata
 from collections.abc import Callable
 from typing import Any
@@ -49,7 +51,7 @@ __all__ = ["CHECKED_VERSIONS", "check", "sender_ssrc", "sender_rtx_ssrc", "negot
            "peer_connection_cname", "ice_connection", "rx_srtp", "tx_srtp", "nominated_pair",
            "hook_dtls", "hook_data_received", "unhook_data_received", "hook_datagram_received",
            "srtp_protect_native", "set_host_addresses",
-           "accept_rsa_dtls_peers", "DTLS_CIPHERS", "connection_diagnostics"]
+           "accept_rsa_dtls_peers", "DTLS_CIPHERS", "connection_diagnostics", "quiet_connect_tasks"]
 
 CHECKED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
 
@@ -227,6 +229,29 @@ def stop_decoder_after_receive(receiver: RTCRtpReceiver) -> None:
         receiver._RTCRtpReceiver__stop_decoder()
 
     receiver.receive = receive
+
+
+def quiet_connect_tasks(pc: RTCPeerConnection) -> int:
+    """aiortc starts ICE and DTLS in a task of its own (``RTCPeerConnection.__connect``)
+    that nobody awaits; closing the peer connection while it runs makes it fail with
+    ``InvalidStateError`` ("RTCIceTransport is closed"), which asyncio then logs as
+    "Task exception was never retrieved" with a traceback (a peer that vanishes right
+    after its answer). Retrieve it: the close is the reason. Returns how many such
+    tasks were found."""
+    found = 0
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        if (getattr(coro, "__name__", "") == "__connect" and frame is not None
+                and frame.f_locals.get("self") is pc):
+            task.add_done_callback(_retrieve)
+            found += 1
+    return found
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def peer_connection_cname(pc: RTCPeerConnection) -> str:

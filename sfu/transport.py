@@ -471,6 +471,7 @@ class WebRtcTransport:
         self._tx_protect = self._tx_protect_rtcp = self._sendto = None
         self.on_rtp = _ignore_rtp
         self.on_rtcp = _ignore_rtcp
+        internals.quiet_connect_tasks(self.pc)
         try:
             await self.pc.close()
         except Exception:  # noqa: BLE001 - closing must not fail the caller
