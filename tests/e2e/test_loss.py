@@ -195,7 +195,10 @@ async def test_five_percent_loss_on_a_subscribers_link(node):
         # the node answered the subscriber's NACKs (as RTX: aiortc unwraps them)
         assert figures["nacks_received"] > 0 and figures["retransmissions"] > 0
         assert sub.rtx_packets > 0  # as RTX, which aiortc negotiated and unwraps
-        assert figures["retransmissions"] / figures["nacks_received"] > 0.5, figures
+        # most NACKed packets are resent (70-90 of 86-120 in most runs); after a resync
+        # aiortc NACKs the hundreds of numbers it skipped, which cannot be (675 NACKs,
+        # 84 resent once in CI): the ratio is printed, the resends asserted
+        assert figures["retransmissions"] >= 30, figures
         assert figures["decoded_fraction"] > 0.9, figures
         # aiortc's receiver NACKs a packet again only when a new gap appears (no timer, as
         # Chromium's has), so a lost RTX of a lost packet sometimes waits for its jitter
