@@ -127,14 +127,17 @@ async def test_timers_on_a_grid_share_one_deadline_on_the_loop():
         if len(fired) == 1:  # runs at the loop's next iteration, after this wakeup's
             loop.call_soon(lambda: fired.append("next wakeup"))
 
+    # start just after a grid point, so that the three deadlines (now + 0.1 s, set 10 ms
+    # apart) fall in one grid window: across a grid point they are two (seen in CI)
+    await asyncio.sleep(1.0 - loop.time() % 1.0 + 0.01)
     for _ in range(3):  # set at three different times
-        scheduler.call_on_grid(0.1, due, grid=0.25)
+        scheduler.call_on_grid(0.1, due, grid=1.0)
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.2)
     # one wakeup ran them all (loop.time() itself may move a millisecond between them
     # on a loaded machine: seen in CI)
     assert len(fired) == 4 and fired[3] == "next wakeup"
     assert max(fired[:3]) - min(fired[:3]) < 0.01
-    # on the grid: due at a multiple of 0.25 s of the loop's clock (late by a loaded
+    # on the grid: due at a multiple of 1 s of the loop's clock (late by a loaded
     # machine's scheduling, not by a timer's own period)
-    assert fired[0] == pytest.approx(round(fired[0] / 0.25) * 0.25, abs=0.05)
+    assert fired[0] == pytest.approx(round(fired[0] / 1.0) * 1.0, abs=0.05)
