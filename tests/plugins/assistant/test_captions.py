@@ -18,7 +18,7 @@ from plugins.assistant.segmenter import Utterance
 from plugins.assistant.speech import Transcript
 from signalling.errors import BadRequest, Forbidden, NotFound
 
-from .media import Conn, MediaContext, error_rate, opus_rtp, publish_audio, publish_video
+from .media import ERROR_LIMIT, Conn, MediaContext, error_rate, opus_rtp, publish_audio, publish_video
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,7 +46,7 @@ def captions(ctx) -> list:
     return [m for m in ctx.messages if m.topic == "assistant.caption"]
 
 
-@pytest.mark.parametrize("lang, limit", [("en", 0.2), ("zh", 0.6)])
+@pytest.mark.parametrize("lang, limit", sorted(ERROR_LIMIT.items()))
 async def test_speech_on_a_track_becomes_a_caption_message(setup, clips, lang, limit):
     ctx, publisher, service = setup
     track = publish_audio(publisher)
