@@ -40,6 +40,16 @@ __all__ = ["LAYER_TIMEOUT", "Layer", "SimulcastProducer", "choose_layer", "choos
 
 LAYER_TIMEOUT = 1.0
 """A layer that sent nothing for this long is inactive (the publisher dropped it)."""
+MEASURES_KEPT = 5
+"""A layer is weighed for subscribers' layer choices (`Layer.for_selector`) at the
+median of its last this many one-second measures while it flowed: one second is
+noisy (Chromium's 320x180, 200-390 kbit/s most seconds, was measured at 640-900 now
+and then, and a 300 kbit/s viewer was paused for it for seconds), a median of five
+follows a real change within three."""
+MEASURES_TRUSTED = 3
+"""A layer is offered to subscribers' layer choices once it was measured this many
+times: a publisher's first seconds are its encoder's ramp (Chromium's 1280x720 at 390
+kbit/s in its first second, 810 in the next: a 300 kbit/s viewer was put on it)."""
 
 
 # -- layers --------------------------------------------------------------------------
@@ -83,7 +93,7 @@ class Layer:
     _tid: int = 0  # of the frame being received
     _window_octets: int = 0
     _window_start: float | None = None
-    _last_steps: tuple = (0.0, (), ())
+    _windows: list = field(default_factory=list)  # the last MEASURES_KEPT (bitrate, fps, ...)
     keyframe_bytes: int = 0
     """How big its keyframes are (payload bytes): the last one, or a recent larger one
     decaying by a fifth per keyframe. A keyframe must cross a subscriber's link in
@@ -92,13 +102,13 @@ class Layer:
     _key_bytes: int = 0
 
     def for_selector(self) -> SelectorLayer | None:
-        """This layer as `sfu.bwe.LayerSelector` weighs it: as last measured while it
-        flowed (a layer the publisher paused still costs what it did), None if it
-        never did."""
-        if not self.last_bitrate:
+        """This layer as `sfu.bwe.LayerSelector` weighs it: the median of its last
+        measures while it flowed (`MEASURES_KEPT`; a layer the publisher paused still
+        costs what it did), None before it was measured `MEASURES_TRUSTED` times."""
+        if len(self._windows) < min(MEASURES_TRUSTED, MEASURES_KEPT):
             return None
-        fps, temporal_fps, temporal_bitrates = self._last_steps
-        return SelectorLayer(self.spatial, self.last_bitrate, self.width, self.height, fps or 30.0,
+        bitrate, fps, temporal_fps, temporal_bitrates = sorted(self._windows)[len(self._windows) // 2]
+        return SelectorLayer(self.spatial, bitrate, self.width, self.height, fps or 30.0,
                              temporal_bitrates, temporal_fps, self.keyframe_bytes)
 
     def active(self, now: float) -> bool:
@@ -121,7 +131,8 @@ class Layer:
             if self.bitrate:
                 self.last_bitrate = self.bitrate
                 self.peak_bitrate = max(self.peak_bitrate, self.bitrate)
-                self._last_steps = (self.fps, self.temporal_fps, self.temporal_bitrates)
+                self._windows = [*self._windows[1 - MEASURES_KEPT:],
+                                 (self.bitrate, self.fps, self.temporal_fps, self.temporal_bitrates)]
         self._window_start, self._window_octets = now, 0
         self._frames = [0] * (ALL_TEMPORAL + 1)
         self._tid_octets = [0] * (ALL_TEMPORAL + 1)

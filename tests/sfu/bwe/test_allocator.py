@@ -114,7 +114,7 @@ class Call:
 @pytest.fixture
 def call(clock, upstream) -> Call:
     call = Call(clock, upstream)
-    call.run(2.0)  # every layer flows and is measured
+    call.run(4.0)  # every layer flows and is measured (MEASURES_TRUSTED times)
     return call
 
 
@@ -130,7 +130,7 @@ def test_a_new_subscriber_starts_on_the_start_layer_and_a_remb_of_what_arrives_k
     # a start estimate the middle layer fits and the top does not (1 Mbit/s against
     # a typical Chromium q/h/f: 0.2, 0.7, 2.5 Mbit/s)
     call.viewer.bandwidth = SubscriberBandwidth(Estimator(minimum=1_000), start_bitrate=200_000)
-    call.run(3.0)  # the layers are measured (the producer's second tick), then chosen
+    call.run(4.5)  # the layers are measured (three windows), then chosen
     start = call.video.selector.choice
     assert start == call.expected(200_000) and not call.video.bandwidth_paused
     assert (start.spatial, start.temporal) != (2, None)  # not the top layer at full rate
@@ -169,7 +169,7 @@ def test_video_gets_a_share_of_the_estimate_less_what_audio_sends(call):
 def test_the_layer_follows_the_remb_down_at_once_and_up_after_holding(call):
     _, mid, top = call.layer_bitrates()
     call.remb = 3 * top
-    assert call.run(2.0, until=lambda: call.video.selector is not None) is not None
+    assert call.run(4.0, until=lambda: call.video.selector is not None) is not None
     assert call.video.state.layer == 2
     # a REMB under which the middle layer fits and no step of the top one does
     call.remb = next(r for r in range(3 * top, 0, -5_000) if call.expected(r).spatial == 1)
@@ -360,7 +360,7 @@ def test_numbers_a_resync_skipped_are_not_counted_as_lost():
 
 def test_a_successful_probe_resets_the_selectors_backoff(call):
     estimator = call.viewer.bandwidth.estimator
-    call.run(1.0)  # the layers measured, the consumer's selector made
+    call.run(3.0)  # the layers measured, the consumer's selector made
     selector = call.video.selector
     selector.current_hold = 16.0  # up-switches failed while the link was down
     call.run(1.0)
@@ -435,3 +435,17 @@ def test_a_transport_cc_start_takes_the_lowest_layer_until_the_layers_are_measur
         viewer.allocate(clock.monotonic())
         assert sim.producer.selector_layers(clock.monotonic()) == []
         assert consumer.target_layer == expected  # REMB mode: the default, the top
+
+
+def test_with_transport_cc_unmeasured_layers_start_on_the_lowest_at_its_base_rate(clock, upstream):
+    # a publisher's first seconds are its encoder's ramp (Chromium's 320x180 at 640-800
+    # kbit/s): before its layers are measured, a transport-cc subscriber gets the
+    # lowest one's base temporal layer, then the selector's choice
+    call = Call(clock, upstream)
+    call.viewer.bandwidth.use_transport_cc()
+    call.run(0.5)
+    assert call.sim.producer.selector_layers(clock.monotonic()) == []
+    assert (call.video.target_layer, call.video.target_temporal) == (0, 0)
+    assert call.video.selector is None
+    call.run(4.0)
+    assert call.video.selector is not None and call.video.selector.choice.spatial is not None
