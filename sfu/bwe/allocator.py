@@ -250,7 +250,9 @@ class SubscriberBandwidth:
         if self.transport_cc:
             for consumer, layers in measured:
                 if not layers and consumer.selector is None and consumer.target_layer is None:
-                    consumer.set_layers(spatial=0, max_height=consumer.max_height,
+                    # its base frame rate: a publisher's first seconds are its
+                    # encoder's ramp (Chromium's 320x180 at 640-800 kbit/s)
+                    consumer.set_layers(spatial=0, temporal=0, max_height=consumer.max_height,
                                         max_fps=consumer.max_fps)
         plans = sorted(((c, self._selector(c), layers) for c, layers in measured if layers),
                        key=lambda p: (_cheapest(p[2]), p[0].id))
@@ -304,6 +306,9 @@ class SubscriberBandwidth:
         # in REMB mode detail first: a temporal step needs no keyframe, a spatial one does
         selector.smooth = self.estimator.mode == "twcc"
         selector.pause_after = PAUSE_AFTER_S if self.estimator.mode == "twcc" else 0.0
+        # transport-cc: a pause ends once the path shows room for the lowest option
+        # (the estimate and what probes measured, no margin): it paused under that
+        selector.resume_ratio = 1.0 if self.estimator.mode == "twcc" else selector.up_ratio
         # a layer only while its keyframe crosses the link: with transport-cc, where
         # the estimate is the path's (after a start on it, before any feedback, too)
         selector.keyframe_s = KEYFRAME_S if self.transport_cc else None

@@ -140,8 +140,12 @@ class LayerSelector:
                  down_ratio: float = 0.9, up_ratio: float = 1.15, hold: float = 2.5,
                  settle: float = 10.0, max_hold: float = 20.0, pause_ratio: float = 1.0,
                  smooth: bool = False, pause_after: float = 0.0,
-                 keyframe_s: float | None = None) -> None:
+                 keyframe_s: float | None = None, resume_ratio: float | None = None) -> None:
         self.max_height = max_height
+        self.resume_ratio = up_ratio if resume_ratio is None else resume_ratio
+        """A paused video resumes at its lowest option once the estimate has stayed
+        above this x its bitrate for ``hold`` (``up_ratio`` unless told: a pause is
+        worse than the margin an up-switch keeps)."""
         self.keyframe_s = keyframe_s
         self.smooth = smooth
         self.pause_after = pause_after
@@ -212,6 +216,13 @@ class LayerSelector:
                 limit = min(ceiling, max(self.choice.bitrate, ladder[0].bitrate))
                 best_fit = max([j for j in range(best_fit + 1) if ladder[j].bitrate <= limit],
                                default=0)
+            elif best_fit is None and self.pause_after:
+                # a first choice, or a flowing video whose option left the ladder: the
+                # lowest option, and a pause only if the estimate stays under it
+                # (``pause_after``), as for any other; not a pause at once because a
+                # start estimate was cut or a measure moved
+                self._under_since = now
+                best_fit = 0
             return self._set(ladder[best_fit].choice() if best_fit is not None else self._paused(), now)
         current_bitrate = ladder[i].bitrate if i is not None else 0
         if best_fit is not None:
@@ -234,8 +245,10 @@ class LayerSelector:
                 self.current_hold = self.hold
             self._last_up = None
             return self._set(ladder[lower].choice() if lower is not None else self._paused(), now)
+        paused = i is None
         better = [j for j, o in enumerate(ladder)
-                  if (i is None or j > i) and min(estimate, ceiling) >= self.up_ratio * o.bitrate]
+                  if (paused or j > i) and min(estimate, ceiling)
+                  >= (self.resume_ratio if paused and j == 0 else self.up_ratio) * o.bitrate]
         if not better:
             self._up_since = self._up_to = None
             return self.choice
