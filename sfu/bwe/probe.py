@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from .sendlog import NOT_PROBE
 from .twcc import PacketResult
 
-__all__ = ["Probe", "ProbeController", "ProbeResults"]
+__all__ = ["START_INTERVAL_S", "Probe", "ProbeController", "ProbeResults"]
+
+START_INTERVAL_S = 1.0
+"""Until a first probe has succeeded, a failed one is retried after this, not after
+the controller's ``interval``: a start is a guess (300 kbit/s), and the first cluster
+often fails where the first keyframe burst fills the queue with it (a 3 Mbit/s
+viewer waited 4.8 s at its start for a second probe, and 8 s for the top layer)."""
 
 MIN_PACKETS = 5
 MIN_DURATION = 0.015
@@ -115,13 +121,19 @@ class ProbeController:
     A probe is worth sending only when the caller wants more than the estimate. It goes
     at up to twice the estimate (1.25 x ``want`` if less); a success (the result reaches 70 %
     of the probe's rate) is followed by the next probe at once, so the estimate doubles
-    per round trip up to what the path takes; otherwise the next is ``interval`` s later.
+    per round trip up to what the path takes; otherwise the next is ``interval`` s later
+    (``start_interval`` until one has succeeded).
     A probe with no result after ``timeout`` s counts as failed.
     """
 
-    def __init__(self, maximum: int, interval: float = 3.0, timeout: float = 1.0) -> None:
+    def __init__(self, maximum: int, interval: float = 3.0, timeout: float = 1.0,
+                 start_interval: float = START_INTERVAL_S) -> None:
         self.maximum = maximum
         self.interval = interval
+        self.start_interval = min(start_interval, interval)
+        self.succeeded = False
+        """Whether a probe has succeeded yet (until then a failed one is retried
+        after ``start_interval``)."""
         self.timeout = timeout
         self._next_cluster = 0
         self._pending: Probe | None = None
@@ -136,7 +148,7 @@ class ProbeController:
             if now - self._pending_since < self.timeout:
                 return None
             self._pending = None
-            self._next_at = now + self.interval
+            self._next_at = now + self._wait()
         if now < self._next_at:
             return None
         # aim past ``want``: a probe measures a little under its own rate
@@ -155,5 +167,9 @@ class ProbeController:
             return False
         self._pending = None
         succeeded = bitrate >= 0.7 * pending.bitrate
-        self._next_at = now if succeeded else now + self.interval
+        self._next_at = now if succeeded else now + self._wait()
+        self.succeeded = self.succeeded or succeeded
         return succeeded
+
+    def _wait(self) -> float:
+        return self.interval if self.succeeded else self.start_interval

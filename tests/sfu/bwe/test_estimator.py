@@ -53,15 +53,16 @@ def test_five_percent_random_loss_does_not_collapse_the_estimate(seed):
 def test_heavy_loss_cuts_and_the_ceiling_grows_back_without_loss():
     estimator = Estimator(start=2 * MBIT, maximum=5 * MBIT)
     estimator.mode = "twcc"
+    estimator.on_feedback(-1.0, [PacketResult(0, -1.5, 1200, 8.5)])  # past the start's grace
     # 90 packets in three feedbacks over 0.6 s, one in three lost: a third, judged once
-    results = [PacketResult(i, i * 0.01, 1200, None if i % 3 == 0 else 10 + i * 0.01) for i in range(90)]
+    results = [PacketResult(i, i * 0.01, 1200, None if i % 3 == 0 else 10 + i * 0.01) for i in range(1, 91)]
     for k in range(3):
         estimator.on_feedback(0.3 * k, results[30 * k: 30 * k + 30])
     assert estimator.loss.loss == pytest.approx(1 / 3)
     assert estimator.bitrate == pytest.approx(2 * MBIT * (1 - 1 / 6), rel=0.02)
     # then a second without loss: the ceiling grows again, 8 % a second
     ceiling = estimator.loss.bitrate
-    clean = [PacketResult(i, i * 0.01, 1200, 10 + i * 0.01) for i in range(90, 190)]
+    clean = [PacketResult(i, i * 0.01, 1200, 10 + i * 0.01) for i in range(91, 191)]
     estimator.on_feedback(0.9, clean[:50])
     estimator.on_feedback(1.6, clean[50:])
     assert estimator.loss.loss == 0 and estimator.loss.bitrate == pytest.approx(ceiling * 1.08)  # 1 s after
@@ -177,3 +178,17 @@ def test_a_restart_before_any_feedback_starts_from_the_new_start():
     estimator = Estimator(start=1 * MBIT)
     estimator.restart(300_000)
     assert estimator.bitrate == estimator.proven == 300_000 and estimator.mode is None
+
+
+def test_loss_of_the_first_packets_does_not_cut_the_estimate():
+    # a receiver whose DTLS ends after ours drops the first packets: START_LOSS_GRACE_S
+    estimator = Estimator(start=300_000, maximum=5 * MBIT)
+    early = [PacketResult(i, i * 0.02, 1200, None if i < 20 else 10 + i * 0.02) for i in range(45)]
+    for k in range(3):
+        estimator.on_feedback(0.3 * (k + 1), early[15 * k: 15 * k + 15])
+    assert estimator.loss.bitrate >= 300_000 and estimator.bitrate >= 300_000
+    # the same loss later is loss
+    later = [PacketResult(i, i * 0.02, 1200, None if i % 2 else 10 + i * 0.02) for i in range(60, 120)]
+    for k in range(4):
+        estimator.on_feedback(1.5 + 0.3 * k, later[15 * k: 15 * k + 15])
+    assert estimator.bitrate < 300_000

@@ -55,8 +55,24 @@ def test_the_controller_probes_only_for_more_and_doubles_while_it_succeeds():
     assert controller.request(3.4, 2_000_000, 5_000_000).bitrate == 4_000_000
 
 
+def test_until_a_probe_succeeds_a_failed_one_is_retried_after_the_start_interval():
+    controller = ProbeController(maximum=10_000_000, interval=3.0, start_interval=1.0)
+    first = controller.request(0.0, 300_000, 2_000_000)
+    assert not controller.on_result(0.1, first.cluster, 100_000)  # failed at the start
+    assert controller.request(1.0, 300_000, 2_000_000) is None
+    second = controller.request(1.15, 300_000, 2_000_000)
+    assert second is not None
+    assert controller.on_result(1.2, second.cluster, 600_000) and controller.succeeded
+    third = controller.request(1.2, 600_000, 2_000_000)
+    assert not controller.on_result(1.3, third.cluster, 400_000)
+    # once one succeeded, a failure waits the whole interval
+    assert controller.request(2.5, 600_000, 2_000_000) is None
+    assert controller.request(4.35, 600_000, 2_000_000) is not None
+
+
 def test_a_probe_without_a_result_times_out_as_failed():
     controller = ProbeController(maximum=10_000_000, interval=3.0, timeout=1.0)
+    controller.succeeded = True  # past the start (see the next test)
     assert controller.request(0.0, 500_000, 5_000_000) is not None
     assert controller.request(0.9, 500_000, 5_000_000) is None
     assert controller.request(1.1, 500_000, 5_000_000) is None  # failed: wait the interval
