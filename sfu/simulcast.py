@@ -42,10 +42,13 @@ LAYER_TIMEOUT = 1.0
 """A layer that sent nothing for this long is inactive (the publisher dropped it)."""
 MEASURES_KEPT = 5
 """A layer is weighed for subscribers' layer choices (`Layer.for_selector`) at the
-median of its last this many one-second measures while it flowed: one second is
-noisy (Chromium's 320x180, 200-390 kbit/s most seconds, was measured at 640-900 now
-and then, and a 300 kbit/s viewer was paused for it for seconds), a median of five
-follows a real change within three."""
+median of its last this many one-second measures while it flowed; a layer above the
+lowest at the last one if larger. One second is noisy (Chromium's 320x180, 200-390
+kbit/s most seconds, was measured at 640-900 now and then: at its word, the slow
+viewer's lowest option moved to 640x360), and a median of five lets a layer that
+grows look cheaper than it is for three seconds (Chromium's 1280x720 ramping up at a
+publisher's start: the slow viewer was put on it). A larger layer weighed too high
+costs an up-switch, the lowest weighed too high a pause."""
 MEASURES_TRUSTED = 3
 """A layer is offered to subscribers' layer choices once it was measured this many
 times: a publisher's first seconds are its encoder's ramp (Chromium's 1280x720 at 390
@@ -101,13 +104,19 @@ class Layer:
     _key_ts: int = -1  # the keyframe being received (its RTP timestamp), -1: none
     _key_bytes: int = 0
 
-    def for_selector(self) -> SelectorLayer | None:
+    def for_selector(self, cautious: bool = True) -> SelectorLayer | None:
         """This layer as `sfu.bwe.LayerSelector` weighs it: the median of its last
-        measures while it flowed (`MEASURES_KEPT`; a layer the publisher paused still
-        costs what it did), None before it was measured `MEASURES_TRUSTED` times."""
+        measures while it flowed, ``cautious`` the last if larger (`MEASURES_KEPT`; a
+        layer the publisher paused still costs what it did), None before it was
+        measured `MEASURES_TRUSTED` times."""
         if len(self._windows) < min(MEASURES_TRUSTED, MEASURES_KEPT):
             return None
-        bitrate, fps, temporal_fps, temporal_bitrates = sorted(self._windows)[len(self._windows) // 2]
+        # the typical second; ``cautious``, the last one if it was larger: a layer the
+        # encoder is still ramping up (Chromium's 1280x720: 200, 376, 690 kbit/s in its
+        # first three seconds) is weighed at what it is becoming, not at its past
+        median = sorted(self._windows)[len(self._windows) // 2]
+        bitrate, fps, temporal_fps, temporal_bitrates = \
+            max(median, self._windows[-1]) if cautious else median
         return SelectorLayer(self.spatial, bitrate, self.width, self.height, fps or 30.0,
                              temporal_bitrates, temporal_fps, self.keyframe_bytes)
 
@@ -460,7 +469,12 @@ class SimulcastProducer(Producer):
 
     def selector_layers(self, now: float) -> list[SelectorLayer]:
         """The layers a subscriber's `sfu.bwe.LayerSelector` chooses from."""
-        return [layer for layer in (lay.for_selector() for lay in self.layers) if layer is not None]
+        layers = []
+        for layer in self.layers:  # the lowest measured one at its typical second
+            weighed = layer.for_selector(cautious=bool(layers))
+            if weighed is not None:
+                layers.append(weighed)
+        return layers
 
     def needed_bitrate(self, now: float) -> int | None:
         """The REMB under which the publisher sends every layer someone needs and no

@@ -489,3 +489,28 @@ def test_the_publisher_hears_of_every_layer_and_gets_a_remb_for_all(clock, upstr
 
 def test_an_audio_producer_is_never_simulcast(make_producer):
     assert not make_producer("audio").simulcast and OPUS.name == "OPUS"
+
+
+def test_a_layer_is_weighed_at_its_typical_second_or_above_the_lowest_its_last_if_larger(sim):
+    def second(packets: int, only=(0, 1)) -> None:
+        sim.frames(30, only=only, key=False, packets=packets)
+        sim.producer.tick(sim.clock.monotonic())
+
+    def weighed() -> list[int]:
+        return [layer.bitrate for layer in sim.producer.selector_layers(sim.clock.monotonic())]
+
+    sim.frames(1, key=True, only=(0, 1))
+    sim.producer.tick(sim.clock.monotonic())  # the first window starts
+    second(2)
+    second(2)
+    assert weighed() == []  # measured twice: not yet
+    second(2)
+    low, high = weighed()
+    second(8)  # one large second (a burst, or a ramp): the larger layer weighed at it
+    burst_low, burst_high = weighed()
+    assert burst_high > 3 * high
+    assert burst_low == pytest.approx(low, rel=0.05)  # the lowest at its typical second
+    second(2)  # then the typical second again: the burst was one of five
+    assert weighed() == pytest.approx([low, high], rel=0.05)
+    second(1)  # a smaller last second: the median holds
+    assert weighed() == pytest.approx([low, high], rel=0.05)
