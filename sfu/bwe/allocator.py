@@ -167,7 +167,9 @@ class SubscriberBandwidth:
             return
         self.transport_cc = True
         self.start_bitrate = start
-        self.estimator.restart(start)
+        # the start is a guess, not something the path has shown: up-switches wait
+        # for what is acknowledged or probed beyond the first layer's share of it
+        self.estimator.restart(start, proven=TWCC_FIRST_SHARE * start)
 
     def on_remb(self, now: float, sender_ssrc: int, bitrate: int, ssrcs: Iterable[int] = ()) -> int:
         """A REMB from the subscriber. A receiver may send one per stream (aiortc: one

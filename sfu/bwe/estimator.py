@@ -65,12 +65,13 @@ class Estimator:
         what was acknowledged and what probes measured, cut with the estimate at each
         congestion signal. See `usable`."""
 
-    def restart(self, start: int) -> None:
+    def restart(self, start: int, proven: float | None = None) -> None:
         """Start again from ``start`` (before any feedback: a subscriber found to
-        negotiate transport-cc starts lower than one that will send REMBs)."""
+        negotiate transport-cc starts lower than one that will send REMBs), taking
+        ``proven`` (default: the start) as what the path has shown."""
         self.delay = DelayBasedEstimate(start, self.minimum, self.maximum)
         self.bitrate = min(max(start, self.minimum), self.maximum)
-        self.proven = float(self.bitrate)
+        self.proven = float(self.bitrate if proven is None else min(proven, self.bitrate))
 
     @property
     def usable(self) -> int:

@@ -210,10 +210,12 @@ class LayerSelector:
             best_fit = 0  # not clearly under the lowest: keep video
         if i is None and self.choice.reason != PAUSED_REASON:
             # first choice, or the chosen option is gone (its layer's measured frame
-            # rates moved, say): the best that fits, at once; in place of a gone one,
-            # no higher than what the path has shown (``ceiling``) nor than it was
-            if best_fit is not None and self.choice.spatial is not None:
-                limit = min(ceiling, max(self.choice.bitrate, ladder[0].bitrate))
+            # rates moved, say): the best that fits, at once
+            if best_fit is not None:
+                # no higher than what the path has shown (``ceiling``), and in place of
+                # a gone option no higher than it was
+                limit = ceiling if self.choice.spatial is None else \
+                    min(ceiling, max(self.choice.bitrate, ladder[0].bitrate))
                 best_fit = max([j for j in range(best_fit + 1) if ladder[j].bitrate <= limit],
                                default=0)
             elif best_fit is None and self.pause_after:

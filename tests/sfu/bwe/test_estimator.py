@@ -192,3 +192,13 @@ def test_loss_of_the_first_packets_does_not_cut_the_estimate():
     for k in range(4):
         estimator.on_feedback(1.5 + 0.3 * k, later[15 * k: 15 * k + 15])
     assert estimator.bitrate < 300_000
+
+
+def test_a_restart_may_take_less_than_the_start_as_shown():
+    estimator = Estimator(start=1_000_000)
+    estimator.restart(300_000, proven=150_000)
+    assert estimator.bitrate == 300_000 and estimator.proven == 150_000
+    estimator.mode = "twcc"
+    assert estimator.usable == 150_000
+    estimator.restart(300_000, proven=900_000)  # never above the start
+    assert estimator.proven == 300_000

@@ -402,3 +402,11 @@ def test_with_pause_after_a_first_choice_that_fits_nothing_is_the_lowest_option(
     assert selector.update(0.0, 100_000, PLAIN) == Choice(0, None, 150_000)
     assert selector.update(1.1, 100_000, PLAIN).reason == PAUSED_REASON
     assert LayerSelector().update(0.0, 100_000, PLAIN).reason == PAUSED_REASON
+
+
+def test_a_first_choice_stays_within_what_the_path_has_shown():
+    # transport-cc: a start estimate is a guess; the first layer is chosen within the
+    # ceiling (what was acknowledged or probed), as later up-switches are
+    assert LayerSelector().update(0.0, 600_000, PLAIN, ceiling=200_000) == Choice(0, None, 150_000)
+    assert LayerSelector().update(0.0, 600_000, PLAIN, ceiling=600_000) == Choice(1, None, 500_000)
+    assert LayerSelector().update(0.0, 600_000, PLAIN, ceiling=50_000) == Choice(0, None, 150_000)
