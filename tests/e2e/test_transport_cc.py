@@ -136,6 +136,8 @@ async def test_transport_cc_subscribers_get_layers_that_follow_their_links(node_
         heights = [s[2] for s in slow.samples if s[0] >= settle_from]
         settled = max((b[0] for a, b in pairwise(slow.samples) if b[0] >= settle_from and b[2] != a[2]),
                       default=settle_from)
+        # a change of height at the end of the window: watch it at least 3 s more
+        await until(watched, lambda: slow.now > settled + 3, 10)
         slow_gap = slow.longest_gap(1, settled)
         # "never freezes for more than 1 s": from its first frame, the start included
         slow_ever = slow.longest_gap(1, slow.first(lambda s: s[1] > 0))
