@@ -148,8 +148,10 @@ async def test_transport_cc_subscribers_get_layers_that_follow_their_links(node_
         assert 0 < slow.height < TOP == fast.height
         assert reached_top < 10.0
         assert slow_gap < 1.0
-        # from its first frame: 0.2-0.7 s in most runs, 1.2-5 s in some (the first
-        # seconds on an unknown link, docs/media.md); printed, not asserted
+        # "never freezes for more than 1 s", from its first frame: 0.3-0.8 s in 25 of
+        # 29 runs here, 1.0-1.3 s in four (1.2-5.6 s in half the runs before the start
+        # rules of docs/media.md): asserted with a margin for CI, so a regression fails
+        assert slow_ever < 2.0
 
         # the fast one's link drops to 300 kbit/s, then comes back; "the layer follows":
         # the layer the node forwards (its gauge), and the first smaller frame decoded
