@@ -148,9 +148,9 @@ async def test_transport_cc_subscribers_get_layers_that_follow_their_links(node_
         assert 0 < slow.height < TOP == fast.height
         assert reached_top < 10.0
         assert slow_gap < 1.0
-        # "never freezes for more than 1 s", from its first frame: 0.3-0.8 s in 25 of
-        # 29 runs here, 1.0-1.3 s in four (1.2-5.6 s in half the runs before the start
-        # rules of docs/media.md): asserted with a margin for CI, so a regression fails
+        # "never freezes for more than 1 s", from its first frame: 0.3-0.8 s in 15 of
+        # 17 runs here, 1.1 and 1.3 s in two (1.2-5.6 s in half the runs before the
+        # start rules of docs/media.md): asserted with a margin for CI
         assert slow_ever < 2.0
 
         # the fast one's link drops to 300 kbit/s, then comes back; "the layer follows":
@@ -172,6 +172,12 @@ async def test_transport_cc_subscribers_get_layers_that_follow_their_links(node_
         up = fast.first(lambda s: s[2] == TOP, restored) - restored
         probes = (gauge(node, "dockcast_debug_subscriber_probe_clusters", "seller-fast") or 0) - probes_before
         print("probe clusters, slow and fast:", [gauge(node, "dockcast_debug_subscriber_probe_clusters", i) for i in ("seller-slow", "seller-fast")])
+        # the page decoded the top layer, so the node forwards it: let the gauge's
+        # polls, slower than the page's on a loaded machine, catch up (CI: "up None")
+        for _ in range(100):
+            if watch.first(lambda layer: layer == 2, restored_at) is not None:
+                break
+            await asyncio.sleep(0.1)
         watch.task.cancel()
         node_down = watch.first(lambda layer: layer < 2, dropped_at)
         node_up = watch.first(lambda layer: layer == 2, restored_at)
