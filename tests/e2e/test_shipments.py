@@ -54,7 +54,10 @@ class Capture(http.server.ThreadingHTTPServer):
 
 class _CaptureHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers["Content-Length"]))
+        length = int(self.headers["Content-Length"])
+        body = self.rfile.read(length)
+        if len(body) < length:  # the sender died mid-request (a SIGKILLed node): not a request
+            return
         self.server.requests.append((self.path, dict(self.headers), body))
         self.send_response(204)
         self.end_headers()
