@@ -23,13 +23,18 @@ from dataclasses import dataclass
 from .sendlog import NOT_PROBE
 from .twcc import PacketResult
 
-__all__ = ["START_INTERVAL_S", "Probe", "ProbeController", "ProbeResults"]
+__all__ = ["START_INTERVAL_S", "START_PROBES", "Probe", "ProbeController", "ProbeResults"]
 
 START_INTERVAL_S = 1.0
 """Until a first probe has succeeded, a failed one is retried after this, not after
 the controller's ``interval``: a start is a guess (300 kbit/s), and the first cluster
 often fails where the first keyframe burst fills the queue with it (a 3 Mbit/s
 viewer waited 4.8 s at its start for a second probe, and 8 s for the top layer)."""
+START_PROBES = 3
+"""... for this many probes at most: a link no probe can get through (a 300 kbit/s link
+probed at twice its estimate) was otherwise probed every 1-2 s for good, and the
+queue each probe left cut its estimate until its video paused (4.5 s, in two
+`dockcast bench quality` runs of three)."""
 
 MIN_PACKETS = 5
 MIN_DURATION = 0.015
@@ -122,7 +127,7 @@ class ProbeController:
     at up to twice the estimate (1.25 x ``want`` if less); a success (the result reaches 70 %
     of the probe's rate) is followed by the next probe at once, so the estimate doubles
     per round trip up to what the path takes; otherwise the next is ``interval`` s later
-    (``start_interval`` until one has succeeded).
+    (``start_interval`` until one has succeeded, for the first `START_PROBES`).
     A probe with no result after ``timeout`` s counts as failed.
     """
 
@@ -172,4 +177,6 @@ class ProbeController:
         return succeeded
 
     def _wait(self) -> float:
-        return self.interval if self.succeeded else self.start_interval
+        if self.succeeded or self.probes_sent >= START_PROBES:
+            return self.interval
+        return self.start_interval

@@ -1,6 +1,7 @@
 import pytest
 
 from sfu.bwe import NOT_PROBE, PacketResult, Probe, ProbeController, ProbeResults
+from sfu.bwe.probe import START_PROBES
 
 
 def cluster(n, size, send_gap, arrival_gap, probe=3, start_seq=0):
@@ -68,6 +69,18 @@ def test_until_a_probe_succeeds_a_failed_one_is_retried_after_the_start_interval
     # once one succeeded, a failure waits the whole interval
     assert controller.request(2.5, 600_000, 2_000_000) is None
     assert controller.request(4.35, 600_000, 2_000_000) is not None
+
+
+def test_start_retries_end_after_start_probes_on_a_link_no_probe_gets_through():
+    stuck = ProbeController(maximum=10_000_000, interval=3.0, start_interval=1.0)
+    t = 0.0
+    for _ in range(START_PROBES):
+        probe = stuck.request(t, 300_000, 2_000_000)
+        assert probe is not None
+        assert not stuck.on_result(t + 0.1, probe.cluster, 280_000)
+        t += 1.15
+    assert stuck.request(t + 1.0, 300_000, 2_000_000) is None  # now the whole interval
+    assert stuck.request(t + 2.0, 300_000, 2_000_000) is not None
 
 
 def test_a_probe_without_a_result_times_out_as_failed():
