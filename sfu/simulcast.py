@@ -50,7 +50,7 @@ grows look cheaper than it is for three seconds (Chromium's 1280x720 ramping up 
 publisher's start: the slow viewer was put on it). A larger layer weighed too high
 costs an up-switch, the lowest weighed too high a pause."""
 MEASURES_TRUSTED = 3
-"""A layer is offered to subscribers' layer choices once it was measured this many
+"""(At most ``MEASURES_KEPT``.) A layer is offered to subscribers' layer choices once it was measured this many
 times: a publisher's first seconds are its encoder's ramp (Chromium's 1280x720 at 390
 kbit/s in its first second, 810 in the next: a 300 kbit/s viewer was put on it)."""
 
@@ -109,7 +109,7 @@ class Layer:
         measures while it flowed, ``cautious`` the last if larger (`MEASURES_KEPT`; a
         layer the publisher paused still costs what it did), None before it was
         measured `MEASURES_TRUSTED` times."""
-        if len(self._windows) < min(MEASURES_TRUSTED, MEASURES_KEPT):
+        if len(self._windows) < MEASURES_TRUSTED:
             return None
         # the typical second; ``cautious``, the last one if it was larger: a layer the
         # encoder is still ramping up (Chromium's 1280x720: 200, 376, 690 kbit/s in its

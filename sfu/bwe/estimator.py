@@ -120,8 +120,8 @@ class Estimator:
         if self._first_send is None:
             self._first_send = min(r.send_time for r in results)
         scored = [r for r in results if r.send_time - self._first_send >= START_LOSS_GRACE_S]
-        lost = sum(1 for r in scored if r.arrival is None)
         if scored:
+            lost = sum(1 for r in scored if r.arrival is None)
             self.loss.on_loss(now, lost, len(scored), self.bitrate)
         acked = self.delay.acked.bitrate
         if acked is not None:

@@ -218,7 +218,7 @@ class LayerSelector:
                     min(ceiling, max(self.choice.bitrate, ladder[0].bitrate))
                 best_fit = max([j for j in range(best_fit + 1) if ladder[j].bitrate <= limit],
                                default=0)
-            elif best_fit is None and self.pause_after:
+            elif self.pause_after:
                 # a first choice, or a flowing video whose option left the ladder: the
                 # lowest option, and a pause only if the estimate stays under it
                 # (``pause_after``), as for any other; not a pause at once because a
