@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
-PYX := $(wildcard sfu/*.pyx sfu/*.pxd)
+PYX := $(wildcard sfu/*.pyx sfu/*.pxd bench/*.pyx)
 PYTEST_ARGS ?=
 
 .PHONY: serve test test-fast build build-deps venv dev-venv system-deps bench fuzz cluster clean

@@ -27,7 +27,7 @@ REQUIRED = os.environ.get("DOCKCAST_REQUIRE_COMPILED") == "1"
 
 
 def extensions():
-    sources = sorted(glob.glob("sfu/_*.pyx"))
+    sources = sorted(glob.glob("sfu/_*.pyx") + glob.glob("bench/_*.pyx"))
     if not sources:
         return []
     try:

@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--profile", action="store_true",
                    help="py-spy flame graph of the server over each measured window (profiles/)")
     g.add_argument("--subs-per-worker", type=int, default=100, help="subscribers per load-client process")
+    g.add_argument("--receive", choices=("native", "python"), default="native",
+                   help="how the subscribers read: native (recvmmsg, libsrtp and the counting "
+                        "compiled, kernel receive stamps; bench.receive) or python (the "
+                        "transport's hook, stamped when read: the old way, to compare)")
     g.add_argument("--corpus-dir", type=pathlib.Path, help="corpus cache (default: beside --out)")
     g.add_argument("--corpus-seconds", type=float, default=10.0, help="length of the looped corpus")
     g.add_argument("--url", help="use this running node (ws://HOST:PORT/ws) instead of starting one")
@@ -297,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         out=out, duration=args.duration, wan=args.wan, wan_side=args.wan_side,
         trunk_wan=None if args.trunk_wan == "none" else args.trunk_wan,
         corpus_dir=args.corpus_dir, corpus_seconds=args.corpus_seconds,
-        subs_per_worker=args.subs_per_worker, baselines=args.baselines, naive_max=args.naive_max,
+        subs_per_worker=args.subs_per_worker, receive=args.receive,
+        baselines=args.baselines, naive_max=args.naive_max,
         janus_netns=args.janus_netns, mediasoup_dir=args.mediasoup_dir,
         settle=args.settle, profile=args.profile,
         url=args.url, api_key=args.api_key, api_secret=args.api_secret,

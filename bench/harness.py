@@ -260,7 +260,8 @@ class Workers:
         self._count = 0
 
     def _config(self, wan: str | None, role: str = "pub") -> dict:
-        config = {**self.system.worker_config(), "corpus": str(self.run.corpus_path), "wan": wan}
+        config = {**self.system.worker_config(), "corpus": str(self.run.corpus_path), "wan": wan,
+                  "receive": self.run.options.receive}
         if role == "sub" and self.system.sub_url:  # a cascade: subscribers on another node
             config["url"] = self.system.sub_url
         return config
@@ -401,6 +402,7 @@ class RunOptions:
     corpus_dir: pathlib.Path | None = None
     corpus_seconds: float = 10.0
     subs_per_worker: int = 100
+    receive: str = "native"  # how subscribers read: "native" (bench.receive) or "python"
     baselines: tuple[str, ...] = ("naive", "janus", "mediasoup")
     janus_netns: bool = False  # Janus in a network namespace instead of on loopback
     mediasoup_dir: pathlib.Path | None = None  # npm cache (default: beside ``out``)
@@ -514,5 +516,6 @@ class Run:
                         "trunk_wan": o.trunk_wan,
                         "baselines": list(o.baselines), "naive_max": o.naive_max,
                         "janus_netns": o.janus_netns,
-                        "subs_per_worker": o.subs_per_worker, "settle": o.settle, **o.extra},
+                        "subs_per_worker": o.subs_per_worker, "receive": o.receive,
+                        "settle": o.settle, **o.extra},
         }

@@ -366,8 +366,11 @@ class Subscriber:
     """Joins, subscribes to ``tracks`` and counts what arrives."""
 
     def __init__(self, signal: Any, wan: _Wan, *, name: str, latency: Reservoir,
-                 keep_frames: bool = False, nack: bool = True, join_subscribes: bool = False) -> None:
+                 keep_frames: bool = False, nack: bool = True, join_subscribes: bool = False,
+                 native: bool = False) -> None:
         self.signal = signal
+        self.native = native and not keep_frames
+        self.receiver: Any = None  # a bench.receive.Receiver once reading natively
         self.join_subscribes = join_subscribes
         self.nack = nack
         self.nacked = 0  # sequence numbers asked for again
@@ -398,6 +401,8 @@ class Subscriber:
         self.times["welcome"] = time.monotonic()
         self.transport = _transport("sub", self.name)
         self.transport.on_rtp = self._on_rtp
+        if self.native:
+            self.transport.on_state = self._on_state
         _wire_trickle(self.signal, self.transport)
         self.relay = await self.wan.relay()
         self.times["join"] = time.monotonic()
@@ -455,14 +460,70 @@ class Subscriber:
                 self._last_frame_ts = ts
                 self.frames.append((ts, int(arrival * 1e9)))
 
-    def _send_nack(self, ssrc: int, lost: list[int]) -> None:
+    def _on_state(self, state: str) -> None:
+        if state == "connected" and self.receiver is None:
+            self._read_natively()
+
+    def _read_natively(self) -> None:
+        """From now on read the socket with a :class:`bench.receive.Receiver`: recvmmsg,
+        libsrtp, the counting and the latency in C, each datagram stamped by the kernel
+        on arrival (so the latency is the network's and the server's, not this process's
+        queue). STUN, DTLS and SRTCP still go to the ICE connection. Nothing changes
+        where the socket cannot be taken (uvloop: the worker runs asyncio's loop)."""
+        from .receive import Receiver, enable_kernel_stamps, take_reading
+
+        path = self.transport.receive_path()
+        if path is None:
+            return
+        session, datagram_transport, protocol = path
+        sock = datagram_transport.get_extra_info("socket")
+        receiver = Receiver(sock.fileno(), session, nack=self.nack,
+                            video_pts={pt: kind == "video" for pt, kind in self.kinds.items()})
+
+        def readable() -> None:
+            for data, address in receiver.drain():
+                protocol.datagram_received(data, address)
+            for ssrc, lost in receiver.take_nacks():
+                self._send_nack(ssrc, lost, count=False)
+            if receiver.first_keyframe_ns and not self.first_keyframe.is_set():
+                self.times.setdefault("first_packet", receiver.first_packet_ns / 1e9)
+                self.times["first_keyframe"] = receiver.first_keyframe_ns / 1e9
+                self.first_keyframe.set()
+            elif receiver.first_packet_ns:
+                self.times.setdefault("first_packet", receiver.first_packet_ns / 1e9)
+            self.outages.extend(receiver.take_outages())
+
+        enable_kernel_stamps(sock)
+        if take_reading(datagram_transport, readable):
+            self.receiver = receiver
+        else:
+            receiver.close()
+
+    def _send_nack(self, ssrc: int, lost: list[int], count: bool = True) -> None:
         """Ask for the packets a gap skipped, once, as a browser's first NACK does."""
         from sfu.rtcp import Nack, serialize_rtcp
 
-        self.nacked += len(lost)
+        if count:
+            self.nacked += len(lost)
         self.transport.send_rtcp(serialize_rtcp([Nack(sender_ssrc=1, media_ssrc=ssrc, lost=lost)]))
 
+    @property
+    def receiving(self) -> bool:
+        """Some RTP has arrived."""
+        return bool(self.streams) or bool(self.receiver is not None and self.receiver.first_packet_ns)
+
+    def totals(self) -> dict[str, int]:
+        """Bytes, stamped packets, NACKed and recovered sequence numbers since `mark`."""
+        out = {"bytes": self.bytes, "stamped": self.stamped, "nacked": self.nacked,
+               "recovered": self.recovered}
+        if self.receiver is not None:
+            for key in out:
+                out[key] += getattr(self.receiver, key)
+        return out
+
     def mark(self) -> None:
+        if self.receiver is not None:
+            self.receiver.mark()
         for stats in self.streams.values():
             stats.reset()
         self.nacked = self.recovered = 0
@@ -483,6 +544,8 @@ class Subscriber:
             row = out.setdefault(self.stream_kind[ssrc], {})
             for key, value in stats.as_dict().items():
                 row[key] = row.get(key, 0) + value
+        if self.receiver is not None:
+            out = merge_counts([out, self.receiver.counts()])
         return out
 
     async def close(self) -> None:
@@ -540,7 +603,8 @@ class Worker:
         sub = Subscriber(self._signal(), self.wan, name=f"sub-{uuid.uuid4().hex[:8]}",
                          latency=self.latency, keep_frames=keep_frames,
                          nack=self.config.get("nack", True),
-                         join_subscribes=bool(self.config.get("join_subscribes")))
+                         join_subscribes=bool(self.config.get("join_subscribes")),
+                         native=native_receive(self.config))
         self.subscribers.append(sub)
         try:
             async with asyncio.timeout(timeout):
@@ -600,19 +664,19 @@ class Worker:
 
     async def cmd_report(self) -> dict:
         subs = [s for s in self.subscribers if s.error is None]
+        totals = merge_counts([{"x": s.totals()} for s in subs]).get("x", {})
+        latency, latency_count = self._latency()
         report = {
             "window_s": time.monotonic() - self.mark_at,
             "subscribers": len(self.subscribers),
-            "receiving": sum(1 for s in subs if s.streams),
+            "receiving": sum(1 for s in subs if s.receiving),
             "failed": len(self.subscribers) - len(subs),
             "counts": merge_counts([s.counts() for s in subs]),
-            "bytes": sum(s.bytes for s in subs),
-            "stamped": sum(s.stamped for s in subs),
-            "nacked": sum(s.nacked for s in subs),
-            "recovered": sum(s.recovered for s in subs),
+            **{key: totals.get(key, 0) for key in ("bytes", "stamped", "nacked", "recovered")},
             "offers": sum(s.offers for s in self.subscribers),
-            "latency_us": [round(v, 1) for v in self.latency.values],
-            "latency_count": self.latency.count,
+            "latency_us": [round(v, 1) for v in latency],
+            "latency_count": latency_count,
+            "native_receive": sum(1 for s in subs if s.receiver is not None),
             "publishers": [p.report() for p in self.publishers],
         }
         if not self.stamp:
@@ -623,6 +687,20 @@ class Worker:
             down = merge_counts([{"x": r.down.stats.as_dict()} for r in self.wan.relays])["x"]
             report["wan"] = {"up": up, "down": down}
         return report
+
+    def _latency(self) -> tuple[list[float], int]:
+        """The window's latency samples (µs) of every subscriber, at most the reservoir's
+        size (a uniform sample of the subscribers' own samples beyond it), and how many
+        packets they stand for."""
+        values = list(self.latency.values)
+        count = self.latency.count
+        for sub in self.subscribers:
+            if sub.receiver is not None:
+                values.extend(sub.receiver.latencies())
+                count += sub.receiver.latency_count
+        if len(values) > self.latency.size:
+            values = random.Random(0).sample(values, self.latency.size)
+        return values, count
 
     async def cmd_messages(self, **options: Any) -> dict:
         """Run the room-messages load of :mod:`bench.messages` from this process."""
@@ -692,8 +770,18 @@ async def _serve(config: dict) -> None:
             return
 
 
+def native_receive(config: dict) -> bool:
+    """Whether subscribers read their sockets with :class:`bench.receive.Receiver`
+    (config ``"receive": "native"``, the default) or through the transport's Python
+    hook (``"python"``: the path every subscriber used before, kept to compare)."""
+    return config.get("receive", "native") == "native"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.loadclient CONFIG_JSON``: run a worker on stdin/stdout."""
+    """``python -m bench.loadclient CONFIG_JSON``: run a worker on stdin/stdout.
+
+    Native receiving needs asyncio's own loop (its datagram transports can hand their
+    socket over; uvloop's read in C); the Python path runs on uvloop, as before."""
     import uvloop
 
     argv = sys.argv[1:] if argv is None else argv
@@ -702,7 +790,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s loadclient %(levelname)s %(name)s: %(message)s")
-    uvloop.run(_serve(json.loads(argv[0])))
+    config = json.loads(argv[0])
+    if native_receive(config):
+        asyncio.run(_serve(config))
+    else:
+        uvloop.run(_serve(config))
     return 0
 
 

@@ -42,7 +42,8 @@ class StreamStats:
     """Sequence-number accounting of one received RTP stream (RFC 3550 wrap-around).
 
     ``lost`` is what never arrived between the first and the highest sequence number
-    seen; ``duplicates`` arrived twice; ``reordered`` arrived after a later one.
+    seen; ``duplicates`` arrived twice; ``reordered`` arrived after a later one; a
+    packet ``WINDOW`` or more behind the highest is "old" (counted as received only).
     """
 
     WINDOW = 4096
@@ -72,12 +73,12 @@ class StreamStats:
         highest = self._highest
         delta = ((seq - highest + 0x8000) & 0xFFFF) - 0x8000
         ext = highest + delta
+        if delta <= -self.WINDOW:
+            return "old"  # too far behind to tell a duplicate from a late one
         if ext in self._seen:
             self.duplicates += 1
             return "dup"
         if ext < self._first:
-            if highest - ext >= self.WINDOW:
-                return "old"
             self._first = ext  # arrived before the first one we saw: widen the span
         self._seen.add(ext)
         self.unique += 1

@@ -50,7 +50,7 @@ __all__ = ["CHECKED_VERSIONS", "check", "sender_ssrc", "sender_rtx_ssrc", "negot
            "consent_interval", "set_stream_id", "stop_decoder_after_receive",
            "peer_connection_cname", "ice_connection", "rx_srtp", "tx_srtp", "nominated_pair",
            "hook_dtls", "hook_data_received", "unhook_data_received", "hook_datagram_received",
-           "srtp_protect_native", "set_host_addresses",
+           "srtp_protect_native", "srtp_unprotect_native", "set_host_addresses",
            "accept_rsa_dtls_peers", "DTLS_CIPHERS", "connection_diagnostics", "quiet_connect_tasks"]
 
 CHECKED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
@@ -373,12 +373,21 @@ def hook_datagram_received(pair: Any, handler: Callable[[bytes, int], None]) -> 
 def srtp_protect_native(session: pylibsrtp.Session) -> tuple[Any, int, int]:
     """``(owner, srtp_ctx, srtp_protect)`` to call libsrtp from C on ``session``: keep
     ``owner`` alive as long as the addresses are used."""
+    return _srtp_native(session, "srtp_protect")
+
+
+def srtp_unprotect_native(session: pylibsrtp.Session) -> tuple[Any, int, int]:
+    """``(owner, srtp_ctx, srtp_unprotect)``, as :func:`srtp_protect_native`."""
+    return _srtp_native(session, "srtp_unprotect")
+
+
+def _srtp_native(session: pylibsrtp.Session, function: str) -> tuple[Any, int, int]:
     from pylibsrtp import _binding
 
     ffi, lib = _binding.ffi, _binding.lib
     owner = session._srtp
     ctx = int(ffi.cast("uintptr_t", owner[0]))
-    fn = int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
+    fn = int(ffi.cast("uintptr_t", ffi.addressof(lib, function)))
     return owner, ctx, fn
 
 

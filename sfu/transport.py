@@ -437,6 +437,18 @@ class WebRtcTransport:
             logger.debug("native send path unavailable", exc_info=True)
             return None
 
+    def receive_path(self) -> tuple[pylibsrtp.Session, Any, Any] | None:
+        """(SRTP session, asyncio datagram transport, ICE protocol) of the nominated pair,
+        for a caller that reads the socket itself (the benchmark's load clients): what
+        is not SRTP it hands to ``protocol.datagram_received``. None until connected."""
+        if self._dtls is None or self._ice_connection is None or self.closed:
+            return None
+        session = internals.rx_srtp(self._dtls)
+        pair = internals.nominated_pair(self._ice_connection)
+        if session is None or pair is None or pair.protocol.transport is None:
+            return None
+        return session, pair.protocol.transport, pair.protocol
+
     @property
     def cname(self) -> str:
         """The CNAME this peer connection announces (the SDES of our reports carries it)."""

@@ -118,6 +118,11 @@ def test_forward_against_dockcast_and_the_baselines(tmp_path, corpus_dir):
     assert [r["subscribers"] for r in dock] == [1, 2]
     assert all(r["forwarded_packets"] > 0 and r["receiving"] == r["subscribers"] for r in dock)
     assert dock[-1]["latency_ms"]["p50"] is not None and dock[-1]["cpu_us_per_packet"] is not None
+    # every subscriber read its socket natively (bench.receive): kernel receive stamps
+    assert all(r["native_receive"] == r["subscribers"] for r in dock + cascade)
+    assert "kernel receive stamp" in dock[-1]["latency_method"]
+    if JANUS:
+        assert all(r["native_receive"] == r["subscribers"] for r in _rows(data, "janus"))
     naive = _rows(data, "naive")
     assert naive and naive[0]["forwarded_packets"] > 0
     janus = data["results"][0]["systems"]["janus"]
@@ -127,6 +132,15 @@ def test_forward_against_dockcast_and_the_baselines(tmp_path, corpus_dir):
         assert janus["skipped"].startswith("janus")
     assert {"latency_cdf.png", "cpu_per_packet.png", "latency_vs_subscribers.png"} <= set(data["plots"])
     assert data["machine"]["cores"] >= 1 and data["targets"]
+
+
+def test_forward_with_the_python_receive_path(tmp_path, corpus_dir, node):
+    """--receive python: the subscribers read through the transport's hook, as before."""
+    data = _bench(tmp_path, corpus_dir, node, "forward", "--sizes", "2", "--duration", "0.5",
+                  "--baselines", "none", "--receive", "python")
+    row = _rows(data)[0]
+    assert row["native_receive"] == 0 and row["receiving"] == 2 and row["forwarded_packets"] > 0
+    assert "stamped when read" in row["latency_method"]
 
 
 def test_connect(tmp_path, corpus_dir, node):
