@@ -34,7 +34,7 @@ build-deps:
 # compile fails the build here (an install elsewhere may still fall back to the twins).
 build: build-deps $(STAMP) $(PYX)
 	DOCKCAST_REQUIRE_COMPILED=1 $(PY) setup.py -q build_ext --inplace
-	$(PY) -c "from sfu import _speedups; _speedups.require_compiled()"
+	$(PY) -c "from sfu import speedups; speedups.require_compiled()"
 
 serve: build
 	$(VENV)/bin/dockcast serve $(ARGS)

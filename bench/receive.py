@@ -12,7 +12,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from sfu._speedups import implementation, load
+from sfu.speedups import implementation, load
 
 __all__ = ["Receiver", "IMPLEMENTATION", "take_reading", "enable_kernel_stamps"]
 

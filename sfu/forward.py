@@ -6,9 +6,9 @@ Compiled from ``sfu/_forward.pyx`` when built, else the pure twin ``sfu/_forward
 
 from __future__ import annotations
 
-from . import _speedups
+from . import speedups
 
-_impl = _speedups.load("sfu._forward", "sfu._forward_py")
+_impl = speedups.load("sfu._forward", "sfu._forward_py")
 
 ConsumerState = _impl.ConsumerState
 NackCache = _impl.NackCache
@@ -21,6 +21,6 @@ vp8_info = _impl.vp8_info
 SEQ_RING = _impl.SEQ_RING
 MAX_RESERVED_GAP = _impl.MAX_RESERVED_GAP
 ALL_TEMPORAL = _impl.ALL_TEMPORAL
-IMPLEMENTATION = _speedups.implementation(_impl)
+IMPLEMENTATION = speedups.implementation(_impl)
 
 __all__ = ["IMPLEMENTATION", *_impl.__all__]

@@ -9,9 +9,9 @@ twin ``sfu._rtcp_py`` (``DOCKCAST_PUREPYTHON=1`` forces the twin). Bad bytes rai
 
 from __future__ import annotations
 
-from . import _speedups
+from . import speedups
 
-_impl = _speedups.load("sfu._rtcp", "sfu._rtcp_py")
+_impl = speedups.load("sfu._rtcp", "sfu._rtcp_py")
 
 MAX_FEEDBACK_PACKETS = _impl.MAX_FEEDBACK_PACKETS
 Bye = _impl.Bye
@@ -28,6 +28,6 @@ UnknownRtcp = _impl.UnknownRtcp
 parse_rtcp = _impl.parse_rtcp
 serialize_rtcp = _impl.serialize_rtcp
 
-IMPLEMENTATION = _speedups.implementation(_impl)
+IMPLEMENTATION = speedups.implementation(_impl)
 
 __all__ = ["IMPLEMENTATION", *_impl.__all__]

@@ -8,9 +8,9 @@ The forwarding path uses the flat helpers (``parse_header``, ``find_extension``,
 
 from __future__ import annotations
 
-from . import _speedups
+from . import speedups
 
-_impl = _speedups.load("sfu._rtp", "sfu._rtp_py")
+_impl = speedups.load("sfu._rtp", "sfu._rtp_py")
 
 RtpPacket = _impl.RtpPacket
 abs_send_time = _impl.abs_send_time
@@ -21,6 +21,6 @@ rewrite = _impl.rewrite
 seq_diff = _impl.seq_diff
 seq_newer = _impl.seq_newer
 
-IMPLEMENTATION = _speedups.implementation(_impl)
+IMPLEMENTATION = speedups.implementation(_impl)
 
 __all__ = ["IMPLEMENTATION", *_impl.__all__]

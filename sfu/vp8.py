@@ -7,9 +7,9 @@ The compiled ``sfu._vp8`` is used when built, else its pure-Python twin
 
 from __future__ import annotations
 
-from . import _speedups
+from . import speedups
 
-_impl = _speedups.load("sfu._vp8", "sfu._vp8_py")
+_impl = speedups.load("sfu._vp8", "sfu._vp8_py")
 
 Vp8Descriptor = _impl.Vp8Descriptor
 vp8_is_keyframe = _impl.vp8_is_keyframe
@@ -17,6 +17,6 @@ vp8_rewrite_picture_id = _impl.vp8_rewrite_picture_id
 vp8_temporal_id = _impl.vp8_temporal_id
 vp8_frame_size = _impl.vp8_frame_size
 
-IMPLEMENTATION = _speedups.implementation(_impl)
+IMPLEMENTATION = speedups.implementation(_impl)
 
 __all__ = ["IMPLEMENTATION", *_impl.__all__]

@@ -7,14 +7,14 @@ import importlib
 
 import pytest
 
-from sfu import _speedups, forward, rtcp, rtp, vp8
+from sfu import speedups, forward, rtcp, rtp, vp8
 
 MODULES = [rtp, rtcp, vp8, forward]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
 def test_implementation_follows_the_mode(module):
-    expected = "python" if _speedups.PUREPYTHON else "cython"
+    expected = "python" if speedups.PUREPYTHON else "cython"
     assert module.IMPLEMENTATION == expected, (
         f"{module.__name__} uses {module.IMPLEMENTATION}; run `make build`"
     )
@@ -39,10 +39,10 @@ def test_twins_have_the_same_api(name):
 
 
 def test_require_compiled_names_what_is_not_built(monkeypatch):
-    from sfu import _speedups
+    from sfu import speedups
 
-    _speedups.require_compiled()  # `make build` ran: all present
-    monkeypatch.setattr(_speedups, "COMPILED", (*_speedups.COMPILED, "sfu._rtp_py", "sfu._nothing"))
+    speedups.require_compiled()  # `make build` ran: all present
+    monkeypatch.setattr(speedups, "COMPILED", (*speedups.COMPILED, "sfu._rtp_py", "sfu._nothing"))
     with pytest.raises(ImportError) as missing:
-        _speedups.require_compiled()
+        speedups.require_compiled()
     assert "sfu._rtp_py (not an extension" in str(missing.value) and "sfu._nothing" in str(missing.value)

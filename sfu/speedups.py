@@ -3,7 +3,8 @@
 Every Cython module ``sfu/_X.pyx`` has a twin ``sfu/_X_py.py`` with the same API.
 The public module ``sfu/X.py`` re-exports one of them: the compiled one when it is
 built, the twin when it is not or when ``DOCKCAST_PUREPYTHON=1`` is set (the same
-switch as msgpack's ``MSGPACK_PUREPYTHON``).
+switch as msgpack's ``MSGPACK_PUREPYTHON``). Upper layers with twins of their own (the
+load clients' ``bench/receive.py``) choose through :func:`load` too.
 """
 
 from __future__ import annotations
