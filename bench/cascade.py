@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from .harness import REPO, Run, System, free_port
+from .harness import NODE_ENV, REPO, Run, System, free_port
 from .wan import WanProfile
 
 __all__ = ["CascadeSystem", "free_base_port"]
@@ -97,7 +97,7 @@ class CascadeSystem(System):
              *self.extra_args, "--base-port", str(base), "--data", str(self.data),
              "--api-key", self.api_key, "--api-secret", self.api_secret, "--log-level", "warning"],
             run.logs / f"{self.name}.log", "127.0.0.1", base + 10 * (self.nodes - 1),
-            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            env=dict(os.environ, PYTHONUNBUFFERED="1", **NODE_ENV))
 
 
 def free_base_port(nodes: int = 2, wan: bool = False) -> int:

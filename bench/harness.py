@@ -30,7 +30,7 @@ from .corpus import CorpusParams, load_or_generate
 from .cpu import CpuMeter, MachineLoad, machine_facts, process_tree
 
 __all__ = ["System", "DockcastSystem", "NaiveSystem", "WorkerProcess", "Workers", "Run",
-           "RunOptions", "free_port"]
+           "RunOptions", "free_port", "NODE_ENV"]
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -73,6 +73,11 @@ async def _stop_process(proc: asyncio.subprocess.Process | None, timeout: float 
 
 # -- systems under test -------------------------------------------------------------------
 
+
+NODE_ENV = {"DOCKCAST_MAX_PARTICIPANTS_PER_ROOM": "0"}
+"""What a node started by the harness runs with beyond its defaults: no cap on a room's
+participants (the default, 100, would refuse the 100th subscriber of a room whose
+publisher is the 101st participant; fan-out steps go to 500 and beyond)."""
 
 class System:
     """A server the load clients talk to. ``signal``: what the workers speak;
@@ -166,7 +171,7 @@ class DockcastSystem(System):
              "--api-key", self.api_key, "--api-secret", self.api_secret,
              "--ice-address", self.ice_address, "--log-level", "warning", *extra],
             run.logs / f"{self.name}-server.log", "127.0.0.1", port,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            env=dict(os.environ, PYTHONUNBUFFERED="1", **NODE_ENV))
 
 
 class NaiveSystem(System):

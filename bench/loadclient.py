@@ -615,6 +615,9 @@ class Worker:
                     await sub.transport.connected.wait()
         except Exception as exc:  # noqa: BLE001 - count and report every failure
             sub.error = f"{type(exc).__name__}: {exc}"[:300]
+            logger.warning("subscriber %s failed after %s: %s", sub.name,
+                           ", ".join(f"{k} {v:.0f} ms" for k, v in sub.connect_times().items()) or "nothing",
+                           sub.error)
         return sub
 
     async def cmd_subscribe(self, groups: list[dict], concurrency: int = 10,
@@ -671,6 +674,7 @@ class Worker:
             "subscribers": len(self.subscribers),
             "receiving": sum(1 for s in subs if s.receiving),
             "failed": len(self.subscribers) - len(subs),
+            "errors": sorted({s.error for s in self.subscribers if s.error})[:5],
             "counts": merge_counts([s.counts() for s in subs]),
             **{key: totals.get(key, 0) for key in ("bytes", "stamped", "nacked", "recovered")},
             "offers": sum(s.offers for s in self.subscribers),

@@ -32,10 +32,8 @@ def _latencies_ms(measured: dict) -> tuple[list[float], str]:
     """Latency samples (ms) of a window, and how they were taken."""
     samples = [v / 1000.0 for r in measured["subscribers"] for v in r.get("latency_us", [])]
     if samples:
-        native = sum(r.get("native_receive", 0) for r in measured["subscribers"])
-        if native:
-            return samples, ("per packet (send stamp in the payload, kernel receive stamp: "
-                             f"{native} subscribers read natively)")
+        if any(r.get("native_receive") for r in measured["subscribers"]):
+            return samples, "per packet (send stamp in the payload, kernel receive stamp)"
         return samples, "per packet (send stamp in the payload, stamped when read)"
     sent: dict[int, int] = {}
     for report in measured["publishers"]:
@@ -62,6 +60,7 @@ def summarize(measured: dict, subscribers: int) -> dict:
         "receiving": sum(r["receiving"] for r in subs),
         "native_receive": sum(r.get("native_receive", 0) for r in subs),
         "failed": sum(r["failed"] for r in subs),
+        "errors": sorted({e for r in subs for e in r.get("errors", [])})[:5],
         "window_s": round(window, 3),
         "published_packets": sent,
         "forwarded_packets": received,
