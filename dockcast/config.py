@@ -84,6 +84,16 @@ class NodeConfig:
     max_subscriptions_per_participant: int = 500  # tracks one participant subscribes to (forbidden)
     max_mlines_per_offer: int = 16          # m-lines in one publish offer (more: bad_request)
     max_connections: int = 10_000           # websocket connections open at once (more: HTTP 503)
+    # threads beside the event loop's that protect and send a packet's copies in a big
+    # room (-1: one per core beyond the first, at most 3; 0: none)
+    fanout_threads: int = -1
+
+    @property
+    def resolved_fanout_threads(self) -> int:
+        """``fanout_threads`` with -1 turned into this machine's number."""
+        if self.fanout_threads >= 0:
+            return self.fanout_threads
+        return min(max((os.cpu_count() or 1) - 1, 0), 3)
 
     @property
     def keys(self) -> dict[str, str]:
@@ -273,6 +283,9 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
                  "max_subscriptions_per_participant", "max_mlines_per_offer", "max_connections"):
         if not getattr(config, name) >= 0:
             raise ConfigError(f"{name}: {getattr(config, name)} must be 0 (no limit) or more")
+    if not -1 <= config.fanout_threads <= 16:
+        raise ConfigError(f"fanout_threads: {config.fanout_threads} must be -1 (one per core "
+                          "beyond the first, at most 3), 0 (none) or up to 16")
     if (config.api_key is None) != (config.api_secret is None):
         raise ConfigError("api_key and api_secret go together: give both or neither")
     if config.api_secret is not None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from sfu import forward
 from sfu.consumer import Consumer
 from sfu.producer import Producer
 from sfu.room import Room
@@ -144,6 +145,15 @@ class MediaCollector:
         messaging = self.messaging()
         if messaging is not None:
             yield from _message_metrics(messaging)
+        parallel = forward.parallel_stats()
+        yield GaugeMetricFamily("dockcast_fanout_threads",
+                                "Threads beside the event loop's that send a big room's copies",
+                                value=parallel["helpers"])
+        yield CounterMetricFamily("dockcast_fanout_parallel_packets",
+                                  "Packets whose copies were sent by the fan-out threads together",
+                                  value=parallel["batches"])
+        yield CounterMetricFamily("dockcast_fanout_parallel_copies",
+                                  "Copies sent by the fan-out threads together", value=parallel["copies"])
         yield GaugeMetricFamily("dockcast_watchers", "Connections with events.subscribe",
                                 value=self.membership.watcher_count())
         # resources, to see leaks: every join/leave cycle must give back what it took

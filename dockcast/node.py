@@ -31,7 +31,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from sfu import ice
+from sfu import forward, ice
 from sfu.errors import SfuError
 from sfu.participant import MediaSettings
 from signalling.admin import Admin
@@ -129,6 +129,7 @@ class Node:
         let the followers catch up, serve."""
         tls = tls_context(self.config)  # a bad certificate stops us before anything opened
         ice.use_host_addresses(self.config.announced_ice_addresses)
+        forward.set_fanout_threads(self.config.resolved_fanout_threads)
         if self.config.redis:  # a cluster: the room log is shared by every node
             from signalling.messages import RedisRoomLog
 

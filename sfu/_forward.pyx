@@ -27,8 +27,153 @@ cdef extern from "<sys/socket.h>" nogil:
 cdef extern from "<errno.h>" nogil:
     int errno
 
+# The parallel fan-out: helper threads that protect and send copies beside the event
+# loop's thread (see fan_out). Plain C: they never touch a Python object.
+cdef extern from *:
+    """
+    #include <pthread.h>
+    #include <sched.h>
+    #include <signal.h>
+    #include <stdint.h>
+    #include <sys/socket.h>
+
+    typedef int (*dc_protect_fn)(void*, void*, int*);
+    typedef struct {
+        void* ctx; dc_protect_fn protect; unsigned char* buf; int n; int fd;
+        const void* addr; unsigned int addrlen; int ok; void* owner;
+    } dc_job;
+
+    #define DC_CAPACITY 4096   /* copies of one packet sent in parallel at most */
+    #define DC_MAX_HELPERS 16
+    static dc_job dc_jobs[DC_CAPACITY];
+    static pthread_mutex_t dc_mu = PTHREAD_MUTEX_INITIALIZER;
+    static pthread_cond_t dc_cv = PTHREAD_COND_INITIALIZER;
+    /* Jobs have global numbers: a batch is [dc_next at publication, dc_end); job i lives
+       in dc_jobs[i % DC_CAPACITY]. Only the loop's thread publishes, and only once the
+       previous batch is done, so a slot is never rewritten while a helper reads it. */
+    static long dc_next = 0, dc_end = 0, dc_done = 0;
+    static unsigned long dc_generation = 0;
+    static int dc_started = 0, dc_wanted = 0;
+
+    static void dc_run_one(dc_job* j) {
+        int n = j->n;
+        j->ok = j->protect(j->ctx, j->buf, &n) == 0
+            && sendto(j->fd, j->buf, (size_t)n, 0, (const struct sockaddr*)j->addr,
+                      (socklen_t)j->addrlen) >= 0;
+    }
+
+    /* Claim and run jobs of the published batch until none is left. */
+    static void dc_claim_all(void) {
+        for (;;) {
+            long i = __atomic_load_n(&dc_next, __ATOMIC_ACQUIRE);
+            long e = __atomic_load_n(&dc_end, __ATOMIC_ACQUIRE);
+            if (i >= e) return;
+            if (__atomic_compare_exchange_n(&dc_next, &i, i + 1, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE)) {
+                dc_run_one(&dc_jobs[i % DC_CAPACITY]);
+                __atomic_fetch_add(&dc_done, 1, __ATOMIC_RELEASE);
+            }
+        }
+    }
+
+    static void* dc_helper(void* arg) {
+        long id = (long)(intptr_t)arg;
+        unsigned long seen = 0;
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, NULL);  /* signals are the loop thread's */
+        pthread_mutex_lock(&dc_mu);
+        for (;;) {
+            while (dc_generation == seen) pthread_cond_wait(&dc_cv, &dc_mu);
+            seen = dc_generation;
+            if (id >= dc_wanted) continue;  /* lowered: this one sits out */
+            pthread_mutex_unlock(&dc_mu);
+            dc_claim_all();
+            pthread_mutex_lock(&dc_mu);
+        }
+        return NULL;
+    }
+
+    /* Start helpers up to `wanted` (they are never stopped; fewer wanted: the others
+       sit out). Returns how many run. */
+    static int dc_set_helpers(int wanted) {
+        pthread_mutex_lock(&dc_mu);
+        if (wanted > DC_MAX_HELPERS) wanted = DC_MAX_HELPERS;
+        if (wanted < 0) wanted = 0;
+        while (dc_started < wanted) {
+            pthread_t t;
+            pthread_attr_t a;
+            pthread_attr_init(&a);
+            pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+            pthread_attr_setstacksize(&a, 256 * 1024);
+            int rc = pthread_create(&t, &a, dc_helper, (void*)(intptr_t)dc_started);
+            pthread_attr_destroy(&a);
+            if (rc != 0) break;
+            dc_started++;
+        }
+        dc_wanted = wanted < dc_started ? wanted : dc_started;
+        pthread_mutex_unlock(&dc_mu);
+        return dc_wanted;
+    }
+
+    /* Publish `count` jobs written at dc_end.., run them with the helpers, wait. */
+    static void dc_run_batch(long count) {
+        long end;
+        pthread_mutex_lock(&dc_mu);
+        end = dc_end + count;
+        __atomic_store_n(&dc_end, end, __ATOMIC_RELEASE);
+        dc_generation++;
+        pthread_cond_broadcast(&dc_cv);
+        pthread_mutex_unlock(&dc_mu);
+        dc_claim_all();
+        while (__atomic_load_n(&dc_done, __ATOMIC_ACQUIRE) < end) sched_yield();
+    }
+
+    /* Whether two of the `count` jobs at `base` share an SRTP context (a libsrtp
+       session must not be used by two threads at once). */
+    static int dc_shared_context(long base, long count) {
+        static void* seen[2 * DC_CAPACITY];
+        static unsigned int tag[2 * DC_CAPACITY];
+        static unsigned int round = 0;
+        long k;
+        if (++round == 0) { memset(tag, 0, sizeof(tag)); round = 1; }
+        for (k = 0; k < count; k++) {
+            void* ctx = dc_jobs[(base + k) % DC_CAPACITY].ctx;
+            uintptr_t h = ((uintptr_t)ctx >> 4) * 0x9E3779B97F4A7C15ull;
+            unsigned long slot = (unsigned long)(h >> 40) % (2 * DC_CAPACITY);
+            while (tag[slot] == round) {
+                if (seen[slot] == ctx) return 1;
+                slot = (slot + 1) % (2 * DC_CAPACITY);
+            }
+            tag[slot] = round;
+            seen[slot] = ctx;
+        }
+        return 0;
+    }
+    """
+    ctypedef int (*dc_protect_fn)(void*, void*, int*) noexcept nogil
+    ctypedef struct dc_job:
+        void* ctx
+        dc_protect_fn protect
+        unsigned char* buf
+        int n
+        int fd
+        const void* addr
+        unsigned int addrlen
+        int ok
+        void* owner
+    enum: DC_CAPACITY
+    enum: DC_MAX_HELPERS
+    dc_job dc_jobs[]
+    long dc_end
+    void dc_run_one(dc_job* j) noexcept nogil
+    void dc_run_batch(long count) noexcept nogil
+    int dc_set_helpers(int wanted) noexcept nogil
+    int dc_shared_context(long base, long count) noexcept nogil
+
 __all__ = ["ConsumerState", "NackCache", "SendLog", "fan_out", "to_rtx", "vp8_info", "MAX_SEQ_JUMP", "MAX_SEQ_AGE",
-           "SEQ_RING", "MAX_RESERVED_GAP", "ALL_TEMPORAL"]
+           "SEQ_RING", "MAX_RESERVED_GAP", "ALL_TEMPORAL", "PARALLEL_MIN", "set_fanout_threads",
+           "fanout_threads", "parallel_stats"]
 
 # See the pure twin: keeps the output sequence sane for the subscriber's SRTP, and the
 # vp8 mode's rings.
@@ -39,6 +184,77 @@ cdef enum:
     C_MAX_RESERVED_GAP = 64
     C_ALL_TEMPORAL = 3
     C_NOT_PROBE = -1  # sfu.bwe.sendlog.NOT_PROBE
+    C_PARALLEL_MIN = 16  # copies of one packet below which the loop's thread sends alone
+PARALLEL_MIN = C_PARALLEL_MIN
+
+# The batch being collected by fan_out (module state: one event loop thread calls it).
+cdef bint c_batching = False
+cdef long c_batch_base = 0
+cdef long c_batch_count = 0
+cdef int c_helpers = 0
+cdef long long c_parallel_batches = 0
+cdef long long c_parallel_copies = 0
+cdef long long c_serial_batches = 0
+
+
+def set_fanout_threads(int helpers):
+    """Let ``helpers`` threads protect and send a packet's copies beside the calling
+    thread when it has at least ``PARALLEL_MIN`` of them (0: never). Threads are
+    started as needed and never stopped (a lower number leaves the rest idle). Returns
+    how many run."""
+    global c_helpers
+    if helpers < 0:
+        raise ValueError(f"fan-out helper threads must be 0 or more, not {helpers}")
+    c_helpers = dc_set_helpers(helpers)
+    return c_helpers
+
+
+def fanout_threads():
+    """How many helper threads send copies of a packet (0: the loop's thread alone)."""
+    return c_helpers
+
+
+def parallel_stats():
+    """``{"helpers", "batches", "copies", "serial"}``: packets whose copies went out in
+    parallel, how many copies, and batches sent by the loop's thread alone because two
+    copies shared an SRTP session."""
+    return {"helpers": c_helpers, "batches": c_parallel_batches, "copies": c_parallel_copies,
+            "serial": c_serial_batches}
+
+
+cdef long finish_batch() except -1:
+    """Send the copies collected since fan_out began (in parallel when there are enough
+    and no two share an SRTP session), then count the failures on their states; return
+    how many failed."""
+    global c_batching, c_parallel_batches, c_parallel_copies, c_serial_batches
+    cdef long k, count = c_batch_count, base = c_batch_base, failed = 0
+    cdef bint parallel = False
+    cdef dc_job* job
+    cdef ConsumerState state
+    c_batching = False
+    if count == 0:
+        return 0
+    with nogil:
+        if count >= C_PARALLEL_MIN and not dc_shared_context(base, count):
+            parallel = True
+            dc_run_batch(count)
+        else:
+            for k in range(count):
+                dc_run_one(&dc_jobs[(base + k) % DC_CAPACITY])
+    if parallel:
+        c_parallel_batches += 1
+        c_parallel_copies += count
+    else:
+        c_serial_batches += 1
+    for k in range(count):
+        job = &dc_jobs[(base + k) % DC_CAPACITY]
+        if not job.ok:
+            state = <ConsumerState>job.owner
+            state.send_errors += 1
+            state.dropped += 1
+            state.packets -= 1
+            failed += 1
+    return failed
 MAX_SEQ_JUMP = C_MAX_SEQ_JUMP
 MAX_SEQ_AGE = C_MAX_SEQ_AGE
 SEQ_RING = C_SEQ_RING
@@ -119,6 +335,21 @@ def to_rtx(bytes packet not None, ssrc, int payload_type, int seq):
     if n < 0:
         raise_malformed(<int>n)
     return out
+
+
+cdef inline void defer(ConsumerState state, int n) noexcept:
+    global c_batch_count
+    cdef dc_job* job = &dc_jobs[(c_batch_base + c_batch_count) % DC_CAPACITY]
+    job.ctx = state._srtp_ctx
+    job.protect = <dc_protect_fn>state._srtp_protect
+    job.buf = state._buf
+    job.n = n
+    job.fd = state._fd
+    job.addr = <const void*>&state._sockaddr[0]
+    job.addrlen = state._sockaddr_len
+    job.ok = 0
+    job.owner = <void*>state
+    c_batch_count += 1
 
 
 cdef class SendLog:
@@ -401,6 +632,9 @@ cdef class ConsumerState:
                 n = <int>rtx_into(buf, n, rtx)
                 if n < 0:
                     raise_malformed(n)
+            if c_batching and buf == self._buf and c_batch_count < DC_CAPACITY:
+                defer(self, n)  # fan_out's finish_batch sends it, maybe on a helper thread
+                return True
             with nogil:
                 rc = self._srtp_protect(self._srtp_ctx, buf, &n)
                 if rc == 0:
@@ -669,16 +903,26 @@ def fan_out(list states, bytes data, seq, ts, long payload_len, bint keyframe, a
     cdef uint32_t c_ast = abs_send_time
     cdef Vp8Info info
     cdef bint have_info = False
-    for state in states:
-        if state.layer != layer:
-            continue
-        if state.vp8:
-            if not have_info:
-                read_vp8_info(<const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
-                              vp8_offset, payload_len, &info)
-                have_info = True
-            if state.forward_vp8_c(data, c_seq, c_ts, payload_len, keyframe, c_ast, &info, now):
+    cdef bint batch = c_helpers > 0 and len(states) >= C_PARALLEL_MIN and not c_batching
+    global c_batching, c_batch_base, c_batch_count
+    if batch:  # natively bound states leave their copy to finish_batch
+        c_batching = True
+        c_batch_base = dc_end
+        c_batch_count = 0
+    try:
+        for state in states:
+            if state.layer != layer:
+                continue
+            if state.vp8:
+                if not have_info:
+                    read_vp8_info(<const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                                  vp8_offset, payload_len, &info)
+                    have_info = True
+                if state.forward_vp8_c(data, c_seq, c_ts, payload_len, keyframe, c_ast, &info, now):
+                    sent += 1
+            elif state.forward_c(data, c_seq, c_ts, payload_len, keyframe, c_ast, now):
                 sent += 1
-        elif state.forward_c(data, c_seq, c_ts, payload_len, keyframe, c_ast, now):
-            sent += 1
+    finally:
+        if batch:
+            sent -= finish_batch()
     return sent

@@ -34,7 +34,8 @@ from .errors import MalformedPacket
 from .rtp import parse_header, rewrite
 
 __all__ = ["ConsumerState", "NackCache", "SendLog", "fan_out", "to_rtx", "vp8_info", "MAX_SEQ_JUMP", "MAX_SEQ_AGE",
-           "SEQ_RING", "MAX_RESERVED_GAP", "ALL_TEMPORAL"]
+           "SEQ_RING", "MAX_RESERVED_GAP", "ALL_TEMPORAL", "PARALLEL_MIN", "set_fanout_threads",
+           "fanout_threads", "parallel_stats"]
 
 # The output sequence must stay sane whatever the publisher sends: a subscriber's SRTP
 # derives its rollover counter from it, and a jump of half the sequence space makes it
@@ -49,6 +50,28 @@ SEQ_RING = 1024
 MAX_RESERVED_GAP = 64
 ALL_TEMPORAL = 3  # VP8's highest temporal layer id: a limit of 3 drops nothing
 _NO_VP8 = (-1, -1, 0, -1, -1, -1, False)
+PARALLEL_MIN = 16  # the compiled fan-out's threshold for sending copies in parallel
+_helpers = 0
+
+
+def set_fanout_threads(helpers: int) -> int:
+    """The compiled fan-out sends a packet's copies on helper threads too; this twin
+    sends them one by one on the caller's thread whatever is set (the number is kept,
+    so that the twins answer alike)."""
+    global _helpers
+    if helpers < 0:
+        raise ValueError(f"fan-out helper threads must be 0 or more, not {helpers}")
+    _helpers = min(helpers, 16)
+    return _helpers
+
+
+def fanout_threads() -> int:
+    return _helpers
+
+
+def parallel_stats() -> dict:
+    """As the compiled module's: this twin sends nothing in parallel."""
+    return {"helpers": _helpers, "batches": 0, "copies": 0, "serial": 0}
 
 
 def vp8_info(data, vp8_offset: int, payload_len: int) -> tuple:

@@ -21,6 +21,10 @@ vp8_info = _impl.vp8_info
 SEQ_RING = _impl.SEQ_RING
 MAX_RESERVED_GAP = _impl.MAX_RESERVED_GAP
 ALL_TEMPORAL = _impl.ALL_TEMPORAL
+PARALLEL_MIN = _impl.PARALLEL_MIN
+set_fanout_threads = _impl.set_fanout_threads  # helper threads of the compiled fan-out
+fanout_threads = _impl.fanout_threads
+parallel_stats = _impl.parallel_stats
 IMPLEMENTATION = speedups.implementation(_impl)
 
 __all__ = ["IMPLEMENTATION", *_impl.__all__]

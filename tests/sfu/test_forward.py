@@ -481,3 +481,152 @@ def test_the_twin_and_the_compiled_loop_agree(ops, long_ids):
                  "last_pic", "last_tl0", "temporal", "packets", "octets", "dropped",
                  "temporal_dropped", "started", "layer"):
         assert getattr(py, name) == getattr(c, name), name
+
+
+class _Subscribers:
+    """``count`` subscribers, each with its own libsrtp session and socket, bound to the
+    compiled states natively; the twin's states write the same copies in the clear."""
+
+    def __init__(self, count, shared=False):
+        import socket
+
+        import pylibsrtp
+
+        from sfu import _aiortc_internals as internals
+        from sfu.transport import _sockaddr
+
+        key = bytes(range(30))
+        self.rx = []
+        self.socks = []
+        self.compiled = []
+        self.twin = []
+        self.sent = []
+        self.out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        shared_tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+        shared_into = None
+        for i in range(count):
+            tx = shared_tx if shared else pylibsrtp.Session(
+                pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+            if shared_into is None or not shared:
+                into = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                into.bind(("127.0.0.1", 0))
+                into.settimeout(5)
+                into.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                self.socks.append(into)
+                self.rx.append(pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND)))
+                shared_into = into
+            owner, ctx, fn = internals.srtp_protect_native(tx)
+            native = (owner, ctx, fn, self.out.fileno(), _sockaddr(socket.AF_INET, shared_into.getsockname()))
+            for impl, states in ((_forward_c, self.compiled), (_forward_py, self.twin)):
+                state = impl.ConsumerState(0x1000 + i, 101, None, 0, True)
+                state.next_seq, state.next_ts = 1000 * i, 90000 * i
+                sink = []
+                if impl is _forward_c:
+                    state.bind(lambda p: p, lambda data, addr: None, None, native)
+                else:
+                    state.bind(lambda p: p, lambda data, addr, sink=sink: sink.append(data), None)
+                    self.sent.append(sink)
+                state.paused = False
+                states.append(state)
+
+    def received(self, index, count):
+        """The clear text of the next ``count`` datagrams on subscriber ``index``'s socket."""
+        return [self.rx[index].unprotect(self.socks[index].recv(65536)) for _ in range(count)]
+
+    def close(self):
+        for s in [*self.socks, self.out]:
+            s.close()
+
+
+@pytest.fixture
+def helpers():
+    if _forward_c is None:
+        pytest.skip("the compiled module is not built")
+    before = _forward_c.fanout_threads()
+    assert _forward_c.set_fanout_threads(1) == 1
+    yield
+    _forward_c.set_fanout_threads(before)
+
+
+def _stream(n):
+    """``n`` packets of a video stream: keyframe first, a gap, 1,200-byte payloads."""
+    out = []
+    for i in range(n):
+        seq = 500 + i + (3 if i > n // 2 else 0)
+        payload = (b"\x10\x00\x9d\x01\x2a" if i == 0 else b"\x10\x00\x9d\x01\x2b") + bytes([i % 251]) * 1200
+        out.append((packet(seq, 3000 * i, payload), seq, 3000 * i, len(payload), i == 0))
+    return out
+
+
+def test_the_parallel_fan_out_sends_what_the_twin_sends(helpers):
+    """Copies of a packet protected and sent on the loop's thread and a helper thread at
+    once: every subscriber gets every packet, decryptable and byte for byte what the
+    twin (one by one, in the clear) writes."""
+    subs = _Subscribers(40)
+    try:
+        before = _forward_c.parallel_stats()
+        stream = _stream(30)
+        for data, seq, ts, length, key in stream:
+            assert _forward_c.fan_out(subs.compiled, data, seq, ts, length, key, 0) == 40
+            assert _forward_py.fan_out(subs.twin, data, seq, ts, length, key, 0) == 40
+        after = _forward_c.parallel_stats()
+        assert after["batches"] - before["batches"] == 30
+        assert after["copies"] - before["copies"] == 30 * 40
+        for i in range(40):
+            assert subs.received(i, 30) == subs.sent[i]
+        assert all(s.packets == 30 and s.send_errors == 0 and s.dropped == 0 for s in subs.compiled)
+    finally:
+        subs.close()
+
+
+def test_copies_that_share_an_srtp_session_go_out_one_after_another(helpers):
+    """A libsrtp session must never be used by two threads at once: states bound to
+    the same one make the fan-out send that packet's copies on the loop's thread."""
+    subs = _Subscribers(20, shared=True)
+    try:
+        before = _forward_c.parallel_stats()
+        for data, seq, ts, length, key in _stream(5):
+            assert _forward_c.fan_out(subs.compiled, data, seq, ts, length, key, 0) == 20
+        after = _forward_c.parallel_stats()
+        assert after["serial"] - before["serial"] == 5 and after["batches"] == before["batches"]
+        clear = subs.received(0, 100)
+        assert sorted(parse_header(c)[4] for c in clear) == sorted([0x1000 + i for i in range(20)] * 5)
+    finally:
+        subs.close()
+
+
+def test_a_failed_parallel_send_is_counted_on_its_state(helpers):
+    import socket
+
+    import pylibsrtp
+
+    from sfu import _aiortc_internals as internals
+    from sfu.transport import _sockaddr
+
+    subs = _Subscribers(20)
+    try:
+        broken = subs.compiled[7]
+        dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx = pylibsrtp.Session(pylibsrtp.Policy(key=bytes(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+        owner, ctx, fn = internals.srtp_protect_native(tx)
+        broken.bind(lambda p: p, lambda data, addr: None, None,
+                    (owner, ctx, fn, dead.fileno(), _sockaddr(socket.AF_INET, ("127.0.0.1", 9))))
+        dead.close()  # its descriptor is gone: sendto(2) fails with EBADF
+        for data, seq, ts, length, key in _stream(4):
+            assert _forward_c.fan_out(subs.compiled, data, seq, ts, length, key, 0) == 19
+        assert (broken.send_errors, broken.dropped, broken.packets) == (4, 4, 0)
+        assert all(s.send_errors == 0 and s.packets == 4 for s in subs.compiled if s is not broken)
+    finally:
+        subs.close()
+
+
+def test_fanout_threads_are_set_alike_in_both_twins(impl):
+    before = impl.fanout_threads()
+    try:
+        assert impl.set_fanout_threads(0) == 0 and impl.fanout_threads() == 0
+        with pytest.raises(ValueError):
+            impl.set_fanout_threads(-1)
+        assert set(impl.parallel_stats()) == {"helpers", "batches", "copies", "serial"}
+        assert impl.PARALLEL_MIN == 16
+    finally:
+        impl.set_fanout_threads(before)
