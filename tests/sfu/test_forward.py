@@ -485,7 +485,9 @@ def test_the_twin_and_the_compiled_loop_agree(ops, long_ids):
 
 class _Subscribers:
     """``count`` subscribers, each with its own libsrtp session and socket, bound to the
-    compiled states natively; the twin's states write the same copies in the clear."""
+    compiled states natively; the twin's states protect with a libsrtp session of their
+    own (what it refuses, a packet too far behind for its replay window, is refused on
+    both sides) and ``sent`` holds what they wrote, decrypted."""
 
     def __init__(self, count, shared=False):
         import socket
@@ -502,11 +504,16 @@ class _Subscribers:
         self.twin = []
         self.sent = []
         self.out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        shared_tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+
+        def tx_session():
+            policy = pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+            policy.allow_repeat_tx = True  # as aiortc's: a packet may be sent twice
+            return pylibsrtp.Session(policy)
+
+        shared_tx = tx_session()
         shared_into = None
         for i in range(count):
-            tx = shared_tx if shared else pylibsrtp.Session(
-                pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+            tx = shared_tx if shared else tx_session()
             if shared_into is None or not shared:
                 into = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 into.bind(("127.0.0.1", 0))
@@ -517,6 +524,8 @@ class _Subscribers:
                 shared_into = into
             owner, ctx, fn = internals.srtp_protect_native(tx)
             native = (owner, ctx, fn, self.out.fileno(), _sockaddr(socket.AF_INET, shared_into.getsockname()))
+            twin_tx = tx_session()
+            twin_rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
             for impl, states in ((_forward_c, self.compiled), (_forward_py, self.twin)):
                 state = impl.ConsumerState(0x1000 + i, 101, None, 0, True)
                 state.next_seq, state.next_ts = 1000 * i, 90000 * i
@@ -524,7 +533,8 @@ class _Subscribers:
                 if impl is _forward_c:
                     state.bind(lambda p: p, lambda data, addr: None, None, native)
                 else:
-                    state.bind(lambda p: p, lambda data, addr, sink=sink: sink.append(data), None)
+                    state.bind(twin_tx.protect,
+                               lambda data, addr, sink=sink, rx=twin_rx: sink.append(rx.unprotect(data)), None)
                     self.sent.append(sink)
                 state.paused = False
                 states.append(state)
@@ -577,6 +587,43 @@ def test_the_parallel_fan_out_sends_what_the_twin_sends(helpers):
         assert all(s.packets == 30 and s.send_errors == 0 and s.dropped == 0 for s in subs.compiled)
     finally:
         subs.close()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(16, 24),
+       st.lists(st.tuples(st.integers(0, 2000), st.booleans(), st.integers(1, 1200)), min_size=1, max_size=25,
+                unique_by=lambda step: step[0]),
+       st.sets(st.integers(0, 23), max_size=4), st.booleans(), st.randoms(use_true_random=False))
+def test_the_parallel_fan_out_agrees_with_the_twin_on_any_stream(count, steps, paused, vp8, rnd):
+    """Any stream (gaps, jumps, reordering, keyframes anywhere, payloads up to 1,200
+    bytes: pylibsrtp, the twin's, takes at most 1,500 with its trailer; no number twice,
+    which the subscriber's SRTP would refuse as a replay),
+    states paused or in vp8 mode: each subscriber decrypts what the twin writes."""
+    if _forward_c is None:
+        pytest.skip("the compiled module is not built")
+    before = _forward_c.fanout_threads()
+    _forward_c.set_fanout_threads(1)
+    subs = _Subscribers(count)
+    try:
+        for states in (subs.compiled, subs.twin):
+            for i, st_ in enumerate(states):
+                st_.paused = i in paused
+                st_.vp8 = vp8
+                st_.next_pic, st_.next_tl0 = 100 + i, i
+        base, base_ts = rnd.randrange(65536), rnd.randrange(1 << 32)
+        for offset, key, size in steps:
+            seq, ts = (base + offset) & 0xFFFF, (base_ts + 3000 * offset) & 0xFFFFFFFF
+            payload = bytes([0x90, 0x80, 0x80 | (seq >> 8) & 0x7F, seq & 0xFF, 0x00 if key else 0x01]) + bytes(size)
+            data = packet(seq, ts, payload)
+            sent = _forward_c.fan_out(subs.compiled, data, seq, ts, len(payload), key, 0, vp8_offset=12)
+            assert sent == _forward_py.fan_out(subs.twin, data, seq, ts, len(payload), key, 0, vp8_offset=12)
+        for i in range(count):
+            assert subs.received(i, len(subs.sent[i])) == subs.sent[i]
+        for c, t in zip(subs.compiled, subs.twin):
+            assert (c.packets, c.dropped) == (t.packets, t.dropped)
+    finally:
+        subs.close()
+        _forward_c.set_fanout_threads(before)
 
 
 def test_copies_that_share_an_srtp_session_go_out_one_after_another(helpers):
