@@ -291,7 +291,7 @@ async def fanout_limit(run: Run, start: int = 10, factor: float = 2.0, maximum: 
         n = min(start, cap)
 
         async def step(n: int) -> bool:
-            nonlocal have
+            nonlocal have, dead
             with run.console.status(f"fanout-limit: {system.label}, {n} subscribers"):
                 added = await _grow(run, workers, "fanout", tracks, have, n)
             have = n
@@ -299,7 +299,13 @@ async def fanout_limit(run: Run, start: int = 10, factor: float = 2.0, maximum: 
             row["connect_failed"] = added["failed"]
             row["held"] = _held(row, max_loss_pct, max_p99_ms)
             rows.append(row)
+            if not row["forwarded_packets"]:
+                # nothing arrived at all: the publisher (or the node) is gone, and no
+                # smaller step measured on what is left would mean anything
+                dead = n
             return row["held"]
+
+        dead: int | None = None
 
         while True:
             if await step(n):
@@ -311,7 +317,7 @@ async def fanout_limit(run: Run, start: int = 10, factor: float = 2.0, maximum: 
                 bad = n
                 break
         for _ in range(refine):
-            if bad is None or bad - good <= 1:
+            if bad is None or bad - good <= 1 or dead is not None:
                 break
             mid = (good + bad) // 2
             if await step(mid):
@@ -323,6 +329,10 @@ async def fanout_limit(run: Run, start: int = 10, factor: float = 2.0, maximum: 
         failed_row = next((r for r in rows if r["subscribers"] == bad), None)
         if failed_row is not None and failed_row.get("clients_saturated"):
             note += " (the load clients were saturated there: a limit of this machine, not the server's)"
+        if dead is not None:
+            errors = "; ".join(failed_row.get("errors", [])[:2]) if failed_row else ""
+            note += (f" (nothing was forwarded at N={dead}: the publisher or the node was lost while "
+                     f"the subscribers joined{': ' + errors if errors else ''}; not refined further)")
         run.console.print(f"  {system.label}: {note}")
         return {"rows": rows, "limit": good, "first_failed": bad, "cap": cap, "notes": [note]}
 
