@@ -71,6 +71,7 @@ class DockcastSignal:
         self.api_key = api_key
         self.api_secret = api_secret
         self.client: Any = None
+        self.overloaded = 0
 
     async def connect(self, identity: str, room: str) -> None:
         from signalling.client import DockcastClient
@@ -80,8 +81,19 @@ class DockcastSignal:
                            grants=("publish", "subscribe", "message"), ttl=6 * 3600)
         self.client = await DockcastClient.connect(self.url, token, timeout=30.0)
 
-    async def join(self, room: str) -> dict:
-        return await self.client.join(room)
+    async def join(self, room: str, **options: Any) -> dict:
+        """``join``, asked again 0.5-1 s later while the node refuses it as overloaded
+        (``max_loop_lag_ms``), as a client should; ``overloaded`` counts the refusals."""
+        from signalling.client import ServerError
+
+        while True:
+            try:
+                return await self.client.join(room, **options)
+            except ServerError as exc:
+                if exc.code != "unavailable" or "overloaded" not in str(exc):
+                    raise
+                self.overloaded += 1
+                await asyncio.sleep(0.5 + 0.5 * random.random())
 
     async def publish(self, sdp: str, tracks: list[dict]) -> tuple[str, list[dict]]:
         reply = await self.client.publish(sdp, tracks)
@@ -96,7 +108,7 @@ class DockcastSignal:
         """``join {subscribe: true}``: joined and subscribed in one request (the tracks
         the room has; any of ``tracks`` it did not list yet is subscribed after)."""
         self._answer_offers(on_offer)
-        joined = await self.client.join(room, subscribe=True)
+        joined = await self.join(room, subscribe=True)
         rest = [t["track_id"] for t in tracks if t["track_id"] not in joined.get("subscribed", ())]
         if rest:
             await self.client.subscribe(rest)
@@ -678,6 +690,7 @@ class Worker:
             "counts": merge_counts([s.counts() for s in subs]),
             **{key: totals.get(key, 0) for key in ("bytes", "stamped", "nacked", "recovered")},
             "offers": sum(s.offers for s in self.subscribers),
+            "join_refused": sum(getattr(s.signal, "overloaded", 0) for s in self.subscribers),
             "latency_us": [round(v, 1) for v in latency],
             "latency_count": latency_count,
             "native_receive": sum(1 for s in subs if s.receiver is not None),

@@ -61,6 +61,7 @@ def summarize(measured: dict, subscribers: int) -> dict:
         "native_receive": sum(r.get("native_receive", 0) for r in subs),
         "failed": sum(r["failed"] for r in subs),
         "errors": sorted({e for r in subs for e in r.get("errors", [])})[:5],
+        "join_refused": sum(r.get("join_refused", 0) for r in subs),
         "window_s": round(window, 3),
         "published_packets": sent,
         "forwarded_packets": received,

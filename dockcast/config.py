@@ -87,6 +87,8 @@ class NodeConfig:
     # threads beside the event loop's that protect and send a packet's copies in a big
     # room (-1: one per core beyond the first, at most 3; 0: none)
     fanout_threads: int = -1
+    # a join is refused (unavailable) while the event loop runs this late (ms; 0: never)
+    max_loop_lag_ms: float = 1000.0
 
     @property
     def resolved_fanout_threads(self) -> int:
@@ -280,7 +282,8 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
                  "room_empty_timeout_s", "room_departure_timeout_s", "participant_grace_s",
                  "max_token_ttl_s",
                  "max_rooms", "max_participants_per_room", "max_tracks_per_participant",
-                 "max_subscriptions_per_participant", "max_mlines_per_offer", "max_connections"):
+                 "max_subscriptions_per_participant", "max_mlines_per_offer", "max_connections",
+                 "max_loop_lag_ms"):
         if not getattr(config, name) >= 0:
             raise ConfigError(f"{name}: {getattr(config, name)} must be 0 (no limit) or more")
     if not -1 <= config.fanout_threads <= 16:

@@ -32,11 +32,13 @@ from sfu.room import Room
 from signalling.membership import Membership
 from signalling.messages.delivery import Messaging
 
+from .loop_lag import LoopLag
+
 __all__ = ["MediaCollector", "Retired", "CapRefusals", "CAPS", "DEBUG_GAUGES_ENV", "open_fds"]
 
 #: The node-wide caps, by the ``cap`` label of ``dockcast_cap_refusals_total``.
 CAPS = ("rooms", "participants_per_room", "tracks_per_participant",
-        "subscriptions_per_participant", "mlines_per_offer")
+        "subscriptions_per_participant", "mlines_per_offer", "loop_lag")
 
 DEBUG_GAUGES_ENV = "DOCKCAST_DEBUG_SUBSCRIBER_GAUGES"
 """Set to ``1`` in a node's environment for the per-subscriber gauges (bench only)."""
@@ -94,11 +96,13 @@ class MediaCollector:
 
     def __init__(self, rooms: Callable[[], Iterable[Room]], retired: Retired,
                  membership: Membership, messaging: Callable[[], Messaging | None],
-                 refusals: CapRefusals | None = None, debug_subscribers: bool | None = None) -> None:
+                 refusals: CapRefusals | None = None, debug_subscribers: bool | None = None,
+                 loop_lag: LoopLag | None = None) -> None:
         self.rooms = rooms
         self.debug_subscribers = (os.environ.get(DEBUG_GAUGES_ENV) == "1"
                                   if debug_subscribers is None else debug_subscribers)
         self.refusals = refusals if refusals is not None else CapRefusals()
+        self.loop_lag = loop_lag
         self.retired = retired
         self.membership = membership
         self.messaging = messaging
@@ -145,6 +149,11 @@ class MediaCollector:
         messaging = self.messaging()
         if messaging is not None:
             yield from _message_metrics(messaging)
+        if self.loop_lag is not None:
+            yield GaugeMetricFamily("dockcast_event_loop_lag_seconds",
+                                    "How late the event loop ran, the worst of the last 2 s "
+                                    "(joins are refused over max_loop_lag_ms)",
+                                    value=self.loop_lag.current_ms / 1000.0)
         parallel = forward.parallel_stats()
         yield GaugeMetricFamily("dockcast_fanout_threads",
                                 "Threads beside the event loop's that send a big room's copies",

@@ -49,6 +49,7 @@ from signalling.tokens import TokenVerifier
 
 from . import __version__
 from .config import ConfigError, NodeConfig, tls_context
+from .loop_lag import LoopLag
 from .media import MediaRequests
 from .metrics import MediaCollector, Retired
 from .plugin_context import NodePluginContext
@@ -85,6 +86,7 @@ class Node:
         self.bus.subscribe(Event, EventFanout(self.membership).deliver, name="fanout", inline=True)
         self.messaging: Messaging | None = None
         self.retired = Retired()
+        self.loop_lag = LoopLag()
         self.rooms = Rooms(MediaSettings(ice_servers=config.ice_servers,
                                          max_mlines_per_offer=config.max_mlines_per_offer,
                                          transport_cc=config.transport_cc),
@@ -95,7 +97,8 @@ class Node:
                            departure_timeout_s=config.room_departure_timeout_s,
                            participant_grace_s=config.participant_grace_s,
                            max_rooms=config.max_rooms,
-                           max_participants_per_room=config.max_participants_per_room)
+                           max_participants_per_room=config.max_participants_per_room,
+                           loop_lag=self.loop_lag, max_loop_lag_ms=config.max_loop_lag_ms)
         self.media = MediaRequests(
             self.rooms, max_tracks_per_participant=config.max_tracks_per_participant,
             max_subscriptions_per_participant=config.max_subscriptions_per_participant)
@@ -110,7 +113,7 @@ class Node:
             registry=self.registry, membership=self.membership)
         self.registry.register(MediaCollector(lambda: self.rooms.media.values(), self.retired,
                                               self.membership, lambda: self.messaging,
-                                              refusals=self.rooms.refusals))
+                                              refusals=self.rooms.refusals, loop_lag=self.loop_lag))
         self.port: int | None = None
         self.cluster: Any = None  # dockcast.cluster.Cluster with --redis
         self._tasks: set[asyncio.Task] = set()
@@ -130,6 +133,7 @@ class Node:
         tls = tls_context(self.config)  # a bad certificate stops us before anything opened
         ice.use_host_addresses(self.config.announced_ice_addresses)
         forward.set_fanout_threads(self.config.resolved_fanout_threads)
+        self.loop_lag.start()
         if self.config.redis:  # a cluster: the room log is shared by every node
             from signalling.messages import RedisRoomLog
 
@@ -191,6 +195,7 @@ class Node:
         serving, hand the queued events to the plugins, then stop the followers and the
         plugins and close the room log."""
         self.server.draining = True
+        self.loop_lag.stop()
         await self.rooms.close_all("node_stopping")
         if self.cluster is not None:
             await self.cluster.stop()

@@ -51,6 +51,7 @@ from signalling.schema import Request
 from signalling.server import Connection
 from signalling.session import require_room
 
+from .loop_lag import LoopLag
 from .metrics import CapRefusals, Retired
 
 __all__ = ["Rooms", "MEDIA_EVENTS"]
@@ -86,15 +87,19 @@ class Rooms:
                  empty_timeout_s: float = 300.0, departure_timeout_s: float = 20.0,
                  scheduler: Scheduler | None = None, max_rooms: int = 0,
                  max_participants_per_room: int = 0, refusals: CapRefusals | None = None,
-                 participant_grace_s: float = 15.0) -> None:
+                 participant_grace_s: float = 15.0, loop_lag: LoopLag | None = None,
+                 max_loop_lag_ms: float = 0.0) -> None:
         """``scheduler`` runs the empty-room and grace timers (its ``call_later``);
         ``max_rooms`` and ``max_participants_per_room`` are caps (0: none), counted in
         ``refusals``; ``participant_grace_s`` is how long a member whose connection
-        dropped keeps its participant (0: it leaves at once)."""
+        dropped keeps its participant (0: it leaves at once); a join is refused while
+        ``loop_lag`` reads over ``max_loop_lag_ms`` (0: never)."""
         self.settings = settings
         self.max_rooms = max_rooms
         self.max_participants_per_room = max_participants_per_room
         self.refusals = refusals if refusals is not None else CapRefusals()
+        self.loop_lag = loop_lag
+        self.max_loop_lag_ms = max_loop_lag_ms
         self._joining: dict[str, int] = {}  # joins past the caps, not in their room yet
         self.empty_timeout_s = empty_timeout_s
         self.departure_timeout_s = departure_timeout_s
@@ -166,6 +171,13 @@ class Rooms:
                 self.refusals.refused("rooms")
                 raise Unavailable(f"this node has {self.max_rooms} rooms open, its limit "
                                   f"(max_rooms): try again later")
+        if joining and self.max_loop_lag_ms and self.loop_lag is not None:
+            lag = self.loop_lag.current_ms
+            if lag > self.max_loop_lag_ms:
+                self.refusals.refused("loop_lag")
+                raise Unavailable(f"this node is overloaded (its event loop runs {lag:.0f} ms late, "
+                                  f"over max_loop_lag_ms {self.max_loop_lag_ms:.0f}): try again "
+                                  "later or another node")
         participants = (len(room.participants) if room is not None else 0) + self._joining.get(name, 0)
         if joining and self.max_participants_per_room and (
                 participants >= self.max_participants_per_room):

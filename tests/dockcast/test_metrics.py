@@ -45,17 +45,26 @@ async def test_counters_keep_what_left_and_add_what_is_live():
     assert value("dockcast_messages_stored_total") is None  # no room log yet
 
 
+def test_the_event_loop_lag_is_a_gauge():
+    from dockcast.loop_lag import LoopLag
+
+    registry = CollectorRegistry()
+    registry.register(MediaCollector(lambda: [], Retired(), LocalMembership(), lambda: None,
+                                     loop_lag=LoopLag()))
+    assert registry.get_sample_value("dockcast_event_loop_lag_seconds") == 0.0
+
+
 def test_cap_refusals_are_one_family_with_every_cap_from_zero():
     refusals = CapRefusals()
     registry = CollectorRegistry()
     registry.register(MediaCollector(lambda: [], Retired(), LocalMembership(), lambda: None,
                                      refusals=refusals))
     value = registry.get_sample_value
-    assert [value("dockcast_cap_refusals_total", {"cap": cap}) for cap in CAPS] == [0] * 5
+    assert [value("dockcast_cap_refusals_total", {"cap": cap}) for cap in CAPS] == [0] * 6
     refusals.refused("rooms")
     refusals.refused("rooms")
     refusals.refused("mlines_per_offer")
     assert value("dockcast_cap_refusals_total", {"cap": "rooms"}) == 2
     assert value("dockcast_cap_refusals_total", {"cap": "mlines_per_offer"}) == 1
     assert set(CAPS) == {"rooms", "participants_per_room", "tracks_per_participant",
-                         "subscriptions_per_participant", "mlines_per_offer"}
+                         "subscriptions_per_participant", "mlines_per_offer", "loop_lag"}

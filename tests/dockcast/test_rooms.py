@@ -341,6 +341,33 @@ async def test_max_rooms_refuses_one_room_more_and_changes_nothing(node):
     assert node.rooms.refusals.counts["rooms"] == 2
 
 
+async def test_a_join_is_refused_while_the_event_loop_runs_late_and_changes_nothing(node):
+    """Admission by loop lag: a node that is behind says unavailable (try later or
+    another node) instead of taking one more participant; once it has caught up, the
+    same join goes through."""
+    import time
+
+    from dockcast.loop_lag import LoopLag
+
+    lag = LoopLag(interval=0.02, window=0.3)
+    lag.start()
+    node.rooms.loop_lag, node.rooms.max_loop_lag_ms = lag, 100.0
+    try:
+        await node.rooms.on_join(node.conn("alice"), join_request("dock-1"))
+        bob = node.conn("bob")
+        time.sleep(0.25)  # the loop held up: its timer is 0.2 s overdue
+        with pytest.raises(Unavailable, match="overloaded.*max_loop_lag_ms"):
+            await node.rooms.on_join(bob, join_request("dock-1"))
+        assert node.membership.room_of(bob) is None
+        assert len(node.rooms.media["dock-1"].participants) == 1
+        assert node.rooms.refusals.counts["loop_lag"] == 1
+        await asyncio.sleep(0.5)  # caught up: the window holds no late tick any more
+        await node.rooms.on_join(bob, join_request("dock-1"))
+        assert node.membership.room_of(bob) == "dock-1"
+    finally:
+        lag.stop()
+
+
 async def test_joins_on_their_way_hold_their_rooms_place(node):
     gate = Gate()
     hooks = HookRegistry([gate])
@@ -398,7 +425,7 @@ async def test_max_participants_per_room_refuses_one_more_and_changes_nothing(no
     assert node.rooms.refusals.counts == {"rooms": 0, "participants_per_room": 1,
                                           "tracks_per_participant": 0,
                                           "subscriptions_per_participant": 0,
-                                          "mlines_per_offer": 0}
+                                          "mlines_per_offer": 0, "loop_lag": 0}
 
 
 async def test_joins_on_their_way_hold_their_place_in_the_room(node):
