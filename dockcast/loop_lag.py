@@ -4,10 +4,8 @@ new joins (``unavailable``) instead of taking them and losing the sessions it ha
 A timer asks to run every ``interval`` seconds and notes how much later than asked it
 did; :attr:`LoopLag.current_ms` is the largest lateness of the last ``window``
 seconds. Everything the loop does (packets, joins, a garbage collection, a slow
-callback) shows in it. Why it matters (``docs/benchmarks.md``, run F): with the loop
-seconds behind, aioice's consent checks (no retransmission, a 0.5 s timeout) fail one
-after another, and after six the node closes connections that were fine, a
-publisher's among them.
+callback) shows in it. A loop that far behind serves everyone late: better to say
+``unavailable`` to one more participant (``docs/benchmarks.md``, run F, a join storm).
 """
 
 from __future__ import annotations
