@@ -21,6 +21,8 @@ from sfu._vp8 cimport keyframe_after, locate, Vp8Layout
 
 from sfu import _aiortc_internals as internals
 
+from bench.stats import OUTAGE_S
+
 
 cdef extern from "<sys/uio.h>" nogil:
     cdef struct iovec:
@@ -99,7 +101,7 @@ BUFFER = C_BUFFER
 WINDOW = C_WINDOW
 MAX_GAP = C_MAX_GAP
 MAX_STREAMS = C_MAX_STREAMS
-OUTAGE_NS = 200_000_000    # bench.loadclient.OUTAGE_S
+OUTAGE_NS = int(OUTAGE_S * 1e9)
 cdef int64_t C_OUTAGE_NS = OUTAGE_NS
 
 cdef enum:

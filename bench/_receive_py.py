@@ -18,7 +18,7 @@ import pylibsrtp
 from sfu.rtp import is_rtcp, parse_header
 from sfu.vp8 import vp8_is_keyframe
 
-from .stats import MAGIC, TRAILER, StreamStats
+from .stats import OUTAGE_S, StreamStats, read_stamp
 
 __all__ = ["Receiver", "BATCH", "BUFFER", "WINDOW", "MAX_GAP", "MAX_STREAMS", "OUTAGE_NS"]
 
@@ -27,7 +27,7 @@ BUFFER = 4096
 WINDOW = StreamStats.WINDOW
 MAX_GAP = StreamStats.MAX_GAP
 MAX_STREAMS = 16
-OUTAGE_NS = 200_000_000
+OUTAGE_NS = int(OUTAGE_S * 1e9)
 
 _CONTROL = socket.CMSG_SPACE(16)
 _TIMESPEC = struct.Struct("@qq")
@@ -118,8 +118,9 @@ class Receiver:
             stream.missing = []
         elif outcome == "late" and self.nacked:
             self.recovered += 1
-        if end >= TRAILER.size and data[end - 4:end] == MAGIC:
-            sent, _index, _magic = TRAILER.unpack_from(data, end - TRAILER.size)
+        found = read_stamp(data, end)
+        if found is not None:
+            sent = found[0]
             self.stamped += 1
             self._add_sample((arrival - sent) / 1000.0)
         if stream.video:

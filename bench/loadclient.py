@@ -21,6 +21,7 @@ server's CPU is measured alone. The signalling each system speaks is an adapter:
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ from sfu.vp8 import vp8_is_keyframe
 
 from .corpus import Corpus, CorpusPacket
 from .messages import close_quietly
-from .stats import Reservoir, StreamStats, merge_counts, read_stamp, stamp
+from .stats import OUTAGE_S, Reservoir, StreamStats, merge_counts, read_stamp, stamp
 from .wan import TcpDelayProxy, UdpRelay, WanProfile, rewrite_candidates, sdp_candidate_address
 
 __all__ = ["Publisher", "Subscriber", "DockcastSignal", "Worker", "main"]
@@ -55,8 +56,6 @@ def _ns() -> int:
     return time.monotonic_ns()
 
 
-OUTAGE_S = 0.2
-"""A subscriber's video silent this long (seconds) is an outage (`Subscriber.outages`)."""
 
 
 # -- signalling adapters ---------------------------------------------------------------
@@ -497,12 +496,11 @@ class Subscriber:
                 protocol.datagram_received(data, address)
             for ssrc, lost in receiver.take_nacks():
                 self._send_nack(ssrc, lost, count=False)
-            if receiver.first_keyframe_ns and not self.first_keyframe.is_set():
+            if receiver.first_packet_ns:
                 self.times.setdefault("first_packet", receiver.first_packet_ns / 1e9)
+            if receiver.first_keyframe_ns and not self.first_keyframe.is_set():
                 self.times["first_keyframe"] = receiver.first_keyframe_ns / 1e9
                 self.first_keyframe.set()
-            elif receiver.first_packet_ns:
-                self.times.setdefault("first_packet", receiver.first_packet_ns / 1e9)
             self.outages.extend(receiver.take_outages())
 
         enable_kernel_stamps(sock)
@@ -679,7 +677,9 @@ class Worker:
 
     async def cmd_report(self) -> dict:
         subs = [s for s in self.subscribers if s.error is None]
-        totals = merge_counts([{"x": s.totals()} for s in subs]).get("x", {})
+        totals: collections.Counter[str] = collections.Counter()
+        for sub in subs:
+            totals.update(sub.totals())
         latency, latency_count = self._latency()
         report = {
             "window_s": time.monotonic() - self.mark_at,

@@ -289,6 +289,7 @@ async def fanout_limit(run: Run, start: int = 10, factor: float = 2.0, maximum: 
         tracks = (await workers.publish(["fanout"]))["fanout"]
         rows: list[dict] = []
         good, bad, have = 0, None, 0
+        dead: int | None = None  # a step where nothing was forwarded at all
         n = min(start, cap)
 
         async def step(n: int) -> bool:
@@ -305,8 +306,6 @@ async def fanout_limit(run: Run, start: int = 10, factor: float = 2.0, maximum: 
                 # smaller step measured on what is left would mean anything
                 dead = n
             return row["held"]
-
-        dead: int | None = None
 
         while True:
             if await step(n):

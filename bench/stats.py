@@ -18,11 +18,14 @@ import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-__all__ = ["TRAILER", "MAGIC", "stamp", "read_stamp", "StreamStats", "Reservoir",
+__all__ = ["TRAILER", "MAGIC", "OUTAGE_S", "stamp", "read_stamp", "StreamStats", "Reservoir",
            "percentiles", "match_frames", "merge_counts"]
 
 MAGIC = b"DcB1"
 TRAILER = struct.Struct("!QI4s")  # send time (ns, CLOCK_MONOTONIC), packet index, magic
+
+OUTAGE_S = 0.2
+"""A subscriber's video silent this long (seconds) is an outage."""
 
 
 def stamp(payload: bytes, index: int, send_ns: int) -> bytes:

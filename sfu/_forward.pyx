@@ -185,6 +185,11 @@ cdef enum:
     C_ALL_TEMPORAL = 3
     C_NOT_PROBE = -1  # sfu.bwe.sendlog.NOT_PROBE
     C_PARALLEL_MIN = 16  # copies of one packet below which the loop's thread sends alone
+MAX_SEQ_JUMP = C_MAX_SEQ_JUMP
+MAX_SEQ_AGE = C_MAX_SEQ_AGE
+SEQ_RING = C_SEQ_RING
+MAX_RESERVED_GAP = C_MAX_RESERVED_GAP
+ALL_TEMPORAL = C_ALL_TEMPORAL
 PARALLEL_MIN = C_PARALLEL_MIN
 
 # The batch being collected by fan_out (module state: one event loop thread calls it).
@@ -228,15 +233,17 @@ cdef long finish_batch() except -1:
     how many failed."""
     global c_batching, c_parallel_batches, c_parallel_copies, c_serial_batches
     cdef long k, count = c_batch_count, base = c_batch_base, failed = 0
-    cdef bint parallel = False
+    cdef bint parallel = False, shared = False
     cdef dc_job* job
     cdef ConsumerState state
     c_batching = False
     if count == 0:
         return 0
     with nogil:
-        if count >= C_PARALLEL_MIN and not dc_shared_context(base, count):
-            parallel = True
+        if count >= C_PARALLEL_MIN:
+            shared = dc_shared_context(base, count)
+            parallel = not shared
+        if parallel:
             dc_run_batch(count)
         else:
             for k in range(count):
@@ -244,7 +251,7 @@ cdef long finish_batch() except -1:
     if parallel:
         c_parallel_batches += 1
         c_parallel_copies += count
-    else:
+    elif shared:
         c_serial_batches += 1
     for k in range(count):
         job = &dc_jobs[(base + k) % DC_CAPACITY]
@@ -255,11 +262,6 @@ cdef long finish_batch() except -1:
             state.packets -= 1
             failed += 1
     return failed
-MAX_SEQ_JUMP = C_MAX_SEQ_JUMP
-MAX_SEQ_AGE = C_MAX_SEQ_AGE
-SEQ_RING = C_SEQ_RING
-MAX_RESERVED_GAP = C_MAX_RESERVED_GAP
-ALL_TEMPORAL = C_ALL_TEMPORAL
 
 
 cdef void read_vp8_info(const uint8_t* d, Py_ssize_t n, Py_ssize_t offset, long payload_len,
