@@ -518,6 +518,13 @@ class Subscriber:
         self.transport.send_rtcp(serialize_rtcp([Nack(sender_ssrc=1, media_ssrc=ssrc, lost=lost)]))
 
     @property
+    def last_video(self) -> float | None:
+        """When video last arrived (monotonic s), whichever path read it."""
+        if self.receiver is not None and self.receiver.last_video_ns:
+            return self.receiver.last_video_ns / 1e9
+        return self._last_video
+
+    @property
     def receiving(self) -> bool:
         """Some RTP has arrived."""
         return bool(self.streams) or bool(self.receiver is not None and self.receiver.first_packet_ns)
@@ -662,8 +669,8 @@ class Worker:
         now = time.monotonic()
         return {"subscribers": [
             {"outages": [[a, b] for a, b in s.outages if b > since],
-             "last_video": s._last_video,
-             "flowing": s._last_video is not None and now - s._last_video < OUTAGE_S}
+             "last_video": s.last_video,
+             "flowing": s.last_video is not None and now - s.last_video < OUTAGE_S}
             for s in self.subscribers]}
 
     async def cmd_mark(self) -> dict:

@@ -63,3 +63,38 @@ def test_a_subscriber_notes_each_video_outage_and_when_it_ended():
     arrive(6, 10.2 + OUTAGE_S * 3 + 0.033)
     arrive(1, 11.9, pt=111)  # audio says nothing about the video's outages
     assert sub.outages == [(10.0 + 4 * 0.033, 10.2 + OUTAGE_S * 3)]
+
+
+def test_a_subscriber_reading_natively_knows_when_its_video_last_came():
+    """The failover scenario asks whether video flows: natively read video counts."""
+    import socket
+    import time
+
+    import pylibsrtp
+
+    from bench import _receive_py
+    from bench.loadclient import Subscriber
+    from bench.stats import Reservoir
+    from sfu.rtp import RtpPacket
+
+    key = bytes(range(30))
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    into = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    into.bind(("127.0.0.1", 0))
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sub = Subscriber(None, None, name="s", latency=Reservoir(10), nack=False, native=True)
+    sub.receiver = _receive_py.Receiver(into.fileno(), rx, video_pts={96: True})
+    try:
+        assert sub.last_video is None
+        before = time.monotonic()
+        packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=0, ssrc=7,
+                           payload=b"\x10\x00\x00").serialize()
+        out.sendto(tx.protect(packet), into.getsockname())
+        time.sleep(0.01)
+        sub.receiver.drain()
+        assert before <= sub.last_video <= time.monotonic()
+    finally:
+        sub.receiver.close()
+        into.close()
+        out.close()
