@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from .config import ConfigError, NodeConfig, describe, dev_credentials, load_config, secrets_of
 from .lock import DataDirLock, DataDirLockError
@@ -46,6 +47,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trunk-address", help="HOST:PORT other nodes send trunk datagrams to, when that is "
                                            "not this node's host and trunk port (a NAT or relay in "
                                            "between; default: host:trunk-port)")
+    p.add_argument("--workers", type=int, help="worker processes sharing --port, rooms placed on them "
+                                                "(0: one per core; default 1); more than one needs "
+                                                "redis-server installed or --redis")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve wss:// (default: ws://)")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--config", help="TOML file with any of these settings")
@@ -79,11 +83,12 @@ def _run_token(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve(config: NodeConfig, ready: asyncio.Event | None = None) -> None:
-    """Run a node until SIGTERM or SIGINT, then stop it gracefully."""
+async def serve(config: NodeConfig, ready: asyncio.Event | None = None, worker: Any = None) -> None:
+    """Run a node (``worker``: a `dockcast.workers.WorkerRole`) until SIGTERM or SIGINT,
+    then stop it gracefully."""
     from .node import Node
 
-    node = Node(config)
+    node = Node(config, worker=worker)
     await node.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -159,9 +164,6 @@ def _print_dev_credentials(config: NodeConfig, created: bool) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    import uvloop
-
-    from signalling.hooks import PluginError
     from .logs import configure_logging, register_secrets
 
     flags = {k: v for k, v in vars(args).items() if k != "command"}
@@ -171,7 +173,17 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"dockcast serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_format)
-    # one data directory, one node: held until the process ends (the kernel frees it)
+    from .workers import Supervisor, WorkerRole, worker_count
+
+    try:
+        role = WorkerRole.from_env()
+    except ConfigError as exc:
+        print(f"dockcast serve: {exc}", file=sys.stderr)
+        return 2
+    if role is not None:  # a worker: its supervisor holds the data directory
+        register_secrets(secrets_of(config))
+        return _run_node(config, role)
+    # one data directory, one node (or one supervisor): held until the process ends
     lock = DataDirLock(config.data_path)
     try:
         lock.acquire()
@@ -194,7 +206,23 @@ def _run_serve(args: argparse.Namespace) -> int:
     described["plugins"] = [*BUILTIN_PLUGINS, *(p for p in config.plugins if p not in BUILTIN_PLUGINS)]
     logger.info("configuration", extra=described)
     try:
-        uvloop.run(serve(config))
+        if worker_count(config) > 1:
+            return Supervisor(config, flags).run()
+        return _run_node(config, None)
+    except ConfigError as exc:  # the supervisor's Redis
+        print(f"dockcast serve: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        lock.release()
+
+
+def _run_node(config: NodeConfig, role: Any) -> int:
+    import uvloop
+
+    from signalling.hooks import PluginError
+
+    try:
+        uvloop.run(serve(config, worker=role))
     except (PluginError, ConfigError) as exc:  # a plugin, a certificate: configuration errors
         print(f"dockcast serve: {exc}", file=sys.stderr)
         return 2
@@ -202,8 +230,6 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"dockcast serve: cannot serve on {config.host}:{config.port} with data in "
               f"{config.data_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    finally:
-        lock.release()
     return 0
 
 

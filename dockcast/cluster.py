@@ -62,6 +62,8 @@ from signalling.events import (
 )
 from signalling.messages import DurableDbError
 
+from .workers import home_worker
+
 if TYPE_CHECKING:
     from .node import Node
 
@@ -187,13 +189,22 @@ class Cluster:
     # -- placement -------------------------------------------------------------------
 
     def placement(self, claims: Any, region: str | None) -> str | None:
-        """The URL of the least loaded live node of ``region``, when that is not ours."""
-        if region is None or region == self.region:
+        """The URL of the least loaded live node of ``region``, when that is not ours;
+        under ``--workers``, the URL of the worker that is the home of the token's room
+        (`dockcast.workers.home_worker`) unless the room is open here."""
+        if region is not None and region != self.region:
+            there = [n for n in self.nodes.values() if n.region == region]
+            if there:
+                return min(there, key=lambda n: (n.load, n.node_id)).public_url
+        worker = self.node.worker
+        room = getattr(claims, "room", None)
+        if worker is None or room is None or room in self.node.rooms.media:
             return None
-        there = [n for n in self.nodes.values() if n.region == region]
-        if not there:
+        live = [n for n in worker.sibling_ids if n in self.nodes]
+        home = home_worker(room, live)
+        if home is None or home == self.node_id:
             return None
-        return min(there, key=lambda n: (n.load, n.node_id)).public_url
+        return self.nodes[home].public_url
 
     def alternates(self) -> list[dict[str, Any]]:
         """The other live nodes, this node's region first, then the least loaded

@@ -89,13 +89,18 @@ class NodeConfig:
     fanout_threads: int = -1
     # a join is refused (unavailable) while the event loop runs this late (ms; 0: never)
     max_loop_lag_ms: float = 1000.0
+    # worker processes on this machine, one port for clients (0: one per core); more than
+    # one needs redis-server (a private one is started) or `redis` (dockcast.workers)
+    workers: int = 1
 
     @property
     def resolved_fanout_threads(self) -> int:
         """``fanout_threads`` with -1 turned into this machine's number."""
         if self.fanout_threads >= 0:
             return self.fanout_threads
-        return min(max((os.cpu_count() or 1) - 1, 0), 3)
+        cores = os.cpu_count() or 1
+        workers = self.workers or cores  # the cores each worker has to itself
+        return min(max(cores // workers - 1, 0), 3)
 
     @property
     def keys(self) -> dict[str, str]:
@@ -289,6 +294,8 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
     if not -1 <= config.fanout_threads <= 16:
         raise ConfigError(f"fanout_threads: {config.fanout_threads} must be -1 (one per core "
                           "beyond the first, at most 3), 0 (none) or up to 16")
+    if not 0 <= config.workers <= 256:
+        raise ConfigError(f"workers: {config.workers} must be 0 (one per core) or 1 to 256")
     if (config.api_key is None) != (config.api_secret is None):
         raise ConfigError("api_key and api_secret go together: give both or neither")
     if config.api_secret is not None:

@@ -74,9 +74,10 @@ FOLLOWER_DRAIN_S = 5.0
 class Node:
     """One node: see the module docstring."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, worker: Any = None) -> None:
         self.config = config
-        self.node_id = config.node_id or "node-" + uuid.uuid4().hex[:8]
+        self.worker = worker  # dockcast.workers.WorkerRole under `serve --workers N`
+        self.node_id = worker.node_id if worker is not None else config.node_id or "node-" + uuid.uuid4().hex[:8]
         self.registry = CollectorRegistry()
         self.started_at = time.time()
         self.membership = LocalMembership()
@@ -162,13 +163,18 @@ class Node:
             await self._stop_followers(drain=False)
             await self.messaging.close()
             raise
-        self.port = await self.server.start(self.config.host, self.config.port, ssl=tls)
+        if self.worker is not None:  # the shared port, then its own (where redirects send)
+            self.port = await self.server.start(self.config.host, self.config.port, ssl=tls,
+                                                reuse_port=True)
+            await self.server.listen_also(self.config.host, self.worker.port, ssl=tls)
+        else:
+            self.port = await self.server.start(self.config.host, self.config.port, ssl=tls)
         if self.config.redis:
             from .cluster import Cluster
 
             self.cluster = Cluster(self)
             try:
-                await self.cluster.start(self.port)
+                await self.cluster.start(self.worker.port if self.worker is not None else self.port)
             except (SfuError, OSError) as exc:  # the directory or the trunk port
                 await self.server.close()
                 raise ConfigError(f"cluster: cannot join: {exc}") from exc

@@ -329,6 +329,7 @@ class SignallingServer:
         region, url}]``), where a client goes when this node stops answering."""
         self._draining = False
         self._server: Server | None = None
+        self._more: list[Server] = []  # listen_also's
 
     # -- configuration
 
@@ -376,8 +377,20 @@ class SignallingServer:
 
     async def start(self, host: str = "127.0.0.1", port: int = 8765, **kwargs: Any) -> int:
         """Listen on ``host:port`` (0: any free port) and return the bound port. Extra
-        keyword arguments (``ssl``...) go to ``websockets.asyncio.server.serve``."""
-        self._server = await serve(
+        keyword arguments (``ssl``, ``reuse_port``...) go to
+        ``websockets.asyncio.server.serve``."""
+        self._server = await self._listen(host, port, **kwargs)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def listen_also(self, host: str, port: int, **kwargs: Any) -> int:
+        """Serve the same endpoint on another ``host:port`` too (a worker's own port
+        beside the shared one); closed with the first. Returns the bound port."""
+        server = await self._listen(host, port, **kwargs)
+        self._more.append(server)
+        return server.sockets[0].getsockname()[1]
+
+    async def _listen(self, host: str, port: int, **kwargs: Any) -> Server:
+        return await serve(
             self._serve,
             host,
             port,
@@ -388,14 +401,15 @@ class SignallingServer:
             logger=logging.getLogger("dockcast.signalling.websockets"),
             **kwargs,
         )
-        return self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
         """Close every connection with 1001 and wait for the disconnect hooks."""
-        if self._server is None:
-            return
-        self._server.close(close_connections=True)
-        await self._server.wait_closed()
+        for server in [self._server, *self._more]:
+            if server is not None:
+                server.close(close_connections=True)
+        for server in [self._server, *self._more]:
+            if server is not None:
+                await server.wait_closed()
 
     # -- per connection
 
