@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from .harness import NODE_ENV, REPO, Run, System, free_port
+from .harness import NODE_ENV, REPO, Run, System, port_free, free_port
 from .wan import WanProfile
 
 __all__ = ["CascadeSystem", "free_base_port"]
@@ -106,17 +106,5 @@ def free_base_port(nodes: int = 2, wan: bool = False) -> int:
     offsets = [-1] + [10 * i + k for i in range(nodes) for k in range(3 if wan else 2)]
     while True:
         base = free_port()
-        if all(_free(base + k) for k in offsets):
+        if all(port_free("127.0.0.1", base + k) for k in offsets):
             return base
-
-
-def _free(port: int) -> bool:
-    import socket
-
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True

@@ -72,7 +72,7 @@ def _wan_or_none(text: str) -> str:
     return "none" if text.strip().lower() == "none" else _wan(text)
 
 
-BASELINES = ("naive", "janus", "mediasoup", "recording", "cascade")
+BASELINES = ("naive", "janus", "mediasoup", "recording", "cascade", "workers")
 DEFAULT_BASELINES = ("naive", "janus", "mediasoup")
 
 
@@ -101,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--baselines", type=_baselines, default=DEFAULT_BASELINES,
                    help="comma-separated: naive, janus, mediasoup, recording (Dockcast again, "
                         "recording every room), cascade (two Dockcast nodes and Redis: publishers "
-                        "on one, subscribers on the other), or none")
+                        "on one, subscribers on the other), workers (Dockcast again as `serve "
+                        "--workers N`, N from --workers), or none")
+    g.add_argument("--workers", type=int, default=2,
+                   help="with the workers baseline: how many worker processes it runs")
     g.add_argument("--cascade", action="store_true",
                    help="add the cascade system to the baselines (as --baselines ...,cascade)")
     g.add_argument("--trunk-wan", type=_wan_or_none, default="none",
@@ -303,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus_dir=args.corpus_dir, corpus_seconds=args.corpus_seconds,
         subs_per_worker=args.subs_per_worker, receive=args.receive,
         baselines=args.baselines, naive_max=args.naive_max,
-        janus_netns=args.janus_netns, mediasoup_dir=args.mediasoup_dir,
+        janus_netns=args.janus_netns, mediasoup_dir=args.mediasoup_dir, workers=args.workers,
         settle=args.settle, profile=args.profile,
         url=args.url, api_key=args.api_key, api_secret=args.api_secret,
         server_pid=args.server_pid, command="dockcast bench " + shlex.join(argv))

@@ -30,7 +30,7 @@ from .corpus import CorpusParams, load_or_generate
 from .cpu import CpuMeter, MachineLoad, machine_facts, process_tree
 
 __all__ = ["System", "DockcastSystem", "NaiveSystem", "WorkerProcess", "Workers", "Run",
-           "RunOptions", "free_port", "NODE_ENV"]
+           "RunOptions", "free_port", "free_port_range", "port_free", "NODE_ENV"]
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -39,6 +39,24 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def free_port_range(count: int, host: str = "127.0.0.1") -> int:
+    """A port P with P..P+count-1 free for TCP and UDP (``serve --workers``' ports)."""
+    while True:
+        base = free_port(host)
+        if base + count < 65535 and all(port_free(host, base + k) for k in range(count)):
+            return base
+
+
+def port_free(host: str, port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
 
 
 async def _wait_port(host: str, port: int, proc: asyncio.subprocess.Process | None,
@@ -143,11 +161,16 @@ class DockcastSystem(System):
 
     def __init__(self, url: str | None = None, api_key: str | None = None,
                  api_secret: str | None = None, pid: int | None = None,
-                 recording: bool = False) -> None:
+                 recording: bool = False, workers: int = 1) -> None:
         super().__init__()
         self.recording = recording
+        self.workers = workers
         if recording:  # the same node recording every room: the recorder's cost
             self.name, self.label = "dockcast-recording", "Dockcast, recording"
+        if workers > 1:  # `serve --workers N`: the supervisor's children are measured too
+            self.name, self.label = f"dockcast-{workers}w", f"Dockcast, {workers} workers"
+            self.how = (f"on loopback (127.0.0.1): `dockcast serve --workers {workers}`, one port, "
+                        "rooms placed on the workers, a private redis-server")
         self.attached = url is not None
         if url is not None:
             self.url = url
@@ -158,13 +181,13 @@ class DockcastSystem(System):
     async def start(self, run: Run) -> None:
         if self.attached:
             return
-        port = free_port()
+        port = free_port() if self.workers == 1 else free_port_range(2 + 2 * self.workers)
         self.url = f"ws://127.0.0.1:{port}/ws"
-        extra: list[str] = []
+        extra: list[str] = ["--workers", str(self.workers)]
         if self.recording:
             config = run.out / f"{self.name}.toml"
             config.write_text("[plugins.inspection]\nrecord_all = true\n")
-            extra = ["--config", str(config)]
+            extra += ["--config", str(config)]
         await self._launch(
             [sys.executable, "-m", "dockcast.cli", "serve", "--host", "127.0.0.1",
              "--port", str(port), "--data-dir", str(run.out / f"{self.name}-data"),
@@ -410,6 +433,7 @@ class RunOptions:
     receive: str = "native"  # how subscribers read: "native" (bench.receive) or "python"
     baselines: tuple[str, ...] = ("naive", "janus", "mediasoup")
     janus_netns: bool = False  # Janus in a network namespace instead of on loopback
+    workers: int = 2  # the `workers` baseline: `dockcast serve --workers N`
     mediasoup_dir: pathlib.Path | None = None  # npm cache (default: beside ``out``)
     naive_max: int = 50  # the naive relay is not run above this many subscribers
     settle: float = 1.0  # seconds between connecting subscribers and measuring
@@ -464,6 +488,8 @@ class Run:
         systems: list[System] = [DockcastSystem(o.url, o.api_key, o.api_secret, o.server_pid)]
         if "recording" in o.baselines and o.url is None:
             systems.append(DockcastSystem(recording=True))
+        if "workers" in o.baselines and o.url is None:
+            systems.append(DockcastSystem(workers=o.workers))
         if "cascade" in o.baselines and o.url is None:
             from .cascade import CascadeSystem
 
@@ -520,7 +546,7 @@ class Run:
             "options": {"duration": o.duration, "wan": o.wan, "wan_side": o.wan_side,
                         "trunk_wan": o.trunk_wan,
                         "baselines": list(o.baselines), "naive_max": o.naive_max,
-                        "janus_netns": o.janus_netns,
+                        "janus_netns": o.janus_netns, "workers": o.workers,
                         "subs_per_worker": o.subs_per_worker, "receive": o.receive,
                         "settle": o.settle, **o.extra},
         }
