@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,10 @@ HEARTBEAT_S = 1.0
 TRUNK_SETTINGS = TrunkSettings(idle_timeout=1.5, keepalive_interval=0.4)
 """A dead peer node is noticed by its trunk in 1.5 s (before the directory's TTL): the
 failover clock starts there."""
+ROOM_SEEN_S = 600.0
+"""How long a join seen on another worker places the room there (placement under
+``--workers``): a room that has been quiet longer goes by its hash again."""
+ROOMS_SEEN_MAX = 10_000
 ORPHAN_TIMEOUT_S = 15.0
 """How long subscribers of a track whose node died wait for its publisher to come back."""
 RESUBSCRIBE_S = 0.5
@@ -130,6 +135,9 @@ class Cluster:
         self.info: NodeInfo | None = None
         self._resync = False  # a directory write failed: tell it everything again
         self._left_rooms: set[str] = set()  # rooms closed here whose leave may have failed
+        # room -> (node, when): the last node a participant joined the room on, by the
+        # room events of the other nodes (placement under --workers)
+        self._rooms_seen: dict[str, tuple[str, float]] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -201,10 +209,30 @@ class Cluster:
         if worker is None or room is None or room in self.node.rooms.media:
             return None
         live = [n for n in worker.sibling_ids if n in self.nodes]
-        home = home_worker(room, live)
+        seen = self._rooms_seen.get(room)
+        if seen is not None and seen[0] in live and seen[1] > time.monotonic() - ROOM_SEEN_S:
+            home = seen[0]  # open on a sibling (since a restart, say): the room goes on there
+        else:
+            home = home_worker(room, live)
         if home is None or home == self.node_id:
             return None
         return self.nodes[home].public_url
+
+    def _saw_join(self, room: str, node_id: str) -> None:
+        now = time.monotonic()
+        self._rooms_seen[room] = (node_id, now)
+        if len(self._rooms_seen) > ROOMS_SEEN_MAX:  # forget the quiet ones
+            self._rooms_seen = {r: seen for r, seen in self._rooms_seen.items() if seen[1] > now - ROOM_SEEN_S}
+
+    async def wait_for_nodes(self, node_ids: list[str], timeout: float) -> list[str]:
+        """Wait until the directory lists every one of ``node_ids`` (at most ``timeout``
+        seconds); the ones still missing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = [n for n in node_ids if n not in self.nodes]
+            if not missing or time.monotonic() >= deadline:
+                return missing
+            await asyncio.sleep(0.1)
 
     def alternates(self) -> list[dict[str, Any]]:
         """The other live nodes, this node's region first, then the least loaded
@@ -396,7 +424,11 @@ class Cluster:
         try:
             body = json.loads(raw["data"])
             room = raw["channel"].decode().split("room-events:", 1)[1]
-            if body.get("node") == self.node_id or room not in self.node.rooms.media:
+            if body.get("node") == self.node_id:
+                return
+            if body.get("node") and body.get("event", {}).get("type") == "participant_joined":
+                self._saw_join(room, body["node"])
+            if room not in self.node.rooms.media:
                 return
             if "seq" in body:
                 await self._deliver_message(room, int(body["seq"]))

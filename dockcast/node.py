@@ -69,6 +69,9 @@ BUILTIN_PLUGINS = {
 }
 PRUNE_INTERVAL_S = 60.0
 FOLLOWER_DRAIN_S = 5.0
+SIBLINGS_WAIT_S = 15.0
+"""How long a worker waits for the other workers to be listed before it serves on the
+common port (they start one after another; one failing to start must not stop the rest)."""
 
 
 class Node:
@@ -116,6 +119,7 @@ class Node:
                                               self.membership, lambda: self.messaging,
                                               refusals=self.rooms.refusals, loop_lag=self.loop_lag))
         self.port: int | None = None
+        self.serving = False  # start() has finished: /healthz answers 200
         self.cluster: Any = None  # dockcast.cluster.Cluster with --redis
         self._tasks: set[asyncio.Task] = set()
         for name, handler in {"leave": self.rooms.on_leave,
@@ -124,7 +128,8 @@ class Node:
         self.server.on_disconnect(self.rooms.disconnected)
         # /dev mints demo tokens only on the development key `dockcast serve` made
         install_routes(self.server.http, self.registry, lambda: self.server.draining,
-                       dev_key=development_key(config.data_path, config.api_key, config.api_secret))
+                       dev_key=development_key(config.data_path, config.api_key, config.api_secret),
+                       starting=lambda: not self.serving)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -163,24 +168,32 @@ class Node:
             await self._stop_followers(drain=False)
             await self.messaging.close()
             raise
-        if self.worker is not None:  # the shared port, then its own (where redirects send)
-            self.port = await self.server.start(self.config.host, self.config.port, ssl=tls,
-                                                reuse_port=True)
-            await self.server.listen_also(self.config.host, self.worker.port, ssl=tls)
-        else:
-            self.port = await self.server.start(self.config.host, self.config.port, ssl=tls)
+        # a worker listens on its own port (where redirects send) and joins its siblings
+        # before it takes a share of the common port: until it knows them it would place
+        # every room on itself
+        own_port = self.worker.port if self.worker is not None else self.config.port
+        self.port = await self.server.start(self.config.host, own_port, ssl=tls)
         if self.config.redis:
             from .cluster import Cluster
 
             self.cluster = Cluster(self)
             try:
-                await self.cluster.start(self.worker.port if self.worker is not None else self.port)
+                await self.cluster.start(self.port)
             except (SfuError, OSError) as exc:  # the directory or the trunk port
                 await self.server.close()
                 raise ConfigError(f"cluster: cannot join: {exc}") from exc
+        if self.worker is not None and self.cluster is not None:
+            missing = await self.cluster.wait_for_nodes(self.worker.sibling_ids, SIBLINGS_WAIT_S)
+            if missing:
+                logger.warning("workers: %s not in the directory after %.0f s; serving without them "
+                               "(their rooms are placed here meanwhile)", ", ".join(missing),
+                               SIBLINGS_WAIT_S)
+            await self.server.listen_also(self.config.host, self.config.port, ssl=tls, reuse_port=True)
         self._spawn(self._prune_periodically())
-        logger.info("node %s serving on %s://%s:%d/ws", self.node_id, "wss" if tls else "ws",
+        self.serving = True
+        logger.info("node %s serving on %s://%s:%d/ws%s", self.node_id, "wss" if tls else "ws",
                     self.config.host, self.port,
+                    f" and on the workers' port {self.config.port}" if self.worker is not None else "",
                     extra={"node": self.node_id, "region": self.config.region,
                            "plugins": [p.name or type(p).__name__ for p in self.hooks.plugins]})
         return self.port

@@ -51,14 +51,17 @@ _NO_STORE = (("Cache-Control", "no-store"),)
 
 
 def install_routes(http: HttpRoutes, registry: CollectorRegistry, draining: Callable[[], bool],
-                   *, dev_key: tuple[str, str] | None = None) -> None:
-    """``/healthz`` (503 while draining), ``/metrics`` (Prometheus text), ``/favicon.ico``,
+                   *, dev_key: tuple[str, str] | None = None,
+                   starting: Callable[[], bool] = lambda: False) -> None:
+    """``/healthz`` (503 while starting or draining), ``/metrics`` (Prometheus text), ``/favicon.ico``,
     ``/web/``, the console at ``/`` and ``/console/``, the playback page at ``/playback/``;
     with ``dev_key`` (the development API key and secret) also ``/dev`` and ``POST /dev/token``."""
 
     async def healthz() -> Response:
         if draining():
             return 503, "text/plain", b"draining\n"
+        if starting():
+            return 503, "text/plain", b"starting\n"
         return 200, "text/plain", b"ok\n"
 
     async def metrics() -> Response:

@@ -216,6 +216,21 @@ def _free(host: str, port: int) -> bool:
     return True
 
 
+def _healthy(config: NodeConfig, port: int) -> bool:
+    import ssl
+    import urllib.request
+
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    host = f"[{host}]" if ":" in host else host
+    url = f"{'https' if config.tls_cert else 'http'}://{host}:{port}/healthz"
+    context = ssl._create_unverified_context() if url.startswith("https") else None  # our own node
+    try:
+        with urllib.request.urlopen(url, timeout=1.0, context=context) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
 def _listening(host: str, port: int) -> bool:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     try:
@@ -286,8 +301,8 @@ class Supervisor:
                 return 2
             for i in range(1, self.count):
                 self._start(i, redis_url)
-            for i in range(1, self.count):
-                self._wait_ready(i)
+            for i in range(self.count):
+                self._wait_healthy(i)
             logger.info("workers: %d serving on %s:%d", self.count, self.config.host, self.config.port)
             while not self._stop.wait(0.2):
                 self._supervise(redis_url)
@@ -303,7 +318,20 @@ class Supervisor:
         logger.info("workers: worker %d started (pid %d)", index, self.procs[index].pid,
                     extra={"node": worker_node_id(self.group, index)})
 
+    def _wait_healthy(self, index: int) -> bool:
+        """Worker ``index`` has started (its ``/healthz`` says ok: it serves on the common
+        port too)."""
+        port = worker_port(self.config.port, index)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if _healthy(self.config, port):
+                return True
+            time.sleep(0.1)
+        logger.error("workers: worker %d was not healthy on port %d in %.0f s", index, port, READY_TIMEOUT_S)
+        return False
+
     def _wait_ready(self, index: int) -> bool:
+        """Worker ``index`` listens on its own port (the next one may start)."""
         port = worker_port(self.config.port, index)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline and not self._stop.is_set():

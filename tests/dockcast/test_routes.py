@@ -18,9 +18,11 @@ KEY, SECRET = "devkey", "ab" * 32
 async def test_health_metrics_and_web_pages():
     registry = CollectorRegistry()
     Counter("dockcast_test_things", "things", registry=registry).inc(3)
-    draining = [False]
+    draining, starting = [False], [True]
     http = HttpRoutes()
-    install_routes(http, registry, lambda: draining[0])
+    install_routes(http, registry, lambda: draining[0], starting=lambda: starting[0])
+    assert await http.respond("/healthz") == (503, "text/plain", b"starting\n")
+    starting[0] = False
     assert await http.respond("/healthz") == (200, "text/plain", b"ok\n")
     draining[0] = True
     assert (await http.respond("/healthz"))[0] == 503

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,14 @@ def _listening(port: int) -> bool:
         return False
 
 
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
 def _children(pid: int) -> list[int]:
     kids = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -79,12 +88,15 @@ def _worker_pid(supervisor: int, index: int) -> int | None:
 async def workers(tmp_path):
     port = _free_range(6)
     proc = NodeProcess(tmp_path / "data", extra_args=("--workers", "2", "--node-id", "dock"), port=port)
-    # both workers up and each knowing the other (the directory's watch): until then a
-    # worker places every room on itself
+    # both workers started: a worker's /healthz says ok once it serves on the common
+    # port, which it does only when it knows the other (until then it would place every
+    # room on itself)
     deadline = time.monotonic() + 30
-    while not (await _knows_sibling(proc, port + 2) and await _knows_sibling(proc, port + 4)):
+    while not (_healthy(port + 2) and _healthy(port + 4)):
         assert time.monotonic() < deadline, proc.log()[-3000:]
         await asyncio.sleep(0.2)
+    for own in (port + 2, port + 4):
+        assert await _knows_sibling(proc, own)
     yield proc
     if proc.proc.poll() is None:
         code = proc.stop()
@@ -208,3 +220,27 @@ def test_sigterm_stops_the_workers_and_the_redis(workers):
     log = workers.log_path.read_text()
     assert "Traceback" not in log
     assert "workers: stopped" in log and log.count("stopped") >= 3
+
+
+async def test_a_room_open_on_another_worker_goes_on_there(workers):
+    # a room opened on the worker that is not its home (a client that came to that
+    # worker's own port, as after a restart): later members are sent there, not home
+    room = next(f"s{i}" for i in range(100) if _home(f"s{i}") == "dock-w1")
+    first = Participant(f"ws://127.0.0.1:{workers.port + 2}/ws", workers.token("first", room=room))
+    welcome = await first.connect()
+    assert welcome["node"] == "dock-w0" and welcome["redirect"].endswith(f":{workers.port + 4}/ws")
+    await first.join(room)  # (it stays: redirect is advice)
+    try:
+        # the home worker hears of the join through the room's events (Redis pub/sub)
+        for _ in range(40):
+            p, welcome = await _placed(workers, "probe", room)
+            await p.close()
+            if welcome["node"] == "dock-w0":
+                break
+            await asyncio.sleep(0.05)
+        for i in range(4):
+            p, welcome = await _placed(workers, f"later-{i}", room)
+            await p.close()
+            assert welcome["node"] == "dock-w0", i
+    finally:
+        await first.close()
