@@ -80,6 +80,8 @@ ROOM_SEEN_S = 600.0
 """How long a join seen on another worker places the room there (placement under
 ``--workers``): a room that has been quiet longer goes by its hash again."""
 ROOMS_SEEN_MAX = 10_000
+PLACEMENT_GRACE_S = 15.0
+"""How long a worker the directory no longer lists still counts for placement."""
 ORPHAN_TIMEOUT_S = 15.0
 """How long subscribers of a track whose node died wait for its publisher to come back."""
 RESUBSCRIBE_S = 0.5
@@ -138,6 +140,8 @@ class Cluster:
         # room -> (node, when): the last node a participant joined the room on, by the
         # room events of the other nodes (placement under --workers)
         self._rooms_seen: dict[str, tuple[str, float]] = {}
+        # node -> (when the directory dropped it, what it said of itself)
+        self._unlisted: dict[str, tuple[float, NodeInfo]] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -208,15 +212,21 @@ class Cluster:
         room = getattr(claims, "room", None)
         if worker is None or room is None or room in self.node.rooms.media:
             return None
-        live = [n for n in worker.sibling_ids if n in self.nodes]
+        now = time.monotonic()
+        # a sibling the directory stopped listing a moment ago (a heartbeat late under
+        # load) keeps its rooms: moving them would split rooms that are running there;
+        # one gone longer has died, and the supervisor starts it again
+        known = {**{n: info for n, (since, info) in self._unlisted.items() if since > now - PLACEMENT_GRACE_S},
+                 **self.nodes}
+        live = [n for n in worker.sibling_ids if n in known]
         seen = self._rooms_seen.get(room)
-        if seen is not None and seen[0] in live and seen[1] > time.monotonic() - ROOM_SEEN_S:
+        if seen is not None and seen[0] in live and seen[1] > now - ROOM_SEEN_S:
             home = seen[0]  # open on a sibling (since a restart, say): the room goes on there
         else:
             home = home_worker(room, live)
         if home is None or home == self.node_id:
             return None
-        return self.nodes[home].public_url
+        return known[home].public_url
 
     def _saw_join(self, room: str, node_id: str) -> None:
         now = time.monotonic()
@@ -586,7 +596,9 @@ class Cluster:
         # The trunk is left to its own keepalives: a node that is really gone is noticed
         # there within 1.5 s, and one the directory lost only because Redis was away keeps
         # its media flowing (closing it made every imported track pause and come back).
-        self.nodes.pop(node_id, None)
+        info = self.nodes.pop(node_id, None)
+        if info is not None:
+            self._unlisted[node_id] = (time.monotonic(), info)
         logger.warning("cluster: node %s is no longer listed in the directory", node_id,
                        extra={"peer": node_id})
 
