@@ -24,7 +24,8 @@ own (``python -m dockcast.cli serve`` with the same settings):
   keys, the recordings, the plugins' stores), worker 0 started first so that it makes
   whatever a first start makes before the others read it;
 - a worker that exits is started again (1 s, doubling to 30 s while it keeps failing);
-  SIGTERM or SIGINT stops the workers (each drains as a node does), then the Redis.
+  SIGTERM or SIGINT stops the workers (each drains as a node does), then the Redis; a
+  supervisor killed outright takes its children with it (``PR_SET_PDEATHSIG``).
 
 The worker's side is `WorkerRole` (the supervisor passes it in ``DOCKCAST_WORKER``).
 """
@@ -168,7 +169,7 @@ class PrivateRedis:
             [binary, "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
              "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always",
              "--save", "", "--daemonize", "no"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -191,6 +192,14 @@ class PrivateRedis:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In a child before it runs: SIGTERM it when the supervisor dies, even by SIGKILL
+    (``prctl(PR_SET_PDEATHSIG)``), so no worker or Redis outlives it holding the ports."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
 
 
 def _answers(path: Path) -> bool:
@@ -314,7 +323,8 @@ class Supervisor:
 
     def _start(self, index: int, redis_url: str) -> None:
         argv, env = self.command(index, redis_url)
-        self.procs[index] = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+        self.procs[index] = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                                             preexec_fn=_die_with_parent)
         logger.info("workers: worker %d started (pid %d)", index, self.procs[index].pid,
                     extra={"node": worker_node_id(self.group, index)})
 

@@ -244,3 +244,21 @@ async def test_a_room_open_on_another_worker_goes_on_there(workers):
             assert welcome["node"] == "dock-w0", i
     finally:
         await first.close()
+
+
+def test_a_killed_supervisor_takes_its_workers_and_redis_with_it(workers):
+    kids = _children(workers.proc.pid)
+    assert len(kids) == 3
+    workers.kill()  # SIGKILL: no chance to stop anything itself
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in kids):
+        assert time.monotonic() < deadline, [pid for pid in kids if _alive(pid)]
+        time.sleep(0.1)
+    assert not _listening(workers.port) and not _listening(workers.port + 2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
