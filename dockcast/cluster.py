@@ -31,6 +31,7 @@ import json
 import logging
 import time
 import urllib.parse
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.retry import Retry
@@ -76,6 +77,8 @@ HEARTBEAT_S = 1.0
 TRUNK_SETTINGS = TrunkSettings(idle_timeout=1.5, keepalive_interval=0.4)
 """A dead peer node is noticed by its trunk in 1.5 s (before the directory's TTL): the
 failover clock starts there."""
+ROOM_LIST_WAIT_S = 1.0
+"""How long a cluster-wide ``room.list`` waits for the other nodes' answers."""
 ROOM_SEEN_S = 600.0
 """How long a join seen on another worker places the room there (placement under
 ``--workers``): a room that has been quiet longer goes by its hash again."""
@@ -166,6 +169,7 @@ class Cluster:
                                      socket_connect_timeout=PUBLISH_TIMEOUT_S)
         self._pubsub = self._redis.pubsub()
         await self._pubsub.psubscribe(f"{self.prefix}room-events:*")
+        await self._pubsub.subscribe(self._admin_channel)
         self.node.server.placement = self.placement
         self.node.server.alternates = self.alternates
         self.node.server.region_of = config.region_for
@@ -175,6 +179,7 @@ class Cluster:
         bus.subscribe(MessageStored, self._local_message, name="cluster", inline=True)
         bus.subscribe((RoomCreated, RoomClosed), self._room_changed, name="cluster")
         self.node.rooms.remote_tracks = self.remote_tracks
+        self.node.admin.remote_rooms = self.remote_rooms
         self.node.media.import_tracks = self.import_tracks
         for coro in (self._heartbeats(), self._watch(), self._listen()):
             self._spawn(coro)
@@ -340,6 +345,58 @@ class Cluster:
             return None  # split horizon: what came over a trunk never goes over another
         return producer
 
+    # -- room.list across nodes -------------------------------------------------------------
+
+    @property
+    def _admin_channel(self) -> str:
+        return f"{self.prefix}admin"
+
+    async def remote_rooms(self) -> list[dict[str, Any]]:
+        """The rooms open on the other nodes (``room`` reply fields): asked on the admin
+        channel, each node pushing its list onto a reply key this node pops, for at most
+        `ROOM_LIST_WAIT_S`. Redis unreachable: `Unavailable` (a list of this node's rooms
+        alone would read as the whole)."""
+        if len(self.nodes) <= 1:
+            return []
+        key = f"{self.prefix}room-list:{uuid.uuid4().hex}"
+        loop = asyncio.get_running_loop()
+        rooms: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                listeners = await self._redis.publish(self._admin_channel,
+                                                      json.dumps({"node": self.node_id, "reply": key}))
+            expected, answered = max(int(listeners) - 1, 0), 0  # (this node hears itself too)
+            deadline = loop.time() + ROOM_LIST_WAIT_S
+            while answered < expected and (left := deadline - loop.time()) > 0:
+                got = await self._redis.blpop([key], timeout=max(left, 0.01))
+                if got is None:
+                    break
+                rooms += json.loads(got[1])["rooms"]
+                answered += 1
+            with contextlib.suppress(*_REDIS_DOWN):
+                await self._redis.delete(key)
+        except _REDIS_DOWN as exc:
+            raise Unavailable("the rooms of the cluster's other nodes cannot be listed now "
+                              f"(Redis: {exc or 'timeout'}); try again") from None
+        if answered < expected:
+            logger.warning("cluster: room.list: %d of %d other nodes answered in %.1f s",
+                           answered, expected, ROOM_LIST_WAIT_S)
+        return rooms
+
+    async def _answer_room_list(self, raw: dict) -> None:
+        try:
+            body = json.loads(raw["data"])
+            if body.get("node") == self.node_id or not isinstance(body.get("reply"), str):
+                return
+            rooms = self.node.rooms
+            infos = [info for info in map(rooms.room_info, sorted(rooms.room_names())) if info is not None]
+            await self._redis.rpush(body["reply"], json.dumps({"node": self.node_id, "rooms": infos}))
+            await self._redis.expire(body["reply"], 30)
+        except _REDIS_DOWN:
+            logger.warning("cluster: could not answer another node's room.list (Redis)")
+        except Exception:  # noqa: BLE001 - one bad request must not stop the listener
+            logger.exception("cluster: another node's room.list could not be answered")
+
     # -- events across nodes ---------------------------------------------------------------
 
     def _channel(self, room: str) -> str:
@@ -411,6 +468,7 @@ class Cluster:
                 if self._pubsub is None:
                     self._pubsub = self._redis.pubsub()
                     await self._pubsub.psubscribe(f"{self.prefix}room-events:*")
+                    await self._pubsub.subscribe(self._admin_channel)
                 if interrupted:
                     await self._catch_up()
                     logger.info("cluster: listening to the other nodes again")
@@ -418,6 +476,8 @@ class Cluster:
                 async for raw in self._pubsub.listen():
                     if raw.get("type") == "pmessage":
                         await self._on_room_event(raw)
+                    elif raw.get("type") == "message":
+                        self._spawn(self._answer_room_list(raw))
             except _REDIS_DOWN as exc:
                 _raise_if_cancelling()
                 if not interrupted:

@@ -28,7 +28,7 @@ plugin checks its own requests (``shipment.*``) against the same claims. A refus
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from .errors import BadRequest, Conflict, Forbidden, NotFound
@@ -72,6 +72,24 @@ class RoomHost(Protocol):
         """Make the participant leave the room (its connection is told first)."""
 
 
+def merge_rooms(local: list[dict[str, Any]], remote: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``room`` entries of several nodes as one list by room name: a room open on more
+    than one node (its members on each) is one entry with every node's participants,
+    its other fields from the first entry (this node's, when it has the room)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for info in [*local, *remote]:
+        name = info.get("room")
+        if not isinstance(name, str):
+            continue
+        if name not in merged:
+            merged[name] = {**info, "participants": list(info.get("participants") or [])}
+            continue
+        seen = {p.get("participant_id") for p in merged[name]["participants"]}
+        merged[name]["participants"] += [p for p in info.get("participants") or []
+                                         if p.get("participant_id") not in seen]
+    return [merged[name] for name in sorted(merged)]
+
+
 def _claim(conn: Any, name: str) -> str | None:
     """The token's ``room`` or ``shipment`` claim (``None``: not limited by it)."""
     return getattr(getattr(conn, "claims", None), name, None)
@@ -89,6 +107,9 @@ class Admin:
     def __init__(self, host: RoomHost, membership: Membership) -> None:
         self.host = host
         self.membership = membership
+        self.remote_rooms: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
+        """The rooms open on the other nodes of a cluster (``room`` reply fields), for a
+        cluster-wide ``room.list``: the cluster sets it."""
 
     def handlers(self) -> dict[str, Any]:
         return {
@@ -143,6 +164,9 @@ class Admin:
         if room_claim is not None:
             names = [n for n in names if n == room_claim]
         rooms = [info for info in map(self.host.room_info, names) if info is not None]
+        if self.remote_rooms is not None:
+            elsewhere = await self.remote_rooms()
+            rooms = merge_rooms(rooms, [r for r in elsewhere if room_claim in (None, r.get("room"))])
         if room_claim is None and shipment is not None:
             rooms = [info for info in rooms if info.get("shipment_id") == shipment]
         return {"type": "rooms", "rooms": rooms}

@@ -262,3 +262,33 @@ def _alive(pid: int) -> bool:
         return "zombie" not in Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
+
+
+async def test_room_list_shows_every_workers_rooms(workers):
+    members = []
+    homes = {}
+    for r in range(6):
+        room = f"list-{r}"
+        p, welcome = await _placed(workers, f"m{r}", room)
+        await p.join(room)
+        members.append(p)
+        homes[room] = welcome["node"]
+    assert set(homes.values()) == {"dock-w0", "dock-w1"}, homes
+    try:
+        for own in (workers.port + 2, workers.port + 4):
+            admin = Participant(f"ws://127.0.0.1:{own}/ws", workers.token("ops", room=None, grants=("admin",)))
+            await admin.connect()
+            listed = (await admin.request("room.list"))["rooms"]
+            await admin.ws.close()
+            assert sorted(r["room"] for r in listed) == sorted(homes), own
+            assert all(len(r["participants"]) == 1 for r in listed)
+        # an admin token for one room sees that room, wherever it is
+        room = next(r for r, node in homes.items() if node == "dock-w1")
+        admin = Participant(f"ws://127.0.0.1:{workers.port + 2}/ws",
+                            workers.token("ops", room=room, grants=("admin",)))
+        await admin.connect()
+        assert [r["room"] for r in (await admin.request("room.list"))["rooms"]] == [room]
+        await admin.ws.close()
+    finally:
+        for p in members:
+            await p.close()

@@ -221,3 +221,19 @@ async def test_a_shipment_scoped_token_acts_only_on_the_room_of_its_shipment(adm
     assert await ask(admin, "participant.remove", conn, room="dock-1", participant_id="P1") == {"type": "ok"}
     assert await ask(admin, "room.close", conn, room="dock-1") == {"type": "ok"}
     assert sorted(host.rooms) == ["dock-2", "plain"]
+
+
+def test_merge_rooms_joins_one_room_across_nodes():
+    from signalling.admin import merge_rooms
+
+    here = [{"room": "b", "shipment_id": "S1", "participants": [{"participant_id": "p1"}]}]
+    there = [{"room": "a", "shipment_id": None, "participants": []},
+             {"room": "b", "shipment_id": "other", "participants": [{"participant_id": "p2"},
+                                                                     {"participant_id": "p1"}]},
+             {"room": None, "participants": []}]
+    merged = merge_rooms(here, there)
+    assert [r["room"] for r in merged] == ["a", "b"]
+    b = merged[1]
+    assert b["shipment_id"] == "S1"  # this node's fields win
+    assert [p["participant_id"] for p in b["participants"]] == ["p1", "p2"]  # each once
+    assert here[0]["participants"] == [{"participant_id": "p1"}]  # the inputs are not changed
