@@ -77,8 +77,9 @@ HEARTBEAT_S = 1.0
 TRUNK_SETTINGS = TrunkSettings(idle_timeout=1.5, keepalive_interval=0.4)
 """A dead peer node is noticed by its trunk in 1.5 s (before the directory's TTL): the
 failover clock starts there."""
-ROOM_LIST_WAIT_S = 1.0
-"""How long a cluster-wide ``room.list`` waits for the other nodes' answers."""
+ADMIN_WAIT_S = 1.0
+"""How long an admin request done across the cluster (``room.list``, ``room.close``,
+``participant.remove``) waits for the other nodes' answers."""
 ROOM_SEEN_S = 600.0
 """How long a join seen on another worker places the room there (placement under
 ``--workers``): a room that has been quiet longer goes by its hash again."""
@@ -179,7 +180,7 @@ class Cluster:
         bus.subscribe(MessageStored, self._local_message, name="cluster", inline=True)
         bus.subscribe((RoomCreated, RoomClosed), self._room_changed, name="cluster")
         self.node.rooms.remote_tracks = self.remote_tracks
-        self.node.admin.remote_rooms = self.remote_rooms
+        self.node.admin.elsewhere = self.ask_others
         self.node.media.import_tracks = self.import_tracks
         for coro in (self._heartbeats(), self._watch(), self._listen()):
             self._spawn(coro)
@@ -345,57 +346,55 @@ class Cluster:
             return None  # split horizon: what came over a trunk never goes over another
         return producer
 
-    # -- room.list across nodes -------------------------------------------------------------
+    # -- administration across nodes ------------------------------------------------------
 
     @property
     def _admin_channel(self) -> str:
         return f"{self.prefix}admin"
 
-    async def remote_rooms(self) -> list[dict[str, Any]]:
-        """The rooms open on the other nodes (``room`` reply fields): asked on the admin
-        channel, each node pushing its list onto a reply key this node pops, for at most
-        `ROOM_LIST_WAIT_S`. Redis unreachable: `Unavailable` (a list of this node's rooms
-        alone would read as the whole)."""
+    async def ask_others(self, op: str, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """The other nodes' answers to an admin ``op`` (`signalling.admin.Admin.answer`):
+        asked on the admin channel, each node pushing its answer onto a reply key this
+        node pops, for at most `ADMIN_WAIT_S`. Redis unreachable: `Unavailable` (this
+        node's view alone would read as the whole)."""
         if len(self.nodes) <= 1:
             return []
-        key = f"{self.prefix}room-list:{uuid.uuid4().hex}"
+        key = f"{self.prefix}admin-reply:{uuid.uuid4().hex}"
         loop = asyncio.get_running_loop()
-        rooms: list[dict[str, Any]] = []
+        answers: list[dict[str, Any]] = []
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                listeners = await self._redis.publish(self._admin_channel,
-                                                      json.dumps({"node": self.node_id, "reply": key}))
-            expected, answered = max(int(listeners) - 1, 0), 0  # (this node hears itself too)
-            deadline = loop.time() + ROOM_LIST_WAIT_S
-            while answered < expected and (left := deadline - loop.time()) > 0:
+                listeners = await self._redis.publish(
+                    self._admin_channel, json.dumps({"node": self.node_id, "reply": key, "op": op, "args": args}))
+            expected = max(int(listeners) - 1, 0)  # (this node hears itself too)
+            deadline = loop.time() + ADMIN_WAIT_S
+            while len(answers) < expected and (left := deadline - loop.time()) > 0:
                 got = await self._redis.blpop([key], timeout=max(left, 0.01))
                 if got is None:
                     break
-                rooms += json.loads(got[1])["rooms"]
-                answered += 1
+                answers.append(json.loads(got[1]))
             with contextlib.suppress(*_REDIS_DOWN):
                 await self._redis.delete(key)
         except _REDIS_DOWN as exc:
-            raise Unavailable("the rooms of the cluster's other nodes cannot be listed now "
-                              f"(Redis: {exc or 'timeout'}); try again") from None
-        if answered < expected:
-            logger.warning("cluster: room.list: %d of %d other nodes answered in %.1f s",
-                           answered, expected, ROOM_LIST_WAIT_S)
-        return rooms
+            raise Unavailable(f"the cluster's other nodes cannot be asked now (Redis: {exc or 'timeout'}); "
+                              "try again") from None
+        if len(answers) < expected:
+            logger.warning("cluster: %s: %d of %d other nodes answered in %.1f s", op, len(answers),
+                           expected, ADMIN_WAIT_S)
+        return answers
 
-    async def _answer_room_list(self, raw: dict) -> None:
+    async def _answer_admin(self, raw: dict) -> None:
         try:
             body = json.loads(raw["data"])
             if body.get("node") == self.node_id or not isinstance(body.get("reply"), str):
                 return
-            rooms = self.node.rooms
-            infos = [info for info in map(rooms.room_info, sorted(rooms.room_names())) if info is not None]
-            await self._redis.rpush(body["reply"], json.dumps({"node": self.node_id, "rooms": infos}))
+            answer = await self.node.admin.answer(str(body.get("op")), dict(body.get("args") or {}))
+            await self._redis.rpush(body["reply"], json.dumps({"node": self.node_id, **answer}))
             await self._redis.expire(body["reply"], 30)
         except _REDIS_DOWN:
-            logger.warning("cluster: could not answer another node's room.list (Redis)")
+            logger.warning("cluster: could not answer another node's admin request (Redis)")
         except Exception:  # noqa: BLE001 - one bad request must not stop the listener
-            logger.exception("cluster: another node's room.list could not be answered")
+            logger.exception("cluster: another node's admin request could not be answered")
 
     # -- events across nodes ---------------------------------------------------------------
 
@@ -477,7 +476,7 @@ class Cluster:
                     if raw.get("type") == "pmessage":
                         await self._on_room_event(raw)
                     elif raw.get("type") == "message":
-                        self._spawn(self._answer_room_list(raw))
+                        self._spawn(self._answer_admin(raw))
             except _REDIS_DOWN as exc:
                 _raise_if_cancelling()
                 if not interrupted:

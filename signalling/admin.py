@@ -107,9 +107,10 @@ class Admin:
     def __init__(self, host: RoomHost, membership: Membership) -> None:
         self.host = host
         self.membership = membership
-        self.remote_rooms: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
-        """The rooms open on the other nodes of a cluster (``room`` reply fields), for a
-        cluster-wide ``room.list``: the cluster sets it."""
+        self.elsewhere: Callable[[str, dict[str, Any]], Awaitable[list[dict[str, Any]]]] | None = None
+        """``await elsewhere(op, args)``: the other nodes of a cluster each do ``op``
+        (``room.list``, ``room.close``, ``participant.remove``) on their own view with
+        `answer` and this is their answers: the cluster sets it."""
 
     def handlers(self) -> dict[str, Any]:
         return {
@@ -164,8 +165,8 @@ class Admin:
         if room_claim is not None:
             names = [n for n in names if n == room_claim]
         rooms = [info for info in map(self.host.room_info, names) if info is not None]
-        if self.remote_rooms is not None:
-            elsewhere = await self.remote_rooms()
+        if self.elsewhere is not None:
+            elsewhere = [r for answer in await self.elsewhere("room.list", {}) for r in answer.get("rooms", [])]
             rooms = merge_rooms(rooms, [r for r in elsewhere if room_claim in (None, r.get("room"))])
         if room_claim is None and shipment is not None:
             rooms = [info for info in rooms if info.get("shipment_id") == shipment]
@@ -174,23 +175,67 @@ class Admin:
     async def on_room_close(self, conn: Connection, request: Request) -> dict[str, Any]:
         room = request["room"]
         require_room(conn, room)
-        self._require_room_of_shipment(conn, room)
+        here = self.host.room_info(room) is not None
+        if here or self.elsewhere is None:
+            self._require_room_of_shipment(conn, room)
+        answers = await self._ask_elsewhere("room.close", conn, room)
         async with self.host.lifecycle:
-            if self.host.room_info(room) is None:
+            if self.host.room_info(room) is not None:
+                await self.host.close_room(room, "closed")
+            elif not any(a.get("done") for a in answers):
+                self._require_room_of_shipment(conn, room)
                 raise NotFound(f"room {room!r} is not open")
-            await self.host.close_room(room, "closed")
         return {"type": "ok"}
 
     async def on_participant_remove(self, conn: Connection, request: Request) -> dict[str, Any]:
         room, participant_id = request["room"], request["participant_id"]
         require_room(conn, room)
-        self._require_room_of_shipment(conn, room)
-        if self.host.room_info(room) is None:
+        if self.host.room_info(room) is not None and self.host.has_participant(room, participant_id):
+            self._require_room_of_shipment(conn, room)
+            await self.host.remove_participant(room, participant_id)
+            return {"type": "ok"}
+        answers = await self._ask_elsewhere("participant.remove", conn, room, participant_id=participant_id)
+        if any(a.get("done") for a in answers):
+            return {"type": "ok"}
+        if self.host.room_info(room) is None and not any(a.get("room") for a in answers):
+            self._require_room_of_shipment(conn, room)
             raise NotFound(f"room {room!r} is not open")
-        if not self.host.has_participant(room, participant_id):
-            raise NotFound(f"participant {participant_id!r} is not in room {room!r}")
-        await self.host.remove_participant(room, participant_id)
-        return {"type": "ok"}
+        raise NotFound(f"participant {participant_id!r} is not in room {room!r}")
+
+    async def _ask_elsewhere(self, op: str, conn: Connection, room: str, **args: Any) -> list[dict[str, Any]]:
+        """The other nodes' answers to ``op`` on ``room`` (none outside a cluster), with
+        the token's shipment scope for them to check (`answer`)."""
+        if self.elsewhere is None:
+            return []
+        shipment = _claim(conn, "shipment") if _claim(conn, "room") is None else None
+        return await self.elsewhere(op, {"room": room, "shipment": shipment, **args})
+
+    async def answer(self, op: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Another node's ``op`` done on this node's view: ``{rooms}`` for ``room.list``;
+        else ``{room, done}`` (whether the room is open here, whether it was done), and
+        nothing done for a room outside the asker's shipment scope (``args["shipment"]``)."""
+        if op == "room.list":
+            return {"rooms": [info for info in map(self.host.room_info, sorted(self.host.room_names()))
+                              if info is not None]}
+        room = args.get("room")
+        info = self.host.room_info(room) if isinstance(room, str) else None
+        if info is None:
+            return {"room": False, "done": False}
+        shipment = args.get("shipment")
+        if shipment is not None and info.get("shipment_id") != shipment:
+            return {"room": False, "done": False}  # a room that token may not see
+        if op == "room.close":
+            async with self.host.lifecycle:
+                if self.host.room_info(room) is not None:
+                    await self.host.close_room(room, "closed")
+            return {"room": True, "done": True}
+        if op == "participant.remove":
+            participant_id = args.get("participant_id")
+            if not isinstance(participant_id, str) or not self.host.has_participant(room, participant_id):
+                return {"room": True, "done": False}
+            await self.host.remove_participant(room, participant_id)
+            return {"room": True, "done": True}
+        raise BadRequest(f"unknown admin operation {op!r}")
 
     async def on_events_subscribe(self, conn: Connection, request: Request) -> dict[str, Any]:
         rooms = list(request.get("rooms", []))

@@ -289,6 +289,25 @@ async def test_room_list_shows_every_workers_rooms(workers):
         await admin.connect()
         assert [r["room"] for r in (await admin.request("room.list"))["rooms"]] == [room]
         await admin.ws.close()
+        # an admin on worker 0 closes a room of worker 1, removes a participant there
+        others = [r for r, node in homes.items() if node == "dock-w1"]
+        admin = Participant(f"ws://127.0.0.1:{workers.port + 2}/ws",
+                            workers.token("ops", room=None, grants=("admin",)))
+        await admin.connect()
+        await admin.request("room.close", room=others[0])
+        member = members[list(homes).index(others[0])]
+        closed = await member.next_event("room_closed")
+        assert closed["reason"] == "closed"
+        assert len(others) >= 2  # (the names hash so: the placement is deterministic)
+        room = others[1]
+        listed = {r["room"]: r for r in (await admin.request("room.list"))["rooms"]}
+        pid = listed[room]["participants"][0]["participant_id"]
+        await admin.request("participant.remove", room=room, participant_id=pid)
+        removed = await members[list(homes).index(room)].next_event("room_closed")
+        assert removed["reason"] == "removed"
+        listed = sorted(r["room"] for r in (await admin.request("room.list"))["rooms"])
+        assert others[0] not in listed
+        await admin.ws.close()
     finally:
         for p in members:
             await p.close()

@@ -237,3 +237,45 @@ def test_merge_rooms_joins_one_room_across_nodes():
     assert b["shipment_id"] == "S1"  # this node's fields win
     assert [p["participant_id"] for p in b["participants"]] == ["p1", "p2"]  # each once
     assert here[0]["participants"] == [{"participant_id": "p1"}]  # the inputs are not changed
+
+
+@pytest.fixture
+def two_nodes():
+    """Two admins wired as a cluster would: each asks the other's `answer`."""
+    hosts = [Host(), Host()]
+    admins = [Admin(h, LocalMembership()) for h in hosts]
+    for me, other in ((0, 1), (1, 0)):
+        async def elsewhere(op, args, other=other):
+            return [await admins[other].answer(op, args)]
+        admins[me].elsewhere = elsewhere
+    return hosts, admins
+
+
+async def test_room_list_close_and_remove_reach_the_other_node(two_nodes):
+    hosts, (here, there) = two_nodes
+    await ask(there, "room.create", room="dock-1", shipment_id="S1")
+    await ask(here, "room.create", room="dock-2")
+    assert [r["room"] for r in (await ask(here, "room.list"))["rooms"]] == ["dock-1", "dock-2"]
+    assert [r["room"] for r in (await ask(here, "room.list", Conn(room_claim="dock-1")))["rooms"]] == ["dock-1"]
+    # a participant of the other node's room
+    assert await ask(here, "participant.remove", room="dock-1", participant_id="P1") == {"type": "ok"}
+    assert hosts[1].calls[-1] == ("remove", "dock-1", "P1")
+    with pytest.raises(NotFound, match="participant"):
+        await ask(here, "participant.remove", room="dock-1", participant_id="P2")
+    # a shipment-scoped token acts only on its shipment's room, wherever it is
+    with pytest.raises(Forbidden):
+        await ask(here, "room.close", Conn(shipment_claim="S9"), room="dock-1")
+    assert "dock-1" in hosts[1].rooms
+    assert await ask(here, "room.close", Conn(shipment_claim="S1"), room="dock-1") == {"type": "ok"}
+    assert "dock-1" not in hosts[1].rooms and hosts[1].calls[-1] == ("close", "dock-1", "closed")
+    with pytest.raises(NotFound):
+        await ask(here, "room.close", room="dock-1")
+    with pytest.raises(NotFound, match="not open"):
+        await ask(here, "participant.remove", room="dock-1", participant_id="P1")
+
+
+async def test_an_unknown_operation_from_another_node_is_refused(admin):
+    await ask(admin, "room.create", room="dock-1")
+    with pytest.raises(BadRequest):
+        await admin.answer("room.delete_everything", {"room": "dock-1"})
+    assert (await admin.answer("room.close", {"room": 5})) == {"room": False, "done": False}
