@@ -589,9 +589,10 @@ class Worker:
         self.stamp = config.get("system", "dockcast") != "naive"
 
     async def setup(self) -> None:
-        from sfu.ice import use_host_addresses
+        from sfu.ice import use_host_addresses, use_rfc7675_consent
 
         use_host_addresses([self.config.get("ice_address", "127.0.0.1")])
+        use_rfc7675_consent()  # as a browser: a server answering late is not dropped
         if self.wan.profile is not None:
             # the websocket crosses the same emulated path (lossless: it is TCP)
             host, port = self.url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)

@@ -138,6 +138,7 @@ class Node:
         let the followers catch up, serve."""
         tls = tls_context(self.config)  # a bad certificate stops us before anything opened
         ice.use_host_addresses(self.config.announced_ice_addresses)
+        ice.use_rfc7675_consent()
         forward.set_fanout_threads(self.config.resolved_fanout_threads)
         self.loop_lag.start()
         if self.config.redis:  # a cluster: the room log is shared by every node

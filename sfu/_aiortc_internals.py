@@ -19,6 +19,8 @@ What is relied on:
   ``_handle_rtp_data``/``_handle_rtcp_data`` (hooks around SRTP), and
   ``RTCIceTransport._connection`` (the aioice connection);
 - aioice ``CONSENT_INTERVAL`` (seconds between consent checks, RFC 7675),
+  ``Connection.query_consent`` (replaced: `use_rfc7675_consent`), ``build_request`` and
+  ``_query_consent_task``,
   ``Connection._nominated`` (the pair per component) and ``data_received`` (where
   ``StunProtocol.datagram_received`` hands every datagram its STUN parser refuses),
   ``CandidatePair.protocol``/``component``/``remote_addr``,
@@ -32,12 +34,14 @@ What is relied on:
 from __future__ import annotations
 
 import asyncio
-
 import importlib.metadata
+import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
+import aioice.stun
 import pylibsrtp
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
@@ -51,7 +55,8 @@ __all__ = ["CHECKED_VERSIONS", "check", "sender_ssrc", "sender_rtx_ssrc", "negot
            "peer_connection_cname", "ice_connection", "rx_srtp", "tx_srtp", "nominated_pair",
            "hook_dtls", "hook_data_received", "unhook_data_received", "hook_datagram_received",
            "srtp_protect_native", "srtp_unprotect_native", "set_host_addresses",
-           "accept_rsa_dtls_peers", "DTLS_CIPHERS", "connection_diagnostics", "quiet_connect_tasks"]
+           "accept_rsa_dtls_peers", "DTLS_CIPHERS", "connection_diagnostics", "quiet_connect_tasks",
+           "use_rfc7675_consent"]
 
 CHECKED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
 
@@ -72,6 +77,8 @@ _METHODS = [
     (aioice.ice.CandidatePair, "remote_addr", "aioice"),
     (aioice.ice, "get_host_addresses", "aioice"),
     (aioice.ice, "CONSENT_INTERVAL", "aioice"),
+    (aioice.ice.Connection, "query_consent", "aioice"),
+    (aioice.ice.Connection, "build_request", "aioice"),
 ]
 _INSTANCE_ATTRIBUTES = [
     (RTCRtpSender, "_ssrc", "aiortc"),
@@ -89,6 +96,7 @@ _INSTANCE_ATTRIBUTES = [
     (RTCDtlsTransport, "_tx_srtp", "aiortc"),
     (RTCIceTransport, "_connection", "aiortc"),
     (aioice.ice.Connection, "_nominated", "aioice"),
+    (aioice.ice.Connection, "_query_consent_task", "aioice"),
     (aioice.ice.CandidatePair, "protocol", "aioice"),
     (pylibsrtp.Session, "_srtp", "pylibsrtp"),
 ]
@@ -400,6 +408,56 @@ def set_host_addresses(get: Callable[[bool, bool], list[str]] | None) -> None:
     """Make aioice gather host candidates from ``get(use_ipv4, use_ipv6)`` (process-wide,
     aioice has no per-connection setting); None restores aioice's own."""
     aioice.ice.get_host_addresses = get or _original_get_host_addresses
+
+
+# -- ICE consent (RFC 7675) -------------------------------------------------------------
+
+CONSENT_RETRANSMISSIONS = 3
+"""How often a consent check is sent again before it counts as unanswered (aioice's
+timer doubles from 0.5 s: an answer up to 7.5 s late still counts)."""
+CONSENT_EXPIRY_INTERVALS = 6
+"""Consent expires this many intervals (30 s with aioice's 5) after the last answered
+check, as RFC 7675 section 5.1 has it."""
+
+_original_query_consent = aioice.ice.Connection.query_consent
+_consent_logger = logging.getLogger("sfu.ice")
+
+
+async def _query_consent_as_rfc7675(self: aioice.ice.Connection) -> None:
+    """aioice's ``Connection.query_consent`` as RFC 7675 has it: a check every 0.8-1.2
+    times ``CONSENT_INTERVAL``, sent again (`CONSENT_RETRANSMISSIONS`) while unanswered,
+    and consent lost only when no check has been answered for `CONSENT_EXPIRY_INTERVALS`.
+
+    aioice sends each check once and counts it failed unless answered within 0.5 s:
+    under uvloop, whose timers run before it reads its sockets, a node whose loop ran
+    0.5 s late for 30 s (a storm of joins) closed every peer connection it had, though
+    each had answered every check."""
+    assert self.remote_password is not None
+    loop = asyncio.get_running_loop()
+    answered = loop.time()
+    while True:
+        await asyncio.sleep(aioice.ice.CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
+        for pair in list(self._nominated.values()):
+            request = self.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(request, pair.remote_addr,
+                                            integrity_key=self.remote_password.encode("utf8"),
+                                            retransmissions=CONSENT_RETRANSMISSIONS)
+                answered = loop.time()
+            except aioice.stun.TransactionError:
+                pass
+        if loop.time() - answered >= CONSENT_EXPIRY_INTERVALS * aioice.ice.CONSENT_INTERVAL:
+            _consent_logger.info("ICE consent expired: no consent check answered for %.0f s",
+                                 loop.time() - answered)
+            self._query_consent_task = None
+            await self.close()
+            return
+
+
+def use_rfc7675_consent(on: bool = True) -> None:
+    """Every aioice connection of this process checks consent with
+    `_query_consent_as_rfc7675` (False: aioice's own again)."""
+    aioice.ice.Connection.query_consent = _query_consent_as_rfc7675 if on else _original_query_consent
 
 
 # -- DTLS cipher suites ----------------------------------------------------------------

@@ -15,7 +15,8 @@ from aiortc import RTCConfiguration, RTCIceServer
 
 from . import _aiortc_internals as internals
 
-__all__ = ["use_host_addresses", "rtc_configuration", "candidate_allowed", "filter_sdp_candidates"]
+__all__ = ["use_host_addresses", "use_rfc7675_consent", "rtc_configuration", "candidate_allowed",
+           "filter_sdp_candidates"]
 
 _configured: list[str] = []
 
@@ -34,6 +35,14 @@ def use_host_addresses(addresses: Sequence[str] | None) -> None:
         internals.set_host_addresses(get_host_addresses)
     else:
         internals.set_host_addresses(None)
+
+
+def use_rfc7675_consent(on: bool = True) -> None:
+    """ICE consent as RFC 7675 has it, for every connection of this process: checks sent
+    again while unanswered, consent lost 30 s after the last answer (aioice's own counts
+    a check failed unless answered within 0.5 s, so a loop running that late for 30 s
+    loses every peer; `sfu._aiortc_internals.use_rfc7675_consent`)."""
+    internals.use_rfc7675_consent(on)
 
 
 def rtc_configuration(ice_servers: Sequence[str] = ()) -> RTCConfiguration:

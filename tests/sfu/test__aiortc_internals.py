@@ -257,3 +257,68 @@ async def test_unhooking_leaves_another_handler_in_place():
     internals.hook_data_received(connection, theirs.handle)
     internals.unhook_data_received(connection, mine.handle)
     assert connection.data_received == theirs.handle
+
+
+# -- ICE consent under a late loop (RFC 7675) -------------------------------------------
+
+
+async def _ice_pair() -> tuple[aioice.ice.Connection, aioice.ice.Connection]:
+    a = aioice.ice.Connection(ice_controlling=True, components=1, use_ipv6=False)
+    b = aioice.ice.Connection(ice_controlling=False, components=1, use_ipv6=False)
+    await a.gather_candidates()
+    await b.gather_candidates()
+    for me, other in ((a, b), (b, a)):
+        me.remote_username, me.remote_password = other.local_username, other.local_password
+        for candidate in other.local_candidates:
+            await me.add_remote_candidate(candidate)
+        await me.add_remote_candidate(None)
+    await asyncio.gather(a.connect(), b.connect())
+    return a, b
+
+
+def _consent_survives(rfc7675: bool, answer_delay_s: float, vanish: bool = False) -> bool:
+    """Two aioice connections on loopback under uvloop, consent checked every 0.1 s
+    (aioice's first retransmission after 50 ms: 1/10 of its real times): while the
+    checked side reads what comes ``answer_delay_s`` late (a node whose sockets are
+    backed up, a link with seconds of queue), or is gone, does the checking side keep
+    consent for 2 s?"""
+    import uvloop
+
+    async def scenario() -> bool:
+        a, b = await _ice_pair()
+        loop = asyncio.get_running_loop()
+        if vanish:
+            await b.close()
+        for protocol in b._protocols:
+            def late(data, addr, protocol=protocol, read=protocol.datagram_received):
+                loop.call_later(answer_delay_s, read, data, addr)
+            protocol.datagram_received = late
+        await asyncio.sleep(2.0)
+        kept = a._query_consent_task is not None
+        await a.close()
+        await b.close()
+        return kept
+
+    internals.use_rfc7675_consent(rfc7675)
+    saved = aioice.ice.CONSENT_INTERVAL, aioice.stun.RETRY_RTO
+    aioice.ice.CONSENT_INTERVAL, aioice.stun.RETRY_RTO = 0.1, 0.05
+    try:
+        return uvloop.run(scenario())
+    finally:
+        aioice.ice.CONSENT_INTERVAL, aioice.stun.RETRY_RTO = saved
+        internals.use_rfc7675_consent(False)
+
+
+def test_consent_survives_late_answers_as_rfc_7675_has_it():
+    from sfu import ice
+
+    ice.use_host_addresses(["127.0.0.1"])
+    try:
+        # aioice's own: a check answered after its timer fired counts failed, and six in
+        # a row close the connection, though every check was answered
+        assert not _consent_survives(rfc7675=False, answer_delay_s=0.08)
+        assert _consent_survives(rfc7675=True, answer_delay_s=0.08)
+        # and consent is still lost when the peer is really gone
+        assert not _consent_survives(rfc7675=True, answer_delay_s=0.0, vanish=True)
+    finally:
+        ice.use_host_addresses(None)
