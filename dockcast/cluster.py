@@ -497,6 +497,7 @@ class Cluster:
                 return
             if body.get("node") and body.get("event", {}).get("type") == "participant_joined":
                 self._saw_join(room, body["node"])
+            await self._to_watchers(room, body)
             if room not in self.node.rooms.media:
                 return
             if "seq" in body:
@@ -578,6 +579,26 @@ class Cluster:
         await self.import_tracks(media, [track["track_id"]], known)  # adopted: the waiting take it
         logger.info("cluster: %s's %s is back as %s; its consumers here moved to it", identity,
                     track.get("kind"), track["track_id"], extra={"room": room})
+
+    async def _to_watchers(self, room: str, body: dict) -> None:
+        """What another node tells of ``room`` (an event, a stored message) to this
+        node's connections watching the room (``events.subscribe {rooms}``): they hear
+        a room's events wherever its members are."""
+        watchers = self.node.membership.watchers(room, None)
+        if not watchers:
+            return
+        if "seq" in body:
+            stored = await self.node.messaging.log.read(room, int(body["seq"]) - 1, 1)
+            if not stored:
+                return
+            wire = stored[0].to_event()
+        elif isinstance(body.get("event"), dict):
+            wire = body["event"]
+        else:
+            return  # a node telling what it serves again
+        wire = wire if "room" in wire else {**wire, "room": room}
+        for conn in watchers:
+            conn.send_event(wire)
 
     def _deliver_event(self, room: str, wire: dict) -> None:
         for member in self.node.membership.members(room):

@@ -311,3 +311,23 @@ async def test_room_list_shows_every_workers_rooms(workers):
     finally:
         for p in members:
             await p.close()
+
+
+async def test_a_watcher_hears_a_room_served_by_another_worker(workers):
+    room = next(f"w{i}" for i in range(100) if _home(f"w{i}") == "dock-w1")
+    watcher = Participant(f"ws://127.0.0.1:{workers.port + 2}/ws",
+                          workers.token("ops", room=None, grants=("admin",)))
+    await watcher.connect()
+    await watcher.request("events.subscribe", rooms=[room])
+    member, welcome = await _placed(workers, "inspector", room)
+    try:
+        assert welcome["node"] == "dock-w1"
+        await member.join(room)
+        joined = await watcher.next_event("participant_joined")
+        assert joined["room"] == room
+        await member.request("send", topic="status", payload={"stage": "customs"}, msg_id="m-1")
+        message = await watcher.next_event("message")
+        assert message["room"] == room and message["payload"] == {"stage": "customs"}
+    finally:
+        await member.close()
+        await watcher.ws.close()
