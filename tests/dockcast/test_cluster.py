@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from redis_server import RedisServer
 
 from dockcast.cluster import Cluster, _cancel_all
-from sfu.cluster import RedisDirectory
+from sfu.cluster import NodeInfo, RedisDirectory
 from signalling.bus import EventBus
 from signalling.events import RoomCreated
 from signalling.membership import LocalMembership, RoomRecord
@@ -94,7 +94,8 @@ async def node(redis, tmp_path):
     node = SimpleNamespace(
         config=config, node_id="node-a", membership=membership, bus=bus, messaging=messaging,
         rooms=SimpleNamespace(media={ROOM: _media_room()}),
-        media=SimpleNamespace(), server=SimpleNamespace(), registry=CollectorRegistry())
+        media=SimpleNamespace(), server=SimpleNamespace(), registry=CollectorRegistry(),
+        admin=SimpleNamespace(), worker=None)
     node.member = Conn()
     membership.open_room(RoomRecord(ROOM))
     membership.join(node.member, ROOM, "PA_1", node.member.identity)
@@ -207,3 +208,37 @@ async def test_a_task_that_swallows_a_cancellation_is_cancelled_again():
     await asyncio.sleep(0)
     await _cancel_all([task], wait_s=0.2)
     assert task.cancelled() and swallowed == [True]
+
+
+# -- placement under --workers ---------------------------------------------------------------
+
+
+def _sibling(node_id: str) -> NodeInfo:
+    return NodeInfo(node_id=node_id, region="us-west", public_url=f"ws://127.0.0.1:1/{node_id}",
+                    trunk_address="127.0.0.1:2", cert_fingerprint="sha-256 00", load=0.0)
+
+
+async def test_workers_place_rooms_by_hash_and_keep_a_room_where_it_runs(node):
+    from dockcast.workers import WorkerRole, home_worker
+
+    cluster = node.cluster
+    node.worker = WorkerRole("dock", 0, 2, 9000, 1)
+    cluster.node_id = "dock-w0"
+    cluster.nodes = {"dock-w0": _sibling("dock-w0"), "dock-w1": _sibling("dock-w1")}
+    claims = lambda room: SimpleNamespace(room=room)  # noqa: E731
+    theirs = next(f"r{i}" for i in range(100) if home_worker(f"r{i}", ["dock-w0", "dock-w1"]) == "dock-w1")
+    ours = next(f"r{i}" for i in range(100) if home_worker(f"r{i}", ["dock-w0", "dock-w1"]) == "dock-w0")
+    assert cluster.placement(claims(theirs), None) == "ws://127.0.0.1:1/dock-w1"
+    assert cluster.placement(claims(ours), None) is None
+    assert cluster.placement(SimpleNamespace(room=None), None) is None  # an admin stays
+    assert cluster.placement(claims(ROOM), None) is None  # open here: it stays here
+    # a join seen on the sibling keeps the room there, though it hashes here
+    cluster._saw_join(ours, "dock-w1")
+    assert cluster.placement(claims(ours), None) == "ws://127.0.0.1:1/dock-w1"
+    # a sibling the directory dropped a moment ago keeps its rooms ...
+    cluster._node_down("dock-w1")
+    assert cluster.placement(claims(theirs), None) == "ws://127.0.0.1:1/dock-w1"
+    # ... for PLACEMENT_GRACE_S, then its rooms come here
+    when, info = cluster._unlisted["dock-w1"]
+    cluster._unlisted["dock-w1"] = (when - 16.0, info)
+    assert cluster.placement(claims(theirs), None) is None
