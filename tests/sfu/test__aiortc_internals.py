@@ -312,6 +312,7 @@ def _consent_survives(rfc7675: bool, answer_delay_s: float, vanish: bool = False
 def test_consent_survives_late_answers_as_rfc_7675_has_it():
     from sfu import ice
 
+    before = list(ice._configured)  # (the suite's, restored after)
     ice.use_host_addresses(["127.0.0.1"])
     try:
         # aioice's own: a check answered after its timer fired counts failed, and six in
@@ -321,4 +322,4 @@ def test_consent_survives_late_answers_as_rfc_7675_has_it():
         # and consent is still lost when the peer is really gone
         assert not _consent_survives(rfc7675=True, answer_delay_s=0.0, vanish=True)
     finally:
-        ice.use_host_addresses(None)
+        ice.use_host_addresses(before or None)
