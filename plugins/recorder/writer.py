@@ -104,7 +104,7 @@ def vp9_starts_keyframe(data: bytes) -> bool:
 
 @dataclass
 class WriterStats:
-    packets: int = 0
+    packets: int = 0  # written to a segment file (not only taken from a sink)
     bytes: int = 0
     segments_closed: int = 0
     dropped_before_keyframe: int = 0
@@ -115,7 +115,7 @@ class WriterStats:
 
 class _OpenSegment:
     __slots__ = ("fd", "record", "started_at", "last_at", "buffer", "digest", "size",
-                 "last_anchor")
+                 "last_anchor", "buffered")
 
     def __init__(self, fd: int, record: SegmentRecord, started_at: float, header: bytes):
         self.fd = fd
@@ -126,6 +126,7 @@ class _OpenSegment:
         self.digest = hashlib.sha256()
         self.size = 0
         self.last_anchor: float | None = None
+        self.buffered = 0  # packets in buffer, not written yet
 
 
 class _TrackState:
@@ -348,7 +349,7 @@ class RecordingWriter:
             return
         segment.record.packets += 1
         segment.last_at = state.last_at = arrival
-        self.stats.packets += 1
+        segment.buffered += 1
 
     def _sender_report(self, state: _TrackState, ntp: int, rtp_ts: int, arrival: float) -> None:
         segment = state.segment
@@ -419,6 +420,8 @@ class RecordingWriter:
         segment.digest.update(data)
         segment.size += len(data)
         self.stats.bytes += len(data)
+        self.stats.packets += segment.buffered  # counted once in the file
+        segment.buffered = 0
 
     def _close_segment(self, state: _TrackState, at: float, closed: list[SegmentClosed]) -> None:
         segment = state.segment
