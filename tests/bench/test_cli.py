@@ -29,6 +29,20 @@ def test_options():
     assert args.cross_region == "none"
 
 
+def test_the_workers_baseline(tmp_path):
+    from bench.harness import DockcastSystem, Run, RunOptions
+
+    args = build_parser().parse_args(["rooms", "--baselines", "workers", "--workers", "3"])
+    assert args.baselines == ("workers",) and args.workers == 3
+    assert build_parser().parse_args(["rooms"]).workers == 2
+    run = Run(RunOptions(out=tmp_path, baselines=("workers",), workers=3))
+    dockcast, workers = run.systems()  # (made, not started)
+    assert isinstance(workers, DockcastSystem) and workers.workers == 3
+    assert (workers.name, workers.label) == ("dockcast-3w", "Dockcast, 3 workers")
+    assert dockcast.workers == 1 and dockcast.name == "dockcast"
+    assert "--workers 3" in workers.how
+
+
 def test_failover_and_the_wan_between_a_cascades_nodes():
     args = build_parser().parse_args(["failover", "--trials", "5", "--failover-subscribers", "20",
                                       "--trunk-wan", "75,5,1"])
