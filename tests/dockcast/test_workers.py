@@ -103,3 +103,50 @@ def test_the_worker_command_keeps_secrets_off_the_command_line():
     assert flags["--port"] == "9000"  # the shared port
     group, index, count, port, pid = env[ROLE_ENV].split(",")
     assert (group, index, count, port, int(pid)) == ("dock", "1", "2", "9004", os.getpid())
+
+
+class _Proc:
+    def __init__(self) -> None:
+        self.code: int | None = None
+        self.pid = 4242
+
+    def poll(self) -> int | None:
+        return self.code
+
+
+def test_a_worker_that_keeps_failing_is_started_again_ever_later(monkeypatch):
+    import types
+
+    from dockcast import workers
+
+    clock = [100.0]
+    monkeypatch.setattr(workers, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    sup = Supervisor(load_config({"workers": 2, "node_id": "dock"}, environ={}), {})
+    started: list[int] = []
+
+    def start(index: int, redis_url: str) -> None:
+        started.append(index)
+        sup.procs[index] = _Proc()
+
+    monkeypatch.setattr(sup, "_start", start)
+    start(0, "r"), start(1, "r")
+    waits = []
+    for _ in range(7):  # worker 1 dies as soon as it starts, again and again
+        sup.procs[1].code = 1
+        sup._supervise("r")
+        assert sup.procs[1] is None
+        waits.append(sup.next_start[1] - clock[0])
+        clock[0] += waits[-1] - 0.01
+        sup._supervise("r")
+        assert sup.procs[1] is None  # not before its time
+        clock[0] += 0.02
+        sup._supervise("r")
+        assert sup.procs[1] is not None
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert started.count(0) == 1  # the other worker was left alone
+    # once it has run a while, the next failure waits 1 s again
+    clock[0] += 31.0
+    sup._supervise("r")
+    sup.procs[1].code = -9
+    sup._supervise("r")
+    assert sup.next_start[1] - clock[0] == 1.0
