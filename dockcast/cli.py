@@ -115,9 +115,7 @@ DEV_ROOM = "dock-7"
 def base_url(config: NodeConfig) -> str:
     """``http://HOST:PORT`` (``https`` with TLS) of a node as a browser on this machine
     reaches it (a wildcard listen address: 127.0.0.1)."""
-    host = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-    host = f"[{host}]" if ":" in host else host
-    return f"{'https' if config.tls_cert is not None else 'http'}://{host}:{config.port}"
+    return config.local_url()
 
 
 def dev_urls(config: NodeConfig, ttl: float = 12 * 3600.0) -> dict[str, str]:

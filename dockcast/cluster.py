@@ -30,7 +30,6 @@ import contextlib
 import json
 import logging
 import time
-import urllib.parse
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -158,7 +157,7 @@ class Cluster:
                                   self.certificate.private_key, self._accept_peer, node_id=self.node_id,
                                   find_producer=self._local_producer, settings=TRUNK_SETTINGS)
         await self.server.start()
-        public_url = config.public_url or _default_url(config.host, port, config.tls_cert is not None)
+        public_url = config.public_url or config.local_url(port, "ws") + "/ws"
         self.info = NodeInfo(node_id=self.node_id, region=self.region, public_url=public_url,
                              trunk_address=config.trunk_address or f"{config.host}:{self.server.port}",
                              cert_fingerprint=self.certificate.fingerprint, load=0.0)
@@ -725,9 +724,3 @@ class TrunkCollector:
         for (peer, key), value in sorted(totals.items()):
             counters[key].add_metric([peer], value)
         yield from counters.values()
-
-
-def _default_url(host: str, port: int, tls: bool) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    shown = f"[{shown}]" if ":" in shown else shown
-    return urllib.parse.urlunsplit(("wss" if tls else "ws", f"{shown}:{port}", "/ws", "", ""))

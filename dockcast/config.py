@@ -103,6 +103,18 @@ class NodeConfig:
         return min(max(cores // workers - 1, 0), 3)
 
     @property
+    def local_host(self) -> str:
+        """Where a client on this machine reaches ``host`` (a wildcard: 127.0.0.1)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+    def local_url(self, port: int | None = None, scheme: str = "http") -> str:
+        """``http://HOST:PORT`` (``ws`` with ``scheme="ws"``; ``https``/``wss`` with TLS)
+        of this node's ``port`` (default ``port``) as a client on this machine reaches it."""
+        host = f"[{self.local_host}]" if ":" in self.local_host else self.local_host
+        secure = "s" if self.tls_cert is not None else ""
+        return f"{scheme}{secure}://{host}:{self.port if port is None else port}"
+
+    @property
     def keys(self) -> dict[str, str]:
         """Every API key the node accepts, with its secret (``api_key`` and ``api_keys``)."""
         keys = dict(self.api_keys)

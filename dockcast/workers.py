@@ -50,7 +50,7 @@ from typing import Any
 
 from .config import ConfigError, NodeConfig
 
-__all__ = ["WorkerRole", "Supervisor", "worker_count", "home_worker", "ROLE_ENV"]
+__all__ = ["WorkerRole", "Supervisor", "worker_count", "home_worker", "port_free", "ROLE_ENV"]
 
 logger = logging.getLogger("dockcast.workers")
 
@@ -137,9 +137,7 @@ def worker_url(config: NodeConfig, port: int) -> str:
         host = parts.hostname or "127.0.0.1"
         host = f"[{host}]" if ":" in host else host
         return urllib.parse.urlunsplit((parts.scheme, f"{host}:{port}", parts.path or "/ws", "", ""))
-    shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
-    shown = f"[{shown}]" if ":" in shown else shown
-    return f"{'wss' if config.tls_cert else 'ws'}://{shown}:{port}/ws"
+    return config.local_url(port, "ws") + "/ws"
 
 
 class PrivateRedis:
@@ -213,7 +211,7 @@ def _answers(path: Path) -> bool:
         return False
 
 
-def _free(host: str, port: int) -> bool:
+def port_free(host: str, port: int) -> bool:
     """Nobody listens on TCP ``port`` nor has UDP ``port`` (bound without SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
@@ -229,9 +227,7 @@ def _healthy(config: NodeConfig, port: int) -> bool:
     import ssl
     import urllib.request
 
-    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
-    host = f"[{host}]" if ":" in host else host
-    url = f"{'https' if config.tls_cert else 'http'}://{host}:{port}/healthz"
+    url = config.local_url(port) + "/healthz"
     context = ssl._create_unverified_context() if url.startswith("https") else None  # our own node
     try:
         with urllib.request.urlopen(url, timeout=1.0, context=context) as reply:
@@ -240,10 +236,9 @@ def _healthy(config: NodeConfig, port: int) -> bool:
         return False
 
 
-def _listening(host: str, port: int) -> bool:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+def _listening(config: NodeConfig, port: int) -> bool:
     try:
-        with socket.create_connection((shown, port), timeout=1.0):
+        with socket.create_connection((config.local_host, port), timeout=1.0):
             return True
     except OSError:
         return False
@@ -290,7 +285,7 @@ class Supervisor:
             signal.signal(sig, lambda *_: self._stop.set())
         taken = [p for p in [self.config.port] + [worker_port(self.config.port, i) + k
                                                    for i in range(self.count) for k in (0, 1)]
-                 if not _free(self.config.host, p)]
+                 if not port_free(self.config.host, p)]
         if taken:  # SO_REUSEPORT would let a second server share the port unnoticed
             raise ConfigError(f"workers: port(s) {', '.join(map(str, taken))} on {self.config.host} "
                               f"are in use; {self.count} workers on --port {self.config.port} need "
@@ -331,17 +326,13 @@ class Supervisor:
     def _wait_healthy(self, index: int) -> bool:
         """Worker ``index`` has started (its ``/healthz`` says ok: it serves on the common
         port too)."""
-        port = worker_port(self.config.port, index)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline and not self._stop.is_set():
-            if _healthy(self.config, port):
-                return True
-            time.sleep(0.1)
-        logger.error("workers: worker %d was not healthy on port %d in %.0f s", index, port, READY_TIMEOUT_S)
-        return False
+        return self._wait(index, _healthy, "was not healthy")
 
     def _wait_ready(self, index: int) -> bool:
         """Worker ``index`` listens on its own port (the next one may start)."""
+        return self._wait(index, _listening, "did not listen")
+
+    def _wait(self, index: int, check: Any, failed: str) -> bool:
         port = worker_port(self.config.port, index)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline and not self._stop.is_set():
@@ -350,10 +341,10 @@ class Supervisor:
                 logger.error("workers: worker %d exited while starting (%s)", index,
                              proc.returncode if proc else "not started")
                 return False
-            if _listening(self.config.host, port):
+            if check(self.config, port):
                 return True
             time.sleep(0.1)
-        logger.error("workers: worker %d did not listen on port %d in %.0f s", index, port, READY_TIMEOUT_S)
+        logger.error("workers: worker %d %s on port %d in %.0f s", index, failed, port, READY_TIMEOUT_S)
         return False
 
     def _supervise(self, redis_url: str) -> None:

@@ -160,11 +160,8 @@ class Admin:
         return {"type": "room", **info}
 
     async def on_room_list(self, conn: Connection, request: Request) -> dict[str, Any]:
-        names = sorted(self.host.room_names())
         room_claim, shipment = _claim(conn, "room"), _claim(conn, "shipment")
-        if room_claim is not None:
-            names = [n for n in names if n == room_claim]
-        rooms = [info for info in map(self.host.room_info, names) if info is not None]
+        rooms = [info for info in self._open_rooms() if room_claim in (None, info["room"])]
         if self.elsewhere is not None:
             elsewhere = [r for answer in await self.elsewhere("room.list", {}) for r in answer.get("rooms", [])]
             rooms = merge_rooms(rooms, [r for r in elsewhere if room_claim in (None, r.get("room"))])
@@ -202,6 +199,10 @@ class Admin:
             raise NotFound(f"room {room!r} is not open")
         raise NotFound(f"participant {participant_id!r} is not in room {room!r}")
 
+    def _open_rooms(self) -> list[dict[str, Any]]:
+        """The ``room`` entries of this node's open rooms, by name."""
+        return [info for info in map(self.host.room_info, sorted(self.host.room_names())) if info is not None]
+
     async def _ask_elsewhere(self, op: str, conn: Connection, room: str, **args: Any) -> list[dict[str, Any]]:
         """The other nodes' answers to ``op`` on ``room`` (none outside a cluster), with
         the token's shipment scope for them to check (`answer`)."""
@@ -215,8 +216,7 @@ class Admin:
         else ``{room, done}`` (whether the room is open here, whether it was done), and
         nothing done for a room outside the asker's shipment scope (``args["shipment"]``)."""
         if op == "room.list":
-            return {"rooms": [info for info in map(self.host.room_info, sorted(self.host.room_names()))
-                              if info is not None]}
+            return {"rooms": self._open_rooms()}
         room = args.get("room")
         info = self.host.room_info(room) if isinstance(room, str) else None
         if info is None:

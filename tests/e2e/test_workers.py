@@ -22,31 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness import free_port_range
+
 from .conftest import API_KEY, API_SECRET, ROOT, NodeProcess
 from .peer import Participant
 from .waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-def _free_range(count: int) -> int:
-    """A port P with P..P+count-1 free (TCP and UDP)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count < 65535 and all(_free(base + k) for k in range(count)):
-            return base
-
-
-def _free(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
 
 
 def _listening(port: int) -> bool:
@@ -86,7 +68,7 @@ def _worker_pid(supervisor: int, index: int) -> int | None:
 
 @pytest.fixture
 async def workers(tmp_path):
-    port = _free_range(6)
+    port = free_port_range(6)
     proc = NodeProcess(tmp_path / "data", extra_args=("--workers", "2", "--node-id", "dock"), port=port)
     # both workers started: a worker's /healthz says ok once it serves on the common
     # port, which it does only when it knows the other (until then it would place every
